@@ -1,0 +1,58 @@
+"""The table a deploy prints: what each stage did, how long it took, and where the release is live."""
+
+from __future__ import annotations
+
+from coderemote_pipeline.deploy import STAGE_ORDER, DeployOutcome
+
+
+def _seconds(meta: dict) -> float:
+    for key in ("total_s", "seconds"):
+        if key in meta:
+            return float(meta[key])
+    return 0.0
+
+
+def _what(stage: str, meta: dict) -> str:
+    if stage == "infra_stack":
+        return f"{meta.get('change_count', 0)} change(s)"
+    if stage == "api_image":
+        return f"{meta.get('outcome')} {str(meta.get('digest', ''))[:19]}"
+    if stage == "lambda_version":
+        moved = f"{meta.get('previous_version')} → {meta.get('version')}" if meta.get("alias_moved") else "unchanged"
+        return (
+            f"version {meta.get('version')} ({'reused' if meta.get('version_reused') else 'published'}), live {moved}"
+        )
+    if stage == "frontend_bundle":
+        return f"{meta.get('build')} build, {meta.get('files_uploaded')}/{meta.get('files')} files uploaded"
+    if stage == "cloudfront_invalidation":
+        return f"{meta.get('path_count', 0)} path(s) {meta.get('status', 'skipped') if meta.get('path_count') else ''}"
+    if stage == "smoke_result":
+        return "passed" if meta.get("passed") else "failed"
+    return ""
+
+
+def render(outcome: DeployOutcome) -> str:
+    lines = [
+        f"{'stage':<24} {'seconds':>8}  result",
+        f"{'-' * 24} {'-' * 8}  {'-' * 40}",
+    ]
+    for stage in STAGE_ORDER:
+        meta = outcome.stages.get(stage)
+        if meta is None:
+            lines.append(f"{stage:<24} {'-':>8}  not materialized")
+        else:
+            lines.append(f"{stage:<24} {_seconds(meta):>8.2f}  {_what(stage, meta)}")
+    lines.append(f"{'total (wall)':<24} {outcome.seconds:>8.2f}")
+    infra = outcome.stages.get("infra_stack", {})
+    outputs = infra.get("stack_outputs", {}) or {}
+    state = "LIVE" if outcome.success else "FAILED"
+    lines += [
+        "",
+        f"{state}: {outcome.env}|{outcome.release} (commit {outcome.commit[:12]}), run {outcome.run_id}",
+    ]
+    if outputs:
+        lines.append(f"  API:      {outputs.get('api_url')}")
+        lines.append(f"  frontend: {outputs.get('frontend_url')}/index.html")
+    if outcome.failure:
+        lines.append(f"  failure:  {outcome.failure}")
+    return "\n".join(lines)

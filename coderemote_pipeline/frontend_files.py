@@ -1,0 +1,98 @@
+"""Rules for the frontend's files in the bucket: content types, cache headers, what changed, what to invalidate."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import mimetypes
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+IMMUTABLE = "public, max-age=31536000, immutable"
+NO_CACHE = "no-cache"
+SHORT = "public, max-age=300"
+RELEASES_PREFIX = "_releases/"
+RUNTIME_CONFIG = "config.json"
+
+# A content hash in the file name (app.3f9c2ab1d4.js, chunk-3F9C2AB1.css): the name changes whenever the bytes do.
+_HASHED_NAME = re.compile(r"[.-][0-9a-fA-F]{8,}\.[A-Za-z0-9]+$")
+_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".mjs": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".json": "application/json",
+    ".map": "application/json",
+    ".svg": "image/svg+xml",
+    ".txt": "text/plain; charset=utf-8",
+    ".webmanifest": "application/manifest+json",
+    ".woff2": "font/woff2",
+    ".wasm": "application/wasm",
+}
+
+
+@dataclass(frozen=True)
+class BundleFile:
+    path: str
+    data: bytes
+
+    @property
+    def md5(self) -> str:
+        return hashlib.md5(self.data, usedforsecurity=False).hexdigest()
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+
+def is_hashed(path: str) -> bool:
+    return bool(_HASHED_NAME.search(path))
+
+
+def cache_control(path: str) -> str:
+    """Hashed assets are immutable; HTML and runtime config must be revalidated so a deploy shows at once."""
+    if is_hashed(path):
+        return IMMUTABLE
+    if path.endswith((".html", ".json")) or path == RUNTIME_CONFIG:
+        return NO_CACHE
+    return SHORT
+
+
+def content_type(path: str) -> str:
+    suffix = Path(path).suffix.lower()
+    return _TYPES.get(suffix) or mimetypes.guess_type(path)[0] or "application/octet-stream"
+
+
+def collect(directory: Path) -> list[BundleFile]:
+    files = [
+        BundleFile(p.relative_to(directory).as_posix(), p.read_bytes()) for p in directory.rglob("*") if p.is_file()
+    ]
+    return sorted(files, key=lambda f: f.path)
+
+
+def runtime_config(*, release: str, api_url: str, env: str, commit: str) -> BundleFile:
+    body = {"release": release, "apiUrl": api_url, "env": env, "commit": commit}
+    return BundleFile(RUNTIME_CONFIG, (json.dumps(body, indent=2, sort_keys=True) + "\n").encode())
+
+
+def content_hash(files: list[BundleFile]) -> str:
+    """One hash for a bundle: equal across environments exactly when the built files are byte-identical."""
+    digest = hashlib.sha256()
+    for f in sorted(files, key=lambda f: f.path):
+        digest.update(f"{f.path}\0{f.sha256}\n".encode())
+    return digest.hexdigest()
+
+
+def changed(files: list[BundleFile], remote_etags: dict[str, str]) -> list[BundleFile]:
+    """Files whose bytes differ from the bucket's (single-part ETag = MD5), HTML last so it never points ahead."""
+    differing = [f for f in files if remote_etags.get(f.path, "").strip('"') != f.md5]
+    return sorted(differing, key=lambda f: (f.path.endswith(".html"), f.path))
+
+
+def invalidation_paths(changed_paths: list[str]) -> list[str]:
+    """Only paths a cache may hold stale bytes for; new hashed names were never cached."""
+    paths = sorted({"/" + p for p in changed_paths if not is_hashed(p)})
+    if "/index.html" in paths:
+        paths.insert(0, "/")
+    return paths

@@ -1,0 +1,184 @@
+"""The app's git remote: a bare mirror per remote URL, ref resolution and exports of one commit's files.
+
+Builds never read a working copy: every stage exports the exact tree of the release's commit from the mirror.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import io
+import os
+import subprocess
+import tarfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from coderemote_pipeline.release_rules import (
+    Release,
+    ReleaseKind,
+    commit_release_key,
+    is_version_tag_name,
+)
+
+GIT_TIMEOUT_S = 120
+DEFAULT_BRANCH = "main"
+
+
+class GitError(RuntimeError):
+    pass
+
+
+class RemoteUnreachable(GitError):
+    pass
+
+
+class RefNotFound(GitError):
+    pass
+
+
+@dataclass(frozen=True)
+class ResolvedRef:
+    ref: str
+    commit: str
+    release_key: str
+
+
+def _git(*args: str, cwd: Path | None = None, input_bytes: bytes | None = None) -> bytes:
+    # GIT_TERMINAL_PROMPT=0: an https remote asking for credentials must fail, not hang a sensor or a run.
+    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true", "LC_ALL": "C"}
+    proc = subprocess.run(
+        ["git", *args],
+        cwd=cwd,
+        input=input_bytes,
+        capture_output=True,
+        env=env,
+        timeout=GIT_TIMEOUT_S,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise GitError(proc.stderr.decode(errors="replace").strip() or f"git {args[0]} exited {proc.returncode}")
+    return proc.stdout
+
+
+class GitRemote:
+    """A remote URL (path, file://, ssh, https) and its bare mirror under `mirror_root`."""
+
+    def __init__(self, url: str, mirror_root: Path):
+        self.url = url
+        digest = hashlib.sha256(url.encode()).hexdigest()[:12]
+        self.mirror = Path(mirror_root) / f"{Path(url.rstrip('/')).stem or 'app'}-{digest}.git"
+
+    @contextmanager
+    def _locked(self):
+        self.mirror.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.mirror.parent / f"{self.mirror.name}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+
+    def sync(self) -> None:
+        """Fetch every branch and tag into the mirror (prune deleted ones; moved tags follow the remote)."""
+        with self._locked():
+            try:
+                if not (self.mirror / "HEAD").exists():
+                    _git("init", "--bare", "--quiet", str(self.mirror))
+                _git(
+                    "fetch", "--quiet", "--prune", "--force", self.url,
+                    "+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*",
+                    cwd=self.mirror,
+                )  # fmt: skip
+            except GitError as exc:
+                raise RemoteUnreachable(
+                    f"app git remote {self.url!r} is unreachable: {exc}. Check the URL "
+                    "(CODEREMOTE_APP_REMOTE or app_source.remote_url) and that git can read it"
+                ) from None
+
+    def ls_remote(self) -> dict[str, str]:
+        """refs → commit on the remote, without fetching objects (cost independent of history length)."""
+        try:
+            out = _git("ls-remote", "--heads", "--tags", self.url).decode()
+        except GitError as exc:
+            raise RemoteUnreachable(f"app git remote {self.url!r} is unreachable: {exc}") from None
+        refs: dict[str, str] = {}
+        for line in out.splitlines():
+            sha, _, ref = line.partition("\t")
+            # Peeled annotated tags (`refs/tags/v1^{}`) name the commit; they win over the tag object.
+            if ref.endswith("^{}"):
+                refs[ref[:-3]] = sha
+            else:
+                refs.setdefault(ref, sha)
+        return refs
+
+    def rev_parse(self, spec: str) -> str | None:
+        if not (self.mirror / "HEAD").exists():
+            return None
+        try:
+            return _git("rev-parse", "--verify", "--quiet", f"{spec}^{{commit}}", cwd=self.mirror).decode().strip()
+        except GitError:
+            return None
+
+    def resolve(self, ref: str) -> ResolvedRef:
+        """A tag, branch or commit of the remote → its commit and release key. Fetches first."""
+        self.sync()
+        if self.rev_parse(f"refs/tags/{ref}") and is_version_tag_name(ref):
+            return ResolvedRef(ref=ref, commit=self.rev_parse(f"refs/tags/{ref}") or "", release_key=ref)
+        branch_commit = self.rev_parse(f"refs/heads/{ref}")
+        if branch_commit:
+            return ResolvedRef(ref=ref, commit=branch_commit, release_key=commit_release_key(ref, branch_commit))
+        commit = self.rev_parse(ref) if all(c in "0123456789abcdef" for c in ref) and len(ref) >= 7 else None
+        if commit:
+            return ResolvedRef(
+                ref=ref, commit=commit, release_key=commit_release_key(self._home_branch(commit), commit)
+            )
+        raise RefNotFound(
+            f"{ref!r} is not a branch, version tag or commit of the app remote {self.url!r}. "
+            f"List what exists with `git ls-remote {self.url}`"
+        )
+
+    def _home_branch(self, commit: str) -> str:
+        out = _git("branch", "--format=%(refname:short)", "--contains", commit, cwd=self.mirror).decode().split()
+        if DEFAULT_BRANCH in out:
+            return DEFAULT_BRANCH
+        return out[0] if out else "commit"
+
+    def commit_of(self, release: Release) -> str:
+        """The commit a release key names, fetching if the mirror does not know it yet."""
+        spec = f"refs/tags/{release.key}" if release.kind is not ReleaseKind.COMMIT else release.commit_prefix
+        assert spec is not None
+        commit = self.rev_parse(spec)
+        if commit is None:
+            self.sync()
+            commit = self.rev_parse(spec)
+        if commit is None:
+            raise RefNotFound(f"release {release.key!r} names no tag or commit on the app remote {self.url!r}")
+        return commit
+
+    def is_ancestor(self, commit: str, of_ref: str) -> bool:
+        try:
+            _git("merge-base", "--is-ancestor", commit, of_ref, cwd=self.mirror)
+        except GitError:
+            return False
+        return True
+
+    def tree_id(self, commit: str, path: str) -> str:
+        """The git tree id of `path` at `commit`: a content hash of that directory, used as a build key."""
+        spec = f"{commit}:{path.strip('/')}" if path.strip("/.") else f"{commit}^{{tree}}"
+        try:
+            return _git("rev-parse", "--verify", spec, cwd=self.mirror).decode().strip()
+        except GitError:
+            raise GitError(f"path {path!r} does not exist in commit {commit[:12]} of {self.url!r}") from None
+
+    def export(self, commit: str, path: str, dest: Path) -> Path:
+        """Write the files of `path` at `commit` into `dest` (created empty), as a checkout would."""
+        tree = self.tree_id(commit, path)
+        data = _git("archive", "--format=tar", tree, cwd=self.mirror)
+        dest.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(fileobj=io.BytesIO(data)) as archive:
+            archive.extractall(dest, filter="data")
+        return dest
+
+    def describe_commit(self, commit: str) -> dict[str, str]:
+        fmt = "%H%x00%an%x00%aI%x00%s"
+        sha, author, date, subject = _git("show", "-s", f"--format={fmt}", commit, cwd=self.mirror).decode().split("\0")
+        return {"commit": sha, "author": author, "date": date, "subject": subject.strip()}

@@ -1,0 +1,107 @@
+"""boto3 clients for either target: the emulator over HTTP or real AWS through the default credential chain."""
+
+from __future__ import annotations
+
+import functools
+from abc import ABC, abstractmethod
+from typing import Any
+
+import boto3
+import botocore.exceptions
+import dagster as dg
+from botocore.config import Config
+
+from coderemote_pipeline.local_stack.errors import UP_COMMAND, EmulatorDown
+from coderemote_pipeline.local_stack.moto_server import moto_answers
+from coderemote_pipeline.resources.stack import LocalStackResource
+
+# Adaptive retries absorb throttling and transient 5xx; permanent errors (4xx) surface at once with their message.
+_CLIENT_CONFIG = Config(retries={"mode": "adaptive", "max_attempts": 8}, connect_timeout=5, read_timeout=60)
+
+
+class AwsCredentialsMissing(RuntimeError):
+    pass
+
+
+class AwsResource(dg.ConfigurableResource, ABC):
+    """The one place boto3 clients are made; stages never build their own."""
+
+    region: str = "us-east-1"
+
+    @abstractmethod
+    def _session_kwargs(self) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def endpoint_url(self) -> str | None: ...
+
+    @property
+    @abstractmethod
+    def object_acl(self) -> str | None:
+        """ACL for uploaded frontend objects: None on AWS (private bucket behind CloudFront)."""
+
+    def client(self, service: str) -> Any:
+        kwargs = tuple(sorted(self._session_kwargs().items()))
+        return _cached_client(service, self.region, self.endpoint_url(), kwargs)
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_client(service: str, region: str, endpoint_url: str | None, session_kwargs: tuple) -> Any:
+    # Making a client loads its service model (~0.1-0.3 s); one per process and endpoint is enough, and
+    # boto3 clients are thread-safe.
+    session = boto3.session.Session(region_name=region, **dict(session_kwargs))
+    if session.get_credentials() is None:
+        raise AwsCredentialsMissing(
+            "no AWS credentials found: set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, "
+            "or run `aws configure` / `aws sso login` (the aws target uses boto3's default credential chain)"
+        )
+    return session.client(service, endpoint_url=endpoint_url, config=_CLIENT_CONFIG)
+
+
+class EmulatorAws(AwsResource):
+    """The AWS API emulator of the local stack (moto in server mode), with its fixed test credentials."""
+
+    stack: LocalStackResource
+
+    def _session_kwargs(self) -> dict[str, Any]:
+        # moto accepts any credentials; fixed ones keep a user's real keys from ever being sent to it.
+        return {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+
+    def endpoint_url(self) -> str | None:
+        endpoint = self.stack.info().moto_endpoint
+        _emulator_answers(endpoint)
+        return endpoint
+
+    @property
+    def object_acl(self) -> str | None:
+        # moto's S3 serves an object over plain HTTP only when it is public-read.
+        return "public-read"
+
+
+@functools.lru_cache(maxsize=8)
+def _emulator_answers(endpoint: str) -> bool:
+    """Fail in milliseconds with the fix, rather than after boto3's retries, when the emulator is down."""
+    if not moto_answers(endpoint):
+        raise EmulatorDown(f"AWS emulator (moto) at {endpoint} is not answering: start it with `{UP_COMMAND}`")
+    return True  # only success is cached; a down emulator is asked again next time
+
+
+class RealAws(AwsResource):
+    """Real AWS: boto3's default credential chain, optionally a named profile."""
+
+    profile: str | None = None
+
+    def _session_kwargs(self) -> dict[str, Any]:
+        return {"profile_name": self.profile} if self.profile else {}
+
+    def endpoint_url(self) -> str | None:
+        return None
+
+    @property
+    def object_acl(self) -> str | None:
+        return None
+
+
+def error_code(exc: BaseException) -> str:
+    if isinstance(exc, botocore.exceptions.ClientError):
+        return str(exc.response.get("Error", {}).get("Code", ""))
+    return ""

@@ -1,0 +1,140 @@
+"""What serves the live alias: Lambda itself on AWS; on the local target, a container of the alias's image."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import time
+import urllib.error
+import urllib.request
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import dagster as dg
+import docker.errors
+
+from coderemote_pipeline.resources.docker_engine import DockerEngine
+from coderemote_pipeline.resources.registry import ImageRef, ImageRegistry
+from coderemote_pipeline.resources.stack import LocalStackResource
+
+HEALTH_TIMEOUT_S = 20.0
+LOG_TAIL_LINES = 30
+
+
+class ApiUnhealthy(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class ServedVersion:
+    env: str
+    function: str
+    version: str
+    image: ImageRef
+    variables: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Activation:
+    reused: bool
+    seconds: float
+    cold_start_s: float | None
+    detail: str
+
+
+class ApiRuntime(dg.ConfigurableResource, ABC):
+    @abstractmethod
+    def activate(self, served: ServedVersion, *, api_url: str, command: str, health_path: str) -> Activation:
+        """Make `served` the version answering at `api_url`; return once it answers its health path."""
+
+    @abstractmethod
+    def current(self, env: str) -> dict[str, str] | None:
+        """What is serving the env right now (version, digest), as the runtime itself reports it."""
+
+
+def wait_healthy(url: str, timeout_s: float) -> float:
+    """Seconds until `url` first answers 200; raises ApiUnhealthy with the last answer after `timeout_s`."""
+    started = time.monotonic()
+    last = "no answer"
+    while time.monotonic() - started < timeout_s:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return time.monotonic() - started
+                last = f"HTTP {response.status}"
+        except urllib.error.HTTPError as exc:
+            last = f"HTTP {exc.code}"
+        except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
+            last = str(getattr(exc, "reason", exc))
+        time.sleep(0.05)
+    raise ApiUnhealthy(f"{url} did not answer 200 within {timeout_s:.0f} s (last: {last})")
+
+
+class LocalContainerRuntime(ApiRuntime):
+    """One container per environment running the alias's image with the function's environment, host network."""
+
+    stack: LocalStackResource
+    docker: DockerEngine
+    registry: ImageRegistry
+
+    def _name(self, env: str) -> str:
+        return f"coderemote-{self.stack.info().stack_id}-{env}-api"
+
+    def _find(self, env: str):
+        client = self.docker.client()
+        try:
+            return client.containers.get(self._name(env))
+        except docker.errors.NotFound:
+            return None
+
+    def current(self, env: str) -> dict[str, str] | None:
+        container = self._find(env)
+        if container is None or container.status != "running":
+            return None
+        labels = container.labels
+        return {k.removeprefix("coderemote."): v for k, v in labels.items() if k.startswith("coderemote.")}
+
+    def activate(self, served: ServedVersion, *, api_url: str, command: str, health_path: str) -> Activation:
+        started = time.monotonic()
+        fingerprint = json.dumps({"digest": served.image.digest, "vars": served.variables}, sort_keys=True)
+        container = self._find(served.env)
+        if (
+            container is not None
+            and container.status == "running"
+            and container.labels.get("coderemote.fingerprint") == fingerprint
+            and container.labels.get("coderemote.version") == served.version
+        ):
+            wait_healthy(api_url + health_path, HEALTH_TIMEOUT_S)
+            return Activation(True, time.monotonic() - started, None, f"container {container.short_id} already serves")
+        client = self.docker.client()
+        if container is not None:
+            # Same port on the host network: the old container must release it before the new one binds.
+            container.remove(force=True)
+        port = api_url.rsplit(":", 1)[1]
+        info = self.stack.info()
+        container = client.containers.run(
+            self.registry.run_reference(served.image),
+            command=shlex.split(command),
+            name=self._name(served.env),
+            detach=True,
+            network_mode="host",
+            environment={**served.variables, "HOST": "127.0.0.1", "PORT": port},
+            labels={
+                "coderemote.stack": info.stack_id,
+                "coderemote.env": served.env,
+                "coderemote.version": served.version,
+                "coderemote.digest": served.image.digest,
+                "coderemote.release": served.variables.get("APP_RELEASE", ""),
+                "coderemote.fingerprint": fingerprint,
+            },
+        )
+        try:
+            cold_start = wait_healthy(api_url + health_path, HEALTH_TIMEOUT_S)
+        except ApiUnhealthy as exc:
+            container.reload()
+            logs = container.logs(tail=LOG_TAIL_LINES).decode(errors="replace")
+            raise ApiUnhealthy(
+                f"API container for {served.env} (image {served.image.digest[:19]}, status {container.status}) "
+                f"is not healthy: {exc}\n--- container log (last {LOG_TAIL_LINES} lines) ---\n{logs}"
+            ) from None
+        return Activation(False, time.monotonic() - started, cold_start, f"started container {container.short_id}")

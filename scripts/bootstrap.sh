@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Install what the project needs on a fresh Debian machine, then the project itself into .venv. Safe to re-run:
+# each step is skipped when already done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+sudo_cmd=()
+if [ "$(id -u)" != 0 ]; then sudo_cmd=(sudo); fi
+
+# command:debian-package. docker.io is the engine (dockerd), docker-registry the image registry, mmdebstrap makes
+# the Python base image (no image can be pulled here), nodejs/npm build the frontend, postgresql the team profile.
+missing=()
+for pair in dockerd:docker.io docker-registry:docker-registry mmdebstrap:mmdebstrap git:git node:nodejs npm:npm \
+            tar:tar; do
+  command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair##*:}")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing system packages: ${missing[*]}"
+  "${sudo_cmd[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+if [ ! -f .venv/.installed ] || [ pyproject.toml -nt .venv/.installed ]; then
+  echo "installing the project into .venv"
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -e '.[dev]'
+  touch .venv/.installed
+fi

@@ -1,0 +1,60 @@
+"""Shared fixtures: one real local stack per test session, real git remotes of the example apps, a persistent
+Dagster instance. Everything started here is stopped here, by PID or container id (LocalStack.down)."""
+
+import os
+import shutil
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from coderemote_pipeline.demo import EXAMPLE_APP, make_app_repo
+from coderemote_pipeline.settings import PROJECT_ROOT, Settings
+
+ALT_APP = PROJECT_ROOT / "tests" / "fixtures" / "alt-app"
+
+
+def pytest_collection_modifyitems(config, items):
+    has_aws = bool(os.environ.get("AWS_PROFILE") or os.environ.get("AWS_ACCESS_KEY_ID")) and shutil.which("pulumi")
+    skip = pytest.mark.skip(reason="needs real AWS credentials and the Pulumi CLI (see docs/aws.md)")
+    for item in items:
+        if "aws" in item.keywords and not has_aws:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def state_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("state")
+
+
+@pytest.fixture(scope="session")
+def local_stack(state_dir):
+    from coderemote_pipeline.local_stack import LocalStack
+
+    stack = LocalStack(state_dir)
+    info = stack.up()
+    try:
+        yield info
+    finally:
+        stack.down()
+
+
+@pytest.fixture(scope="session")
+def app_remote(tmp_path_factory) -> tuple[Path, Path]:
+    """(bare remote, working clone) of the example app, a real git repository."""
+    root = tmp_path_factory.mktemp("app")
+    make_app_repo(EXAMPLE_APP, root / "code-remote-app.git", root / "clone")
+    return root / "code-remote-app.git", root / "clone"
+
+
+@pytest.fixture(scope="session")
+def settings(state_dir, app_remote, local_stack) -> Settings:
+    return Settings(target="local", state_dir=state_dir, app_remote=str(app_remote[0]), app_config=None)
+
+
+@pytest.fixture(scope="session")
+def instance(tmp_path_factory):
+    home = tmp_path_factory.mktemp("dagster_home")
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    with dg.DagsterInstance.from_config(str(home)) as inst:
+        yield inst

@@ -1,0 +1,92 @@
+import shutil
+from pathlib import Path
+
+import pytest
+
+from coderemote_pipeline.policy import (
+    DEFAULT_INFRA_DIR,
+    Approval,
+    PolicyError,
+    Trigger,
+    load_policies,
+)
+from coderemote_pipeline.release_rules import parse_release_key
+
+
+def test_strategy_tables_load():
+    policies = load_policies()
+    dev, staging, prod = policies["dev"], policies["staging"], policies["prod"]
+    assert (dev.trigger, dev.approval) == (Trigger.MAIN_PUSH, Approval.NONE)
+    assert (staging.trigger, staging.approval) == (Trigger.MANUAL, Approval.OPTIONAL)
+    assert (prod.trigger, prod.approval_required) == (Trigger.STABLE_TAG, True)
+    assert prod.stack.vpc_cidr == "10.2.0.0/16" and prod.stack.az_count == 3
+    assert dev.stack.vpc_cidr is None and dev.stack.az_count is None
+    for policy in policies.values():
+        assert policy.stack.region == "us-east-1"
+        assert policy.stack.gemini_model == "gemini-2.5-flash"
+
+
+@pytest.mark.parametrize(
+    ("release", "refused"),
+    [("v1.2.3", None), ("v2.0.0-beta.1", "pre-release"), ("main-3f9c2ab", "a commit")],
+)
+def test_prod_accepts_only_stable_tags(release, refused):
+    reason = load_policies()["prod"].refusal(parse_release_key(release))
+    if refused is None:
+        assert reason is None
+    else:
+        assert refused in reason and "git tag v1.2.3" in reason
+
+
+def test_dev_accepts_commits_and_prereleases():
+    dev = load_policies()["dev"]
+    assert dev.refusal(parse_release_key("main-3f9c2ab")) is None
+    assert dev.refusal(parse_release_key("v2.0.0-beta.1")) is None
+
+
+@pytest.fixture
+def infra_copy(tmp_path: Path) -> Path:
+    shutil.copytree(DEFAULT_INFRA_DIR, tmp_path / "infra", ignore=shutil.ignore_patterns("__pycache__"))
+    return tmp_path / "infra"
+
+
+def _edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new))
+
+
+@pytest.mark.parametrize(
+    ("file", "old", "new", "message"),
+    [
+        ("environments.yaml", "trigger: stable_tag", "trigger: nightly", "environments.prod.trigger: 'nightly'"),
+        ("environments.yaml", "approval: required", "approval: maybe", "environments.prod.approval"),
+        ("environments.yaml", "auto_rollback: true", "auto_rollback: sometimes", "auto_rollback"),
+        ("environments.yaml", "  staging:", "  qa:", "unknown ['qa'], missing ['staging']"),
+        ("pulumi/Pulumi.prod.yaml", "10.2.0.0/16", "10.2.0.0/99", "code-remote:vpc_cidr"),
+        ("pulumi/Pulumi.prod.yaml", 'az_count: "3"', "az_count: three", "code-remote:az_count"),
+        ("pulumi/Pulumi.prod.yaml", 'az_count: "3"', "az_count: 9", "between 1 and 6"),
+        ("pulumi/Pulumi.dev.yaml", "aws:region: us-east-1", "aws:zone: us-east-1", "aws:region' is required"),
+        ("pulumi/Pulumi.dev.yaml", "gemini_model", "gemini_mdl", "gemini_model' is required"),
+    ],
+)
+def test_bad_policy_names_file_and_key(infra_copy, file, old, new, message):
+    _edit(infra_copy / file, old, new)
+    with pytest.raises(PolicyError) as err:
+        load_policies(infra_copy)
+    assert str(infra_copy / file) in str(err.value)
+    assert message in str(err.value)
+
+
+def test_vpc_cidr_without_az_count_is_refused(infra_copy):
+    path = infra_copy / "pulumi" / "Pulumi.prod.yaml"
+    lines = [line for line in path.read_text().splitlines() if "az_count" not in line]
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(PolicyError, match="set both"):
+        load_policies(infra_copy)
+
+
+def test_missing_stack_file_is_named(infra_copy):
+    (infra_copy / "pulumi" / "Pulumi.staging.yaml").unlink()
+    with pytest.raises(PolicyError, match=r"Pulumi\.staging\.yaml: file not found"):
+        load_policies(infra_copy)

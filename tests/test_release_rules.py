@@ -1,0 +1,88 @@
+import dagster as dg
+import pytest
+
+from coderemote_pipeline.partitions import (
+    UnknownEnvironmentError,
+    check_env,
+    deployment_key,
+    parse_deployment_key,
+)
+from coderemote_pipeline.release_rules import (
+    ReleaseKeyError,
+    ReleaseKind,
+    commit_release_key,
+    parse_release_key,
+    parse_version_tag,
+)
+
+
+@pytest.mark.parametrize(
+    ("key", "kind"),
+    [
+        ("v1.2.3", ReleaseKind.STABLE),
+        ("v0.0.1", ReleaseKind.STABLE),
+        ("v2.0.0-beta.1", ReleaseKind.PRERELEASE),
+        ("v1.0.0-rc.2", ReleaseKind.PRERELEASE),
+        ("main-3f9c2ab", ReleaseKind.COMMIT),
+        ("hotfix-critical-fix-0123456789ab", ReleaseKind.COMMIT),
+    ],
+)
+def test_release_keys_parse(key, kind):
+    assert parse_release_key(key).kind is kind
+
+
+@pytest.mark.parametrize(
+    ("key", "reason"),
+    [
+        ("v1.2", "not semantic versioning"),
+        ("vnext", "neither a version tag"),
+        ("v01.2.3", "not semantic versioning"),
+        ("v1.2.3+build.5", "build metadata"),
+        ("1.2.3", "neither a version tag"),
+        ("main-xyz1234", "neither a version tag"),
+        ("main-3f9c", "neither a version tag"),
+        ("dev|v1.2.3", "contains one of"),
+        ("", "empty"),
+        ("main 3f9c2ab", "contains one of"),
+    ],
+)
+def test_malformed_release_keys_are_refused_with_the_reason(key, reason):
+    with pytest.raises(ReleaseKeyError, match=reason):
+        parse_release_key(key)
+
+
+def test_version_tag_requires_v_prefix():
+    with pytest.raises(ReleaseKeyError, match="must start with 'v'"):
+        parse_version_tag("1.2.3")
+    assert str(parse_version_tag("v1.2.3")) == "1.2.3"
+
+
+def test_commit_release_key_is_short_and_slugged():
+    sha = "3f9c2ab1d4e5f60718293a4b5c6d7e8f90a1b2c3"
+    assert commit_release_key("main", sha) == "main-3f9c2ab"
+    assert commit_release_key("feature/My Thing", sha) == "feature-my-thing-3f9c2ab"
+    assert parse_release_key(commit_release_key("feature/My Thing", sha)).commit_prefix == "3f9c2ab"
+    with pytest.raises(ReleaseKeyError, match="not a git commit"):
+        commit_release_key("main", "HEAD")
+
+
+def test_deployment_keys_round_trip():
+    key = deployment_key("dev", "main-3f9c2ab")
+    assert str(key) == "dev|main-3f9c2ab"
+    env, release = parse_deployment_key(key)
+    assert (env, release.key) == ("dev", "main-3f9c2ab")
+    assert parse_deployment_key("prod|v1.2.3")[1].is_stable
+    assert isinstance(key, dg.MultiPartitionKey)
+
+
+@pytest.mark.parametrize("bad", ["qa", "Prod", "", "production"])
+def test_unknown_environment_names_the_choices(bad):
+    with pytest.raises(UnknownEnvironmentError, match="choose one of dev, staging, prod"):
+        check_env(bad)
+    with pytest.raises(UnknownEnvironmentError):
+        deployment_key(bad, "v1.0.0")
+
+
+def test_deployment_key_without_separator_is_refused():
+    with pytest.raises(ReleaseKeyError, match=r"ENV\|RELEASE"):
+        parse_deployment_key("dev-main-3f9c2ab")
