@@ -76,6 +76,16 @@ def export_settings(settings: Settings) -> None:
     os.environ["DAGSTER_HOME"] = str(dagster_home(settings))
 
 
+def failure_text(error: Any) -> str:
+    """The user's exception message, without Dagster's wrapper ("Error occurred while executing op ...")."""
+    while error is not None and error.cause is not None and "Error occurred while executing" in error.message:
+        error = error.cause
+    if error is None:
+        return "unknown error"
+    text = error.message.strip()
+    return text.removeprefix("dagster._core.definitions.events.Failure: ")
+
+
 def _built_before(instance: dg.DagsterInstance, asset: str, commit: str) -> bool:
     records = instance.fetch_materializations(dg.AssetKey(asset), limit=HISTORY_SCAN).records
     return any(
@@ -192,11 +202,7 @@ def run_deployment(
     if not result.success:
         failures = [e for e in result.all_events if e.event_type is dg.DagsterEventType.STEP_FAILURE]
         failure = (
-            "; ".join(
-                f"{e.step_key}: {e.step_failure_data.error.message.strip() if e.step_failure_data.error else ''}"
-                for e in failures
-            )
-            or "run failed"
+            "; ".join(f"{e.step_key}: {failure_text(e.step_failure_data.error)}" for e in failures) or "run failed"
         )
     return DeployOutcome(
         run_id=result.run_id,

@@ -62,6 +62,10 @@ def _git(*args: str, cwd: Path | None = None, input_bytes: bytes | None = None) 
     return proc.stdout
 
 
+def _first_line(exc: Exception) -> str:
+    return next((line for line in str(exc).splitlines() if line.strip()), str(exc)).removeprefix("fatal: ")
+
+
 class GitRemote:
     """A remote URL (path, file://, ssh, https) and its bare mirror under `mirror_root`."""
 
@@ -90,7 +94,7 @@ class GitRemote:
                 )  # fmt: skip
             except GitError as exc:
                 raise RemoteUnreachable(
-                    f"app git remote {self.url!r} is unreachable: {exc}. Check the URL "
+                    f"app git remote {self.url!r} is unreachable ({_first_line(exc)}). Check the URL "
                     "(CODEREMOTE_APP_REMOTE or app_source.remote_url) and that git can read it"
                 ) from None
 
@@ -99,7 +103,7 @@ class GitRemote:
         try:
             out = _git("ls-remote", "--heads", "--tags", self.url).decode()
         except GitError as exc:
-            raise RemoteUnreachable(f"app git remote {self.url!r} is unreachable: {exc}") from None
+            raise RemoteUnreachable(f"app git remote {self.url!r} is unreachable ({_first_line(exc)})") from None
         refs: dict[str, str] = {}
         for line in out.splitlines():
             sha, _, ref = line.partition("\t")

@@ -9,9 +9,7 @@ import dagster as dg
 import pytest
 
 from coderemote_pipeline.demo import EXAMPLE_APP, make_app_repo
-from coderemote_pipeline.settings import PROJECT_ROOT, Settings
-
-ALT_APP = PROJECT_ROOT / "tests" / "fixtures" / "alt-app"
+from coderemote_pipeline.settings import Settings
 
 
 def pytest_collection_modifyitems(config, items):

@@ -51,8 +51,9 @@ def api_image(
     repository = outputs[out.ECR_REPOSITORY_NAME]
     timer = Stopwatch()
     with timer.step("resolve"):
+        base_image_id = docker.base_image_id()  # first: no engine means nothing below can work
         commit = commit_for(context, app_source, release)
-        build_key = app_source.backend_build_key(commit, docker.base_image_id())
+        build_key = app_source.backend_build_key(commit, base_image_id)
         build_tag = f"build-{build_key[:16]}"
         ref = registry.find(repository, build_tag)
     outcome = "reused"

@@ -1,0 +1,107 @@
+"""Whole deployments through Dagster on the real local stack: the full graph, a no-op re-run, another app layout."""
+
+import json
+import shutil
+import urllib.request
+from dataclasses import replace
+
+import dagster as dg
+import docker
+import pytest
+
+from coderemote_pipeline.demo import commit_and_push, make_app_repo
+from coderemote_pipeline.deploy import run_deployment
+from coderemote_pipeline.settings import PROJECT_ROOT
+
+ALT_APP = PROJECT_ROOT / "tests" / "fixtures" / "alt-app"
+
+pytestmark = pytest.mark.stack
+
+
+def _get(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return response.read()
+
+
+def _builds(info) -> int:
+    engine = docker.DockerClient(base_url=info.docker_host)
+    return len(engine.images.list(filters={"label": "coderemote.build-key"}))
+
+
+def _step_windows(instance, run_id):
+    windows = {}
+    for record in instance.all_logs(run_id):
+        event = record.dagster_event
+        if (
+            event
+            and event.step_key
+            and event.event_type in (dg.DagsterEventType.STEP_START, dg.DagsterEventType.STEP_SUCCESS)
+        ):
+            windows.setdefault(event.step_key, []).append(record.timestamp)
+    return windows
+
+
+def test_full_deploy_then_noop(settings, instance, app_remote, local_stack):
+    clone = app_remote[1]
+    (clone / "frontend" / "src" / "style.css").write_text("body { font-family: sans-serif; color: #123; }\n")
+    commit = commit_and_push(clone, "restyle for the full deploy test")
+    builds_before = _builds(local_stack)
+
+    first = run_deployment("dev", "main", settings=settings, instance=instance, echo=lambda _: None)
+    assert first.success, first.failure
+    assert first.job_name == "deploy_job" and first.commit == commit
+    assert set(first.stages) == {
+        "infra_stack", "api_image", "lambda_version", "frontend_bundle", "cloudfront_invalidation", "smoke_result"
+    }  # fmt: skip
+    assert first.stages["api_image"]["outcome"] == "built"
+    assert _builds(local_stack) == builds_before + 1
+    # The two branches really overlap in time inside the one run.
+    windows = _step_windows(instance, first.run_id)
+    assert windows["frontend_bundle"][0] < windows["api_image"][1]
+    assert windows["api_image"][0] < windows["frontend_bundle"][1]
+
+    api_url = first.stages["infra_stack"]["stack_outputs"]["api_url"]
+    frontend_url = first.stages["infra_stack"]["stack_outputs"]["frontend_url"]
+    health = json.loads(_get(api_url + "/health"))
+    assert health["release"] == first.release and health["commit"] == commit
+    assert b"Code Remote" in _get(frontend_url + "/index.html")
+    assert json.loads(_get(frontend_url + "/config.json"))["release"] == first.release
+
+    again = run_deployment("dev", "main", settings=settings, instance=instance, echo=lambda _: None)
+    assert again.success, again.failure
+    assert again.job_name == "redeploy_job"
+    assert again.stages["infra_stack"]["change_count"] == 0
+    assert again.stages["api_image"]["outcome"] == "reused" and again.stages["api_image"]["built"] is False
+    assert again.stages["lambda_version"]["version"] == first.stages["lambda_version"]["version"]
+    assert again.stages["lambda_version"]["version_reused"] is True
+    assert again.stages["lambda_version"]["alias_moved"] is False
+    assert again.stages["frontend_bundle"]["files_uploaded"] == 0
+    assert again.stages["frontend_bundle"]["build"] == "reused"
+    assert again.stages["cloudfront_invalidation"]["path_count"] == 0
+    assert _builds(local_stack) == builds_before + 1
+
+
+def test_another_app_layout_deploys_through_configuration_alone(settings, instance, tmp_path):
+    remote, clone = tmp_path / "alt.git", tmp_path / "alt"
+    commit = make_app_repo(ALT_APP, remote, clone)
+    config = tmp_path / "alt-app.yaml"
+    config.write_text(
+        "backend_context: services/api\n"
+        "dockerfile: Containerfile\n"
+        "container_command: python3 -m svc.http\n"
+        "health_path: /status\n"
+        "frontend_dir: web\n"
+        "frontend_build_command: npm run build\n"
+        "frontend_output_dir: out\n"
+        "frontend_env_mode: build_time\n"
+    )
+    alt = replace(settings, app_remote=str(remote), app_config=config)
+    outcome = run_deployment("staging", "main", settings=alt, instance=instance, echo=lambda _: None)
+    assert outcome.success, outcome.failure
+    outputs = outcome.stages["infra_stack"]["stack_outputs"]
+    status = json.loads(_get(outputs["api_url"] + "/status"))
+    assert (status["release"], status["commit"], status["env"]) == (outcome.release, commit, "staging")
+    index = _get(outputs["frontend_url"] + "/index.html").decode()
+    assert outcome.release in index and outputs["api_url"] in index
+    assert outcome.stages["frontend_bundle"]["build_mode"] == "build_time"
+    shutil.rmtree(clone)

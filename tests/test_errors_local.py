@@ -1,0 +1,136 @@
+"""Errors a user can cause, each with a message that names the thing and the fix."""
+
+import json
+import socket
+from dataclasses import replace
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from coderemote_pipeline.cli.main import main
+from coderemote_pipeline.definitions import STAGES
+from coderemote_pipeline.demo import EXAMPLE_APP, commit_and_push, git, make_app_repo
+from coderemote_pipeline.deploy import DeployRefused, run_deployment
+from coderemote_pipeline.git import RefNotFound, RemoteUnreachable
+from coderemote_pipeline.local_stack import EmulatorDown, LocalStackNotRunning, check_parts, load_stack_info
+from coderemote_pipeline.partitions import UnknownEnvironmentError
+from coderemote_pipeline.release_rules import commit_release_key
+from coderemote_pipeline.resources.stack import LocalStackResource
+from coderemote_pipeline.targets import local_resources
+
+pytestmark = pytest.mark.stack
+
+
+def _dead_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _broken_stack(settings, tmp_path: Path, **changes) -> Path:
+    """A state dir whose stack record points one part at an address where nothing answers."""
+    info = json.loads((settings.state_dir / "local" / "stack.json").read_text())
+    info.update(changes)
+    (tmp_path / "local").mkdir(parents=True)
+    (tmp_path / "local" / "stack.json").write_text(json.dumps(info))
+    return tmp_path
+
+
+def _failure(result, step: str) -> str:
+    event = next(e for e in result.get_step_failure_events() if e.step_key == step)
+    error = event.step_failure_data.error
+    return "\n".join(str(e.message) for e in [error, error.cause] if e is not None)
+
+
+def test_unknown_environment(settings, capsys):
+    with pytest.raises(UnknownEnvironmentError, match="unknown environment 'qa': choose one of dev, staging, prod"):
+        run_deployment("qa", "main", settings=settings)
+    assert main(["deploy", "qa", "main", "--remote", settings.app_remote]) == 2
+    assert "unknown environment 'qa'" in capsys.readouterr().err
+
+
+def test_ref_missing_on_the_remote(settings, capsys):
+    with pytest.raises(RefNotFound, match="'no-such-branch' is not a branch, version tag or commit"):
+        run_deployment("dev", "no-such-branch", settings=settings)
+    assert main(["deploy", "dev", "v9.9.9", "--remote", settings.app_remote]) == 2
+    assert "git ls-remote" in capsys.readouterr().err
+
+
+def test_unreachable_remote(settings, tmp_path):
+    missing = replace(settings, app_remote=str(tmp_path / "nowhere.git"))
+    with pytest.raises(
+        RemoteUnreachable,
+        match=r"nowhere\.git' is unreachable \(.*not appear to be a git repository\)\. Check the URL",
+    ):
+        run_deployment("dev", "main", settings=missing)
+
+
+def test_prod_refuses_commits_and_prereleases(settings, app_remote):
+    with pytest.raises(DeployRefused, match="prod deploys only stable version tags"):
+        run_deployment("prod", "main", settings=settings)
+
+
+def test_emulator_not_running(settings, instance, tmp_path):
+    state = _broken_stack(settings, tmp_path / "state", moto_endpoint=f"http://127.0.0.1:{_dead_port()}")
+    with pytest.raises(EmulatorDown, match=r"AWS emulator \(moto\) at http://127\.0\.0\.1:\d+ is not answering"):
+        check_parts(load_stack_info(state))
+    broken = replace(settings, state_dir=state)
+    instance.add_dynamic_partitions("release", ["main-0000000"])
+    result = dg.materialize(
+        STAGES,
+        selection=["infra_stack"],
+        partition_key="dev|main-0000000",
+        resources=local_resources(broken),
+        instance=instance,
+        raise_on_error=False,
+    )
+    assert not result.success
+    assert "coderemote-pipeline local up" in _failure(result, "infra_stack")
+
+
+def test_stack_never_started(tmp_path):
+    with pytest.raises(LocalStackNotRunning, match="coderemote-pipeline local up"):
+        LocalStackResource(state_dir=str(tmp_path)).info()
+
+
+def test_no_docker_engine(settings, instance, app_remote, tmp_path):
+    head = git("rev-parse", "HEAD", cwd=app_remote[1])
+    partition = f"dev|{commit_release_key('main', head)}"
+    instance.add_dynamic_partitions("release", [commit_release_key("main", head)])
+    good = dg.materialize(
+        STAGES,
+        selection=["infra_stack"],
+        partition_key=partition,
+        resources=local_resources(settings),
+        instance=instance,
+    )
+    assert good.success
+    state = _broken_stack(settings, tmp_path / "state", docker_host=f"unix://{tmp_path}/no-engine.sock")
+    broken = replace(settings, state_dir=state)
+    result = dg.materialize(
+        STAGES,
+        selection=["api_image"],
+        partition_key=partition,
+        resources=local_resources(broken),
+        instance=instance,
+        raise_on_error=False,
+    )
+    assert not result.success
+    message = _failure(result, "api_image")
+    assert "no Docker engine reachable at unix://" in message and "local up" in message
+
+
+def test_dockerfile_that_fails_to_build(settings, instance, tmp_path):
+    remote, clone = tmp_path / "broken.git", tmp_path / "broken"
+    make_app_repo(EXAMPLE_APP, remote, clone)
+    dockerfile = clone / "backend" / "Dockerfile"
+    dockerfile.write_text(dockerfile.read_text() + "COPY no-such-dir/ /var/task/missing/\n")
+    commit = commit_and_push(clone, "break the Dockerfile")
+    broken = replace(settings, app_remote=str(remote))
+    outcome = run_deployment("staging", "main", settings=broken, instance=instance, echo=lambda _: None)
+    assert not outcome.success
+    assert "api_image" in outcome.failure and "docker build of Dockerfile failed" in outcome.failure
+    assert "build log (last" in outcome.failure and "no-such-dir" in outcome.failure
+    assert "lambda_version" not in outcome.stages  # nothing downstream of the failed build ran
+    assert commit[:7] in outcome.release
