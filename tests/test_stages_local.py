@@ -31,6 +31,7 @@ def _materialize(name, key, settings, instance):
 def release(app_remote, instance):
     clone = app_remote[1]
     (clone / "backend" / "app" / "stage_test.txt").write_text("stage test\n")
+    (clone / "frontend" / "src" / "style.css").write_text("/* stage test */\nbody { margin: 0; }\n")
     commit = commit_and_push(clone, "stage test commit")
     key = commit_release_key("main", commit)
     instance.add_dynamic_partitions("release", [key])
@@ -73,10 +74,10 @@ def test_each_stage_against_the_live_stack(settings, instance, release, local_st
 
     bundle = _materialize("frontend_bundle", partition, settings, instance)
     assert bundle["files_uploaded"] >= 1 and "config.json" in bundle["changed_paths"]
-    hashed = next(p for p in bundle["changed_paths"] if p.startswith("assets/") and p.endswith(".js"))
+    hashed = next(p for p in bundle["changed_paths"] if p.startswith("assets/") and p.endswith(".css"))
     head = s3.head_object(Bucket=outputs[out.FRONTEND_BUCKET], Key=hashed)
     assert head["CacheControl"] == "public, max-age=31536000, immutable"
-    assert head["ContentType"].startswith("text/javascript")
+    assert head["ContentType"] == "text/css; charset=utf-8"
     index = s3.head_object(Bucket=outputs[out.FRONTEND_BUCKET], Key="index.html")
     assert (index["CacheControl"], index["ContentType"]) == ("no-cache", "text/html; charset=utf-8")
     with urllib.request.urlopen(f"{outputs[out.FRONTEND_URL]}/config.json", timeout=5) as response:

@@ -22,7 +22,7 @@ from coderemote_pipeline.resources.app_source import AppSource
 from coderemote_pipeline.resources.aws import AwsResource, error_code
 from coderemote_pipeline.resources.docker_engine import DockerEngine
 from coderemote_pipeline.resources.registry import ImageRef, ImageRegistry
-from coderemote_pipeline.resources.runtime import ApiRuntime, ServedVersion
+from coderemote_pipeline.resources.runtime import ApiRuntime, ApiUnhealthy, ServedVersion
 
 
 def _promotable(registry: ImageRegistry, env: str, build_tag: str) -> tuple[str, ImageRef] | None:
@@ -129,12 +129,22 @@ def lambda_version(
         )
     context.log.info(published.summary())
     with timer.step("activate"):
-        activation = api_runtime.activate(
-            ServedVersion(env, function, published.version, image, published.variables),
-            api_url=outputs[out.API_URL],
-            command=app_source.container_command,
-            health_path=app_source.health_path,
-        )
+        try:
+            activation = api_runtime.activate(
+                ServedVersion(env, function, published.version, image, published.variables),
+                api_url=outputs[out.API_URL],
+                command=app_source.container_command,
+                health_path=app_source.health_path,
+            )
+        except ApiUnhealthy as exc:
+            # Say exactly what is live now: the alias has moved, so the env serves this release, unhealthy.
+            raise dg.Failure(
+                description=f"{env}: alias {function}:{outputs[out.LAMBDA_ALIAS_NAME]} now points to version "
+                f"{published.version} ({release.key}), previously {published.previous_version}, and the API is "
+                f"not healthy. {exc}",
+                metadata={"version": int(published.version), "previous_version": published.previous_version},
+                allow_retries=False,
+            ) from exc
     context.log.info(activation.detail)
     return dg.MaterializeResult(
         metadata={

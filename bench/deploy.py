@@ -1,0 +1,89 @@
+"""Wall seconds of a full dev deploy and of a no-op re-deploy of the example app, on the real local stack.
+
+Runs in its own temporary state dir (its own emulator, registry and Docker engine) and stops them at the end.
+Prints a table, then one JSON object on the last line: {"full_deploy_s", "noop_s", "stages", ...}.
+Goals (measured, not asserted): full dev deploy <= 30 s once the base image exists; no-op <= 5 s.
+Usage: .venv/bin/python bench/deploy.py
+"""
+
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from coderemote_pipeline.demo import EXAMPLE_APP, commit_and_push, make_app_repo
+from coderemote_pipeline.deploy import STAGE_ORDER, DeployOutcome, open_instance, run_deployment
+from coderemote_pipeline.local_stack import LocalStack
+from coderemote_pipeline.settings import Settings
+
+
+def stage_seconds(outcome: DeployOutcome) -> dict[str, float]:
+    return {
+        stage: float(meta.get("total_s", meta.get("seconds", 0.0)))
+        for stage, meta in outcome.stages.items()
+        if stage in STAGE_ORDER
+    }
+
+
+def deploy(settings: Settings, instance, executor: str) -> DeployOutcome:
+    outcome = run_deployment(
+        "dev", "main", settings=settings, instance=instance, executor=executor, echo=lambda _: None
+    )
+    if not outcome.success:
+        sys.exit(f"deploy failed: {outcome.failure}")
+    return outcome
+
+
+def main() -> None:
+    root = Path(tempfile.mkdtemp(prefix="coderemote-bench-"))
+    settings = Settings("local", root / "state", str(root / "app.git"), None)
+    stack = LocalStack(settings.state_dir)
+    started = time.monotonic()
+    stack.up()
+    stack_up_s = time.monotonic() - started
+    try:
+        clone = root / "clone"
+        make_app_repo(EXAMPLE_APP, root / "app.git", clone)
+        instance = open_instance(settings)
+        # Warm-up: the first deploy of an environment also provisions its stack (bootstrap image, function, CDN).
+        deploy(settings, instance, "auto")
+        rows = []
+        for executor in ("parallel", "serial"):
+            (clone / "backend" / "app" / "bench.txt").write_text(f"{executor} {time.time()}\n")
+            (clone / "frontend" / "src" / "style.css").write_text(f"/* {executor} {time.time()} */\nbody{{}}\n")
+            commit_and_push(clone, f"bench {executor}")
+            full = deploy(settings, instance, executor)
+            noop = deploy(settings, instance, executor)
+            rows.append((executor, full, noop))
+        auto_noop = deploy(settings, instance, "auto")
+    finally:
+        stack.down()
+
+    print(f"local stack up (fresh state dir, cached base image): {stack_up_s:.1f} s\n")
+    print(f"{'executor':<10} {'job':<13} {'full deploy s':>14} {'no-op s':>9}")
+    for executor, full, noop in rows:
+        print(f"{executor:<10} {full.job_name:<13} {full.seconds:>14.2f} {noop.seconds:>9.2f}")
+    print(f"{'auto':<10} {auto_noop.job_name:<13} {'':>14} {auto_noop.seconds:>9.2f}\n")
+    parallel_full = rows[0][1]
+    print(f"{'stage (parallel full deploy)':<30} {'seconds':>8}")
+    for stage, seconds in stage_seconds(parallel_full).items():
+        print(f"{stage:<30} {seconds:>8.2f}")
+    best_full = min((full for _, full, _ in rows), key=lambda o: o.seconds)
+    print(
+        json.dumps(
+            {
+                "full_deploy_s": round(parallel_full.seconds, 2),
+                "noop_s": round(auto_noop.seconds, 2),
+                "stages": {k: round(v, 2) for k, v in stage_seconds(parallel_full).items()},
+                "full_deploy_serial_s": round(rows[1][1].seconds, 2),
+                "noop_parallel_s": round(rows[0][2].seconds, 2),
+                "fastest_full_deploy_job": best_full.job_name,
+                "stack_up_s": round(stack_up_s, 2),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":  # multiprocess step workers re-import this module
+    main()
