@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import functools
+
 import dagster as dg
 
+from coderemote_pipeline.assets.approval import approval_defs
 from coderemote_pipeline.assets.backend import api_image, lambda_version
 from coderemote_pipeline.assets.frontend import cloudfront_invalidation, frontend_bundle
 from coderemote_pipeline.assets.infra import infra_stack
+from coderemote_pipeline.assets.live import delivery_metrics, live_release_matches_target
 from coderemote_pipeline.assets.smoke import smoke_result
+from coderemote_pipeline.live_state import live_release
+from coderemote_pipeline.sensors import sensor_defs
 from coderemote_pipeline.settings import Settings
 from coderemote_pipeline.targets import resources_for
 
@@ -46,9 +52,19 @@ def stage_defs() -> dg.Definitions:
     return dg.Definitions(assets=STAGES, jobs=[deploy_job, redeploy_job], executor=PARALLEL_EXECUTOR)
 
 
+def live_defs() -> dg.Definitions:
+    return dg.Definitions(assets=[live_release, delivery_metrics], asset_checks=[live_release_matches_target])
+
+
 def build_defs(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or Settings.from_env()
-    return dg.Definitions.merge(stage_defs(), dg.Definitions(resources=resources_for(settings)))
+    return dg.Definitions.merge(
+        stage_defs(),
+        live_defs(),
+        approval_defs(),
+        sensor_defs(settings.sensor_interval_s, [deploy_job, redeploy_job]),
+        dg.Definitions(resources=resources_for(settings)),
+    )
 
 
 @dg.definitions
@@ -56,11 +72,13 @@ def defs() -> dg.Definitions:
     return build_defs()
 
 
+@functools.lru_cache(maxsize=8)
 def deploy_job_for(job_name: str, **settings: str) -> dg.JobDefinition:
     """Rebuilds the deploy job in every step process from explicit settings, not from that process's environment.
 
     Step processes come from a forkserver started once per parent process: its environment may predate the
     settings of the deploy at hand, so the settings travel in the reconstructable job's arguments instead.
+    Cached: a process that launches several runs (a rollback after a deploy, the sensors' daemon) builds it once.
     """
     return build_defs(Settings.from_fields(**settings)).resolve_job_def(job_name)
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import dagster as dg
 
+from coderemote_pipeline.approvals import approval_refusal
 from coderemote_pipeline.assets.common import COMMIT_TAG, ENV_TAG, RELEASE_TAG, TRIGGER_TAG
 from coderemote_pipeline.partitions import ENV_DIMENSION, RELEASE_DIMENSION, check_env, deployment_key
 from coderemote_pipeline.policy import policy_for
@@ -169,6 +170,7 @@ def run_deployment(
     instance: dg.DagsterInstance | None = None,
     executor: str = "auto",
 ) -> DeployOutcome:
+    """Deploy a REF of the app remote (branch, tag or commit) to ENV."""
     check_env(env)
     app = AppSource(**settings.app_source_fields())
     resolved = app.remote().resolve(ref)
@@ -176,15 +178,35 @@ def run_deployment(
     refusal = policy_for(env).refusal(release)
     if refusal:
         raise DeployRefused(refusal)
+    instance = instance or open_instance(settings)
+    refusal = approval_refusal(instance, env, release.key, resolved.commit)
+    if refusal:
+        raise DeployRefused(refusal)
     if preflight is not None:
         preflight()
-    from coderemote_pipeline.definitions import reconstructable_deploy_job
-
-    instance = instance or open_instance(settings)
     instance.add_dynamic_partitions(RELEASE_DIMENSION, [release.key])
-    tags = deployment_tags(env, release.key, resolved.commit, trigger)
     job_name = choose_job(instance, resolved.commit, executor)
     echo(f"deploying {ref} → {env}|{release.key} (commit {resolved.commit[:12]}) with {job_name}")
+    return launch(env, release.key, resolved.commit, settings=settings, instance=instance, job_name=job_name,
+                  trigger=trigger, echo=echo)  # fmt: skip
+
+
+def launch(
+    env: str,
+    release: str,
+    commit: str,
+    *,
+    settings: Settings,
+    instance: dg.DagsterInstance,
+    job_name: str,
+    trigger: str,
+    echo: Callable[[str], None] = print,
+    stages: list[str] | None = None,
+) -> DeployOutcome:
+    """Run `job_name` for the partition ENV|RELEASE (all six stages, or `stages` and what they need) and report."""
+    from coderemote_pipeline.definitions import reconstructable_deploy_job
+
+    tags = deployment_tags(env, release, commit, trigger)
     request_id = uuid.uuid4().hex
     tags[REQUEST_TAG] = request_id
     started = time.monotonic()
@@ -193,7 +215,11 @@ def run_deployment(
     follower.start()
     try:
         result = dg.execute_job(
-            reconstructable_deploy_job(job_name, settings), instance=instance, tags=tags, run_config=QUIET
+            reconstructable_deploy_job(job_name, settings),
+            instance=instance,
+            tags=tags,
+            run_config=QUIET,
+            asset_selection=[dg.AssetKey(s) for s in stages] if stages else None,
         )
     finally:
         done.set()
@@ -208,8 +234,8 @@ def run_deployment(
         run_id=result.run_id,
         job_name=job_name,
         env=env,
-        release=release.key,
-        commit=resolved.commit,
+        release=release,
+        commit=commit,
         success=result.success,
         seconds=time.monotonic() - started,
         stages=_stage_metadata(instance, result.run_id),

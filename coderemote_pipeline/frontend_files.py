@@ -84,12 +84,6 @@ def content_hash(files: list[BundleFile]) -> str:
     return digest.hexdigest()
 
 
-def changed(files: list[BundleFile], remote_etags: dict[str, str]) -> list[BundleFile]:
-    """Files whose bytes differ from the bucket's (single-part ETag = MD5), HTML last so it never points ahead."""
-    differing = [f for f in files if remote_etags.get(f.path, "").strip('"') != f.md5]
-    return sorted(differing, key=lambda f: (f.path.endswith(".html"), f.path))
-
-
 def invalidation_paths(changed_paths: list[str]) -> list[str]:
     """Only paths a cache may hold stale bytes for; new hashed names were never cached."""
     paths = sorted({"/" + p for p in changed_paths if not is_hashed(p)})

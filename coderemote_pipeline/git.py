@@ -158,6 +158,44 @@ class GitRemote:
             raise RefNotFound(f"release {release.key!r} names no tag or commit on the app remote {self.url!r}")
         return commit
 
+    def ensure_commit(self, commit: str) -> str:
+        """`commit`, fetched into the mirror first if the mirror does not have it yet."""
+        if self.rev_parse(commit) is None:
+            self.sync()
+            if self.rev_parse(commit) is None:
+                raise RefNotFound(f"commit {commit[:12]} is not on the app remote {self.url!r} (force-pushed away?)")
+        return commit
+
+    def fetch_refs(self, *refs: str) -> None:
+        """Fetch only these refs (`refs/heads/main`, `refs/tags/v1.2.3`) into the mirror, no other tags.
+
+        What the sensors need to reason about history: once the mirror exists, the cost follows what changed since
+        the last fetch, not the size of the repository (a full `sync` also fetches every branch and tag).
+        """
+        with self._locked():
+            try:
+                if not (self.mirror / "HEAD").exists():
+                    _git("init", "--bare", "--quiet", str(self.mirror))
+                _git(
+                    "fetch", "--quiet", "--force", "--no-tags", self.url, *[f"+{r}:{r}" for r in refs], cwd=self.mirror
+                )
+            except GitError as exc:
+                raise RemoteUnreachable(
+                    f"app git remote {self.url!r}: cannot fetch {', '.join(refs)} ({_first_line(exc)})"
+                ) from None
+
+    def commits_between(self, old: str, new: str, limit: int = 50) -> list[tuple[str, str]] | None:
+        """(sha, subject) of the commits `new` has and `old` has not, newest first, at most `limit`.
+
+        None when the mirror does not know `old` (e.g. it was force-pushed away before the mirror ever saw it).
+        """
+        try:
+            out = _git("log", f"--max-count={limit}", "--format=%H%x00%s", new, f"^{old}", "--", cwd=self.mirror)
+        except GitError:
+            return None
+        lines = (line.partition("\0") for line in out.decode(errors="replace").splitlines())
+        return [(sha, subject) for sha, _, subject in lines]
+
     def is_ancestor(self, commit: str, of_ref: str) -> bool:
         try:
             _git("merge-base", "--is-ancestor", commit, of_ref, cwd=self.mirror)

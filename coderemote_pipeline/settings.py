@@ -16,6 +16,7 @@ import yaml
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 TARGETS = ("local", "aws")
+DEFAULT_SENSOR_INTERVAL_S = 30
 
 
 class SettingsError(ValueError):
@@ -28,6 +29,8 @@ class Settings:
     state_dir: Path
     app_remote: str
     app_config: Path | None
+    # How often the git sensors read the app remote; read when definitions load, like everything here.
+    sensor_interval_s: int = DEFAULT_SENSOR_INTERVAL_S
 
     @property
     def dagster_home(self) -> Path:
@@ -46,7 +49,16 @@ class Settings:
         state_dir = Path(env.get("CODEREMOTE_STATE_DIR") or PROJECT_ROOT / ".state").resolve()
         remote = env.get("CODEREMOTE_APP_REMOTE") or str(state_dir / "demo" / "code-remote-app.git")
         config = env.get("CODEREMOTE_APP_CONFIG")
-        return cls(target=target, state_dir=state_dir, app_remote=remote, app_config=Path(config) if config else None)
+        interval = env.get("CODEREMOTE_SENSOR_INTERVAL_S") or str(DEFAULT_SENSOR_INTERVAL_S)
+        if not interval.isdigit() or int(interval) < 1:
+            raise SettingsError(f"CODEREMOTE_SENSOR_INTERVAL_S={interval!r} must be a whole number of seconds >= 1")
+        return cls(
+            target=target,
+            state_dir=state_dir,
+            app_remote=remote,
+            app_config=Path(config) if config else None,
+            sensor_interval_s=int(interval),
+        )
 
     def as_fields(self) -> dict[str, str]:
         return {

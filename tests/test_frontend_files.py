@@ -35,15 +35,6 @@ def test_content_type(path, ctype):
     assert ff.content_type(path) == ctype
 
 
-def test_changed_compares_md5_and_uploads_html_last():
-    a = ff.BundleFile("assets/app.3f9c2ab1d4.js", b"js")
-    index = ff.BundleFile("index.html", b"<html>")
-    same = ff.BundleFile("robots.txt", b"ok")
-    remote = {"robots.txt": f'"{same.md5}"', "index.html": '"stale"'}
-    assert [f.path for f in ff.changed([index, a, same], remote)] == ["assets/app.3f9c2ab1d4.js", "index.html"]
-    assert ff.changed([same], remote) == []
-
-
 def test_invalidation_skips_hashed_assets_and_covers_root():
     assert ff.invalidation_paths(["assets/app.3f9c2ab1d4.js", "index.html", "config.json"]) == [
         "/",

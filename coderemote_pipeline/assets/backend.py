@@ -22,7 +22,23 @@ from coderemote_pipeline.resources.app_source import AppSource
 from coderemote_pipeline.resources.aws import AwsResource, error_code
 from coderemote_pipeline.resources.docker_engine import DockerEngine
 from coderemote_pipeline.resources.registry import ImageRef, ImageRegistry
-from coderemote_pipeline.resources.runtime import ApiRuntime, ApiUnhealthy, ServedVersion
+from coderemote_pipeline.resources.runtime import Activation, ApiRuntime, ApiUnhealthy, ServedVersion
+
+
+def _build_tag(build_key: str) -> str:
+    return f"build-{build_key[:16]}"
+
+
+def _recorded_digest(context: dg.AssetExecutionContext, commit: str) -> str | None:
+    """The digest this partition's last materialization recorded, if it was for the same commit."""
+    records = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=context.asset_key, asset_partitions=[str(context.partition_key)]), limit=1
+    ).records
+    if not records or records[0].asset_materialization is None:
+        return None
+    meta = records[0].asset_materialization.metadata
+    same_commit = getattr(meta.get("commit"), "value", None) == commit
+    return getattr(meta.get("digest"), "value", None) if same_commit else None
 
 
 def _promotable(registry: ImageRegistry, env: str, build_tag: str) -> tuple[str, ImageRef] | None:
@@ -51,20 +67,31 @@ def api_image(
     repository = outputs[out.ECR_REPOSITORY_NAME]
     timer = Stopwatch()
     with timer.step("resolve"):
-        base_image_id = docker.base_image_id()  # first: no engine means nothing below can work
         commit = commit_for(context, app_source, release)
-        build_key = app_source.backend_build_key(commit, base_image_id)
-        build_tag = f"build-{build_key[:16]}"
-        ref = registry.find(repository, build_tag)
-    outcome = "reused"
-    if ref is not None and not registry.has_layers(ref):
-        context.log.warning(f"{ref.uri} is in ECR but its layers are gone from the registry: rebuilding")
-        ref = None
+        # A re-run or a rollback: the image this partition recorded, still tagged with the release and still
+        # whole, is reused without the engine or a build key (so a newer base image never forces a rebuild).
+        recorded = _recorded_digest(context, commit)
+        ref = registry.find(repository, release.key) if recorded else None
+        if ref is not None and (ref.digest != recorded or not registry.has_layers(ref)):
+            context.log.warning(f"{repository}:{release.key} is no longer the recorded {recorded}: re-resolving")
+            ref = None
+    build_key, outcome = "", "reused"
+    tagged = ref is not None
+    if ref is None:
+        with timer.step("resolve"):
+            build_key = app_source.backend_build_key(commit, docker.base_image_id())
+            ref = registry.find(repository, _build_tag(build_key))
+            if ref is not None and not registry.has_layers(ref):
+                ref = None
+        if ref is None and recorded:
+            context.log.warning(
+                f"the image of {release.key} is gone from {repository}: rebuilding it from {commit[:12]}"
+            )
     if ref is None:
         with timer.step("promote"):
-            source = _promotable(registry, env, build_tag)
+            source = _promotable(registry, env, _build_tag(build_key))
             if source is not None:
-                ref = registry.copy(source[1], repository, [build_tag, release.key])
+                ref = registry.copy(source[1], repository, [_build_tag(build_key), release.key])
                 outcome = f"promoted from {source[0]}"
     if ref is None:
         with tempfile.TemporaryDirectory(prefix="coderemote-build-") as tmp, timer.step("build"):
@@ -77,9 +104,9 @@ def api_image(
                 labels={"org.opencontainers.image.revision": commit, "coderemote.build-key": build_key},
             )
         with timer.step("push"):
-            ref = registry.push(docker.client(), built.image_id, repository, [build_tag, release.key])
+            ref = registry.push(docker.client(), built.image_id, repository, [_build_tag(build_key), release.key])
         outcome = "built"
-    else:
+    elif not tagged:
         with timer.step("tag"):
             registry.add_tags(ref, [release.key])
     context.log.info(f"{outcome}: {ref.uri} ({release.key}, commit {commit[:12]})")
@@ -90,7 +117,7 @@ def api_image(
             "digest": ref.digest,
             "repository": ref.repository,
             "repository_uri": ref.repository_uri,
-            "tags": dg.MetadataValue.json([build_tag, release.key]),
+            "tags": dg.MetadataValue.json([t for t in (_build_tag(build_key) if build_key else "", release.key) if t]),
             "commit": commit,
             "build_key": build_key,
             "size_bytes": ref.size_bytes,
@@ -137,14 +164,10 @@ def lambda_version(
                 health_path=app_source.health_path,
             )
         except ApiUnhealthy as exc:
-            # Say exactly what is live now: the alias has moved, so the env serves this release, unhealthy.
-            raise dg.Failure(
-                description=f"{env}: alias {function}:{outputs[out.LAMBDA_ALIAS_NAME]} now points to version "
-                f"{published.version} ({release.key}), previously {published.previous_version}, and the API is "
-                f"not healthy. {exc}",
-                metadata={"version": int(published.version), "previous_version": published.previous_version},
-                allow_retries=False,
-            ) from exc
+            # The alias has moved: the run goes on to smoke_result, which decides with both branches done
+            # whether to roll the whole environment back (policy auto_rollback) or to fail saying what is live.
+            context.log.error(f"{function}:{outputs[out.LAMBDA_ALIAS_NAME]} → {published.version} is unhealthy: {exc}")
+            activation = Activation(False, 0.0, None, f"unhealthy: {exc}", healthy=False)
     context.log.info(activation.detail)
     return dg.MaterializeResult(
         metadata={
@@ -157,6 +180,7 @@ def lambda_version(
             "image_digest": image.digest,
             "api_url": dg.MetadataValue.url(outputs[out.API_URL]),
             "runtime": activation.detail,
+            "api_healthy": activation.healthy,
             "cold_start_s": activation.cold_start_s if activation.cold_start_s is not None else 0.0,
             "release": release.key,
             "commit": commit,

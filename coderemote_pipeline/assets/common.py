@@ -7,6 +7,7 @@ from typing import Any
 
 import dagster as dg
 
+from coderemote_pipeline.approvals import approval_refusal
 from coderemote_pipeline.partitions import deployment_partitions_def, parse_deployment_key
 from coderemote_pipeline.policy import policy_for
 from coderemote_pipeline.release_rules import Release
@@ -23,7 +24,11 @@ STAGE_KWARGS: dict[str, Any] = {"partitions_def": deployment_partitions_def, "ow
 def deployment(context: dg.AssetExecutionContext) -> tuple[str, Release]:
     """The env and release of this run's partition; refuses what the env's policy refuses, whatever launched it."""
     env, release = parse_deployment_key(context.partition_key)
-    refusal = policy_for(env).refusal(release)
+    policy = policy_for(env)
+    # Approval is checked here, not only where runs are launched, so the UI and every other path are gated too.
+    refusal = policy.refusal(release) or approval_refusal(
+        context.instance, env, release.key, context.run.tags.get(COMMIT_TAG), policy
+    )
     if refusal:
         raise dg.Failure(description=refusal, allow_retries=False)
     return env, release
@@ -31,7 +36,11 @@ def deployment(context: dg.AssetExecutionContext) -> tuple[str, Release]:
 
 def commit_for(context: dg.AssetExecutionContext, app_source: AppSource, release: Release) -> str:
     """The commit this run deploys: pinned in the run's tags when it was launched, else resolved from git."""
-    return context.run.tags.get(COMMIT_TAG) or app_source.commit_of(release)
+    pinned = context.run.tags.get(COMMIT_TAG)
+    if pinned:
+        # Sensors pin the commit they saw on the remote without fetching it: make sure the mirror has it.
+        return app_source.remote().ensure_commit(pinned)
+    return app_source.commit_of(release)
 
 
 def upstream_metadata(context: dg.AssetExecutionContext, asset: str) -> dict[str, Any]:

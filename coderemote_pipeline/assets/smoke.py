@@ -14,7 +14,12 @@ from coderemote_pipeline import stack_outputs as out
 from coderemote_pipeline.assets.backend import lambda_version
 from coderemote_pipeline.assets.common import STAGE_KWARGS, deployment, stack_outputs, upstream_metadata
 from coderemote_pipeline.assets.frontend import cloudfront_invalidation
+from coderemote_pipeline.live_state import record_live, release_of_version
+from coderemote_pipeline.policy import policy_for
 from coderemote_pipeline.resources.app_source import AppSource
+from coderemote_pipeline.resources.aws import AwsResource
+from coderemote_pipeline.resources.runtime import ApiRuntime
+from coderemote_pipeline.rollback import restore
 
 ATTEMPTS = 8
 FIRST_DELAY_S = 0.25
@@ -69,8 +74,14 @@ def _expect_json(status: int, body: bytes, expected: dict[str, str]) -> str:
 
 
 @dg.asset(deps=[lambda_version, cloudfront_invalidation], kinds={"python"}, group_name="verification", **STAGE_KWARGS)
-def smoke_result(context: dg.AssetExecutionContext, app_source: AppSource) -> dg.MaterializeResult:
-    """HTTP checks that the live API reports this release and the live frontend serves this release's files."""
+def smoke_result(
+    context: dg.AssetExecutionContext, app_source: AppSource, aws: AwsResource, api_runtime: ApiRuntime
+) -> dg.MaterializeResult:
+    """HTTP checks that the live API reports this release and the live frontend serves this release's files.
+
+    A failure rolls the environment back to the release that was live before this run when its policy says so
+    (`auto_rollback`, on for prod), and the failure says what was rolled back and why.
+    """
     started = time.monotonic()
     env, release = deployment(context)
     outputs = stack_outputs(context)
@@ -113,12 +124,78 @@ def smoke_result(context: dg.AssetExecutionContext, app_source: AppSource) -> dg
         metadata[f"{c.name}_status"] = c.status
     metadata["seconds"] = round(time.monotonic() - started, 3)
     failed = [c for c in checks if not c.ok]
-    if failed:
-        raise dg.Failure(
-            description="smoke failed for "
-            + f"{env}|{release.key}: "
-            + "; ".join(f"{c.name} {c.url}: {c.detail} (after {c.attempts} tries)" for c in failed),
-            metadata=metadata,
-            allow_retries=False,
+    if not failed:
+        record_live(
+            context.instance,
+            env,
+            reason=f"deployed {release.key}",
+            run_id=context.run_id,
+            release=release.key,
+            commit=commit,
+            version=int(backend["version"]),
+            digest=str(backend["image_digest"]),
+            frontend_release=release.key,
         )
-    return dg.MaterializeResult(metadata=metadata)
+        return dg.MaterializeResult(metadata=metadata)
+    reason = f"smoke failed for {env}|{release.key}: " + "; ".join(
+        f"{c.name} {c.url}: {c.detail} (after {c.attempts} tries)" for c in failed
+    )
+    metadata.update(_roll_back(context, env, outputs, backend, bundle, reason, app_source, aws, api_runtime))
+    raise dg.Failure(description=f"{reason}. {metadata['after_failure']}", metadata=metadata, allow_retries=False)
+
+
+def _roll_back(context, env, outputs, backend, bundle, reason, app_source, aws, api_runtime) -> dict[str, object]:
+    """Return the environment to the previous live release if policy asks; say in every case what is live now."""
+    previous_version = str(backend.get("previous_version", ""))
+    previous_site = str(bundle.get("previous_release", "")) or None
+    lam = aws.client("lambda")
+    previous_release = (
+        release_of_version(
+            lam.get_function_configuration(
+                FunctionName=outputs[out.LAMBDA_FUNCTION_NAME], Qualifier=previous_version
+            ).get("Description", "")
+        )[0]
+        if previous_version
+        else ""
+    )
+    if not policy_for(env).auto_rollback:
+        return {"after_failure": f"{env} now serves this failed release: auto_rollback is off for {env}"}
+    if not previous_release or previous_version == str(backend["version"]):
+        return {"after_failure": f"no previous release of {env} to roll back to; {env} serves this failed release"}
+    restored = restore(
+        lam=lam,
+        s3=aws.client("s3"),
+        cf=aws.client("cloudfront"),
+        api_runtime=api_runtime,
+        app_source=app_source,
+        env=env,
+        outputs=outputs,
+        version=previous_version,
+        frontend_release=previous_site,
+        acl=aws.object_acl,
+        caller_reference=f"rollback-{context.run_id}",
+    )
+    record_live(
+        context.instance,
+        env,
+        reason=f"automatic rollback: {reason}",
+        run_id=context.run_id,
+        release=restored.release,
+        commit=restored.commit,
+        version=int(restored.version),
+        digest=restored.digest,
+        frontend_release=restored.frontend_release or "",
+    )
+    context.log.warning(
+        f"rolled {env} back to {restored.release} (version {restored.version}) in {restored.seconds:.1f}s"
+    )
+    return {
+        "rolled_back": True,
+        "rolled_back_to": restored.release,
+        "rolled_back_to_version": int(restored.version),
+        "frontend_restored_to": restored.frontend_release or "",
+        "rollback_s": round(restored.seconds, 3),
+        "rollback_reason": reason,
+        "after_failure": f"rolled back automatically: {env} serves {restored.release} again "
+        f"(version {restored.version}, site {restored.frontend_release})",
+    }

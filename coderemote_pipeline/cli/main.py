@@ -123,6 +123,14 @@ def parser() -> argparse.ArgumentParser:
     ui.add_argument("--host", default="127.0.0.1")
     ui.add_argument("--port", type=int, default=3000)
     ui.set_defaults(func=cmd_ui)
+
+    from coderemote_pipeline.cli.releases import add_parsers as add_release_parsers
+
+    add_release_parsers(sub)
+
+    from coderemote_pipeline.cli.approvals import add_parsers as add_approval_parsers
+
+    add_approval_parsers(sub)
     return top
 
 

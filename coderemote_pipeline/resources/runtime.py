@@ -8,6 +8,7 @@ import time
 import urllib.error
 import urllib.request
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import dagster as dg
@@ -40,6 +41,7 @@ class Activation:
     seconds: float
     cold_start_s: float | None
     detail: str
+    healthy: bool = True
 
 
 class ApiRuntime(dg.ConfigurableResource, ABC):
@@ -52,11 +54,14 @@ class ApiRuntime(dg.ConfigurableResource, ABC):
         """What is serving the env right now (version, digest), as the runtime itself reports it."""
 
 
-def wait_healthy(url: str, timeout_s: float) -> float:
-    """Seconds until `url` first answers 200; raises ApiUnhealthy with the last answer after `timeout_s`."""
+def wait_healthy(url: str, timeout_s: float, alive: Callable[[], bool] = lambda: True) -> float:
+    """Seconds until `url` first answers 200; raises ApiUnhealthy with the last answer after `timeout_s`, or at
+    once when `alive` says the server process is gone (a crashed container never becomes healthy)."""
     started = time.monotonic()
     last = "no answer"
     while time.monotonic() - started < timeout_s:
+        if not alive():
+            raise ApiUnhealthy(f"{url}: the server exited before answering (last: {last})")
         try:
             with urllib.request.urlopen(url, timeout=2) as response:
                 if response.status == 200:
@@ -68,6 +73,11 @@ def wait_healthy(url: str, timeout_s: float) -> float:
             last = str(getattr(exc, "reason", exc))
         time.sleep(0.05)
     raise ApiUnhealthy(f"{url} did not answer 200 within {timeout_s:.0f} s (last: {last})")
+
+
+def _running(container) -> bool:
+    container.reload()
+    return container.status in ("created", "running")
 
 
 class LocalContainerRuntime(ApiRuntime):
@@ -129,7 +139,7 @@ class LocalContainerRuntime(ApiRuntime):
             },
         )
         try:
-            cold_start = wait_healthy(api_url + health_path, HEALTH_TIMEOUT_S)
+            cold_start = wait_healthy(api_url + health_path, HEALTH_TIMEOUT_S, alive=lambda: _running(container))
         except ApiUnhealthy as exc:
             container.reload()
             logs = container.logs(tail=LOG_TAIL_LINES).decode(errors="replace")

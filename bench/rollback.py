@@ -1,0 +1,84 @@
+"""Wall seconds of a rollback next to a full deploy of the same app, in one run, on the real local stack.
+
+Deploys v1.0.0 then v1.1.0 to prod (approved), rolls back to v1.0.0 and forward to v1.1.0. Runs in its own
+temporary state dir and stops its stack at the end. Last line: one JSON object with `rollback_s`, `full_deploy_s`.
+Goal (measured, not asserted): rollback <= 5 s and <= 20% of a full deploy on this machine.
+Usage: .venv/bin/python bench/rollback.py
+"""
+
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from coderemote_pipeline.cli.approvals import record_decision
+from coderemote_pipeline.cli.releases import ROLLBACK_STAGES, rollback_target
+from coderemote_pipeline.demo import EXAMPLE_APP, commit_and_push, git, make_app_repo
+from coderemote_pipeline.deploy import DeployOutcome, launch, open_instance, run_deployment
+from coderemote_pipeline.local_stack import LocalStack
+from coderemote_pipeline.release_rules import parse_release_key
+from coderemote_pipeline.settings import Settings
+
+
+def quiet(_: str) -> None:
+    pass
+
+
+def checked(outcome: DeployOutcome) -> DeployOutcome:
+    if not outcome.success:
+        sys.exit(f"{outcome.env}|{outcome.release} failed: {outcome.failure}")
+    return outcome
+
+
+def tag_and_deploy(settings: Settings, instance, clone: Path, tag: str) -> DeployOutcome:
+    git("tag", tag, cwd=clone)
+    git("push", "--quiet", "origin", tag, cwd=clone)
+    record_decision(settings, instance, "prod", parse_release_key(tag), by="bench", decision="approve", reason="")
+    return checked(run_deployment("prod", tag, settings=settings, instance=instance, echo=quiet))
+
+
+def roll(settings: Settings, instance, to: str | None) -> DeployOutcome:
+    release, commit = rollback_target(instance, "prod", to)
+    return checked(launch("prod", release, commit, settings=settings, instance=instance, job_name="redeploy_job",
+                          trigger="rollback", stages=ROLLBACK_STAGES, echo=quiet))  # fmt: skip
+
+
+def main() -> None:
+    root = Path(tempfile.mkdtemp(prefix="coderemote-bench-rollback-"))
+    settings = Settings("local", root / "state", str(root / "app.git"), None)
+    stack = LocalStack(settings.state_dir)
+    stack.up()
+    try:
+        clone = root / "clone"
+        make_app_repo(EXAMPLE_APP, root / "app.git", clone)
+        instance = open_instance(settings)
+        tag_and_deploy(settings, instance, clone, "v0.9.0")  # provisions prod: not part of either figure
+        (clone / "backend" / "app" / "VERSION").write_text("1.0\n")
+        commit_and_push(clone, "1.0")
+        full = tag_and_deploy(settings, instance, clone, "v1.0.0")
+        (clone / "backend" / "app" / "VERSION").write_text("1.1\n")
+        (clone / "frontend" / "src" / "style.css").write_text("/* 1.1 */ body { margin: 0; }\n")
+        commit_and_push(clone, "1.1")
+        tag_and_deploy(settings, instance, clone, "v1.1.0")
+        started = time.monotonic()
+        back = roll(settings, instance, "v1.0.0")
+        rollback_s = time.monotonic() - started
+        started = time.monotonic()
+        roll(settings, instance, "v1.1.0")
+        forward_s = time.monotonic() - started
+    finally:
+        stack.down()
+    print(f"{'what':<34} {'seconds':>8}")
+    print(f"{'full deploy of v1.0.0 (' + full.job_name + ')':<34} {full.seconds:>8.2f}")
+    print(f"{'rollback v1.1.0 → v1.0.0':<34} {rollback_s:>8.2f}")
+    print(f"{'roll forward v1.0.0 → v1.1.0':<34} {forward_s:>8.2f}")
+    print(f"rollback / full deploy: {rollback_s / full.seconds:.0%}")
+    for stage, meta in back.stages.items():
+        print(f"  {stage:<30} {float(meta.get('total_s', meta.get('seconds', 0.0))):>8.2f}")
+    print(json.dumps({"rollback_s": round(rollback_s, 2), "full_deploy_s": round(full.seconds, 2),
+                      "roll_forward_s": round(forward_s, 2)}))  # fmt: skip
+
+
+if __name__ == "__main__":  # multiprocess step workers re-import this module
+    main()

@@ -1,0 +1,126 @@
+"""`rollback`, `status` and `history`: what is live, what was, and going back."""
+
+import argparse
+import datetime as dt
+import time
+
+from coderemote_pipeline.cli.summary import render
+from coderemote_pipeline.deploy import DeployRefused, launch, open_instance
+from coderemote_pipeline.git import GitError
+from coderemote_pipeline.history import delivery_figures, deploys, record_figures
+from coderemote_pipeline.live_state import (
+    drift,
+    env_outputs,
+    passed_releases,
+    recorded_live,
+    target_state,
+)
+from coderemote_pipeline.partitions import ENVIRONMENTS, check_env
+from coderemote_pipeline.resources.app_source import AppSource
+from coderemote_pipeline.settings import Settings
+from coderemote_pipeline.targets import resources_for
+
+ROLLBACK_STAGES = ["api_image", "lambda_version", "frontend_bundle", "cloudfront_invalidation", "smoke_result"]
+
+
+def _when(ts: float | None) -> str:
+    return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S") if ts else "-"
+
+
+def rollback_target(instance, env: str, to: str | None) -> tuple[str, str]:
+    """The release to go back to: `to`, or the newest release that passed smoke in env and is not live now."""
+    passed = passed_releases(instance, env)
+    if to:
+        match = next((p for p in passed if p[0] == to), None)
+        if match is None:
+            raise DeployRefused(
+                f"{to} never passed smoke in {env}: nothing verified to roll back to. "
+                f"Deploy it instead: coderemote-pipeline deploy {env} {to}"
+            )
+        return match[0], match[1]
+    live = (recorded_live(instance, env) or {}).get("release")
+    for release, commit, _ in passed:
+        if release != live:
+            return release, commit
+    raise DeployRefused(f"{env} has no earlier release that passed smoke (live: {live or 'nothing'})")
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    env = check_env(args.env)
+    instance = open_instance(settings)
+    release, commit = rollback_target(instance, env, args.to)
+    print(f"rolling {env} back to {release} (commit {commit[:12]}): reusing its image, version and site snapshot")
+    outcome = launch(env, release, commit, settings=settings, instance=instance, job_name="redeploy_job",
+                     trigger="rollback", stages=ROLLBACK_STAGES)  # fmt: skip
+    print(render(outcome))
+    return 0 if outcome.success else 1
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    instance = open_instance(settings)
+    resources = resources_for(settings)
+    aws, runtime = resources["aws"], resources["api_runtime"]
+    drifted = False
+    for env in [check_env(args.env)] if args.env else ENVIRONMENTS:
+        recorded, outputs = recorded_live(instance, env), env_outputs(instance, env)
+        if recorded is None or outputs is None:
+            print(f"{env:<8} nothing deployed")
+            continue
+        target = target_state(aws.client("lambda"), aws.client("s3"), outputs, runtime.current(env))
+        problems = drift(recorded, target)
+        drifted |= bool(problems)
+        print(
+            f"{env:<8} {recorded['release']:<16} since {_when(recorded.get('since'))}  run {recorded['run_id'][:8]}  "
+            f"version {target.version}  image {target.digest[:19]}  site {target.frontend_release}  "
+            f"{'DRIFT' if problems else 'ok'}"
+        )
+        print(f"         {recorded.get('reason', '')}")
+        for problem in problems:
+            print(f"         drift: {problem}")
+    return 3 if drifted else 0
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    env = check_env(args.env)
+    instance = open_instance(settings)
+    window_s = args.days * 86400.0
+    history = deploys(instance, env, since=time.time() - window_s)
+    remote = AppSource(**settings.app_source_fields()).remote()
+
+    def commit_time(commit: str) -> float | None:
+        try:
+            return dt.datetime.fromisoformat(remote.describe_commit(commit)["date"]).timestamp()
+        except GitError:
+            return None
+
+    print(f"{'started':<20} {'release':<16} {'commit':<12} {'trigger':<12} {'outcome':<12} {'seconds':>8}")
+    for d in history:
+        seconds = f"{d.seconds:.1f}" if d.seconds is not None else "-"
+        print(
+            f"{_when(d.started):<20} {d.release:<16} {d.commit[:12]:<12} {d.trigger:<12} {d.outcome:<12} {seconds:>8}"
+        )
+    figures = delivery_figures(history, window_s, commit_time)
+    record_figures(instance, env, figures)
+    print(
+        f"\nlast {args.days} days in {env}: {figures['deploy_frequency_per_day']} deploys/day, "
+        f"lead time {figures['lead_time_s']:.0f}s (median), change failure rate {figures['change_failure_rate']:.0%}, "
+        f"time to restore {figures['time_to_restore_s']:.0f}s (mean)"
+    )
+    return 0
+
+
+def add_parsers(sub) -> None:
+    rollback = sub.add_parser("rollback", help="put ENV back on a release it ran before, rebuilding nothing")
+    rollback.add_argument("env")
+    rollback.add_argument("--to", help="release key (default: the newest release that passed smoke in ENV)")
+    rollback.set_defaults(func=cmd_rollback)
+    status = sub.add_parser("status", help="what is live per environment, checked against the target (drift)")
+    status.add_argument("env", nargs="?")
+    status.set_defaults(func=cmd_status)
+    history = sub.add_parser("history", help="deploys and rollbacks of ENV, and the four delivery figures")
+    history.add_argument("env")
+    history.add_argument("--days", type=float, default=30.0)
+    history.set_defaults(func=cmd_history)

@@ -1,0 +1,144 @@
+"""Rollback on the real local stack: back to v1.0.0 and forward to v1.1.0 without building anything, automatic
+rollback of a release whose health check fails, and drift when someone moves the alias by hand."""
+
+import hashlib
+import json
+import urllib.request
+from pathlib import Path
+
+import docker
+import pytest
+
+from coderemote_pipeline.cli.main import main
+from coderemote_pipeline.cli.releases import ROLLBACK_STAGES, rollback_target
+from coderemote_pipeline.demo import EXAMPLE_APP, commit_and_push, git, make_app_repo
+from coderemote_pipeline.deploy import launch, run_deployment
+from coderemote_pipeline.live_state import drift, env_outputs, recorded_live, target_state
+from coderemote_pipeline.resources.aws import EmulatorAws
+from coderemote_pipeline.resources.stack import LocalStackResource
+from coderemote_pipeline.settings import Settings
+
+pytestmark = pytest.mark.stack
+QUIET = {"echo": lambda _: None}
+
+
+def _get_json(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return json.load(response)
+
+
+def _builds(settings: Settings, info) -> tuple[int, int]:
+    """(API images built, frontend builds made) so far under this state dir."""
+    images = docker.DockerClient(base_url=info.docker_host).images.list(filters={"label": "coderemote.build-key"})
+    frontend = settings.work_dir / "builds" / "frontend"
+    return len(images), len(list(frontend.iterdir())) if frontend.exists() else 0
+
+
+def _tag(clone: Path, tag: str) -> None:
+    git("tag", tag, cwd=clone)
+    git("push", "--quiet", "origin", tag, cwd=clone)
+
+
+def _deploy_prod(settings, instance, tag):
+    from coderemote_pipeline.cli.approvals import record_decision
+    from coderemote_pipeline.release_rules import parse_release_key
+
+    record_decision(settings, instance, "prod", parse_release_key(tag), by="test-suite", decision="approve", reason="")
+    return run_deployment("prod", tag, settings=settings, instance=instance, **QUIET)
+
+
+@pytest.fixture(scope="module")
+def prod(settings, instance, tmp_path_factory):
+    """prod with v1.0.0 then v1.1.0 deployed from a repository of its own."""
+    root = tmp_path_factory.mktemp("rollback-app")
+    clone = root / "clone"
+    make_app_repo(EXAMPLE_APP, root / "app.git", clone, message="v1.0.0 content")
+    _tag(clone, "v1.0.0")
+    (clone / "frontend" / "src" / "style.css").write_text("/* 1.1 */\nbody { color: #222; }\n")
+    (clone / "backend" / "app" / "VERSION").write_text("1.1\n")
+    commit_and_push(clone, "v1.1.0 content")
+    _tag(clone, "v1.1.0")
+    mine = Settings(settings.target, settings.state_dir, str(root / "app.git"), None)
+    first = _deploy_prod(mine, instance, "v1.0.0")
+    assert first.success, first.failure
+    second = _deploy_prod(mine, instance, "v1.1.0")
+    assert second.success, second.failure
+    return mine, clone, first, second
+
+
+def _rollback(settings, instance, to=None):
+    release, commit = rollback_target(instance, "prod", to)
+    return launch("prod", release, commit, settings=settings, instance=instance, job_name="redeploy_job",
+                  trigger="rollback", stages=ROLLBACK_STAGES, **QUIET)  # fmt: skip
+
+
+def test_rollback_and_roll_forward_rebuild_nothing(prod, instance, local_stack):
+    settings, _, v100, v110 = prod
+    outputs = v110.stages["infra_stack"]["stack_outputs"]
+    builds = _builds(settings, local_stack)
+
+    back = _rollback(settings, instance)
+    assert back.success, back.failure
+    assert back.release == "v1.0.0" and "infra_stack" not in back.stages
+    assert _builds(settings, local_stack) == builds  # no image build, no frontend build
+    assert back.stages["api_image"]["outcome"] == "reused"
+    assert back.stages["api_image"]["digest"] == v100.stages["api_image"]["digest"]
+    assert back.stages["lambda_version"]["version"] == v100.stages["lambda_version"]["version"]
+    assert back.stages["lambda_version"]["version_reused"] and back.stages["lambda_version"]["alias_moved"]
+    assert back.stages["frontend_bundle"]["outcome"] == "restored from snapshot"
+    assert back.stages["frontend_bundle"]["files_uploaded"] == 0
+    assert _get_json(outputs["api_url"] + "/health")["release"] == "v1.0.0"
+    assert _get_json(outputs["frontend_url"] + "/config.json")["release"] == "v1.0.0"
+    with urllib.request.urlopen(outputs["frontend_url"] + "/index.html", timeout=5) as response:
+        assert hashlib.sha256(response.read()).hexdigest() == v100.stages["frontend_bundle"]["index_sha256"]
+    assert recorded_live(instance, "prod")["release"] == "v1.0.0"
+
+    forward = _rollback(settings, instance, to="v1.1.0")
+    assert forward.success, forward.failure
+    assert _builds(settings, local_stack) == builds
+    assert forward.stages["lambda_version"]["version"] == v110.stages["lambda_version"]["version"]
+    assert forward.stages["frontend_bundle"]["outcome"] == "restored from snapshot"
+    assert _get_json(outputs["api_url"] + "/health")["release"] == "v1.1.0"
+    assert _get_json(outputs["frontend_url"] + "/config.json")["release"] == "v1.1.0"
+
+
+def test_failed_health_check_rolls_back_automatically(prod, instance):
+    settings, clone, _, _ = prod
+    live_before = recorded_live(instance, "prod")["release"]
+    (clone / "backend" / "app" / "server.py").write_text('raise SystemExit("boom: the API cannot start")\n')
+    commit_and_push(clone, "a release whose API does not start")
+    _tag(clone, "v1.2.0")
+    outcome = _deploy_prod(settings, instance, "v1.2.0")
+    assert not outcome.success
+    assert (
+        "smoke_result" in outcome.failure and f"rolled back automatically: prod serves {live_before}" in outcome.failure
+    )
+    outputs = env_outputs(instance, "prod")
+    assert _get_json(outputs["api_url"] + "/health")["release"] == live_before
+    assert _get_json(outputs["frontend_url"] + "/config.json")["release"] == live_before
+    live = recorded_live(instance, "prod")
+    assert live["release"] == live_before and live["reason"].startswith("automatic rollback: smoke failed")
+
+
+def test_moving_the_alias_by_hand_is_drift(prod, instance, settings, monkeypatch, capsys, tmp_path):
+    mine, _, v100, _ = prod
+    outputs = env_outputs(instance, "prod")
+    aws = EmulatorAws(stack=LocalStackResource(state_dir=str(mine.state_dir)))
+    lam, s3 = aws.client("lambda"), aws.client("s3")
+    recorded = recorded_live(instance, "prod")
+    assert drift(recorded, target_state(lam, s3, outputs, None)) == []
+    hand_moved = str(v100.stages["lambda_version"]["version"])
+    assert hand_moved != str(recorded["version"])
+    lam.update_alias(FunctionName=outputs["lambda_function_name"], Name="live", FunctionVersion=hand_moved)
+    try:
+        problems = drift(recorded, target_state(lam, s3, outputs, None))
+        assert problems and f"alias points to version {hand_moved} (v1.0.0)" in problems[0]
+        monkeypatch.setenv("CODEREMOTE_STATE_DIR", str(mine.state_dir))
+        monkeypatch.setenv("CODEREMOTE_APP_REMOTE", mine.app_remote)
+        monkeypatch.setenv("DAGSTER_HOME", instance.root_directory)
+        assert main(["status", "prod"]) == 3
+        assert "DRIFT" in capsys.readouterr().out
+    finally:
+        lam.update_alias(
+            FunctionName=outputs["lambda_function_name"], Name="live", FunctionVersion=str(recorded["version"])
+        )
