@@ -21,6 +21,7 @@ from coderemote_pipeline.approvals import approval_refusal
 from coderemote_pipeline.assets.common import COMMIT_TAG, ENV_TAG, RELEASE_TAG, TRIGGER_TAG
 from coderemote_pipeline.partitions import ENV_DIMENSION, RELEASE_DIMENSION, check_env, deployment_key
 from coderemote_pipeline.policy import policy_for
+from coderemote_pipeline.promotion import OVERRIDE_BY_TAG, OVERRIDE_TAG, gate_refusal
 from coderemote_pipeline.release_rules import parse_release_key
 from coderemote_pipeline.resources.app_source import AppSource
 from coderemote_pipeline.settings import Settings
@@ -41,6 +42,21 @@ STAGE_ORDER = [
 
 class DeployRefused(RuntimeError):
     pass
+
+
+@dataclass(frozen=True)
+class Override:
+    """`--force --reason`: deploy past the promotion gate; who and why stay on the run, so in its history."""
+
+    reason: str
+    by: str
+
+    def __post_init__(self) -> None:
+        if not self.reason.strip():
+            raise DeployRefused("--force needs --reason TEXT: say why the promotion gate is overridden")
+
+    def tags(self) -> dict[str, str]:
+        return {OVERRIDE_TAG: self.reason.strip(), OVERRIDE_BY_TAG: self.by}
 
 
 @dataclass
@@ -159,6 +175,23 @@ def _follow(instance: dg.DagsterInstance, request_id: str, done: threading.Event
             return
 
 
+def check_deployable(
+    instance: dg.DagsterInstance, env: str, release: str, commit: str, override: Override | None = None
+) -> dict[str, str]:
+    """Refuse, with the reason and the fix, what ENV may not run: its policy, its approval, its promotion gate.
+    Returns the tags that carry an override onto the run."""
+    policy = policy_for(env)
+    extra_tags = override.tags() if override else {}
+    refusal = (
+        policy.refusal(parse_release_key(release))
+        or approval_refusal(instance, env, release, commit)
+        or gate_refusal(instance, policy, commit, extra_tags)
+    )
+    if refusal:
+        raise DeployRefused(refusal)
+    return extra_tags
+
+
 def run_deployment(
     env: str,
     ref: str,
@@ -169,26 +202,22 @@ def run_deployment(
     preflight: Callable[[], None] | None = None,
     instance: dg.DagsterInstance | None = None,
     executor: str = "auto",
+    override: Override | None = None,
 ) -> DeployOutcome:
     """Deploy a REF of the app remote (branch, tag or commit) to ENV."""
     check_env(env)
     app = AppSource(**settings.app_source_fields())
     resolved = app.remote().resolve(ref)
     release = parse_release_key(resolved.release_key)
-    refusal = policy_for(env).refusal(release)
-    if refusal:
-        raise DeployRefused(refusal)
     instance = instance or open_instance(settings)
-    refusal = approval_refusal(instance, env, release.key, resolved.commit)
-    if refusal:
-        raise DeployRefused(refusal)
+    extra_tags = check_deployable(instance, env, release.key, resolved.commit, override)
     if preflight is not None:
         preflight()
     instance.add_dynamic_partitions(RELEASE_DIMENSION, [release.key])
     job_name = choose_job(instance, resolved.commit, executor)
     echo(f"deploying {ref} → {env}|{release.key} (commit {resolved.commit[:12]}) with {job_name}")
     return launch(env, release.key, resolved.commit, settings=settings, instance=instance, job_name=job_name,
-                  trigger=trigger, echo=echo)  # fmt: skip
+                  trigger=trigger, echo=echo, extra_tags=extra_tags)  # fmt: skip
 
 
 def launch(
@@ -202,11 +231,12 @@ def launch(
     trigger: str,
     echo: Callable[[str], None] = print,
     stages: list[str] | None = None,
+    extra_tags: dict[str, str] | None = None,
 ) -> DeployOutcome:
     """Run `job_name` for the partition ENV|RELEASE (all six stages, or `stages` and what they need) and report."""
     from coderemote_pipeline.definitions import reconstructable_deploy_job
 
-    tags = deployment_tags(env, release, commit, trigger)
+    tags = {**deployment_tags(env, release, commit, trigger), **(extra_tags or {})}
     request_id = uuid.uuid4().hex
     tags[REQUEST_TAG] = request_id
     started = time.monotonic()

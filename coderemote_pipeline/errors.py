@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from coderemote_pipeline.approvals import ApprovalError
 from coderemote_pipeline.deploy import DeployRefused
 from coderemote_pipeline.git import GitError
 from coderemote_pipeline.local_stack.errors import LocalStackError
@@ -12,6 +13,7 @@ from coderemote_pipeline.resources.aws import AwsCredentialsMissing
 from coderemote_pipeline.settings import SettingsError
 
 USER_ERRORS: tuple[type[Exception], ...] = (
+    ApprovalError,
     AwsCredentialsMissing,
     DeployRefused,
     GitError,

@@ -15,6 +15,7 @@ import dagster as dg
 
 from coderemote_pipeline.assets.common import COMMIT_TAG, ENV_TAG, RELEASE_TAG, TRIGGER_TAG
 from coderemote_pipeline.live_state import LIVE_RELEASE
+from coderemote_pipeline.promotion import OVERRIDE_BY_TAG, OVERRIDE_TAG
 
 DELIVERY_METRICS = dg.AssetKey("delivery_metrics")
 HISTORY_LIMIT = 500
@@ -31,6 +32,7 @@ class Deploy:
     started: float
     ended: float | None
     rolled_back: bool
+    override: str = ""
 
     @property
     def seconds(self) -> float | None:
@@ -68,6 +70,9 @@ def deploys(instance: dg.DagsterInstance, env: str, since: float = 0.0) -> list[
                 started=started,
                 ended=record.end_time,
                 rolled_back=run.run_id in automatic,
+                override=f"{run.tags[OVERRIDE_TAG]} ({run.tags.get(OVERRIDE_BY_TAG, '?')})"
+                if run.tags.get(OVERRIDE_TAG)
+                else "",
             )
         )
     return found

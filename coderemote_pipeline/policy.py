@@ -57,6 +57,7 @@ class EnvironmentPolicy:
     approval: Approval
     auto_rollback: bool
     accepts: Accepts
+    verified_in: str | None
     stack: StackConfig
 
     @property
@@ -127,6 +128,15 @@ def load_stack_config(path: Path) -> StackConfig:
     return StackConfig(region=region, gemini_model=model, vpc_cidr=cidr, az_count=azs)
 
 
+def _verified_in(value: Any, env: str, where: str) -> str | None:
+    if value is None:
+        return None
+    if value not in ENVIRONMENTS or value == env:
+        others = [e for e in ENVIRONMENTS if e != env]
+        raise PolicyError(f"{where}: {value!r} must be another environment ({', '.join(others)}) or absent")
+    return value
+
+
 def load_policies(infra_dir: Path = DEFAULT_INFRA_DIR) -> dict[str, EnvironmentPolicy]:
     path = infra_dir / "environments.yaml"
     envs = _read_yaml(path).get("environments")
@@ -153,6 +163,7 @@ def load_policies(infra_dir: Path = DEFAULT_INFRA_DIR) -> dict[str, EnvironmentP
             approval=_enum(entry.get("approval", "none"), Approval, f"{where}.approval"),
             auto_rollback=auto_rollback,
             accepts=_enum(entry.get("accepts", "any"), Accepts, f"{where}.accepts"),
+            verified_in=_verified_in(entry.get("verified_in"), name, f"{where}.verified_in"),
             stack=load_stack_config(infra_dir / "pulumi" / f"Pulumi.{name}.yaml"),
         )
     return policies

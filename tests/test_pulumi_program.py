@@ -25,7 +25,8 @@ from pulumi.runtime.mocks import MockMonitor
 from pulumi.runtime.rpc import is_rpc_secret, unwrap_rpc_secret
 from pulumi.runtime.settings import set_root_resource
 
-from coderemote_pipeline import stack_outputs
+from coderemote_pipeline import pulumi_stack, stack_outputs
+from coderemote_pipeline.resources.provisioner import BOOTSTRAP_TAG
 
 # pulumi_aws warns about its own deprecated aliases (BucketV2 and friends) when its modules load.
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:pulumi_aws")
@@ -365,3 +366,36 @@ def test_invalid_settings_name_the_key(overrides: dict[str, str | None], error: 
     start_runtime("dev", RecordingMocks(), **overrides)
     with pytest.raises((ValueError, pulumi.ConfigMissingError), match=error):
         stack_settings.load_settings(pulumi.Config(), "dev")
+
+
+def test_api_repository_scans_on_push_and_keeps_images_for_rollback(deployment: Deployment) -> None:
+    mocks = deployment.mocks
+    repository = mocks.one(pulumi_stack.REPOSITORY_TYPE)
+    assert repository["name"] == stack_outputs.ecr_repository_name(deployment.env)
+    assert repository["imageScanningConfiguration"]["scanOnPush"] is True
+    rules = sorted(
+        json.loads(mocks.one("aws:ecr/lifecyclePolicy:LifecyclePolicy")["policy"])["rules"],
+        key=lambda rule: rule["rulePriority"],
+    )
+    # The function is created from `bootstrap`: the first rule shields it from the count rule below it.
+    assert rules[0]["selection"]["tagPrefixList"] == [BOOTSTRAP_TAG]
+    (keep,) = [r for r in rules if r["selection"]["tagStatus"] == "tagged" and r["selection"].get("tagPatternList")]
+    assert keep["selection"]["countType"] == "imageCountMoreThan" and keep["selection"]["countNumber"] >= 10
+    assert all(r["selection"]["tagStatus"] != "any" for r in rules[:-1])  # ECR: `any` only as the lowest priority
+
+
+def test_first_deploy_target_is_the_programs_repository(deployment: Deployment) -> None:
+    """PulumiProvisioner's first deploy runs `up --target <this URN>`, then pushes `bootstrap` into it."""
+    (repository,) = deployment.mocks.of_type(pulumi_stack.REPOSITORY_TYPE)
+    assert repository.name == pulumi_stack.REPOSITORY_RESOURCE
+    assert pulumi_stack.repository_urn(deployment.env).endswith(f"::{repository.typ}::{repository.name}")
+    assert sys.modules["ecr_repository"].BOOTSTRAP_TAG == BOOTSTRAP_TAG
+
+
+def test_live_alias_errors_raise_an_alarm(deployment: Deployment) -> None:
+    name = stack_outputs.lambda_function_name(deployment.env)
+    alarm = deployment.mocks.one("aws:cloudwatch/metricAlarm:MetricAlarm")
+    assert (alarm["namespace"], alarm["metricName"], alarm["statistic"]) == ("AWS/Lambda", "Errors", "Sum")
+    assert alarm["dimensions"] == {"FunctionName": name, "Resource": f"{name}:{stack_outputs.LIVE_ALIAS}"}
+    assert alarm["comparisonOperator"] == "GreaterThanOrEqualToThreshold" and alarm["threshold"] == 1
+    assert alarm["treatMissingData"] == "notBreaching"

@@ -9,11 +9,13 @@ from pathlib import Path
 import docker
 import pytest
 
+from coderemote_pipeline.cli.approvals import record_decision
 from coderemote_pipeline.cli.main import main
 from coderemote_pipeline.cli.releases import ROLLBACK_STAGES, rollback_target
 from coderemote_pipeline.demo import EXAMPLE_APP, commit_and_push, git, make_app_repo
-from coderemote_pipeline.deploy import launch, run_deployment
+from coderemote_pipeline.deploy import Override, launch, run_deployment
 from coderemote_pipeline.live_state import drift, env_outputs, recorded_live, target_state
+from coderemote_pipeline.release_rules import parse_release_key
 from coderemote_pipeline.resources.aws import EmulatorAws
 from coderemote_pipeline.resources.stack import LocalStackResource
 from coderemote_pipeline.settings import Settings
@@ -39,28 +41,33 @@ def _tag(clone: Path, tag: str) -> None:
     git("push", "--quiet", "origin", tag, cwd=clone)
 
 
-def _deploy_prod(settings, instance, tag):
-    from coderemote_pipeline.cli.approvals import record_decision
-    from coderemote_pipeline.release_rules import parse_release_key
-
+def _deploy_prod(settings, instance, tag, force_reason=None):
     record_decision(settings, instance, "prod", parse_release_key(tag), by="test-suite", decision="approve", reason="")
-    return run_deployment("prod", tag, settings=settings, instance=instance, **QUIET)
+    override = Override(reason=force_reason, by="test-suite") if force_reason else None
+    return run_deployment("prod", tag, settings=settings, instance=instance, override=override, **QUIET)
+
+
+def _verify_in_dev(settings, instance):
+    outcome = run_deployment("dev", "main", settings=settings, instance=instance, **QUIET)
+    assert outcome.success, outcome.failure
 
 
 @pytest.fixture(scope="module")
 def prod(settings, instance, tmp_path_factory):
-    """prod with v1.0.0 then v1.1.0 deployed from a repository of its own."""
+    """prod with v1.0.0 then v1.1.0 deployed from a repository of its own, each verified in dev first."""
     root = tmp_path_factory.mktemp("rollback-app")
     clone = root / "clone"
     make_app_repo(EXAMPLE_APP, root / "app.git", clone, message="v1.0.0 content")
+    mine = Settings(settings.target, settings.state_dir, str(root / "app.git"), None)
+    _verify_in_dev(mine, instance)
     _tag(clone, "v1.0.0")
+    first = _deploy_prod(mine, instance, "v1.0.0")
+    assert first.success, first.failure
     (clone / "frontend" / "src" / "style.css").write_text("/* 1.1 */\nbody { color: #222; }\n")
     (clone / "backend" / "app" / "VERSION").write_text("1.1\n")
     commit_and_push(clone, "v1.1.0 content")
+    _verify_in_dev(mine, instance)
     _tag(clone, "v1.1.0")
-    mine = Settings(settings.target, settings.state_dir, str(root / "app.git"), None)
-    first = _deploy_prod(mine, instance, "v1.0.0")
-    assert first.success, first.failure
     second = _deploy_prod(mine, instance, "v1.1.0")
     assert second.success, second.failure
     return mine, clone, first, second
@@ -108,7 +115,8 @@ def test_failed_health_check_rolls_back_automatically(prod, instance):
     (clone / "backend" / "app" / "server.py").write_text('raise SystemExit("boom: the API cannot start")\n')
     commit_and_push(clone, "a release whose API does not start")
     _tag(clone, "v1.2.0")
-    outcome = _deploy_prod(settings, instance, "v1.2.0")
+    # Never verified in dev (it would have failed there too): pushed through the gate on purpose.
+    outcome = _deploy_prod(settings, instance, "v1.2.0", force_reason="test: a release that cannot start")
     assert not outcome.success
     assert (
         "smoke_result" in outcome.failure and f"rolled back automatically: prod serves {live_before}" in outcome.failure

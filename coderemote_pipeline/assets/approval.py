@@ -14,7 +14,7 @@ from typing import Literal
 import dagster as dg
 from pydantic import Field
 
-from coderemote_pipeline.approvals import APPROVAL_ASSET, decision_refusal, open_hold
+from coderemote_pipeline.approvals import APPROVAL_ASSET, decision_refusal, latest_hold
 from coderemote_pipeline.assets.common import OWNERS
 from coderemote_pipeline.partitions import deployment_partitions_def, parse_deployment_key
 from coderemote_pipeline.policy import policy_for
@@ -46,7 +46,7 @@ def release_approval(context: dg.AssetExecutionContext, config: ApprovalConfig, 
         raise dg.Failure(description=refusal, allow_retries=False)
     # The decision binds a commit: the one the sensor held when there is a hold (what the approver was shown),
     # else what the release names now. A tag moved later no longer matches, and the stages refuse it.
-    hold = open_hold(context.instance, env, release.key)
+    hold = latest_hold(context.instance, env, release.key)
     commit = hold.commit if hold else app_source.commit_of(release)
     by = config.by.strip()
     context.log.info(
@@ -59,11 +59,11 @@ def release_approval(context: dg.AssetExecutionContext, config: ApprovalConfig, 
         "reason": config.reason,
         "commit": commit,
         "decided_at": dg.MetadataValue.timestamp(time.time()),
-        # True when a sensor was holding this release: only then does approved_release_sensor launch the deploy,
-        # so approving an already-deployed or manually deployed release never launches a second one.
-        "answers_hold": hold is not None,
     }
     if hold is not None:
+        # Only a held release is launched by approved_release_sensor, once per hold (its run key names the hold):
+        # approving a release nobody held, or approving it again, launches nothing more.
+        metadata["hold_id"] = hold.storage_id
         metadata["held_since"] = dg.MetadataValue.timestamp(hold.timestamp)
     return dg.MaterializeResult(metadata=metadata)
 

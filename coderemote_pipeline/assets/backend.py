@@ -18,6 +18,8 @@ from coderemote_pipeline.assets.common import (
 from coderemote_pipeline.assets.infra import infra_stack
 from coderemote_pipeline.lambda_deploy import publish_release_version
 from coderemote_pipeline.partitions import ENVIRONMENTS
+from coderemote_pipeline.policy import policy_for
+from coderemote_pipeline.promotion import deployed_elsewhere, require_verified
 from coderemote_pipeline.resources.app_source import AppSource
 from coderemote_pipeline.resources.aws import AwsResource, error_code
 from coderemote_pipeline.resources.docker_engine import DockerEngine
@@ -68,6 +70,7 @@ def api_image(
     timer = Stopwatch()
     with timer.step("resolve"):
         commit = commit_for(context, app_source, release)
+        require_verified(context, policy_for(env), commit)
         # A re-run or a rollback: the image this partition recorded, still tagged with the release and still
         # whole, is reused without the engine or a build key (so a newer base image never forces a rebuild).
         recorded = _recorded_digest(context, commit)
@@ -90,9 +93,17 @@ def api_image(
     if ref is None:
         with timer.step("promote"):
             source = _promotable(registry, env, _build_tag(build_key))
+            if source is None and (
+                gone := deployed_elsewhere(context.instance, "api_image", "build_key", build_key, env)
+            ):
+                context.log.warning(
+                    f"the image of commit {commit[:12]} built for {gone[0]} (run {gone[1][:8]}) is gone from its "
+                    f"registry: rebuilding it from the commit"
+                )
             if source is not None:
                 ref = registry.copy(source[1], repository, [_build_tag(build_key), release.key])
-                outcome = f"promoted from {source[0]}"
+                origin = deployed_elsewhere(context.instance, "api_image", "digest", ref.digest, env)
+                outcome = f"promoted from {source[0]}" + (f" (run {origin[1][:8]})" if origin else "")
     if ref is None:
         with tempfile.TemporaryDirectory(prefix="coderemote-build-") as tmp, timer.step("build"):
             context_dir = app_source.export_backend(commit, Path(tmp) / "context")
@@ -122,6 +133,7 @@ def api_image(
             "build_key": build_key,
             "size_bytes": ref.size_bytes,
             "built": outcome == "built",
+            "promoted": outcome.startswith("promoted"),
             **timer.metadata(),
         }
     )

@@ -15,6 +15,8 @@ from coderemote_pipeline.assets.common import (
 )
 from coderemote_pipeline.assets.infra import infra_stack
 from coderemote_pipeline.cdn import invalidate
+from coderemote_pipeline.policy import policy_for
+from coderemote_pipeline.promotion import deployed_elsewhere, require_verified
 from coderemote_pipeline.resources.app_source import AppSource, FrontendEnvMode
 from coderemote_pipeline.resources.aws import AwsResource
 
@@ -35,6 +37,7 @@ def frontend_bundle(context: dg.AssetExecutionContext, app_source: AppSource, aw
     s3 = aws.client("s3")
     bucket = outputs[out.FRONTEND_BUCKET]
     commit = commit_for(context, app_source, release)
+    require_verified(context, policy_for(env), commit)
     with timer.step("lookup"):
         manifest = store.read_manifest(s3, bucket, release.key)
     uploaded: list[ff.BundleFile] = []
@@ -64,7 +67,13 @@ def frontend_bundle(context: dg.AssetExecutionContext, app_source: AppSource, aw
                     "content_hash": ff.content_hash(bundle),
                 },
             )
-        outcome = "built" if build.built else "reused build"
+        origin = deployed_elsewhere(context.instance, "frontend_bundle", "content_hash", manifest["content_hash"], env)
+        if build.built:
+            outcome = "built"
+        elif origin and manifest["build_mode"] == FrontendEnvMode.RUNTIME_CONFIG.value:
+            outcome = f"promoted from {origin[0]} (run {origin[1][:8]})"  # the same bundle bytes, not rebuilt
+        else:
+            outcome = "reused build"
     with timer.step("activate"):
         activation = store.activate(s3, bucket, manifest, aws.object_acl)
     if not activation.changed_paths and activation.previous_release == release.key:

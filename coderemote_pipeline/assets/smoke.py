@@ -1,5 +1,6 @@
 """smoke_result: the live API and the live frontend, checked over HTTP for this very release."""
 
+import contextlib
 import hashlib
 import json
 import time
@@ -16,9 +17,10 @@ from coderemote_pipeline.assets.common import STAGE_KWARGS, deployment, stack_ou
 from coderemote_pipeline.assets.frontend import cloudfront_invalidation
 from coderemote_pipeline.live_state import record_live, release_of_version
 from coderemote_pipeline.policy import policy_for
+from coderemote_pipeline.release_rules import ReleaseKeyError, parse_release_key
 from coderemote_pipeline.resources.app_source import AppSource
 from coderemote_pipeline.resources.aws import AwsResource
-from coderemote_pipeline.resources.runtime import ApiRuntime
+from coderemote_pipeline.resources.runtime import ApiRuntime, ApiUnhealthy
 from coderemote_pipeline.rollback import restore
 
 ATTEMPTS = 8
@@ -149,32 +151,37 @@ def _roll_back(context, env, outputs, backend, bundle, reason, app_source, aws, 
     previous_version = str(backend.get("previous_version", ""))
     previous_site = str(bundle.get("previous_release", "")) or None
     lam = aws.client("lambda")
-    previous_release = (
-        release_of_version(
-            lam.get_function_configuration(
-                FunctionName=outputs[out.LAMBDA_FUNCTION_NAME], Qualifier=previous_version
-            ).get("Description", "")
-        )[0]
-        if previous_version
-        else ""
-    )
+    previous_release = ""
+    if previous_version:
+        description = lam.get_function_configuration(
+            FunctionName=outputs[out.LAMBDA_FUNCTION_NAME], Qualifier=previous_version
+        ).get("Description", "")
+        with contextlib.suppress(ReleaseKeyError):  # the bootstrap version is no release to return to
+            previous_release = parse_release_key(release_of_version(description)[0]).key
     if not policy_for(env).auto_rollback:
         return {"after_failure": f"{env} now serves this failed release: auto_rollback is off for {env}"}
     if not previous_release or previous_version == str(backend["version"]):
         return {"after_failure": f"no previous release of {env} to roll back to; {env} serves this failed release"}
-    restored = restore(
-        lam=lam,
-        s3=aws.client("s3"),
-        cf=aws.client("cloudfront"),
-        api_runtime=api_runtime,
-        app_source=app_source,
-        env=env,
-        outputs=outputs,
-        version=previous_version,
-        frontend_release=previous_site,
-        acl=aws.object_acl,
-        caller_reference=f"rollback-{context.run_id}",
-    )
+    try:
+        restored = restore(
+            lam=lam,
+            s3=aws.client("s3"),
+            cf=aws.client("cloudfront"),
+            api_runtime=api_runtime,
+            app_source=app_source,
+            env=env,
+            outputs=outputs,
+            version=previous_version,
+            frontend_release=previous_site,
+            acl=aws.object_acl,
+            caller_reference=f"rollback-{context.run_id}",
+        )
+    except ApiUnhealthy as exc:
+        return {
+            "rolled_back": False,
+            "after_failure": f"automatic rollback to {previous_release} (version {previous_version}) FAILED, {env} "
+            f"has no healthy API: {exc}. Roll back by hand: coderemote-pipeline rollback {env}",
+        }
     record_live(
         context.instance,
         env,

@@ -51,11 +51,20 @@ def _preflight(settings: Settings):
 
 def cmd_deploy(args: argparse.Namespace) -> int:
     from coderemote_pipeline.cli.summary import render
-    from coderemote_pipeline.deploy import run_deployment
+    from coderemote_pipeline.deploy import DeployRefused, Override, run_deployment
 
     settings = _settings(args)
+    if args.reason and not args.force:
+        raise DeployRefused("--reason goes with --force (the reason for overriding the promotion gate)")
+    override = Override(reason=args.reason or "", by=args.by) if args.force else None
     outcome = run_deployment(
-        args.env, args.ref, settings=settings, trigger="cli", preflight=_preflight(settings), executor=args.executor
+        args.env,
+        args.ref,
+        settings=settings,
+        trigger="cli",
+        preflight=_preflight(settings),
+        executor=args.executor,
+        override=override,
     )
     print(render(outcome))
     return 0 if outcome.success else 1
@@ -107,6 +116,9 @@ def parser() -> argparse.ArgumentParser:
     deploy.add_argument("ref")
     deploy.add_argument("--remote", help="app git remote URL (default: CODEREMOTE_APP_REMOTE or the demo's)")
     deploy.add_argument("--app-config", help="YAML file with the app's layout (AppSource fields)")
+    deploy.add_argument("--force", action="store_true", help="deploy past the promotion gate (needs --reason)")
+    deploy.add_argument("--reason", help="why the gate is overridden; recorded on the run and in history")
+    deploy.add_argument("--by", default=os.environ.get("USER", "unknown"), help="who deploys (default: $USER)")
     deploy.add_argument(
         "--executor",
         choices=["auto", "parallel", "serial"],

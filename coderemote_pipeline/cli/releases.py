@@ -2,10 +2,11 @@
 
 import argparse
 import datetime as dt
+import os
 import time
 
 from coderemote_pipeline.cli.summary import render
-from coderemote_pipeline.deploy import DeployRefused, launch, open_instance
+from coderemote_pipeline.deploy import DeployRefused, Override, check_deployable, choose_job, launch, open_instance
 from coderemote_pipeline.git import GitError
 from coderemote_pipeline.history import delivery_figures, deploys, record_figures
 from coderemote_pipeline.live_state import (
@@ -15,7 +16,7 @@ from coderemote_pipeline.live_state import (
     recorded_live,
     target_state,
 )
-from coderemote_pipeline.partitions import ENVIRONMENTS, check_env
+from coderemote_pipeline.partitions import ENVIRONMENTS, RELEASE_DIMENSION, check_env
 from coderemote_pipeline.resources.app_source import AppSource
 from coderemote_pipeline.settings import Settings
 from coderemote_pipeline.targets import resources_for
@@ -53,6 +54,35 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     print(f"rolling {env} back to {release} (commit {commit[:12]}): reusing its image, version and site snapshot")
     outcome = launch(env, release, commit, settings=settings, instance=instance, job_name="redeploy_job",
                      trigger="rollback", stages=ROLLBACK_STAGES)  # fmt: skip
+    print(render(outcome))
+    return 0 if outcome.success else 1
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    """Deploy to TO exactly what is live in FROM: the same release, so the same image digest and bundle bytes."""
+    settings = Settings.from_env()
+    source, target = check_env(args.from_env), check_env(args.to_env)
+    if source == target:
+        raise DeployRefused(f"promote needs two different environments, got {source} twice")
+    instance = open_instance(settings)
+    live = recorded_live(instance, source)
+    if live is None:
+        raise DeployRefused(f"nothing is live in {source}: deploy it first (coderemote-pipeline deploy {source} REF)")
+    release, commit = str(live["release"]), str(live["commit"])
+    override = Override(reason=args.reason or "", by=args.by) if args.force else None
+    extra_tags = check_deployable(instance, target, release, commit, override)
+    instance.add_dynamic_partitions(RELEASE_DIMENSION, [release])
+    print(f"promoting {release} (commit {commit[:12]}) from {source} to {target}")
+    outcome = launch(
+        target,
+        release,
+        commit,
+        settings=settings,
+        instance=instance,
+        job_name=choose_job(instance, commit),
+        trigger=f"promote:{source}",
+        extra_tags=extra_tags,
+    )
     print(render(outcome))
     return 0 if outcome.success else 1
 
@@ -117,6 +147,13 @@ def add_parsers(sub) -> None:
     rollback.add_argument("env")
     rollback.add_argument("--to", help="release key (default: the newest release that passed smoke in ENV)")
     rollback.set_defaults(func=cmd_rollback)
+    promote = sub.add_parser("promote", help="deploy to TO_ENV exactly what is live in FROM_ENV (same bytes)")
+    promote.add_argument("from_env")
+    promote.add_argument("to_env")
+    promote.add_argument("--force", action="store_true", help="past the promotion gate (needs --reason)")
+    promote.add_argument("--reason")
+    promote.add_argument("--by", default=os.environ.get("USER", "unknown"))
+    promote.set_defaults(func=cmd_promote)
     status = sub.add_parser("status", help="what is live per environment, checked against the target (drift)")
     status.add_argument("env", nargs="?")
     status.set_defaults(func=cmd_status)

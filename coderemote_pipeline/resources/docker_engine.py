@@ -120,3 +120,18 @@ class HostDockerEngine(DockerEngine):
 
     def base_image(self) -> str:
         return self.base
+
+    def base_image_id(self) -> str:
+        # Unlike the local stack's engine, this one can pull: Lambda's base comes from ECR Public once.
+        client = self.client()
+        try:
+            return client.images.get(self.base).id
+        except docker.errors.ImageNotFound:
+            pass
+        try:
+            return client.images.pull(self.base).id
+        except docker.errors.APIError as exc:
+            raise ImageBuildFailed(
+                f"base image {self.base!r} is not in the Docker engine and cannot be pulled ({exc}); "
+                f"pull it with `docker pull {self.base}`"
+            ) from None

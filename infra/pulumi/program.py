@@ -10,6 +10,7 @@ import pulumi
 from ecr_repository import api_repository
 from frontend_site import frontend_site
 from lambda_api import lambda_api
+from monitoring import api_errors_alarm
 from stack_settings import StackSettings
 from vpc_network import private_network
 
@@ -26,6 +27,7 @@ def code_remote_stack(env: str, settings: StackSettings) -> dict[str, pulumi.Out
     network = private_network(env, settings, tags) if settings.has_vpc else None
     frontend = frontend_site(env, tags)
     api = lambda_api(env, settings, frontend_origin=frontend.url, network=network, tags=tags)
+    api_errors_alarm(api.function.name, tags)
 
     outputs: dict[str, pulumi.Output] = {
         keys.REGION: pulumi.Output.from_input(settings.region),

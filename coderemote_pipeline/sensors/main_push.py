@@ -1,0 +1,102 @@
+"""main → dev: every new head of `main` on the app remote is registered as a release and deployed.
+
+A tick reads the remote's refs (`git ls-remote`, no objects): its cost does not grow with the repository's history.
+Only when the head moved does it fetch `main` into the mirror (incremental: what was pushed since) to name the
+commits skipped between two ticks, or to tell a force-push from a fast-forward.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import dagster as dg
+
+from coderemote_pipeline.git import GitError, GitRemote
+from coderemote_pipeline.policy import Trigger, load_policies
+from coderemote_pipeline.release_rules import commit_release_key, parse_release_key
+from coderemote_pipeline.resources.app_source import AppSource
+from coderemote_pipeline.sensors.tick import MAIN_REF, Tick, load_cursor
+
+# Commits named in a tick's log when several pushes landed between two ticks; beyond that, a count.
+NAMED_COMMITS = 20
+
+
+def _subject(commits: list[tuple[str, str]], sha: str) -> str:
+    return next((f" “{subject}”" for c, subject in commits if c == sha), "")
+
+
+def describe_move(remote: GitRemote, old: str | None, head: str, tick: Tick) -> None:
+    """Log how main got from `old` to `head`: first sight, fast-forward (naming skipped commits) or force-push."""
+    if old is None:
+        tick.note(f"first tick: main is at {head[:12]}; deploying it")
+        return
+    remote.fetch_refs(MAIN_REF)
+    if remote.is_ancestor(old, head):
+        commits = remote.commits_between(old, head, limit=NAMED_COMMITS + 1) or []
+        tick.note(f"main moved {old[:12]} → {head[:12]}; deploying the newest head{_subject(commits, head)}")
+        skipped = commits[1:]
+        if skipped:
+            named = ", ".join(f"{sha[:12]} “{subject}”" for sha, subject in skipped[:NAMED_COMMITS])
+            more = " and more" if len(skipped) > NAMED_COMMITS else ""
+            tick.note(
+                f"skipped {len(skipped[:NAMED_COMMITS])}{more} commit(s) pushed between two ticks, "
+                f"not deployed on their own (the new head contains them): {named}{more}"
+            )
+        return
+    if remote.is_ancestor(head, old):
+        dropped = remote.commits_between(head, old, limit=NAMED_COMMITS + 1) or []
+        count = f"{len(dropped)}" if len(dropped) <= NAMED_COMMITS else f"more than {NAMED_COMMITS}"
+        tick.warn(
+            f"main was force-pushed back from {old[:12]} to {head[:12]} ({count} commit(s) dropped); "
+            "deploying the new head"
+        )
+    else:
+        tick.warn(
+            f"main was force-pushed: the previous head {old[:12]} is not in the new history of {head[:12]}; "
+            "deploying the new head"
+        )
+
+
+def main_push_sensor_def(interval_s: int, jobs: Sequence[dg.UnresolvedAssetJobDefinition]) -> dg.SensorDefinition:
+    @dg.sensor(
+        name="main_push_sensor",
+        jobs=list(jobs),
+        minimum_interval_seconds=interval_s,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Every new head of main on the app remote: register the release main-<sha> and deploy it to the "
+        "environments whose trigger is main_push (dev). Skipped intermediate commits and force-pushes are logged.",
+    )
+    def main_push_sensor(context: dg.SensorEvaluationContext, app_source: AppSource):
+        remote = app_source.remote()
+        cursor = load_cursor(context.cursor)
+        old, moves = cursor.get("main"), int(cursor.get("moves", 0)) + 1
+        try:
+            head = remote.ls_remote().get(MAIN_REF)
+        except GitError as exc:
+            return dg.SkipReason(f"cannot read the app remote: {exc}")
+        if head is None:
+            return dg.SkipReason(f"the app remote {remote.url!r} has no branch main (yet)")
+        if head == old:
+            return dg.SkipReason(f"main unchanged at {head[:12]}")
+        tick = Tick(context)
+        try:
+            describe_move(remote, old, head, tick)
+        except GitError as exc:
+            # The cursor stays where it was: the next tick sees the same move again, nothing is lost.
+            return dg.SkipReason(f"main moved to {head[:12]} but its history could not be read: {exc}")
+        release = commit_release_key("main", head)
+        tick.register(release)
+        for policy in load_policies().values():
+            if policy.trigger is not Trigger.MAIN_PUSH:
+                continue
+            refusal = policy.refusal(parse_release_key(release))
+            if refusal:
+                tick.warn(f"not deploying {release} to {policy.name}: {refusal}")
+                continue
+            # The commit plus the count of moves main made: a tick evaluated again after a daemon restart (same
+            # cursor) requests nothing twice, while main force-pushed back to an earlier head deploys it again.
+            run_key = f"{policy.name}:main@{head}#{moves}"
+            tick.deploy_or_hold(policy, release, head, trigger=Trigger.MAIN_PUSH.value, run_key=run_key, ref=MAIN_REF)
+        return tick.result({"main": head, "moves": moves}, idle=f"main at {head[:12]}")
+
+    return main_push_sensor

@@ -1,0 +1,137 @@
+"""v* tags → prod: every new stable version tag on main is registered and deployed (after approval where required).
+
+The cursor maps every `v*` tag the sensor has acted on to its commit, so each tag is decided exactly once, and a tag
+that later points elsewhere is noticed and reported instead of silently redeployed. A tick reads refs only
+(`git ls-remote`); it fetches `main` and the new tags into the mirror only when a new stable tag needs its
+reachability from main checked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import dagster as dg
+import semver
+
+from coderemote_pipeline.git import GitError, GitRemote
+from coderemote_pipeline.policy import Trigger, load_policies
+from coderemote_pipeline.release_rules import Release, ReleaseKeyError, is_version_tag_name, release_for_tag
+from coderemote_pipeline.resources.app_source import AppSource
+from coderemote_pipeline.sensors.tick import MAIN_REF, TAG_PREFIX, Tick, dump_cursor, load_cursor
+
+
+def version_tags(refs: dict[str, str]) -> dict[str, str]:
+    """tag name → commit for every tag in the `v*` namespace (valid or not), annotated tags peeled."""
+    tags = {ref.removeprefix(TAG_PREFIX): sha for ref, sha in refs.items() if ref.startswith(TAG_PREFIX)}
+    return {name: sha for name, sha in tags.items() if is_version_tag_name(name)}
+
+
+def _highest_stable(names: Sequence[str]) -> semver.Version | None:
+    versions = []
+    for name in names:
+        try:
+            release = release_for_tag(name)
+        except ReleaseKeyError:
+            continue
+        if release.is_stable and release.version is not None:
+            versions.append(release.version)
+    return max(versions, default=None)
+
+
+def classify(new: dict[str, str], tick: Tick) -> list[Release]:
+    """Log malformed and pre-release tags (the latter registered, never sent to prod); return the stable ones."""
+    stable = []
+    for name in sorted(new):
+        try:
+            release = release_for_tag(name)
+        except ReleaseKeyError as exc:
+            tick.warn(f"skipped tag {name} (commit {new[name][:12]}): {exc}")
+            continue
+        if release.is_stable:
+            stable.append(release)
+        else:
+            tick.register(name)
+            tick.note(
+                f"{name} (commit {new[name][:12]}) is a pre-release: recorded as release {name}, never deployed to "
+                "prod (deploy it to dev or staging by hand if wanted)"
+            )
+    return sorted(stable, key=lambda r: r.version or semver.Version(0))
+
+
+def report_changes(seen: dict[str, str], tags: dict[str, str], tick: Tick) -> None:
+    for name in sorted(set(seen) - set(tags)):
+        tick.note(f"tag {name} was deleted from the remote; nothing is deployed or undone")
+    for name in sorted(n for n in set(seen) & set(tags) if seen[n] != tags[n]):
+        tick.warn(
+            f"tag {name} moved from {seen[name][:12]} to {tags[name][:12]}: NOT redeployed. A version names one "
+            f"commit; to release {tags[name][:12]}, tag it with a new version. An approval given for {name} still "
+            f"binds {seen[name][:12]}, so a deploy of the moved tag is refused until approved again"
+        )
+
+
+def act_on_stable(remote: GitRemote, stable: list[Release], tags: dict[str, str], seen: dict[str, str], tick: Tick):
+    """Check each new stable tag is on main, then deploy it (or hold it) in every env triggered by stable tags."""
+    remote.fetch_refs(MAIN_REF, *[f"{TAG_PREFIX}{r.key}" for r in stable])
+    highest_before = _highest_stable(list(seen))
+    for release in stable:
+        commit = tags[release.key]
+        if not remote.is_ancestor(commit, MAIN_REF):
+            tick.warn(
+                f"refused tag {release.key}: its commit {commit[:12]} is not reachable from main. Releases are tags "
+                "on main: merge the change (e.g. the hotfix branch) into main, then tag the merge commit"
+            )
+            continue
+        if highest_before is not None and release.version is not None and release.version < highest_before:
+            tick.note(f"{release.key} is older than v{highest_before}, already tagged: deploying it like any new tag")
+        tick.register(release.key)
+        for policy in load_policies().values():
+            if policy.trigger is Trigger.STABLE_TAG:
+                tick.deploy_or_hold(
+                    policy,
+                    release.key,
+                    commit,
+                    trigger=Trigger.STABLE_TAG.value,
+                    run_key=f"{policy.name}:{release.key}@{commit}",
+                    ref=f"{TAG_PREFIX}{release.key}",
+                )
+
+
+def version_tag_sensor_def(interval_s: int, jobs: Sequence[dg.UnresolvedAssetJobDefinition]) -> dg.SensorDefinition:
+    @dg.sensor(
+        name="version_tag_sensor",
+        jobs=list(jobs),
+        minimum_interval_seconds=interval_s,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Every new v* tag on the app remote: stable vMAJOR.MINOR.PATCH tags on main are registered and "
+        "deployed to the stable_tag environments (prod), held for approval where required; pre-release tags are "
+        "recorded only; malformed, off-main and moved tags are reported with the reason.",
+    )
+    def version_tag_sensor(context: dg.SensorEvaluationContext, app_source: AppSource):
+        remote = app_source.remote()
+        cursor = load_cursor(context.cursor)
+        try:
+            tags = version_tags(remote.ls_remote())
+        except GitError as exc:
+            return dg.SkipReason(f"cannot read the app remote: {exc}")
+        if not isinstance(cursor.get("tags"), dict):
+            # First tick ever: existing tags are history (deploying every old version to prod would be wrong).
+            listed = ", ".join(sorted(tags)) or "none"
+            return dg.SensorResult(
+                skip_reason=f"first tick: {len(tags)} existing v* tag(s) taken as already handled ({listed}); "
+                "tags pushed from now on are acted on",
+                cursor=dump_cursor({"tags": tags}),
+            )
+        seen: dict[str, str] = cursor["tags"]
+        new = {name: sha for name, sha in tags.items() if name not in seen}
+        tick = Tick(context)
+        report_changes(seen, tags, tick)
+        stable = classify(new, tick)
+        if stable:
+            try:
+                act_on_stable(remote, stable, tags, seen, tick)
+            except GitError as exc:
+                # Cursor unchanged: the next tick decides these tags again, so none is lost.
+                return dg.SkipReason(f"new tag(s) {', '.join(r.key for r in stable)}: cannot read their history: {exc}")
+        return tick.result({"tags": tags}, idle=f"no new v* tags ({len(tags)} known)")
+
+    return version_tag_sensor

@@ -1,0 +1,192 @@
+"""The prod approval gate: holds recorded by the tag sensor, decisions from the CLI (and the asset the UI uses), the
+approved-release sensor launching a held deploy exactly once, and refusals on every deploy path.
+
+Real git repositories and a persistent Dagster instance under a temporary DAGSTER_HOME; no stack (nothing deploys).
+"""
+
+import dagster as dg
+import pytest
+from sensor_kit import AppRepo, apply, tick
+
+from coderemote_pipeline.approvals import approval_refusal, latest_decision, latest_hold
+from coderemote_pipeline.assets.approval import release_approval
+from coderemote_pipeline.assets.common import COMMIT_TAG
+from coderemote_pipeline.cli.main import main
+from coderemote_pipeline.definitions import STAGES
+from coderemote_pipeline.deploy import DeployRefused, run_deployment
+from coderemote_pipeline.settings import Settings
+from coderemote_pipeline.targets import local_resources
+
+APPROVE_HINT = "coderemote-pipeline approve prod v1.0.0 --by NAME"
+
+
+@pytest.fixture
+def repo(tmp_path) -> AppRepo:
+    repo = AppRepo(tmp_path / "app")
+    repo.push("initial import")
+    return repo
+
+
+@pytest.fixture
+def env(tmp_path, repo, monkeypatch):
+    """Settings and instance exactly as the CLI sees them (DAGSTER_HOME and CODEREMOTE_* in the environment)."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    monkeypatch.setenv("CODEREMOTE_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("CODEREMOTE_APP_REMOTE", str(repo.remote))
+    monkeypatch.delenv("CODEREMOTE_APP_CONFIG", raising=False)
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        yield Settings.from_env(), instance
+
+
+def _hold_v1(settings, instance, repo) -> str:
+    """Tag v1.0.0 and let the tag sensor see it, storing its output as the daemon would; returns the commit."""
+    baseline = tick(settings, instance, "version_tag_sensor", None)
+    repo.tag("v1.0.0")
+    apply(instance, tick(settings, instance, "version_tag_sensor", baseline.cursor))
+    return repo.git("rev-parse", "HEAD")
+
+
+def test_approving_a_held_release_launches_its_deploy_exactly_once(env, repo, capsys):
+    settings, instance = env
+    commit = _hold_v1(settings, instance, repo)
+    assert main(["approvals", "--pending"]) == 0
+    listing = capsys.readouterr().out
+    assert "prod     v1.0.0" in listing and "pending" in listing and APPROVE_HINT in listing
+
+    assert main(["approve", "prod", "v1.0.0", "--by", "alice", "--reason", "checked in dev"]) == 0
+    out = capsys.readouterr().out
+    assert f"approved prod|v1.0.0 (commit {commit[:12]}) by alice" in out and "launches the held deploy" in out
+    decision = latest_decision(instance, "prod", "v1.0.0")
+    assert (decision.decision, decision.by, decision.reason) == ("approve", "alice", "checked in dev")
+    hold = latest_hold(instance, "prod", "v1.0.0")
+    assert decision.commit == commit == hold.commit and decision.hold_id == hold.storage_id
+    (run,) = instance.get_runs(dg.RunsFilter(job_name="approval_job"))
+    assert run.is_success and run.tags["dagster/partition"] == "prod|v1.0.0"
+    assert main(["approvals"]) == 0
+    assert "approved  by alice at " in capsys.readouterr().out
+
+    launched = tick(settings, instance, "approved_release_sensor", None)
+    (request,) = launched.run_requests
+    assert request.partition_key == "prod|v1.0.0" and request.job_name == "deploy_job"
+    assert request.run_key == f"prod|v1.0.0:hold-{hold.storage_id}"
+    assert request.tags["coderemote/commit"] == commit and request.tags["coderemote/trigger"] == "approval"
+    assert launched.cursor_json == {"after_storage_id": decision.storage_id}
+    assert launched.logged("prod|v1.0.0 approved by alice")
+    # The next tick finds nothing new; a tick evaluated again from the old cursor (restart) asks for the same key.
+    assert tick(settings, instance, "approved_release_sensor", launched.cursor).skip == "no new approval decisions"
+    assert tick(settings, instance, "approved_release_sensor", None).run_requests[0].run_key == request.run_key
+
+    # The daemon launches it (a run carrying the run key); approving the same hold again launches nothing more.
+    instance.add_run(dg.DagsterRun(job_name="deploy_job", tags={"dagster/run_key": request.run_key}))
+    assert main(["approve", "prod", "v1.0.0", "--by", "carol"]) == 0
+    assert "its held deploy was already launched" in capsys.readouterr().out
+    again = tick(settings, instance, "approved_release_sensor", launched.cursor)
+    assert again.run_requests == [] and again.logged("its held deploy was already launched")
+
+
+def test_rejected_release_is_not_deployed_until_approved(env, repo, capsys):
+    settings, instance = env
+    _hold_v1(settings, instance, repo)
+    assert main(["reject", "prod", "v1.0.0", "--by", "bob", "--reason", "too risky on a Friday"]) == 0
+    assert "rejected prod|v1.0.0" in capsys.readouterr().out
+    result = tick(settings, instance, "approved_release_sensor", None)
+    assert result.run_requests == [] and result.logged("prod|v1.0.0 rejected by bob: too risky on a Friday")
+    with pytest.raises(DeployRefused, match=r"rejected by bob \(too risky on a Friday\)"):
+        run_deployment("prod", "v1.0.0", settings=settings, instance=instance, echo=lambda _: None)
+    assert main(["approvals"]) == 0
+    assert "rejected  by bob" in capsys.readouterr().out
+    # Approved on Monday: the deploy the rejection stopped is launched after all.
+    assert main(["approve", "prod", "v1.0.0", "--by", "alice"]) == 0
+    assert "launches the held deploy" in capsys.readouterr().out
+    monday = tick(settings, instance, "approved_release_sensor", result.cursor)
+    (request,) = monday.run_requests
+    assert request.run_key == f"prod|v1.0.0:hold-{latest_hold(instance, 'prod', 'v1.0.0').storage_id}"
+
+
+def test_unapproved_prod_deploys_are_refused_by_the_cli_and_by_the_stages(env, repo):
+    settings, instance = env
+    commit = _hold_v1(settings, instance, repo)
+    with pytest.raises(
+        DeployRefused, match=rf"prod requires approval and prod\|v1.0.0 has not been approved.*{APPROVE_HINT}"
+    ):
+        run_deployment("prod", "v1.0.0", settings=settings, instance=instance, echo=lambda _: None)
+
+    def stage_failure(tags=None) -> str:
+        # Materializing a stage is what the UI does; the resources are never reached when the gate refuses.
+        result = dg.materialize(
+            STAGES,
+            selection=["infra_stack"],
+            partition_key="prod|v1.0.0",
+            resources=local_resources(settings),
+            instance=instance,
+            tags=tags,
+            raise_on_error=False,
+        )
+        assert not result.success
+        error = result.get_step_failure_events()[0].step_failure_data.error
+        return "\n".join(str(e.message) for e in [error, error.cause] if e is not None)
+
+    assert "prod requires approval" in stage_failure() and APPROVE_HINT in stage_failure()
+    assert main(["approve", "prod", "v1.0.0", "--by", "alice"]) == 0
+    assert approval_refusal(instance, "prod", "v1.0.0", commit) is None
+    # An approval binds the commit it was given for: the same tag moved elsewhere is refused until approved again.
+    moved = stage_failure({COMMIT_TAG: "f" * 40})
+    assert f"approved by alice at commit {commit[:12]}, but this deploy is commit ffffffffffff" in moved
+    # Envs without required approval are untouched by the gate.
+    assert approval_refusal(instance, "dev", "main-0000000") is None
+
+
+def test_a_tag_approved_before_the_sensor_sees_it_deploys_without_a_hold(env, repo, capsys):
+    settings, instance = env
+    baseline = tick(settings, instance, "version_tag_sensor", None)
+    repo.tag("v1.0.0")
+    # Not registered yet, but a tag on the remote: the approve command registers it.
+    assert main(["approve", "prod", "v1.0.0", "--by", "alice"]) == 0
+    assert "deploy it with `coderemote-pipeline deploy prod v1.0.0`" in capsys.readouterr().out
+    result = tick(settings, instance, "version_tag_sensor", baseline.cursor)
+    (request,) = result.run_requests
+    assert request.partition_key == "prod|v1.0.0" and result.events == []
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["approve", "qa", "v1.0.0", "--by", "x"], "unknown environment 'qa'"),
+        (["approve", "prod", "v1.2", "--by", "x"], "'v1.2' is not semantic versioning"),
+        (
+            ["approve", "prod", "v9.9.9", "--by", "x"],
+            "'v9.9.9' is not registered in this Dagster instance and is not a tag",
+        ),
+        (["approve", "dev", "main-abcdef0", "--by", "x"], "dev needs no approval"),
+        (["approve", "prod", "v2.0.0-beta.1", "--by", "x"], "prod deploys only stable version tags"),
+        (["reject", "prod", "v1.0.0", "--by", " "], "--by NAME must not be empty"),
+    ],
+)
+def test_decision_errors_exit_2_with_a_clear_message(env, repo, capsys, argv, message):
+    repo.tag("v1.0.0")
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_the_approval_asset_validates_decisions_made_in_the_ui(env, repo):
+    settings, instance = env
+    instance.add_dynamic_partitions("release", ["main-abcdef0"])
+    result = dg.materialize(
+        [release_approval],
+        partition_key="dev|main-abcdef0",
+        run_config={"ops": {"release_approval": {"config": {"by": "alice", "decision": "approve"}}}},
+        resources=local_resources(settings),
+        instance=instance,
+        raise_on_error=False,
+    )
+    assert not result.success
+    error = result.get_step_failure_events()[0].step_failure_data.error
+    assert "dev needs no approval" in str(error.message) + str(error.cause)
+
+
+def test_no_approvals_yet(env, capsys):
+    assert main(["approvals"]) == 0
+    assert "no approvals recorded yet" in capsys.readouterr().out

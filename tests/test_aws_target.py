@@ -1,0 +1,188 @@
+"""The aws target's wiring, and the runtime that waits for Lambda to serve the alias.
+
+Definitions load on the aws target with no network, no AWS credentials, no Docker engine and no Pulumi CLI:
+those are first needed when a step runs. The runtime is tested against a real HTTP server standing in for the
+Function URL, and against moto's Lambda for what the alias points to.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import dagster as dg
+import moto_aws as fixtures
+import pytest
+
+from coderemote_pipeline import stack_outputs
+from coderemote_pipeline import targets as targets_module
+from coderemote_pipeline.definitions import JOB_NAMES, build_defs
+from coderemote_pipeline.resources import lambda_url_runtime
+from coderemote_pipeline.resources.app_source import AppSource
+from coderemote_pipeline.resources.aws import RealAws
+from coderemote_pipeline.resources.docker_engine import HostDockerEngine
+from coderemote_pipeline.resources.ecr_registry import EcrRegistry
+from coderemote_pipeline.resources.lambda_url_runtime import LambdaUrlRuntime
+from coderemote_pipeline.resources.pulumi_provisioner import PulumiProvisioner
+from coderemote_pipeline.resources.registry import ImageRef
+from coderemote_pipeline.resources.runtime import ApiUnhealthy, ServedVersion
+from coderemote_pipeline.settings import Settings, SettingsError
+from coderemote_pipeline.targets import aws_resources, local_resources, resources_for
+
+MotoAws = fixtures.MotoAws
+moto_endpoint = fixtures.moto_endpoint
+emulated_aws = fixtures.emulated_aws
+
+
+def aws_settings(tmp_path: Path) -> Settings:
+    return Settings(target="aws", state_dir=tmp_path, app_remote=str(tmp_path / "app.git"), app_config=None)
+
+
+@pytest.fixture
+def offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No network, no AWS credentials, no `pulumi` or `docker` on PATH, no Gemini key."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"network used while loading definitions: {args[1:] or kwargs}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    for name in [n for n in __import__("os").environ if n.startswith(("AWS_", "PULUMI_", "DOCKER_"))]:
+        monkeypatch.delenv(name)
+    monkeypatch.delenv("GEMINI_API_KEY", raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
+
+
+def test_aws_resources_fill_every_key_the_local_target_fills(tmp_path: Path) -> None:
+    settings = aws_settings(tmp_path)
+    resources = aws_resources(settings)
+    assert resources.keys() == local_resources(settings).keys()
+    expected = {
+        "app_source": AppSource,
+        "aws": RealAws,
+        "docker": HostDockerEngine,
+        "registry": EcrRegistry,
+        "provisioner": PulumiProvisioner,
+        "api_runtime": LambdaUrlRuntime,
+    }
+    assert {key: type(value) for key, value in resources.items()} == expected
+    assert resources["aws"].region == "us-east-1"  # from infra/pulumi/Pulumi.*.yaml
+    assert resources["aws"].object_acl is None  # the bucket is private behind CloudFront
+    assert resources["docker"].base_image() == "public.ecr.aws/lambda/python:3.12"
+    provisioner = resources["provisioner"]
+    assert isinstance(provisioner.gemini_api_key, dg.EnvVar) and provisioner.gemini_api_key.env_var_name == (
+        "GEMINI_API_KEY"
+    )
+    assert provisioner.registry is resources["registry"] and resources["registry"].aws is resources["aws"]
+    assert type(resources_for(settings)["provisioner"]) is PulumiProvisioner
+
+
+@pytest.mark.usefixtures("offline")
+def test_aws_definitions_load_offline_without_credentials_or_cli(tmp_path: Path) -> None:
+    loaded = build_defs(aws_settings(tmp_path))
+    dg.Definitions.validate_loadable(loaded)
+    for name in JOB_NAMES:
+        assert loaded.resolve_job_def(name).nodes_in_topological_order
+
+
+@pytest.mark.usefixtures("offline")
+def test_the_target_switch_is_one_environment_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CODEREMOTE_TARGET", "aws")
+    monkeypatch.setenv("CODEREMOTE_STATE_DIR", str(tmp_path))
+    assert Settings.from_env().target == "aws"
+    assert type(build_defs().resources["provisioner"]) is PulumiProvisioner
+
+
+def test_stack_files_in_several_regions_are_refused_at_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    def policy(region: str):
+        return type("P", (), {"stack": type("S", (), {"region": region})()})()
+
+    monkeypatch.setattr(
+        targets_module, "load_policies", lambda: {"dev": policy("us-east-1"), "prod": policy("eu-west-1")}
+    )
+    with pytest.raises(SettingsError, match=r"one region.*\['eu-west-1', 'us-east-1'\]"):
+        targets_module.aws_region()
+
+
+class FunctionUrl(BaseHTTPRequestHandler):
+    """Answers /health like the app behind a Function URL: first not yet (503), then the old release, then new."""
+
+    script: list[tuple[int, str]] = []
+
+    def do_GET(self) -> None:
+        status, release = self.script.pop(0) if len(self.script) > 1 else self.script[0]
+        body = json.dumps({"release": release, "commit": "abc"}).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def function_url(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    monkeypatch.setattr(lambda_url_runtime, "PAUSE_S", 0.02)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FunctionUrl)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def served(release: str) -> ServedVersion:
+    image = ImageRef("code-remote-dev-api", "sha256:" + "a" * 64, "acct.dkr.ecr.us-east-1.amazonaws.com/x", 1)
+    return ServedVersion("dev", "code-remote-dev-api", "7", image, {"APP_RELEASE": release, "GEMINI_API_KEY": "k"})
+
+
+def test_activate_waits_until_the_url_serves_the_new_release(function_url: str) -> None:
+    FunctionUrl.script = [(503, ""), (503, ""), (200, "main-old0000"), (200, "main-new1111")]
+    runtime = LambdaUrlRuntime(aws=RealAws(), health_timeout_s=10)
+    activation = runtime.activate(
+        served("main-new1111"), api_url=function_url, command="ignored", health_path="/health"
+    )
+    assert activation.cold_start_s is not None and 0 < activation.cold_start_s <= activation.seconds
+    assert "version 7" in activation.detail and not activation.reused
+    assert FunctionUrl.script == [(200, "main-new1111")]
+
+
+def test_activate_gives_up_in_bounded_time_naming_what_it_saw(function_url: str) -> None:
+    FunctionUrl.script = [(200, "main-old0000")]
+    runtime = LambdaUrlRuntime(aws=RealAws(), health_timeout_s=0.5)
+    with pytest.raises(
+        ApiUnhealthy, match=r"reporting release 'main-new1111'.*last: HTTP 200 reporting .*main-old0000"
+    ):
+        runtime.activate(served("main-new1111"), api_url=function_url, command="", health_path="/health")
+
+
+def test_current_reads_the_live_alias_without_the_secret(emulated_aws: MotoAws) -> None:
+    lam, iam = emulated_aws.client("lambda"), emulated_aws.client("iam")
+    role = iam.create_role(RoleName="current-test", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    name = stack_outputs.lambda_function_name("staging")
+    lam.create_function(
+        FunctionName=name,
+        PackageType="Image",
+        Code={"ImageUri": "123456789012.dkr.ecr.us-east-1.amazonaws.com/code-remote-staging-api@sha256:" + "d" * 64},
+        Role=role,
+        Environment={"Variables": {"APP_RELEASE": "v1.2.3", "GEMINI_API_KEY": "do-not-show"}},
+    )
+    version = lam.publish_version(FunctionName=name)["Version"]
+    lam.create_alias(FunctionName=name, Name=stack_outputs.LIVE_ALIAS, FunctionVersion=version)
+
+    current = LambdaUrlRuntime(aws=emulated_aws).current("staging")
+
+    assert current is not None and current["version"] == version and current["release"] == "v1.2.3"
+    assert current["digest"].startswith("sha256:")
+    assert "do-not-show" not in json.dumps(current)
+    assert LambdaUrlRuntime(aws=emulated_aws).current("prod") is None

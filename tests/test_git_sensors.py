@@ -1,0 +1,266 @@
+"""The git sensors, tick by tick, against real git repositories (a bare remote and pushes into it).
+
+No deploy runs here: each test evaluates ticks as the daemon would and checks the run requests, the release
+partitions registered, the pending approvals recorded, the cursor and the reasons logged.
+"""
+
+from dataclasses import replace
+
+import dagster as dg
+import pytest
+from sensor_kit import AppRepo, settings_for, tick
+
+from coderemote_pipeline.git import GitRemote
+from coderemote_pipeline.policy import Approval, load_policies
+from coderemote_pipeline.release_rules import commit_release_key
+
+MAIN = "main_push_sensor"
+TAGS = "version_tag_sensor"
+
+
+@pytest.fixture
+def repo(tmp_path) -> AppRepo:
+    repo = AppRepo(tmp_path / "app")
+    repo.push("initial import")
+    return repo
+
+
+@pytest.fixture
+def settings(tmp_path, repo):
+    return settings_for(tmp_path / "state", str(repo.remote))
+
+
+@pytest.fixture
+def instance():
+    with dg.instance_for_test() as inst:
+        yield inst
+
+
+def _only_request(result):
+    assert len(result.run_requests) == 1, result.logs
+    return result.run_requests[0]
+
+
+# --- main → dev ---------------------------------------------------------------------------------------------------
+
+
+def test_first_tick_deploys_the_head_of_main_to_dev(settings, instance, repo):
+    head = repo.git("rev-parse", "HEAD")
+    release = commit_release_key("main", head)
+    result = tick(settings, instance, MAIN, None)
+    request = _only_request(result)
+    assert request.partition_key == f"dev|{release}"
+    assert request.job_name == "deploy_job"  # never built: the job that builds
+    assert request.run_key == f"dev:main@{head}#1"
+    assert request.tags["coderemote/commit"] == head and request.tags["coderemote/trigger"] == "main_push"
+    assert (request.tags["coderemote/env"], request.tags["coderemote/release"]) == ("dev", release)
+    assert result.partitions == [release]
+    assert result.cursor_json == {"main": head, "moves": 1}
+    assert result.logged(f"first tick: main is at {head[:12]}")
+
+
+def test_unchanged_main_requests_nothing(settings, instance, repo):
+    first = tick(settings, instance, MAIN, None)
+    again = tick(settings, instance, MAIN, first.cursor)
+    assert again.run_requests == [] and again.partitions == []
+    assert again.skip == f"main unchanged at {repo.git('rev-parse', 'HEAD')[:12]}"
+    assert again.cursor in (None, first.cursor)
+
+
+def test_several_pushes_between_ticks_deploy_only_the_newest_head(settings, instance, repo):
+    first = tick(settings, instance, MAIN, None)
+    skipped = [repo.push("add login page"), repo.push("fix typo in login page")]
+    head = repo.push("wire login to the API")
+    result = tick(settings, instance, MAIN, first.cursor)
+    request = _only_request(result)
+    assert request.partition_key == f"dev|{commit_release_key('main', head)}"
+    assert request.tags["coderemote/commit"] == head and request.run_key == f"dev:main@{head}#2"
+    assert result.partitions == [commit_release_key("main", head)]
+    assert result.cursor_json == {"main": head, "moves": 2}
+    assert result.logged("deploying the newest head “wire login to the API”")
+    line = next(line for line in result.logs if line.startswith("skipped 2 commit(s)"))
+    assert f"{skipped[0][:12]} “add login page”" in line and f"{skipped[1][:12]} “fix typo in login page”" in line
+
+
+def test_force_push_rewinding_main_deploys_the_new_head_again(settings, instance, repo):
+    good = repo.git("rev-parse", "HEAD")
+    first = tick(settings, instance, MAIN, None)
+    repo.push("bad change")
+    second = tick(settings, instance, MAIN, first.cursor)
+    repo.force_main(good)
+    rewound = tick(settings, instance, MAIN, second.cursor)
+    request = _only_request(rewound)
+    assert request.tags["coderemote/commit"] == good
+    # Same commit as the first deploy, yet a new run key: dev must go back to it, not be deduplicated away.
+    assert request.run_key != first.run_requests[0].run_key
+    assert rewound.cursor_json["main"] == good
+    assert rewound.logged(f"force-pushed back from {second.cursor_json['main'][:12]} to {good[:12]} (1 commit(s)")
+
+
+def test_force_push_rewriting_main_deploys_the_new_head(settings, instance, repo):
+    first = tick(settings, instance, MAIN, None)
+    repo.git("commit", "--quiet", "--amend", "--allow-empty", "-m", "initial import, reworded")
+    repo.git("push", "--quiet", "--force", "origin", "HEAD:main")
+    head = repo.git("rev-parse", "HEAD")
+    result = tick(settings, instance, MAIN, first.cursor)
+    assert _only_request(result).tags["coderemote/commit"] == head
+    assert result.logged("is not in the new history")
+
+
+def test_a_restart_neither_loses_a_push_nor_requests_twice(settings, instance, repo):
+    first = tick(settings, instance, MAIN, None)
+    head = repo.push("pushed while the daemon was down")
+    # The daemon died after evaluating this tick but before storing its cursor: the tick is evaluated again from
+    # the stored cursor, finds the same push and asks for the same run key, which the daemon launches only once.
+    before_crash = tick(settings, instance, MAIN, first.cursor)
+    after_restart = tick(settings, instance, MAIN, first.cursor)
+    assert _only_request(after_restart).run_key == _only_request(before_crash).run_key
+    assert after_restart.run_requests[0].tags["coderemote/commit"] == head
+
+
+def test_other_branches_do_not_deploy(settings, instance, repo):
+    first = tick(settings, instance, MAIN, None)
+    repo.side_commit("feature/xyz", "work in progress")
+    assert tick(settings, instance, MAIN, first.cursor).run_requests == []
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("{tmp}/nowhere.git", "does not appear to be a git repository"),
+        ("file://{tmp}/nowhere.git", "unreachable"),
+        ("nosuchscheme://example.invalid/app.git", "'remote-nosuchscheme' is not a git command"),
+    ],
+)
+def test_unreachable_remote_or_bad_url_skips_with_the_reason(tmp_path, instance, url, reason):
+    url = url.format(tmp=tmp_path)
+    for sensor in (MAIN, TAGS):
+        result = tick(settings_for(tmp_path / "state", url), instance, sensor, None)
+        assert result.run_requests == [] and result.partitions == []
+        assert result.skip.startswith("cannot read the app remote:") and url in result.skip and reason in result.skip
+
+
+def test_a_git_error_mid_tick_skips_and_keeps_the_cursor(settings, instance, repo):
+    first = tick(settings, instance, MAIN, None)
+    repo.push("next")
+    # Make the mirror unusable: a file where the bare repository should be, so the fetch of main fails.
+    mirror = GitRemote(settings.app_remote, settings.work_dir / "git").mirror
+    mirror.parent.mkdir(parents=True, exist_ok=True)
+    mirror.write_text("not a repository")
+    result = tick(settings, instance, MAIN, first.cursor)
+    assert result.run_requests == [] and "could not be read" in result.skip
+    assert result.cursor in (None, first.cursor)  # the push is decided again on the next tick: not lost
+
+
+# --- v* tags → prod -----------------------------------------------------------------------------------------------
+
+
+def _baseline(settings, instance):
+    result = tick(settings, instance, TAGS, None)
+    assert result.run_requests == [] and result.partitions == [] and result.events == []
+    return result
+
+
+def test_first_tick_takes_existing_tags_as_history(settings, instance, repo):
+    repo.tag("v0.9.0")
+    result = _baseline(settings, instance)
+    assert result.cursor_json == {"tags": {"v0.9.0": repo.git("rev-parse", "HEAD")}}
+    assert "first tick: 1 existing v* tag(s) taken as already handled (v0.9.0)" in result.skip
+
+
+def test_stable_tag_is_registered_and_held_for_prod_approval(settings, instance, repo):
+    baseline = _baseline(settings, instance)
+    head = repo.git("rev-parse", "HEAD")
+    repo.tag("v1.0.0", annotated=True)  # annotated: the sensor must use the peeled commit, not the tag object
+    result = tick(settings, instance, TAGS, baseline.cursor)
+    assert result.run_requests == []  # prod requires approval: nothing runs yet
+    assert result.partitions == ["v1.0.0"]
+    (hold,) = result.events
+    assert isinstance(hold, dg.AssetObservation) and hold.asset_key == dg.AssetKey("release_approval")
+    assert hold.partition == "prod|v1.0.0"
+    assert hold.metadata["status"].value == "pending" and hold.metadata["commit"].value == head
+    assert result.cursor_json == {"tags": {"v1.0.0": head}}
+    assert result.logged("holding prod|v1.0.0") and "coderemote-pipeline approve prod v1.0.0 --by NAME" in result.skip
+
+
+def test_stable_tag_deploys_prod_directly_where_no_approval_is_required(settings, instance, repo, monkeypatch):
+    relaxed = {n: replace(p, approval=Approval.NONE) for n, p in load_policies().items()}
+    monkeypatch.setattr("coderemote_pipeline.sensors.version_tags.load_policies", lambda: relaxed)
+    baseline = _baseline(settings, instance)
+    head = repo.git("rev-parse", "HEAD")
+    repo.tag("v1.0.0")
+    result = tick(settings, instance, TAGS, baseline.cursor)
+    request = _only_request(result)
+    assert request.partition_key == "prod|v1.0.0" and request.run_key == f"prod:v1.0.0@{head}"
+    assert request.tags["coderemote/trigger"] == "stable_tag" and request.tags["coderemote/commit"] == head
+    assert result.partitions == ["v1.0.0"] and result.events == []
+
+
+def test_prerelease_tag_is_recorded_never_deployed(settings, instance, repo):
+    baseline = _baseline(settings, instance)
+    repo.tag("v2.0.0-beta.1")
+    result = tick(settings, instance, TAGS, baseline.cursor)
+    assert result.run_requests == [] and result.events == []
+    assert result.partitions == ["v2.0.0-beta.1"]
+    assert "v2.0.0-beta.1" in result.cursor_json["tags"]
+    assert result.logged("is a pre-release: recorded as release v2.0.0-beta.1, never deployed to prod")
+
+
+def test_malformed_tags_are_skipped_with_the_reason_once(settings, instance, repo):
+    baseline = _baseline(settings, instance)
+    for name in ("v1.2", "vnext", "v01.2.3"):
+        repo.tag(name)
+    result = tick(settings, instance, TAGS, baseline.cursor)
+    assert result.run_requests == [] and result.partitions == [] and result.events == []
+    for name in ("v1.2", "vnext", "v01.2.3"):
+        assert result.logged(f"skipped tag {name} "), result.logs
+    assert result.logged("'v01.2.3' is not semantic versioning")
+    assert set(result.cursor_json["tags"]) == {"v1.2", "vnext", "v01.2.3"}
+    again = tick(settings, instance, TAGS, result.cursor)
+    assert again.logs == [] and again.skip == "no new v* tags (3 known)"
+
+
+def test_tag_not_reachable_from_main_is_refused(settings, instance, repo):
+    baseline = _baseline(settings, instance)
+    hotfix = repo.side_commit("hotfix/critical-fix", "fix: critical security patch")
+    repo.tag("v1.0.1", hotfix)
+    result = tick(settings, instance, TAGS, baseline.cursor)
+    assert result.run_requests == [] and result.partitions == [] and result.events == []
+    assert result.logged(f"refused tag v1.0.1: its commit {hotfix[:12]} is not reachable from main")
+    assert result.cursor_json["tags"] == {"v1.0.1": hotfix}
+
+
+def test_moved_tag_is_reported_not_redeployed(settings, instance, repo):
+    baseline = _baseline(settings, instance)
+    first = repo.git("rev-parse", "HEAD")
+    repo.tag("v1.0.0")
+    seen = tick(settings, instance, TAGS, baseline.cursor)
+    moved_to = repo.push("after the release")
+    repo.tag("v1.0.0", moved_to, force=True)
+    result = tick(settings, instance, TAGS, seen.cursor)
+    assert result.run_requests == [] and result.partitions == [] and result.events == []
+    assert result.logged(f"tag v1.0.0 moved from {first[:12]} to {moved_to[:12]}: NOT redeployed")
+    assert result.cursor_json["tags"] == {"v1.0.0": moved_to}
+    assert tick(settings, instance, TAGS, result.cursor).logs == []  # reported once
+
+
+def test_older_version_tagged_after_a_newer_one_deploys_like_any_new_tag(settings, instance, repo):
+    good = repo.git("rev-parse", "HEAD")
+    repo.push("the release that went wrong")
+    repo.tag("v1.3.0")
+    baseline = _baseline(settings, instance)
+    repo.tag("v1.2.4", good)  # the strategy's rollback option 1: a new patch version at the previous good commit
+    result = tick(settings, instance, TAGS, baseline.cursor)
+    assert result.partitions == ["v1.2.4"]
+    (hold,) = result.events
+    assert hold.partition == "prod|v1.2.4" and hold.metadata["commit"].value == good
+    assert result.logged("v1.2.4 is older than v1.3.0, already tagged: deploying it like any new tag")
+
+
+def test_deleted_tag_is_noted(settings, instance, repo):
+    repo.tag("v1.0.0")
+    baseline = _baseline(settings, instance)
+    repo.git("push", "--quiet", "origin", ":refs/tags/v1.0.0")
+    result = tick(settings, instance, TAGS, baseline.cursor)
+    assert result.run_requests == [] and result.cursor_json == {"tags": {}}
+    assert result.logged("tag v1.0.0 was deleted from the remote")
