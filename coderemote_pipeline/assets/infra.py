@@ -19,7 +19,7 @@ def infra_stack(context: dg.AssetExecutionContext, provisioner: InfraProvisioner
         metadata={
             "stack_outputs": dg.MetadataValue.json(outputs),
             "changes": dg.MetadataValue.json(result.changes),
-            "change_count": len(result.changes),
+            "change_count": result.resources_changed,
             "api_url": dg.MetadataValue.url(outputs[out.API_URL]),
             "frontend_url": dg.MetadataValue.url(outputs[out.FRONTEND_URL]),
             "region": config.region,

@@ -33,6 +33,12 @@ class InfraResult:
     outputs: dict[str, str]
     changes: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    # Resources changed; Pulumi summarises changes per kind ("create: 20"), so this may exceed len(changes).
+    change_count: int | None = None
+
+    @property
+    def resources_changed(self) -> int:
+        return len(self.changes) if self.change_count is None else self.change_count
 
 
 class InfraProvisioner(dg.ConfigurableResource, ABC):

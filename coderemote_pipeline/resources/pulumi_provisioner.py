@@ -82,9 +82,14 @@ class PulumiProvisioner(InfraProvisioner):
         log(f"stack {env}: `pulumi up` ({'forced' if self.force else 'program, config or SDK changed'})")
         with self._cli(env, "up"):
             result = stack.up(message=ps.update_message(fingerprint), **self._up_options(log))
+        bootstrap_changes = len(changes)
         changes += ps.change_lines(result.summary.resource_changes)
+        counted = sum(n for op, n in (result.summary.resource_changes or {}).items() if op != "same")
         return InfraResult(
-            outputs=ps.string_outputs(result.outputs), changes=changes, seconds=time.monotonic() - started
+            outputs=ps.string_outputs(result.outputs),
+            changes=changes,
+            seconds=time.monotonic() - started,
+            change_count=bootstrap_changes + counted,
         )
 
     def _stack(self, env: str) -> Any:

@@ -54,6 +54,15 @@ def bucket_policy(bucket_arn: str, distribution_arn: str) -> dict[str, object]:
                 "Condition": {"StringEquals": {"AWS:SourceArn": distribution_arn}},
             },
             {
+                # Every deployed release keeps a snapshot under _releases/ for rollbacks; only the live site
+                # (the bucket's root) is public through the CDN.
+                "Sid": "DenyCloudFrontReleaseSnapshots",
+                "Effect": "Deny",
+                "Principal": {"Service": "cloudfront.amazonaws.com"},
+                "Action": "s3:GetObject",
+                "Resource": f"{bucket_arn}/_releases/*",
+            },
+            {
                 "Sid": "DenyInsecureTransport",
                 "Effect": "Deny",
                 "Principal": "*",
