@@ -104,14 +104,26 @@ def env_outputs(instance: dg.DagsterInstance, env: str) -> dict[str, str] | None
     return None
 
 
-def passed_releases(instance: dg.DagsterInstance, env: str) -> list[tuple[str, str, float]]:
-    """(release, commit, when) of every release whose smoke passed in env, newest first, each release once."""
-    seen: dict[str, tuple[str, str, float]] = {}
+@dataclass(frozen=True)
+class Passed:
+    """A release whose smoke passed in an env: the proof a promotion gate or a rollback looks for."""
+
+    env: str
+    release: str
+    commit: str
+    run_id: str
+    at: float
+
+
+def passed_releases(instance: dg.DagsterInstance, env: str) -> list[Passed]:
+    """Every release whose smoke passed in env, newest first, each release once (its latest pass)."""
+    seen: dict[str, Passed] = {}
     for record in instance.fetch_materializations(dg.AssetKey("smoke_result"), limit=500).records:
         mat = record.asset_materialization
         if mat is None or not str(mat.partition or "").startswith(f"{env}|"):
             continue
         release = str(mat.partition).split("|", 1)[1]
         if release not in seen and getattr(mat.metadata.get("passed"), "value", False):
-            seen[release] = (release, str(mat.metadata["commit"].value), record.timestamp)
+            commit = str(mat.metadata["commit"].value)
+            seen[release] = Passed(env, release, commit, record.run_id, record.timestamp)
     return list(seen.values())

@@ -6,11 +6,11 @@ is held; an override (`--force --reason`) is carried by the run's tags and so st
 """
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 import dagster as dg
 
 from coderemote_pipeline.assets.common import COMMIT_TAG, ENV_TAG
+from coderemote_pipeline.live_state import Passed, passed_releases
 from coderemote_pipeline.policy import EnvironmentPolicy
 
 OVERRIDE_TAG = "coderemote/override"
@@ -18,24 +18,9 @@ OVERRIDE_BY_TAG = "coderemote/override_by"
 SCAN = 500
 
 
-@dataclass(frozen=True)
-class Verification:
-    env: str
-    release: str
-    run_id: str
-    at: float
-
-
-def verification(instance: dg.DagsterInstance, env: str, commit: str) -> Verification | None:
-    """The latest passed smoke of `commit` in `env`."""
-    for record in instance.fetch_materializations(dg.AssetKey("smoke_result"), limit=SCAN).records:
-        mat = record.asset_materialization
-        if mat is None or not str(mat.partition or "").startswith(f"{env}|"):
-            continue
-        meta = mat.metadata
-        if getattr(meta.get("commit"), "value", None) == commit and getattr(meta.get("passed"), "value", False):
-            return Verification(env, str(mat.partition).split("|", 1)[1], record.run_id, record.timestamp)
-    return None
+def verification(instance: dg.DagsterInstance, env: str, commit: str) -> Passed | None:
+    """The latest passed smoke of `commit` in `env` (whatever release key it ran under there)."""
+    return next((p for p in passed_releases(instance, env) if p.commit == commit), None)
 
 
 def _latest_failure(instance: dg.DagsterInstance, env: str, commit: str) -> dg.RunRecord | None:

@@ -117,3 +117,12 @@ def apply(instance: dg.DagsterInstance, result: Tick) -> None:
         instance.add_dynamic_partitions("release", result.partitions)
     for event in result.events:
         instance.report_runless_asset_event(event)
+
+
+def verified_in_dev(instance: dg.DagsterInstance, commit: str) -> None:
+    """Record that `commit` passed smoke in dev, as a dev deploy would: prod's promotion gate then lets it through."""
+    instance.report_runless_asset_event(
+        dg.AssetMaterialization(
+            "smoke_result", partition="dev|main-0000000", metadata={"commit": commit, "passed": True}
+        )
+    )

@@ -6,7 +6,7 @@ Real git repositories and a persistent Dagster instance under a temporary DAGSTE
 
 import dagster as dg
 import pytest
-from sensor_kit import AppRepo, apply, tick
+from sensor_kit import AppRepo, apply, tick, verified_in_dev
 
 from coderemote_pipeline.approvals import approval_refusal, latest_decision, latest_hold
 from coderemote_pipeline.assets.approval import release_approval
@@ -46,7 +46,9 @@ def _hold_v1(settings, instance, repo) -> str:
     baseline = tick(settings, instance, "version_tag_sensor", None)
     repo.tag("v1.0.0")
     apply(instance, tick(settings, instance, "version_tag_sensor", baseline.cursor))
-    return repo.git("rev-parse", "HEAD")
+    commit = repo.git("rev-parse", "HEAD")
+    verified_in_dev(instance, commit)  # the strategy's "tested in dev", which prod's promotion gate asks for
+    return commit
 
 
 def test_approving_a_held_release_launches_its_deploy_exactly_once(env, repo, capsys):
@@ -85,6 +87,23 @@ def test_approving_a_held_release_launches_its_deploy_exactly_once(env, repo, ca
     assert "its held deploy was already launched" in capsys.readouterr().out
     again = tick(settings, instance, "approved_release_sensor", launched.cursor)
     assert again.run_requests == [] and again.logged("its held deploy was already launched")
+
+
+def test_an_approved_hold_not_yet_verified_in_dev_waits_for_it(env, repo):
+    settings, instance = env
+    baseline = tick(settings, instance, "version_tag_sensor", None)
+    repo.tag("v1.0.0")
+    apply(instance, tick(settings, instance, "version_tag_sensor", baseline.cursor))
+    commit = repo.git("rev-parse", "HEAD")
+    assert main(["approve", "prod", "v1.0.0", "--by", "alice"]) == 0
+    gated = tick(settings, instance, "approved_release_sensor", None)
+    assert gated.run_requests == []
+    assert gated.logged(f"not deploying prod|v1.0.0 (commit {commit[:12]}): prod is held: commit {commit[:12]} has not")
+    # Once dev has verified the commit, approving again launches the held deploy (its run key was never used).
+    verified_in_dev(instance, commit)
+    assert main(["approve", "prod", "v1.0.0", "--by", "alice"]) == 0
+    (request,) = tick(settings, instance, "approved_release_sensor", gated.cursor).run_requests
+    assert request.partition_key == "prod|v1.0.0"
 
 
 def test_rejected_release_is_not_deployed_until_approved(env, repo, capsys):
@@ -143,6 +162,7 @@ def test_a_tag_approved_before_the_sensor_sees_it_deploys_without_a_hold(env, re
     settings, instance = env
     baseline = tick(settings, instance, "version_tag_sensor", None)
     repo.tag("v1.0.0")
+    verified_in_dev(instance, repo.git("rev-parse", "HEAD"))
     # Not registered yet, but a tag on the remote: the approve command registers it.
     assert main(["approve", "prod", "v1.0.0", "--by", "alice"]) == 0
     assert "deploy it with `coderemote-pipeline deploy prod v1.0.0`" in capsys.readouterr().out

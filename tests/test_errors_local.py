@@ -10,7 +10,7 @@ import pytest
 
 from coderemote_pipeline.cli.main import main
 from coderemote_pipeline.definitions import STAGES
-from coderemote_pipeline.demo import EXAMPLE_APP, commit_and_push, git, make_app_repo
+from coderemote_pipeline.demo import EXAMPLE_APP, commit_and_push, make_app_repo
 from coderemote_pipeline.deploy import DeployRefused, run_deployment
 from coderemote_pipeline.git import RefNotFound, RemoteUnreachable
 from coderemote_pipeline.local_stack import EmulatorDown, LocalStackNotRunning, check_parts, load_stack_info
@@ -95,7 +95,9 @@ def test_stack_never_started(tmp_path):
 
 
 def test_no_docker_engine(settings, instance, app_remote, tmp_path):
-    head = git("rev-parse", "HEAD", cwd=app_remote[1])
+    # A commit never built: a re-run of a built release needs no engine at all (its image is reused by digest).
+    (app_remote[1] / "backend" / "app" / "NO_ENGINE").write_text("needs a build\n")
+    head = commit_and_push(app_remote[1], "a commit that needs a build")
     partition = f"dev|{commit_release_key('main', head)}"
     instance.add_dynamic_partitions("release", [commit_release_key("main", head)])
     good = dg.materialize(

@@ -8,11 +8,13 @@ from dataclasses import replace
 
 import dagster as dg
 import pytest
-from sensor_kit import AppRepo, settings_for, tick
+from sensor_kit import AppRepo, settings_for, tick, verified_in_dev
 
+from coderemote_pipeline.definitions import build_defs
 from coderemote_pipeline.git import GitRemote
 from coderemote_pipeline.policy import Approval, load_policies
 from coderemote_pipeline.release_rules import commit_release_key
+from coderemote_pipeline.settings import Settings, SettingsError
 
 MAIN = "main_push_sensor"
 TAGS = "version_tag_sensor"
@@ -39,6 +41,22 @@ def instance():
 def _only_request(result):
     assert len(result.run_requests) == 1, result.logs
     return result.run_requests[0]
+
+
+def test_sensors_are_wired_running_at_the_configured_interval(tmp_path, monkeypatch):
+    monkeypatch.setenv("CODEREMOTE_STATE_DIR", str(tmp_path))
+    monkeypatch.setenv("CODEREMOTE_SENSOR_INTERVAL_S", "7")
+    loaded = build_defs(Settings.from_env())
+    for name in (MAIN, TAGS, "approved_release_sensor"):
+        sensor = loaded.resolve_sensor_def(name)
+        assert sensor.minimum_interval_seconds == 7 and sensor.default_status is dg.DefaultSensorStatus.RUNNING
+        assert {job.name for job in sensor.jobs} == {"deploy_job", "redeploy_job"}
+    assert {node.name for node in loaded.resolve_job_def("approval_job").nodes_in_topological_order} == {
+        "release_approval"
+    }
+    assert Settings.from_env({}).sensor_interval_s == 30
+    with pytest.raises(SettingsError, match="CODEREMOTE_SENSOR_INTERVAL_S='0' must be a whole number of seconds"):
+        Settings.from_env({"CODEREMOTE_SENSOR_INTERVAL_S": "0"})
 
 
 # --- main → dev ---------------------------------------------------------------------------------------------------
@@ -118,6 +136,30 @@ def test_a_restart_neither_loses_a_push_nor_requests_twice(settings, instance, r
     assert after_restart.run_requests[0].tags["coderemote/commit"] == head
 
 
+def test_a_push_during_a_dev_deploy_waits_for_it_then_deploys_the_newest_head(settings, instance, repo):
+    first = tick(settings, instance, MAIN, None)
+    busy = dg.DagsterRun(
+        job_name="deploy_job",
+        status=dg.DagsterRunStatus.STARTED,
+        tags={"coderemote/env": "dev", "coderemote/release": first.partitions[0]},
+    )
+    instance.add_run(busy)
+    pushed = [repo.push("first push during the deploy"), repo.push("second push during the deploy")]
+    waiting = tick(settings, instance, MAIN, first.cursor)
+    assert waiting.run_requests == [] and waiting.cursor in (None, first.cursor)
+    assert waiting.skip == (
+        f"main moved to {pushed[1][:12]}; waiting for the dev deploy in progress "
+        f"(run {busy.run_id}, {first.partitions[0]}) to end"
+    )
+    instance.delete_run(busy.run_id)  # the deploy ended
+    result = tick(settings, instance, MAIN, first.cursor)
+    assert _only_request(result).tags["coderemote/commit"] == pushed[1]
+    assert result.logged(
+        f"skipped 1 commit(s) pushed between two ticks, not deployed on their own (the new head "
+        f"contains them): {pushed[0][:12]}"
+    )
+
+
 def test_other_branches_do_not_deploy(settings, instance, repo):
     first = tick(settings, instance, MAIN, None)
     repo.side_commit("feature/xyz", "work in progress")
@@ -189,6 +231,10 @@ def test_stable_tag_deploys_prod_directly_where_no_approval_is_required(settings
     baseline = _baseline(settings, instance)
     head = repo.git("rev-parse", "HEAD")
     repo.tag("v1.0.0")
+    # prod's promotion gate (verified_in: dev) comes first: a commit that never passed smoke in dev is not launched.
+    gated = tick(settings, instance, TAGS, baseline.cursor)
+    assert gated.run_requests == [] and gated.logged(f"not deploying prod|v1.0.0 (commit {head[:12]}): prod is held")
+    verified_in_dev(instance, head)
     result = tick(settings, instance, TAGS, baseline.cursor)
     request = _only_request(result)
     assert request.partition_key == "prod|v1.0.0" and request.run_key == f"prod:v1.0.0@{head}"

@@ -12,6 +12,7 @@ from coderemote_pipeline.assets.common import (
     Stopwatch,
     commit_for,
     deployment,
+    partition_metadata,
     stack_outputs,
     upstream_metadata,
 )
@@ -33,14 +34,8 @@ def _build_tag(build_key: str) -> str:
 
 def _recorded_digest(context: dg.AssetExecutionContext, commit: str) -> str | None:
     """The digest this partition's last materialization recorded, if it was for the same commit."""
-    records = context.instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=context.asset_key, asset_partitions=[str(context.partition_key)]), limit=1
-    ).records
-    if not records or records[0].asset_materialization is None:
-        return None
-    meta = records[0].asset_materialization.metadata
-    same_commit = getattr(meta.get("commit"), "value", None) == commit
-    return getattr(meta.get("digest"), "value", None) if same_commit else None
+    previous = partition_metadata(context, "api_image") or {}
+    return previous.get("digest") if previous.get("commit") == commit else None
 
 
 def _promotable(registry: ImageRegistry, env: str, build_tag: str) -> tuple[str, ImageRef] | None:

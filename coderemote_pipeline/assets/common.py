@@ -43,18 +43,26 @@ def commit_for(context: dg.AssetExecutionContext, app_source: AppSource, release
     return app_source.commit_of(release)
 
 
-def upstream_metadata(context: dg.AssetExecutionContext, asset: str) -> dict[str, Any]:
-    """The metadata of the latest materialization of `asset` for this same partition, as plain values."""
+def partition_metadata(context: dg.AssetExecutionContext, asset: str) -> dict[str, Any] | None:
+    """The metadata of the latest materialization of `asset` for this same partition, as plain values, or None."""
     records = context.instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[str(context.partition_key)]), limit=1
     ).records
     if not records or records[0].asset_materialization is None:
+        return None
+    return {key: value.value for key, value in records[0].asset_materialization.metadata.items()}
+
+
+def upstream_metadata(context: dg.AssetExecutionContext, asset: str) -> dict[str, Any]:
+    """What an upstream stage recorded for this partition; its absence is a clear failure, not a KeyError."""
+    metadata = partition_metadata(context, asset)
+    if metadata is None:
         raise dg.Failure(
             description=f"{asset} has never been materialized for {context.partition_key}: "
             f"materialize {asset} (or the whole deploy) for this partition first",
             allow_retries=False,
         )
-    return {key: value.value for key, value in records[0].asset_materialization.metadata.items()}
+    return metadata
 
 
 def stack_outputs(context: dg.AssetExecutionContext) -> dict[str, str]:

@@ -10,6 +10,7 @@ from coderemote_pipeline.assets.common import (
     Stopwatch,
     commit_for,
     deployment,
+    partition_metadata,
     stack_outputs,
     upstream_metadata,
 )
@@ -19,13 +20,6 @@ from coderemote_pipeline.policy import policy_for
 from coderemote_pipeline.promotion import deployed_elsewhere, require_verified
 from coderemote_pipeline.resources.app_source import AppSource, FrontendEnvMode
 from coderemote_pipeline.resources.aws import AwsResource
-
-
-def _previously_deployed(context: dg.AssetExecutionContext) -> bool:
-    records = context.instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=context.asset_key, asset_partitions=[str(context.partition_key)]), limit=1
-    ).records
-    return bool(records)
 
 
 @dg.asset(deps=[infra_stack], kinds={"s3", "npm"}, group_name="frontend", **STAGE_KWARGS)
@@ -44,7 +38,7 @@ def frontend_bundle(context: dg.AssetExecutionContext, app_source: AppSource, aw
     if manifest is not None:
         outcome = "restored from snapshot"
     else:
-        if _previously_deployed(context):
+        if partition_metadata(context, "frontend_bundle") is not None:
             context.log.warning(f"the bundle of {release.key} is gone from {bucket}: rebuilding it from {commit[:12]}")
         build_time = app_source.frontend_env_mode is FrontendEnvMode.BUILD_TIME
         build_env = {"APP_RELEASE": release.key, "API_URL": outputs[out.API_URL], "APP_ENV": env} if build_time else {}

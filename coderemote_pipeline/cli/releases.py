@@ -32,17 +32,17 @@ def rollback_target(instance, env: str, to: str | None) -> tuple[str, str]:
     """The release to go back to: `to`, or the newest release that passed smoke in env and is not live now."""
     passed = passed_releases(instance, env)
     if to:
-        match = next((p for p in passed if p[0] == to), None)
+        match = next((p for p in passed if p.release == to), None)
         if match is None:
             raise DeployRefused(
                 f"{to} never passed smoke in {env}: nothing verified to roll back to. "
                 f"Deploy it instead: coderemote-pipeline deploy {env} {to}"
             )
-        return match[0], match[1]
+        return match.release, match.commit
     live = (recorded_live(instance, env) or {}).get("release")
-    for release, commit, _ in passed:
-        if release != live:
-            return release, commit
+    for p in passed:
+        if p.release != live:
+            return p.release, p.commit
     raise DeployRefused(f"{env} has no earlier release that passed smoke (live: {live or 'nothing'})")
 
 

@@ -7,10 +7,12 @@ commits skipped between two ticks, or to tell a force-push from a fast-forward.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 import dagster as dg
 
+from coderemote_pipeline.assets.common import ENV_TAG, RELEASE_TAG
 from coderemote_pipeline.git import GitError, GitRemote
 from coderemote_pipeline.policy import Trigger, load_policies
 from coderemote_pipeline.release_rules import commit_release_key, parse_release_key
@@ -19,6 +21,22 @@ from coderemote_pipeline.sensors.tick import MAIN_REF, Tick, load_cursor
 
 # Commits named in a tick's log when several pushes landed between two ticks; beyond that, a count.
 NAMED_COMMITS = 20
+IN_PROGRESS = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
+# A run "in progress" for longer than this is taken as dead (its process was killed and nothing marked it failed),
+# so it cannot hold dev back forever; a real deploy takes a minute or two.
+STALE_RUN_S = 30 * 60
+
+
+def deploy_in_progress(instance: dg.DagsterInstance, env: str) -> dg.RunRecord | None:
+    records = instance.get_run_records(dg.RunsFilter(tags={ENV_TAG: env}, statuses=IN_PROGRESS), limit=1)
+    if records and time.time() - records[0].create_timestamp.timestamp() < STALE_RUN_S:
+        return records[0]
+    return None
 
 
 def _subject(commits: list[tuple[str, str]], sha: str) -> str:
@@ -78,6 +96,16 @@ def main_push_sensor_def(interval_s: int, jobs: Sequence[dg.UnresolvedAssetJobDe
             return dg.SkipReason(f"the app remote {remote.url!r} has no branch main (yet)")
         if head == old:
             return dg.SkipReason(f"main unchanged at {head[:12]}")
+        policies = [p for p in load_policies().values() if p.trigger is Trigger.MAIN_PUSH]
+        for policy in policies:
+            busy = deploy_in_progress(context.instance, policy.name)
+            if busy is not None:
+                # Two deploys of one env at once could finish in either order and leave the older commit live.
+                # Wait, cursor unchanged: when it ends, the newest head deploys and the commits between are named.
+                return dg.SkipReason(
+                    f"main moved to {head[:12]}; waiting for the {policy.name} deploy in progress "
+                    f"(run {busy.dagster_run.run_id}, {busy.dagster_run.tags.get(RELEASE_TAG)}) to end"
+                )
         tick = Tick(context)
         try:
             describe_move(remote, old, head, tick)
@@ -86,9 +114,7 @@ def main_push_sensor_def(interval_s: int, jobs: Sequence[dg.UnresolvedAssetJobDe
             return dg.SkipReason(f"main moved to {head[:12]} but its history could not be read: {exc}")
         release = commit_release_key("main", head)
         tick.register(release)
-        for policy in load_policies().values():
-            if policy.trigger is not Trigger.MAIN_PUSH:
-                continue
+        for policy in policies:
             refusal = policy.refusal(parse_release_key(release))
             if refusal:
                 tick.warn(f"not deploying {release} to {policy.name}: {refusal}")

@@ -15,6 +15,7 @@ from coderemote_pipeline.approvals import APPROVAL_KEY, PENDING, approve_command
 from coderemote_pipeline.deploy import choose_job, deployment_tags
 from coderemote_pipeline.partitions import deployment_key, release_partitions_def
 from coderemote_pipeline.policy import EnvironmentPolicy
+from coderemote_pipeline.promotion import gate_refusal
 
 MAIN_REF = "refs/heads/main"
 TAG_PREFIX = "refs/tags/"
@@ -79,6 +80,12 @@ class Tick:
                     f"Approve with `{approve_command(env, release)}` or materialize release_approval in the UI"
                 )
                 return
+        # The promotion gate (policy `verified_in`) is enforced by the stages too; checking it here logs why instead
+        # of launching a run bound to fail. An approved hold stays launchable: approve again once it passes.
+        gate = gate_refusal(self._context.instance, policy, commit)
+        if gate:
+            self.warn(f"not deploying {partition} (commit {commit[:12]}): {gate}")
+            return
         job_name = choose_job(self._context.instance, commit)
         self.run_requests.append(
             dg.RunRequest(
