@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import sys
 from pathlib import Path
 
@@ -98,6 +99,9 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
     export_settings(_settings(args))
     dagster = shutil.which("dagster", path=str(Path(sys.executable).parent)) or "dagster"
+    # A shell that started us in the background may have left SIGINT/SIGTERM ignored; dagster dev must stop on them.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     argv = [dagster, "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"), "-h", args.host, "-p", str(args.port)]
     os.execv(dagster, argv)
     return 0

@@ -1,0 +1,80 @@
+"""Wall seconds of a full dev deploy of a new commit and of the prod deploy of that same commit once approved.
+
+Runs in its own temporary state dir and stops its stack at the end. Last line: one JSON object with
+`full_deploy_s`, `promote_s`, `builds_in_promote`. Goal (measured, not asserted): promote_s <= 50% of
+full_deploy_s, with 0 builds. Usage: .venv/bin/python bench/promote.py
+"""
+
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import docker
+
+from coderemote_pipeline.cli.approvals import record_decision
+from coderemote_pipeline.demo import EXAMPLE_APP, commit_and_push, git, make_app_repo
+from coderemote_pipeline.deploy import DeployOutcome, open_instance, run_deployment
+from coderemote_pipeline.local_stack import LocalStack
+from coderemote_pipeline.release_rules import parse_release_key
+from coderemote_pipeline.settings import Settings
+
+
+def quiet(_: str) -> None:
+    pass
+
+
+def checked(outcome: DeployOutcome) -> DeployOutcome:
+    if not outcome.success:
+        sys.exit(f"{outcome.env}|{outcome.release} failed: {outcome.failure}")
+    return outcome
+
+
+def main() -> None:
+    root = Path(tempfile.mkdtemp(prefix="coderemote-bench-promote-"))
+    settings = Settings("local", root / "state", str(root / "app.git"), None)
+    stack = LocalStack(settings.state_dir)
+    info = stack.up()
+    try:
+        engine = docker.DockerClient(base_url=info.docker_host)
+
+        def builds() -> int:
+            return len(engine.images.list(filters={"label": "coderemote.build-key"}))
+
+        clone = root / "clone"
+        make_app_repo(EXAMPLE_APP, root / "app.git", clone)
+        instance = open_instance(settings)
+        # Provision both environments first (infra is not what either figure measures).
+        checked(run_deployment("dev", "main", settings=settings, instance=instance, echo=quiet))
+        git("tag", "v0.1.0", cwd=clone)
+        git("push", "--quiet", "origin", "v0.1.0", cwd=clone)
+        record_decision(settings, instance, "prod", parse_release_key("v0.1.0"), by="bench", decision="approve",
+                        reason="")  # fmt: skip
+        checked(run_deployment("prod", "v0.1.0", settings=settings, instance=instance, echo=quiet))
+
+        (clone / "backend" / "app" / "BENCH").write_text(f"{time.time()}\n")
+        (clone / "frontend" / "src" / "style.css").write_text(f"/* {time.time()} */ body {{ margin: 0; }}\n")
+        commit_and_push(clone, "new commit for the promote bench")
+        full = checked(run_deployment("dev", "main", settings=settings, instance=instance, echo=quiet))
+        git("tag", "v0.2.0", cwd=clone)
+        git("push", "--quiet", "origin", "v0.2.0", cwd=clone)
+        record_decision(settings, instance, "prod", parse_release_key("v0.2.0"), by="bench", decision="approve",
+                        reason="")  # fmt: skip
+        before = builds()
+        promote = checked(run_deployment("prod", "v0.2.0", settings=settings, instance=instance, echo=quiet))
+        builds_in_promote = builds() - before
+    finally:
+        stack.down()
+    print(f"{'what':<40} {'job':<13} {'seconds':>8}")
+    print(f"{'full dev deploy of a new commit':<40} {full.job_name:<13} {full.seconds:>8.2f}")
+    print(f"{'prod deploy of that commit (approved)':<40} {promote.job_name:<13} {promote.seconds:>8.2f}")
+    print(f"promote / full: {promote.seconds / full.seconds:.0%}, builds during the prod deploy: {builds_in_promote}")
+    image, bundle = promote.stages["api_image"], promote.stages["frontend_bundle"]
+    print(f"api_image: {image['outcome']}; frontend_bundle: {bundle['outcome']}")
+    print(json.dumps({"full_deploy_s": round(full.seconds, 2), "promote_s": round(promote.seconds, 2),
+                      "builds_in_promote": builds_in_promote}))  # fmt: skip
+
+
+if __name__ == "__main__":  # multiprocess step workers re-import this module
+    main()
