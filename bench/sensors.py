@@ -5,8 +5,9 @@
    (ls-remote, incremental fetch of main, log of the new commits), plus idle ticks (ls-remote only). Goal: the same
    within noise whatever the history.
 2. Push → launch: the real `dagster-daemon` at a 5 s interval on a temporary DAGSTER_HOME; the time from
-   `git push` returning to the dev run's record being created, over a few pushes. No local stack is started, so
-   the launched runs fail at their first stage: what is measured is the launch.
+   `git push` returning to the dev run's record being created, over a few pushes (each after the previous run
+   ended, at a random moment of the tick cycle). No local stack is started, so the launched runs fail at their
+   first stage: what is measured is the launch.
 Prints a table, then one JSON object on the last line: {"push_to_launch_s", "tick_s_10_commits",
 "tick_s_10000_commits", ...}.
 Usage: .venv/bin/python bench/sensors.py
@@ -15,6 +16,7 @@ Usage: .venv/bin/python bench/sensors.py
 import json
 import os
 import random
+import shutil
 import signal
 import statistics
 import subprocess
@@ -28,6 +30,7 @@ import dagster as dg
 from coderemote_pipeline.definitions import build_defs
 from coderemote_pipeline.demo import git
 from coderemote_pipeline.resources.app_source import AppSource
+from coderemote_pipeline.sensors.main_push import IN_PROGRESS
 from coderemote_pipeline.settings import PROJECT_ROOT, Settings
 
 PUSHES = 10
@@ -123,6 +126,9 @@ def push_to_launch(root: Path) -> list[float]:
         with dg.DagsterInstance.from_config(str(home)) as instance:
             wait_for_run(instance, git("rev-parse", "HEAD", cwd=clone), timeout=60)  # the first tick's deploy
             for i in range(LAUNCH_SAMPLES):
+                # main_push_sensor waits while a dev deploy runs (one deploy per env at a time): let it end first,
+                # so what is measured is the sensor's latency, not the previous run's duration.
+                wait_until_finished(instance, timeout=120)
                 # Push at a random moment of the tick cycle, as a developer would: not right after a tick.
                 time.sleep(random.uniform(0, DAEMON_INTERVAL_S))
                 git("commit", "--quiet", "--allow-empty", "-m", f"launch sample {i}", cwd=clone)
@@ -146,10 +152,21 @@ def wait_for_run(instance: dg.DagsterInstance, commit: str, timeout: float) -> f
     sys.exit(f"no run launched for commit {commit[:12]} within {timeout:.0f}s")
 
 
+def wait_until_finished(instance: dg.DagsterInstance, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while instance.get_run_records(dg.RunsFilter(statuses=IN_PROGRESS), limit=1):
+        if time.monotonic() > deadline:
+            sys.exit(f"a run was still in progress after {timeout:.0f}s")
+        time.sleep(0.2)
+
+
 def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="coderemote-bench-sensors-"))
-    costs = tick_costs(root)
-    launches = push_to_launch(root)
+    try:
+        costs = tick_costs(root)
+        launches = push_to_launch(root)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
     print(f"{'history':>10} {'tick after a push s':>20} {'idle tick s':>12}")
     for commits, cost in costs.items():
         print(f"{commits:>10} {cost['push']:>20.3f} {cost['idle']:>12.3f}")

@@ -5,6 +5,7 @@ Build once, promote the same bytes: the check is on the commit, so `v1.0.0` tagg
 is held; an override (`--force --reason`) is carried by the run's tags and so stays in its history.
 """
 
+import time
 from collections.abc import Mapping
 
 import dagster as dg
@@ -72,3 +73,17 @@ def deployed_elsewhere(
         if mat and other and other != env and getattr(mat.metadata.get(key), "value", None) == value:
             return other, record.run_id
     return None
+
+
+def gate_status(instance: dg.DagsterInstance, policy: EnvironmentPolicy, commit: str) -> str:
+    """One line for the approval view: where and by which run the commit was verified, or why it is held."""
+    if policy.verified_in is None:
+        return ""
+    refusal = gate_refusal(instance, policy, commit)
+    if refusal:
+        return refusal
+    proof = verification(instance, policy.verified_in, commit) or verification(instance, policy.name, commit)
+    if proof is None:
+        return ""
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(proof.at))
+    return f"verified in {proof.env} as {proof.release} by run {proof.run_id[:8]} at {when}"

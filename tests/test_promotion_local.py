@@ -16,7 +16,8 @@ from coderemote_pipeline.demo import EXAMPLE_APP, commit_and_push, git, make_app
 from coderemote_pipeline.deploy import DeployRefused, Override, run_deployment
 from coderemote_pipeline.history import deploys
 from coderemote_pipeline.live_state import recorded_live
-from coderemote_pipeline.promotion import OVERRIDE_TAG
+from coderemote_pipeline.policy import policy_for
+from coderemote_pipeline.promotion import OVERRIDE_TAG, gate_status
 from coderemote_pipeline.release_rules import parse_release_key
 from coderemote_pipeline.resources.aws import EmulatorAws
 from coderemote_pipeline.resources.stack import LocalStackResource
@@ -66,6 +67,10 @@ def test_prod_runs_the_bytes_dev_tested(app, instance, local_stack):
     _tag(clone, "v3.0.0")
     _approve(settings, instance, "v3.0.0")
     builds = _builds(local_stack)
+    # What the approval view shows beside the pending release: when and by which run dev verified it.
+    assert gate_status(instance, policy_for("prod"), dev.commit).startswith(
+        f"verified in dev as {dev.release} by run {dev.run_id[:8]} at "
+    )
 
     prod = run_deployment("prod", "v3.0.0", settings=settings, instance=instance, **QUIET)
     assert prod.success, prod.failure
@@ -99,6 +104,8 @@ def test_a_tag_never_deployed_to_dev_is_held(app, instance):
     _approve(settings, instance, "v3.1.0")
     with pytest.raises(DeployRefused, match=r"prod is held: commit [0-9a-f]{12} has not passed smoke in dev"):
         run_deployment("prod", "v3.1.0", settings=settings, instance=instance)
+    commit = git("rev-parse", "HEAD", cwd=clone)
+    assert "has not passed smoke in dev" in gate_status(instance, policy_for("prod"), commit)
 
 
 def test_a_commit_that_failed_in_dev_is_held_and_force_overrides_on_the_record(app, instance):

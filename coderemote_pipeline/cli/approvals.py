@@ -27,6 +27,7 @@ from coderemote_pipeline.approvals import (
 from coderemote_pipeline.deploy import QUIET, failure_text, open_instance
 from coderemote_pipeline.partitions import RELEASE_DIMENSION, check_env, deployment_key
 from coderemote_pipeline.policy import policy_for
+from coderemote_pipeline.promotion import gate_status
 from coderemote_pipeline.release_rules import Release, ReleaseKind, parse_release_key
 from coderemote_pipeline.resources.app_source import AppSource
 from coderemote_pipeline.sensors.approved_release import RUN_KEY_TAG
@@ -123,7 +124,8 @@ def _when(timestamp: float) -> str:
 def cmd_approvals(args: argparse.Namespace) -> int:
     from coderemote_pipeline.cli.main import _settings
 
-    board = approval_board(open_instance(_settings(args)))
+    instance = open_instance(_settings(args))
+    board = approval_board(instance)
     if args.pending:
         board = [entry for entry in board if isinstance(entry, Hold)]
     if not board:
@@ -140,6 +142,8 @@ def cmd_approvals(args: argparse.Namespace) -> int:
             status = PAST.get(entry.decision, entry.decision)
             detail = f"by {entry.by} at {_when(entry.timestamp)}" + (f": {entry.reason}" if entry.reason else "")
         print(f"{entry.env:<8} {entry.release:<22} {entry.commit[:12]:<12}  {status:<9} {detail}")
+        if isinstance(entry, Hold) and (gate := gate_status(instance, policy_for(entry.env), entry.commit)):
+            print(f"{'':<46} promotion gate: {gate}")
     return 0
 
 

@@ -15,7 +15,7 @@ from coderemote_pipeline.approvals import APPROVAL_KEY, PENDING, approve_command
 from coderemote_pipeline.deploy import choose_job, deployment_tags
 from coderemote_pipeline.partitions import deployment_key, release_partitions_def
 from coderemote_pipeline.policy import EnvironmentPolicy
-from coderemote_pipeline.promotion import gate_refusal
+from coderemote_pipeline.promotion import gate_refusal, gate_status
 
 MAIN_REF = "refs/heads/main"
 TAG_PREFIX = "refs/tags/"
@@ -72,6 +72,7 @@ class Tick:
                             "ref": ref,
                             "trigger": trigger,
                             "approve": approve_command(env, release),
+                            "promotion_gate": gate_status(self._context.instance, policy, commit),
                         },
                     )
                 )
