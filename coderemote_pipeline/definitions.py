@@ -6,6 +6,7 @@ import functools
 
 import dagster as dg
 
+from coderemote_pipeline.after_failure import after_failure_defs
 from coderemote_pipeline.assets.approval import approval_defs
 from coderemote_pipeline.assets.backend import api_image, lambda_version
 from coderemote_pipeline.assets.frontend import cloudfront_invalidation, frontend_bundle
@@ -63,6 +64,7 @@ def build_defs(settings: Settings | None = None) -> dg.Definitions:
         live_defs(),
         approval_defs(),
         sensor_defs(settings.sensor_interval_s, [deploy_job, redeploy_job]),
+        after_failure_defs(),
         dg.Definitions(resources=resources_for(settings)),
     )
 

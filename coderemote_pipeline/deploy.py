@@ -7,6 +7,7 @@ timings exactly as if they had been launched from the UI.
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 import uuid
@@ -17,6 +18,7 @@ from typing import Any
 
 import dagster as dg
 
+from coderemote_pipeline.after_failure import settle_after_failure
 from coderemote_pipeline.approvals import approval_refusal
 from coderemote_pipeline.assets.common import COMMIT_TAG, ENV_TAG, RELEASE_TAG, TRIGGER_TAG
 from coderemote_pipeline.partitions import ENV_DIMENSION, RELEASE_DIMENSION, check_env, deployment_key
@@ -27,6 +29,7 @@ from coderemote_pipeline.resources.app_source import AppSource
 from coderemote_pipeline.settings import Settings
 
 REQUEST_TAG = "coderemote/request"
+QUALIFIED_CLASS = re.compile(r"^(?:[a-z_][a-z0-9_]*\.)+[A-Z]\w*: ")
 # The event log keeps every event for the UI; the terminal gets our own progress lines, not Dagster's DEBUG stream.
 HISTORY_SCAN = 200
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -94,13 +97,20 @@ def export_settings(settings: Settings) -> None:
 
 
 def failure_text(error: Any) -> str:
-    """The user's exception message, without Dagster's wrapper ("Error occurred while executing op ...")."""
-    while error is not None and error.cause is not None and "Error occurred while executing" in error.message:
+    """The user's exception message, without Dagster's wrappers ("Error occurred while executing op ...", and
+    "Exceeded max_retries of N" when the stage's RetryPolicy gave up on a transient error: then it says so)."""
+    tries = ""
+    while error is not None and error.cause is not None:
+        if error.message.startswith("Exceeded max_retries of "):
+            tries = f" (still failing after {int(error.message.split()[-1]) + 1} tries)"
+        elif "Error occurred while executing" not in error.message:
+            break
         error = error.cause
     if error is None:
         return "unknown error"
-    text = error.message.strip()
-    return text.removeprefix("dagster._core.definitions.events.Failure: ")
+    # "dagster._core.definitions.events.Failure: ", "botocore.exceptions.EndpointConnectionError: ": the class is
+    # the reader's least concern.
+    return QUALIFIED_CLASS.sub("", error.message.strip(), count=1) + tries
 
 
 def _built_before(instance: dg.DagsterInstance, asset: str, commit: str) -> bool:
@@ -232,8 +242,11 @@ def launch(
     echo: Callable[[str], None] = print,
     stages: list[str] | None = None,
     extra_tags: dict[str, str] | None = None,
+    from_failure_of: str | None = None,
 ) -> DeployOutcome:
-    """Run `job_name` for the partition ENV|RELEASE (all six stages, or `stages` and what they need) and report."""
+    """Run `job_name` for the partition ENV|RELEASE (all six stages, or `stages` and what they need) and report.
+    With `from_failure_of` (a failed run of the same job and partition), re-execute that run from its failure:
+    only the steps that did not succeed, and what depends on them."""
     from coderemote_pipeline.definitions import reconstructable_deploy_job
 
     tags = {**deployment_tags(env, release, commit, trigger), **(extra_tags or {})}
@@ -250,6 +263,9 @@ def launch(
             tags=tags,
             run_config=QUIET,
             asset_selection=[dg.AssetKey(s) for s in stages] if stages else None,
+            reexecution_options=dg.ReexecutionOptions.from_failure(from_failure_of, instance)
+            if from_failure_of
+            else None,
         )
     finally:
         done.set()
@@ -260,6 +276,11 @@ def launch(
         failure = (
             "; ".join(f"{e.step_key}: {failure_text(e.step_failure_data.error)}" for e in failures) or "run failed"
         )
+        # Say what the env serves after this failure (a parallel branch may have gone live), and roll back an
+        # auto_rollback env the failure left on anything but its recorded release (after_failure.py).
+        settled = settle_after_failure(instance, result.run_id, settings)
+        if settled is not None:
+            failure = f"{failure}. {settled.text}"
     return DeployOutcome(
         run_id=result.run_id,
         job_name=job_name,

@@ -217,10 +217,33 @@ class GitRemote:
         data = _git("archive", "--format=tar", tree, cwd=self.mirror)
         dest.mkdir(parents=True, exist_ok=True)
         with tarfile.open(fileobj=io.BytesIO(data)) as archive:
-            archive.extractall(dest, filter="data")
+            _extract_data(archive, dest)
         return dest
 
     def describe_commit(self, commit: str) -> dict[str, str]:
         fmt = "%H%x00%an%x00%aI%x00%s"
         sha, author, date, subject = _git("show", "-s", f"--format={fmt}", commit, cwd=self.mirror).decode().split("\0")
         return {"commit": sha, "author": author, "date": date, "subject": subject.strip()}
+
+
+def _extract_data(archive: tarfile.TarFile, dest: Path) -> None:
+    """Extract only plain files, directories and links that stay inside `dest` (tarfile's "data" filter).
+
+    The filter argument exists from Python 3.11.4; Debian 12's python3 (3.11.2, the code-location image's) lacks it,
+    so there the same rules are applied here.
+    """
+    if hasattr(tarfile, "data_filter"):
+        archive.extractall(dest, filter="data")
+        return
+    root = dest.resolve()
+    for member in archive.getmembers():
+        target = (root / member.name).resolve()
+        link = ((target.parent if member.issym() else root) / member.linkname).resolve()
+        unsafe = not (member.isfile() or member.isdir() or member.issym() or member.islnk())
+        if (
+            unsafe
+            or not target.is_relative_to(root)
+            or ((member.issym() or member.islnk()) and not link.is_relative_to(root))
+        ):
+            raise GitError(f"refusing to extract {member.name!r} from the archive: it would leave {dest}")
+    archive.extractall(dest)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import dagster as dg
@@ -31,9 +32,17 @@ def local_resources(settings: Settings) -> dict[str, Any]:
         "aws": aws,
         "docker": docker,
         "registry": registry,
-        "provisioner": EmulatorProvisioner(aws=aws, registry=registry, docker=docker, stack=stack),
+        "provisioner": EmulatorProvisioner(
+            aws=aws, registry=registry, docker=docker, stack=stack, gemini_api_key=_gemini_api_key()
+        ),
         "api_runtime": LocalContainerRuntime(stack=stack, docker=docker, registry=registry),
     }
+
+
+def _gemini_api_key() -> dg.EnvVar | None:
+    """The local target passes the key on like the aws one (a secret in the function's environment) when the
+    variable is set where definitions load; the value itself is read only at launch, through dg.EnvVar."""
+    return dg.EnvVar("GEMINI_API_KEY") if "GEMINI_API_KEY" in os.environ else None
 
 
 def aws_region() -> str:

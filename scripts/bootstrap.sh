@@ -14,6 +14,8 @@ for pair in dockerd:docker.io docker-registry:docker-registry mmdebstrap:mmdebst
             tar:tar; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair##*:}")
 done
+# The Postgres server binaries (not on PATH): the team profile's tests start throwaway servers from them.
+ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing+=(postgresql)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing system packages: ${missing[*]}"
   "${sudo_cmd[@]}" apt-get update -qq

@@ -56,3 +56,16 @@ def instance(tmp_path_factory):
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     with dg.DagsterInstance.from_config(str(home)) as inst:
         yield inst
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A throwaway Postgres server (Debian's binaries, a temp dir, a free port) for the team profile's tests; each
+    module makes its own database on it. Stopped by its PID at the end of the session."""
+    from coderemote_pipeline.team.postgres import PostgresCluster
+
+    cluster = PostgresCluster().start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()

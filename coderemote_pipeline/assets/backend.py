@@ -17,6 +17,7 @@ from coderemote_pipeline.assets.common import (
     upstream_metadata,
 )
 from coderemote_pipeline.assets.infra import infra_stack
+from coderemote_pipeline.assets.retries import permanent_failures_fail_fast
 from coderemote_pipeline.lambda_deploy import publish_release_version
 from coderemote_pipeline.partitions import ENVIRONMENTS
 from coderemote_pipeline.policy import policy_for
@@ -55,6 +56,7 @@ def _promotable(registry: ImageRegistry, env: str, build_tag: str) -> tuple[str,
 
 
 @dg.asset(deps=[infra_stack], kinds={"docker", "ecr"}, group_name="backend", **STAGE_KWARGS)
+@permanent_failures_fail_fast
 def api_image(
     context: dg.AssetExecutionContext, app_source: AppSource, docker: DockerEngine, registry: ImageRegistry
 ) -> dg.MaterializeResult:
@@ -135,6 +137,7 @@ def api_image(
 
 
 @dg.asset(deps=[api_image], kinds={"aws", "lambda"}, group_name="backend", **STAGE_KWARGS)
+@permanent_failures_fail_fast
 def lambda_version(
     context: dg.AssetExecutionContext,
     aws: AwsResource,

@@ -8,6 +8,7 @@ from typing import Any
 import dagster as dg
 
 from coderemote_pipeline.approvals import approval_refusal
+from coderemote_pipeline.assets.retries import STAGE_RETRY_POLICY
 from coderemote_pipeline.partitions import deployment_partitions_def, parse_deployment_key
 from coderemote_pipeline.policy import policy_for
 from coderemote_pipeline.release_rules import Release
@@ -18,7 +19,13 @@ COMMIT_TAG = "coderemote/commit"
 TRIGGER_TAG = "coderemote/trigger"
 ENV_TAG = "coderemote/env"
 RELEASE_TAG = "coderemote/release"
-STAGE_KWARGS: dict[str, Any] = {"partitions_def": deployment_partitions_def, "owners": OWNERS}
+# Transient infrastructure failures are retried (assets/retries.py); stages wrap themselves in
+# `permanent_failures_fail_fast` so that nothing else is.
+STAGE_KWARGS: dict[str, Any] = {
+    "partitions_def": deployment_partitions_def,
+    "owners": OWNERS,
+    "retry_policy": STAGE_RETRY_POLICY,
+}
 
 
 def deployment(context: dg.AssetExecutionContext) -> tuple[str, Release]:

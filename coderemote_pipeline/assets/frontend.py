@@ -15,6 +15,7 @@ from coderemote_pipeline.assets.common import (
     upstream_metadata,
 )
 from coderemote_pipeline.assets.infra import infra_stack
+from coderemote_pipeline.assets.retries import permanent_failures_fail_fast
 from coderemote_pipeline.cdn import invalidate
 from coderemote_pipeline.policy import policy_for
 from coderemote_pipeline.promotion import deployed_elsewhere, require_verified
@@ -23,6 +24,7 @@ from coderemote_pipeline.resources.aws import AwsResource
 
 
 @dg.asset(deps=[infra_stack], kinds={"s3", "npm"}, group_name="frontend", **STAGE_KWARGS)
+@permanent_failures_fail_fast
 def frontend_bundle(context: dg.AssetExecutionContext, app_source: AppSource, aws: AwsResource) -> dg.MaterializeResult:
     """The release's frontend files live in the env's bucket, from the release's snapshot kept beside them."""
     env, release = deployment(context)
@@ -102,6 +104,7 @@ def frontend_bundle(context: dg.AssetExecutionContext, app_source: AppSource, aw
 
 
 @dg.asset(deps=[frontend_bundle], kinds={"aws", "cloudfront"}, group_name="frontend", **STAGE_KWARGS)
+@permanent_failures_fail_fast
 def cloudfront_invalidation(context: dg.AssetExecutionContext, aws: AwsResource) -> dg.MaterializeResult:
     """The CDN's cached copies of what changed, invalidated and confirmed complete."""
     deployment(context)

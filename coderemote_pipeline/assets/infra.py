@@ -4,11 +4,13 @@ import dagster as dg
 
 from coderemote_pipeline import stack_outputs as out
 from coderemote_pipeline.assets.common import STAGE_KWARGS, deployment
+from coderemote_pipeline.assets.retries import permanent_failures_fail_fast
 from coderemote_pipeline.policy import policy_for
 from coderemote_pipeline.resources.provisioner import InfraProvisioner
 
 
 @dg.asset(kinds={"pulumi", "aws"}, group_name="infra", **STAGE_KWARGS)
+@permanent_failures_fail_fast
 def infra_stack(context: dg.AssetExecutionContext, provisioner: InfraProvisioner) -> dg.MaterializeResult:
     """The env's stack brought to its declared state: ECR repository, Lambda function and `live` alias, bucket, CDN."""
     env, _ = deployment(context)

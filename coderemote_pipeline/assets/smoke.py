@@ -15,6 +15,7 @@ from coderemote_pipeline import stack_outputs as out
 from coderemote_pipeline.assets.backend import lambda_version
 from coderemote_pipeline.assets.common import STAGE_KWARGS, deployment, stack_outputs, upstream_metadata
 from coderemote_pipeline.assets.frontend import cloudfront_invalidation
+from coderemote_pipeline.assets.retries import permanent_failures_fail_fast
 from coderemote_pipeline.live_state import record_live, release_of_version
 from coderemote_pipeline.policy import policy_for
 from coderemote_pipeline.release_rules import ReleaseKeyError, parse_release_key
@@ -76,6 +77,7 @@ def _expect_json(status: int, body: bytes, expected: dict[str, str]) -> str:
 
 
 @dg.asset(deps=[lambda_version, cloudfront_invalidation], kinds={"python"}, group_name="verification", **STAGE_KWARGS)
+@permanent_failures_fail_fast
 def smoke_result(
     context: dg.AssetExecutionContext, app_source: AppSource, aws: AwsResource, api_runtime: ApiRuntime
 ) -> dg.MaterializeResult:

@@ -147,6 +147,10 @@ def parser() -> argparse.ArgumentParser:
     from coderemote_pipeline.cli.approvals import add_parsers as add_approval_parsers
 
     add_approval_parsers(sub)
+
+    from coderemote_pipeline.cli.retry import add_parsers as add_retry_parsers
+
+    add_retry_parsers(sub)
     return top
 
 

@@ -39,13 +39,16 @@ class AwsResource(dg.ConfigurableResource, ABC):
     def object_acl(self) -> str | None:
         """ACL for uploaded frontend objects: None on AWS (private bucket behind CloudFront)."""
 
+    def max_attempts(self) -> int:
+        return _CLIENT_CONFIG.retries["max_attempts"]
+
     def client(self, service: str) -> Any:
         kwargs = tuple(sorted(self._session_kwargs().items()))
-        return _cached_client(service, self.region, self.endpoint_url(), kwargs)
+        return _cached_client(service, self.region, self.endpoint_url(), kwargs, self.max_attempts())
 
 
 @functools.lru_cache(maxsize=64)
-def _cached_client(service: str, region: str, endpoint_url: str | None, session_kwargs: tuple) -> Any:
+def _cached_client(service: str, region: str, endpoint_url: str | None, session_kwargs: tuple, attempts: int) -> Any:
     # Making a client loads its service model (~0.1-0.3 s); one per process and endpoint is enough, and
     # boto3 clients are thread-safe.
     session = boto3.session.Session(region_name=region, **dict(session_kwargs))
@@ -54,7 +57,8 @@ def _cached_client(service: str, region: str, endpoint_url: str | None, session_
             "no AWS credentials found: set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, "
             "or run `aws configure` / `aws sso login` (the aws target uses boto3's default credential chain)"
         )
-    return session.client(service, endpoint_url=endpoint_url, config=_CLIENT_CONFIG)
+    config = _CLIENT_CONFIG.merge(Config(retries={"mode": "adaptive", "max_attempts": attempts}))
+    return session.client(service, endpoint_url=endpoint_url, config=config)
 
 
 class EmulatorAws(AwsResource):
@@ -70,6 +74,11 @@ class EmulatorAws(AwsResource):
         endpoint = self.stack.info().moto_endpoint
         _emulator_answers(endpoint)
         return endpoint
+
+    def max_attempts(self) -> int:
+        # A local process that refuses connections is down, not throttled: boto3's backoff would wait ~30 s
+        # before failing. The stage's RetryPolicy retries instead, behind a check that names the emulator.
+        return 2
 
     @property
     def object_acl(self) -> str | None:

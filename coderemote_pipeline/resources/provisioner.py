@@ -54,6 +54,9 @@ class EmulatorProvisioner(InfraProvisioner):
     registry: ImageRegistry
     docker: DockerEngine
     stack: LocalStackResource
+    # dg.EnvVar("GEMINI_API_KEY") when that variable is set (targets.py): resolved at launch, put into the
+    # function's environment as on AWS, never into metadata or logs. None: the function gets no key.
+    gemini_api_key: str | None = None
 
     def ensure(self, env: str, config: StackConfig, log: Callable[[str], None]) -> InfraResult:
         started = time.monotonic()
@@ -126,6 +129,9 @@ class EmulatorProvisioner(InfraProvisioner):
             current = lam.get_function_configuration(FunctionName=name)
         except lam.exceptions.ResourceNotFoundException:
             current = None
+        wanted = {"GEMINI_MODEL": config.gemini_model}
+        if self.gemini_api_key is not None:
+            wanted["GEMINI_API_KEY"] = self.gemini_api_key
         if current is None:
             # An Image function cannot exist without an image: the base image stands in until the first deploy.
             bootstrap = self._bootstrap_image(repo)
@@ -136,16 +142,23 @@ class EmulatorProvisioner(InfraProvisioner):
                 Role=role_arn,
                 Timeout=30,
                 MemorySize=512,
-                Environment={"Variables": {"GEMINI_MODEL": config.gemini_model}},
+                Environment={"Variables": wanted},
                 Description=f"Code Remote API ({env}); code moved by the api stages",
                 Publish=True,
             )
             changes.append(f"created Lambda function {name} from {BOOTSTRAP_TAG} image")
-        elif current.get("Environment", {}).get("Variables", {}).get("GEMINI_MODEL") != config.gemini_model:
-            variables = {**current.get("Environment", {}).get("Variables", {}), "GEMINI_MODEL": config.gemini_model}
-            lam.update_function_configuration(FunctionName=name, Environment={"Variables": variables})
+            return name
+        variables = current.get("Environment", {}).get("Variables", {})
+        differing = sorted(key for key, value in wanted.items() if variables.get(key) != value)
+        if differing:
+            lam.update_function_configuration(FunctionName=name, Environment={"Variables": {**variables, **wanted}})
             lam.get_waiter("function_updated_v2").wait(FunctionName=name)
-            changes.append(f"updated {name} GEMINI_MODEL={config.gemini_model}")
+            # Names only: the change list is run metadata, and GEMINI_API_KEY is a secret.
+            shown = [
+                f"GEMINI_MODEL={config.gemini_model}" if key == "GEMINI_MODEL" else f"{key} (secret)"
+                for key in differing
+            ]
+            changes.append(f"updated {name} {', '.join(shown)}")
         return name
 
     def _bootstrap_image(self, repo: str) -> str:

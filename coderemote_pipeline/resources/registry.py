@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import dagster as dg
 import docker
 
+from coderemote_pipeline.local_stack.errors import UP_COMMAND, RegistryDown
+from coderemote_pipeline.local_stack.registry import registry_answers
 from coderemote_pipeline.resources.aws import AwsResource
 from coderemote_pipeline.resources.stack import LocalStackResource
 
@@ -138,6 +140,12 @@ class LocalRegistry(ImageRegistry):
         # One push uploads the layers; the other tags are then manifest-only puts.
         for chunk in client.api.push(name, tag=tags[0], stream=True, decode=True):
             if "error" in chunk:
+                if not registry_answers(self._host()):
+                    # A registry that is down (or restarting) is worth a retry; any other push error is not.
+                    raise RegistryDown(
+                        f"push of {name}:{tags[0]} failed: the image registry at {self._host()} is not answering "
+                        f"({chunk['error']}): start it with `{UP_COMMAND}`"
+                    )
                 raise RegistryError(f"push of {name}:{tags[0]} to the image registry failed: {chunk['error']}")
         pushed = self._manifest(repository, tags[0])
         if pushed is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shlex
 import time
@@ -106,7 +107,11 @@ class LocalContainerRuntime(ApiRuntime):
 
     def activate(self, served: ServedVersion, *, api_url: str, command: str, health_path: str) -> Activation:
         started = time.monotonic()
-        fingerprint = json.dumps({"digest": served.image.digest, "vars": served.variables}, sort_keys=True)
+        # A hash, not the variables themselves: labels are public (`docker inspect`, `status`), and the function's
+        # environment holds secrets such as GEMINI_API_KEY.
+        fingerprint = hashlib.sha256(
+            json.dumps({"digest": served.image.digest, "vars": served.variables}, sort_keys=True).encode()
+        ).hexdigest()
         container = self._find(served.env)
         if (
             container is not None

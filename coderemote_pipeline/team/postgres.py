@@ -3,7 +3,7 @@ temporary directory and a free port, started and stopped by its own PID (never a
 
 initdb refuses to run as root, so when we are root the cluster belongs to the `postgres` user the Debian package
 creates; its directory is made directly under the system temp dir, because that user cannot enter pytest's
-private (0700) temp tree. Durability is switched off (fsync, synchronous_commit): the data is thrown away with the directory.
+private (0700) temp tree. Durability is switched off (fsync, synchronous_commit): the data goes with the directory.
 """
 
 from __future__ import annotations
@@ -81,11 +81,12 @@ class PostgresCluster:
                   "--auth=scram-sha-256", "-E", "UTF8", "--no-sync", "--no-instructions")  # fmt: skip
         pwfile.unlink()
         self.port = free_port()
+        argv = [str(bin_dir / "postgres"), "-D", str(data), "-p", str(self.port), "-k", str(sockets),
+                "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "synchronous_commit=off",
+                "-c", "full_page_writes=off", "-c", "max_connections=200"]  # fmt: skip
         with open(log, "ab") as out:
             self.process = subprocess.Popen(
-                [str(bin_dir / "postgres"), "-D", str(data), "-p", str(self.port), "-k", str(sockets),
-                 "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "synchronous_commit=off",
-                 "-c", "full_page_writes=off", "-c", "max_connections=200"],  # fmt: skip
+                argv,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 user=self._owner,

@@ -52,14 +52,14 @@ query ($selector: RepositorySelector!) {
 STOP_SENSOR = "mutation ($id: String!) { stopSensor(id: $id) { __typename } }"
 
 
-def stop_sensors(port: int) -> list[str]:
-    """Stop every running sensor of the code location (they are RUNNING by default): a queue test or benchmark
-    decides itself what runs. Returns their names."""
+def stop_sensors(port: int, keep: tuple[str, ...] = ()) -> list[str]:
+    """Stop the running sensors of the code location but `keep` (they are RUNNING by default): a queue test or
+    benchmark decides itself what runs. Returns their names."""
     selector = {"repositoryLocationName": LOCATION, "repositoryName": REPOSITORY}
     sensors = graphql(port, SENSORS_QUERY, {"selector": selector})["sensorsOrError"]["results"]
     stopped = []
     for sensor in sensors:
-        if sensor["sensorState"]["status"] == "RUNNING":
+        if sensor["sensorState"]["status"] == "RUNNING" and sensor["name"] not in keep:
             graphql(port, STOP_SENSOR, {"id": sensor["sensorState"]["id"]})
             stopped.append(sensor["name"])
     return stopped

@@ -1,0 +1,273 @@
+"""Faults in the middle of deploys, on a local stack of this module's own (its parts are stopped on purpose).
+
+Each test breaks one part while a deploy of a new commit to dev runs, then asserts what the run says about the
+environment, that the environment is exactly that, and that re-running (re-executing from failure, or a new deploy
+where the emulator lost its memory) finishes the job: in the end the alias's release, the API's health and the
+site's config.json name one and the same release. The tests run in file order on one stack; each leaves dev whole.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import botocore.exceptions
+import dagster as dg
+import pytest
+from team_kit import app_repo
+
+from coderemote_pipeline import frontend_store
+from coderemote_pipeline.cli.approvals import record_decision
+from coderemote_pipeline.cli.retry import retry_from_failure
+from coderemote_pipeline.demo import commit_and_push, git
+from coderemote_pipeline.deploy import run_deployment
+from coderemote_pipeline.live_state import env_outputs, recorded_live, target_state
+from coderemote_pipeline.local_stack import LocalStack, load_stack_info
+from coderemote_pipeline.local_stack.dockerd import engine_paths, stop_dockerd
+from coderemote_pipeline.local_stack.processes import stop_pid
+from coderemote_pipeline.release_rules import parse_release_key
+from coderemote_pipeline.resources.aws import EmulatorAws
+from coderemote_pipeline.resources.registry import LocalRegistry
+from coderemote_pipeline.resources.stack import LocalStackResource
+from coderemote_pipeline.settings import Settings
+
+pytestmark = pytest.mark.stack
+BIN = Path(sys.executable).parent
+QUIET = {"echo": lambda _: None}
+
+
+class Faults:
+    def __init__(self, root: Path):
+        self.stack = LocalStack(root / "state")
+        self.stack.up()
+        remote, self.clone, _ = app_repo(root / "app", "faults")
+        self.settings = Settings("local", root / "state", str(remote), None)
+        self.home = root / "home"
+        self.home.mkdir()
+        (self.home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+        self.instance = dg.DagsterInstance.from_config(str(self.home))
+        self.verified: list[str] = []  # commits whose dev deploy passed smoke, oldest first
+
+    def change(self, what: str) -> str:
+        (self.clone / "backend" / "app" / "fault.txt").write_text(f"{what} {time.time()}\n")
+        (self.clone / "frontend" / "src" / "fault.css").write_text(f"/* {what} {time.time()} */\n")
+        return commit_and_push(self.clone, what)
+
+    def deploy(self, env: str = "dev", ref: str = "main", **kwargs):
+        # redeploy_job (in-process): the faults below are injected into this very process.
+        outcome = run_deployment(env, ref, settings=self.settings, instance=self.instance, executor="serial",
+                                 **QUIET, **kwargs)  # fmt: skip
+        if outcome.success and env == "dev":
+            self.verified.append(outcome.commit)
+        return outcome
+
+    def live(self, env: str = "dev") -> dict[str, str | None]:
+        """What each part of the env serves: the alias's release, the API's health, the site's config.json."""
+        outputs = env_outputs(self.instance, env)
+        aws = EmulatorAws(stack=LocalStackResource(state_dir=str(self.settings.state_dir)))
+        target = target_state(aws.client("lambda"), aws.client("s3"), outputs, None)
+        return {
+            "alias": target.release,
+            "api": _get_json(outputs["api_url"] + "/health").get("release"),
+            "site": _get_json(outputs["frontend_url"] + "/config.json").get("release"),
+        }
+
+    def assert_whole(self, release: str, env: str = "dev") -> None:
+        assert self.live(env) == {"alias": release, "api": release, "site": release}
+
+
+def _get_json(url: str) -> dict:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return json.load(response)
+    except OSError:
+        return {}
+
+
+@pytest.fixture(scope="module")
+def faults(tmp_path_factory):
+    ctx = Faults(tmp_path_factory.mktemp("faults"))
+    try:
+        first = ctx.deploy()
+        assert first.success, first.failure
+        yield ctx
+    finally:
+        ctx.instance.dispose()
+        ctx.stack.down()
+
+
+def test_api_container_failing_its_health_check(faults):
+    server = faults.clone / "backend" / "app" / "server.py"
+    good = server.read_text()
+    server.write_text('raise SystemExit("boom: the API cannot start")\n')
+    bad = faults.deploy(ref=faults.change("an API that cannot start"))
+    assert not bad.success and "smoke_result" in bad.failure
+    # dev does not roll back by itself: the run says that dev now serves the failed release, with no API.
+    assert "dev now serves this failed release" in bad.failure
+    version = bad.stages["lambda_version"]["version"]
+    assert f"dev is NOT one whole release: nothing serves the API (no runtime runs alias version {version})" in (
+        bad.failure
+    )
+    assert faults.live() == {"alias": bad.release, "api": None, "site": bad.release}
+    server.write_text(good)
+    fixed = faults.deploy(ref=faults.change("the fix"))
+    assert fixed.success, fixed.failure
+    faults.assert_whole(fixed.release)
+
+
+def test_registry_stopped_during_the_push(faults, monkeypatch):
+    before = faults.live()["alias"]
+    commit = faults.change("pushed while the registry dies")
+    push = LocalRegistry.push
+
+    def push_after_stopping_the_registry(self, *args, **kwargs):
+        stop_pid(load_stack_info(faults.settings.state_dir).registry_pid, expect="docker-registry")
+        return push(self, *args, **kwargs)
+
+    monkeypatch.setattr(LocalRegistry, "push", push_after_stopping_the_registry)
+    try:
+        failed = faults.deploy(ref=commit)
+        assert not failed.success and failed.failure.startswith("api_image: push of ")
+        assert "the image registry at" in failed.failure and "is not answering" in failed.failure
+        assert "(still failing after 3 tries)" in failed.failure  # retried as transient, then failed
+        # The frontend branch went on: the run says the env is split, and it is.
+        assert f"the API serves {before} but the site serves {failed.release}" in failed.failure
+        assert f"coderemote-pipeline retry {failed.run_id[:8]}" in failed.failure
+        assert faults.live() == {"alias": before, "api": before, "site": failed.release}
+    finally:
+        monkeypatch.undo()
+        faults.stack.up()  # the registry restarts on its port, its storage intact
+    retried = retry_from_failure(failed.run_id, settings=faults.settings, instance=faults.instance, echo=print)
+    assert retried.success, retried.failure
+    assert set(retried.stages) == {"api_image", "lambda_version", "smoke_result"}  # only what had not succeeded
+    faults.verified.append(commit)
+    faults.assert_whole(failed.release)
+
+
+def test_docker_engine_unreachable(faults):
+    before = faults.live()["alias"]
+    commit = faults.change("built while the engine is away")
+    info = load_stack_info(faults.settings.state_dir)
+    stop_dockerd(info.dockerd_pid, engine_paths(faults.stack.paths.engine_dir))  # the API container goes too
+    try:
+        failed = faults.deploy(ref=commit)
+        assert not failed.success
+        assert failed.failure.startswith("api_image: no Docker engine reachable at unix://")
+        assert "(still failing after 3 tries)" in failed.failure
+        # What serves the API cannot be read without the engine; the run says so rather than guess.
+        assert "what dev serves cannot be read now" in failed.failure
+        assert faults.live() == {"alias": before, "api": None, "site": failed.release}
+    finally:
+        faults.stack.up()  # a new engine on the same data: images kept, containers stopped
+    retried = retry_from_failure(failed.run_id, settings=faults.settings, instance=faults.instance, echo=print)
+    assert retried.success, retried.failure
+    assert "frontend_bundle" not in retried.stages and "api_image" in retried.stages
+    faults.verified.append(commit)
+    faults.assert_whole(failed.release)
+
+
+def test_failure_after_the_alias_moved_rolls_prod_back(faults, monkeypatch):
+    # Two commits dev verified (the previous tests'), tagged and approved as the strategy requires.
+    old, new = faults.verified[-2], faults.verified[-1]
+    for tag, commit in (("v1.0.0", old), ("v1.1.0", new)):
+        git("tag", tag, commit, cwd=faults.clone)
+        git("push", "--quiet", "origin", tag, cwd=faults.clone)
+        record_decision(faults.settings, faults.instance, "prod", parse_release_key(tag), by="fault-suite",
+                        decision="approve", reason="")  # fmt: skip
+    assert faults.deploy("prod", "v1.0.0").success
+    faults.assert_whole("v1.0.0", "prod")
+
+    def refused(*args, **kwargs):
+        error = {"Error": {"Code": "AccessDenied", "Message": "Access Denied"}}
+        raise botocore.exceptions.ClientError(error, "PutObject")
+
+    monkeypatch.setattr(frontend_store, "store_snapshot", refused)
+    failed = faults.deploy("prod", "v1.1.0")
+    monkeypatch.undo()
+    assert not failed.success and failed.failure.startswith("frontend_bundle: ")
+    assert failed.stages["lambda_version"]["alias_moved"]  # the backend branch went live before the failure
+    assert "rolled back automatically: prod serves v1.0.0 again" in failed.failure
+    faults.assert_whole("v1.0.0", "prod")
+    assert recorded_live(faults.instance, "prod")["reason"].startswith("automatic rollback: run ")
+
+
+def test_emulator_stopped_during_the_upload(faults, monkeypatch):
+    before = faults.live()["alias"]
+    commit = faults.change("uploaded while the emulator dies")
+    snapshot = frontend_store.store_snapshot
+
+    def upload_after_stopping_the_emulator(*args, **kwargs):
+        stop_pid(load_stack_info(faults.settings.state_dir).moto_pid, expect="moto.server")
+        return snapshot(*args, **kwargs)
+
+    monkeypatch.setattr(frontend_store, "store_snapshot", upload_after_stopping_the_emulator)
+    try:
+        failed = faults.deploy(ref=commit)
+        assert not failed.success
+        assert "frontend_bundle: Could not connect to the endpoint URL" in failed.failure
+        assert "(still failing after 3 tries)" in failed.failure
+        assert "what dev serves cannot be read now" in failed.failure
+        assert "lambda_version" not in failed.stages  # the alias never moved: it could not reach the emulator either
+        assert _get_json(env_outputs(faults.instance, "dev")["api_url"] + "/health")["release"] == before
+    finally:
+        monkeypatch.undo()
+        faults.stack.up()
+    # The emulator restarts empty (moto keeps its state in memory): re-running is a new deploy, whose infra stage
+    # provisions the stack again; the image and the frontend build are reused from the registry and the cache.
+    again = faults.deploy(ref=commit)
+    assert again.success, again.failure
+    assert again.stages["infra_stack"]["change_count"] > 0
+    faults.assert_whole(again.release)
+
+
+def test_run_killed_mid_deploy_and_reexecuted_from_failure(faults):
+    commit = faults.change("deployed by a process that gets killed")
+    env = {**os.environ, "DAGSTER_HOME": str(faults.home), "CODEREMOTE_STATE_DIR": str(faults.settings.state_dir),
+           "CODEREMOTE_APP_REMOTE": faults.settings.app_remote}  # fmt: skip
+    env.pop("CODEREMOTE_APP_CONFIG", None)
+    log = faults.home / "killed-deploy.log"
+    with open(log, "wb") as out:
+        cli = subprocess.Popen(
+            [str(BIN / "coderemote-pipeline"), "deploy", "dev", commit, "--executor", "parallel"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        run = _wait(lambda: _run_past(faults.instance, commit, "api_image"), 180, cli, log)
+    finally:
+        os.killpg(cli.pid, signal.SIGKILL)  # the run's process, its forkserver and its step processes
+        cli.wait(timeout=10)
+    killed = faults.instance.get_run_by_id(run.run_id)
+    assert killed.status is dg.DagsterRunStatus.STARTED  # nothing could record the end of a killed process
+    retried = retry_from_failure(
+        run.run_id, settings=faults.settings, instance=faults.instance, mark_failed=True, echo=print
+    )
+    assert retried.success, retried.failure
+    assert faults.instance.get_run_by_id(run.run_id).status is dg.DagsterRunStatus.FAILURE
+    assert "api_image" not in retried.stages and "infra_stack" not in retried.stages  # done before the kill
+    assert "smoke_result" in retried.stages
+    faults.assert_whole(f"main-{commit[:7]}")
+
+
+def _run_past(instance, commit: str, step: str):
+    runs = instance.get_runs(dg.RunsFilter(tags={"coderemote/commit": commit}))
+    if not runs:
+        return None
+    done = instance.all_logs(runs[0].run_id, of_type=dg.DagsterEventType.STEP_SUCCESS)
+    return runs[0] if any(r.dagster_event.step_key == step for r in done) else None
+
+
+def _wait(probe, timeout: float, process: subprocess.Popen, log: Path):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        found = probe()
+        if found:
+            return found
+        time.sleep(0.1)
+    pytest.fail(f"the deploy never got past api_image (exit {process.poll()}):\n{log.read_text()[-3000:]}")

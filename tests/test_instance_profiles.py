@@ -1,0 +1,129 @@
+"""The team instance profiles in deploy/ load into real Dagster instances on a real Postgres server, with the queue
+limit of one run per environment, run retries for infrastructure failures only, and the right run launcher; the
+SQLite profile stays the default. Plus the pure helpers: which failures are retried, peak runs per env."""
+
+import urllib.error
+
+import botocore.exceptions
+import dagster as dg
+import docker.errors
+import pytest
+import yaml
+
+from coderemote_pipeline.assets.retries import is_transient
+from coderemote_pipeline.deploy import open_instance
+from coderemote_pipeline.local_stack.errors import DockerEngineDown, EmulatorDown, LocalStackNotRunning
+from coderemote_pipeline.resources.docker_engine import ImageBuildFailed
+from coderemote_pipeline.resources.registry import RegistryError
+from coderemote_pipeline.settings import Settings
+from coderemote_pipeline.team.queue import RunWindow, max_in_progress_per_env
+from coderemote_pipeline.team.services import PROFILES_DIR, write_home
+
+PROFILES = {
+    "dagster.yaml": "DefaultRunLauncher",
+    "dagster.docker.yaml": "DockerRunLauncher",
+    "dagster.ecs.yaml": "EcsRunLauncher",
+}
+
+
+@pytest.fixture(scope="module")
+def pg_env(postgres, monkeypatch_module):
+    postgres.create_database("profiles")
+    for key, value in postgres.env("profiles").items():
+        monkeypatch_module.setenv(key, value)
+    # The ECS launcher makes boto3 clients when it loads (no call): they need a region, and no real credentials.
+    monkeypatch_module.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    for name in ("CODEREMOTE_TARGET", "CODEREMOTE_STATE_DIR", "CODEREMOTE_APP_REMOTE", "GEMINI_API_KEY"):
+        monkeypatch_module.setenv(name, "x")
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    with pytest.MonkeyPatch.context() as patch:
+        yield patch
+
+
+@pytest.mark.parametrize("profile", sorted(PROFILES))
+def test_profile_loads_on_postgres(profile, pg_env, tmp_path):
+    home = write_home(tmp_path / "home", profile)
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+        assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
+        coordinator = instance.run_coordinator
+        assert isinstance(coordinator, dg.QueuedRunCoordinator)
+        limits = coordinator.get_run_queue_config().tag_concurrency_limits
+        assert limits == [{"key": "coderemote/env", "value": {"applyLimitPerUniqueValue": True}, "limit": 1}]
+        assert type(instance.run_launcher).__name__ == PROFILES[profile]
+        assert instance.run_retries_enabled and instance.run_retries_max_retries == 2
+        assert instance.run_retries_retry_on_asset_or_op_failure is False
+        assert instance.run_monitoring_enabled
+        # The storage really is that server: a run written here is read back from Postgres.
+        run = instance.create_run_for_job(dg.GraphDefinition("noop").to_job(), run_id=None)
+        assert instance.get_run_by_id(run.run_id) is not None
+
+
+def test_profiles_differ_only_in_the_run_launcher():
+    loaded = {name: yaml.safe_load((PROFILES_DIR / name).read_text()) for name in PROFILES}
+    base = {k: v for k, v in loaded["dagster.yaml"].items() if k != "run_launcher"}
+    assert "run_launcher" not in loaded["dagster.yaml"]  # the base profile launches runs next to the code server
+    for name, config in loaded.items():
+        assert {k: v for k, v in config.items() if k != "run_launcher"} == base, name
+    assert loaded["dagster.docker.yaml"]["run_launcher"]["config"]["network"] == "host"
+    # Credentials are references to the environment, never values in the file.
+    assert all(isinstance(v, dict) and "env" in v for v in base["storage"]["postgres"]["postgres_db"].values()
+               if v != "postgresql+psycopg2")  # fmt: skip
+
+
+def test_sqlite_stays_the_default(tmp_path, monkeypatch):
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    settings = Settings("local", tmp_path / "state", str(tmp_path / "app.git"), None)
+    with open_instance(settings) as instance:
+        assert type(instance.run_storage).__name__ == "SqliteRunStorage"
+        # Dagster's default coordinator (runs from the UI queue without limits); the CLI executes in its process.
+        assert not getattr(instance.run_coordinator, "get_run_queue_config", lambda: None)() or not (
+            instance.run_coordinator.get_run_queue_config().tag_concurrency_limits
+        )
+
+
+def _caused(exc: BaseException, cause: BaseException) -> BaseException:
+    try:
+        raise exc from cause
+    except BaseException as raised:  # a chained exception, as `raise ... from` makes it
+        return raised
+
+
+def _client_error(code: str, status: int) -> botocore.exceptions.ClientError:
+    response = {"Error": {"Code": code, "Message": code}, "ResponseMetadata": {"HTTPStatusCode": status}}
+    return botocore.exceptions.ClientError(response, "Op")
+
+
+@pytest.mark.parametrize(
+    "exc, transient",
+    [
+        (EmulatorDown("moto down"), True),
+        (DockerEngineDown("no engine"), True),
+        (_caused(RegistryError("registry not answering"), urllib.error.URLError("refused")), True),
+        (botocore.exceptions.EndpointConnectionError(endpoint_url="http://x"), True),
+        (_client_error("ThrottlingException", 400), True),
+        (_client_error("InternalError", 500), True),
+        (docker.errors.APIError("boom", response=type("R", (), {"status_code": 502})()), True),
+        (ImageBuildFailed("docker build of Dockerfile failed"), False),
+        (_client_error("AccessDeniedException", 403), False),
+        (docker.errors.APIError("nope", response=type("R", (), {"status_code": 404})()), False),
+        (LocalStackNotRunning("no stack"), False),
+        (ValueError("bad"), False),
+    ],
+)
+def test_only_infrastructure_hiccups_are_retried(exc, transient):
+    assert is_transient(exc) is transient
+
+
+def test_peak_runs_in_progress_per_env():
+    success = dg.DagsterRunStatus.SUCCESS
+    windows = [
+        RunWindow("a", "dev", success, 0.0, 5.0),
+        RunWindow("b", "dev", success, 5.0, 9.0),  # starts as the other ends: not at the same time
+        RunWindow("c", "prod", success, 1.0, 4.0),
+        RunWindow("d", "prod", success, 3.0, 6.0),
+    ]
+    assert max_in_progress_per_env(windows) == {"dev": 1, "prod": 2}
