@@ -6,34 +6,18 @@ full_deploy_s, with 0 builds. Usage: .venv/bin/python bench/promote.py
 """
 
 import json
-import sys
-import tempfile
 import time
-from pathlib import Path
 
 import docker
+from kit import bench_settings, checked, quiet, tag_and_approve
 
-from coderemote_pipeline.cli.approvals import record_decision
-from coderemote_pipeline.demo import EXAMPLE_APP, commit_and_push, git, make_app_repo
-from coderemote_pipeline.deploy import DeployOutcome, open_instance, run_deployment
+from coderemote_pipeline.demo import EXAMPLE_APP, commit_and_push, make_app_repo
+from coderemote_pipeline.deploy import open_instance, run_deployment
 from coderemote_pipeline.local_stack import LocalStack
-from coderemote_pipeline.release_rules import parse_release_key
-from coderemote_pipeline.settings import Settings
-
-
-def quiet(_: str) -> None:
-    pass
-
-
-def checked(outcome: DeployOutcome) -> DeployOutcome:
-    if not outcome.success:
-        sys.exit(f"{outcome.env}|{outcome.release} failed: {outcome.failure}")
-    return outcome
 
 
 def main() -> None:
-    root = Path(tempfile.mkdtemp(prefix="coderemote-bench-promote-"))
-    settings = Settings("local", root / "state", str(root / "app.git"), None)
+    root, settings = bench_settings("coderemote-bench-promote-")
     stack = LocalStack(settings.state_dir)
     info = stack.up()
     try:
@@ -47,20 +31,14 @@ def main() -> None:
         instance = open_instance(settings)
         # Provision both environments first (infra is not what either figure measures).
         checked(run_deployment("dev", "main", settings=settings, instance=instance, echo=quiet))
-        git("tag", "v0.1.0", cwd=clone)
-        git("push", "--quiet", "origin", "v0.1.0", cwd=clone)
-        record_decision(settings, instance, "prod", parse_release_key("v0.1.0"), by="bench", decision="approve",
-                        reason="")  # fmt: skip
+        tag_and_approve(settings, instance, clone, "v0.1.0")
         checked(run_deployment("prod", "v0.1.0", settings=settings, instance=instance, echo=quiet))
 
         (clone / "backend" / "app" / "BENCH").write_text(f"{time.time()}\n")
         (clone / "frontend" / "src" / "style.css").write_text(f"/* {time.time()} */ body {{ margin: 0; }}\n")
         commit_and_push(clone, "new commit for the promote bench")
         full = checked(run_deployment("dev", "main", settings=settings, instance=instance, echo=quiet))
-        git("tag", "v0.2.0", cwd=clone)
-        git("push", "--quiet", "origin", "v0.2.0", cwd=clone)
-        record_decision(settings, instance, "prod", parse_release_key("v0.2.0"), by="bench", decision="approve",
-                        reason="")  # fmt: skip
+        tag_and_approve(settings, instance, clone, "v0.2.0")
         before = builds()
         promote = checked(run_deployment("prod", "v0.2.0", settings=settings, instance=instance, echo=quiet))
         builds_in_promote = builds() - before

@@ -7,34 +7,20 @@ Usage: .venv/bin/python bench/rollback.py
 """
 
 import json
-import sys
-import tempfile
 import time
 from pathlib import Path
 
-from coderemote_pipeline.cli.approvals import record_decision
+from kit import bench_settings, checked, quiet, tag_and_approve
+
 from coderemote_pipeline.cli.releases import ROLLBACK_STAGES, rollback_target
-from coderemote_pipeline.demo import EXAMPLE_APP, commit_and_push, git, make_app_repo
+from coderemote_pipeline.demo import EXAMPLE_APP, commit_and_push, make_app_repo
 from coderemote_pipeline.deploy import DeployOutcome, launch, open_instance, run_deployment
 from coderemote_pipeline.local_stack import LocalStack
-from coderemote_pipeline.release_rules import parse_release_key
 from coderemote_pipeline.settings import Settings
 
 
-def quiet(_: str) -> None:
-    pass
-
-
-def checked(outcome: DeployOutcome) -> DeployOutcome:
-    if not outcome.success:
-        sys.exit(f"{outcome.env}|{outcome.release} failed: {outcome.failure}")
-    return outcome
-
-
 def tag_and_deploy(settings: Settings, instance, clone: Path, tag: str) -> DeployOutcome:
-    git("tag", tag, cwd=clone)
-    git("push", "--quiet", "origin", tag, cwd=clone)
-    record_decision(settings, instance, "prod", parse_release_key(tag), by="bench", decision="approve", reason="")
+    tag_and_approve(settings, instance, clone, tag)
     return checked(run_deployment("prod", tag, settings=settings, instance=instance, echo=quiet))
 
 
@@ -45,8 +31,7 @@ def roll(settings: Settings, instance, to: str | None) -> DeployOutcome:
 
 
 def main() -> None:
-    root = Path(tempfile.mkdtemp(prefix="coderemote-bench-rollback-"))
-    settings = Settings("local", root / "state", str(root / "app.git"), None)
+    root, settings = bench_settings("coderemote-bench-rollback-")
     stack = LocalStack(settings.state_dir)
     stack.up()
     try:
