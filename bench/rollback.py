@@ -20,8 +20,12 @@ from coderemote_pipeline.settings import Settings
 
 
 def tag_and_deploy(settings: Settings, instance, clone: Path, tag: str) -> DeployOutcome:
+    """Verify the commit in dev (prod's promotion gate asks for it), tag, approve, deploy to prod.
+    Returns the dev deploy: the full pipeline, builds included, which is what a rollback is compared with."""
+    full = checked(run_deployment("dev", "main", settings=settings, instance=instance, echo=quiet))
     tag_and_approve(settings, instance, clone, tag)
-    return checked(run_deployment("prod", tag, settings=settings, instance=instance, echo=quiet))
+    checked(run_deployment("prod", tag, settings=settings, instance=instance, echo=quiet))
+    return full
 
 
 def roll(settings: Settings, instance, to: str | None) -> DeployOutcome:
@@ -55,7 +59,7 @@ def main() -> None:
     finally:
         stack.down()
     print(f"{'what':<34} {'seconds':>8}")
-    print(f"{'full deploy of v1.0.0 (' + full.job_name + ')':<34} {full.seconds:>8.2f}")
+    print(f"{'full deploy of v1.0.0 to dev (' + full.job_name + ')':<34} {full.seconds:>8.2f}")
     print(f"{'rollback v1.1.0 → v1.0.0':<34} {rollback_s:>8.2f}")
     print(f"{'roll forward v1.0.0 → v1.1.0':<34} {forward_s:>8.2f}")
     print(f"rollback / full deploy: {rollback_s / full.seconds:.0%}")
