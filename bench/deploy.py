@@ -7,6 +7,7 @@ Usage: .venv/bin/python bench/deploy.py
 """
 
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -59,6 +60,7 @@ def main() -> None:
         auto_noop = deploy(settings, instance, "auto")
     finally:
         stack.down()
+        shutil.rmtree(root, ignore_errors=True)  # the bench's state dir, registry storage and clone
 
     print(f"local stack up (fresh state dir, cached base image): {stack_up_s:.1f} s\n")
     print(f"{'executor':<10} {'job':<13} {'full deploy s':>14} {'no-op s':>9}")

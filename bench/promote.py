@@ -6,6 +6,7 @@ full_deploy_s, with 0 builds. Usage: .venv/bin/python bench/promote.py
 """
 
 import json
+import shutil
 import time
 
 import docker
@@ -44,6 +45,7 @@ def main() -> None:
         builds_in_promote = builds() - before
     finally:
         stack.down()
+        shutil.rmtree(root, ignore_errors=True)  # the bench's state dir, registry storage and clone
     print(f"{'what':<40} {'job':<13} {'seconds':>8}")
     print(f"{'full dev deploy of a new commit':<40} {full.job_name:<13} {full.seconds:>8.2f}")
     print(f"{'prod deploy of that commit (approved)':<40} {promote.job_name:<13} {promote.seconds:>8.2f}")

@@ -7,6 +7,7 @@ Usage: .venv/bin/python bench/rollback.py
 """
 
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -58,6 +59,7 @@ def main() -> None:
         forward_s = time.monotonic() - started
     finally:
         stack.down()
+        shutil.rmtree(root, ignore_errors=True)  # the bench's state dir, registry storage and clone
     print(f"{'what':<34} {'seconds':>8}")
     print(f"{'full deploy of v1.0.0 to dev (' + full.job_name + ')':<34} {full.seconds:>8.2f}")
     print(f"{'rollback v1.1.0 → v1.0.0':<34} {rollback_s:>8.2f}")
