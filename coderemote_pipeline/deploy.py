@@ -218,6 +218,7 @@ def run_deployment(
     check_env(env)
     app = AppSource(**settings.app_source_fields())
     resolved = app.remote().resolve(ref)
+    app.check_paths(resolved.commit)
     release = parse_release_key(resolved.release_key)
     instance = instance or open_instance(settings)
     extra_tags = check_deployable(instance, env, release.key, resolved.commit, override)

@@ -10,11 +10,13 @@ from coderemote_pipeline.partitions import UnknownEnvironmentError
 from coderemote_pipeline.policy import PolicyError
 from coderemote_pipeline.release_rules import ReleaseKeyError
 from coderemote_pipeline.resources.aws import AwsCredentialsMissing
+from coderemote_pipeline.rules.schema import ConfigError
 from coderemote_pipeline.settings import SettingsError
 
 USER_ERRORS: tuple[type[Exception], ...] = (
     ApprovalError,
     AwsCredentialsMissing,
+    ConfigError,
     DeployRefused,
     GitError,
     LocalStackError,

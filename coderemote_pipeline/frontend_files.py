@@ -64,11 +64,20 @@ def content_type(path: str) -> str:
     return _TYPES.get(suffix) or mimetypes.guess_type(path)[0] or "application/octet-stream"
 
 
+class BundleLinkRefused(ValueError):
+    pass
+
+
 def collect(directory: Path) -> list[BundleFile]:
-    files = [
-        BundleFile(p.relative_to(directory).as_posix(), p.read_bytes()) for p in directory.rglob("*") if p.is_file()
-    ]
-    return sorted(files, key=lambda f: f.path)
+    """Every file of a build output. A symlink is refused, never followed: it could upload a host file."""
+    files = []
+    for path in sorted(directory.rglob("*")):
+        relative = path.relative_to(directory).as_posix()
+        if path.is_symlink():
+            raise BundleLinkRefused(f"the frontend build output has a symlink {relative!r}: refused, never uploaded")
+        if path.is_file():
+            files.append(BundleFile(relative, path.read_bytes()))
+    return files
 
 
 def runtime_config(*, release: str, api_url: str, env: str, commit: str) -> BundleFile:

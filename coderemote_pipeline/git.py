@@ -9,6 +9,7 @@ import fcntl
 import hashlib
 import io
 import os
+import posixpath
 import subprocess
 import tarfile
 from contextlib import contextmanager
@@ -36,6 +37,13 @@ class RemoteUnreachable(GitError):
 
 class RefNotFound(GitError):
     pass
+
+
+class LayoutPathError(GitError):
+    """An app-config path that the release's commit does not hold as a plain file or directory."""
+
+
+SYMLINK_MODE = "120000"
 
 
 @dataclass(frozen=True)
@@ -211,6 +219,58 @@ class GitRemote:
         except GitError:
             raise GitError(f"path {path!r} does not exist in commit {commit[:12]} of {self.url!r}") from None
 
+    def _entry(self, commit: str, path: str) -> tuple[str, str] | None:
+        """(mode, type) of `path` in `commit`'s tree, or None when it is not there."""
+        out = _git("ls-tree", "-z", commit, "--", path, cwd=self.mirror).decode(errors="replace")
+        for record in out.split("\0"):
+            meta, _, name = record.partition("\t")
+            if name == path:
+                mode, kind, _ = meta.split(" ", 2)
+                return mode, kind
+        return None
+
+    def require_path(self, commit: str, path: str, *, kind: str, what: str) -> None:
+        """Refuse unless `path` is a `kind` ("tree" or "blob") of `commit`, reached through directories only.
+
+        A symlink anywhere on the way (`backend -> /etc`, a Dockerfile linking to a host file) is refused: the
+        build must only ever see the repository's own files. Messages quote the path, never a file's content.
+        """
+        if path in ("", "."):
+            return
+        parts = path.split("/")
+        for depth in range(1, len(parts) + 1):
+            prefix = "/".join(parts[:depth])
+            entry = self._entry(commit, prefix)
+            if entry is None:
+                raise LayoutPathError(f"{what} {path!r} does not exist in commit {commit[:12]} of {self.url!r}")
+            mode, found = entry
+            if mode == SYMLINK_MODE:
+                raise LayoutPathError(
+                    f"{what} {path!r} is refused: {prefix!r} is a symlink in commit {commit[:12]}; the build takes "
+                    "only files inside the repository, so point the app config at the real path"
+                )
+            wanted = kind if depth == len(parts) else "tree"
+            if found != wanted:
+                noun = {"tree": "a directory", "blob": "a file"}[wanted]
+                raise LayoutPathError(f"{what} {prefix!r} is not {noun} in commit {commit[:12]}")
+
+    def links_leaving(self, commit: str, path: str) -> list[str]:
+        """Symlinks under `path` in `commit` whose target lies outside `path` (absolute, or climbing out)."""
+        spec = [] if path in ("", ".") else ["--", path]
+        out = _git("ls-tree", "-r", "-z", commit, *spec, cwd=self.mirror).decode(errors="replace")
+        root = "" if path in ("", ".") else path.rstrip("/") + "/"
+        leaving = []
+        for record in filter(None, out.split("\0")):
+            meta, _, name = record.partition("\t")
+            mode, _, sha = meta.split(" ", 2)
+            if mode != SYMLINK_MODE:
+                continue
+            target = _git("cat-file", "blob", sha, cwd=self.mirror).decode(errors="replace")
+            resolved = posixpath.normpath(posixpath.join(posixpath.dirname(name), target))
+            if target.startswith("/") or not (resolved + "/").startswith(root):
+                leaving.append(name)
+        return leaving
+
     def export(self, commit: str, path: str, dest: Path) -> Path:
         """Write the files of `path` at `commit` into `dest` (created empty), as a checkout would."""
         tree = self.tree_id(commit, path)
@@ -233,7 +293,14 @@ def _extract_data(archive: tarfile.TarFile, dest: Path) -> None:
     so there the same rules are applied here.
     """
     if hasattr(tarfile, "data_filter"):
-        archive.extractall(dest, filter="data")
+        try:
+            archive.extractall(dest, filter="data")
+        except tarfile.FilterError as exc:
+            name = getattr(getattr(exc, "tarinfo", None), "name", "an entry")
+            raise LayoutPathError(
+                f"refusing {name!r} of the exported tree: it is a link or special file that points outside the "
+                "repository"
+            ) from None
         return
     root = dest.resolve()
     for member in archive.getmembers():
@@ -245,5 +312,8 @@ def _extract_data(archive: tarfile.TarFile, dest: Path) -> None:
             or not target.is_relative_to(root)
             or ((member.issym() or member.islnk()) and not link.is_relative_to(root))
         ):
-            raise GitError(f"refusing to extract {member.name!r} from the archive: it would leave {dest}")
+            raise LayoutPathError(
+                f"refusing {member.name!r} of the exported tree: it is a link or special file that points outside "
+                "the repository"
+            )
     archive.extractall(dest)

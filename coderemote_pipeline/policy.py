@@ -10,18 +10,19 @@ import ipaddress
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Literal
 
-import yaml
+from pydantic import Field, StrictBool, field_validator, model_validator
 
 from coderemote_pipeline.partitions import ENVIRONMENTS, check_env
 from coderemote_pipeline.release_rules import Release, ReleaseKind
+from coderemote_pipeline.rules.schema import ConfigError, StrictModel, read_yaml_mapping, validate
 
 PULUMI_PROJECT = "code-remote"
 DEFAULT_INFRA_DIR = Path(__file__).resolve().parents[1] / "infra"
 
 
-class PolicyError(ValueError):
+class PolicyError(ConfigError):
     """An environment or stack file that does not validate; the message names the file and the key."""
 
 
@@ -40,6 +41,77 @@ class Approval(StrEnum):
 class Accepts(StrEnum):
     ANY = "any"
     STABLE_TAGS = "stable_tags"
+
+
+EnvName = Literal["dev", "staging", "prod"]
+
+
+class EnvironmentEntry(StrictModel):
+    """One row of the strategy's environment table (`environments.<env>` in infra/environments.yaml)."""
+
+    trigger: Trigger
+    approval: Approval = Approval.NONE
+    auto_rollback: StrictBool = False
+    accepts: Accepts = Accepts.ANY
+    verified_in: EnvName | None = None
+
+
+class EnvironmentsFile(StrictModel):
+    environments: dict[EnvName, EnvironmentEntry]
+
+    @model_validator(mode="after")
+    def _every_environment(self) -> EnvironmentsFile:
+        missing = [env for env in ENVIRONMENTS if env not in self.environments]
+        if missing:
+            raise ValueError(f"environments must declare {', '.join(ENVIRONMENTS)}; missing {', '.join(missing)}")
+        for name, entry in self.environments.items():
+            if entry.verified_in == name:
+                raise ValueError(f"environments.{name}.verified_in must name another environment, not {name}")
+        return self
+
+
+def _config_key(name: str) -> str:
+    return f"{PULUMI_PROJECT}:{name}"
+
+
+class StackConfigValues(StrictModel):
+    """The `config:` of a Pulumi stack file: what the program reads, and the two values the pipeline sets."""
+
+    region: str = Field(alias="aws:region", min_length=1)
+    gemini_model: str = Field(alias=_config_key("gemini_model"), min_length=1)
+    vpc_cidr: str | None = Field(None, alias=_config_key("vpc_cidr"))
+    az_count: int | None = Field(None, alias=_config_key("az_count"))
+    # Written by the pipeline's Automation API path on the aws target (resources/pulumi_provisioner.py).
+    bootstrap_image_uri: str | None = Field(None, alias=_config_key("bootstrap_image_uri"))
+    gemini_api_key: dict[str, str] | None = Field(None, alias=_config_key("gemini_api_key"))
+
+    @field_validator("az_count")
+    @classmethod
+    def _az_count(cls, value: int | None) -> int | None:
+        if value is not None and not 1 <= value <= 6:
+            raise ValueError(f"{value} must be between 1 and 6")
+        return value
+
+    @model_validator(mode="after")
+    def _network(self) -> StackConfigValues:
+        if self.vpc_cidr is not None:
+            try:
+                ipaddress.ip_network(self.vpc_cidr)
+            except ValueError:
+                raise ValueError(f"{_config_key('vpc_cidr')}: {self.vpc_cidr!r} is not a CIDR block") from None
+        if (self.vpc_cidr is None) != (self.az_count is None):
+            raise ValueError(f"set both {_config_key('vpc_cidr')!r} and {_config_key('az_count')!r}, or neither")
+        return self
+
+
+class StackFile(StrictModel):
+    """A whole `Pulumi.<env>.yaml`: Pulumi's own top-level keys and the stack's config."""
+
+    config: StackConfigValues
+    secretsprovider: str | None = None
+    encryptedkey: str | None = None
+    encryptionsalt: str | None = None
+    environment: list[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -75,98 +147,33 @@ class EnvironmentPolicy:
         return None
 
 
-def _enum(value: Any, enum: type[StrEnum], where: str) -> Any:
-    try:
-        return enum(value)
-    except ValueError:
-        allowed = ", ".join(m.value for m in enum)
-        raise PolicyError(f"{where}: {value!r} is not one of {allowed}") from None
-
-
-def _read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except FileNotFoundError:
-        raise PolicyError(f"{path}: file not found") from None
-    except yaml.YAMLError as exc:
-        raise PolicyError(f"{path}: not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise PolicyError(f"{path}: expected a mapping at the top level")
-    return data
-
-
 def load_stack_config(path: Path) -> StackConfig:
-    config = _read_yaml(path).get("config") or {}
-    if not isinstance(config, dict):
-        raise PolicyError(f"{path}: 'config' must be a mapping")
-
-    def key(name: str) -> str:
-        return f"{path}: config key '{name}'"
-
-    region = config.get("aws:region")
-    if not isinstance(region, str) or not region:
-        raise PolicyError(f"{key('aws:region')} is required (e.g. us-east-1)")
-    model = config.get(f"{PULUMI_PROJECT}:gemini_model")
-    if not isinstance(model, str) or not model:
-        raise PolicyError(f"{key(PULUMI_PROJECT + ':gemini_model')} is required (e.g. gemini-2.5-flash)")
-    cidr = config.get(f"{PULUMI_PROJECT}:vpc_cidr")
-    if cidr is not None:
-        try:
-            ipaddress.ip_network(str(cidr))
-        except ValueError:
-            raise PolicyError(f"{key(PULUMI_PROJECT + ':vpc_cidr')}: {cidr!r} is not a CIDR block") from None
-    azs = config.get(f"{PULUMI_PROJECT}:az_count")
-    if azs is not None:
-        try:
-            azs = int(azs)
-        except (TypeError, ValueError):
-            raise PolicyError(f"{key(PULUMI_PROJECT + ':az_count')}: {azs!r} is not an integer") from None
-        if not 1 <= azs <= 6:
-            raise PolicyError(f"{key(PULUMI_PROJECT + ':az_count')}: {azs} must be between 1 and 6")
-    if (cidr is None) != (azs is None):
-        raise PolicyError(f"{path}: set both '{PULUMI_PROJECT}:vpc_cidr' and '{PULUMI_PROJECT}:az_count', or neither")
-    return StackConfig(region=region, gemini_model=model, vpc_cidr=cidr, az_count=azs)
-
-
-def _verified_in(value: Any, env: str, where: str) -> str | None:
-    if value is None:
-        return None
-    if value not in ENVIRONMENTS or value == env:
-        others = [e for e in ENVIRONMENTS if e != env]
-        raise PolicyError(f"{where}: {value!r} must be another environment ({', '.join(others)}) or absent")
-    return value
+    values = validate(StackFile, read_yaml_mapping(path), source=str(path)).config
+    return StackConfig(
+        region=values.region, gemini_model=values.gemini_model, vpc_cidr=values.vpc_cidr, az_count=values.az_count
+    )
 
 
 def load_policies(infra_dir: Path = DEFAULT_INFRA_DIR) -> dict[str, EnvironmentPolicy]:
+    """Every environment's policy; any error in either file stops every deploy (never a weaker default)."""
     path = infra_dir / "environments.yaml"
-    envs = _read_yaml(path).get("environments")
-    if not isinstance(envs, dict):
-        raise PolicyError(f"{path}: key 'environments' must map each environment to its policy")
-    unknown = sorted(set(envs) - set(ENVIRONMENTS))
-    missing = sorted(set(ENVIRONMENTS) - set(envs))
-    if unknown or missing:
-        raise PolicyError(
-            f"{path}: environments must be exactly {list(ENVIRONMENTS)} (unknown {unknown}, missing {missing})"
-        )
-    policies = {}
-    for name in ENVIRONMENTS:
-        entry = envs[name] or {}
-        where = f"{path}: environments.{name}"
-        if not isinstance(entry, dict):
-            raise PolicyError(f"{where} must be a mapping")
-        auto_rollback = entry.get("auto_rollback", False)
-        if not isinstance(auto_rollback, bool):
-            raise PolicyError(f"{where}.auto_rollback: {auto_rollback!r} must be true or false")
-        policies[name] = EnvironmentPolicy(
-            name=name,
-            trigger=_enum(entry.get("trigger"), Trigger, f"{where}.trigger"),
-            approval=_enum(entry.get("approval", "none"), Approval, f"{where}.approval"),
-            auto_rollback=auto_rollback,
-            accepts=_enum(entry.get("accepts", "any"), Accepts, f"{where}.accepts"),
-            verified_in=_verified_in(entry.get("verified_in"), name, f"{where}.verified_in"),
-            stack=load_stack_config(infra_dir / "pulumi" / f"Pulumi.{name}.yaml"),
-        )
-    return policies
+    try:
+        table = validate(EnvironmentsFile, read_yaml_mapping(path), source=str(path))
+        return {
+            name: EnvironmentPolicy(
+                name=name,
+                trigger=entry.trigger,
+                approval=entry.approval,
+                auto_rollback=entry.auto_rollback,
+                accepts=entry.accepts,
+                verified_in=entry.verified_in,
+                stack=load_stack_config(infra_dir / "pulumi" / f"Pulumi.{name}.yaml"),
+            )
+            for name in ENVIRONMENTS
+            for entry in [table.environments[name]]
+        }
+    except ConfigError as exc:
+        raise PolicyError(str(exc)) from None
 
 
 def policy_for(env: str, infra_dir: Path = DEFAULT_INFRA_DIR) -> EnvironmentPolicy:

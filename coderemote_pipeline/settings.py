@@ -6,13 +6,14 @@ as `dg.EnvVar`, resolved at launch).
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
+from coderemote_pipeline.rules.app_layout import AppLayout, load_app_layout
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 TARGETS = ("local", "aws")
@@ -31,6 +32,16 @@ class Settings:
     app_config: Path | None
     # How often the git sensors read the app remote; read when definitions load, like everything here.
     sensor_interval_s: int = DEFAULT_SENSOR_INTERVAL_S
+    # The app's layout: read from `app_config` (validated, paths inside the repository) unless given, e.g. the
+    # layout recorded with a release, which rollback, retry and promotion reuse whatever the caller's file says.
+    layout_override: AppLayout | None = None
+
+    def __post_init__(self) -> None:
+        self.app_layout  # noqa: B018 (validated when the settings are made, not when a run first needs it)
+
+    @functools.cached_property
+    def app_layout(self) -> AppLayout:
+        return self.layout_override or load_app_layout(self.app_config)
 
     @property
     def dagster_home(self) -> Path:
@@ -65,26 +76,17 @@ class Settings:
             "target": self.target,
             "state_dir": str(self.state_dir),
             "app_remote": self.app_remote,
-            "app_config": str(self.app_config or ""),
+            "app_layout": self.app_layout.to_json(),
         }
 
     @classmethod
-    def from_fields(cls, *, target: str, state_dir: str, app_remote: str, app_config: str) -> Settings:
-        return cls(target, Path(state_dir), app_remote, Path(app_config) if app_config else None)
+    def from_fields(cls, *, target: str, state_dir: str, app_remote: str, app_layout: str) -> Settings:
+        return cls(target, Path(state_dir), app_remote, None, layout_override=AppLayout.from_json(app_layout))
+
+    def for_app(self, remote: str, layout: AppLayout) -> Settings:
+        """The same installation deploying `remote` with `layout` (what a release recorded)."""
+        return replace(self, app_remote=remote, app_config=None, layout_override=layout)
 
     def app_source_fields(self) -> dict[str, Any]:
-        """The app's layout from CODEREMOTE_APP_CONFIG (YAML with AppSource's field names), validated."""
-        from coderemote_pipeline.resources.app_source import AppSource
-
-        fields: dict[str, Any] = {"remote_url": self.app_remote, "work_dir": str(self.work_dir)}
-        if self.app_config is None:
-            return fields
-        try:
-            data = yaml.safe_load(self.app_config.read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise SettingsError(f"app config {self.app_config}: cannot read it: {exc}") from None
-        allowed = set(AppSource.model_fields) - {"work_dir"}
-        unknown = sorted(set(data) - allowed)
-        if unknown:
-            raise SettingsError(f"app config {self.app_config}: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
-        return {**fields, **data}
+        """The AppSource resource's fields: the remote, the mirror's directory and the validated layout."""
+        return {"remote_url": self.app_remote, "work_dir": str(self.work_dir), **self.app_layout.model_dump()}

@@ -62,12 +62,13 @@ def _edit(path: Path, old: str, new: str) -> None:
         ("environments.yaml", "trigger: stable_tag", "trigger: nightly", "environments.prod.trigger: 'nightly'"),
         ("environments.yaml", "approval: required", "approval: maybe", "environments.prod.approval"),
         ("environments.yaml", "auto_rollback: true", "auto_rollback: sometimes", "auto_rollback"),
-        ("environments.yaml", "  staging:", "  qa:", "unknown ['qa'], missing ['staging']"),
+        ("environments.yaml", "  staging:", "  qa:", "unknown key 'qa' in environments; allowed: dev, staging, prod"),
         ("pulumi/Pulumi.prod.yaml", "10.2.0.0/16", "10.2.0.0/99", "code-remote:vpc_cidr"),
         ("pulumi/Pulumi.prod.yaml", 'az_count: "3"', "az_count: three", "code-remote:az_count"),
         ("pulumi/Pulumi.prod.yaml", 'az_count: "3"', "az_count: 9", "between 1 and 6"),
-        ("pulumi/Pulumi.dev.yaml", "aws:region: us-east-1", "aws:zone: us-east-1", "aws:region' is required"),
-        ("pulumi/Pulumi.dev.yaml", "gemini_model", "gemini_mdl", "gemini_model' is required"),
+        ("pulumi/Pulumi.dev.yaml", "aws:region: us-east-1", "aws:zone: us-east-1", "unknown key 'aws:zone' in config"),
+        ("pulumi/Pulumi.dev.yaml", "gemini_model", "gemini_mdl", "did you mean 'code-remote:gemini_model'?"),
+        ("pulumi/Pulumi.dev.yaml", "  aws:region: us-east-1\n", "", "config.aws:region is required"),
     ],
 )
 def test_bad_policy_names_file_and_key(infra_copy, file, old, new, message):
@@ -76,6 +77,32 @@ def test_bad_policy_names_file_and_key(infra_copy, file, old, new, message):
         load_policies(infra_copy)
     assert str(infra_copy / file) in str(err.value)
     assert message in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("file", "old", "new", "message"),
+    [
+        ("environments.yaml", "    approval: required", "    aproval: required",
+         "unknown key 'aproval' in environments.prod; did you mean 'approval'?"),
+        ("environments.yaml", "    auto_rollback: true", "    auto_rollbak: true", "did you mean 'auto_rollback'?"),
+        ("environments.yaml", "    verified_in: dev", "    verifed_in: dev", "did you mean 'verified_in'?"),
+        ("environments.yaml", "environments:", "enviroments:",
+         "unknown key 'enviroments'; did you mean 'environments'?"),
+        ("environments.yaml", "trigger: stable_tag", "trigger: stable_tags", "did you mean 'stable_tag'?"),
+        ("pulumi/Pulumi.prod.yaml", "code-remote:az_count", "code-remote:az_cout",
+         "unknown key 'code-remote:az_cout' in config; did you mean 'code-remote:az_count'?"),
+        ("pulumi/Pulumi.prod.yaml", "config:", "conifg:", "unknown key 'conifg'; did you mean 'config'?"),
+    ],
+)  # fmt: skip
+def test_a_typo_is_refused_with_the_nearest_key_and_never_weakens_prod(infra_copy, file, old, new, message):
+    _edit(infra_copy / file, old, new)
+    with pytest.raises(PolicyError) as err:
+        load_policies(infra_copy)
+    text = str(err.value)
+    assert text.startswith(f"{infra_copy / file}: ") and message in text and "\n" not in text
+    # Nothing falls back to a weaker default: with the file mended, prod requires approval again.
+    _edit(infra_copy / file, new, old)
+    assert load_policies(infra_copy)["prod"].approval_required
 
 
 def test_vpc_cidr_without_az_count_is_refused(infra_copy):

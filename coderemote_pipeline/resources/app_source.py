@@ -15,13 +15,15 @@ import shutil
 import subprocess
 import time
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 
 import dagster as dg
 
-from coderemote_pipeline.git import GitRemote
+from coderemote_pipeline.git import GitRemote, LayoutPathError
 from coderemote_pipeline.release_rules import Release
+from coderemote_pipeline.rules.app_layout import AppLayout, FrontendEnvMode
+
+__all__ = ["AppSource", "FrontendBuild", "FrontendBuildFailed", "FrontendEnvMode"]
 
 FRONTEND_BUILD_TIMEOUT_S = 600
 BUILD_LOG_TAIL_CHARS = 3000
@@ -29,13 +31,6 @@ BUILD_LOG_TAIL_CHARS = 3000
 
 class FrontendBuildFailed(RuntimeError):
     pass
-
-
-class FrontendEnvMode(StrEnum):
-    # Built once per commit; env values arrive at deploy time in config.json, so every env gets the same bytes.
-    RUNTIME_CONFIG = "runtime_config"
-    # The app bakes API URL and release in at build time: rebuilt per env and release.
-    BUILD_TIME = "build_time"
 
 
 @dataclass(frozen=True)
@@ -58,6 +53,11 @@ class AppSource(dg.ConfigurableResource):
     frontend_output_dir: str = "dist"
     frontend_env_mode: FrontendEnvMode = FrontendEnvMode.RUNTIME_CONFIG
 
+    @property
+    def layout(self) -> AppLayout:
+        """The layout fields, validated as a whole (paths relative and inside the repository)."""
+        return AppLayout.model_validate({name: getattr(self, name) for name in AppLayout.model_fields})
+
     def remote(self) -> GitRemote:
         return GitRemote(self.remote_url, Path(self.work_dir) / "git")
 
@@ -67,6 +67,7 @@ class AppSource(dg.ConfigurableResource):
     def backend_build_key(self, commit: str, base_image_id: str) -> str:
         """Identity of an API image: the context's tree, the Dockerfile, the base image and the commit label."""
         remote = self.remote()
+        self.check_backend_paths(commit)
         inputs = {
             "context_tree": remote.tree_id(commit, self.backend_context),
             "dockerfile": self.dockerfile,
@@ -75,14 +76,33 @@ class AppSource(dg.ConfigurableResource):
         }
         return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
 
+    def check_backend_paths(self, commit: str) -> None:
+        """The build context is a directory and the Dockerfile a plain file of `commit`, no symlink on the way."""
+        layout, remote = self.layout, self.remote()
+        remote.require_path(commit, layout.backend_context, kind="tree", what="backend_context")
+        remote.require_path(commit, layout.dockerfile_in_repo, kind="blob", what="dockerfile")
+        _refuse_links_out(remote, commit, layout.backend_context, "backend_context")
+
+    def check_paths(self, commit: str) -> None:
+        """Every layout path against `commit`'s tree: what `deploy` asks before it launches anything."""
+        self.check_backend_paths(commit)
+        remote = self.remote()
+        remote.require_path(commit, self.layout.frontend_dir, kind="tree", what="frontend_dir")
+        _refuse_links_out(remote, commit, self.layout.frontend_dir, "frontend_dir")
+
     def export_backend(self, commit: str, dest: Path) -> Path:
+        """The build context of `commit`, exported from the mirror; its Dockerfile checked to be a file inside it."""
+        self.check_backend_paths(commit)
         if dest.exists():
             shutil.rmtree(dest)
-        return self.remote().export(commit, self.backend_context, dest)
+        context = self.remote().export(commit, self.backend_context, dest)
+        inside(context, self.layout.dockerfile, what="dockerfile", file=True)
+        return context
 
     def build_frontend(self, commit: str, build_env: dict[str, str]) -> FrontendBuild:
         """Build the frontend of `commit` once per (tree, build-time values); later calls reuse the output."""
         remote = self.remote()
+        remote.require_path(commit, self.layout.frontend_dir, kind="tree", what="frontend_dir")
         inputs = {
             "tree": remote.tree_id(commit, self.frontend_dir),
             "command": self.frontend_build_command,
@@ -108,6 +128,8 @@ class AppSource(dg.ConfigurableResource):
             timeout=FRONTEND_BUILD_TIMEOUT_S,
             check=False,
         )
+        if proc.returncode == 0 and output.exists():
+            inside(source, self.layout.frontend_output_dir, what="frontend_output_dir", file=False)
         if proc.returncode != 0 or not output.is_dir():
             tail = (proc.stdout + proc.stderr)[-BUILD_LOG_TAIL_CHARS:]
             reason = f"exited {proc.returncode}" if proc.returncode else f"produced no {self.frontend_output_dir}/"
@@ -117,3 +139,24 @@ class AppSource(dg.ConfigurableResource):
             )
         (root / "complete").write_text(commit)
         return FrontendBuild(output, built=True, seconds=time.monotonic() - started, build_key=key)
+
+
+def inside(root: Path, relative: str, *, what: str, file: bool) -> Path:
+    """`root / relative`, refused unless it is a real file (or directory) that resolves inside `root`."""
+    path = root / relative
+    resolved, top = path.resolve(), root.resolve()
+    if path.is_symlink() or not resolved.is_relative_to(top):
+        raise LayoutPathError(f"{what} {relative!r} is a link that leaves the repository: refused")
+    if file and not resolved.is_file():
+        raise LayoutPathError(f"{what} {relative!r} is not a file of the exported tree")
+    return resolved
+
+
+def _refuse_links_out(remote: GitRemote, commit: str, path: str, what: str) -> None:
+    leaving = remote.links_leaving(commit, path)
+    if leaving:
+        raise LayoutPathError(
+            f"{what} {path!r} of commit {commit[:12]} holds symlink(s) pointing outside it: "
+            f"{', '.join(repr(n) for n in leaving[:5])}. Builds take only the directory's own files: replace the "
+            f"link with the file, or widen {what}"
+        )

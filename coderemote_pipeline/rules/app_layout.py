@@ -1,0 +1,103 @@
+"""The application's layout: where its backend, Dockerfile and frontend live inside its repository, and how it runs.
+
+Any repository with this contract deploys by configuration alone. Every path is relative to the repository (the
+Dockerfile to the backend context, the build output to the frontend directory), normalised, and refused when it
+would leave the repository: `..`, an absolute path or a home directory never reach git, Docker or a message that
+could quote a host file. The same paths are checked again against each commit's tree (`actions/git` refuses a
+symlink or a missing entry), because a layout valid here can still name a symlink in the repository.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+import shlex
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, Field
+
+from coderemote_pipeline.rules.schema import ConfigError, StrictModel, read_yaml_mapping, validate
+
+
+class FrontendEnvMode(StrEnum):
+    # Built once per commit; env values arrive at deploy time in config.json, so every env gets the same bytes.
+    RUNTIME_CONFIG = "runtime_config"
+    # The app bakes API URL and release in at build time: rebuilt per env and release.
+    BUILD_TIME = "build_time"
+
+
+def repo_path(value: str, *, allow_root: bool = False) -> str:
+    """`value` as a normalised relative POSIX path that stays inside the directory it is relative to."""
+    text = str(value).strip()
+    if not text or "\0" in text:
+        raise ValueError("must be a non-empty relative path")
+    if "\\" in text:
+        raise ValueError(f"{text!r} uses backslashes: write paths with '/'")
+    if text.startswith(("/", "~")) or (len(text) > 1 and text[1] == ":"):
+        raise ValueError(f"{text!r} is absolute: paths are relative to the app's repository")
+    normal = posixpath.normpath(text)
+    if normal == ".." or normal.startswith("../"):
+        raise ValueError(f"{text!r} leaves the repository: use a path inside it")
+    if normal == "." and not allow_root:
+        raise ValueError(f"{text!r} names a directory, not a file or a subdirectory")
+    return normal
+
+
+def _command(value: str) -> str:
+    try:
+        words = shlex.split(value)
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not a command line ({exc})") from None
+    if not words:
+        raise ValueError("must be a command, e.g. python3 -m app.server")
+    return value
+
+
+def _url_path(value: str) -> str:
+    if not value.startswith("/") or any(c.isspace() for c in value) or "://" in value:
+        raise ValueError(f"{value!r} must be a URL path starting with '/', e.g. /health")
+    return value
+
+
+RepoPath = Annotated[str, AfterValidator(repo_path)]
+RepoDir = Annotated[str, AfterValidator(lambda v: repo_path(v, allow_root=True))]
+Command = Annotated[str, AfterValidator(_command)]
+UrlPath = Annotated[str, AfterValidator(_url_path)]
+
+
+class AppLayout(StrictModel):
+    """The fields of an app config file (`--app-config`, CODEREMOTE_APP_CONFIG); defaults fit the example app."""
+
+    backend_context: RepoDir = Field("backend", description="Docker build context, relative to the repository")
+    dockerfile: RepoPath = Field("Dockerfile", description="relative to backend_context")
+    container_command: Command = Field("python3 -m app.server", description="plain HTTP entry point (HOST, PORT)")
+    health_path: UrlPath = Field("/health", description="JSON with release and commit")
+    frontend_dir: RepoDir = "frontend"
+    frontend_build_command: Command = "npm run build"
+    frontend_output_dir: RepoPath = Field("dist", description="relative to frontend_dir")
+    frontend_env_mode: FrontendEnvMode = FrontendEnvMode.RUNTIME_CONFIG
+
+    @property
+    def dockerfile_in_repo(self) -> str:
+        """The Dockerfile's path from the repository root (what the commit's tree is checked for)."""
+        return posixpath.normpath(posixpath.join(self.backend_context, self.dockerfile))
+
+    def to_json(self) -> str:
+        return self.model_dump_json()
+
+    @classmethod
+    def from_json(cls, text: str) -> AppLayout:
+        return validate(cls, json.loads(text or "{}"), source="recorded app layout")
+
+
+def load_app_layout(path: Path | None) -> AppLayout:
+    """The layout in an app config file (None: the defaults); every error is one ConfigError line."""
+    if path is None:
+        return AppLayout()
+    data: dict[str, Any] = read_yaml_mapping(path, what="app config")
+    return validate(AppLayout, data, source=f"app config {path}")
+
+
+__all__ = ["AppLayout", "ConfigError", "FrontendEnvMode", "load_app_layout", "repo_path"]
