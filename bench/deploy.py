@@ -13,10 +13,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from coderemote_pipeline.demo import EXAMPLE_APP, commit_and_push, make_app_repo
-from coderemote_pipeline.deploy import STAGE_ORDER, DeployOutcome, open_instance, run_deployment
 from coderemote_pipeline.local_stack import LocalStack
-from coderemote_pipeline.settings import Settings
+from coderemote_pipeline.rules.settings import Settings
+from coderemote_pipeline.usecases.demo import EXAMPLE_APP, commit_and_push, make_app_repo
+from coderemote_pipeline.usecases.deploy import STAGE_ORDER, DeployOutcome, open_instance, run_deployment
 
 
 def stage_seconds(outcome: DeployOutcome) -> dict[str, float]:

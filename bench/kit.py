@@ -4,11 +4,14 @@ import sys
 import tempfile
 from pathlib import Path
 
-from coderemote_pipeline.cli.approvals import record_decision
-from coderemote_pipeline.demo import git
-from coderemote_pipeline.deploy import DeployOutcome
-from coderemote_pipeline.release_rules import parse_release_key
-from coderemote_pipeline.settings import Settings
+# testkit/ sits beside the package, not in it: benches import it from the checkout.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from coderemote_pipeline.cli.approval_commands import record_decision
+from coderemote_pipeline.rules.release_keys import parse_release_key
+from coderemote_pipeline.rules.settings import Settings
+from coderemote_pipeline.usecases.demo import git
+from coderemote_pipeline.usecases.deploy import DeployOutcome
 
 
 def quiet(_: str) -> None:

@@ -21,15 +21,15 @@ from pathlib import Path
 
 import dagster as dg
 
-from coderemote_pipeline.cli.approvals import record_decision
-from coderemote_pipeline.demo import EXAMPLE_APP, git, make_app_repo
+from coderemote_pipeline.cli.approval_commands import record_decision
 from coderemote_pipeline.local_stack import LocalStack
 from coderemote_pipeline.local_stack.processes import free_port
-from coderemote_pipeline.release_rules import parse_release_key
-from coderemote_pipeline.settings import Settings
-from coderemote_pipeline.team import queue
-from coderemote_pipeline.team import services as sv
-from coderemote_pipeline.team.postgres import PostgresCluster
+from coderemote_pipeline.rules.release_keys import parse_release_key
+from coderemote_pipeline.rules.settings import Settings
+from coderemote_pipeline.usecases.demo import EXAMPLE_APP, git, make_app_repo
+from testkit import queue
+from testkit import services as sv
+from testkit.postgres import PostgresCluster
 
 REQUESTS = {"dev": 7, "staging": 7, "prod": 6}
 TIMEOUT_S = 1200

@@ -12,9 +12,9 @@ import time
 import docker
 from kit import bench_settings, checked, quiet, tag_and_approve
 
-from coderemote_pipeline.demo import EXAMPLE_APP, commit_and_push, make_app_repo
-from coderemote_pipeline.deploy import open_instance, run_deployment
 from coderemote_pipeline.local_stack import LocalStack
+from coderemote_pipeline.usecases.demo import EXAMPLE_APP, commit_and_push, make_app_repo
+from coderemote_pipeline.usecases.deploy import open_instance, run_deployment
 
 
 def main() -> None:

@@ -13,11 +13,11 @@ from pathlib import Path
 
 from kit import bench_settings, checked, quiet, tag_and_approve
 
-from coderemote_pipeline.cli.releases import ROLLBACK_STAGES, rollback_target
-from coderemote_pipeline.demo import EXAMPLE_APP, commit_and_push, make_app_repo
-from coderemote_pipeline.deploy import DeployOutcome, launch, open_instance, run_deployment
+from coderemote_pipeline.cli.release_commands import ROLLBACK_STAGES, rollback_target
 from coderemote_pipeline.local_stack import LocalStack
-from coderemote_pipeline.settings import Settings
+from coderemote_pipeline.rules.settings import Settings
+from coderemote_pipeline.usecases.demo import EXAMPLE_APP, commit_and_push, make_app_repo
+from coderemote_pipeline.usecases.deploy import DeployOutcome, launch, open_instance, run_deployment
 
 
 def tag_and_deploy(settings: Settings, instance, clone: Path, tag: str) -> DeployOutcome:

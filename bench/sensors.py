@@ -28,10 +28,10 @@ from pathlib import Path
 import dagster as dg
 
 from coderemote_pipeline.definitions import build_defs
-from coderemote_pipeline.demo import git
 from coderemote_pipeline.resources.app_source import AppSource
+from coderemote_pipeline.rules.settings import PROJECT_ROOT, Settings
 from coderemote_pipeline.sensors.main_push import IN_PROGRESS
-from coderemote_pipeline.settings import PROJECT_ROOT, Settings
+from coderemote_pipeline.usecases.demo import git
 
 PUSHES = 10
 LAUNCH_SAMPLES = 5

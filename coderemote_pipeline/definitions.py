@@ -6,17 +6,17 @@ import functools
 
 import dagster as dg
 
-from coderemote_pipeline.after_failure import after_failure_defs
-from coderemote_pipeline.assets.approval import approval_defs
+from coderemote_pipeline.actions.failure_report import after_failure_defs
 from coderemote_pipeline.assets.backend import api_image, lambda_version
 from coderemote_pipeline.assets.frontend import cloudfront_invalidation, frontend_bundle
 from coderemote_pipeline.assets.infra import infra_stack
-from coderemote_pipeline.assets.live import delivery_metrics, live_release_matches_target
+from coderemote_pipeline.assets.live_release import delivery_metrics, live_release_matches_target
+from coderemote_pipeline.assets.release_approval import approval_defs
 from coderemote_pipeline.assets.smoke import smoke_result
-from coderemote_pipeline.live_state import live_release
+from coderemote_pipeline.ledger.live import live_release
+from coderemote_pipeline.resources.targets import resources_for
+from coderemote_pipeline.rules.settings import Settings
 from coderemote_pipeline.sensors import sensor_defs
-from coderemote_pipeline.settings import Settings
-from coderemote_pipeline.targets import resources_for
 
 STAGES = [infra_stack, api_image, lambda_version, frontend_bundle, cloudfront_invalidation, smoke_result]
 

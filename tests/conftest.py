@@ -8,8 +8,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from coderemote_pipeline.demo import EXAMPLE_APP, make_app_repo
-from coderemote_pipeline.settings import Settings
+from coderemote_pipeline.rules.settings import Settings
+from coderemote_pipeline.usecases.demo import EXAMPLE_APP, make_app_repo
 
 
 def pytest_collection_modifyitems(config, items):
@@ -62,7 +62,7 @@ def instance(tmp_path_factory):
 def postgres():
     """A throwaway Postgres server (Debian's binaries, a temp dir, a free port) for the team profile's tests; each
     module makes its own database on it. Stopped by its PID at the end of the session."""
-    from coderemote_pipeline.team.postgres import PostgresCluster
+    from testkit.postgres import PostgresCluster
 
     cluster = PostgresCluster().start()
     try:

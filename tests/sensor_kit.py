@@ -12,9 +12,9 @@ from typing import Any
 import dagster as dg
 
 from coderemote_pipeline.definitions import build_defs
-from coderemote_pipeline.demo import git
 from coderemote_pipeline.resources.app_source import AppSource
-from coderemote_pipeline.settings import Settings
+from coderemote_pipeline.rules.settings import Settings
+from coderemote_pipeline.usecases.demo import git
 
 
 class AppRepo:

@@ -8,10 +8,10 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from coderemote_pipeline.demo import EXAMPLE_APP, commit_and_push, make_app_repo
 from coderemote_pipeline.local_stack.processes import free_port
-from coderemote_pipeline.team import queue
-from coderemote_pipeline.team import services as sv
+from coderemote_pipeline.usecases.demo import EXAMPLE_APP, commit_and_push, make_app_repo
+from testkit import queue
+from testkit import services as sv
 
 
 def app_repo(root: Path, marker: str) -> tuple[Path, Path, str]:

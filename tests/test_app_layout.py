@@ -7,11 +7,11 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from coderemote_pipeline import frontend_files as ff
 from coderemote_pipeline.cli.main import main
-from coderemote_pipeline.demo import EXAMPLE_APP, commit_and_push, make_app_repo
+from coderemote_pipeline.rules import frontend_files as ff
 from coderemote_pipeline.rules.app_layout import AppLayout, load_app_layout
 from coderemote_pipeline.rules.schema import ConfigError
+from coderemote_pipeline.usecases.demo import EXAMPLE_APP, commit_and_push, make_app_repo
 
 HOST_SECRET_LINE = Path("/etc/passwd").read_text().splitlines()[0]
 

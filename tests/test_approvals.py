@@ -8,14 +8,14 @@ import dagster as dg
 import pytest
 from sensor_kit import AppRepo, apply, tick, verified_in_dev
 
-from coderemote_pipeline.approvals import approval_refusal, latest_decision, latest_hold
-from coderemote_pipeline.assets.approval import release_approval
 from coderemote_pipeline.assets.common import COMMIT_TAG
+from coderemote_pipeline.assets.release_approval import release_approval
 from coderemote_pipeline.cli.main import main
 from coderemote_pipeline.definitions import STAGES
-from coderemote_pipeline.deploy import DeployRefused, run_deployment
-from coderemote_pipeline.settings import Settings
-from coderemote_pipeline.targets import local_resources
+from coderemote_pipeline.ledger.approvals import approval_refusal, latest_decision, latest_hold
+from coderemote_pipeline.resources.targets import local_resources
+from coderemote_pipeline.rules.settings import Settings
+from coderemote_pipeline.usecases.deploy import DeployRefused, run_deployment
 
 APPROVE_HINT = "coderemote-pipeline approve prod v1.0.0 --by NAME"
 

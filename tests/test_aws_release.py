@@ -19,9 +19,9 @@ import docker
 import pytest
 import yaml
 
-from coderemote_pipeline.demo import EXAMPLE_APP, make_app_repo
-from coderemote_pipeline.deploy import DeployOutcome, run_deployment
-from coderemote_pipeline.settings import Settings
+from coderemote_pipeline.rules.settings import Settings
+from coderemote_pipeline.usecases.demo import EXAMPLE_APP, make_app_repo
+from coderemote_pipeline.usecases.deploy import DeployOutcome, run_deployment
 
 pytestmark = pytest.mark.aws
 

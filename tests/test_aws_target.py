@@ -18,20 +18,20 @@ import dagster as dg
 import moto_aws as fixtures
 import pytest
 
-from coderemote_pipeline import stack_outputs
-from coderemote_pipeline import targets as targets_module
 from coderemote_pipeline.definitions import JOB_NAMES, build_defs
 from coderemote_pipeline.resources import lambda_url_runtime
+from coderemote_pipeline.resources import targets as targets_module
 from coderemote_pipeline.resources.app_source import AppSource
 from coderemote_pipeline.resources.aws import RealAws
 from coderemote_pipeline.resources.docker_engine import HostDockerEngine
 from coderemote_pipeline.resources.ecr_registry import EcrRegistry
+from coderemote_pipeline.resources.image_registry import ImageRef
 from coderemote_pipeline.resources.lambda_url_runtime import LambdaUrlRuntime
 from coderemote_pipeline.resources.pulumi_provisioner import PulumiProvisioner
-from coderemote_pipeline.resources.registry import ImageRef
 from coderemote_pipeline.resources.runtime import ApiUnhealthy, ServedVersion
-from coderemote_pipeline.settings import Settings, SettingsError
-from coderemote_pipeline.targets import aws_resources, local_resources, resources_for
+from coderemote_pipeline.resources.targets import aws_resources, local_resources, resources_for
+from coderemote_pipeline.rules import stack_outputs
+from coderemote_pipeline.rules.settings import Settings, SettingsError
 
 MotoAws = fixtures.MotoAws
 moto_endpoint = fixtures.moto_endpoint

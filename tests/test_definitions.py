@@ -1,8 +1,8 @@
 import dagster as dg
 
-from coderemote_pipeline import stack_outputs
 from coderemote_pipeline.definitions import JOB_NAMES, STAGES, build_defs, defs
-from coderemote_pipeline.settings import Settings
+from coderemote_pipeline.rules import stack_outputs
+from coderemote_pipeline.rules.settings import Settings
 
 
 def test_definitions_load_and_resolve(tmp_path):

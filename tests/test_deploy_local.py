@@ -9,9 +9,9 @@ import dagster as dg
 import docker
 import pytest
 
-from coderemote_pipeline.demo import commit_and_push, make_app_repo
-from coderemote_pipeline.deploy import run_deployment
-from coderemote_pipeline.settings import PROJECT_ROOT
+from coderemote_pipeline.rules.settings import PROJECT_ROOT
+from coderemote_pipeline.usecases.demo import commit_and_push, make_app_repo
+from coderemote_pipeline.usecases.deploy import run_deployment
 
 ALT_APP = PROJECT_ROOT / "tests" / "fixtures" / "alt-app"
 

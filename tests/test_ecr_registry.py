@@ -16,7 +16,7 @@ import pytest
 from pydantic import PrivateAttr
 
 from coderemote_pipeline.resources.ecr_registry import EcrRegistry, manifest_blobs, parse_authorization
-from coderemote_pipeline.resources.registry import ImageRef, RegistryError
+from coderemote_pipeline.resources.image_registry import ImageRef, RegistryError
 
 MotoAws = fixtures.MotoAws
 moto_endpoint = fixtures.moto_endpoint

@@ -8,16 +8,16 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from coderemote_pipeline.actions.git_remote import RefNotFound, RemoteUnreachable
 from coderemote_pipeline.cli.main import main
 from coderemote_pipeline.definitions import STAGES
-from coderemote_pipeline.demo import EXAMPLE_APP, commit_and_push, make_app_repo
-from coderemote_pipeline.deploy import DeployRefused, run_deployment
-from coderemote_pipeline.git import RefNotFound, RemoteUnreachable
 from coderemote_pipeline.local_stack import EmulatorDown, LocalStackNotRunning, check_parts, load_stack_info
-from coderemote_pipeline.partitions import UnknownEnvironmentError
-from coderemote_pipeline.release_rules import commit_release_key
-from coderemote_pipeline.resources.stack import LocalStackResource
-from coderemote_pipeline.targets import local_resources
+from coderemote_pipeline.resources.local_stack import LocalStackResource
+from coderemote_pipeline.resources.targets import local_resources
+from coderemote_pipeline.rules.partitions import UnknownEnvironmentError
+from coderemote_pipeline.rules.release_keys import commit_release_key
+from coderemote_pipeline.usecases.demo import EXAMPLE_APP, commit_and_push, make_app_repo
+from coderemote_pipeline.usecases.deploy import DeployRefused, run_deployment
 
 pytestmark = pytest.mark.stack
 

@@ -20,20 +20,20 @@ import dagster as dg
 import pytest
 from team_kit import app_repo
 
-from coderemote_pipeline import frontend_store
-from coderemote_pipeline.cli.approvals import record_decision
-from coderemote_pipeline.cli.retry import retry_from_failure
-from coderemote_pipeline.demo import commit_and_push, git
-from coderemote_pipeline.deploy import run_deployment
-from coderemote_pipeline.live_state import env_outputs, recorded_live, target_state
+from coderemote_pipeline.actions import site_store as frontend_store
+from coderemote_pipeline.cli.approval_commands import record_decision
+from coderemote_pipeline.cli.retry_command import retry_from_failure
+from coderemote_pipeline.ledger.live import env_outputs, recorded_live, target_state
 from coderemote_pipeline.local_stack import LocalStack, load_stack_info
 from coderemote_pipeline.local_stack.dockerd import engine_paths, stop_dockerd
 from coderemote_pipeline.local_stack.processes import stop_pid
-from coderemote_pipeline.release_rules import parse_release_key
 from coderemote_pipeline.resources.aws import EmulatorAws
-from coderemote_pipeline.resources.registry import LocalRegistry
-from coderemote_pipeline.resources.stack import LocalStackResource
-from coderemote_pipeline.settings import Settings
+from coderemote_pipeline.resources.image_registry import LocalRegistry
+from coderemote_pipeline.resources.local_stack import LocalStackResource
+from coderemote_pipeline.rules.release_keys import parse_release_key
+from coderemote_pipeline.rules.settings import Settings
+from coderemote_pipeline.usecases.demo import commit_and_push, git
+from coderemote_pipeline.usecases.deploy import run_deployment
 
 pytestmark = pytest.mark.stack
 BIN = Path(sys.executable).parent

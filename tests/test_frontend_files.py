@@ -1,6 +1,6 @@
 import pytest
 
-from coderemote_pipeline import frontend_files as ff
+from coderemote_pipeline.rules import frontend_files as ff
 
 
 @pytest.mark.parametrize(

@@ -10,11 +10,11 @@ import dagster as dg
 import pytest
 from sensor_kit import AppRepo, settings_for, tick, verified_in_dev
 
+from coderemote_pipeline.actions.git_remote import GitRemote
 from coderemote_pipeline.definitions import build_defs
-from coderemote_pipeline.git import GitRemote
-from coderemote_pipeline.policy import Approval, load_policies
-from coderemote_pipeline.release_rules import commit_release_key
-from coderemote_pipeline.settings import Settings, SettingsError
+from coderemote_pipeline.rules.environments import Approval, load_policies
+from coderemote_pipeline.rules.release_keys import commit_release_key
+from coderemote_pipeline.rules.settings import Settings, SettingsError
 
 MAIN = "main_push_sensor"
 TAGS = "version_tag_sensor"

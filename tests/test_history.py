@@ -1,4 +1,4 @@
-from coderemote_pipeline.history import DAY_S, Deploy, delivery_figures
+from coderemote_pipeline.ledger.history import DAY_S, Deploy, delivery_figures
 
 
 def _d(run, started, ended, status="SUCCESS", trigger="cli", rolled_back=False, commit="c1"):

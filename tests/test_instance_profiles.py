@@ -11,13 +11,13 @@ import pytest
 import yaml
 
 from coderemote_pipeline.assets.retries import is_transient
-from coderemote_pipeline.deploy import open_instance
 from coderemote_pipeline.local_stack.errors import DockerEngineDown, EmulatorDown, LocalStackNotRunning
 from coderemote_pipeline.resources.docker_engine import ImageBuildFailed
-from coderemote_pipeline.resources.registry import RegistryError
-from coderemote_pipeline.settings import Settings
-from coderemote_pipeline.team.queue import RunWindow, max_in_progress_per_env
-from coderemote_pipeline.team.services import PROFILES_DIR, write_home
+from coderemote_pipeline.resources.image_registry import RegistryError
+from coderemote_pipeline.rules.settings import Settings
+from coderemote_pipeline.usecases.deploy import open_instance
+from testkit.queue import RunWindow, max_in_progress_per_env
+from testkit.services import PROFILES_DIR, write_home
 
 PROFILES = {
     "dagster.yaml": "DefaultRunLauncher",

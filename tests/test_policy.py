@@ -3,14 +3,14 @@ from pathlib import Path
 
 import pytest
 
-from coderemote_pipeline.policy import (
+from coderemote_pipeline.rules.environments import (
     DEFAULT_INFRA_DIR,
     Approval,
     PolicyError,
     Trigger,
     load_policies,
 )
-from coderemote_pipeline.release_rules import parse_release_key
+from coderemote_pipeline.rules.release_keys import parse_release_key
 
 
 def test_strategy_tables_load():

@@ -10,18 +10,18 @@ import dagster as dg
 import docker
 import pytest
 
-from coderemote_pipeline.cli.approvals import record_decision
+from coderemote_pipeline.cli.approval_commands import record_decision
 from coderemote_pipeline.cli.main import main
-from coderemote_pipeline.demo import EXAMPLE_APP, commit_and_push, git, make_app_repo
-from coderemote_pipeline.deploy import DeployRefused, Override, run_deployment
-from coderemote_pipeline.history import deploys
-from coderemote_pipeline.live_state import recorded_live
-from coderemote_pipeline.policy import policy_for
-from coderemote_pipeline.promotion import OVERRIDE_TAG, gate_status
-from coderemote_pipeline.release_rules import parse_release_key
+from coderemote_pipeline.ledger.gate import OVERRIDE_TAG, gate_status
+from coderemote_pipeline.ledger.history import deploys
+from coderemote_pipeline.ledger.live import recorded_live
 from coderemote_pipeline.resources.aws import EmulatorAws
-from coderemote_pipeline.resources.stack import LocalStackResource
-from coderemote_pipeline.settings import Settings
+from coderemote_pipeline.resources.local_stack import LocalStackResource
+from coderemote_pipeline.rules.environments import policy_for
+from coderemote_pipeline.rules.release_keys import parse_release_key
+from coderemote_pipeline.rules.settings import Settings
+from coderemote_pipeline.usecases.demo import EXAMPLE_APP, commit_and_push, git, make_app_repo
+from coderemote_pipeline.usecases.deploy import DeployRefused, Override, run_deployment
 
 pytestmark = pytest.mark.stack
 QUIET = {"echo": lambda _: None}

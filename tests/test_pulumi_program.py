@@ -25,8 +25,9 @@ from pulumi.runtime.mocks import MockMonitor
 from pulumi.runtime.rpc import is_rpc_secret, unwrap_rpc_secret
 from pulumi.runtime.settings import set_root_resource
 
-from coderemote_pipeline import pulumi_stack, stack_outputs
 from coderemote_pipeline.resources.provisioner import BOOTSTRAP_TAG
+from coderemote_pipeline.rules import pulumi_update as pulumi_stack
+from coderemote_pipeline.rules import stack_outputs
 
 # pulumi_aws warns about its own deprecated aliases (BucketV2 and friends) when its modules load.
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:pulumi_aws")

@@ -19,16 +19,16 @@ import moto_aws as fixtures
 import pytest
 import yaml
 
-from coderemote_pipeline import pulumi_stack as ps
-from coderemote_pipeline import stack_outputs
 from coderemote_pipeline.assets.infra import infra_stack
-from coderemote_pipeline.partitions import RELEASE_DIMENSION, deployment_key
-from coderemote_pipeline.policy import StackConfig
 from coderemote_pipeline.resources.aws import AwsCredentialsMissing, RealAws
 from coderemote_pipeline.resources.docker_engine import DockerEngine
 from coderemote_pipeline.resources.ecr_registry import EcrRegistry
+from coderemote_pipeline.resources.image_registry import ImageRef
 from coderemote_pipeline.resources.pulumi_provisioner import PulumiProvisioner
-from coderemote_pipeline.resources.registry import ImageRef
+from coderemote_pipeline.rules import pulumi_update as ps
+from coderemote_pipeline.rules import stack_outputs
+from coderemote_pipeline.rules.environments import StackConfig
+from coderemote_pipeline.rules.partitions import RELEASE_DIMENSION, deployment_key
 
 MotoAws = fixtures.MotoAws
 moto_endpoint = fixtures.moto_endpoint

@@ -16,9 +16,9 @@ from botocore.exceptions import ClientError
 from pulumi.automation import CommandResult, ConcurrentUpdateError, InvalidVersionError
 from pulumi.automation.errors import create_command_error
 
-from coderemote_pipeline import pulumi_stack as ps
-from coderemote_pipeline import stack_outputs
 from coderemote_pipeline.resources.aws import AwsCredentialsMissing
+from coderemote_pipeline.rules import pulumi_update as ps
+from coderemote_pipeline.rules import stack_outputs
 
 CONFIG = {"aws:region": "us-east-1", "code-remote:gemini_model": "gemini-2.5-flash", ps.GEMINI_API_KEY_KEY: "k1"}
 VERSIONS = {"pulumi": "3.200.0", "pulumi-aws": "7.0.0"}

@@ -1,13 +1,13 @@
 import dagster as dg
 import pytest
 
-from coderemote_pipeline.partitions import (
+from coderemote_pipeline.rules.partitions import (
     UnknownEnvironmentError,
     check_env,
     deployment_key,
     parse_deployment_key,
 )
-from coderemote_pipeline.release_rules import (
+from coderemote_pipeline.rules.release_keys import (
     ReleaseKeyError,
     ReleaseKind,
     commit_release_key,

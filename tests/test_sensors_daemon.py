@@ -16,10 +16,10 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from coderemote_pipeline.approvals import latest_hold
-from coderemote_pipeline.demo import EXAMPLE_APP, commit_and_push, git, make_app_repo
-from coderemote_pipeline.deploy import failure_text
-from coderemote_pipeline.settings import PROJECT_ROOT
+from coderemote_pipeline.ledger.approvals import latest_hold
+from coderemote_pipeline.rules.settings import PROJECT_ROOT
+from coderemote_pipeline.usecases.demo import EXAMPLE_APP, commit_and_push, git, make_app_repo
+from coderemote_pipeline.usecases.deploy import failure_text
 
 pytestmark = pytest.mark.stack
 

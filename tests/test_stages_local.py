@@ -7,13 +7,13 @@ import dagster as dg
 import docker
 import pytest
 
-from coderemote_pipeline import stack_outputs as out
 from coderemote_pipeline.definitions import STAGES
-from coderemote_pipeline.demo import commit_and_push
-from coderemote_pipeline.release_rules import commit_release_key
 from coderemote_pipeline.resources.aws import EmulatorAws
-from coderemote_pipeline.resources.stack import LocalStackResource
-from coderemote_pipeline.targets import local_resources
+from coderemote_pipeline.resources.local_stack import LocalStackResource
+from coderemote_pipeline.resources.targets import local_resources
+from coderemote_pipeline.rules import stack_outputs as out
+from coderemote_pipeline.rules.release_keys import commit_release_key
+from coderemote_pipeline.usecases.demo import commit_and_push
 
 pytestmark = pytest.mark.stack
 

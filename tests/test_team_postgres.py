@@ -23,11 +23,11 @@ import docker
 import pytest
 from team_kit import Team, app_repo
 
-from coderemote_pipeline.deploy import STAGE_ORDER
 from coderemote_pipeline.resources.aws import EmulatorAws
-from coderemote_pipeline.resources.stack import LocalStackResource
-from coderemote_pipeline.team import queue
-from coderemote_pipeline.team.services import wait_for
+from coderemote_pipeline.resources.local_stack import LocalStackResource
+from coderemote_pipeline.usecases.deploy import STAGE_ORDER
+from testkit import queue
+from testkit.services import wait_for
 
 pytestmark = pytest.mark.stack
 MATERIALIZED = dg.DagsterEventType.ASSET_MATERIALIZATION

@@ -6,7 +6,7 @@ from pathlib import Path
 import botocore.exceptions
 import dagster as dg
 
-from coderemote_pipeline import stack_outputs as out
+from coderemote_pipeline.actions.lambda_versions import publish_release_version
 from coderemote_pipeline.assets.common import (
     STAGE_KWARGS,
     Stopwatch,
@@ -18,15 +18,15 @@ from coderemote_pipeline.assets.common import (
 )
 from coderemote_pipeline.assets.infra import infra_stack
 from coderemote_pipeline.assets.retries import permanent_failures_fail_fast
-from coderemote_pipeline.lambda_deploy import publish_release_version
-from coderemote_pipeline.partitions import ENVIRONMENTS
-from coderemote_pipeline.policy import policy_for
-from coderemote_pipeline.promotion import deployed_elsewhere, require_verified
+from coderemote_pipeline.ledger.gate import deployed_elsewhere, require_verified
 from coderemote_pipeline.resources.app_source import AppSource
 from coderemote_pipeline.resources.aws import AwsResource, error_code
 from coderemote_pipeline.resources.docker_engine import DockerEngine
-from coderemote_pipeline.resources.registry import ImageRef, ImageRegistry
+from coderemote_pipeline.resources.image_registry import ImageRef, ImageRegistry
 from coderemote_pipeline.resources.runtime import Activation, ApiRuntime, ApiUnhealthy, ServedVersion
+from coderemote_pipeline.rules import stack_outputs as out
+from coderemote_pipeline.rules.environments import policy_for
+from coderemote_pipeline.rules.partitions import ENVIRONMENTS
 
 
 def _build_tag(build_key: str) -> str:

@@ -7,12 +7,12 @@ from typing import Any
 
 import dagster as dg
 
-from coderemote_pipeline.approvals import approval_refusal
 from coderemote_pipeline.assets.retries import STAGE_RETRY_POLICY
-from coderemote_pipeline.partitions import deployment_partitions_def, parse_deployment_key
-from coderemote_pipeline.policy import policy_for
-from coderemote_pipeline.release_rules import Release
+from coderemote_pipeline.ledger.approvals import approval_refusal
 from coderemote_pipeline.resources.app_source import AppSource
+from coderemote_pipeline.rules.environments import policy_for
+from coderemote_pipeline.rules.partitions import deployment_partitions_def, parse_deployment_key
+from coderemote_pipeline.rules.release_keys import Release
 
 OWNERS = ["team:platform"]
 COMMIT_TAG = "coderemote/commit"

@@ -2,9 +2,8 @@
 
 import dagster as dg
 
-from coderemote_pipeline import frontend_files as ff
-from coderemote_pipeline import frontend_store as store
-from coderemote_pipeline import stack_outputs as out
+from coderemote_pipeline.actions import site_store as store
+from coderemote_pipeline.actions.cdn import invalidate
 from coderemote_pipeline.assets.common import (
     STAGE_KWARGS,
     Stopwatch,
@@ -16,11 +15,12 @@ from coderemote_pipeline.assets.common import (
 )
 from coderemote_pipeline.assets.infra import infra_stack
 from coderemote_pipeline.assets.retries import permanent_failures_fail_fast
-from coderemote_pipeline.cdn import invalidate
-from coderemote_pipeline.policy import policy_for
-from coderemote_pipeline.promotion import deployed_elsewhere, require_verified
+from coderemote_pipeline.ledger.gate import deployed_elsewhere, require_verified
 from coderemote_pipeline.resources.app_source import AppSource, FrontendEnvMode
 from coderemote_pipeline.resources.aws import AwsResource
+from coderemote_pipeline.rules import frontend_files as ff
+from coderemote_pipeline.rules import stack_outputs as out
+from coderemote_pipeline.rules.environments import policy_for
 
 
 @dg.asset(deps=[infra_stack], kinds={"s3", "npm"}, group_name="frontend", **STAGE_KWARGS)

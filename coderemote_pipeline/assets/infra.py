@@ -2,11 +2,11 @@
 
 import dagster as dg
 
-from coderemote_pipeline import stack_outputs as out
 from coderemote_pipeline.assets.common import STAGE_KWARGS, deployment
 from coderemote_pipeline.assets.retries import permanent_failures_fail_fast
-from coderemote_pipeline.policy import policy_for
 from coderemote_pipeline.resources.provisioner import InfraProvisioner
+from coderemote_pipeline.rules import stack_outputs as out
+from coderemote_pipeline.rules.environments import policy_for
 
 
 @dg.asset(kinds={"pulumi", "aws"}, group_name="infra", **STAGE_KWARGS)

@@ -20,9 +20,9 @@ import dagster as dg
 import docker.errors
 import requests.exceptions
 
-from coderemote_pipeline.git import RemoteUnreachable
+from coderemote_pipeline.actions.git_remote import RemoteUnreachable
 from coderemote_pipeline.local_stack.errors import DockerEngineDown, EmulatorDown, RegistryDown
-from coderemote_pipeline.pulumi_stack import StackBusy
+from coderemote_pipeline.rules.pulumi_update import StackBusy
 
 # Two more tries, 1 s then 2 s later (±50%): long enough for a restarting part, short enough that a part that
 # stays down fails the run within seconds, with the message that names it and the fix.

@@ -10,19 +10,19 @@ from dataclasses import dataclass
 
 import dagster as dg
 
-from coderemote_pipeline import frontend_files as ff
-from coderemote_pipeline import stack_outputs as out
+from coderemote_pipeline.actions.restore import restore
 from coderemote_pipeline.assets.backend import lambda_version
 from coderemote_pipeline.assets.common import STAGE_KWARGS, deployment, stack_outputs, upstream_metadata
 from coderemote_pipeline.assets.frontend import cloudfront_invalidation
 from coderemote_pipeline.assets.retries import permanent_failures_fail_fast
-from coderemote_pipeline.live_state import record_live, release_of_version
-from coderemote_pipeline.policy import policy_for
-from coderemote_pipeline.release_rules import ReleaseKeyError, parse_release_key
+from coderemote_pipeline.ledger.live import record_live, release_of_version
 from coderemote_pipeline.resources.app_source import AppSource
 from coderemote_pipeline.resources.aws import AwsResource
 from coderemote_pipeline.resources.runtime import ApiRuntime, ApiUnhealthy
-from coderemote_pipeline.rollback import restore
+from coderemote_pipeline.rules import frontend_files as ff
+from coderemote_pipeline.rules import stack_outputs as out
+from coderemote_pipeline.rules.environments import policy_for
+from coderemote_pipeline.rules.release_keys import ReleaseKeyError, parse_release_key
 
 ATTEMPTS = 8
 FIRST_DELAY_S = 0.25

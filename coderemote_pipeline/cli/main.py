@@ -9,7 +9,7 @@ import signal
 import sys
 from pathlib import Path
 
-from coderemote_pipeline.settings import PROJECT_ROOT, Settings
+from coderemote_pipeline.rules.settings import PROJECT_ROOT, Settings
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -52,7 +52,7 @@ def _preflight(settings: Settings):
 
 def cmd_deploy(args: argparse.Namespace) -> int:
     from coderemote_pipeline.cli.summary import render
-    from coderemote_pipeline.deploy import DeployRefused, Override, run_deployment
+    from coderemote_pipeline.usecases.deploy import DeployRefused, Override, run_deployment
 
     settings = _settings(args)
     if args.reason and not args.force:
@@ -73,9 +73,9 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from coderemote_pipeline.cli.summary import render
-    from coderemote_pipeline.demo import ensure_demo_repo
-    from coderemote_pipeline.deploy import run_deployment
     from coderemote_pipeline.local_stack import LocalStack
+    from coderemote_pipeline.usecases.demo import ensure_demo_repo
+    from coderemote_pipeline.usecases.deploy import run_deployment
 
     settings = _settings(args)
     print("bringing up the local stack (emulator, registry, Docker engine, base image)…")
@@ -95,7 +95,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
-    from coderemote_pipeline.deploy import export_settings
+    from coderemote_pipeline.usecases.deploy import export_settings
 
     export_settings(_settings(args))
     dagster = shutil.which("dagster", path=str(Path(sys.executable).parent)) or "dagster"
@@ -140,22 +140,22 @@ def parser() -> argparse.ArgumentParser:
     ui.add_argument("--port", type=int, default=3000)
     ui.set_defaults(func=cmd_ui)
 
-    from coderemote_pipeline.cli.releases import add_parsers as add_release_parsers
+    from coderemote_pipeline.cli.release_commands import add_parsers as add_release_parsers
 
     add_release_parsers(sub)
 
-    from coderemote_pipeline.cli.approvals import add_parsers as add_approval_parsers
+    from coderemote_pipeline.cli.approval_commands import add_parsers as add_approval_parsers
 
     add_approval_parsers(sub)
 
-    from coderemote_pipeline.cli.retry import add_parsers as add_retry_parsers
+    from coderemote_pipeline.cli.retry_command import add_parsers as add_retry_parsers
 
     add_retry_parsers(sub)
     return top
 
 
 def main(argv: list[str] | None = None) -> int:
-    from coderemote_pipeline.errors import USER_ERRORS
+    from coderemote_pipeline.cli.errors import USER_ERRORS
 
     args = parser().parse_args(argv)
     try:

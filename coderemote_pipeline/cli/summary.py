@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from coderemote_pipeline.deploy import STAGE_ORDER, DeployOutcome
+from coderemote_pipeline.usecases.deploy import STAGE_ORDER, DeployOutcome
 
 
 def _seconds(meta: dict) -> float:

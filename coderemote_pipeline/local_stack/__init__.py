@@ -17,8 +17,8 @@ from coderemote_pipeline.local_stack.errors import (
     PartDidNotStart,
     RegistryDown,
 )
+from coderemote_pipeline.local_stack.lifecycle import LocalStack
 from coderemote_pipeline.local_stack.moto_server import ACCOUNT_ID, DUMMY_CREDENTIALS, REGION
-from coderemote_pipeline.local_stack.stack import LocalStack
 from coderemote_pipeline.local_stack.stack_info import ENVIRONMENTS, StackInfo, load_stack_info
 
 __all__ = [

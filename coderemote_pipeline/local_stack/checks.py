@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from docker.errors import DockerException
 
-from coderemote_pipeline.local_stack import dockerd, moto_server, registry
+from coderemote_pipeline.local_stack import dockerd, moto_server
+from coderemote_pipeline.local_stack import registry_server as registry
 from coderemote_pipeline.local_stack.errors import UP_COMMAND, DockerEngineDown, EmulatorDown, RegistryDown
 from coderemote_pipeline.local_stack.processes import pid_alive
 from coderemote_pipeline.local_stack.stack_info import StackInfo

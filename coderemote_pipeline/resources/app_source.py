@@ -19,9 +19,9 @@ from pathlib import Path
 
 import dagster as dg
 
-from coderemote_pipeline.git import GitRemote, LayoutPathError
-from coderemote_pipeline.release_rules import Release
+from coderemote_pipeline.actions.git_remote import GitRemote, LayoutPathError
 from coderemote_pipeline.rules.app_layout import AppLayout, FrontendEnvMode
+from coderemote_pipeline.rules.release_keys import Release
 
 __all__ = ["AppSource", "FrontendBuild", "FrontendBuildFailed", "FrontendEnvMode"]
 

@@ -13,7 +13,7 @@ from botocore.config import Config
 
 from coderemote_pipeline.local_stack.errors import UP_COMMAND, EmulatorDown
 from coderemote_pipeline.local_stack.moto_server import moto_answers
-from coderemote_pipeline.resources.stack import LocalStackResource
+from coderemote_pipeline.resources.local_stack import LocalStackResource
 
 # Adaptive retries absorb throttling and transient 5xx; permanent errors (4xx) surface at once with their message.
 _CLIENT_CONFIG = Config(retries={"mode": "adaptive", "max_attempts": 8}, connect_timeout=5, read_timeout=60)

@@ -12,7 +12,7 @@ import docker
 import docker.errors
 
 from coderemote_pipeline.local_stack.errors import DockerEngineDown
-from coderemote_pipeline.resources.stack import LocalStackResource
+from coderemote_pipeline.resources.local_stack import LocalStackResource
 
 BUILD_LOG_TAIL_LINES = 25
 LAMBDA_PYTHON_BASE = "public.ecr.aws/lambda/python:3.12"

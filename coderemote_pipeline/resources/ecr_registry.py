@@ -19,7 +19,7 @@ from typing import Any
 
 import docker
 
-from coderemote_pipeline.resources.registry import MANIFEST_TYPES, ImageRef, ImageRegistry, RegistryError
+from coderemote_pipeline.resources.image_registry import MANIFEST_TYPES, ImageRef, ImageRegistry, RegistryError
 
 # Single-platform manifests only: Lambda runs one image manifest, never an index.
 ACCEPTED_MEDIA_TYPES = list(MANIFEST_TYPES)

@@ -11,9 +11,9 @@ import time
 import urllib.error
 import urllib.request
 
-from coderemote_pipeline import stack_outputs as out
 from coderemote_pipeline.resources.aws import AwsResource
 from coderemote_pipeline.resources.runtime import Activation, ApiRuntime, ApiUnhealthy, ServedVersion
+from coderemote_pipeline.rules import stack_outputs as out
 
 # An image function's cold start takes seconds; a request must outlive one, or every retry starts another.
 REQUEST_TIMEOUT_S = 15.0

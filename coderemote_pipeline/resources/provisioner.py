@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
-from coderemote_pipeline import stack_outputs as out
-from coderemote_pipeline.policy import StackConfig
 from coderemote_pipeline.resources.aws import AwsResource
 from coderemote_pipeline.resources.docker_engine import DockerEngine
-from coderemote_pipeline.resources.registry import ImageRegistry
-from coderemote_pipeline.resources.stack import LocalStackResource
+from coderemote_pipeline.resources.image_registry import ImageRegistry
+from coderemote_pipeline.resources.local_stack import LocalStackResource
+from coderemote_pipeline.rules import stack_outputs as out
+from coderemote_pipeline.rules.environments import StackConfig
 
 BOOTSTRAP_TAG = "bootstrap"
 LAMBDA_ASSUME_ROLE = {

@@ -19,13 +19,13 @@ from typing import Any
 
 import botocore.exceptions
 
-from coderemote_pipeline import pulumi_stack as ps
-from coderemote_pipeline.policy import StackConfig
 from coderemote_pipeline.resources.aws import error_code
 from coderemote_pipeline.resources.docker_engine import DockerEngine
 from coderemote_pipeline.resources.ecr_registry import EcrRegistry
 from coderemote_pipeline.resources.provisioner import BOOTSTRAP_TAG, InfraProvisioner, InfraResult
-from coderemote_pipeline.stack_outputs import ecr_repository_name
+from coderemote_pipeline.rules import pulumi_update as ps
+from coderemote_pipeline.rules.environments import StackConfig
+from coderemote_pipeline.rules.stack_outputs import ecr_repository_name
 
 SDK_PACKAGES = ("pulumi", "pulumi-aws")
 

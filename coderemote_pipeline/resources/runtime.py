@@ -16,8 +16,8 @@ import dagster as dg
 import docker.errors
 
 from coderemote_pipeline.resources.docker_engine import DockerEngine
-from coderemote_pipeline.resources.registry import ImageRef, ImageRegistry
-from coderemote_pipeline.resources.stack import LocalStackResource
+from coderemote_pipeline.resources.image_registry import ImageRef, ImageRegistry
+from coderemote_pipeline.resources.local_stack import LocalStackResource
 
 HEALTH_TIMEOUT_S = 20.0
 LOG_TAIL_LINES = 30

@@ -11,8 +11,8 @@ from collections.abc import Sequence
 
 import dagster as dg
 
-from coderemote_pipeline.approvals import Decision, decisions_after, held_run_key
-from coderemote_pipeline.policy import policy_for
+from coderemote_pipeline.ledger.approvals import Decision, decisions_after, held_run_key
+from coderemote_pipeline.rules.environments import policy_for
 from coderemote_pipeline.sensors.tick import Tick, load_cursor
 
 APPROVAL_TRIGGER = "approval"

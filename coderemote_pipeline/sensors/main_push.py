@@ -12,11 +12,11 @@ from collections.abc import Sequence
 
 import dagster as dg
 
+from coderemote_pipeline.actions.git_remote import GitError, GitRemote
 from coderemote_pipeline.assets.common import ENV_TAG, RELEASE_TAG
-from coderemote_pipeline.git import GitError, GitRemote
-from coderemote_pipeline.policy import Trigger, load_policies
-from coderemote_pipeline.release_rules import commit_release_key, parse_release_key
 from coderemote_pipeline.resources.app_source import AppSource
+from coderemote_pipeline.rules.environments import Trigger, load_policies
+from coderemote_pipeline.rules.release_keys import commit_release_key, parse_release_key
 from coderemote_pipeline.sensors.tick import MAIN_REF, Tick, load_cursor
 
 # Commits named in a tick's log when several pushes landed between two ticks; beyond that, a count.

@@ -11,11 +11,11 @@ from typing import Any
 
 import dagster as dg
 
-from coderemote_pipeline.approvals import APPROVAL_KEY, PENDING, approve_command, latest_decision
-from coderemote_pipeline.deploy import choose_job, deployment_tags
-from coderemote_pipeline.partitions import deployment_key, release_partitions_def
-from coderemote_pipeline.policy import EnvironmentPolicy
-from coderemote_pipeline.promotion import gate_refusal, gate_status
+from coderemote_pipeline.ledger.approvals import APPROVAL_KEY, PENDING, approve_command, latest_decision
+from coderemote_pipeline.ledger.gate import gate_refusal, gate_status
+from coderemote_pipeline.rules.environments import EnvironmentPolicy
+from coderemote_pipeline.rules.partitions import deployment_key, release_partitions_def
+from coderemote_pipeline.usecases.deploy import choose_job, deployment_tags
 
 MAIN_REF = "refs/heads/main"
 TAG_PREFIX = "refs/tags/"

@@ -13,10 +13,10 @@ from collections.abc import Sequence
 import dagster as dg
 import semver
 
-from coderemote_pipeline.git import GitError, GitRemote
-from coderemote_pipeline.policy import Trigger, load_policies
-from coderemote_pipeline.release_rules import Release, ReleaseKeyError, is_version_tag_name, release_for_tag
+from coderemote_pipeline.actions.git_remote import GitError, GitRemote
 from coderemote_pipeline.resources.app_source import AppSource
+from coderemote_pipeline.rules.environments import Trigger, load_policies
+from coderemote_pipeline.rules.release_keys import Release, ReleaseKeyError, is_version_tag_name, release_for_tag
 from coderemote_pipeline.sensors.tick import MAIN_REF, TAG_PREFIX, Tick, dump_cursor, load_cursor
 
 

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 import pulumi_aws as aws
 
-from coderemote_pipeline.stack_outputs import ecr_repository_name
+from coderemote_pipeline.rules.stack_outputs import ecr_repository_name
 
 # Rollback re-points the `live` alias at an already published version, and a Lambda version runs only while its
 # image digest still exists in ECR: keep the images of the last KEEP_TAGGED_IMAGES releases.

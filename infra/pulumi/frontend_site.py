@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from coderemote_pipeline.stack_outputs import frontend_bucket_name, resource_prefix
+from coderemote_pipeline.rules.stack_outputs import frontend_bucket_name, resource_prefix
 
 S3_ORIGIN_ID = "frontend-s3"
 # AWS managed policies, by their documented fixed IDs (no lookup needed).

@@ -19,7 +19,7 @@ import pulumi_aws as aws
 from stack_settings import StackSettings
 from vpc_network import Network
 
-from coderemote_pipeline.stack_outputs import LIVE_ALIAS, lambda_function_name
+from coderemote_pipeline.rules.stack_outputs import LIVE_ALIAS, lambda_function_name
 
 MEMORY_MB = 512
 TIMEOUT_SECONDS = 30

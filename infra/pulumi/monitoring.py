@@ -12,7 +12,7 @@ from collections.abc import Mapping
 import pulumi
 import pulumi_aws as aws
 
-from coderemote_pipeline.stack_outputs import LIVE_ALIAS
+from coderemote_pipeline.rules.stack_outputs import LIVE_ALIAS
 
 ERRORS_PERIOD_SECONDS = 300
 ERRORS_THRESHOLD = 1

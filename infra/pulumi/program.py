@@ -1,7 +1,7 @@
 """The Code Remote stack of one environment: `code_remote_stack(env, settings)` declares it and exports outputs.
 
 Importable and side-effect free until called, so tests run it under Pulumi's mock runtime. The output keys
-are the constants of `coderemote_pipeline.stack_outputs`, shared with the emulator provisioner and the assets.
+are the constants of `coderemote_pipeline.rules.stack_outputs`, shared with the emulator provisioner and the assets.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from monitoring import api_errors_alarm
 from stack_settings import StackSettings
 from vpc_network import private_network
 
-from coderemote_pipeline import stack_outputs as keys
+from coderemote_pipeline.rules import stack_outputs as keys
 
 
 def stack_tags(env: str) -> dict[str, str]:

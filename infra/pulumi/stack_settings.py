@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import pulumi
 
-from coderemote_pipeline.stack_outputs import PROJECT
+from coderemote_pipeline.rules.stack_outputs import PROJECT
 
 PROD_ENV = "prod"
 MAX_AZ_COUNT = 6

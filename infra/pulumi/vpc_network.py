@@ -17,7 +17,7 @@ import pulumi
 import pulumi_aws as aws
 from stack_settings import SUBNET_PREFIX_DIFF, StackSettings, config_key
 
-from coderemote_pipeline.stack_outputs import resource_prefix
+from coderemote_pipeline.rules.stack_outputs import resource_prefix
 
 ANYWHERE = "0.0.0.0/0"
 

@@ -1,0 +1,253 @@
+"""`LocalStack`: brings the local stand-ins for AWS up and down and reports on them.
+
+Parts: the AWS emulator (moto), the image registry, a Docker engine, and the Python base image inside that
+engine. `up` is idempotent and repairs: a part is reused only if its process is alive *and* answers; anything
+else is restarted on its recorded port. `down` stops only what this stack started.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from coderemote_pipeline.local_stack import dockerd, moto_server
+from coderemote_pipeline.local_stack import registry_server as registry
+from coderemote_pipeline.local_stack.base_image import BASE_IMAGE, default_cache_dir, ensure_base_image
+from coderemote_pipeline.local_stack.checks import check_parts
+from coderemote_pipeline.local_stack.errors import LocalStackNotRunning
+from coderemote_pipeline.local_stack.processes import free_port, pid_matches, stop_pid
+from coderemote_pipeline.local_stack.stack_info import (
+    ENVIRONMENTS,
+    StackInfo,
+    StackPaths,
+    load_stack_info,
+    read_pid,
+    stack_id_for,
+    write_atomically,
+)
+
+
+@dataclass(frozen=True)
+class _Server:
+    pid: int
+    port: int
+    fresh: bool  # started by this `up`, so still to be waited for
+
+
+class LocalStack:
+    def __init__(self, state_dir: Path, cache_dir: Path | None = None) -> None:
+        self.state_dir = Path(state_dir)
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        self.paths = StackPaths(self.state_dir)
+        self.engine = dockerd.engine_paths(self.paths.engine_dir)
+        self.stack_id = stack_id_for(self.state_dir)
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        # Two `up`s racing would each see a dead part and start it twice on the same port.
+        self.paths.root.mkdir(parents=True, exist_ok=True)
+        with open(self.paths.lock_file, "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _read_ports(self) -> dict[str, Any]:
+        try:
+            return dict(json.loads(self.paths.ports_file.read_text()))
+        except (OSError, ValueError):
+            return {}
+
+    def _read_info(self) -> StackInfo | None:
+        try:
+            return load_stack_info(self.state_dir)
+        except LocalStackNotRunning:
+            return None
+
+    def up(self) -> StackInfo:
+        """Start whatever is not running and answering; return (and persist) the stack's record."""
+        with self._locked():
+            started: list[Callable[[], object]] = []
+            try:
+                info = self._up(self._read_ports(), started)
+            except BaseException:
+                # A half-started stack would leave servers nobody records; stop what this call started.
+                for stop in reversed(started):
+                    stop()
+                raise
+            write_atomically(self.paths.info_file, info.to_json())
+            return info
+
+    def _up(self, ports: dict[str, Any], started: list[Callable[[], object]]) -> StackInfo:
+        api_ports: dict[str, int] = dict(ports.get("api", {}))
+        moto = self._server(
+            "moto",
+            moto_server.CMDLINE_FRAGMENT,
+            lambda port: moto_server.moto_answers(moto_server.moto_endpoint(port)),
+            lambda port: moto_server.start_moto(port, log_path=self.paths.log("moto")),
+            ports.get("moto"),
+            [ports.get("registry", 0), *api_ports.values()],
+            started,
+        )
+        reg = self._server(
+            "registry",
+            registry.CMDLINE_FRAGMENT,
+            lambda port: registry.registry_answers(registry.registry_host(port)),
+            lambda port: registry.start_registry(
+                port,
+                config_path=self.paths.registry_config,
+                storage_dir=self.paths.registry_storage,
+                log_path=self.paths.log("registry"),
+            ),
+            ports.get("registry"),
+            [moto.port, *api_ports.values()],
+            started,
+        )
+        # moto and the registry finish starting while the engine starts and the base image is imported.
+        docker_host, dockerd_pid, managed = self._engine(started)
+        client = dockerd.docker_client(docker_host)
+        try:
+            image_id = ensure_base_image(client, self.cache_dir)
+        finally:
+            client.close()
+        if moto.fresh:
+            moto_server.wait_for_moto(moto.pid, moto.port, log_path=self.paths.log("moto"))
+        if reg.fresh:
+            registry.wait_for_registry(reg.pid, reg.port, log_path=self.paths.log("registry"))
+
+        for env in ENVIRONMENTS:
+            if env not in api_ports:
+                api_ports[env] = free_port(exclude=[moto.port, reg.port, *api_ports.values()])
+        write_atomically(
+            self.paths.ports_file,
+            json.dumps({"moto": moto.port, "registry": reg.port, "api": api_ports}, indent=2),
+        )
+        return StackInfo(
+            stack_id=self.stack_id,
+            moto_endpoint=moto_server.moto_endpoint(moto.port),
+            moto_pid=moto.pid,
+            registry_host=registry.registry_host(reg.port),
+            registry_pid=reg.pid,
+            docker_host=docker_host,
+            dockerd_pid=dockerd_pid,
+            dockerd_managed=managed,
+            base_image=BASE_IMAGE,
+            base_image_id=image_id,
+            api_ports=api_ports,
+            region=moto_server.REGION,
+            account_id=moto_server.ACCOUNT_ID,
+        )
+
+    def _server(
+        self,
+        part: str,
+        fragment: str,
+        answers: Callable[[int], bool],
+        start: Callable[[int], int],
+        preferred: int | None,
+        exclude: list[int],
+        started: list[Callable[[], object]],
+    ) -> _Server:
+        pidfile = self.paths.pidfile(part)
+        pid = read_pid(pidfile)
+        if pid is not None and preferred and pid_matches(pid, fragment) and answers(preferred):
+            return _Server(pid=pid, port=preferred, fresh=False)
+        # Alive but not answering means hung: replace it rather than run two.
+        stop_pid(pid, expect=fragment)
+        port = free_port(preferred, exclude=exclude)
+        new_pid = start(port)
+        started.append(lambda: stop_pid(new_pid, expect=fragment))
+        write_atomically(pidfile, f"{new_pid}\n")
+        return _Server(pid=new_pid, port=port, fresh=True)
+
+    def _engine(self, started: list[Callable[[], object]]) -> tuple[str, int | None, bool]:
+        """(docker_host, dockerd pid, managed): our running engine, someone else's, or a new one of ours."""
+        pid = dockerd.read_pidfile(self.engine)
+        if pid_matches(pid, dockerd.CMDLINE_FRAGMENT):
+            if dockerd.engine_answers(self.engine.docker_host):
+                return self.engine.docker_host, pid, True
+            dockerd.stop_dockerd(pid, self.engine)
+        external = dockerd.external_engine()
+        if external is not None:
+            return external, None, False
+        log_path = self.paths.log("dockerd")
+        new_pid = dockerd.start_dockerd(self.engine, log_path=log_path)
+        started.append(lambda: dockerd.stop_dockerd(new_pid, self.engine))
+        dockerd.wait_for_dockerd(new_pid, self.engine, log_path=log_path)
+        return self.engine.docker_host, new_pid, True
+
+    def down(self) -> None:
+        """Remove this stack's containers, stop what it started, forget the running record. Idempotent."""
+        with self._locked():
+            info = self._read_info()
+            engine_pid = dockerd.read_pidfile(self.engine)
+            own_engine = pid_matches(engine_pid, dockerd.CMDLINE_FRAGMENT)
+            hosts = {info.docker_host} if info is not None else set()
+            if own_engine:
+                hosts.add(self.engine.docker_host)
+            # API containers first: they belong to the stack even when the engine is not ours.
+            for host in hosts:
+                dockerd.remove_labelled_containers(host, self.stack_id)
+            for part, fragment, recorded in (
+                ("moto", moto_server.CMDLINE_FRAGMENT, info.moto_pid if info else None),
+                ("registry", registry.CMDLINE_FRAGMENT, info.registry_pid if info else None),
+            ):
+                for pid in {read_pid(self.paths.pidfile(part)), recorded}:
+                    stop_pid(pid, expect=fragment)
+                self.paths.pidfile(part).unlink(missing_ok=True)
+            managed_pids = {engine_pid if own_engine else None}
+            if info is not None and info.dockerd_managed:
+                managed_pids.add(info.dockerd_pid)
+            for pid in managed_pids:
+                dockerd.stop_dockerd(pid, self.engine)
+            self.paths.info_file.unlink(missing_ok=True)
+
+    def status(self) -> dict[str, dict[str, Any]]:
+        """Per part: state (running/stopped), pid, endpoint, answering; `docker` also says if it is ours."""
+        info = self._read_info()
+        ports = self._read_ports()
+        moto_at = moto_server.moto_endpoint(ports["moto"]) if "moto" in ports else None
+        reg_at = registry.registry_host(ports["registry"]) if "registry" in ports else None
+        managed = info.dockerd_managed if info is not None else True
+        docker_host = info.docker_host if info is not None else self.engine.docker_host
+        engine_pid = dockerd.read_pidfile(self.engine) if managed else None
+        engine_answering = dockerd.engine_answers(docker_host)
+        engine_alive = pid_matches(engine_pid, dockerd.CMDLINE_FRAGMENT)
+        moto = self._part_status("moto", moto_server.CMDLINE_FRAGMENT, moto_at, moto_server.moto_answers)
+        reg = self._part_status("registry", registry.CMDLINE_FRAGMENT, reg_at, registry.registry_answers)
+        return {
+            "moto": moto,
+            "registry": reg,
+            "docker": {
+                "state": "running" if engine_answering or engine_alive else "stopped",
+                "pid": engine_pid if engine_alive else None,
+                "endpoint": docker_host,
+                "answering": engine_answering,
+                "managed": managed,
+            },
+        }
+
+    def _part_status(
+        self, part: str, fragment: str, endpoint: str | None, answers: Callable[[str], bool]
+    ) -> dict[str, Any]:
+        pid = read_pid(self.paths.pidfile(part))
+        running = pid_matches(pid, fragment)
+        return {
+            "state": "running" if running else "stopped",
+            "pid": pid if running else None,
+            "endpoint": endpoint,
+            # Only probe our own process: after `down` the port may belong to someone else.
+            "answering": bool(running and endpoint and answers(endpoint)),
+        }
+
+    def check(self, info: StackInfo | None = None) -> StackInfo:
+        """The running stack's record, after checking every part answers (see `check_parts`)."""
+        info = info if info is not None else load_stack_info(self.state_dir)
+        check_parts(info)
+        return info

@@ -1,0 +1,82 @@
+"""The one place the target is chosen: which implementation stands behind each resource key."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import dagster as dg
+
+from coderemote_pipeline.resources.app_source import AppSource
+from coderemote_pipeline.resources.aws import EmulatorAws, RealAws
+from coderemote_pipeline.resources.docker_engine import HostDockerEngine, LocalDockerEngine
+from coderemote_pipeline.resources.ecr_registry import EcrRegistry
+from coderemote_pipeline.resources.image_registry import LocalRegistry
+from coderemote_pipeline.resources.lambda_url_runtime import LambdaUrlRuntime
+from coderemote_pipeline.resources.local_stack import LocalStackResource
+from coderemote_pipeline.resources.provisioner import EmulatorProvisioner
+from coderemote_pipeline.resources.pulumi_provisioner import PulumiProvisioner
+from coderemote_pipeline.resources.runtime import LocalContainerRuntime
+from coderemote_pipeline.rules.environments import load_policies
+from coderemote_pipeline.rules.settings import Settings, SettingsError
+
+
+def local_resources(settings: Settings) -> dict[str, Any]:
+    """Real local processes standing in for AWS: the emulator, the registry, the Docker engine, API containers."""
+    stack = LocalStackResource(state_dir=str(settings.state_dir))
+    aws = EmulatorAws(stack=stack)
+    docker = LocalDockerEngine(stack=stack)
+    registry = LocalRegistry(aws=aws, stack=stack)
+    return {
+        "app_source": AppSource(**settings.app_source_fields()),
+        "aws": aws,
+        "docker": docker,
+        "registry": registry,
+        "provisioner": EmulatorProvisioner(
+            aws=aws, registry=registry, docker=docker, stack=stack, gemini_api_key=_gemini_api_key()
+        ),
+        "api_runtime": LocalContainerRuntime(stack=stack, docker=docker, registry=registry),
+    }
+
+
+def _gemini_api_key() -> dg.EnvVar | None:
+    """The local target passes the key on like the aws one (a secret in the function's environment) when the
+    variable is set where definitions load; the value itself is read only at launch, through dg.EnvVar."""
+    return dg.EnvVar("GEMINI_API_KEY") if "GEMINI_API_KEY" in os.environ else None
+
+
+def aws_region() -> str:
+    """The region of every stack file (`aws:region` in infra/pulumi/Pulumi.<env>.yaml): one for all envs."""
+    regions = {policy.stack.region for policy in load_policies().values()}
+    if len(regions) != 1:
+        raise SettingsError(
+            f"CODEREMOTE_TARGET=aws runs every environment in one region, but infra/pulumi/Pulumi.*.yaml set "
+            f"aws:region to {sorted(regions)}"
+        )
+    return regions.pop()
+
+
+def aws_resources(settings: Settings) -> dict[str, Any]:
+    """Real AWS through boto3's default credential chain, the host's Docker engine, ECR, and `pulumi up`.
+
+    Nothing here calls AWS, Docker or Pulumi: credentials and the CLI are first needed when a step runs.
+    """
+    aws = RealAws(region=aws_region())
+    docker = HostDockerEngine()
+    registry = EcrRegistry(aws=aws)
+    return {
+        "app_source": AppSource(**settings.app_source_fields()),
+        "aws": aws,
+        "docker": docker,
+        "registry": registry,
+        "provisioner": PulumiProvisioner(registry=registry, docker=docker, gemini_api_key=dg.EnvVar("GEMINI_API_KEY")),
+        "api_runtime": LambdaUrlRuntime(aws=aws),
+    }
+
+
+def resources_for(settings: Settings) -> dict[str, Any]:
+    if settings.target == "local":
+        return local_resources(settings)
+    if settings.target == "aws":
+        return aws_resources(settings)
+    raise SettingsError(f"unknown target {settings.target!r}: use local or aws")

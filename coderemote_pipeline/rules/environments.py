@@ -1,0 +1,180 @@
+"""Environment policy as data: the strategy's environment and stack-config tables, validated on load.
+
+Trigger and approval come from `infra/environments.yaml`; stack configuration comes from the very
+`infra/pulumi/Pulumi.<env>.yaml` files the Pulumi program reads, so the two can never disagree.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, StrictBool, field_validator, model_validator
+
+from coderemote_pipeline.rules.partitions import ENVIRONMENTS, check_env
+from coderemote_pipeline.rules.release_keys import Release, ReleaseKind
+from coderemote_pipeline.rules.schema import ConfigError, StrictModel, read_yaml_mapping, validate
+
+PULUMI_PROJECT = "code-remote"
+DEFAULT_INFRA_DIR = Path(__file__).resolve().parents[2] / "infra"
+
+
+class PolicyError(ConfigError):
+    """An environment or stack file that does not validate; the message names the file and the key."""
+
+
+class Trigger(StrEnum):
+    MAIN_PUSH = "main_push"
+    MANUAL = "manual"
+    STABLE_TAG = "stable_tag"
+
+
+class Approval(StrEnum):
+    NONE = "none"
+    OPTIONAL = "optional"
+    REQUIRED = "required"
+
+
+class Accepts(StrEnum):
+    ANY = "any"
+    STABLE_TAGS = "stable_tags"
+
+
+EnvName = Literal["dev", "staging", "prod"]
+
+
+class EnvironmentEntry(StrictModel):
+    """One row of the strategy's environment table (`environments.<env>` in infra/environments.yaml)."""
+
+    trigger: Trigger
+    approval: Approval = Approval.NONE
+    auto_rollback: StrictBool = False
+    accepts: Accepts = Accepts.ANY
+    verified_in: EnvName | None = None
+
+
+class EnvironmentsFile(StrictModel):
+    environments: dict[EnvName, EnvironmentEntry]
+
+    @model_validator(mode="after")
+    def _every_environment(self) -> EnvironmentsFile:
+        missing = [env for env in ENVIRONMENTS if env not in self.environments]
+        if missing:
+            raise ValueError(f"environments must declare {', '.join(ENVIRONMENTS)}; missing {', '.join(missing)}")
+        for name, entry in self.environments.items():
+            if entry.verified_in == name:
+                raise ValueError(f"environments.{name}.verified_in must name another environment, not {name}")
+        return self
+
+
+def _config_key(name: str) -> str:
+    return f"{PULUMI_PROJECT}:{name}"
+
+
+class StackConfigValues(StrictModel):
+    """The `config:` of a Pulumi stack file: what the program reads, and the two values the pipeline sets."""
+
+    region: str = Field(alias="aws:region", min_length=1)
+    gemini_model: str = Field(alias=_config_key("gemini_model"), min_length=1)
+    vpc_cidr: str | None = Field(None, alias=_config_key("vpc_cidr"))
+    az_count: int | None = Field(None, alias=_config_key("az_count"))
+    # Written by the pipeline's Automation API path on the aws target (resources/pulumi_provisioner.py).
+    bootstrap_image_uri: str | None = Field(None, alias=_config_key("bootstrap_image_uri"))
+    gemini_api_key: dict[str, str] | None = Field(None, alias=_config_key("gemini_api_key"))
+
+    @field_validator("az_count")
+    @classmethod
+    def _az_count(cls, value: int | None) -> int | None:
+        if value is not None and not 1 <= value <= 6:
+            raise ValueError(f"{value} must be between 1 and 6")
+        return value
+
+    @model_validator(mode="after")
+    def _network(self) -> StackConfigValues:
+        if self.vpc_cidr is not None:
+            try:
+                ipaddress.ip_network(self.vpc_cidr)
+            except ValueError:
+                raise ValueError(f"{_config_key('vpc_cidr')}: {self.vpc_cidr!r} is not a CIDR block") from None
+        if (self.vpc_cidr is None) != (self.az_count is None):
+            raise ValueError(f"set both {_config_key('vpc_cidr')!r} and {_config_key('az_count')!r}, or neither")
+        return self
+
+
+class StackFile(StrictModel):
+    """A whole `Pulumi.<env>.yaml`: Pulumi's own top-level keys and the stack's config."""
+
+    config: StackConfigValues
+    secretsprovider: str | None = None
+    encryptedkey: str | None = None
+    encryptionsalt: str | None = None
+    environment: list[str] | None = None
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    region: str
+    gemini_model: str
+    vpc_cidr: str | None
+    az_count: int | None
+
+
+@dataclass(frozen=True)
+class EnvironmentPolicy:
+    name: str
+    trigger: Trigger
+    approval: Approval
+    auto_rollback: bool
+    accepts: Accepts
+    verified_in: str | None
+    stack: StackConfig
+
+    @property
+    def approval_required(self) -> bool:
+        return self.approval is Approval.REQUIRED
+
+    def refusal(self, release: Release) -> str | None:
+        """Why this environment refuses the release, or None if it accepts it."""
+        if self.accepts is Accepts.STABLE_TAGS and release.kind is not ReleaseKind.STABLE:
+            what = "a pre-release tag" if release.kind is ReleaseKind.PRERELEASE else "a commit, not a version tag"
+            return (
+                f"{self.name} deploys only stable version tags (vMAJOR.MINOR.PATCH); {release.key!r} is {what}. "
+                f"Tag the commit, e.g. `git tag v1.2.3 && git push origin v1.2.3`, and deploy that tag"
+            )
+        return None
+
+
+def load_stack_config(path: Path) -> StackConfig:
+    values = validate(StackFile, read_yaml_mapping(path), source=str(path)).config
+    return StackConfig(
+        region=values.region, gemini_model=values.gemini_model, vpc_cidr=values.vpc_cidr, az_count=values.az_count
+    )
+
+
+def load_policies(infra_dir: Path = DEFAULT_INFRA_DIR) -> dict[str, EnvironmentPolicy]:
+    """Every environment's policy; any error in either file stops every deploy (never a weaker default)."""
+    path = infra_dir / "environments.yaml"
+    try:
+        table = validate(EnvironmentsFile, read_yaml_mapping(path), source=str(path))
+        return {
+            name: EnvironmentPolicy(
+                name=name,
+                trigger=entry.trigger,
+                approval=entry.approval,
+                auto_rollback=entry.auto_rollback,
+                accepts=entry.accepts,
+                verified_in=entry.verified_in,
+                stack=load_stack_config(infra_dir / "pulumi" / f"Pulumi.{name}.yaml"),
+            )
+            for name in ENVIRONMENTS
+            for entry in [table.environments[name]]
+        }
+    except ConfigError as exc:
+        raise PolicyError(str(exc)) from None
+
+
+def policy_for(env: str, infra_dir: Path = DEFAULT_INFRA_DIR) -> EnvironmentPolicy:
+    return load_policies(infra_dir)[check_env(env)]

@@ -1,0 +1,92 @@
+"""Where this installation keeps its state and which app and target it deploys, read when definitions load.
+
+Everything here is plain configuration from the environment; secrets never pass through it (they reach resources
+as `dg.EnvVar`, resolved at launch).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from coderemote_pipeline.rules.app_layout import AppLayout, load_app_layout
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+TARGETS = ("local", "aws")
+DEFAULT_SENSOR_INTERVAL_S = 30
+
+
+class SettingsError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Settings:
+    target: str
+    state_dir: Path
+    app_remote: str
+    app_config: Path | None
+    # How often the git sensors read the app remote; read when definitions load, like everything here.
+    sensor_interval_s: int = DEFAULT_SENSOR_INTERVAL_S
+    # The app's layout: read from `app_config` (validated, paths inside the repository) unless given, e.g. the
+    # layout recorded with a release, which rollback, retry and promotion reuse whatever the caller's file says.
+    layout_override: AppLayout | None = None
+
+    def __post_init__(self) -> None:
+        self.app_layout  # noqa: B018 (validated when the settings are made, not when a run first needs it)
+
+    @functools.cached_property
+    def app_layout(self) -> AppLayout:
+        return self.layout_override or load_app_layout(self.app_config)
+
+    @property
+    def dagster_home(self) -> Path:
+        return self.state_dir / "dagster_home"
+
+    @property
+    def work_dir(self) -> Path:
+        return self.state_dir / "work"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        target = env.get("CODEREMOTE_TARGET", "local")
+        if target not in TARGETS:
+            raise SettingsError(f"CODEREMOTE_TARGET={target!r} is not a target: use one of {', '.join(TARGETS)}")
+        state_dir = Path(env.get("CODEREMOTE_STATE_DIR") or PROJECT_ROOT / ".state").resolve()
+        remote = env.get("CODEREMOTE_APP_REMOTE") or str(state_dir / "demo" / "code-remote-app.git")
+        config = env.get("CODEREMOTE_APP_CONFIG")
+        interval = env.get("CODEREMOTE_SENSOR_INTERVAL_S") or str(DEFAULT_SENSOR_INTERVAL_S)
+        if not interval.isdigit() or int(interval) < 1:
+            raise SettingsError(f"CODEREMOTE_SENSOR_INTERVAL_S={interval!r} must be a whole number of seconds >= 1")
+        return cls(
+            target=target,
+            state_dir=state_dir,
+            app_remote=remote,
+            app_config=Path(config) if config else None,
+            sensor_interval_s=int(interval),
+        )
+
+    def as_fields(self) -> dict[str, str]:
+        return {
+            "target": self.target,
+            "state_dir": str(self.state_dir),
+            "app_remote": self.app_remote,
+            "app_layout": self.app_layout.to_json(),
+        }
+
+    @classmethod
+    def from_fields(cls, *, target: str, state_dir: str, app_remote: str, app_layout: str) -> Settings:
+        return cls(target, Path(state_dir), app_remote, None, layout_override=AppLayout.from_json(app_layout))
+
+    def for_app(self, remote: str, layout: AppLayout) -> Settings:
+        """The same installation deploying `remote` with `layout` (what a release recorded)."""
+        return replace(self, app_remote=remote, app_config=None, layout_override=layout)
+
+    def app_source_fields(self) -> dict[str, Any]:
+        """The AppSource resource's fields: the remote, the mirror's directory and the validated layout."""
+        return {"remote_url": self.app_remote, "work_dir": str(self.work_dir), **self.app_layout.model_dump()}
