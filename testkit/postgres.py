@@ -22,7 +22,7 @@ from pathlib import Path
 
 import psycopg2
 
-from coderemote_pipeline.local_stack.processes import free_port, log_tail
+from coderemote_pipeline.local_stack.processes import free_port, log_tail, pid_alive, spawn, stop_pid
 
 PG_ROOT = Path("/usr/lib/postgresql")
 START_TIMEOUT_S = 30.0
@@ -43,12 +43,6 @@ def postgres_bin() -> Path:
     return versions[-1].parent
 
 
-def _demote() -> None:
-    # Started from a non-interactive shell, SIGINT/SIGTERM may arrive ignored: `stop` relies on them.
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, signal.SIG_DFL)
-
-
 @dataclass
 class PostgresCluster:
     root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="coderemote-pg-")))
@@ -56,7 +50,7 @@ class PostgresCluster:
     user: str = "dagster"
     password: str = field(default_factory=lambda: secrets.token_hex(12))
     port: int = 0
-    process: subprocess.Popen | None = None
+    pid: int | None = None
 
     @property
     def _owner(self) -> str | None:
@@ -84,15 +78,7 @@ class PostgresCluster:
         argv = [str(bin_dir / "postgres"), "-D", str(data), "-p", str(self.port), "-k", str(sockets),
                 "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "synchronous_commit=off",
                 "-c", "full_page_writes=off", "-c", "max_connections=200"]  # fmt: skip
-        with open(log, "ab") as out:
-            self.process = subprocess.Popen(
-                argv,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                user=self._owner,
-                start_new_session=True,
-                preexec_fn=_demote,
-            )
+        self.pid = spawn(argv, log_path=log, user=self._owner)
         self._wait(log)
         with contextlib.closing(self.connect("postgres")) as conn:
             conn.autocommit = True
@@ -112,7 +98,7 @@ class PostgresCluster:
     def _wait(self, log: Path) -> None:
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
-            if self.process is not None and self.process.poll() is not None:
+            if not pid_alive(self.pid):
                 break
             with contextlib.suppress(psycopg2.OperationalError):
                 self.connect("postgres").close()
@@ -133,12 +119,6 @@ class PostgresCluster:
 
     def stop(self) -> None:
         """Fast shutdown (SIGINT) of our postmaster by its PID, SIGKILL of its group if it hangs; then its files."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(timeout=STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=5)
-        self.process = None
+        stop_pid(self.pid, timeout=STOP_TIMEOUT_S, stop_signal=signal.SIGINT, group=True)
+        self.pid = None
         shutil.rmtree(self.root, ignore_errors=True)

@@ -14,7 +14,9 @@ from dataclasses import dataclass
 import dagster as dg
 from dagster_graphql import DagsterGraphQLClient
 
-from coderemote_pipeline.usecases.deploy import QUIET, deployment_tags
+from coderemote_pipeline.rules.deployment import Deployment
+from coderemote_pipeline.rules.environments import load_policies
+from coderemote_pipeline.usecases.progress import QUIET
 from testkit.services import LOCATION, graphql
 
 REPOSITORY = "__repository__"  # the repository name Dagster gives a code location's single Definitions
@@ -37,7 +39,7 @@ def submit_deploy(
     extra_tags: dict[str, str] | None = None,
 ) -> str:
     """Queue a deploy of ENV|RELEASE (the release partition must be registered); returns the run id."""
-    tags = {**deployment_tags(env, release, commit, trigger), **(extra_tags or {})}
+    tags = {**Deployment.of(env, release, load_policies(), commit).tags(trigger), **(extra_tags or {})}
     return gql.submit_job_execution(
         job_name, repository_location_name=LOCATION, repository_name=REPOSITORY, run_config=QUIET, tags=tags
     )

@@ -8,12 +8,8 @@ code server's gRPC child, the daemon's workers) goes with it.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import signal
 import socket
-import subprocess
 import sys
 import time
 import urllib.error
@@ -23,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from coderemote_pipeline.local_stack.processes import pid_alive, spawn, stop_pid
 from coderemote_pipeline.rules.settings import PROJECT_ROOT
 
 PROFILES_DIR = PROJECT_ROOT / "deploy"
@@ -54,52 +51,25 @@ def write_workspace(path: Path, port: int, host: str = "127.0.0.1") -> Path:
     return path
 
 
-def _default_signals() -> None:
-    # A child of a non-interactive shell may inherit SIGTERM/SIGINT as ignored; stop() relies on them.
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, signal.SIG_DFL)
-
-
 class Service:
+    """A Dagster process of the team's service, started and stopped like every server of the project."""
+
     def __init__(self, name: str, argv: list[str], env: dict[str, str], log: Path):
         self.name, self.argv, self.env, self.log = name, argv, env, log
-        self.process: subprocess.Popen | None = None
+        self.pid: int | None = None
 
     def start(self) -> Service:
-        self.log.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log, "ab") as out:
-            self.process = subprocess.Popen(
-                self.argv,
-                cwd=PROJECT_ROOT,
-                env=self.env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=_default_signals,
-            )
+        self.pid = spawn(self.argv, log_path=self.log, env=self.env, cwd=PROJECT_ROOT)
         return self
 
     @property
     def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
+        return pid_alive(self.pid)
 
     def stop(self) -> None:
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=5)
-        # Children that outlived their leader (same process group) go too.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.process = None
+        # The group too: the code server's gRPC child, the daemon's run workers.
+        stop_pid(self.pid, timeout=STOP_TIMEOUT_S, group=True)
+        self.pid = None
 
     def tail(self, chars: int = 4000) -> str:
         return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""

@@ -6,9 +6,9 @@ Real git repositories and a persistent Dagster instance under a temporary DAGSTE
 
 import dagster as dg
 import pytest
+from coderemote_pipeline.assets.common import COMMIT_TAG
 from sensor_kit import AppRepo, apply, tick, verified_in_dev
 
-from coderemote_pipeline.assets.common import COMMIT_TAG
 from coderemote_pipeline.assets.release_approval import release_approval
 from coderemote_pipeline.cli.main import main
 from coderemote_pipeline.definitions import STAGES

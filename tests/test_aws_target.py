@@ -18,19 +18,21 @@ import dagster as dg
 import moto_aws as fixtures
 import pytest
 
-from coderemote_pipeline.definitions import JOB_NAMES, build_defs
+from coderemote_pipeline.definitions import build_defs
 from coderemote_pipeline.resources import lambda_url_runtime
 from coderemote_pipeline.resources import targets as targets_module
 from coderemote_pipeline.resources.app_source import AppSource
 from coderemote_pipeline.resources.aws import RealAws
 from coderemote_pipeline.resources.docker_engine import HostDockerEngine
 from coderemote_pipeline.resources.ecr_registry import EcrRegistry
+from coderemote_pipeline.resources.environments import Environments
 from coderemote_pipeline.resources.image_registry import ImageRef
 from coderemote_pipeline.resources.lambda_url_runtime import LambdaUrlRuntime
 from coderemote_pipeline.resources.pulumi_provisioner import PulumiProvisioner
 from coderemote_pipeline.resources.runtime import ApiUnhealthy, ServedVersion
 from coderemote_pipeline.resources.targets import aws_resources, local_resources, resources_for
 from coderemote_pipeline.rules import stack_outputs
+from coderemote_pipeline.rules.names import DEPLOY_JOBS
 from coderemote_pipeline.rules.settings import Settings, SettingsError
 
 MotoAws = fixtures.MotoAws
@@ -65,6 +67,7 @@ def test_aws_resources_fill_every_key_the_local_target_fills(tmp_path: Path) -> 
     assert resources.keys() == local_resources(settings).keys()
     expected = {
         "app_source": AppSource,
+        "environments": Environments,
         "aws": RealAws,
         "docker": HostDockerEngine,
         "registry": EcrRegistry,
@@ -87,7 +90,7 @@ def test_aws_resources_fill_every_key_the_local_target_fills(tmp_path: Path) -> 
 def test_aws_definitions_load_offline_without_credentials_or_cli(tmp_path: Path) -> None:
     loaded = build_defs(aws_settings(tmp_path))
     dg.Definitions.validate_loadable(loaded)
-    for name in JOB_NAMES:
+    for name in DEPLOY_JOBS:
         assert loaded.resolve_job_def(name).nodes_in_topological_order
 
 

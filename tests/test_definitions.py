@@ -1,7 +1,8 @@
 import dagster as dg
 
-from coderemote_pipeline.definitions import JOB_NAMES, STAGES, build_defs, defs
-from coderemote_pipeline.rules import stack_outputs
+from coderemote_pipeline.assets.jobs import STAGE_ASSETS
+from coderemote_pipeline.definitions import build_defs, defs
+from coderemote_pipeline.rules import names, stack_outputs
 from coderemote_pipeline.rules.settings import Settings
 
 
@@ -9,18 +10,21 @@ def test_definitions_load_and_resolve(tmp_path):
     settings = Settings(target="local", state_dir=tmp_path, app_remote=str(tmp_path / "app.git"), app_config=None)
     loaded = build_defs(settings)
     dg.Definitions.validate_loadable(loaded)
-    for name in JOB_NAMES:
+    assert tuple(a.key.to_user_string() for a in STAGE_ASSETS) == names.STAGES
+    for name in names.DEPLOY_JOBS:
         job = loaded.resolve_job_def(name)
-        assert {node.name for node in job.nodes_in_topological_order} == {a.op.name for a in STAGES}
+        assert {node.name for node in job.nodes_in_topological_order} == set(names.STAGES)
     graph = loaded.resolve_asset_graph()
     assert {k.to_user_string() for k in graph.get_all_asset_keys()} >= {
-        "infra_stack", "api_image", "lambda_version", "frontend_bundle", "cloudfront_invalidation", "smoke_result",
-        "live_release", "delivery_metrics",
-    }  # fmt: skip
-    assert graph.get(dg.AssetKey("smoke_result")).parent_keys == {
-        dg.AssetKey("lambda_version"),
-        dg.AssetKey("cloudfront_invalidation"),
+        *names.STAGES, names.LIVE_RELEASE, names.DELIVERY_METRICS, names.RELEASE_APPROVAL
     }
+    # The switch waits for both branches; what users see changes only there.
+    assert graph.get(names.key(names.TRAFFIC_SHIFT)).parent_keys == {
+        names.key(names.LAMBDA_VERSION), names.key(names.FRONTEND_BUNDLE)
+    }  # fmt: skip
+    assert graph.get(names.key(names.SMOKE_RESULT)).parent_keys == {names.key(names.CLOUDFRONT_INVALIDATION)}
+    assert graph.get(names.key(names.LIVE_RELEASE)).parent_keys == {names.key(names.SMOKE_RESULT)}
+    assert graph.get(names.key(names.DELIVERY_METRICS)).parent_keys == {names.key(names.LIVE_RELEASE)}
 
 
 def test_lazy_definitions_load_without_touching_the_stack(tmp_path, monkeypatch):

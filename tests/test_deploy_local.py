@@ -9,6 +9,7 @@ import dagster as dg
 import docker
 import pytest
 
+from coderemote_pipeline.rules import names
 from coderemote_pipeline.rules.settings import PROJECT_ROOT
 from coderemote_pipeline.usecases.demo import commit_and_push, make_app_repo
 from coderemote_pipeline.usecases.deploy import run_deployment
@@ -50,9 +51,7 @@ def test_full_deploy_then_noop(settings, instance, app_remote, local_stack):
     first = run_deployment("dev", "main", settings=settings, instance=instance, echo=lambda _: None)
     assert first.success, first.failure
     assert first.job_name == "deploy_job" and first.commit == commit
-    assert set(first.stages) == {
-        "infra_stack", "api_image", "lambda_version", "frontend_bundle", "cloudfront_invalidation", "smoke_result"
-    }  # fmt: skip
+    assert set(first.stages) == {*names.STAGES, names.LIVE_RELEASE}
     assert first.stages["api_image"]["outcome"] == "built"
     assert _builds(local_stack) == builds_before + 1
     # The two branches really overlap in time inside the one run.
@@ -74,9 +73,10 @@ def test_full_deploy_then_noop(settings, instance, app_remote, local_stack):
     assert again.stages["api_image"]["outcome"] == "reused" and again.stages["api_image"]["built"] is False
     assert again.stages["lambda_version"]["version"] == first.stages["lambda_version"]["version"]
     assert again.stages["lambda_version"]["version_reused"] is True
-    assert again.stages["lambda_version"]["alias_moved"] is False
+    assert again.stages["traffic_shift"]["alias_moved"] is False
+    assert again.stages["traffic_shift"]["changed_paths"] == []
     assert again.stages["frontend_bundle"]["files_uploaded"] == 0
-    assert again.stages["frontend_bundle"]["build"] == "reused"
+    assert again.stages["frontend_bundle"]["outcome"] == "snapshot kept"
     assert again.stages["cloudfront_invalidation"]["path_count"] == 0
     assert _builds(local_stack) == builds_before + 1
 

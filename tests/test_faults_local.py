@@ -18,11 +18,11 @@ from pathlib import Path
 import botocore.exceptions
 import dagster as dg
 import pytest
+from coderemote_pipeline.cli.retry_command import retry_from_failure
 from team_kit import app_repo
 
 from coderemote_pipeline.actions import site_store as frontend_store
 from coderemote_pipeline.cli.approval_commands import record_decision
-from coderemote_pipeline.cli.retry_command import retry_from_failure
 from coderemote_pipeline.ledger.live import env_outputs, recorded_live, target_state
 from coderemote_pipeline.local_stack import LocalStack, load_stack_info
 from coderemote_pipeline.local_stack.dockerd import engine_paths, stop_dockerd

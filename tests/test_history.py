@@ -1,4 +1,4 @@
-from coderemote_pipeline.ledger.history import DAY_S, Deploy, delivery_figures
+from coderemote_pipeline.rules.delivery import DAY_S, Deploy, delivery_figures
 
 
 def _d(run, started, ended, status="SUCCESS", trigger="cli", rolled_back=False, commit="c1"):
@@ -20,7 +20,9 @@ def test_delivery_figures_over_a_window():
     assert figures["change_failure_rate"] == 0.5
     assert figures["lead_time_s"] == (120.0 + 130.0) / 2  # median of r1 (160-40) and r5 (930-800)
     # r2 restored within its own run (60 s); r4 restored when r5 went live (930 - 800 = 130 s).
-    assert figures["time_to_restore_s"] == 95.0
+    assert figures["recovery_time_s"] == 95.0
+    # r4 (failed) made r5 necessary: one rework deploy of four; r2's rollback restored it, r3 is not a deploy.
+    assert figures["rework_rate"] == 0.5
 
 
 def test_no_history_gives_zeroes():

@@ -18,6 +18,7 @@ import dagster as dg
 import moto_aws as fixtures
 import pytest
 import yaml
+from stage_kit import policy_resources
 
 from coderemote_pipeline.assets.infra import infra_stack
 from coderemote_pipeline.resources.aws import AwsCredentialsMissing, RealAws
@@ -28,7 +29,7 @@ from coderemote_pipeline.resources.pulumi_provisioner import PulumiProvisioner
 from coderemote_pipeline.rules import pulumi_update as ps
 from coderemote_pipeline.rules import stack_outputs
 from coderemote_pipeline.rules.environments import StackConfig
-from coderemote_pipeline.rules.partitions import RELEASE_DIMENSION, deployment_key
+from coderemote_pipeline.rules.partitions import RELEASE_DIMENSION, partition_key
 
 MotoAws = fixtures.MotoAws
 moto_endpoint = fixtures.moto_endpoint
@@ -269,8 +270,8 @@ def test_infra_stack_asset_records_outputs_without_the_secret(emulated_aws, prog
         instance.add_dynamic_partitions(RELEASE_DIMENSION, ["main-abc1234"])
         result = dg.materialize(
             [infra_stack],
-            partition_key=str(deployment_key("dev", "main-abc1234")),
-            resources={"provisioner": resource},
+            partition_key=partition_key("dev", "main-abc1234"),
+            resources={"provisioner": resource, **policy_resources(program)},
             instance=instance,
         )
         assert result.success

@@ -1,11 +1,12 @@
 import dagster as dg
 import pytest
 
+from coderemote_pipeline.rules.deployment import Deployment
+from coderemote_pipeline.rules.environments import load_policies
 from coderemote_pipeline.rules.partitions import (
     UnknownEnvironmentError,
     check_env,
-    deployment_key,
-    parse_deployment_key,
+    partition_key,
 )
 from coderemote_pipeline.rules.release_keys import (
     ReleaseKeyError,
@@ -66,13 +67,14 @@ def test_commit_release_key_is_short_and_slugged():
         commit_release_key("main", "HEAD")
 
 
-def test_deployment_keys_round_trip():
-    key = deployment_key("dev", "main-3f9c2ab")
-    assert str(key) == "dev|main-3f9c2ab"
-    env, release = parse_deployment_key(key)
-    assert (env, release.key) == ("dev", "main-3f9c2ab")
-    assert parse_deployment_key("prod|v1.2.3")[1].is_stable
-    assert isinstance(key, dg.MultiPartitionKey)
+def test_deployments_parse_once_and_round_trip():
+    policies = load_policies()
+    deploy = Deployment.parse("dev|main-3f9c2ab", policies, "3f9c2ab" + "0" * 33)
+    assert deploy.partition == "dev|main-3f9c2ab" == partition_key("dev", "main-3f9c2ab")
+    assert (deploy.env, deploy.release.key, deploy.policy.name) == ("dev", "main-3f9c2ab", "dev")
+    assert Deployment.parse(dg.MultiPartitionKey({"env": "prod", "release": "v1.2.3"}), policies).release.is_stable
+    tags = deploy.tags("cli")
+    assert tags["dagster/partition"] == "dev|main-3f9c2ab" and tags["coderemote/commit"] == deploy.commit
 
 
 @pytest.mark.parametrize("bad", ["qa", "Prod", "", "production"])
@@ -80,9 +82,9 @@ def test_unknown_environment_names_the_choices(bad):
     with pytest.raises(UnknownEnvironmentError, match="choose one of dev, staging, prod"):
         check_env(bad)
     with pytest.raises(UnknownEnvironmentError):
-        deployment_key(bad, "v1.0.0")
+        Deployment.of(bad, "v1.0.0", load_policies())
 
 
 def test_deployment_key_without_separator_is_refused():
     with pytest.raises(ReleaseKeyError, match=r"ENV\|RELEASE"):
-        parse_deployment_key("dev-main-3f9c2ab")
+        Deployment.parse("dev-main-3f9c2ab", load_policies())

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from coderemote_pipeline.rules.errors import UserError
 from coderemote_pipeline.rules.release_keys import (
     Release,
     ReleaseKind,
@@ -27,7 +28,7 @@ GIT_TIMEOUT_S = 120
 DEFAULT_BRANCH = "main"
 
 
-class GitError(RuntimeError):
+class GitError(UserError, RuntimeError):
     pass
 
 
@@ -279,6 +280,13 @@ class GitRemote:
         with tarfile.open(fileobj=io.BytesIO(data)) as archive:
             _extract_data(archive, dest)
         return dest
+
+    def commit_time(self, commit: str) -> float | None:
+        """When `commit` was made (committer time), if the mirror has it: the start of its lead time."""
+        try:
+            return float(_git("show", "-s", "--format=%ct", commit, cwd=self.mirror).decode().strip())
+        except (GitError, ValueError):
+            return None
 
     def describe_commit(self, commit: str) -> dict[str, str]:
         fmt = "%H%x00%an%x00%aI%x00%s"

@@ -1,8 +1,10 @@
-"""Moving a Lambda function to a release: update code → wait → publish a described version → move the alias.
+"""A Lambda function's versions: publish the release's image as a version, move the alias, read what a version runs.
 
-The order is the safety property: the alias only ever moves to a version that is already published, so the live
-API is either the old release or the new one, never a half-updated `$LATEST`. A version already published for the
-same release and digest is reused, which makes re-runs and rollbacks free of new versions.
+Publishing and moving are two steps on purpose: `lambda_version` publishes (update code → wait → publish a
+described version) while users still get the previous release, and only `traffic_shift` moves the alias, once the
+site is ready too. The alias only ever moves to a version that is already published, so the live API is either the
+old release or the new one, never a half-updated `$LATEST`. A version already published for the same release and
+digest is reused, which makes re-runs and rollbacks free of new versions.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from coderemote_pipeline.resources.image_registry import ImageRef
+from coderemote_pipeline.rules import stack_outputs as out
+from coderemote_pipeline.rules.images import ImageRef
 
 WAITER_CONFIG = {"Delay": 1, "MaxAttempts": 300}
 
@@ -19,20 +22,32 @@ WAITER_CONFIG = {"Delay": 1, "MaxAttempts": 300}
 @dataclass
 class PublishedVersion:
     version: str
-    previous_version: str
-    alias_moved: bool
     reused: bool
-    variables: dict[str, str]
     seconds: dict[str, float] = field(default_factory=dict)
 
     def summary(self) -> str:
-        how = "reused version" if self.reused else "published version"
-        moved = f"alias moved {self.previous_version} → {self.version}" if self.alias_moved else "alias already there"
-        return f"{how} {self.version}; {moved}"
+        return f"{'reused' if self.reused else 'published'} version {self.version}"
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """What a published version runs, as Lambda pinned it."""
+
+    version: str
+    image: ImageRef
+    variables: dict[str, str]
+    release: str
+    commit: str
 
 
 def version_description(release: str, commit: str) -> str:
     return f"{release} {commit[:12]}"
+
+
+def release_of_description(description: str) -> tuple[str, str]:
+    """A version's description is "<release> <commit12>" (version_description)."""
+    release, _, commit = description.partition(" ")
+    return release, commit
 
 
 def _digest_matches(code_sha: str, digest: str) -> bool:
@@ -52,43 +67,60 @@ def find_published(lam: Any, function: str, description: str, digest: str) -> di
     return max(matches, key=lambda v: int(v["Version"]), default=None)
 
 
-def publish_release_version(
-    lam: Any, *, function: str, alias: str, image: ImageRef, release: str, commit: str, env: str
-) -> PublishedVersion:
-    seconds: dict[str, float] = {}
+def publish(lam: Any, *, function: str, image: ImageRef, release: str, commit: str, env: str) -> PublishedVersion:
+    """A published version of `function` running `image` for this release; the alias does not move."""
     started = time.monotonic()
     description = version_description(release, commit)
     existing = find_published(lam, function, description, image.digest)
-    previous = lam.get_alias(FunctionName=function, Name=alias)["FunctionVersion"]
     if existing is not None:
-        version = existing["Version"]
-        reused = True
-    else:
-        current = lam.get_function_configuration(FunctionName=function)
-        variables = {
-            **current.get("Environment", {}).get("Variables", {}),
-            "APP_RELEASE": release,
-            "APP_COMMIT": commit,
-            "APP_ENV": env,
-        }
-        waiter = lam.get_waiter("function_updated_v2")
-        lam.update_function_code(FunctionName=function, ImageUri=image.uri)
-        waiter.wait(FunctionName=function, WaiterConfig=WAITER_CONFIG)
-        lam.update_function_configuration(FunctionName=function, Environment={"Variables": variables})
-        waiter.wait(FunctionName=function, WaiterConfig=WAITER_CONFIG)
-        seconds["update_s"] = round(time.monotonic() - started, 3)
-        version = lam.publish_version(FunctionName=function, Description=description)["Version"]
-        seconds["publish_s"] = round(time.monotonic() - started - seconds["update_s"], 3)
-        reused = False
-    moved = previous != version
-    if moved:
-        lam.update_alias(FunctionName=function, Name=alias, FunctionVersion=version)
-    served = lam.get_function_configuration(FunctionName=function, Qualifier=version)
-    return PublishedVersion(
-        version=version,
-        previous_version=previous,
-        alias_moved=moved,
-        reused=reused,
-        variables=dict(served.get("Environment", {}).get("Variables", {})),
-        seconds=seconds,
+        return PublishedVersion(existing["Version"], reused=True)
+    current = lam.get_function_configuration(FunctionName=function)
+    variables = {
+        **current.get("Environment", {}).get("Variables", {}),
+        "APP_RELEASE": release,
+        "APP_COMMIT": commit,
+        "APP_ENV": env,
+    }
+    waiter = lam.get_waiter("function_updated_v2")
+    lam.update_function_code(FunctionName=function, ImageUri=image.uri)
+    waiter.wait(FunctionName=function, WaiterConfig=WAITER_CONFIG)
+    lam.update_function_configuration(FunctionName=function, Environment={"Variables": variables})
+    waiter.wait(FunctionName=function, WaiterConfig=WAITER_CONFIG)
+    updated = round(time.monotonic() - started, 3)
+    version = lam.publish_version(FunctionName=function, Description=description)["Version"]
+    published = round(time.monotonic() - started - updated, 3)
+    return PublishedVersion(version, reused=False, seconds={"update_s": updated, "publish_s": published})
+
+
+def alias_version(lam: Any, outputs: dict[str, str]) -> str:
+    return lam.get_alias(FunctionName=outputs[out.LAMBDA_FUNCTION_NAME], Name=outputs[out.LAMBDA_ALIAS_NAME])[
+        "FunctionVersion"
+    ]
+
+
+def move_alias(lam: Any, outputs: dict[str, str], version: str) -> bool:
+    """Point the alias at `version` (already published); False when it was there already."""
+    if alias_version(lam, outputs) == version:
+        return False
+    lam.update_alias(
+        FunctionName=outputs[out.LAMBDA_FUNCTION_NAME], Name=outputs[out.LAMBDA_ALIAS_NAME], FunctionVersion=version
     )
+    return True
+
+
+def version_info(lam: Any, outputs: dict[str, str], version: str) -> VersionInfo:
+    """The image (by digest), environment and release a published version runs.
+
+    The digest comes from the version's CodeSha256 (what Lambda pinned at publish time), not from get_function's
+    ImageUri, which the emulator reports for $LATEST whatever the qualifier.
+    """
+    config = lam.get_function_configuration(FunctionName=outputs[out.LAMBDA_FUNCTION_NAME], Qualifier=version)
+    digest = config["CodeSha256"]
+    image = ImageRef(
+        outputs[out.ECR_REPOSITORY_NAME],
+        digest if digest.startswith("sha256:") else f"sha256:{digest}",
+        outputs[out.ECR_REPOSITORY_URL],
+        0,
+    )
+    release, commit = release_of_description(config.get("Description", ""))
+    return VersionInfo(version, image, dict(config.get("Environment", {}).get("Variables", {})), release, commit)

@@ -16,7 +16,7 @@ MANIFEST = "manifest.json"
 
 
 @dataclass(frozen=True)
-class Activation:
+class SiteSwitch:
     changed_paths: list[str]
     previous_release: str | None
 
@@ -87,7 +87,7 @@ def store_snapshot(
     return manifest, uploaded
 
 
-def activate(s3: Any, bucket: str, manifest: dict[str, Any], acl: str | None) -> Activation:
+def activate(s3: Any, bucket: str, manifest: dict[str, Any], acl: str | None) -> SiteSwitch:
     """Make the live site serve the manifest's release: copy what differs, HTML last, then move the marker."""
     release = manifest["release"]
     live = etags(s3, bucket)
@@ -108,7 +108,7 @@ def activate(s3: Any, bucket: str, manifest: dict[str, Any], acl: str | None) ->
     marker = {"release": release, "content_hash": manifest.get("content_hash"), "commit": manifest.get("commit")}
     if previous != marker:
         s3.put_object(Bucket=bucket, Key=LIVE_MARKER, Body=json.dumps(marker).encode(), ContentType="application/json")
-    return Activation([f["path"] for f in differing], (previous or {}).get("release"))
+    return SiteSwitch([f["path"] for f in differing], (previous or {}).get("release"))
 
 
 def live_release(s3: Any, bucket: str) -> str | None:

@@ -2,29 +2,38 @@
 
 import dagster as dg
 
-from coderemote_pipeline.assets.common import STAGE_KWARGS, deployment
-from coderemote_pipeline.assets.retries import permanent_failures_fail_fast
+from coderemote_pipeline.assets.stage import STAGE_KWARGS, commit_for, deploy_stage, deployment, require_cleared
+from coderemote_pipeline.ledger.records import StackRecord
+from coderemote_pipeline.resources.app_source import AppSource
+from coderemote_pipeline.resources.environments import Environments
 from coderemote_pipeline.resources.provisioner import InfraProvisioner
+from coderemote_pipeline.rules import names
 from coderemote_pipeline.rules import stack_outputs as out
-from coderemote_pipeline.rules.environments import policy_for
 
 
-@dg.asset(kinds={"pulumi", "aws"}, group_name="infra", **STAGE_KWARGS)
-@permanent_failures_fail_fast
-def infra_stack(context: dg.AssetExecutionContext, provisioner: InfraProvisioner) -> dg.MaterializeResult:
+@dg.asset(name=names.INFRA_STACK, kinds={"pulumi", "aws"}, group_name="infra", **STAGE_KWARGS)
+@deploy_stage
+def infra_stack(
+    context: dg.AssetExecutionContext, provisioner: InfraProvisioner, environments: Environments, app_source: AppSource
+) -> dg.MaterializeResult:
     """The env's stack brought to its declared state: ECR repository, Lambda function and `live` alias, bucket, CDN."""
-    env, _ = deployment(context)
-    config = policy_for(env).stack
-    result = provisioner.ensure(env, config, context.log.info)
-    outputs = result.outputs
+    deploy = deployment(context, environments)
+    if deploy.policy.approval_required or deploy.policy.verified_in:
+        # Approval and the promotion gate bind a commit: prod's infrastructure changes only for a cleared release.
+        require_cleared(context, commit_for(context, app_source, deploy))
+    config = deploy.policy.stack
+    result = provisioner.ensure(deploy.env, config, context.log.info)
+    record = StackRecord(
+        stack_outputs=result.outputs,
+        changes=result.changes,
+        change_count=result.resources_changed,
+        region=config.region,
+        seconds=round(result.seconds, 3),
+    )
     return dg.MaterializeResult(
         metadata={
-            "stack_outputs": dg.MetadataValue.json(outputs),
-            "changes": dg.MetadataValue.json(result.changes),
-            "change_count": result.resources_changed,
-            "api_url": dg.MetadataValue.url(outputs[out.API_URL]),
-            "frontend_url": dg.MetadataValue.url(outputs[out.FRONTEND_URL]),
-            "region": config.region,
-            "seconds": round(result.seconds, 3),
+            **record.to_metadata(),
+            "api_url": dg.MetadataValue.url(result.outputs[out.API_URL]),
+            "frontend_url": dg.MetadataValue.url(result.outputs[out.FRONTEND_URL]),
         }
     )

@@ -1,37 +1,63 @@
 """The live state of each environment in the UI: what the pipeline made live, the delivery figures, and a check
-that the target still serves what was recorded (someone moving the alias by hand shows up as drift)."""
+that the target still serves what was recorded (someone moving the alias by hand, or an API that went down)."""
+
+import warnings
 
 import dagster as dg
 
-from coderemote_pipeline.ledger.history import DELIVERY_METRICS
-from coderemote_pipeline.ledger.live import LIVE_RELEASE, drift, env_outputs, recorded_live, target_state
+from coderemote_pipeline.actions.target_state import drift, read_target
+from coderemote_pipeline.assets.stage import OWNERS
+from coderemote_pipeline.ledger.live import recorded_live
+from coderemote_pipeline.resources.app_source import AppSource
 from coderemote_pipeline.resources.aws import AwsResource
 from coderemote_pipeline.resources.runtime import ApiRuntime
-from coderemote_pipeline.rules.partitions import ENVIRONMENTS, env_partitions_def
+from coderemote_pipeline.resources.targets import env_target
+from coderemote_pipeline.rules import names
+from coderemote_pipeline.rules.app_layout import AppLayout
+from coderemote_pipeline.rules.partitions import ENV_DIMENSION, ENVIRONMENTS, env_partitions_def
 
-delivery_metrics = dg.AssetSpec(
-    DELIVERY_METRICS,
+with warnings.catch_warnings():
+    # Beta in Dagster 1.13, and exactly the mapping this lineage is: every env|release smoke → that env's record.
+    warnings.simplefilter("ignore", dg.BetaWarning)
+    ENV_OF_DEPLOYMENT = dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name=ENV_DIMENSION)
+
+live_release = dg.AssetSpec(
+    names.key(names.LIVE_RELEASE),
+    deps=[dg.AssetDep(names.key(names.SMOKE_RESULT), partition_mapping=ENV_OF_DEPLOYMENT)],
     partitions_def=env_partitions_def,
     group_name="live",
-    owners=["team:platform"],
-    description="Deploy frequency, lead time, change failure rate and time to restore per environment "
-    "(recorded by `coderemote-pipeline history`).",
+    kinds={"aws"},
+    owners=OWNERS,
+    description="The release live in each environment: recorded by every deploy whose smoke passed, every rollback "
+    "and every automatic rollback, with its version, digest, site, run and reason.",
+)
+
+delivery_metrics = dg.AssetSpec(
+    names.key(names.DELIVERY_METRICS),
+    deps=[live_release],
+    partitions_def=env_partitions_def,
+    group_name="live",
+    owners=OWNERS,
+    description="DORA's five keys per environment over 30 days (deployment frequency, change lead time, change fail "
+    "rate, failed deployment recovery time, deployment rework rate), materialized after every deploy and rollback.",
 )
 
 
-@dg.asset_check(asset=LIVE_RELEASE, description="The target serves what the pipeline last made live (no drift).")
+@dg.asset_check(asset=live_release.key, description="The target serves what the pipeline last made live (no drift).")
 def live_release_matches_target(
-    context: dg.AssetCheckExecutionContext, aws: AwsResource, api_runtime: ApiRuntime
+    context: dg.AssetCheckExecutionContext, aws: AwsResource, api_runtime: ApiRuntime, app_source: AppSource
 ) -> dg.AssetCheckResult:
     found: dict[str, str] = {}
     for env in ENVIRONMENTS:
-        recorded, outputs = recorded_live(context.instance, env), env_outputs(context.instance, env)
-        if recorded is None or outputs is None:
+        recorded = recorded_live(context.instance, env)
+        if recorded is None or not recorded.stack_outputs:
             found[env] = "nothing deployed"
             continue
-        target = target_state(aws.client("lambda"), aws.client("s3"), outputs, api_runtime.current(env))
-        problems = drift(recorded, target)
-        found[env] = "; ".join(problems) if problems else f"ok: {target.release} (version {target.version})"
+        layout = AppLayout.from_json(recorded.app_layout) if recorded.app_layout else app_source.layout
+        target = env_target(env, recorded.stack_outputs, aws=aws, api_runtime=api_runtime, layout=layout)
+        state = read_target(target)
+        problems = drift(recorded, state)
+        found[env] = "; ".join(problems) if problems else f"ok: {state.release} (version {state.version})"
     drifted = [env for env, text in found.items() if not text.startswith(("ok", "nothing"))]
     return dg.AssetCheckResult(
         passed=not drifted,

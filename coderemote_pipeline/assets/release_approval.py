@@ -14,11 +14,11 @@ from typing import Literal
 import dagster as dg
 from pydantic import Field
 
-from coderemote_pipeline.assets.common import OWNERS
+from coderemote_pipeline.assets.stage import OWNERS
 from coderemote_pipeline.ledger.approvals import APPROVAL_ASSET, decision_refusal, latest_hold
 from coderemote_pipeline.resources.app_source import AppSource
-from coderemote_pipeline.rules.environments import policy_for
-from coderemote_pipeline.rules.partitions import deployment_partitions_def, parse_deployment_key
+from coderemote_pipeline.resources.environments import Environments
+from coderemote_pipeline.rules.partitions import deployment_partitions_def
 
 
 class ApprovalConfig(dg.Config):
@@ -35,11 +35,14 @@ class ApprovalConfig(dg.Config):
     owners=OWNERS,
     description="An engineer's decision on deploying a release to an environment that requires approval. "
     "Materialize a partition with config {by, decision: approve|reject, reason} to decide; observations with "
-    "status 'pending' are releases a sensor is holding for a decision.",
+    "status 'pending' are releases held for a decision, 'gated' approved ones the promotion gate still holds.",
 )
-def release_approval(context: dg.AssetExecutionContext, config: ApprovalConfig, app_source: AppSource):
-    env, release = parse_deployment_key(context.partition_key)
-    refusal = decision_refusal(policy_for(env), release)
+def release_approval(
+    context: dg.AssetExecutionContext, config: ApprovalConfig, app_source: AppSource, environments: Environments
+):
+    deploy = environments.deployment(context.partition_key)
+    env, release = deploy.env, deploy.release
+    refusal = decision_refusal(deploy.policy, release)
     if not refusal and not config.by.strip():
         refusal = "say who decides: config `by` (or `--by NAME` on the command line) must not be empty"
     if refusal:
@@ -66,15 +69,3 @@ def release_approval(context: dg.AssetExecutionContext, config: ApprovalConfig, 
         metadata["hold_id"] = hold.storage_id
         metadata["held_since"] = dg.MetadataValue.timestamp(hold.timestamp)
     return dg.MaterializeResult(metadata=metadata)
-
-
-approval_job = dg.define_asset_job(
-    "approval_job",
-    selection=[release_approval],
-    executor_def=dg.in_process_executor,
-    description="Record an approval or rejection of one release for one environment (config: by, decision, reason).",
-)
-
-
-def approval_defs() -> dg.Definitions:
-    return dg.Definitions(assets=[release_approval], jobs=[approval_job])

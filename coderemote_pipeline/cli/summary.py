@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from coderemote_pipeline.usecases.deploy import STAGE_ORDER, DeployOutcome
+from coderemote_pipeline.rules import names
+from coderemote_pipeline.usecases.launch import DeployOutcome
 
 
 def _seconds(meta: dict) -> float:
@@ -18,12 +19,12 @@ def _what(stage: str, meta: dict) -> str:
     if stage == "api_image":
         return f"{meta.get('outcome')} {str(meta.get('digest', ''))[:19]}"
     if stage == "lambda_version":
-        moved = f"{meta.get('previous_version')} → {meta.get('version')}" if meta.get("alias_moved") else "unchanged"
-        return (
-            f"version {meta.get('version')} ({'reused' if meta.get('version_reused') else 'published'}), live {moved}"
-        )
+        return f"version {meta.get('version')} {'reused' if meta.get('version_reused') else 'published'}"
     if stage == "frontend_bundle":
-        return f"{meta.get('build')} build, {meta.get('files_uploaded')}/{meta.get('files')} files uploaded"
+        return f"{meta.get('outcome')}, {meta.get('files_uploaded')}/{meta.get('files')} files uploaded"
+    if stage == "traffic_shift":
+        moved = f"{meta.get('previous_version')} → {meta.get('version')}" if meta.get("alias_moved") else "unchanged"
+        return f"live {moved}, site {meta.get('previous_site') or 'none'} → {meta.get('site_release')}"
     if stage == "cloudfront_invalidation":
         return f"{meta.get('path_count', 0)} path(s) {meta.get('status', 'skipped') if meta.get('path_count') else ''}"
     if stage == "smoke_result":
@@ -36,7 +37,7 @@ def render(outcome: DeployOutcome) -> str:
         f"{'stage':<24} {'seconds':>8}  result",
         f"{'-' * 24} {'-' * 8}  {'-' * 40}",
     ]
-    for stage in STAGE_ORDER:
+    for stage in names.STAGES:
         meta = outcome.stages.get(stage)
         if meta is None:
             lines.append(f"{stage:<24} {'-':>8}  not materialized")

@@ -3,7 +3,7 @@
 A decision is a materialization of the `release_approval` asset for the partition ENV|RELEASE (metadata: decision,
 by, reason, commit), so the asset's page in the UI lists every decision with its time and run. A release held by a
 sensor until someone decides is an observation of the same partition with status `pending`. Everything here only
-reads the event log; the asset that writes decisions is `assets/approval.py`.
+reads the event log; the asset that writes decisions is `assets/release_approval.py`.
 """
 
 from __future__ import annotations
@@ -13,19 +13,23 @@ from typing import Any
 
 import dagster as dg
 
-from coderemote_pipeline.rules.environments import Approval, EnvironmentPolicy, policy_for
-from coderemote_pipeline.rules.partitions import deployment_key, parse_deployment_key
+from coderemote_pipeline.rules import names
+from coderemote_pipeline.rules.environments import Approval, EnvironmentPolicy
+from coderemote_pipeline.rules.errors import UserError
+from coderemote_pipeline.rules.partitions import partition_key, split_partition_key
 from coderemote_pipeline.rules.release_keys import Release
 
-APPROVAL_ASSET = "release_approval"
-APPROVAL_KEY = dg.AssetKey(APPROVAL_ASSET)
-PENDING = "pending"
+APPROVAL_ASSET = names.RELEASE_APPROVAL
+APPROVAL_KEY = names.key(names.RELEASE_APPROVAL)
+# A hold's life, as observations of its partition: waiting for a decision, approved but waiting for the promotion
+# gate, launched. The latest observation after the latest decision says what the release waits for.
+PENDING, GATED, LAUNCHED = "pending", "gated", "launched"
 APPROVE, REJECT = "approve", "reject"
-# How far back the `approvals` listing looks, per event type; older decisions stay in the UI.
-BOARD_SCAN = 500
+# How many past decisions the `approvals` listing shows (every one stays in the UI); what waits is always complete.
+RECENT_DECISIONS = 20
 
 
-class ApprovalError(ValueError):
+class ApprovalError(UserError, ValueError):
     """A decision that cannot be recorded (wrong env, unknown release, no name); the message says what to do."""
 
 
@@ -49,7 +53,7 @@ class Decision:
 
 @dataclass(frozen=True)
 class Hold:
-    """A release a sensor saw and is holding until someone approves or rejects it."""
+    """A release held until someone approves it (status pending), or approved and held by the promotion gate."""
 
     env: str
     release: str
@@ -57,6 +61,17 @@ class Hold:
     trigger: str
     timestamp: float
     storage_id: int
+    status: str = PENDING
+    # Why it still waits, when the gate holds it (with the command that opens it).
+    waiting_for: str = ""
+    # `deploy --force --reason` given while the release waited: the deploy carries it once approved.
+    override: str = ""
+    override_by: str = ""
+    hold_id: int | None = None
+
+    @property
+    def override_tags(self) -> dict[str, str]:
+        return {names.OVERRIDE_TAG: self.override, names.OVERRIDE_BY_TAG: self.override_by} if self.override else {}
 
 
 def approve_command(env: str, release: str) -> str:
@@ -85,11 +100,11 @@ def _values(event: dg.AssetMaterialization | dg.AssetObservation) -> dict[str, A
 
 def _decision(record: dg.EventLogRecord) -> Decision:
     assert record.asset_materialization is not None and record.partition_key is not None
-    env, release = parse_deployment_key(record.partition_key)
+    env, release = split_partition_key(record.partition_key)
     meta = _values(record.asset_materialization)
     return Decision(
         env=env,
-        release=release.key,
+        release=release,
         decision=str(meta.get("decision", "")),
         by=str(meta.get("by", "")),
         reason=str(meta.get("reason", "")),
@@ -104,44 +119,64 @@ def _hold(record: dg.EventLogRecord) -> Hold | None:
     if record.asset_observation is None or record.partition_key is None:
         return None
     meta = _values(record.asset_observation)
-    if meta.get("status") != PENDING:
-        return None
-    env, release = parse_deployment_key(record.partition_key)
+    env, release = split_partition_key(record.partition_key)
     return Hold(
         env=env,
-        release=release.key,
+        release=release,
         commit=str(meta.get("commit", "")),
         trigger=str(meta.get("trigger", "")),
         timestamp=record.timestamp,
         storage_id=record.storage_id,
+        status=str(meta.get("status", PENDING)),
+        waiting_for=str(meta.get("waiting_for", "")),
+        override=str(meta.get("override", "")),
+        override_by=str(meta.get("override_by", "")),
+        hold_id=int(meta["hold_id"]) if meta.get("hold_id") is not None else None,
+    )
+
+
+def hold_event(env: str, release: str, commit: str, *, status: str, trigger: str, **metadata: object):
+    """The observation that records a hold (or what became of it) for ENV|RELEASE."""
+    return dg.AssetObservation(
+        asset_key=APPROVAL_KEY,
+        partition=partition_key(env, release),
+        metadata={"status": status, "commit": commit, "trigger": trigger, **metadata},
     )
 
 
 def latest_decision(instance: dg.DagsterInstance, env: str, release: str) -> Decision | None:
     """The last approve/reject for ENV|RELEASE: one indexed event-log query (stages call it on every run)."""
     records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=APPROVAL_KEY, asset_partitions=[str(deployment_key(env, release))]), limit=1
+        dg.AssetRecordsFilter(asset_key=APPROVAL_KEY, asset_partitions=[partition_key(env, release)]), limit=1
     ).records
     return _decision(records[0]) if records else None
 
 
 def latest_hold(instance: dg.DagsterInstance, env: str, release: str) -> Hold | None:
-    """The latest time a sensor held ENV|RELEASE for approval (answered or not), if ever."""
+    """The latest time ENV|RELEASE was held for approval (answered or not), if ever."""
+    status = latest_status(instance, env, release)
+    if status is None or status.status == PENDING:
+        return status
+    # A later "gated" or "launched" observation points back at the hold it continues.
     records = instance.fetch_observations(
-        dg.AssetRecordsFilter(asset_key=APPROVAL_KEY, asset_partitions=[str(deployment_key(env, release))]), limit=1
+        dg.AssetRecordsFilter(asset_key=APPROVAL_KEY, storage_ids=[status.hold_id or 0]), limit=1
+    ).records
+    return _hold(records[0]) if records else None
+
+
+def latest_status(instance: dg.DagsterInstance, env: str, release: str) -> Hold | None:
+    """The latest observation of ENV|RELEASE: what its hold waits for now."""
+    records = instance.fetch_observations(
+        dg.AssetRecordsFilter(asset_key=APPROVAL_KEY, asset_partitions=[partition_key(env, release)]), limit=1
     ).records
     return _hold(records[0]) if records else None
 
 
 def approval_refusal(
-    instance: dg.DagsterInstance,
-    env: str,
-    release: str,
-    commit: str | None = None,
-    policy: EnvironmentPolicy | None = None,
+    instance: dg.DagsterInstance, policy: EnvironmentPolicy, release: str, commit: str | None = None
 ) -> str | None:
     """Why ENV|RELEASE may not deploy yet for lack of approval, or None (env needs none, or it is approved)."""
-    policy = policy or policy_for(env)
+    env = policy.name
     if not policy.approval_required:
         return None
     how = (
@@ -170,16 +205,18 @@ def decisions_after(instance: dg.DagsterInstance, storage_id: int, limit: int = 
     return [_decision(r) for r in records if r.partition_key]
 
 
-def approval_board(instance: dg.DagsterInstance) -> list[Hold | Decision]:
-    """The latest hold or decision of every partition that has one, newest first."""
-    latest: dict[str, Hold | Decision] = {}
-    observations = instance.fetch_observations(APPROVAL_KEY, limit=BOARD_SCAN).records
-    materializations = instance.fetch_materializations(APPROVAL_KEY, limit=BOARD_SCAN).records
-    entries = [_hold(r) for r in observations] + [_decision(r) for r in materializations if r.partition_key]
-    for entry in entries:
-        if entry is None:
-            continue
-        key = f"{entry.env}|{entry.release}"
-        if key not in latest or latest[key].storage_id < entry.storage_id:
-            latest[key] = entry
-    return sorted(latest.values(), key=lambda e: e.storage_id, reverse=True)
+def approval_board(instance: dg.DagsterInstance) -> tuple[list[Hold], list[Decision]]:
+    """(every release that waits — for a decision, or approved and held by the gate —, the latest decisions).
+
+    What waits is found from the latest event per partition of the approval asset (an indexed aggregate over the
+    partitions ever held), so a release held months ago is still listed; decisions shown: the RECENT_DECISIONS
+    newest (every one stays in the UI).
+    """
+    holds = instance.get_latest_storage_id_by_partition(APPROVAL_KEY, dg.DagsterEventType.ASSET_OBSERVATION)
+    decided = instance.get_latest_storage_id_by_partition(APPROVAL_KEY, dg.DagsterEventType.ASSET_MATERIALIZATION)
+    newer = [key for key, hold_id in holds.items() if hold_id > decided.get(key, 0)]
+    statuses = [h for key in newer if (h := latest_status(instance, *split_partition_key(key))) is not None]
+    waiting = [h for h in statuses if h.status in (PENDING, GATED)]
+    recent = instance.fetch_materializations(APPROVAL_KEY, limit=RECENT_DECISIONS).records
+    decisions = [_decision(r) for r in recent if r.partition_key]
+    return sorted(waiting, key=lambda h: h.storage_id, reverse=True), decisions

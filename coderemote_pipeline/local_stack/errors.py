@@ -4,10 +4,12 @@ Every message names the part, its address and the command that fixes it: these e
 logs and the CLI, where the reader did not start the stack themselves.
 """
 
+from coderemote_pipeline.rules.errors import InfrastructureError
+
 UP_COMMAND = "coderemote-pipeline local up"
 
 
-class LocalStackError(Exception):
+class LocalStackError(InfrastructureError):
     """Anything that keeps the local stand-ins for AWS from running."""
 
 

@@ -34,8 +34,16 @@ def _reset_signals() -> None:
     signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
 
-def spawn(argv: Sequence[str], *, log_path: Path, env: Mapping[str, str] | None = None) -> int:
-    """Start `argv` detached from us (new session, default signal handling), logging to `log_path`."""
+def spawn(
+    argv: Sequence[str],
+    *,
+    log_path: Path,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    user: str | None = None,
+) -> int:
+    """Start `argv` detached from us (new session, default signal handling), logging to `log_path`. The one way
+    every server of the project is started (the local stack's, and the test kit's Postgres and Dagster ones)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
@@ -44,6 +52,8 @@ def spawn(argv: Sequence[str], *, log_path: Path, env: Mapping[str, str] | None 
             stdout=log,
             stderr=subprocess.STDOUT,
             env=dict(env) if env is not None else None,
+            cwd=cwd,
+            user=user,
             start_new_session=True,
             restore_signals=True,
             preexec_fn=_reset_signals,
@@ -85,16 +95,33 @@ def pid_matches(pid: int | None, fragment: str) -> bool:
     return fragment in cmdline
 
 
-def stop_pid(pid: int | None, *, timeout: float = 10.0, expect: str | None = None) -> bool:
-    """SIGTERM `pid`, wait, then SIGKILL its process group. Returns True if something was stopped.
+def stop_pid(
+    pid: int | None,
+    *,
+    timeout: float = 10.0,
+    expect: str | None = None,
+    stop_signal: int = signal.SIGTERM,
+    group: bool = False,
+) -> bool:
+    """`stop_signal` to `pid`, wait, then SIGKILL its process group. Returns True if something was stopped.
 
-    With `expect`, a pid whose command line lacks that fragment is left alone (it is not ours any more).
+    With `expect`, a pid whose command line lacks that fragment is left alone (it is not ours any more). With
+    `group`, what the process forked and left behind in its session (a server's workers) is killed too.
     """
     if not pid_alive(pid) or (expect is not None and not pid_matches(pid, expect)):
         return False
     assert pid is not None
+    stopped = _stop(pid, timeout, stop_signal)
+    if group:
+        # Our servers lead their own session: their group holds exactly what they forked.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)
+    return stopped
+
+
+def _stop(pid: int, timeout: float, stop_signal: int) -> bool:
     with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
+        os.kill(pid, stop_signal)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not pid_alive(pid):

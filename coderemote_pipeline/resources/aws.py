@@ -7,20 +7,16 @@ from abc import ABC, abstractmethod
 from typing import Any
 
 import boto3
-import botocore.exceptions
 import dagster as dg
 from botocore.config import Config
 
 from coderemote_pipeline.local_stack.errors import UP_COMMAND, EmulatorDown
 from coderemote_pipeline.local_stack.moto_server import moto_answers
 from coderemote_pipeline.resources.local_stack import LocalStackResource
+from coderemote_pipeline.rules.aws_errors import AwsCredentialsMissing, error_code
 
 # Adaptive retries absorb throttling and transient 5xx; permanent errors (4xx) surface at once with their message.
 _CLIENT_CONFIG = Config(retries={"mode": "adaptive", "max_attempts": 8}, connect_timeout=5, read_timeout=60)
-
-
-class AwsCredentialsMissing(RuntimeError):
-    pass
 
 
 class AwsResource(dg.ConfigurableResource, ABC):
@@ -110,7 +106,4 @@ class RealAws(AwsResource):
         return None
 
 
-def error_code(exc: BaseException) -> str:
-    if isinstance(exc, botocore.exceptions.ClientError):
-        return str(exc.response.get("Error", {}).get("Code", ""))
-    return ""
+__all__ = ["AwsCredentialsMissing", "AwsResource", "EmulatorAws", "RealAws", "error_code"]

@@ -7,7 +7,6 @@ import json
 import urllib.error
 import urllib.request
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
 
 import dagster as dg
 import docker
@@ -16,6 +15,7 @@ from coderemote_pipeline.local_stack.errors import UP_COMMAND, RegistryDown
 from coderemote_pipeline.local_stack.registry_server import registry_answers
 from coderemote_pipeline.resources.aws import AwsResource
 from coderemote_pipeline.resources.local_stack import LocalStackResource
+from coderemote_pipeline.rules.images import ImageRef
 
 MANIFEST_TYPES = (
     "application/vnd.docker.distribution.manifest.v2+json",
@@ -25,19 +25,6 @@ MANIFEST_TYPES = (
 
 class RegistryError(RuntimeError):
     pass
-
-
-@dataclass(frozen=True)
-class ImageRef:
-    repository: str
-    digest: str
-    repository_uri: str
-    size_bytes: int
-
-    @property
-    def uri(self) -> str:
-        """The ECR image URI pinned by digest: what Lambda runs."""
-        return f"{self.repository_uri}@{self.digest}"
 
 
 class ImageRegistry(dg.ConfigurableResource, ABC):
@@ -198,3 +185,6 @@ class LocalRegistry(ImageRegistry):
 
     def run_reference(self, ref: ImageRef) -> str:
         return f"{self._host()}/{ref.repository}@{ref.digest}"
+
+
+__all__ = ["ImageRef", "ImageRegistry", "LocalRegistry", "RegistryError"]

@@ -11,8 +11,9 @@ import time
 import urllib.error
 import urllib.request
 
+from coderemote_pipeline.actions.serving import Activation, ApiUnhealthy, ServedVersion
 from coderemote_pipeline.resources.aws import AwsResource
-from coderemote_pipeline.resources.runtime import Activation, ApiRuntime, ApiUnhealthy, ServedVersion
+from coderemote_pipeline.resources.runtime import ApiRuntime
 from coderemote_pipeline.rules import stack_outputs as out
 
 # An image function's cold start takes seconds; a request must outlive one, or every retry starts another.

@@ -95,10 +95,14 @@ class EmulatorProvisioner(InfraProvisioner):
         try:
             return iam.get_role(RoleName=name)["Role"]["Arn"]
         except iam.exceptions.NoSuchEntityException:
-            changes.append(f"created IAM role {name}")
-            return iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(LAMBDA_ASSUME_ROLE))["Role"][
-                "Arn"
-            ]
+            pass
+        try:
+            arn = iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(LAMBDA_ASSUME_ROLE))["Role"]["Arn"]
+        except iam.exceptions.EntityAlreadyExistsException:
+            # Another environment's (or a reclaimed) provisioning made it between our get and create.
+            return iam.get_role(RoleName=name)["Role"]["Arn"]
+        changes.append(f"created IAM role {name}")
+        return arn
 
     def _repository(self, env: str, changes: list[str]) -> tuple[str, str]:
         ecr = self.aws.client("ecr")
@@ -106,10 +110,13 @@ class EmulatorProvisioner(InfraProvisioner):
         try:
             repo = ecr.describe_repositories(repositoryNames=[name])["repositories"][0]
         except ecr.exceptions.RepositoryNotFoundException:
-            repo = ecr.create_repository(repositoryName=name, imageScanningConfiguration={"scanOnPush": True})[
-                "repository"
-            ]
-            changes.append(f"created ECR repository {name}")
+            try:
+                repo = ecr.create_repository(repositoryName=name, imageScanningConfiguration={"scanOnPush": True})[
+                    "repository"
+                ]
+                changes.append(f"created ECR repository {name}")
+            except ecr.exceptions.RepositoryAlreadyExistsException:
+                repo = ecr.describe_repositories(repositoryNames=[name])["repositories"][0]
         return name, repo["repositoryUri"]
 
     def _bucket(self, env: str, changes: list[str]) -> str:
@@ -117,7 +124,10 @@ class EmulatorProvisioner(InfraProvisioner):
         name = out.frontend_bucket_name(env)
         existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
         if name not in existing:
-            s3.create_bucket(Bucket=name)
+            try:
+                s3.create_bucket(Bucket=name)
+            except (s3.exceptions.BucketAlreadyOwnedByYou, s3.exceptions.BucketAlreadyExists):
+                return name
             s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
             changes.append(f"created S3 bucket {name} (versioned)")
         return name

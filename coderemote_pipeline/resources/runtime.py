@@ -6,43 +6,22 @@ import hashlib
 import json
 import shlex
 import time
-import urllib.error
-import urllib.request
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import dagster as dg
 import docker.errors
 
+from coderemote_pipeline.actions.http_probe import expect_status, probe
+from coderemote_pipeline.actions.serving import Activation, ApiUnhealthy, ServedVersion
 from coderemote_pipeline.resources.docker_engine import DockerEngine
-from coderemote_pipeline.resources.image_registry import ImageRef, ImageRegistry
+from coderemote_pipeline.resources.image_registry import ImageRegistry
 from coderemote_pipeline.resources.local_stack import LocalStackResource
 
 HEALTH_TIMEOUT_S = 20.0
+# An API that answers, but wrongly (a 500), is judged this long after its first wrong answer.
+SETTLE_S = 3.0
 LOG_TAIL_LINES = 30
-
-
-class ApiUnhealthy(RuntimeError):
-    pass
-
-
-@dataclass(frozen=True)
-class ServedVersion:
-    env: str
-    function: str
-    version: str
-    image: ImageRef
-    variables: dict[str, str]
-
-
-@dataclass(frozen=True)
-class Activation:
-    reused: bool
-    seconds: float
-    cold_start_s: float | None
-    detail: str
-    healthy: bool = True
 
 
 class ApiRuntime(dg.ConfigurableResource, ABC):
@@ -55,25 +34,13 @@ class ApiRuntime(dg.ConfigurableResource, ABC):
         """What is serving the env right now (version, digest), as the runtime itself reports it."""
 
 
-def wait_healthy(url: str, timeout_s: float, alive: Callable[[], bool] = lambda: True) -> float:
-    """Seconds until `url` first answers 200; raises ApiUnhealthy with the last answer after `timeout_s`, or at
-    once when `alive` says the server process is gone (a crashed container never becomes healthy)."""
-    started = time.monotonic()
-    last = "no answer"
-    while time.monotonic() - started < timeout_s:
-        if not alive():
-            raise ApiUnhealthy(f"{url}: the server exited before answering (last: {last})")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return time.monotonic() - started
-                last = f"HTTP {response.status}"
-        except urllib.error.HTTPError as exc:
-            last = f"HTTP {exc.code}"
-        except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
-            last = str(getattr(exc, "reason", exc))
-        time.sleep(0.05)
-    raise ApiUnhealthy(f"{url} did not answer 200 within {timeout_s:.0f} s (last: {last})")
+def wait_healthy(url: str, timeout_s: float, alive: Callable[[], bool] | None = None) -> float:
+    """Seconds until `url` first answers 200. Raises ApiUnhealthy when the server exits, when nothing answers
+    within `timeout_s` (a cold start), or SETTLE_S after its first wrong answer (it is up, and unhealthy)."""
+    result = probe("health", url, expect_status(200), start_budget_s=timeout_s, settle_s=SETTLE_S, alive=alive)
+    if not result.ok:
+        raise ApiUnhealthy(f"{url} is not healthy after {result.seconds:.1f} s: {result.detail}")
+    return result.seconds
 
 
 def _running(container) -> bool:

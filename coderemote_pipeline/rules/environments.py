@@ -6,7 +6,11 @@ Trigger and approval come from `infra/environments.yaml`; stack configuration co
 
 from __future__ import annotations
 
+import functools
 import ipaddress
+import os
+import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -19,7 +23,21 @@ from coderemote_pipeline.rules.release_keys import Release, ReleaseKind
 from coderemote_pipeline.rules.schema import ConfigError, StrictModel, read_yaml_mapping, validate
 
 PULUMI_PROJECT = "code-remote"
-DEFAULT_INFRA_DIR = Path(__file__).resolve().parents[2] / "infra"
+INFRA_DIR_VARIABLE = "CODEREMOTE_INFRA_DIR"
+_CHECKOUT_INFRA = Path(__file__).resolve().parents[2] / "infra"
+# Where a non-editable install puts the project's own infra/ (pyproject.toml's data-files).
+_INSTALLED_INFRA = Path(sys.prefix) / "share" / "coderemote-pipeline" / "infra"
+
+
+def default_infra_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """CODEREMOTE_INFRA_DIR, else the checkout's infra/, else the copy a non-editable install ships."""
+    env = os.environ if environ is None else environ
+    if env.get(INFRA_DIR_VARIABLE):
+        return Path(env[INFRA_DIR_VARIABLE]).resolve()
+    return _CHECKOUT_INFRA if (_CHECKOUT_INFRA / "environments.yaml").exists() else _INSTALLED_INFRA
+
+
+DEFAULT_INFRA_DIR = _CHECKOUT_INFRA
 
 
 class PolicyError(ConfigError):
@@ -154,8 +172,29 @@ def load_stack_config(path: Path) -> StackConfig:
     )
 
 
-def load_policies(infra_dir: Path = DEFAULT_INFRA_DIR) -> dict[str, EnvironmentPolicy]:
-    """Every environment's policy; any error in either file stops every deploy (never a weaker default)."""
+def policy_files(infra_dir: Path) -> list[Path]:
+    return [infra_dir / "environments.yaml", *(infra_dir / "pulumi" / f"Pulumi.{env}.yaml" for env in ENVIRONMENTS)]
+
+
+def _stamp(path: Path) -> tuple[str, int, int]:
+    try:
+        stat = path.stat()
+    except OSError:
+        return str(path), -1, -1
+    return str(path), stat.st_mtime_ns, stat.st_size
+
+
+def load_policies(infra_dir: Path | None = None) -> dict[str, EnvironmentPolicy]:
+    """Every environment's policy; any error in either file stops every deploy (never a weaker default).
+
+    Parsed once per change of the files: stages and sensor ticks ask on every run, the files change rarely.
+    """
+    infra_dir = Path(infra_dir) if infra_dir is not None else default_infra_dir()
+    return _load(infra_dir, tuple(_stamp(p) for p in policy_files(infra_dir)))
+
+
+@functools.lru_cache(maxsize=8)
+def _load(infra_dir: Path, _stamps: tuple[tuple[str, int, int], ...]) -> dict[str, EnvironmentPolicy]:
     path = infra_dir / "environments.yaml"
     try:
         table = validate(EnvironmentsFile, read_yaml_mapping(path), source=str(path))
@@ -176,5 +215,5 @@ def load_policies(infra_dir: Path = DEFAULT_INFRA_DIR) -> dict[str, EnvironmentP
         raise PolicyError(str(exc)) from None
 
 
-def policy_for(env: str, infra_dir: Path = DEFAULT_INFRA_DIR) -> EnvironmentPolicy:
+def policy_for(env: str, infra_dir: Path | None = None) -> EnvironmentPolicy:
     return load_policies(infra_dir)[check_env(env)]

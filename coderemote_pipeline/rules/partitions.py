@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import dagster as dg
 
-from coderemote_pipeline.rules.release_keys import Release, ReleaseKeyError, parse_release_key
+from coderemote_pipeline.rules.errors import UserError
+from coderemote_pipeline.rules.release_keys import ReleaseKeyError
 
 ENVIRONMENTS = ("dev", "staging", "prod")
 ENV_DIMENSION = "env"
@@ -17,7 +18,7 @@ deployment_partitions_def = dg.MultiPartitionsDefinition(
 )
 
 
-class UnknownEnvironmentError(ValueError):
+class UnknownEnvironmentError(UserError, ValueError):
     pass
 
 
@@ -30,20 +31,23 @@ def check_env(env: str) -> str:
     return env
 
 
-def deployment_key(env: str, release: str) -> dg.MultiPartitionKey:
-    """The partition key of one deployment, `dev|main-3f9c2ab`; both parts validated."""
-    check_env(env)
-    parse_release_key(release)
-    return dg.MultiPartitionKey({ENV_DIMENSION: env, RELEASE_DIMENSION: release})
+def partition_key(env: str, release: str) -> str:
+    """`dev|main-3f9c2ab`: the partition key of one deployment, as Dagster spells a MultiPartitionKey."""
+    return str(dg.MultiPartitionKey({ENV_DIMENSION: env, RELEASE_DIMENSION: release}))
 
 
-def parse_deployment_key(key: str | dg.MultiPartitionKey) -> tuple[str, Release]:
-    """`dev|main-3f9c2ab` (or a MultiPartitionKey) → ("dev", Release)."""
+def split_partition_key(key: str | dg.MultiPartitionKey) -> tuple[str, str]:
+    """`dev|main-3f9c2ab` → ("dev", "main-3f9c2ab"), unvalidated (see rules.deployment for the parsed value)."""
     if isinstance(key, dg.MultiPartitionKey):
         dims = key.keys_by_dimension
-        env, release = dims[ENV_DIMENSION], dims[RELEASE_DIMENSION]
-    else:
-        env, sep, release = str(key).partition("|")
-        if not sep:
-            raise ReleaseKeyError(f"deployment key {key!r} must be ENV|RELEASE, e.g. dev|main-3f9c2ab")
-    return check_env(env), parse_release_key(release)
+        return dims[ENV_DIMENSION], dims[RELEASE_DIMENSION]
+    env, sep, release = str(key).partition("|")
+    if not sep:
+        raise ReleaseKeyError(f"deployment key {key!r} must be ENV|RELEASE, e.g. dev|main-3f9c2ab")
+    return env, release
+
+
+def env_tags(env: str, release: str) -> dict[str, str]:
+    """The tags Dagster gives a materialization of ENV|RELEASE; runless records written by the ledger carry them
+    too, so every record of a deployment looks alike in the instance."""
+    return {f"dagster/partition/{ENV_DIMENSION}": env, f"dagster/partition/{RELEASE_DIMENSION}": release}

@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from coderemote_pipeline.rules import stack_outputs
-from coderemote_pipeline.rules.settings import PROJECT_ROOT
+from coderemote_pipeline.rules.aws_errors import AwsCredentialsMissing, error_code
+from coderemote_pipeline.rules.environments import DEFAULT_INFRA_DIR
 
-PROGRAM_DIR = PROJECT_ROOT / "infra" / "pulumi"
+PROGRAM_DIR = DEFAULT_INFRA_DIR / "pulumi"
 BOOTSTRAP_IMAGE_KEY = f"{stack_outputs.PROJECT}:bootstrap_image_uri"
 GEMINI_API_KEY_KEY = f"{stack_outputs.PROJECT}:gemini_api_key"
 # The one resource a first deploy creates before anything else (infra/pulumi/ecr_repository.py declares it).
@@ -141,8 +142,6 @@ def aws_credentials_failure(exc: Exception) -> Exception | None:
     None for anything else (an AccessDenied names its missing permission well enough on its own)."""
     import botocore.exceptions as bx
 
-    from coderemote_pipeline.resources.aws import AwsCredentialsMissing, error_code
-
     lacking = (bx.NoCredentialsError, bx.PartialCredentialsError, bx.CredentialRetrievalError, bx.SSOError,
                bx.TokenRetrievalError, bx.UnauthorizedSSOTokenError)  # fmt: skip
     if isinstance(exc, lacking) or error_code(exc) in _EXPIRED_CODES:
@@ -171,7 +170,6 @@ def command_failure(exc: Exception, *, stack: str, operation: str, secrets: Iter
     """
     from pulumi.automation import ConcurrentUpdateError
 
-    from coderemote_pipeline.resources.aws import AwsCredentialsMissing
 
     code, stdout, stderr = split_command_result(redact(str(exc), secrets))
     both = f"{stdout}\n{stderr}"

@@ -13,6 +13,8 @@ from enum import StrEnum
 
 import semver
 
+from coderemote_pipeline.rules.errors import UserError
+
 COMMIT_KEY_HEX_LEN = 7
 _TAG_PREFIX = "v"
 _COMMIT_KEY = re.compile(r"^(?P<branch>[a-z0-9][a-z0-9._-]{0,40}?)-(?P<sha>[0-9a-f]{7,40})$")
@@ -20,7 +22,7 @@ _COMMIT_KEY = re.compile(r"^(?P<branch>[a-z0-9][a-z0-9._-]{0,40}?)-(?P<sha>[0-9a
 _FORBIDDEN = set("|,[]/ \t\n")
 
 
-class ReleaseKeyError(ValueError):
+class ReleaseKeyError(UserError, ValueError):
     """A release key or version tag that the rules refuse; the message says why and what is accepted."""
 
 

@@ -9,18 +9,22 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from coderemote_pipeline.rules.app_layout import AppLayout, load_app_layout
+from coderemote_pipeline.rules.environments import default_infra_dir
+from coderemote_pipeline.rules.errors import UserError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+# A checkout keeps its state beside the code; an installed copy in the user's state directory.
+_IN_CHECKOUT = (PROJECT_ROOT / "pyproject.toml").exists()
 TARGETS = ("local", "aws")
 DEFAULT_SENSOR_INTERVAL_S = 30
 
 
-class SettingsError(ValueError):
+class SettingsError(UserError, ValueError):
     pass
 
 
@@ -35,6 +39,8 @@ class Settings:
     # The app's layout: read from `app_config` (validated, paths inside the repository) unless given, e.g. the
     # layout recorded with a release, which rollback, retry and promotion reuse whatever the caller's file says.
     layout_override: AppLayout | None = None
+    # infra/environments.yaml and the Pulumi stack files (CODEREMOTE_INFRA_DIR; default: rules.environments).
+    infra_dir: Path = field(default_factory=default_infra_dir)
 
     def __post_init__(self) -> None:
         self.app_layout  # noqa: B018 (validated when the settings are made, not when a run first needs it)
@@ -57,7 +63,7 @@ class Settings:
         target = env.get("CODEREMOTE_TARGET", "local")
         if target not in TARGETS:
             raise SettingsError(f"CODEREMOTE_TARGET={target!r} is not a target: use one of {', '.join(TARGETS)}")
-        state_dir = Path(env.get("CODEREMOTE_STATE_DIR") or PROJECT_ROOT / ".state").resolve()
+        state_dir = Path(env.get("CODEREMOTE_STATE_DIR") or default_state_dir(env)).resolve()
         remote = env.get("CODEREMOTE_APP_REMOTE") or str(state_dir / "demo" / "code-remote-app.git")
         config = env.get("CODEREMOTE_APP_CONFIG")
         interval = env.get("CODEREMOTE_SENSOR_INTERVAL_S") or str(DEFAULT_SENSOR_INTERVAL_S)
@@ -69,6 +75,7 @@ class Settings:
             app_remote=remote,
             app_config=Path(config) if config else None,
             sensor_interval_s=int(interval),
+            infra_dir=default_infra_dir(env),
         )
 
     def as_fields(self) -> dict[str, str]:
@@ -77,11 +84,26 @@ class Settings:
             "state_dir": str(self.state_dir),
             "app_remote": self.app_remote,
             "app_layout": self.app_layout.to_json(),
+            "infra_dir": str(self.infra_dir),
         }
 
+    def env_fields(self) -> dict[str, str]:
+        """The CODEREMOTE_* variables (without the prefix) that make another process load these same settings."""
+        fields = {
+            "target": self.target,
+            "state_dir": str(self.state_dir),
+            "app_remote": self.app_remote,
+            "infra_dir": str(self.infra_dir),
+            "sensor_interval_s": str(self.sensor_interval_s),
+        }
+        if self.app_config is not None:
+            fields["app_config"] = str(self.app_config)
+        return fields
+
     @classmethod
-    def from_fields(cls, *, target: str, state_dir: str, app_remote: str, app_layout: str) -> Settings:
-        return cls(target, Path(state_dir), app_remote, None, layout_override=AppLayout.from_json(app_layout))
+    def from_fields(cls, *, target: str, state_dir: str, app_remote: str, app_layout: str, infra_dir: str) -> Settings:
+        layout = AppLayout.from_json(app_layout)
+        return cls(target, Path(state_dir), app_remote, None, layout_override=layout, infra_dir=Path(infra_dir))
 
     def for_app(self, remote: str, layout: AppLayout) -> Settings:
         """The same installation deploying `remote` with `layout` (what a release recorded)."""
@@ -90,3 +112,10 @@ class Settings:
     def app_source_fields(self) -> dict[str, Any]:
         """The AppSource resource's fields: the remote, the mirror's directory and the validated layout."""
         return {"remote_url": self.app_remote, "work_dir": str(self.work_dir), **self.app_layout.model_dump()}
+
+
+def default_state_dir(environ: Mapping[str, str]) -> Path:
+    if _IN_CHECKOUT:
+        return PROJECT_ROOT / ".state"
+    base = environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "coderemote-pipeline"

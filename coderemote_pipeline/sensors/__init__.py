@@ -1,4 +1,4 @@
-"""The git sensors and the approval sensor, as one Definitions merged into the code location."""
+"""The git sensors, the approval sensor and the run sensors, as one Definitions merged into the code location."""
 
 from __future__ import annotations
 
@@ -7,16 +7,19 @@ from collections.abc import Sequence
 import dagster as dg
 
 from coderemote_pipeline.sensors.approved_release import approved_release_sensor_def
+from coderemote_pipeline.sensors.failed_deploy import delivery_figures_sensor, failed_deploy_sensor
 from coderemote_pipeline.sensors.main_push import main_push_sensor_def
 from coderemote_pipeline.sensors.version_tags import version_tag_sensor_def
 
 
 def sensor_defs(interval_s: int, deploy_jobs: Sequence[dg.UnresolvedAssetJobDefinition]) -> dg.Definitions:
-    """The three sensors, ticking every `interval_s` and launching one of `deploy_jobs` (chosen per commit)."""
+    """The sensors, the git ones ticking every `interval_s` and launching one of `deploy_jobs` (chosen per commit)."""
     return dg.Definitions(
         sensors=[
             main_push_sensor_def(interval_s, deploy_jobs),
             version_tag_sensor_def(interval_s, deploy_jobs),
             approved_release_sensor_def(interval_s, deploy_jobs),
+            failed_deploy_sensor,
+            delivery_figures_sensor,
         ]
     )

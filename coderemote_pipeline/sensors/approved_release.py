@@ -1,23 +1,32 @@
-"""Approved holds → deploys: when an engineer approves a release a sensor was holding, launch its deploy once.
+"""Approved holds → deploys: when an engineer approves a held release, launch its deploy once, now or as soon as
+the promotion gate opens.
 
-The cursor is the storage id of the last decision read from the event log. The run key names the hold the approval
-answers, so one hold becomes at most one deploy: a daemon restart re-reading a decision or a second approval
-launches nothing more, while an approval that follows a rejection still launches the deploy the rejection stopped.
+The cursor is the storage id of the last decision read from the event log, and the approved holds the gate still
+holds (their commit has not passed smoke in dev yet). Each tick re-checks those: the deploy launches by itself once
+the commit passes there, with the one approval already given. The run key names the hold, so one hold becomes at
+most one deploy: a daemon restart re-reading a decision, or a second approval, launches nothing more.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import dagster as dg
 
-from coderemote_pipeline.ledger.approvals import Decision, decisions_after, held_run_key
-from coderemote_pipeline.rules.environments import policy_for
+from coderemote_pipeline.ledger.approvals import (
+    GATED,
+    LAUNCHED,
+    Decision,
+    decisions_after,
+    held_run_key,
+    hold_event,
+    latest_hold,
+)
+from coderemote_pipeline.resources.environments import Environments
+from coderemote_pipeline.rules import names
+from coderemote_pipeline.rules.deployment import Deployment
 from coderemote_pipeline.sensors.tick import Tick, load_cursor
-
-APPROVAL_TRIGGER = "approval"
-# The tag Dagster puts on every run a sensor launched with a run key.
-RUN_KEY_TAG = "dagster/run_key"
 
 
 def _latest_per_partition(decisions: list[Decision]) -> list[Decision]:
@@ -28,35 +37,52 @@ def _latest_per_partition(decisions: list[Decision]) -> list[Decision]:
     return sorted(latest.values(), key=lambda d: d.storage_id)
 
 
-def act_on(decision: Decision, tick: Tick, instance: dg.DagsterInstance) -> None:
-    partition = f"{decision.env}|{decision.release}"
-    why = f": {decision.reason}" if decision.reason else ""
+def _launched(instance: dg.DagsterInstance, run_key: str) -> dg.DagsterRun | None:
+    runs = instance.get_runs(dg.RunsFilter(tags={names.RUN_KEY_TAG: run_key}), limit=1)
+    return runs[0] if runs else None
+
+
+def take_decision(decision: Decision, tick: Tick, instance: dg.DagsterInstance) -> dict[str, Any] | None:
+    """Log the decision; an approval of a hold not yet launched becomes a wait entry for the cursor."""
+    label, why = f"{decision.env}|{decision.release}", f": {decision.reason}" if decision.reason else ""
     if not decision.approved:
-        tick.note(f"{partition} rejected by {decision.by}{why}; not deployed")
-        return
+        tick.note(f"{label} rejected by {decision.by}{why}; not deployed")
+        return None
     if decision.hold_id is None:
-        tick.note(
-            f"{partition} approved by {decision.by}; no sensor was holding it, so nothing is launched "
-            f"(deploy it with `coderemote-pipeline deploy {decision.env} {decision.release}`)"
-        )
-        return
-    run_key = held_run_key(decision.env, decision.release, decision.hold_id)
-    launched = instance.get_run_records(dg.RunsFilter(tags={RUN_KEY_TAG: run_key}), limit=1)
-    if launched:
-        tick.note(
-            f"{partition} approved by {decision.by}; its held deploy was already launched "
-            f"(run {launched[0].dagster_run.run_id}), nothing more"
-        )
-        return
-    tick.note(f"{partition} approved by {decision.by} (commit {decision.commit[:12]}){why}")
-    tick.deploy_or_hold(
-        policy_for(decision.env),
-        decision.release,
-        decision.commit,
-        trigger=APPROVAL_TRIGGER,
-        run_key=run_key,
-        ref=f"hold {decision.hold_id}",
-    )
+        tick.note(f"{label} approved by {decision.by}; nothing was holding it, so nothing is launched "
+                  f"(deploy it with `coderemote-pipeline deploy {decision.env} {decision.release}`)")  # fmt: skip
+        return None
+    launched = _launched(instance, held_run_key(decision.env, decision.release, decision.hold_id))
+    if launched is not None:
+        tick.note(f"{label} approved by {decision.by}; its held deploy was launched already (run {launched.run_id})")
+        return None
+    tick.note(f"{label} approved by {decision.by} (commit {decision.commit[:12]}){why}")
+    return {"env": decision.env, "release": decision.release, "commit": decision.commit,
+            "hold_id": decision.hold_id, "by": decision.by, "decided_at": decision.timestamp}  # fmt: skip
+
+
+def launch_or_wait(wait: dict[str, Any], tick: Tick, instance: dg.DagsterInstance, policies) -> bool:
+    """Request the approved deploy if the gate is open; True while it must keep waiting."""
+    env, release, commit, hold_id = wait["env"], wait["release"], wait["commit"], int(wait["hold_id"])
+    hold = latest_hold(instance, env, release)
+    deploy = Deployment.of(env, release, policies, commit)
+    outcome = tick.deploy_or_hold(deploy, trigger=names.TRIGGER_APPROVAL, run_key=held_run_key(env, release, hold_id),
+                                  ref=f"hold {hold_id}", approved=True,
+                                  extra_tags=hold.override_tags if hold else None)  # fmt: skip
+    common = {"trigger": names.TRIGGER_APPROVAL, "hold_id": hold_id, "approved_by": wait["by"]}
+    if outcome == "gated":
+        if not wait.get("announced"):
+            source = deploy.policy.verified_in or "the source environment"
+            fix = (f"approved by {wait['by']}; waits for the promotion gate: deploy commit {commit[:12]} to {source} "
+                   f"(`coderemote-pipeline deploy {source} {commit[:12]}`) and it launches by itself once it passes "
+                   f"there, no new approval needed; or `coderemote-pipeline deploy {env} {release} --force --reason "
+                   "TEXT`")  # fmt: skip
+            tick.events.append(hold_event(env, release, commit, status=GATED, waiting_for=fix, **common))
+            wait["announced"] = True
+        return True
+    if outcome == "requested":
+        tick.events.append(hold_event(env, release, commit, status=LAUNCHED, **common))
+    return False
 
 
 def approved_release_sensor_def(
@@ -67,17 +93,23 @@ def approved_release_sensor_def(
         jobs=list(jobs),
         minimum_interval_seconds=interval_s,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        description="Launches the deploy of a release a git sensor was holding for approval, once an engineer "
-        "approves it (release_approval materialized with decision approve); one deploy per hold.",
+        description="Launches the deploy of a held release once an engineer approves it (release_approval "
+        "materialized with decision approve), or as soon as the promotion gate opens; one deploy per hold.",
     )
-    def approved_release_sensor(context: dg.SensorEvaluationContext):
-        after = int(load_cursor(context.cursor).get("after_storage_id", 0))
+    def approved_release_sensor(context: dg.SensorEvaluationContext, environments: Environments):
+        cursor = load_cursor(context.cursor)
+        after, waiting = int(cursor.get("after_storage_id", 0)), list(cursor.get("waiting", []))
         decisions = decisions_after(context.instance, after)
-        if not decisions:
+        if not decisions and not waiting:
             return dg.SkipReason("no new approval decisions")
         tick = Tick(context)
         for decision in _latest_per_partition(decisions):
-            act_on(decision, tick, context.instance)
-        return tick.result({"after_storage_id": decisions[-1].storage_id}, idle="no new approval decisions")
+            waiting = [w for w in waiting if (w["env"], w["release"]) != (decision.env, decision.release)]
+            if (wait := take_decision(decision, tick, context.instance)) is not None:
+                waiting.append(wait)
+        policies = environments.policies()
+        waiting = [w for w in waiting if launch_or_wait(w, tick, context.instance, policies)]
+        last = decisions[-1].storage_id if decisions else after
+        return tick.result({"after_storage_id": last, "waiting": waiting}, idle="no new approval decisions")
 
     return approved_release_sensor

@@ -13,10 +13,12 @@ from collections.abc import Sequence
 import dagster as dg
 
 from coderemote_pipeline.actions.git_remote import GitError, GitRemote
-from coderemote_pipeline.assets.common import ENV_TAG, RELEASE_TAG
 from coderemote_pipeline.resources.app_source import AppSource
-from coderemote_pipeline.rules.environments import Trigger, load_policies
-from coderemote_pipeline.rules.release_keys import commit_release_key, parse_release_key
+from coderemote_pipeline.resources.environments import Environments
+from coderemote_pipeline.rules.deployment import Deployment
+from coderemote_pipeline.rules.environments import Trigger
+from coderemote_pipeline.rules.names import ENV_TAG, RELEASE_TAG
+from coderemote_pipeline.rules.release_keys import commit_release_key
 from coderemote_pipeline.sensors.tick import MAIN_REF, Tick, load_cursor
 
 # Commits named in a tick's log when several pushes landed between two ticks; beyond that, a count.
@@ -46,7 +48,8 @@ def _subject(commits: list[tuple[str, str]], sha: str) -> str:
 def describe_move(remote: GitRemote, old: str | None, head: str, tick: Tick) -> None:
     """Log how main got from `old` to `head`: first sight, fast-forward (naming skipped commits) or force-push."""
     if old is None:
-        tick.note(f"first tick: main is at {head[:12]}; deploying it")
+        remote.fetch_refs(MAIN_REF)
+        tick.note(f"first tick: main is at {head[:12]}; deploying it unless it is live already")
         return
     remote.fetch_refs(MAIN_REF)
     if remote.is_ancestor(old, head):
@@ -84,7 +87,7 @@ def main_push_sensor_def(interval_s: int, jobs: Sequence[dg.UnresolvedAssetJobDe
         description="Every new head of main on the app remote: register the release main-<sha> and deploy it to the "
         "environments whose trigger is main_push (dev). Skipped intermediate commits and force-pushes are logged.",
     )
-    def main_push_sensor(context: dg.SensorEvaluationContext, app_source: AppSource):
+    def main_push_sensor(context: dg.SensorEvaluationContext, app_source: AppSource, environments: Environments):
         remote = app_source.remote()
         cursor = load_cursor(context.cursor)
         old, moves = cursor.get("main"), int(cursor.get("moves", 0)) + 1
@@ -96,7 +99,8 @@ def main_push_sensor_def(interval_s: int, jobs: Sequence[dg.UnresolvedAssetJobDe
             return dg.SkipReason(f"the app remote {remote.url!r} has no branch main (yet)")
         if head == old:
             return dg.SkipReason(f"main unchanged at {head[:12]}")
-        policies = [p for p in load_policies().values() if p.trigger is Trigger.MAIN_PUSH]
+        all_policies = environments.policies()
+        policies = [p for p in all_policies.values() if p.trigger is Trigger.MAIN_PUSH]
         for policy in policies:
             busy = deploy_in_progress(context.instance, policy.name)
             if busy is not None:
@@ -115,14 +119,16 @@ def main_push_sensor_def(interval_s: int, jobs: Sequence[dg.UnresolvedAssetJobDe
         release = commit_release_key("main", head)
         tick.register(release)
         for policy in policies:
-            refusal = policy.refusal(parse_release_key(release))
+            deploy = Deployment.of(policy.name, release, all_policies, head)
+            refusal = deploy.refusal()
             if refusal:
                 tick.warn(f"not deploying {release} to {policy.name}: {refusal}")
                 continue
             # The commit plus the count of moves main made: a tick evaluated again after a daemon restart (same
             # cursor) requests nothing twice, while main force-pushed back to an earlier head deploys it again.
             run_key = f"{policy.name}:main@{head}#{moves}"
-            tick.deploy_or_hold(policy, release, head, trigger=Trigger.MAIN_PUSH.value, run_key=run_key, ref=MAIN_REF)
+            tick.deploy_or_hold(deploy, trigger=Trigger.MAIN_PUSH.value, run_key=run_key, ref=MAIN_REF,
+                                commit_time=remote.commit_time(head))  # fmt: skip
         return tick.result({"main": head, "moves": moves}, idle=f"main at {head[:12]}")
 
     return main_push_sensor

@@ -11,11 +11,13 @@ from typing import Any
 
 import dagster as dg
 
-from coderemote_pipeline.ledger.approvals import APPROVAL_KEY, PENDING, approve_command, latest_decision
+from coderemote_pipeline.ledger.approvals import PENDING, approval_refusal, approve_command, hold_event
 from coderemote_pipeline.ledger.gate import gate_refusal, gate_status
-from coderemote_pipeline.rules.environments import EnvironmentPolicy
-from coderemote_pipeline.rules.partitions import deployment_key, release_partitions_def
-from coderemote_pipeline.usecases.deploy import choose_job, deployment_tags
+from coderemote_pipeline.ledger.job_choice import choose_job
+from coderemote_pipeline.ledger.live import already_live
+from coderemote_pipeline.rules import names
+from coderemote_pipeline.rules.deployment import Deployment
+from coderemote_pipeline.rules.partitions import release_partitions_def
 
 MAIN_REF = "refs/heads/main"
 TAG_PREFIX = "refs/tags/"
@@ -55,49 +57,51 @@ class Tick:
             self.releases.append(release)
 
     def deploy_or_hold(
-        self, policy: EnvironmentPolicy, release: str, commit: str, *, trigger: str, run_key: str, ref: str
-    ) -> None:
-        """Request the deploy of ENV|RELEASE at `commit`, or hold it for approval where the env's policy says so."""
-        env, partition = policy.name, str(deployment_key(policy.name, release))
-        if policy.approval_required:
-            decided = latest_decision(self._context.instance, env, release)
-            if not (decided and decided.approved and decided.commit == commit):
-                self.events.append(
-                    dg.AssetObservation(
-                        asset_key=APPROVAL_KEY,
-                        partition=partition,
-                        metadata={
-                            "status": PENDING,
-                            "commit": commit,
-                            "ref": ref,
-                            "trigger": trigger,
-                            "approve": approve_command(env, release),
-                            "promotion_gate": gate_status(self._context.instance, policy, commit),
-                        },
-                    )
-                )
-                self.note(
-                    f"holding {partition} (commit {commit[:12]}) for approval: {env} requires it. "
-                    f"Approve with `{approve_command(env, release)}` or materialize release_approval in the UI"
-                )
-                return
-        # The promotion gate (policy `verified_in`) is enforced by the stages too; checking it here logs why instead
-        # of launching a run bound to fail. An approved hold stays launchable: approve again once it passes.
-        gate = gate_refusal(self._context.instance, policy, commit)
+        self,
+        deploy: Deployment,
+        *,
+        trigger: str,
+        run_key: str,
+        ref: str,
+        commit_time: float | None = None,
+        approved: bool = False,
+        extra_tags: dict[str, str] | None = None,
+    ) -> str:
+        """Request the deploy of `deploy` (at its commit), hold it for approval where the env's policy says so, or
+        say why not. Returns what was done: "requested", "held", "gated" (the promotion gate holds it), "live"."""
+        instance, label, commit = self._context.instance, deploy.label, deploy.commit
+        if not approved and approval_refusal(instance, deploy.policy, deploy.release.key, commit):
+            self.events.append(hold_event(deploy.env, deploy.release.key, commit, status=PENDING, trigger=trigger,
+                                          ref=ref, approve=approve_command(deploy.env, deploy.release.key),
+                                          promotion_gate=gate_status(instance, deploy.policy, commit)))  # fmt: skip
+            self.note(
+                f"holding {label} (commit {commit[:12]}) for approval: {deploy.env} requires it. "
+                f"Approve with `{approve_command(deploy.env, deploy.release.key)}` or materialize release_approval "
+                "in the UI"
+            )
+            return "held"
+        gate = gate_refusal(instance, deploy.policy, commit, extra_tags)
         if gate:
-            self.warn(f"not deploying {partition} (commit {commit[:12]}): {gate}")
-            return
-        job_name = choose_job(self._context.instance, commit)
+            self.warn(f"not deploying {label} (commit {commit[:12]}) yet: {gate}")
+            return "gated"
+        if already_live(instance, deploy):
+            self.note(f"{label} (commit {commit[:12]}) is already live in {deploy.env} and its last deploy succeeded")
+            return "live"
+        job_name = choose_job(instance, commit)
+        tags = {**deploy.tags(trigger), **(extra_tags or {})}
+        if commit_time is not None:
+            tags[names.COMMIT_TIME_TAG] = f"{commit_time:.0f}"
         self.run_requests.append(
             dg.RunRequest(
                 run_key=run_key,
                 job_name=job_name,
-                partition_key=partition,
+                partition_key=deploy.partition,
                 # Dagster derives its own partition tags from partition_key; passing them too is deprecated.
-                tags={k: v for k, v in deployment_tags(env, release, commit, trigger).items() if "dagster/" not in k},
+                tags={k: v for k, v in tags.items() if not k.startswith("dagster/")},
             )
         )
-        self.note(f"deploying {partition} (commit {commit[:12]}) with {job_name}, run key {run_key}")
+        self.note(f"deploying {label} (commit {commit[:12]}) with {job_name}, run key {run_key}")
+        return "requested"
 
     def result(self, cursor: dict[str, Any], idle: str) -> dg.SensorResult:
         """The tick's SensorResult; `idle` is the skip reason when the tick decided nothing at all."""

@@ -15,7 +15,9 @@ import semver
 
 from coderemote_pipeline.actions.git_remote import GitError, GitRemote
 from coderemote_pipeline.resources.app_source import AppSource
-from coderemote_pipeline.rules.environments import Trigger, load_policies
+from coderemote_pipeline.resources.environments import Environments
+from coderemote_pipeline.rules.deployment import Deployment
+from coderemote_pipeline.rules.environments import EnvironmentPolicy, Trigger
 from coderemote_pipeline.rules.release_keys import Release, ReleaseKeyError, is_version_tag_name, release_for_tag
 from coderemote_pipeline.sensors.tick import MAIN_REF, TAG_PREFIX, Tick, dump_cursor, load_cursor
 
@@ -69,10 +71,18 @@ def report_changes(seen: dict[str, str], tags: dict[str, str], tick: Tick) -> No
         )
 
 
-def act_on_stable(remote: GitRemote, stable: list[Release], tags: dict[str, str], seen: dict[str, str], tick: Tick):
-    """Check each new stable tag is on main, then deploy it (or hold it) in every env triggered by stable tags."""
+def act_on_stable(
+    remote: GitRemote,
+    stable: list[Release],
+    tags: dict[str, str],
+    accepted: list[str],
+    tick: Tick,
+    policies: dict[str, EnvironmentPolicy],
+) -> None:
+    """Check each new stable tag is on main, then deploy it (or hold it) in every env triggered by stable tags.
+    `accepted` (the releases taken so far, in the cursor) gains each tag that is on main."""
     remote.fetch_refs(MAIN_REF, *[f"{TAG_PREFIX}{r.key}" for r in stable])
-    highest_before = _highest_stable(list(seen))
+    highest_before = _highest_stable(accepted)
     for release in stable:
         commit = tags[release.key]
         if not remote.is_ancestor(commit, MAIN_REF):
@@ -84,15 +94,15 @@ def act_on_stable(remote: GitRemote, stable: list[Release], tags: dict[str, str]
         if highest_before is not None and release.version is not None and release.version < highest_before:
             tick.note(f"{release.key} is older than v{highest_before}, already tagged: deploying it like any new tag")
         tick.register(release.key)
-        for policy in load_policies().values():
+        accepted.append(release.key)
+        for policy in policies.values():
             if policy.trigger is Trigger.STABLE_TAG:
                 tick.deploy_or_hold(
-                    policy,
-                    release.key,
-                    commit,
+                    Deployment.of(policy.name, release.key, policies, commit),
                     trigger=Trigger.STABLE_TAG.value,
                     run_key=f"{policy.name}:{release.key}@{commit}",
                     ref=f"{TAG_PREFIX}{release.key}",
+                    commit_time=remote.commit_time(commit),
                 )
 
 
@@ -106,7 +116,7 @@ def version_tag_sensor_def(interval_s: int, jobs: Sequence[dg.UnresolvedAssetJob
         "deployed to the stable_tag environments (prod), held for approval where required; pre-release tags are "
         "recorded only; malformed, off-main and moved tags are reported with the reason.",
     )
-    def version_tag_sensor(context: dg.SensorEvaluationContext, app_source: AppSource):
+    def version_tag_sensor(context: dg.SensorEvaluationContext, app_source: AppSource, environments: Environments):
         remote = app_source.remote()
         cursor = load_cursor(context.cursor)
         try:
@@ -119,19 +129,22 @@ def version_tag_sensor_def(interval_s: int, jobs: Sequence[dg.UnresolvedAssetJob
             return dg.SensorResult(
                 skip_reason=f"first tick: {len(tags)} existing v* tag(s) taken as already handled ({listed}); "
                 "tags pushed from now on are acted on",
-                cursor=dump_cursor({"tags": tags}),
+                cursor=dump_cursor({"tags": tags, "accepted": sorted(tags)}),
             )
         seen: dict[str, str] = cursor["tags"]
+        # Tags refused (off main) are in `seen` but not here: "older than" compares with accepted releases only.
+        accepted: list[str] = list(cursor.get("accepted", seen))
         new = {name: sha for name, sha in tags.items() if name not in seen}
         tick = Tick(context)
         report_changes(seen, tags, tick)
         stable = classify(new, tick)
         if stable:
             try:
-                act_on_stable(remote, stable, tags, seen, tick)
+                act_on_stable(remote, stable, tags, accepted, tick, environments.policies())
             except GitError as exc:
                 # Cursor unchanged: the next tick decides these tags again, so none is lost.
                 return dg.SkipReason(f"new tag(s) {', '.join(r.key for r in stable)}: cannot read their history: {exc}")
-        return tick.result({"tags": tags}, idle=f"no new v* tags ({len(tags)} known)")
+        cursor = {"tags": tags, "accepted": sorted(set(accepted))}
+        return tick.result(cursor, idle=f"no new v* tags ({len(tags)} known)")
 
     return version_tag_sensor

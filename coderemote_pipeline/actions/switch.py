@@ -1,0 +1,117 @@
+"""Switching what users get, in the order that keeps an environment one whole release.
+
+The slow parts of a deploy (build, push, publish, upload of the new files) happen before this, in parallel, while
+users still get the previous release. Then the API switches (the alias moves and the runtime serves the version,
+healthy), and right after it the site (its HTML and config, the last files to change). A failure in either part
+puts the part that had already switched back: callers (traffic_shift, restore) see an exception only after the
+environment is whole again.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from coderemote_pipeline.actions import lambda_versions as lv
+from coderemote_pipeline.actions import site_store as store
+from coderemote_pipeline.actions.serving import Activation, EnvTarget, ServedVersion
+from coderemote_pipeline.rules import stack_outputs as out
+from coderemote_pipeline.rules.release_keys import ReleaseKeyError, parse_release_key
+
+
+@dataclass(frozen=True)
+class Serving:
+    """What an environment serves: the alias's version (and its release) and the site's release."""
+
+    version: str
+    release: str
+    commit: str
+    digest: str
+    site_release: str | None
+
+
+@dataclass(frozen=True)
+class Switched:
+    before: Serving
+    after: Serving
+    api: Activation
+    changed_paths: list[str]
+    seconds: float
+
+    @property
+    def alias_moved(self) -> bool:
+        return self.before.version != self.after.version
+
+
+class SwitchFailed(RuntimeError):
+    """The switch failed part-way; the environment was put back on what it served before (the message says)."""
+
+
+def serving(target: EnvTarget) -> Serving:
+    """What the environment's alias and site point at now."""
+    version = lv.alias_version(target.lam, target.outputs)
+    info = lv.version_info(target.lam, target.outputs, version)
+    return Serving(version, info.release, info.commit, info.image.digest,
+                   store.live_release(target.s3, target.outputs[out.FRONTEND_BUCKET]))  # fmt: skip
+
+
+def switch_api(target: EnvTarget, version: str) -> Activation:
+    """The alias on `version`, and the runtime serving it, healthy."""
+    lv.move_alias(target.lam, target.outputs, version)
+    info = lv.version_info(target.lam, target.outputs, version)
+    served = ServedVersion(target.env, target.outputs[out.LAMBDA_FUNCTION_NAME], version, info.image, info.variables)
+    return target.runtime.activate(
+        served, api_url=target.outputs[out.API_URL], command=target.container_command, health_path=target.health_path
+    )
+
+
+def switch_site(target: EnvTarget, release: str) -> list[str]:
+    """The live site on `release`'s snapshot (hashed assets first, HTML and config last); the paths that changed."""
+    bucket = target.outputs[out.FRONTEND_BUCKET]
+    manifest = store.read_manifest(target.s3, bucket, release)
+    if manifest is None:
+        raise SwitchFailed(f"the site snapshot of {release} is gone from {bucket}: deploy {release} again")
+    return store.activate(target.s3, bucket, manifest, target.acl).changed_paths
+
+
+def switch(target: EnvTarget, to: Serving) -> Switched:
+    """Move users to `to`: the API, then the site. On any failure, what had switched goes back, then it raises."""
+    started = time.monotonic()
+    before = serving(target)
+    try:
+        api = switch_api(target, to.version)
+    except Exception as exc:
+        _put_back(target, before, site=False)
+        raise SwitchFailed(f"the API did not switch to version {to.version} ({exc}); {target.env} is back on "
+                           f"{before.release} (version {before.version})") from exc  # fmt: skip
+    changed: list[str] = []
+    if to.site_release and to.site_release != before.site_release:
+        try:
+            changed = switch_site(target, to.site_release)
+        except Exception as exc:
+            _put_back(target, before, site=True)
+            back = f"{before.release} (version {before.version}, site {before.site_release})"
+            raise SwitchFailed(
+                f"the site did not switch to {to.site_release} ({exc}); {target.env} is back on {back}"
+            ) from exc
+    elif to.site_release:
+        changed = switch_site(target, to.site_release)  # same release: repairs any file changed by hand
+    return Switched(before, to, api, changed, time.monotonic() - started)
+
+
+def _put_back(target: EnvTarget, before: Serving, *, site: bool) -> None:
+    if not is_release(before.release):
+        # The function's bootstrap version (nothing was ever deployed): only the alias goes back.
+        lv.move_alias(target.lam, target.outputs, before.version)
+        return
+    switch_api(target, before.version)
+    if site and before.site_release:
+        switch_site(target, before.site_release)
+
+
+def is_release(key: str) -> bool:
+    try:
+        parse_release_key(key)
+    except ReleaseKeyError:
+        return False
+    return True

@@ -1,0 +1,117 @@
+"""What an environment really serves: the alias, the runtime and the site as the target reports them, and what
+answers over HTTP (the live API's health, the live site's HTML). A difference from the live record is drift.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from coderemote_pipeline.actions import http_probe, switch
+from coderemote_pipeline.actions import site_store as store
+from coderemote_pipeline.actions.serving import EnvTarget
+from coderemote_pipeline.ledger.records import LiveRecord
+from coderemote_pipeline.rules import stack_outputs as out
+
+STATUS_BUDGET_S = 2.0
+
+
+@dataclass(frozen=True)
+class TargetState:
+    env: str
+    serving: switch.Serving
+    runtime: dict[str, str] | None
+    api: http_probe.Probe | None = None
+    site: http_probe.Probe | None = None
+
+    @property
+    def version(self) -> str:
+        return self.serving.version
+
+    @property
+    def release(self) -> str:
+        return self.serving.release
+
+    @property
+    def frontend_release(self) -> str | None:
+        return self.serving.site_release
+
+
+def read_target(target: EnvTarget, *, probe: bool = True) -> TargetState:
+    """The env's alias, runtime and site as the target reports them; with `probe`, asked over HTTP too."""
+    now = switch.serving(target)
+    runtime = target.runtime.current(target.env)
+    if not probe:
+        return TargetState(target.env, now, runtime)
+    health = http_probe.probe(
+        "api_health",
+        target.outputs[out.API_URL] + target.health_path,
+        lambda a: _reports(a, now),
+        start_budget_s=STATUS_BUDGET_S,
+        settle_s=0.0,
+    )
+    return TargetState(target.env, now, runtime, health, _site_probe(target, now.site_release))
+
+
+def _reports(answer: http_probe.Answer, now: switch.Serving) -> str:
+    if answer.status != 200:
+        return f"HTTP {answer.status}" if answer.status else answer.error
+    data = answer.json()
+    if data.get("release") != now.release or not str(data.get("commit", "")).startswith(now.commit):
+        return f"reports {data.get('release')!r} at {str(data.get('commit', ''))[:12]}"
+    return ""
+
+
+def _site_probe(target: EnvTarget, release: str | None) -> http_probe.Probe | None:
+    if not release:
+        return None
+    manifest = store.read_manifest(target.s3, target.outputs[out.FRONTEND_BUCKET], release) or {}
+    index = next((f["sha256"] for f in manifest.get("files", []) if f["path"] == "index.html"), None)
+
+    def verdict(answer: http_probe.Answer) -> str:
+        if answer.status != 200:
+            return f"HTTP {answer.status}" if answer.status else answer.error
+        got = hashlib.sha256(answer.body).hexdigest()
+        return "" if index is None or got == index else f"serves an index.html that is not {release}'s"
+
+    url = f"{target.outputs[out.FRONTEND_URL]}/index.html"
+    return http_probe.probe("site_index", url, verdict, start_budget_s=STATUS_BUDGET_S, settle_s=0.0)
+
+
+def split_parts(state: TargetState) -> list[str]:
+    """How the live parts disagree on the release (empty: one whole release)."""
+    parts = []
+    if state.frontend_release is not None and state.frontend_release != state.release:
+        parts.append(f"the API serves {state.release or 'no release'} but the site serves {state.frontend_release}")
+    served = (state.runtime or {}).get("version")
+    if state.runtime is None:
+        parts.append(f"nothing serves the API (no runtime runs alias version {state.version})")
+    elif served not in (None, state.version):
+        parts.append(f"the API runtime serves version {served}, the alias points to {state.version}")
+    return parts
+
+
+def drift(recorded: LiveRecord | None, state: TargetState) -> list[str]:
+    """Every way the target differs from what the pipeline last made live, and every live part that is down."""
+    if recorded is None:
+        return []
+    problems = []
+    if str(recorded.version) != state.version:
+        problems.append(
+            f"alias points to version {state.version} ({state.release or 'no release'}), "
+            f"recorded {recorded.version} ({recorded.release})"
+        )
+    if recorded.frontend_release and recorded.frontend_release != state.frontend_release:
+        problems.append(f"site serves {state.frontend_release}, recorded {recorded.frontend_release}")
+    if state.runtime is not None and state.runtime.get("version") not in (None, state.version):
+        problems.append(f"the API runtime serves version {state.runtime.get('version')}, alias {state.version}")
+    if state.api is not None and not state.api.ok:
+        down = state.api.status == 0
+        problems.append(
+            f"the API at {state.api.url} {'does not answer' if down else 'is unhealthy'} ({state.api.detail}): "
+            f"{'DOWN. ' if down else ''}Bring it back with `coderemote-pipeline local up` on the local target "
+            f"(it restarts the API of what is live), or `coderemote-pipeline rollback {state.env}`"
+        )
+    if state.site is not None and not state.site.ok:
+        problems.append(f"the site at {state.site.url}: {state.site.detail}")
+    return problems

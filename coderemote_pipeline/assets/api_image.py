@@ -1,0 +1,74 @@
+"""api_image: the API container image of the release's commit in the env's repository, pinned by digest."""
+
+import dagster as dg
+
+from coderemote_pipeline.actions import images
+from coderemote_pipeline.assets.infra import infra_stack
+from coderemote_pipeline.assets.stage import (
+    STAGE_KWARGS,
+    Stopwatch,
+    commit_for,
+    deploy_stage,
+    deployment,
+    previous,
+    upstream,
+)
+from coderemote_pipeline.ledger.records import ImageRecord, StackRecord
+from coderemote_pipeline.ledger.stages import deployed_elsewhere
+from coderemote_pipeline.resources.app_source import AppSource
+from coderemote_pipeline.resources.docker_engine import DockerEngine
+from coderemote_pipeline.resources.environments import Environments
+from coderemote_pipeline.resources.image_registry import ImageRegistry
+from coderemote_pipeline.rules import names
+from coderemote_pipeline.rules import stack_outputs as out
+
+
+@dg.asset(name=names.API_IMAGE, deps=[infra_stack], kinds={"docker", "ecr"}, group_name="backend", **STAGE_KWARGS)
+@deploy_stage
+def api_image(
+    context: dg.AssetExecutionContext,
+    app_source: AppSource,
+    docker: DockerEngine,
+    registry: ImageRegistry,
+    environments: Environments,
+) -> dg.MaterializeResult:
+    """The release's image: the one this partition recorded, else the commit's build found here or promoted from
+    another environment by digest, else built and pushed."""
+    deploy = commit_for(context, app_source, deployment(context, environments))
+    repository = upstream(context, StackRecord).stack_outputs[out.ECR_REPOSITORY_NAME]
+    release, commit, timer = deploy.release.key, deploy.commit, Stopwatch()
+    last = previous(context, ImageRecord)
+    with timer.step("resolve"):
+        ref = images.recorded(registry, repository, release, last.digest if last and last.commit == commit else None)
+        build_key, outcome, tagged = "", "reused", ref is not None
+        if ref is None:
+            build_key = app_source.backend_build_key(commit, docker.base_image_id())
+            ref = images.by_build_key(registry, repository, build_key)
+    if ref is None and last is not None and last.commit == commit:
+        context.log.warning(f"the image of {release} is gone from {repository}: rebuilding it from {commit[:12]}")
+    if ref is None:
+        with timer.step("promote"):
+            source = images.promotable(registry, deploy.env, build_key)
+            if source is not None:
+                ref = images.promote(registry, source[1], repository, build_key, release)
+                origin = deployed_elsewhere(context.instance, ImageRecord, commit, deploy.env, "digest", ref.digest)
+                outcome = f"promoted from {source[0]}" + (f" (run {origin[1][:8]})" if origin else "")
+    if ref is None:
+        with timer.step("build"):
+            built = images.build(app_source, docker, commit=commit, build_key=build_key)
+        with timer.step("push"):
+            ref = images.push(registry, docker, built.image_id, repository=repository, build_key=build_key,
+                              release=release)  # fmt: skip
+        outcome = "built"
+    elif not tagged:
+        with timer.step("tag"):
+            registry.add_tags(ref, [release])
+    context.log.info(f"{outcome}: {ref.uri} ({release}, commit {commit[:12]})")
+    record = ImageRecord(
+        outcome=outcome, image_uri=ref.uri, digest=ref.digest, repository=ref.repository,
+        repository_uri=ref.repository_uri, size_bytes=ref.size_bytes, commit=commit, build_key=build_key,
+        built=outcome == "built", promoted=outcome.startswith("promoted"),
+        tags=[t for t in (images.build_tag(build_key) if build_key else "", release) if t],
+    )  # fmt: skip
+    return dg.MaterializeResult(metadata={**record.to_metadata(), **timer.metadata()},
+                                data_version=dg.DataVersion(ref.digest))  # fmt: skip

@@ -1,0 +1,70 @@
+"""frontend_bundle: the release's frontend files, stored as a snapshot in the env's bucket, not yet live."""
+
+import dagster as dg
+
+from coderemote_pipeline.actions import site_store as store
+from coderemote_pipeline.assets.infra import infra_stack
+from coderemote_pipeline.assets.stage import (
+    STAGE_KWARGS,
+    Stopwatch,
+    commit_for,
+    deploy_stage,
+    deployment,
+    previous,
+    upstream,
+)
+from coderemote_pipeline.ledger.records import BundleRecord, StackRecord
+from coderemote_pipeline.ledger.stages import deployed_elsewhere
+from coderemote_pipeline.resources.app_source import AppSource, FrontendEnvMode
+from coderemote_pipeline.resources.aws import AwsResource
+from coderemote_pipeline.resources.environments import Environments
+from coderemote_pipeline.rules import frontend_files as ff
+from coderemote_pipeline.rules import names
+from coderemote_pipeline.rules import stack_outputs as out
+
+
+@dg.asset(name=names.FRONTEND_BUNDLE, deps=[infra_stack], kinds={"s3", "npm"}, group_name="frontend", **STAGE_KWARGS)
+@deploy_stage
+def frontend_bundle(
+    context: dg.AssetExecutionContext, app_source: AppSource, aws: AwsResource, environments: Environments
+) -> dg.MaterializeResult:
+    """The release's snapshot under `_releases/<release>/` in the env's bucket: kept if it is there and whole,
+    else built once per source tree (plus the env's config.json) and uploaded, only the bytes the bucket lacks.
+    Users still get the previous release: traffic_shift switches the site."""
+    deploy = commit_for(context, app_source, deployment(context, environments))
+    outputs, timer, s3 = upstream(context, StackRecord).stack_outputs, Stopwatch(), aws.client("s3")
+    bucket, release, commit = outputs[out.FRONTEND_BUCKET], deploy.release.key, deploy.commit
+    with timer.step("lookup"):
+        manifest = store.read_manifest(s3, bucket, release)
+    uploaded: list[ff.BundleFile] = []
+    outcome = "snapshot kept"
+    if manifest is None:
+        if previous(context, BundleRecord) is not None:
+            context.log.warning(f"the bundle of {release} is gone from {bucket}: rebuilding it from {commit[:12]}")
+        build_time = app_source.frontend_env_mode is FrontendEnvMode.BUILD_TIME
+        env_values = {"APP_RELEASE": release, "API_URL": outputs[out.API_URL], "APP_ENV": deploy.env}
+        with timer.step("build"):
+            build = app_source.build_frontend(commit, env_values if build_time else {})
+        bundle = ff.collect(build.directory)
+        config = [] if build_time else [ff.runtime_config(release=release, api_url=outputs[out.API_URL],
+                                                          env=deploy.env, commit=commit)]  # fmt: skip
+        with timer.step("upload"):
+            manifest, uploaded = store.store_snapshot(s3, bucket, release, bundle + config, {
+                "commit": commit, "build_key": build.build_key, "build_mode": app_source.frontend_env_mode.value,
+                "content_hash": ff.content_hash(bundle)})  # fmt: skip
+        origin = deployed_elsewhere(context.instance, BundleRecord, commit, deploy.env, "content_hash",
+                                    manifest["content_hash"])  # fmt: skip
+        outcome = "built" if build.built else "reused build"
+        if not build.built and origin and not build_time:
+            outcome = f"promoted from {origin[0]} (run {origin[1][:8]})"  # the same bundle bytes, not rebuilt
+    context.log.info(f"{outcome}: {len(uploaded)} file(s) uploaded to s3://{bucket}/{store.snapshot_key(release, '')}")
+    index = next((f for f in manifest["files"] if f["path"] == "index.html"), None)
+    record = BundleRecord(
+        outcome=outcome, build_mode=manifest["build_mode"], build_key=manifest["build_key"],
+        content_hash=manifest["content_hash"], index_sha256=index["sha256"] if index else "", release=release,
+        commit=commit, bucket=bucket, files=len(manifest["files"]), files_uploaded=len(uploaded),
+        bytes_uploaded=sum(len(f.data) for f in uploaded), bundle_bytes=sum(f["size"] for f in manifest["files"]),
+        frontend_url=outputs[out.FRONTEND_URL],
+    )  # fmt: skip
+    return dg.MaterializeResult(metadata={**record.to_metadata(), **timer.metadata()},
+                                data_version=dg.DataVersion(manifest["content_hash"]))  # fmt: skip

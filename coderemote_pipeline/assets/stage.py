@@ -1,0 +1,118 @@
+"""What every stage asks first: which deployment is this, may it go on, what did the stages before it record.
+
+Every stage is wrapped by `deploy_stage`: it holds the environment's deploy lease while it works (one deploy per
+environment, whatever launched the run: ledger/leases.py), and only transient infrastructure failures are retried
+(assets/retries.py).
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import dagster as dg
+
+from coderemote_pipeline.assets.retries import STAGE_RETRY_POLICY, permanent_failures_fail_fast
+from coderemote_pipeline.ledger.approvals import approval_refusal
+from coderemote_pipeline.ledger.gate import gate_refusal
+from coderemote_pipeline.ledger.leases import Lease, describe_run
+from coderemote_pipeline.ledger.records import Record
+from coderemote_pipeline.ledger.stages import latest
+from coderemote_pipeline.resources.app_source import AppSource
+from coderemote_pipeline.resources.environments import Environments
+from coderemote_pipeline.rules import names
+from coderemote_pipeline.rules.deployment import Deployment
+from coderemote_pipeline.rules.partitions import deployment_partitions_def, split_partition_key
+
+OWNERS = ["team:platform"]
+STAGE_KWARGS: dict[str, Any] = {
+    "partitions_def": deployment_partitions_def,
+    "owners": OWNERS,
+    "retry_policy": STAGE_RETRY_POLICY,
+}
+F = TypeVar("F", bound=Callable[..., Any])
+R = TypeVar("R", bound=Record)
+
+
+def deploy_stage(stage: F) -> F:
+    """The stage holds its environment's deploy lease while it runs, and fails fast on permanent errors."""
+
+    @functools.wraps(stage)
+    def run(context: dg.AssetExecutionContext, *args: Any, **kwargs: Any) -> Any:
+        env, _ = split_partition_key(context.partition_key)
+        lease = Lease(context.instance, env)
+        with lease.held(context.run.run_id, context.log.warning, lambda r: describe_run(context.instance, r)):
+            try:
+                return stage(context, *args, **kwargs)
+            finally:
+                if stage.__name__ == names.SMOKE_RESULT:
+                    lease.release(context.run.run_id)  # the last stage: the next deploy of env may go
+
+    return permanent_failures_fail_fast(run)  # type: ignore[return-value]
+
+
+def deployment(context: dg.AssetExecutionContext, environments: Environments) -> Deployment:
+    """This run's deployment; refused when the env's policy refuses the release, whatever launched the run."""
+    found = environments.deployment(context.partition_key, context.run.tags.get(names.COMMIT_TAG, ""))
+    refusal = found.refusal()
+    if refusal:
+        raise dg.Failure(description=refusal, allow_retries=False)
+    return found
+
+
+def require_cleared(context: dg.AssetExecutionContext, deploy: Deployment) -> None:
+    """Approval and the promotion gate, checked in the stages that change what users get (infra, the switch), so
+    a run launched from the UI, or any path that skipped the launcher's checks, is held too."""
+    refusal = approval_refusal(context.instance, deploy.policy, deploy.release.key, deploy.commit or None) or (
+        gate_refusal(context.instance, deploy.policy, deploy.commit, context.run.tags) if deploy.commit else None
+    )
+    if refusal:
+        raise dg.Failure(description=refusal, allow_retries=False)
+
+
+def commit_for(context: dg.AssetExecutionContext, app_source: AppSource, deploy: Deployment) -> Deployment:
+    """The deployment at its commit: pinned in the run's tags when it was launched, else resolved from git."""
+    if deploy.commit:
+        # Sensors pin the commit they saw on the remote without fetching it: make sure the mirror has it.
+        return deploy.at(app_source.remote().ensure_commit(deploy.commit))
+    return deploy.at(app_source.commit_of(deploy.release))
+
+
+def previous(context: dg.AssetExecutionContext, kind: type[R]) -> R | None:
+    """What `kind`'s stage last recorded for this same partition (a re-run, a rollback), or None."""
+    found = latest(context.instance, kind, str(context.partition_key))
+    return found.record if found else None
+
+
+def upstream(context: dg.AssetExecutionContext, kind: type[R]) -> R:
+    """What an upstream stage recorded for this partition; its absence is a clear failure, not a KeyError."""
+    record = previous(context, kind)
+    if record is None:
+        raise dg.Failure(
+            description=f"{kind.ASSET} has never been materialized for {context.partition_key}: "
+            f"materialize {kind.ASSET} (or the whole deploy) for this partition first",
+            allow_retries=False,
+        )
+    return record
+
+
+class Stopwatch:
+    """Seconds per sub-step, recorded as numbers so the UI plots them."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        start = time.monotonic()
+        try:
+            yield
+        finally:
+            self.seconds[f"{name}_s"] = round(self.seconds.get(f"{name}_s", 0.0) + time.monotonic() - start, 3)
+
+    def metadata(self) -> dict[str, float]:
+        return {**self.seconds, "total_s": round(time.monotonic() - self.started, 3)}

@@ -1,0 +1,112 @@
+"""`local up|status|down`, `demo` and `ui`: the local stack, the demo and the Dagster UI."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import socket
+import sys
+from pathlib import Path
+
+UI_HELP = "the Dagster UI and daemon on this project's instance (dagster dev)"
+
+
+def cmd_local(args: argparse.Namespace, settings_from) -> int:
+    from coderemote_pipeline.ledger.instance import open_instance
+    from coderemote_pipeline.local_stack import LocalStack
+    from coderemote_pipeline.usecases.status import revive_apis
+
+    settings = settings_from(args)
+    stack = LocalStack(settings.state_dir)
+    if args.action == "up":
+        info = stack.up()
+        print(f"local stack up under {stack.state_dir}")
+        print(f"  AWS emulator:  {info.moto_endpoint}")
+        print(f"  registry:      {info.registry_host}")
+        print(f"  Docker engine: {info.docker_host} ({'started by us' if info.dockerd_managed else 'existing'})")
+        print(f"  base image:    {info.base_image}")
+        for line in revive_apis(settings, open_instance(settings.state_dir)):
+            print(f"  API revived:   {line}")
+    elif args.action == "status":
+        for part, state in stack.status().items():
+            answering = "answering" if state.get("answering") else "not answering"
+            where = state.get("endpoint") or "-"
+            pid = f"pid {state['pid']}" if state.get("pid") else "no process"
+            print(f"  {part:<10} {state['state']:<8} {answering:<14} {where}  ({pid})")
+    else:
+        stack.down()
+        print(f"local stack under {stack.state_dir} is down")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, settings_from) -> int:
+    from coderemote_pipeline.cli.release_commands import preflight
+    from coderemote_pipeline.cli.summary import render
+    from coderemote_pipeline.local_stack import LocalStack
+    from coderemote_pipeline.rules import names
+    from coderemote_pipeline.usecases.demo import ensure_demo_repo
+    from coderemote_pipeline.usecases.deploy import run_deployment
+
+    settings = settings_from(args)
+    print("bringing up the local stack (emulator, registry, Docker engine, base image)…")
+    LocalStack(settings.state_dir).up()
+    clone = ensure_demo_repo(Path(settings.app_remote))
+    print(f"example app: remote {settings.app_remote}, working copy {clone}")
+    outcome = run_deployment(
+        "dev", "main", settings=settings, trigger=names.TRIGGER_DEMO, preflight=preflight(settings)
+    )
+    print(render(outcome))
+    print(
+        "\nSee the run, lineage and per-stage timings in the Dagster UI:\n"
+        "  .venv/bin/coderemote-pipeline ui     (then open http://127.0.0.1:3000; --port N for another port)\n"
+        f"Push to the example app ({clone}) and deploy again: .venv/bin/coderemote-pipeline deploy dev main\n"
+        "Stop everything: .venv/bin/coderemote-pipeline local down"
+    )
+    return 0 if outcome.success else 1
+
+
+def _port_taken(host: str, port: int) -> bool:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def cmd_ui(args: argparse.Namespace, settings_from) -> int:
+    from coderemote_pipeline.ledger.instance import dagster_home
+    from coderemote_pipeline.rules.errors import UserError
+
+    settings = settings_from(args)
+    if _port_taken(args.host, args.port):
+        raise UserError(f"port {args.port} on {args.host} is in use: choose another with `ui --port N`")
+    dagster = shutil.which("dagster", path=str(Path(sys.executable).parent)) or shutil.which("dagster")
+    if dagster is None:
+        raise UserError("the `dagster` command is not installed beside this one: pip install dagster-webserver")
+    os.environ.update({f"CODEREMOTE_{k.upper()}": v for k, v in settings.env_fields().items()})
+    os.environ["DAGSTER_HOME"] = str(dagster_home(settings.state_dir))
+    # A shell that started us in the background may have left SIGINT/SIGTERM ignored; dagster dev must stop on them.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    argv = [dagster, "dev", "-m", "coderemote_pipeline.definitions", "-h", args.host, "-p", str(args.port),
+            "--log-level", args.log_level]  # fmt: skip
+    os.execv(dagster, argv)
+    return 0
+
+
+def add_parsers(sub) -> None:
+    local = sub.add_parser("local", help="the local stack: AWS emulator, image registry, Docker engine")
+    local.add_argument("action", choices=["up", "status", "down"])
+    local.set_defaults(func=cmd_local)
+    demo = sub.add_parser("demo", help="local stack up, example app repository, deploy main to dev")
+    demo.set_defaults(func=cmd_demo)
+    ui = sub.add_parser("ui", help=UI_HELP)
+    ui.add_argument("--host", default="127.0.0.1")
+    ui.add_argument("--port", type=int, default=3000)
+    ui.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"],
+                    help="what dagster dev prints (default warning; every tick is in the UI anyway)")  # fmt: skip
+    ui.set_defaults(func=cmd_ui)

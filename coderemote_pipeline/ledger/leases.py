@@ -1,0 +1,181 @@
+"""One deploy per environment, on every path: a lease in the instance's own storage that every stage takes.
+
+The lease is the single slot of the Dagster concurrency pool `coderemote/deploy/<env>` (the UI's Concurrency page
+shows it and the run holding it). Every stage step of a deploy run holds it while it works, so whatever launched
+the run — the CLI in its own process, the daemon for a sensor or the UI, the team's run queue — two runs of one
+environment never work at the same time: the second one's first step waits, saying for which run, and goes on when
+that run ends. Different environments have different pools and deploy side by side.
+
+Taking the slot is one conditional UPDATE (`... WHERE run_id IS NULL`), atomic in SQLite and Postgres alike, so
+it is safe across processes and machines sharing the instance. The holder writes a heartbeat every few seconds
+while a step runs; a holder whose run ended, or whose heartbeat is older than RECLAIM_AFTER_S (its process was
+killed), is reclaimed by the next run that waits, and the message says so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import dagster as dg
+from sqlalchemy import text
+
+HEARTBEAT_S = 2.0
+# Longer than any pause between two steps of one run (the multiprocess executor starts a process per step).
+RECLAIM_AFTER_S = 30.0
+POLL_S = 0.5
+REMIND_S = 30.0
+STEP = "deploy"
+TERMINAL = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
+
+
+def pool(env: str) -> str:
+    return f"coderemote/deploy/{env}"
+
+
+def _heartbeat_key(env: str) -> str:
+    return f"coderemote/lease/{env}"
+
+
+@dataclass(frozen=True)
+class Holder:
+    run_id: str
+    beat: float | None  # time of the holder's last heartbeat, if it wrote one
+    where: str
+
+
+class Lease:
+    """The lease of one environment's deploys, in one instance."""
+
+    def __init__(self, instance: dg.DagsterInstance, env: str):
+        self.instance, self.env, self.key = instance, env, pool(env)
+        self._storage = instance.event_log_storage
+
+    def _ensure_pool(self) -> None:
+        if self.key not in self._storage.get_concurrency_keys():
+            self._storage.set_concurrency_slots(self.key, 1)
+
+    def _claim(self, run_id: str) -> bool:
+        with self._storage.index_connection() as conn:
+            result = conn.execute(
+                text(
+                    "UPDATE concurrency_slots SET run_id = :run, step_key = :step "
+                    "WHERE concurrency_key = :key AND run_id IS NULL AND deleted = :no"
+                ),
+                {"run": run_id, "step": STEP, "key": self.key, "no": False},
+            )
+            return result.rowcount == 1
+
+    def _free(self, run_id: str) -> bool:
+        with self._storage.index_connection() as conn:
+            result = conn.execute(
+                text("UPDATE concurrency_slots SET run_id = NULL, step_key = NULL "
+                     "WHERE concurrency_key = :key AND run_id = :run"),
+                {"run": run_id, "key": self.key},
+            )  # fmt: skip
+            return result.rowcount > 0
+
+    def holder(self) -> Holder | None:
+        with self._storage.index_connection() as conn:
+            row = conn.execute(
+                text("SELECT run_id FROM concurrency_slots WHERE concurrency_key = :key AND run_id IS NOT NULL"),
+                {"key": self.key},
+            ).fetchone()
+        if row is None:
+            return None
+        raw = self.instance.run_storage.get_cursor_values({_heartbeat_key(self.env)}).get(_heartbeat_key(self.env))
+        beat = json.loads(raw) if raw else {}
+        mine = beat.get("run_id") == row[0]
+        return Holder(str(row[0]), float(beat["at"]) if mine else None, str(beat.get("where", "")) if mine else "")
+
+    def beat(self, run_id: str) -> None:
+        value = json.dumps({"run_id": run_id, "at": time.time(), "where": socket.gethostname()})
+        self.instance.run_storage.set_cursor_values({_heartbeat_key(self.env): value})
+
+    def _stale(self, holder: Holder) -> str | None:
+        """Why the holder has lost its claim (its run ended, or its process went silent), or None."""
+        run = self.instance.get_run_by_id(holder.run_id)
+        if run is None or run.status in TERMINAL:
+            status = run.status.value.lower() if run else "gone"
+            return f"run {holder.run_id[:8]} ({status}) still held {self.env}'s lease"
+        silent = time.time() - (holder.beat or 0.0)
+        if holder.beat is not None and silent > RECLAIM_AFTER_S:
+            return f"run {holder.run_id[:8]} stopped heartbeating {silent:.0f} s ago (its process is gone)"
+        return None
+
+    def acquire(self, run_id: str, log: Callable[[str], None], describe: Callable[[str], str]) -> None:
+        """Return once `run_id` holds the lease; meanwhile say for which run it waits."""
+        self._ensure_pool()
+        waited_since, reminded = None, 0.0
+        while True:
+            if self._claim(run_id):
+                self.beat(run_id)
+                if waited_since is not None:
+                    log(f"{self.env} is free: going on after waiting {time.monotonic() - waited_since:.1f} s")
+                return
+            holder = self.holder()
+            if holder is None:
+                continue  # freed between the two queries: claim again
+            if holder.run_id == run_id:
+                self.beat(run_id)
+                return
+            stale = self._stale(holder)
+            if holder.beat is None and stale is None:
+                # A holder that never wrote a heartbeat gets one on our clock: silent that long, it is gone.
+                self.instance.run_storage.set_cursor_values(
+                    {_heartbeat_key(self.env): json.dumps({"run_id": holder.run_id, "at": time.time()})}
+                )
+            if stale is not None:
+                if self._free(holder.run_id):
+                    self._fail_if_running(holder.run_id, stale)
+                    log(f"reclaimed {self.env}'s deploy lease: {stale}")
+                continue
+            now = time.monotonic()
+            if waited_since is None or now - reminded > REMIND_S:
+                log(f"waiting for {describe(holder.run_id)} to finish: one deploy of {self.env} at a time")
+                waited_since, reminded = waited_since or now, now
+            time.sleep(POLL_S)
+
+    def _fail_if_running(self, run_id: str, why: str) -> None:
+        run = self.instance.get_run_by_id(run_id)
+        if run is not None and run.status not in TERMINAL:
+            self.instance.report_run_failed(run, f"deploy lease reclaimed: {why}")
+
+    def release(self, run_id: str) -> None:
+        self._free(run_id)
+
+    @contextlib.contextmanager
+    def held(self, run_id: str, log: Callable[[str], None], describe: Callable[[str], str]) -> Iterator[None]:
+        """Hold the lease for the duration of one step, heartbeating from a thread while it works."""
+        self.acquire(run_id, log, describe)
+        stop = threading.Event()
+
+        def beat() -> None:
+            while not stop.wait(HEARTBEAT_S):
+                with contextlib.suppress(Exception):  # a missed beat only shortens the reclaim margin
+                    self.beat(run_id)
+
+        thread = threading.Thread(target=beat, name=f"lease-{self.env}", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join(timeout=HEARTBEAT_S + 1)
+
+
+def describe_run(instance: dg.DagsterInstance, run_id: str) -> str:
+    from coderemote_pipeline.rules import names
+
+    run = instance.get_run_by_id(run_id)
+    if run is None:
+        return f"run {run_id[:8]}"
+    return (
+        f"run {run_id[:8]} ({run.tags.get(names.ENV_TAG, '?')}|{run.tags.get(names.RELEASE_TAG, '?')}, "
+        f"{run.tags.get(names.TRIGGER_TAG, run.job_name)})"
+    )

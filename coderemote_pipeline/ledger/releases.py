@@ -1,0 +1,75 @@
+"""Which releases passed smoke where: the rollback targets of an environment and the proof a promotion gate asks.
+
+`smoke_result` carries a data version `passed:<commit>` or `failed:<commit>`, which the instance indexes with the
+partition's env: "did commit C pass in dev" is one tag lookup, whatever the release key it ran under there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import dagster as dg
+
+from coderemote_pipeline.ledger.live import live_history, recorded_live
+from coderemote_pipeline.ledger.records import SmokeRecord
+from coderemote_pipeline.ledger.stages import latest
+from coderemote_pipeline.rules import names
+from coderemote_pipeline.rules.partitions import ENV_DIMENSION, RELEASE_DIMENSION, partition_key
+
+DATA_VERSION_TAG = "dagster/data_version"
+
+
+@dataclass(frozen=True)
+class Passed:
+    """A release whose smoke passed in an env: the proof a promotion gate or a rollback looks for."""
+
+    env: str
+    release: str
+    commit: str
+    run_id: str
+    at: float
+
+
+def passed(instance: dg.DagsterInstance, env: str, release: str) -> Passed | None:
+    """The release's latest smoke in env, if it passed."""
+    found = latest(instance, SmokeRecord, partition_key(env, release))
+    if found is None or not found.record.passed:
+        return None
+    return Passed(env, release, found.record.commit, found.run_id, found.timestamp)
+
+
+def verification(instance: dg.DagsterInstance, env: str, commit: str) -> Passed | None:
+    """The newest passed smoke of `commit` in `env`, under whichever release key it ran there."""
+    tags = instance.get_event_tags_for_asset(
+        names.key(names.SMOKE_RESULT),
+        filter_tags={
+            f"dagster/partition/{ENV_DIMENSION}": env,
+            DATA_VERSION_TAG: SmokeRecord.data_version(True, commit).value,
+        },
+    )
+    release_tag = f"dagster/partition/{RELEASE_DIMENSION}"
+    releases = {t[release_tag] for t in tags if release_tag in t}
+    proofs = [p for release in releases if (p := passed(instance, env, release)) and p.commit == commit]
+    return max(proofs, key=lambda p: p.at, default=None)
+
+
+def latest_failed_deploy(instance: dg.DagsterInstance, env: str, commit: str) -> dg.DagsterRun | None:
+    """The latest deploy run of `commit` in `env`, if it failed (an indexed run-tag query)."""
+    runs = instance.get_runs(dg.RunsFilter(tags={names.ENV_TAG: env, names.COMMIT_TAG: commit}), limit=1)
+    if runs and runs[0].status is dg.DagsterRunStatus.FAILURE:
+        return runs[0]
+    return None
+
+
+def rollback_candidates(instance: dg.DagsterInstance, env: str):
+    """Releases `env` served before, newest first, each once, never what is live now: every one of them passed
+    smoke there (only a passed deploy or a rollback to a passed release makes a release live)."""
+    live = recorded_live(instance, env)
+    seen = {live.release} if live else set()
+    for found in live_history(instance, env):
+        release = found.record.release
+        if release in seen:
+            continue
+        seen.add(release)
+        if passed(instance, env, release) is not None:
+            yield found.record

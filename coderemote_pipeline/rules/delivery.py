@@ -1,0 +1,80 @@
+"""The delivery figures of an environment over a window: DORA's five keys, computed from its deploy history.
+
+- deployment frequency: successful forward deploys a day;
+- change lead time: median seconds from a release's commit to it being live;
+- change fail rate: share of forward deploys that failed or were rolled back automatically;
+- failed deployment recovery time: mean seconds from a failed deploy's start until the env served a passing
+  release again (its automatic rollback, or the next successful deploy or rollback);
+- deployment rework rate: share of forward deploys made because the one before them failed (the next deploy
+  after a failure, until one succeeds).
+Rollback runs are not deploys (they restore), but they end a failure's recovery time.
+"""
+
+from __future__ import annotations
+
+import itertools
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from coderemote_pipeline.rules.names import TRIGGER_ROLLBACK
+
+DAY_S = 86400.0
+
+
+@dataclass(frozen=True)
+class Deploy:
+    run_id: str
+    release: str
+    commit: str
+    trigger: str
+    status: str
+    started: float
+    ended: float | None
+    rolled_back: bool
+    override: str = ""
+    commit_time: float | None = None
+
+    @property
+    def seconds(self) -> float | None:
+        return None if self.ended is None else self.ended - self.started
+
+    @property
+    def outcome(self) -> str:
+        if self.rolled_back:
+            return "rolled back"
+        return {"SUCCESS": "live", "FAILURE": "failed"}.get(self.status, self.status.lower())
+
+    @property
+    def forward(self) -> bool:
+        return self.trigger != TRIGGER_ROLLBACK
+
+
+def delivery_figures(
+    history: list[Deploy], window_s: float, commit_time: Callable[[str], float | None]
+) -> dict[str, float]:
+    """The five figures over `history` (any order, already limited to the window)."""
+    ordered = sorted(history, key=lambda d: d.started)
+    forward = [d for d in ordered if d.forward and d.ended is not None]
+    good = [d for d in forward if d.outcome == "live"]
+    bad = [d for d in forward if d.outcome in ("failed", "rolled back")]
+    lead_times = [d.ended - t for d in good if d.ended and (t := commit_time(d.commit)) is not None]
+    restores = []
+    for failed in bad:
+        if failed.rolled_back and failed.ended:
+            restores.append(failed.ended - failed.started)
+            continue
+        later = [d.ended for d in ordered if d.outcome == "live" and d.ended and d.started > failed.started]
+        if later:
+            restores.append(min(later) - failed.started)
+    rework = sum(1 for before, _ in itertools.pairwise(forward) if before in bad)
+    return {
+        "deploy_frequency_per_day": round(len(good) / (window_s / DAY_S), 3),
+        "lead_time_s": round(statistics.median(lead_times), 1) if lead_times else 0.0,
+        "change_failure_rate": round(len(bad) / len(forward), 3) if forward else 0.0,
+        "recovery_time_s": round(statistics.mean(restores), 1) if restores else 0.0,
+        "rework_rate": round(rework / len(forward), 3) if forward else 0.0,
+        "deploys": float(len(forward)),
+        "failed_deploys": float(len(bad)),
+        "window_days": round(window_s / DAY_S, 2),
+    }

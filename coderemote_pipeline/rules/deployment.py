@@ -1,0 +1,70 @@
+"""One deployment as one typed value: the environment, the release, its commit and the environment's policy.
+
+The edges (the CLI, a sensor, a stage reading its partition) parse `dev|main-3f9c2ab` into a `Deployment` once;
+everything below takes the value and never re-validates the strings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import dagster as dg
+
+from coderemote_pipeline.rules import names
+from coderemote_pipeline.rules.environments import EnvironmentPolicy
+from coderemote_pipeline.rules.partitions import (
+    ENV_DIMENSION,
+    RELEASE_DIMENSION,
+    check_env,
+    partition_key,
+    split_partition_key,
+)
+from coderemote_pipeline.rules.release_keys import Release, parse_release_key
+
+
+@dataclass(frozen=True)
+class Deployment:
+    env: str
+    release: Release
+    policy: EnvironmentPolicy
+    # The commit being deployed, once known (resolved from the remote, or pinned by whoever launched the run).
+    commit: str = ""
+
+    @classmethod
+    def of(
+        cls, env: str, release: str, policies: dict[str, EnvironmentPolicy], commit: str = ""
+    ) -> Deployment:
+        env = check_env(env)
+        return cls(env, parse_release_key(release), policies[env], commit)
+
+    @classmethod
+    def parse(cls, key: str | dg.MultiPartitionKey, policies: dict[str, EnvironmentPolicy], commit: str = ""):
+        env, release = split_partition_key(key)
+        return cls.of(env, release, policies, commit)
+
+    @property
+    def partition(self) -> str:
+        return partition_key(self.env, self.release.key)
+
+    @property
+    def label(self) -> str:
+        return f"{self.env}|{self.release.key}"
+
+    def at(self, commit: str) -> Deployment:
+        return replace(self, commit=commit)
+
+    def refusal(self) -> str | None:
+        """Why the environment's policy refuses this release (prod takes stable tags only), or None."""
+        return self.policy.refusal(self.release)
+
+    def tags(self, trigger: str) -> dict[str, str]:
+        """The run tags of this deployment: what history, the lease and the ledger's run queries look up."""
+        return {
+            names.PARTITION_TAG: self.partition,
+            f"{names.PARTITION_TAG}/{ENV_DIMENSION}": self.env,
+            f"{names.PARTITION_TAG}/{RELEASE_DIMENSION}": self.release.key,
+            names.ENV_TAG: self.env,
+            names.RELEASE_TAG: self.release.key,
+            names.COMMIT_TAG: self.commit,
+            names.TRIGGER_TAG: trigger,
+        }

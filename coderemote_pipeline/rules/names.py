@@ -1,0 +1,57 @@
+"""Names defined once: the stages and their asset keys, the jobs, the run tags every deployment carries.
+
+Everything else refers to these constants; no asset, job or tag name is spelled as a string anywhere else.
+"""
+
+import dagster as dg
+
+INFRA_STACK = "infra_stack"
+API_IMAGE = "api_image"
+LAMBDA_VERSION = "lambda_version"
+FRONTEND_BUNDLE = "frontend_bundle"
+TRAFFIC_SHIFT = "traffic_shift"
+CLOUDFRONT_INVALIDATION = "cloudfront_invalidation"
+SMOKE_RESULT = "smoke_result"
+# A deployment's stages in the order they are printed (the graph runs the two branches in parallel).
+STAGES = (INFRA_STACK, API_IMAGE, LAMBDA_VERSION, FRONTEND_BUNDLE, TRAFFIC_SHIFT, CLOUDFRONT_INVALIDATION, SMOKE_RESULT)
+# A rollback or promotion of what exists: no infrastructure change.
+REDEPLOY_STAGES = STAGES[1:]
+
+RELEASE_APPROVAL = "release_approval"
+LIVE_RELEASE = "live_release"
+DELIVERY_METRICS = "delivery_metrics"
+
+KEYS = {name: dg.AssetKey(name) for name in (*STAGES, RELEASE_APPROVAL, LIVE_RELEASE, DELIVERY_METRICS)}
+
+
+def key(name: str) -> dg.AssetKey:
+    return KEYS[name]
+
+
+DEPLOY_JOB = "deploy_job"
+REDEPLOY_JOB = "redeploy_job"
+APPROVAL_JOB = "approval_job"
+DEPLOY_JOBS = (DEPLOY_JOB, REDEPLOY_JOB)
+
+ENV_TAG = "coderemote/env"
+RELEASE_TAG = "coderemote/release"
+COMMIT_TAG = "coderemote/commit"
+TRIGGER_TAG = "coderemote/trigger"
+# When the commit was made (epoch seconds): the start of its lead time to live.
+COMMIT_TIME_TAG = "coderemote/commit_time"
+REQUEST_TAG = "coderemote/request"
+OVERRIDE_TAG = "coderemote/override"
+OVERRIDE_BY_TAG = "coderemote/override_by"
+# How the release was built: its remote and layout travel with every run, so rollback and retry reuse them.
+APP_REMOTE_TAG = "coderemote/app_remote"
+APP_LAYOUT_TAG = "coderemote/app_layout"
+DECIDED_BY_TAG = "coderemote/decided_by"
+RUN_KEY_TAG = "dagster/run_key"
+PARTITION_TAG = "dagster/partition"
+
+# Triggers recorded on runs (`coderemote/trigger`); policy triggers (main_push, stable_tag) are values too.
+TRIGGER_CLI = "cli"
+TRIGGER_ROLLBACK = "rollback"
+TRIGGER_RETRY = "retry"
+TRIGGER_APPROVAL = "approval"
+TRIGGER_DEMO = "demo"

@@ -1,0 +1,67 @@
+"""Runs the daemon launched, once they end: a failed deploy's environment is settled (actions/failure_report.py),
+and every deploy or rollback that ended updates its environment's delivery figures."""
+
+# No `from __future__ import annotations`: Dagster reads the sensors' annotations to find their resources.
+import dagster as dg
+
+from coderemote_pipeline.actions.failure_report import settle_failed_run
+from coderemote_pipeline.ledger.figures import record_figures
+from coderemote_pipeline.resources.app_source import AppSource
+from coderemote_pipeline.resources.aws import AwsResource
+from coderemote_pipeline.resources.environments import Environments
+from coderemote_pipeline.resources.runtime import ApiRuntime
+from coderemote_pipeline.resources.targets import env_target
+from coderemote_pipeline.rules import names
+from coderemote_pipeline.rules.app_layout import AppLayout
+
+# Deploys the CLI executes are settled by the CLI at once; this covers the daemon's, a few seconds later.
+INTERVAL_S = 15
+
+
+def run_layout(run: dg.DagsterRun, app_source: AppSource) -> AppLayout:
+    recorded = run.tags.get(names.APP_LAYOUT_TAG)
+    return AppLayout.from_json(recorded) if recorded else app_source.layout
+
+
+@dg.run_failure_sensor(
+    name="failed_deploy_sensor",
+    minimum_interval_seconds=INTERVAL_S,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="After a deploy or rollback run fails: writes what its environment serves into the run's log, puts "
+    "an environment the failure left split back on its recorded live release (and an auto_rollback one left on "
+    "anything else), and updates the environment's delivery figures.",
+)
+def failed_deploy_sensor(
+    context: dg.RunFailureSensorContext,
+    aws: AwsResource,
+    api_runtime: ApiRuntime,
+    app_source: AppSource,
+    environments: Environments,
+) -> None:
+    run = context.dagster_run
+    env = run.tags.get(names.ENV_TAG)
+    if not env or run.job_name not in names.DEPLOY_JOBS:
+        return
+    layout = run_layout(run, app_source)
+
+    def target(env_name: str, outputs: dict[str, str]):
+        return env_target(env_name, outputs, aws=aws, api_runtime=api_runtime, layout=layout)
+
+    settled = settle_failed_run(context.instance, run, environments.policy(env), target)
+    if settled is not None:
+        context.log.info(f"run {run.run_id[:8]}: {settled.text}")
+    record_figures(context.instance, env, run.run_id)
+
+
+@dg.run_status_sensor(
+    run_status=dg.DagsterRunStatus.SUCCESS,
+    name="delivery_figures_sensor",
+    minimum_interval_seconds=INTERVAL_S,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="After a deploy or rollback run succeeds: materializes its environment's delivery figures.",
+)
+def delivery_figures_sensor(context: dg.RunStatusSensorContext) -> None:
+    run = context.dagster_run
+    env = run.tags.get(names.ENV_TAG)
+    if env and run.job_name in names.DEPLOY_JOBS:
+        record_figures(context.instance, env, run.run_id)

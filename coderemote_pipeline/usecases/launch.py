@@ -1,0 +1,112 @@
+"""Executing one deployment run in this process, and what follows its end: the progress lines while it runs, the
+settling of a failed run (what the environment serves, put back when split), the delivery figures, the lease.
+
+Runs go into the persistent instance under DAGSTER_HOME, so `dagster dev` afterwards shows them with lineage and
+timings exactly as if they had been launched from the UI.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import dagster as dg
+
+from coderemote_pipeline.actions.failure_report import settle_failed_run
+from coderemote_pipeline.actions.git_remote import GitRemote
+from coderemote_pipeline.definitions import reconstructable_deploy_job
+from coderemote_pipeline.ledger.figures import record_figures
+from coderemote_pipeline.ledger.leases import Lease
+from coderemote_pipeline.resources.targets import resources_for, target_for
+from coderemote_pipeline.rules import names
+from coderemote_pipeline.rules.deployment import Deployment
+from coderemote_pipeline.rules.settings import Settings
+from coderemote_pipeline.usecases.progress import QUIET, failure_text, follow
+
+
+@dataclass
+class DeployOutcome:
+    run_id: str
+    job_name: str
+    env: str
+    release: str
+    commit: str
+    success: bool
+    seconds: float
+    stages: dict[str, dict[str, Any]] = field(default_factory=dict)
+    failure: str = ""
+
+
+def run_tags(deploy: Deployment, settings: Settings, trigger: str, extra: dict[str, str] | None) -> dict[str, str]:
+    """The deployment's tags, plus how the release is built (remote, layout) and when its commit was made."""
+    tags = {**deploy.tags(trigger), names.APP_REMOTE_TAG: settings.app_remote,
+            names.APP_LAYOUT_TAG: settings.app_layout.to_json(), **(extra or {})}  # fmt: skip
+    made = GitRemote(settings.app_remote, settings.work_dir / "git").commit_time(deploy.commit)
+    if made is not None:
+        tags[names.COMMIT_TIME_TAG] = f"{made:.0f}"
+    return tags
+
+
+def _stage_metadata(instance: dg.DagsterInstance, run_id: str) -> dict[str, dict[str, Any]]:
+    stages: dict[str, dict[str, Any]] = {}
+    for record in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION):
+        mat = record.asset_materialization
+        if mat is not None:
+            stages[mat.asset_key.to_user_string()] = {k: v.value for k, v in mat.metadata.items()}
+    return stages
+
+
+def launch(
+    deploy: Deployment,
+    *,
+    settings: Settings,
+    instance: dg.DagsterInstance,
+    job_name: str,
+    trigger: str,
+    echo: Callable[[str], None] = print,
+    stages: tuple[str, ...] | None = None,
+    extra_tags: dict[str, str] | None = None,
+    from_failure_of: str | None = None,
+) -> DeployOutcome:
+    """Run `job_name` for `deploy`'s partition (all stages, or `stages` and what they need) and report. With
+    `from_failure_of` (a failed run of the same job and partition), re-execute only what did not succeed."""
+    request_id = uuid.uuid4().hex
+    tags = {**run_tags(deploy, settings, trigger, extra_tags), names.REQUEST_TAG: request_id}
+    started, done = time.monotonic(), threading.Event()
+    follower = threading.Thread(target=follow, args=(instance, request_id, done, echo), daemon=True)
+    follower.start()
+    try:
+        result = dg.execute_job(
+            reconstructable_deploy_job(job_name, settings),
+            instance=instance,
+            tags=tags,
+            run_config=QUIET,
+            asset_selection=[names.key(s) for s in stages] if stages else None,
+            reexecution_options=dg.ReexecutionOptions.from_failure(from_failure_of, instance)
+            if from_failure_of
+            else None,
+        )
+    finally:
+        done.set()
+        follower.join(timeout=10)
+    Lease(instance, deploy.env).release(result.run_id)
+    failure = "" if result.success else _settle(instance, result, deploy, settings)
+    record_figures(instance, deploy.env, result.run_id)
+    return DeployOutcome(result.run_id, job_name, deploy.env, deploy.release.key, deploy.commit, result.success,
+                         time.monotonic() - started, _stage_metadata(instance, result.run_id), failure)  # fmt: skip
+
+
+def _settle(instance: dg.DagsterInstance, result: Any, deploy: Deployment, settings: Settings) -> str:
+    failures = [e for e in result.all_events if e.event_type is dg.DagsterEventType.STEP_FAILURE]
+    text = "; ".join(f"{e.step_key}: {failure_text(e.step_failure_data.error)}" for e in failures) or "run failed"
+    run = instance.get_run_by_id(result.run_id)
+    if run is not None:
+        settled = settle_failed_run(instance, run, deploy.policy,
+                                    target_for(resources_for(settings), settings.app_layout))  # fmt: skip
+        if settled is not None:
+            text = f"{text}. {settled.text}"
+    return text

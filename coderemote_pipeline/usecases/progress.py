@@ -1,0 +1,73 @@
+"""What a deploy shows in the terminal while it runs: one line per step start and end, and the run's warnings
+(a wait for another deploy of the environment, an image rebuilt because it was gone), read from the event log of
+the run being executed; and the failure, as the user's own message without Dagster's wrappers."""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import dagster as dg
+
+from coderemote_pipeline.rules import names
+
+QUALIFIED_CLASS = re.compile(r"^(?:[a-z_][a-z0-9_]*\.)+[A-Z]\w*: ")
+# Dagster's console logger stays quiet: the terminal gets the lines below, the event log keeps everything.
+QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+MARKS = {dg.DagsterEventType.STEP_START: "…", dg.DagsterEventType.STEP_SUCCESS: "✓",
+         dg.DagsterEventType.STEP_FAILURE: "✗"}  # fmt: skip
+POLL_S = 0.2
+
+
+def failure_text(error: Any) -> str:
+    """The user's exception message, without Dagster's wrappers ("Error occurred while executing op ...", and
+    "Exceeded max_retries of N" when the stage's RetryPolicy gave up on a transient error: then it says so)."""
+    tries = ""
+    while error is not None and error.cause is not None:
+        if error.message.startswith("Exceeded max_retries of "):
+            tries = f" (still failing after {int(error.message.split()[-1]) + 1} tries)"
+        elif "Error occurred while executing" not in error.message:
+            break
+        error = error.cause
+    if error is None:
+        return "unknown error"
+    # "dagster._core.definitions.events.Failure: ", "botocore.exceptions.EndpointConnectionError: ": the class is
+    # the reader's least concern.
+    return QUALIFIED_CLASS.sub("", error.message.strip(), count=1) + tries
+
+
+def _line(record: dg.EventLogEntry, started: dict[str, float]) -> str | None:
+    event = record.dagster_event
+    if event is None:
+        if record.level >= logging.WARNING and record.user_message:
+            return f"  ! {record.user_message.splitlines()[0]}"
+        return None
+    if event.event_type not in MARKS or not event.step_key:
+        return None
+    if event.event_type is dg.DagsterEventType.STEP_START:
+        started[event.step_key] = record.timestamp
+        return f"  … {event.step_key}"
+    took = record.timestamp - started.get(event.step_key, record.timestamp)
+    return f"  {MARKS[event.event_type]} {event.step_key} ({took:.1f}s)"
+
+
+def follow(instance: dg.DagsterInstance, request_id: str, done: threading.Event, echo: Callable[[str], None]):
+    """Print the progress of the run tagged with `request_id` as it lands in the event log, until `done`."""
+    run_id, seen, started = None, 0, {}
+    while True:
+        finished = done.wait(POLL_S)
+        if run_id is None:
+            runs = instance.get_runs(dg.RunsFilter(tags={names.REQUEST_TAG: request_id}), limit=1)
+            run_id = runs[0].run_id if runs else None
+        if run_id is not None:
+            logs = instance.all_logs(run_id)
+            for record in logs[seen:]:
+                line = _line(record, started)
+                if line:
+                    echo(line)
+            seen = len(logs)
+        if finished:
+            return

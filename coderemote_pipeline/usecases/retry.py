@@ -1,0 +1,69 @@
+"""Re-executing a failed deploy or rollback run from its failure.
+
+Only the steps that did not succeed run again (and what depends on them), in a new run of the same job, partition
+and tags, linked to the failed one as its parent: the UI's "Re-execute from failure", from a terminal. Every stage
+is safe to repeat, so this finishes a deploy that an infrastructure fault interrupted. The retry uses the remote and
+layout the failed run recorded, whatever the caller's environment says. A run whose process was killed stays
+STARTED in the instance; `mark_failed` records it as failed first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import dagster as dg
+
+from coderemote_pipeline.rules import names
+from coderemote_pipeline.rules.deployment import Deployment
+from coderemote_pipeline.rules.environments import load_policies
+from coderemote_pipeline.rules.settings import Settings
+from coderemote_pipeline.usecases.deploy import DeployRefused
+from coderemote_pipeline.usecases.launch import DeployOutcome, launch
+from coderemote_pipeline.usecases.rollback import settings_of
+
+PAGE = 500
+RETRYABLE = {dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
+
+
+def find_run(instance: dg.DagsterInstance, run_id: str) -> dg.DagsterRun:
+    """A run by its id, or by the first characters of it (the CLI and the UI show 8), newest runs first."""
+    run = instance.get_run_by_id(run_id) if len(run_id) == 36 else None
+    if run is not None:
+        return run
+    matches: list[dg.DagsterRun] = []
+    cursor = None
+    while len(run_id) >= 4:
+        page = instance.get_runs(limit=PAGE, cursor=cursor)
+        matches += [r for r in page if r.run_id.startswith(run_id)]
+        if len(matches) > 1 or len(page) < PAGE:
+            break
+        cursor = page[-1].run_id
+    if len(matches) != 1:
+        found = "no run" if not matches else f"{len(matches)} runs"
+        raise DeployRefused(f"{found} with id {run_id!r} in this instance: give more of the id (4+ characters)")
+    return matches[0]
+
+
+def retry_from_failure(
+    run_id: str,
+    *,
+    settings: Settings,
+    instance: dg.DagsterInstance,
+    mark_failed: bool = False,
+    echo: Callable[[str], None] = print,
+) -> DeployOutcome:
+    run = find_run(instance, run_id)
+    if names.ENV_TAG not in run.tags or names.RELEASE_TAG not in run.tags:
+        raise DeployRefused(f"run {run.run_id[:8]} ({run.job_name}) is not a deploy or rollback run")
+    if mark_failed and run.status in (dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING):
+        instance.report_run_failed(run, "marked failed by `coderemote-pipeline retry --mark-failed`: process gone")
+        run = find_run(instance, run.run_id)
+    if run.status not in RETRYABLE:
+        hint = " (if its process is gone, add --mark-failed)" if run.status is dg.DagsterRunStatus.STARTED else ""
+        raise DeployRefused(f"run {run.run_id[:8]} is {run.status.value}: only a failed run is re-executed{hint}")
+    carried = {k: v for k, v in run.tags.items() if k in (names.OVERRIDE_TAG, names.OVERRIDE_BY_TAG)}
+    deploy = Deployment.of(run.tags[names.ENV_TAG], run.tags[names.RELEASE_TAG], load_policies(settings.infra_dir),
+                           run.tags.get(names.COMMIT_TAG, ""))  # fmt: skip
+    echo(f"re-executing {run.run_id[:8]} ({run.job_name}, {deploy.label}) from failure")
+    return launch(deploy, settings=settings_of(settings, dict(run.tags)), instance=instance, job_name=run.job_name,
+                  trigger=names.TRIGGER_RETRY, echo=echo, extra_tags=carried, from_failure_of=run.run_id)  # fmt: skip
