@@ -21,7 +21,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from coderemote_pipeline.cli.approval_commands import record_decision
+from coderemote_pipeline.usecases.approve import record_decision
 from coderemote_pipeline.local_stack import LocalStack
 from coderemote_pipeline.local_stack.processes import free_port
 from coderemote_pipeline.rules.release_keys import parse_release_key

@@ -6,14 +6,15 @@ Real git repositories and a persistent Dagster instance under a temporary DAGSTE
 
 import dagster as dg
 import pytest
-from coderemote_pipeline.assets.common import COMMIT_TAG
 from sensor_kit import AppRepo, apply, tick, verified_in_dev
 
+from coderemote_pipeline.assets.jobs import STAGE_ASSETS as STAGES
 from coderemote_pipeline.assets.release_approval import release_approval
 from coderemote_pipeline.cli.main import main
-from coderemote_pipeline.definitions import STAGES
 from coderemote_pipeline.ledger.approvals import approval_refusal, latest_decision, latest_hold
 from coderemote_pipeline.resources.targets import local_resources
+from coderemote_pipeline.rules.environments import load_policies
+from coderemote_pipeline.rules.names import COMMIT_TAG
 from coderemote_pipeline.rules.settings import Settings
 from coderemote_pipeline.usecases.deploy import DeployRefused, run_deployment
 
@@ -75,7 +76,7 @@ def test_approving_a_held_release_launches_its_deploy_exactly_once(env, repo, ca
     assert request.partition_key == "prod|v1.0.0" and request.job_name == "deploy_job"
     assert request.run_key == f"prod|v1.0.0:hold-{hold.storage_id}"
     assert request.tags["coderemote/commit"] == commit and request.tags["coderemote/trigger"] == "approval"
-    assert launched.cursor_json == {"after_storage_id": decision.storage_id}
+    assert launched.cursor_json == {"after_storage_id": decision.storage_id, "waiting": []}
     assert launched.logged("prod|v1.0.0 approved by alice")
     # The next tick finds nothing new; a tick evaluated again from the old cursor (restart) asks for the same key.
     assert tick(settings, instance, "approved_release_sensor", launched.cursor).skip == "no new approval decisions"
@@ -89,7 +90,7 @@ def test_approving_a_held_release_launches_its_deploy_exactly_once(env, repo, ca
     assert again.run_requests == [] and again.logged("its held deploy was already launched")
 
 
-def test_an_approved_hold_not_yet_verified_in_dev_waits_for_it(env, repo):
+def test_an_approved_hold_not_yet_verified_in_dev_waits_for_it(env, repo, capsys):
     settings, instance = env
     baseline = tick(settings, instance, "version_tag_sensor", None)
     repo.tag("v1.0.0")
@@ -98,11 +99,18 @@ def test_an_approved_hold_not_yet_verified_in_dev_waits_for_it(env, repo):
     assert main(["approve", "prod", "v1.0.0", "--by", "alice"]) == 0
     gated = tick(settings, instance, "approved_release_sensor", None)
     assert gated.run_requests == []
-    assert gated.logged(f"not deploying prod|v1.0.0 (commit {commit[:12]}): prod is held: commit {commit[:12]} has not")
-    # Once dev has verified the commit, approving again launches the held deploy (its run key was never used).
+    assert gated.logged(f"not deploying prod|v1.0.0 (commit {commit[:12]}) yet: prod is held: commit {commit[:12]}")
+    apply(instance, gated)
+    # It still waits, and says for what and what to run: `approvals` lists it with the gate's fix.
+    assert main(["approvals", "--pending"]) == 0
+    listing = capsys.readouterr().out
+    assert "approved" in listing and "waits for the promotion gate" in listing
+    assert f"coderemote-pipeline deploy dev {commit[:12]}" in listing
+    still = tick(settings, instance, "approved_release_sensor", gated.cursor)
+    assert still.run_requests == [] and still.cursor_json["waiting"][0]["release"] == "v1.0.0"
+    # Once dev has verified the commit, the held deploy launches by itself: one approval is enough.
     verified_in_dev(instance, commit)
-    assert main(["approve", "prod", "v1.0.0", "--by", "alice"]) == 0
-    (request,) = tick(settings, instance, "approved_release_sensor", gated.cursor).run_requests
+    (request,) = tick(settings, instance, "approved_release_sensor", still.cursor).run_requests
     assert request.partition_key == "prod|v1.0.0"
 
 
@@ -113,7 +121,7 @@ def test_rejected_release_is_not_deployed_until_approved(env, repo, capsys):
     assert "rejected prod|v1.0.0" in capsys.readouterr().out
     result = tick(settings, instance, "approved_release_sensor", None)
     assert result.run_requests == [] and result.logged("prod|v1.0.0 rejected by bob: too risky on a Friday")
-    with pytest.raises(DeployRefused, match=r"rejected by bob \(too risky on a Friday\)"):
+    with pytest.raises(DeployRefused, match=r"is held for approval"):
         run_deployment("prod", "v1.0.0", settings=settings, instance=instance, echo=lambda _: None)
     assert main(["approvals"]) == 0
     assert "rejected  by bob" in capsys.readouterr().out
@@ -128,9 +136,7 @@ def test_rejected_release_is_not_deployed_until_approved(env, repo, capsys):
 def test_unapproved_prod_deploys_are_refused_by_the_cli_and_by_the_stages(env, repo):
     settings, instance = env
     commit = _hold_v1(settings, instance, repo)
-    with pytest.raises(
-        DeployRefused, match=rf"prod requires approval and prod\|v1.0.0 has not been approved.*{APPROVE_HINT}"
-    ):
+    with pytest.raises(DeployRefused, match=rf"prod\|v1.0.0 .* is held for approval: prod requires it.*{APPROVE_HINT}"):
         run_deployment("prod", "v1.0.0", settings=settings, instance=instance, echo=lambda _: None)
 
     def stage_failure(tags=None) -> str:
@@ -150,12 +156,12 @@ def test_unapproved_prod_deploys_are_refused_by_the_cli_and_by_the_stages(env, r
 
     assert "prod requires approval" in stage_failure() and APPROVE_HINT in stage_failure()
     assert main(["approve", "prod", "v1.0.0", "--by", "alice"]) == 0
-    assert approval_refusal(instance, "prod", "v1.0.0", commit) is None
+    assert approval_refusal(instance, load_policies()["prod"], "v1.0.0", commit) is None
     # An approval binds the commit it was given for: the same tag moved elsewhere is refused until approved again.
     moved = stage_failure({COMMIT_TAG: "f" * 40})
     assert f"approved by alice at commit {commit[:12]}, but this deploy is commit ffffffffffff" in moved
     # Envs without required approval are untouched by the gate.
-    assert approval_refusal(instance, "dev", "main-0000000") is None
+    assert approval_refusal(instance, load_policies()["dev"], "main-0000000") is None
 
 
 def test_a_tag_approved_before_the_sensor_sees_it_deploys_without_a_hold(env, repo, capsys):

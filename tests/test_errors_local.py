@@ -9,8 +9,8 @@ import dagster as dg
 import pytest
 
 from coderemote_pipeline.actions.git_remote import RefNotFound, RemoteUnreachable
+from coderemote_pipeline.assets.jobs import STAGE_ASSETS as STAGES
 from coderemote_pipeline.cli.main import main
-from coderemote_pipeline.definitions import STAGES
 from coderemote_pipeline.local_stack import EmulatorDown, LocalStackNotRunning, check_parts, load_stack_info
 from coderemote_pipeline.resources.local_stack import LocalStackResource
 from coderemote_pipeline.resources.targets import local_resources

@@ -22,7 +22,6 @@ from coderemote_pipeline.cli.retry_command import retry_from_failure
 from team_kit import app_repo
 
 from coderemote_pipeline.actions import site_store as frontend_store
-from coderemote_pipeline.cli.approval_commands import record_decision
 from coderemote_pipeline.ledger.live import env_outputs, recorded_live, target_state
 from coderemote_pipeline.local_stack import LocalStack, load_stack_info
 from coderemote_pipeline.local_stack.dockerd import engine_paths, stop_dockerd
@@ -32,6 +31,7 @@ from coderemote_pipeline.resources.image_registry import LocalRegistry
 from coderemote_pipeline.resources.local_stack import LocalStackResource
 from coderemote_pipeline.rules.release_keys import parse_release_key
 from coderemote_pipeline.rules.settings import Settings
+from coderemote_pipeline.usecases.approve import record_decision
 from coderemote_pipeline.usecases.demo import commit_and_push, git
 from coderemote_pipeline.usecases.deploy import run_deployment
 

@@ -4,6 +4,7 @@ No deploy runs here: each test evaluates ticks as the daemon would and checks th
 partitions registered, the pending approvals recorded, the cursor and the reasons logged.
 """
 
+import shutil
 from dataclasses import replace
 
 import dagster as dg
@@ -188,6 +189,7 @@ def test_a_git_error_mid_tick_skips_and_keeps_the_cursor(settings, instance, rep
     # Make the mirror unusable: a file where the bare repository should be, so the fetch of main fails.
     mirror = GitRemote(settings.app_remote, settings.work_dir / "git").mirror
     mirror.parent.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(mirror, ignore_errors=True)
     mirror.write_text("not a repository")
     result = tick(settings, instance, MAIN, first.cursor)
     assert result.run_requests == [] and "could not be read" in result.skip
@@ -206,7 +208,7 @@ def _baseline(settings, instance):
 def test_first_tick_takes_existing_tags_as_history(settings, instance, repo):
     repo.tag("v0.9.0")
     result = _baseline(settings, instance)
-    assert result.cursor_json == {"tags": {"v0.9.0": repo.git("rev-parse", "HEAD")}}
+    assert result.cursor_json == {"tags": {"v0.9.0": repo.git("rev-parse", "HEAD")}, "accepted": ["v0.9.0"]}
     assert "first tick: 1 existing v* tag(s) taken as already handled (v0.9.0)" in result.skip
 
 
@@ -221,19 +223,20 @@ def test_stable_tag_is_registered_and_held_for_prod_approval(settings, instance,
     assert isinstance(hold, dg.AssetObservation) and hold.asset_key == dg.AssetKey("release_approval")
     assert hold.partition == "prod|v1.0.0"
     assert hold.metadata["status"].value == "pending" and hold.metadata["commit"].value == head
-    assert result.cursor_json == {"tags": {"v1.0.0": head}}
+    assert result.cursor_json == {"tags": {"v1.0.0": head}, "accepted": ["v1.0.0"]}
     assert result.logged("holding prod|v1.0.0") and "coderemote-pipeline approve prod v1.0.0 --by NAME" in result.skip
 
 
 def test_stable_tag_deploys_prod_directly_where_no_approval_is_required(settings, instance, repo, monkeypatch):
     relaxed = {n: replace(p, approval=Approval.NONE) for n, p in load_policies().items()}
-    monkeypatch.setattr("coderemote_pipeline.sensors.version_tags.load_policies", lambda: relaxed)
+    monkeypatch.setattr("coderemote_pipeline.resources.environments.load_policies", lambda _dir: relaxed)
     baseline = _baseline(settings, instance)
     head = repo.git("rev-parse", "HEAD")
     repo.tag("v1.0.0")
     # prod's promotion gate (verified_in: dev) comes first: a commit that never passed smoke in dev is not launched.
     gated = tick(settings, instance, TAGS, baseline.cursor)
-    assert gated.run_requests == [] and gated.logged(f"not deploying prod|v1.0.0 (commit {head[:12]}): prod is held")
+    assert gated.run_requests == []
+    assert gated.logged(f"not deploying prod|v1.0.0 (commit {head[:12]}) yet: prod is held")
     verified_in_dev(instance, head)
     result = tick(settings, instance, TAGS, baseline.cursor)
     request = _only_request(result)
@@ -308,5 +311,17 @@ def test_deleted_tag_is_noted(settings, instance, repo):
     baseline = _baseline(settings, instance)
     repo.git("push", "--quiet", "origin", ":refs/tags/v1.0.0")
     result = tick(settings, instance, TAGS, baseline.cursor)
-    assert result.run_requests == [] and result.cursor_json == {"tags": {}}
+    assert result.run_requests == [] and result.cursor_json["tags"] == {}
     assert result.logged("tag v1.0.0 was deleted from the remote")
+
+
+def test_a_refused_tag_is_not_counted_as_the_newest_release(settings, instance, repo):
+    baseline = _baseline(settings, instance)
+    hotfix = repo.side_commit("hotfix/off-main", "a hotfix nobody merged")
+    repo.tag("v1.3.0", hotfix)
+    refused = tick(settings, instance, TAGS, baseline.cursor)
+    assert refused.logged("refused tag v1.3.0")
+    repo.tag("v1.0.1")
+    result = tick(settings, instance, TAGS, refused.cursor)
+    assert result.partitions == ["v1.0.1"]
+    assert not result.logged("older than"), result.logs  # v1.3.0 was refused: it is no release to compare with

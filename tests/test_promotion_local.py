@@ -10,16 +10,17 @@ import dagster as dg
 import docker
 import pytest
 
-from coderemote_pipeline.cli.approval_commands import record_decision
 from coderemote_pipeline.cli.main import main
-from coderemote_pipeline.ledger.gate import OVERRIDE_TAG, gate_status
+from coderemote_pipeline.ledger.gate import gate_status
 from coderemote_pipeline.ledger.history import deploys
 from coderemote_pipeline.ledger.live import recorded_live
 from coderemote_pipeline.resources.aws import EmulatorAws
 from coderemote_pipeline.resources.local_stack import LocalStackResource
 from coderemote_pipeline.rules.environments import policy_for
+from coderemote_pipeline.rules.names import OVERRIDE_TAG
 from coderemote_pipeline.rules.release_keys import parse_release_key
 from coderemote_pipeline.rules.settings import Settings
+from coderemote_pipeline.usecases.approve import record_decision
 from coderemote_pipeline.usecases.demo import EXAMPLE_APP, commit_and_push, git, make_app_repo
 from coderemote_pipeline.usecases.deploy import DeployRefused, Override, run_deployment
 
@@ -143,9 +144,9 @@ def test_promote_dev_to_staging_serves_the_same_release(app, instance, settings,
     monkeypatch.setenv("DAGSTER_HOME", instance.root_directory)
     dev_live = recorded_live(instance, "dev")
     assert main(["promote", "dev", "staging"]) == 0
-    assert f"promoting {dev_live['release']}" in capsys.readouterr().out
+    assert f"promoting {dev_live.release}" in capsys.readouterr().out
     staging = recorded_live(instance, "staging")
-    assert (staging["release"], staging["digest"]) == (dev_live["release"], dev_live["digest"])
+    assert (staging.release, staging.digest) == (dev_live.release, dev_live.digest)
 
 
 def test_promote_bad_input(settings, tmp_path, monkeypatch, capsys):

@@ -9,7 +9,6 @@ from pathlib import Path
 import docker
 import pytest
 
-from coderemote_pipeline.cli.approval_commands import record_decision
 from coderemote_pipeline.cli.main import main
 from coderemote_pipeline.cli.release_commands import ROLLBACK_STAGES, rollback_target
 from coderemote_pipeline.ledger.live import drift, env_outputs, recorded_live, target_state
@@ -17,6 +16,7 @@ from coderemote_pipeline.resources.aws import EmulatorAws
 from coderemote_pipeline.resources.local_stack import LocalStackResource
 from coderemote_pipeline.rules.release_keys import parse_release_key
 from coderemote_pipeline.rules.settings import Settings
+from coderemote_pipeline.usecases.approve import record_decision
 from coderemote_pipeline.usecases.demo import EXAMPLE_APP, commit_and_push, git, make_app_repo
 from coderemote_pipeline.usecases.deploy import Override, launch, run_deployment
 

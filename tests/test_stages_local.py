@@ -7,7 +7,7 @@ import dagster as dg
 import docker
 import pytest
 
-from coderemote_pipeline.definitions import STAGES
+from coderemote_pipeline.assets.jobs import STAGE_ASSETS as STAGES
 from coderemote_pipeline.resources.aws import EmulatorAws
 from coderemote_pipeline.resources.local_stack import LocalStackResource
 from coderemote_pipeline.resources.targets import local_resources
@@ -23,7 +23,7 @@ def _materialize(name, key, settings, instance):
         STAGES, selection=[name], partition_key=key, resources=local_resources(settings), instance=instance
     )
     assert result.success
-    mats = result.asset_materializations_for_node(name)
+    mats = [m for m in result.asset_materializations_for_node(name) if m.asset_key.to_user_string() == name]
     return {k: v.value for k, v in mats[0].metadata.items()}
 
 
@@ -62,22 +62,30 @@ def test_each_stage_against_the_live_stack(settings, instance, release, local_st
     pulled = engine.images.get(f"{local_stack.registry_host}/code-remote-dev-api@{image['digest']}")
     assert pulled.labels["org.opencontainers.image.revision"] == commit
 
+    live_before = lam.get_alias(FunctionName="code-remote-dev-api", Name="live")["FunctionVersion"]
     version = _materialize("lambda_version", partition, settings, instance)
-    alias = lam.get_alias(FunctionName="code-remote-dev-api", Name="live")
-    assert alias["FunctionVersion"] == str(version["version"])
-    published = lam.get_function_configuration(FunctionName="code-remote-dev-api", Qualifier=alias["FunctionVersion"])
+    # Published, not live: users switch in traffic_shift, once the site is ready too.
+    assert lam.get_alias(FunctionName="code-remote-dev-api", Name="live")["FunctionVersion"] == live_before
+    published = lam.get_function_configuration(FunctionName="code-remote-dev-api", Qualifier=str(version["version"]))
     assert published["CodeSha256"] in (image["digest"], image["digest"].removeprefix("sha256:"))
     assert published["Description"].startswith(key)
-    with urllib.request.urlopen(outputs[out.API_URL] + "/health", timeout=5) as response:
-        health = json.load(response)
-    assert (health["release"], health["commit"], health["env"]) == (key, commit, "dev")
 
     bundle = _materialize("frontend_bundle", partition, settings, instance)
-    assert bundle["files_uploaded"] >= 1 and "config.json" in bundle["changed_paths"]
-    hashed = next(p for p in bundle["changed_paths"] if p.startswith("assets/") and p.endswith(".css"))
+    assert bundle["files_uploaded"] >= 1 and bundle["outcome"] == "built"
+    snapshot = f"_releases/{key}/"
+    hashed = next(k["Key"] for k in s3.list_objects_v2(Bucket=outputs[out.FRONTEND_BUCKET], Prefix=snapshot)["Contents"]
+                  if k["Key"].endswith(".css"))  # fmt: skip
     head = s3.head_object(Bucket=outputs[out.FRONTEND_BUCKET], Key=hashed)
     assert head["CacheControl"] == "public, max-age=31536000, immutable"
     assert head["ContentType"] == "text/css; charset=utf-8"
+
+    shift = _materialize("traffic_shift", partition, settings, instance)
+    alias = lam.get_alias(FunctionName="code-remote-dev-api", Name="live")
+    assert alias["FunctionVersion"] == str(version["version"]) == str(shift["version"])
+    assert shift["site_release"] == key and "config.json" in shift["changed_paths"]
+    with urllib.request.urlopen(outputs[out.API_URL] + "/health", timeout=5) as response:
+        health = json.load(response)
+    assert (health["release"], health["commit"], health["env"]) == (key, commit, "dev")
     index = s3.head_object(Bucket=outputs[out.FRONTEND_BUCKET], Key="index.html")
     assert (index["CacheControl"], index["ContentType"]) == ("no-cache", "text/html; charset=utf-8")
     with urllib.request.urlopen(f"{outputs[out.FRONTEND_URL]}/config.json", timeout=5) as response:

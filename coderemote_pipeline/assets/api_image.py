@@ -49,6 +49,10 @@ def api_image(
     if ref is None:
         with timer.step("promote"):
             source = images.promotable(registry, deploy.env, build_key)
+            if source is None and (gone := deployed_elsewhere(context.instance, ImageRecord, commit, deploy.env,
+                                                              "commit", commit)):  # fmt: skip
+                context.log.warning(f"the image of commit {commit[:12]} built for {gone[0]} (run {gone[1][:8]}) is "
+                                    "gone from its registry: rebuilding it from the commit")  # fmt: skip
             if source is not None:
                 ref = images.promote(registry, source[1], repository, build_key, release)
                 origin = deployed_elsewhere(context.instance, ImageRecord, commit, deploy.env, "digest", ref.digest)

@@ -20,7 +20,8 @@ def infra_stack(
     deploy = deployment(context, environments)
     if deploy.policy.approval_required or deploy.policy.verified_in:
         # Approval and the promotion gate bind a commit: prod's infrastructure changes only for a cleared release.
-        require_cleared(context, commit_for(context, app_source, deploy))
+        # A commit pinned by the launcher is checked as given, before any git fetch.
+        require_cleared(context, deploy if deploy.commit else commit_for(context, app_source, deploy))
     config = deploy.policy.stack
     result = provisioner.ensure(deploy.env, config, context.log.info)
     record = StackRecord(

@@ -30,7 +30,7 @@ def _decide(args: argparse.Namespace, settings_from, decision: str) -> int:
     if recorded.hold_id is None:
         print(f"nothing was holding it; deploy it with `coderemote-pipeline deploy {args.env} {release.key}`")
     elif (run := held_deploy(instance, recorded)) is not None:
-        print(f"its held deploy was launched already (run {run.run_id}): nothing more to do")
+        print(f"its held deploy was already launched (run {run.run_id}): nothing more to do")
     else:
         print(f"approved_release_sensor launches the held deploy of {label} on its next tick (or now: "
               f"`coderemote-pipeline deploy {args.env} {release.key}`)")  # fmt: skip

@@ -54,7 +54,7 @@ def take_decision(decision: Decision, tick: Tick, instance: dg.DagsterInstance) 
         return None
     launched = _launched(instance, held_run_key(decision.env, decision.release, decision.hold_id))
     if launched is not None:
-        tick.note(f"{label} approved by {decision.by}; its held deploy was launched already (run {launched.run_id})")
+        tick.note(f"{label} approved by {decision.by}; its held deploy was already launched (run {launched.run_id})")
         return None
     tick.note(f"{label} approved by {decision.by} (commit {decision.commit[:12]}){why}")
     return {"env": decision.env, "release": decision.release, "commit": decision.commit,
