@@ -7,9 +7,9 @@ from pathlib import Path
 # testkit/ sits beside the package, not in it: benches import it from the checkout.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from coderemote_pipeline.usecases.approve import record_decision
 from coderemote_pipeline.rules.release_keys import parse_release_key
 from coderemote_pipeline.rules.settings import Settings
+from coderemote_pipeline.usecases.approve import record_decision
 from coderemote_pipeline.usecases.demo import git
 from coderemote_pipeline.usecases.deploy import DeployOutcome
 

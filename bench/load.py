@@ -21,11 +21,11 @@ from pathlib import Path
 
 import dagster as dg
 
-from coderemote_pipeline.usecases.approve import record_decision
 from coderemote_pipeline.local_stack import LocalStack
 from coderemote_pipeline.local_stack.processes import free_port
 from coderemote_pipeline.rules.release_keys import parse_release_key
 from coderemote_pipeline.rules.settings import Settings
+from coderemote_pipeline.usecases.approve import record_decision
 from coderemote_pipeline.usecases.demo import EXAMPLE_APP, git, make_app_repo
 from testkit import queue
 from testkit import services as sv

@@ -18,22 +18,20 @@ from pathlib import Path
 import botocore.exceptions
 import dagster as dg
 import pytest
-from coderemote_pipeline.cli.retry_command import retry_from_failure
 from team_kit import app_repo
 
 from coderemote_pipeline.actions import site_store as frontend_store
-from coderemote_pipeline.ledger.live import env_outputs, recorded_live, target_state
+from coderemote_pipeline.actions import switch
+from coderemote_pipeline.ledger.live import env_outputs
 from coderemote_pipeline.local_stack import LocalStack, load_stack_info
 from coderemote_pipeline.local_stack.dockerd import engine_paths, stop_dockerd
 from coderemote_pipeline.local_stack.processes import stop_pid
-from coderemote_pipeline.resources.aws import EmulatorAws
 from coderemote_pipeline.resources.image_registry import LocalRegistry
-from coderemote_pipeline.resources.local_stack import LocalStackResource
-from coderemote_pipeline.rules.release_keys import parse_release_key
+from coderemote_pipeline.resources.targets import env_target, local_resources
 from coderemote_pipeline.rules.settings import Settings
-from coderemote_pipeline.usecases.approve import record_decision
-from coderemote_pipeline.usecases.demo import commit_and_push, git
+from coderemote_pipeline.usecases.demo import commit_and_push
 from coderemote_pipeline.usecases.deploy import run_deployment
+from coderemote_pipeline.usecases.retry import retry_from_failure
 
 pytestmark = pytest.mark.stack
 BIN = Path(sys.executable).parent
@@ -68,10 +66,10 @@ class Faults:
     def live(self, env: str = "dev") -> dict[str, str | None]:
         """What each part of the env serves: the alias's release, the API's health, the site's config.json."""
         outputs = env_outputs(self.instance, env)
-        aws = EmulatorAws(stack=LocalStackResource(state_dir=str(self.settings.state_dir)))
-        target = target_state(aws.client("lambda"), aws.client("s3"), outputs, None)
+        resources = local_resources(self.settings)
+        target = env_target(env, outputs, aws=resources["aws"], api_runtime=resources["api_runtime"])
         return {
-            "alias": target.release,
+            "alias": switch.serving(target).release,
             "api": _get_json(outputs["api_url"] + "/health").get("release"),
             "site": _get_json(outputs["frontend_url"] + "/config.json").get("release"),
         }
@@ -104,15 +102,13 @@ def test_api_container_failing_its_health_check(faults):
     server = faults.clone / "backend" / "app" / "server.py"
     good = server.read_text()
     server.write_text('raise SystemExit("boom: the API cannot start")\n')
+    before = faults.live()["alias"]
     bad = faults.deploy(ref=faults.change("an API that cannot start"))
-    assert not bad.success and "smoke_result" in bad.failure
-    # dev does not roll back by itself: the run says that dev now serves the failed release, with no API.
-    assert "dev now serves this failed release" in bad.failure
-    version = bad.stages["lambda_version"]["version"]
-    assert f"dev is NOT one whole release: nothing serves the API (no runtime runs alias version {version})" in (
-        bad.failure
-    )
-    assert faults.live() == {"alias": bad.release, "api": None, "site": bad.release}
+    # The new API never takes traffic: the switch puts the alias back, and the site never switched.
+    assert not bad.success and bad.failure.startswith(f"traffic_shift: the switch of dev|{bad.release} failed")
+    assert f"dev is back on {before}" in bad.failure and "is not healthy" in bad.failure
+    assert f"dev serves {before} " in bad.failure and "as one whole release" in bad.failure
+    faults.assert_whole(before)
     server.write_text(good)
     fixed = faults.deploy(ref=faults.change("the fix"))
     assert fixed.success, fixed.failure
@@ -134,16 +130,17 @@ def test_registry_stopped_during_the_push(faults, monkeypatch):
         assert not failed.success and failed.failure.startswith("api_image: push of ")
         assert "the image registry at" in failed.failure and "is not answering" in failed.failure
         assert "(still failing after 3 tries)" in failed.failure  # retried as transient, then failed
-        # The frontend branch went on: the run says the env is split, and it is.
-        assert f"the API serves {before} but the site serves {failed.release}" in failed.failure
-        assert f"coderemote-pipeline retry {failed.run_id[:8]}" in failed.failure
-        assert faults.live() == {"alias": before, "api": before, "site": failed.release}
+        # The frontend branch finished its snapshot, but nothing switched: dev is wholly on its previous release.
+        assert f"dev serves {before} " in failed.failure and "as one whole release" in failed.failure
+        faults.assert_whole(before)
     finally:
         monkeypatch.undo()
         faults.stack.up()  # the registry restarts on its port, its storage intact
     retried = retry_from_failure(failed.run_id, settings=faults.settings, instance=faults.instance, echo=print)
     assert retried.success, retried.failure
-    assert set(retried.stages) == {"api_image", "lambda_version", "smoke_result"}  # only what had not succeeded
+    # Only what had not succeeded (the frontend's snapshot had): the image, then the switch and what follows it.
+    assert set(retried.stages) >= {"api_image", "lambda_version", "traffic_shift", "smoke_result"}
+    assert "frontend_bundle" not in retried.stages
     faults.verified.append(commit)
     faults.assert_whole(failed.release)
 
@@ -160,7 +157,7 @@ def test_docker_engine_unreachable(faults):
         assert "(still failing after 3 tries)" in failed.failure
         # What serves the API cannot be read without the engine; the run says so rather than guess.
         assert "what dev serves cannot be read now" in failed.failure
-        assert faults.live() == {"alias": before, "api": None, "site": failed.release}
+        assert faults.live() == {"alias": before, "api": None, "site": before}  # the engine took the API down
     finally:
         faults.stack.up()  # a new engine on the same data: images kept, containers stopped
     retried = retry_from_failure(failed.run_id, settings=faults.settings, instance=faults.instance, echo=print)
@@ -170,29 +167,29 @@ def test_docker_engine_unreachable(faults):
     faults.assert_whole(failed.release)
 
 
-def test_failure_after_the_alias_moved_rolls_prod_back(faults, monkeypatch):
-    # Two commits dev verified (the previous tests'), tagged and approved as the strategy requires.
-    old, new = faults.verified[-2], faults.verified[-1]
-    for tag, commit in (("v1.0.0", old), ("v1.1.0", new)):
-        git("tag", tag, commit, cwd=faults.clone)
-        git("push", "--quiet", "origin", tag, cwd=faults.clone)
-        record_decision(faults.settings, faults.instance, "prod", parse_release_key(tag), by="fault-suite",
-                        decision="approve", reason="")  # fmt: skip
-    assert faults.deploy("prod", "v1.0.0").success
-    faults.assert_whole("v1.0.0", "prod")
+def test_a_switch_that_fails_half_way_goes_back_on_dev_too(faults, monkeypatch):
+    before = faults.live()["alias"]
+    commit = faults.change("its site cannot go live")
 
-    def refused(*args, **kwargs):
+    activate = switch.store.activate
+
+    def refused(s3, bucket, manifest, acl):
+        if manifest["commit"] != commit:
+            return activate(s3, bucket, manifest, acl)  # putting the previous site back works
         error = {"Error": {"Code": "AccessDenied", "Message": "Access Denied"}}
-        raise botocore.exceptions.ClientError(error, "PutObject")
+        raise botocore.exceptions.ClientError(error, "CopyObject")
 
-    monkeypatch.setattr(frontend_store, "store_snapshot", refused)
-    failed = faults.deploy("prod", "v1.1.0")
+    # The API switches, then the site's switch is refused: the API goes back, whatever the env's auto_rollback.
+    monkeypatch.setattr(switch.store, "activate", refused)
+    failed = faults.deploy(ref=commit)
     monkeypatch.undo()
-    assert not failed.success and failed.failure.startswith("frontend_bundle: ")
-    assert failed.stages["lambda_version"]["alias_moved"]  # the backend branch went live before the failure
-    assert "rolled back automatically: prod serves v1.0.0 again" in failed.failure
-    faults.assert_whole("v1.0.0", "prod")
-    assert recorded_live(faults.instance, "prod")["reason"].startswith("automatic rollback: run ")
+    assert not failed.success and failed.failure.startswith(f"traffic_shift: the switch of dev|main-{commit[:7]}")
+    assert "the site did not switch" in failed.failure and f"dev is back on {before}" in failed.failure
+    faults.assert_whole(before)
+    again = faults.deploy(ref=commit)
+    assert again.success, again.failure
+    faults.verified.append(commit)
+    faults.assert_whole(again.release)
 
 
 def test_emulator_stopped_during_the_upload(faults, monkeypatch):
@@ -211,7 +208,7 @@ def test_emulator_stopped_during_the_upload(faults, monkeypatch):
         assert "frontend_bundle: Could not connect to the endpoint URL" in failed.failure
         assert "(still failing after 3 tries)" in failed.failure
         assert "what dev serves cannot be read now" in failed.failure
-        assert "lambda_version" not in failed.stages  # the alias never moved: it could not reach the emulator either
+        assert "traffic_shift" not in failed.stages  # nothing switched
         assert _get_json(env_outputs(faults.instance, "dev")["api_url"] + "/health")["release"] == before
     finally:
         monkeypatch.undo()

@@ -9,16 +9,16 @@ from pathlib import Path
 import docker
 import pytest
 
+from coderemote_pipeline.actions.target_state import drift, read_target
 from coderemote_pipeline.cli.main import main
-from coderemote_pipeline.cli.release_commands import ROLLBACK_STAGES, rollback_target
-from coderemote_pipeline.ledger.live import drift, env_outputs, recorded_live, target_state
-from coderemote_pipeline.resources.aws import EmulatorAws
-from coderemote_pipeline.resources.local_stack import LocalStackResource
+from coderemote_pipeline.ledger.live import env_outputs, recorded_live
+from coderemote_pipeline.resources.targets import env_target, local_resources
 from coderemote_pipeline.rules.release_keys import parse_release_key
 from coderemote_pipeline.rules.settings import Settings
 from coderemote_pipeline.usecases.approve import record_decision
 from coderemote_pipeline.usecases.demo import EXAMPLE_APP, commit_and_push, git, make_app_repo
-from coderemote_pipeline.usecases.deploy import Override, launch, run_deployment
+from coderemote_pipeline.usecases.deploy import Override, run_deployment
+from coderemote_pipeline.usecases.rollback import rollback
 
 pytestmark = pytest.mark.stack
 QUIET = {"echo": lambda _: None}
@@ -74,9 +74,7 @@ def prod(settings, instance, tmp_path_factory):
 
 
 def _rollback(settings, instance, to=None):
-    release, commit = rollback_target(instance, "prod", to)
-    return launch("prod", release, commit, settings=settings, instance=instance, job_name="redeploy_job",
-                  trigger="rollback", stages=ROLLBACK_STAGES, **QUIET)  # fmt: skip
+    return rollback("prod", to, settings=settings, instance=instance, **QUIET)
 
 
 def test_rollback_and_roll_forward_rebuild_nothing(prod, instance, local_stack):
@@ -91,55 +89,84 @@ def test_rollback_and_roll_forward_rebuild_nothing(prod, instance, local_stack):
     assert back.stages["api_image"]["outcome"] == "reused"
     assert back.stages["api_image"]["digest"] == v100.stages["api_image"]["digest"]
     assert back.stages["lambda_version"]["version"] == v100.stages["lambda_version"]["version"]
-    assert back.stages["lambda_version"]["version_reused"] and back.stages["lambda_version"]["alias_moved"]
-    assert back.stages["frontend_bundle"]["outcome"] == "restored from snapshot"
+    assert back.stages["lambda_version"]["version_reused"] and back.stages["traffic_shift"]["alias_moved"]
+    assert back.stages["frontend_bundle"]["outcome"] == "snapshot kept"
     assert back.stages["frontend_bundle"]["files_uploaded"] == 0
+    assert back.stages["traffic_shift"]["previous_site"] == "v1.1.0"
     assert _get_json(outputs["api_url"] + "/health")["release"] == "v1.0.0"
     assert _get_json(outputs["frontend_url"] + "/config.json")["release"] == "v1.0.0"
     with urllib.request.urlopen(outputs["frontend_url"] + "/index.html", timeout=5) as response:
         assert hashlib.sha256(response.read()).hexdigest() == v100.stages["frontend_bundle"]["index_sha256"]
-    assert recorded_live(instance, "prod")["release"] == "v1.0.0"
+    assert recorded_live(instance, "prod").release == "v1.0.0"
 
     forward = _rollback(settings, instance, to="v1.1.0")
     assert forward.success, forward.failure
     assert _builds(settings, local_stack) == builds
     assert forward.stages["lambda_version"]["version"] == v110.stages["lambda_version"]["version"]
-    assert forward.stages["frontend_bundle"]["outcome"] == "restored from snapshot"
+    assert forward.stages["frontend_bundle"]["outcome"] == "snapshot kept"
     assert _get_json(outputs["api_url"] + "/health")["release"] == "v1.1.0"
     assert _get_json(outputs["frontend_url"] + "/config.json")["release"] == "v1.1.0"
 
 
-def test_failed_health_check_rolls_back_automatically(prod, instance):
+def test_an_api_that_cannot_start_never_takes_traffic(prod, instance):
     settings, clone, _, _ = prod
-    live_before = recorded_live(instance, "prod")["release"]
-    (clone / "backend" / "app" / "server.py").write_text('raise SystemExit("boom: the API cannot start")\n')
+    live_before = recorded_live(instance, "prod").release
+    server = clone / "backend" / "app" / "server.py"
+    good = server.read_text()
+    server.write_text('raise SystemExit("boom: the API cannot start")\n')
     commit_and_push(clone, "a release whose API does not start")
+    server.write_text(good)
     _tag(clone, "v1.2.0")
     # Never verified in dev (it would have failed there too): pushed through the gate on purpose.
     outcome = _deploy_prod(settings, instance, "v1.2.0", force_reason="test: a release that cannot start")
     assert not outcome.success
-    assert (
-        "smoke_result" in outcome.failure and f"rolled back automatically: prod serves {live_before}" in outcome.failure
-    )
+    assert "traffic_shift: the switch of prod|v1.2.0 failed" in outcome.failure
+    assert f"prod is back on {live_before}" in outcome.failure
+    outputs = env_outputs(instance, "prod")
+    assert _get_json(outputs["api_url"] + "/health")["release"] == live_before
+    assert _get_json(outputs["frontend_url"] + "/config.json")["release"] == live_before
+    assert recorded_live(instance, "prod").release == live_before
+
+
+def test_failed_smoke_rolls_back_automatically(prod, instance):
+    settings, clone, _, _ = prod
+    live_before = recorded_live(instance, "prod").release
+    server = clone / "backend" / "app" / "server.py"
+    good = server.read_text()
+    # Healthy (HTTP 200), but it reports another release than the one deployed: smoke catches it after the switch.
+    misreport = 'def main() -> int:\n    os.environ["APP_RELEASE"] = "nope"\n'
+    server.write_text(good.replace("def main() -> int:\n", misreport))
+    commit_and_push(clone, "a release that misreports itself")
+    server.write_text(good)
+    commit_and_push(clone, "restore the server")  # the clone moves on; the tag below names the broken commit
+    _tag(clone, "v1.3.0")
+    git("tag", "-f", "v1.3.0", "HEAD~1", cwd=clone)
+    git("push", "--quiet", "--force", "origin", "v1.3.0", cwd=clone)
+    outcome = _deploy_prod(settings, instance, "v1.3.0", force_reason="test: a release that fails smoke")
+    assert not outcome.success
+    assert "smoke_result" in outcome.failure
+    assert f"rolled back automatically: prod serves {live_before}" in outcome.failure
     outputs = env_outputs(instance, "prod")
     assert _get_json(outputs["api_url"] + "/health")["release"] == live_before
     assert _get_json(outputs["frontend_url"] + "/config.json")["release"] == live_before
     live = recorded_live(instance, "prod")
-    assert live["release"] == live_before and live["reason"].startswith("automatic rollback: smoke failed")
+    assert live.release == live_before and live.reason.startswith("automatic rollback: smoke failed")
 
 
 def test_moving_the_alias_by_hand_is_drift(prod, instance, settings, monkeypatch, capsys, tmp_path):
     mine, _, v100, _ = prod
     outputs = env_outputs(instance, "prod")
-    aws = EmulatorAws(stack=LocalStackResource(state_dir=str(mine.state_dir)))
-    lam, s3 = aws.client("lambda"), aws.client("s3")
+    resources = local_resources(mine)
+    target = env_target("prod", outputs, aws=resources["aws"], api_runtime=resources["api_runtime"],
+                        app_source=resources["app_source"])  # fmt: skip
+    lam = target.lam
     recorded = recorded_live(instance, "prod")
-    assert drift(recorded, target_state(lam, s3, outputs, None)) == []
+    assert drift(recorded, read_target(target)) == []
     hand_moved = str(v100.stages["lambda_version"]["version"])
-    assert hand_moved != str(recorded["version"])
+    assert hand_moved != str(recorded.version)
     lam.update_alias(FunctionName=outputs["lambda_function_name"], Name="live", FunctionVersion=hand_moved)
     try:
-        problems = drift(recorded, target_state(lam, s3, outputs, None))
+        problems = drift(recorded, read_target(target, probe=False))
         assert problems and f"alias points to version {hand_moved} (v1.0.0)" in problems[0]
         monkeypatch.setenv("CODEREMOTE_STATE_DIR", str(mine.state_dir))
         monkeypatch.setenv("CODEREMOTE_APP_REMOTE", mine.app_remote)
@@ -148,5 +175,5 @@ def test_moving_the_alias_by_hand_is_drift(prod, instance, settings, monkeypatch
         assert "DRIFT" in capsys.readouterr().out
     finally:
         lam.update_alias(
-            FunctionName=outputs["lambda_function_name"], Name="live", FunctionVersion=str(recorded["version"])
+            FunctionName=outputs["lambda_function_name"], Name="live", FunctionVersion=str(recorded.version)
         )

@@ -81,32 +81,34 @@ def switch(target: EnvTarget, to: Serving) -> Switched:
     try:
         api = switch_api(target, to.version)
     except Exception as exc:
-        _put_back(target, before, site=False)
-        raise SwitchFailed(f"the API did not switch to version {to.version} ({exc}); {target.env} is back on "
-                           f"{before.release} (version {before.version})") from exc  # fmt: skip
+        back = _put_back(target, before, site=False)
+        raise SwitchFailed(f"the API did not switch to version {to.version} ({exc}); {back}") from exc
     changed: list[str] = []
     if to.site_release and to.site_release != before.site_release:
         try:
             changed = switch_site(target, to.site_release)
         except Exception as exc:
-            _put_back(target, before, site=True)
-            back = f"{before.release} (version {before.version}, site {before.site_release})"
-            raise SwitchFailed(
-                f"the site did not switch to {to.site_release} ({exc}); {target.env} is back on {back}"
-            ) from exc
+            back = _put_back(target, before, site=True)
+            raise SwitchFailed(f"the site did not switch to {to.site_release} ({exc}); {back}") from exc
     elif to.site_release:
         changed = switch_site(target, to.site_release)  # same release: repairs any file changed by hand
     return Switched(before, to, api, changed, time.monotonic() - started)
 
 
-def _put_back(target: EnvTarget, before: Serving, *, site: bool) -> None:
-    if not is_release(before.release):
-        # The function's bootstrap version (nothing was ever deployed): only the alias goes back.
-        lv.move_alias(target.lam, target.outputs, before.version)
-        return
-    switch_api(target, before.version)
-    if site and before.site_release:
-        switch_site(target, before.site_release)
+def _put_back(target: EnvTarget, before: Serving, *, site: bool) -> str:
+    """Put back what had switched; the sentence that says where the environment is now."""
+    try:
+        if not is_release(before.release):
+            # The function's bootstrap version (nothing was ever deployed): only the alias goes back.
+            lv.move_alias(target.lam, target.outputs, before.version)
+            return f"{target.env} is back on no release (version {before.version})"
+        switch_api(target, before.version)
+        if site and before.site_release:
+            switch_site(target, before.site_release)
+    except Exception as exc:
+        return (f"putting {target.env} back on {before.release} FAILED too ({exc}): restore it with "
+                f"`coderemote-pipeline rollback {target.env} --to {before.release}`")  # fmt: skip
+    return f"{target.env} is back on {before.release} (version {before.version}, site {before.site_release})"
 
 
 def is_release(key: str) -> bool:
