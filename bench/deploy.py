@@ -13,10 +13,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from coderemote_pipeline.ledger.instance import open_instance
 from coderemote_pipeline.local_stack import LocalStack
+from coderemote_pipeline.rules.names import STAGES as STAGE_ORDER
 from coderemote_pipeline.rules.settings import Settings
 from coderemote_pipeline.usecases.demo import EXAMPLE_APP, commit_and_push, make_app_repo
-from coderemote_pipeline.usecases.deploy import STAGE_ORDER, DeployOutcome, open_instance, run_deployment
+from coderemote_pipeline.usecases.deploy import run_deployment
+from coderemote_pipeline.usecases.launch import DeployOutcome
 
 
 def stage_seconds(outcome: DeployOutcome) -> dict[str, float]:
@@ -46,7 +49,7 @@ def main() -> None:
     try:
         clone = root / "clone"
         make_app_repo(EXAMPLE_APP, root / "app.git", clone)
-        instance = open_instance(settings)
+        instance = open_instance(settings.state_dir)
         # Warm-up: the first deploy of an environment also provisions its stack (bootstrap image, function, CDN).
         deploy(settings, instance, "auto")
         rows = []

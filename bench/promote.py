@@ -12,9 +12,10 @@ import time
 import docker
 from kit import bench_settings, checked, quiet, tag_and_approve
 
+from coderemote_pipeline.ledger.instance import open_instance
 from coderemote_pipeline.local_stack import LocalStack
 from coderemote_pipeline.usecases.demo import EXAMPLE_APP, commit_and_push, make_app_repo
-from coderemote_pipeline.usecases.deploy import open_instance, run_deployment
+from coderemote_pipeline.usecases.deploy import run_deployment
 
 
 def main() -> None:
@@ -29,7 +30,7 @@ def main() -> None:
 
         clone = root / "clone"
         make_app_repo(EXAMPLE_APP, root / "app.git", clone)
-        instance = open_instance(settings)
+        instance = open_instance(settings.state_dir)
         # Provision both environments first (infra is not what either figure measures).
         checked(run_deployment("dev", "main", settings=settings, instance=instance, echo=quiet))
         tag_and_approve(settings, instance, clone, "v0.1.0")

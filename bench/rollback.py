@@ -13,11 +13,13 @@ from pathlib import Path
 
 from kit import bench_settings, checked, quiet, tag_and_approve
 
-from coderemote_pipeline.cli.release_commands import ROLLBACK_STAGES, rollback_target
+from coderemote_pipeline.ledger.instance import open_instance
 from coderemote_pipeline.local_stack import LocalStack
 from coderemote_pipeline.rules.settings import Settings
 from coderemote_pipeline.usecases.demo import EXAMPLE_APP, commit_and_push, make_app_repo
-from coderemote_pipeline.usecases.deploy import DeployOutcome, launch, open_instance, run_deployment
+from coderemote_pipeline.usecases.deploy import run_deployment
+from coderemote_pipeline.usecases.launch import DeployOutcome
+from coderemote_pipeline.usecases.rollback import rollback
 
 
 def tag_and_deploy(settings: Settings, instance, clone: Path, tag: str) -> DeployOutcome:
@@ -30,9 +32,7 @@ def tag_and_deploy(settings: Settings, instance, clone: Path, tag: str) -> Deplo
 
 
 def roll(settings: Settings, instance, to: str | None) -> DeployOutcome:
-    release, commit = rollback_target(instance, "prod", to)
-    return checked(launch("prod", release, commit, settings=settings, instance=instance, job_name="redeploy_job",
-                          trigger="rollback", stages=ROLLBACK_STAGES, echo=quiet))  # fmt: skip
+    return checked(rollback("prod", to, settings=settings, instance=instance, echo=quiet))
 
 
 def main() -> None:
@@ -42,7 +42,7 @@ def main() -> None:
     try:
         clone = root / "clone"
         make_app_repo(EXAMPLE_APP, root / "app.git", clone)
-        instance = open_instance(settings)
+        instance = open_instance(settings.state_dir)
         tag_and_deploy(settings, instance, clone, "v0.9.0")  # provisions prod: not part of either figure
         (clone / "backend" / "app" / "VERSION").write_text("1.0\n")
         commit_and_push(clone, "1.0")

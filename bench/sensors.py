@@ -29,6 +29,7 @@ import dagster as dg
 
 from coderemote_pipeline.definitions import build_defs
 from coderemote_pipeline.resources.app_source import AppSource
+from coderemote_pipeline.resources.environments import Environments
 from coderemote_pipeline.rules.settings import PROJECT_ROOT, Settings
 from coderemote_pipeline.sensors.main_push import IN_PROGRESS
 from coderemote_pipeline.usecases.demo import git
@@ -58,7 +59,8 @@ def make_remote(root: Path, commits: int) -> tuple[Path, Path]:
 
 def tick_seconds(settings: Settings, instance: dg.DagsterInstance, sensor: str, cursor: str | None):
     defs = build_defs(settings)
-    resources = {"app_source": AppSource(**settings.app_source_fields())}
+    resources = {"app_source": AppSource(**settings.app_source_fields()),
+                 "environments": Environments(infra_dir=str(settings.infra_dir))}  # fmt: skip
     sensor_def = defs.resolve_sensor_def(sensor)  # done once when the code location loads, not per tick
     started = time.perf_counter()
     with dg.build_sensor_context(

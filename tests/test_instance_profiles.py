@@ -11,11 +11,11 @@ import pytest
 import yaml
 
 from coderemote_pipeline.assets.retries import is_transient
+from coderemote_pipeline.ledger.instance import open_instance
 from coderemote_pipeline.local_stack.errors import DockerEngineDown, EmulatorDown, LocalStackNotRunning
 from coderemote_pipeline.resources.docker_engine import ImageBuildFailed
 from coderemote_pipeline.resources.image_registry import RegistryError
 from coderemote_pipeline.rules.settings import Settings
-from coderemote_pipeline.usecases.deploy import open_instance
 from testkit.queue import RunWindow, max_in_progress_per_env
 from testkit.services import PROFILES_DIR, write_home
 
@@ -77,12 +77,11 @@ def test_profiles_differ_only_in_the_run_launcher():
 def test_sqlite_stays_the_default(tmp_path, monkeypatch):
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
     settings = Settings("local", tmp_path / "state", str(tmp_path / "app.git"), None)
-    with open_instance(settings) as instance:
+    with open_instance(settings.state_dir) as instance:
         assert type(instance.run_storage).__name__ == "SqliteRunStorage"
-        # Dagster's default coordinator (runs from the UI queue without limits); the CLI executes in its process.
-        assert not getattr(instance.run_coordinator, "get_run_queue_config", lambda: None)() or not (
-            instance.run_coordinator.get_run_queue_config().tag_concurrency_limits
-        )
+        # The team's queue rule on one machine too: runs from the UI and the sensors wait for their environment.
+        limits = instance.run_coordinator.get_run_queue_config().tag_concurrency_limits
+        assert limits == [{"key": "coderemote/env", "value": {"applyLimitPerUniqueValue": True}, "limit": 1}]
 
 
 def _caused(exc: BaseException, cause: BaseException) -> BaseException:

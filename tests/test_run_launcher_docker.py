@@ -16,9 +16,10 @@ import pytest
 from team_kit import app_repo
 
 from coderemote_pipeline.local_stack.processes import free_port
+from coderemote_pipeline.rules.names import STAGES as STAGE_ORDER
 from coderemote_pipeline.usecases.code_image import build_code_image
 from coderemote_pipeline.usecases.demo import commit_and_push
-from coderemote_pipeline.usecases.deploy import STAGE_ORDER, failure_text
+from coderemote_pipeline.usecases.progress import failure_text
 from testkit import services as sv
 
 pytestmark = pytest.mark.stack

@@ -7,7 +7,6 @@ stopped by its PID in teardown.
 """
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -19,7 +18,8 @@ import pytest
 from coderemote_pipeline.ledger.approvals import latest_hold
 from coderemote_pipeline.rules.settings import PROJECT_ROOT
 from coderemote_pipeline.usecases.demo import EXAMPLE_APP, commit_and_push, git, make_app_repo
-from coderemote_pipeline.usecases.deploy import failure_text
+from coderemote_pipeline.usecases.progress import failure_text
+from testkit.services import Service
 
 pytestmark = pytest.mark.stack
 
@@ -29,44 +29,12 @@ TERMINAL = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.Dagster
 SENSORS = ("main_push_sensor", "version_tag_sensor", "approved_release_sensor")
 
 
-def _default_signals() -> None:
-    # Started from a non-interactive shell, a child may inherit SIGTERM/SIGINT as ignored: stop() relies on them.
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, signal.SIG_DFL)
-
-
-class Daemon:
-    """`dagster-daemon run` on this project's workspace, in its own session so its whole group can be stopped."""
+class Daemon(Service):
+    """`dagster-daemon run` on this project's workspace (testkit's Service: its own session, stopped by PID)."""
 
     def __init__(self, env: dict[str, str], log: Path):
-        self.env, self.log, self.process = env, log, None
-
-    def start(self) -> None:
-        with open(self.log, "ab") as out:
-            self.process = subprocess.Popen(
-                [str(BIN / "dagster-daemon"), "run", "-w", str(PROJECT_ROOT / "workspace.yaml")],
-                cwd=PROJECT_ROOT,
-                env=self.env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=_default_signals,
-            )
-
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        pgid = os.getpgid(self.process.pid)
-        os.killpg(pgid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(pgid, signal.SIGKILL)
-            self.process.wait(timeout=5)
-        self.process = None
-
-    def tail(self) -> str:
-        return self.log.read_text(errors="replace")[-4000:] if self.log.exists() else ""
+        super().__init__("daemon", [str(BIN / "dagster-daemon"), "run", "-w", str(PROJECT_ROOT / "workspace.yaml")],
+                         env, log)  # fmt: skip
 
 
 def _wait(what: str, probe, daemon: Daemon, timeout: float):
@@ -122,7 +90,6 @@ def test_pushes_and_tags_deploy_through_the_daemon(local_stack, state_dir, tmp_p
     }
     env.pop("CODEREMOTE_APP_CONFIG", None)
     daemon = Daemon(env, tmp_path / "daemon.log")
-    started = time.monotonic()
     with dg.DagsterInstance.from_config(str(home)) as instance:
         daemon.start()
         try:
@@ -175,4 +142,3 @@ def test_pushes_and_tags_deploy_through_the_daemon(local_stack, state_dir, tmp_p
             [f"dev|main-{first[:7]}", f"dev|main-{pushed[:7]}", "prod|v1.0.0"]
         )
         assert not any("beta" in r.tags["dagster/partition"] for r in runs)
-    assert time.monotonic() - started < 120

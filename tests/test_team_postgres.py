@@ -25,7 +25,7 @@ from team_kit import Team, app_repo
 
 from coderemote_pipeline.resources.aws import EmulatorAws
 from coderemote_pipeline.resources.local_stack import LocalStackResource
-from coderemote_pipeline.usecases.deploy import STAGE_ORDER
+from coderemote_pipeline.rules.names import STAGES as STAGE_ORDER
 from testkit import queue
 from testkit.services import wait_for
 
