@@ -16,7 +16,7 @@ from coderemote_pipeline.resources.targets import local_resources
 from coderemote_pipeline.rules.environments import load_policies
 from coderemote_pipeline.rules.names import COMMIT_TAG
 from coderemote_pipeline.rules.settings import Settings
-from coderemote_pipeline.usecases.deploy import DeployRefused, run_deployment
+from coderemote_pipeline.usecases.deploy import DeployRefused, Override, run_deployment
 
 APPROVE_HINT = "coderemote-pipeline approve prod v1.0.0 --by NAME"
 
@@ -216,3 +216,18 @@ def test_the_approval_asset_validates_decisions_made_in_the_ui(env, repo):
 def test_no_approvals_yet(env, capsys):
     assert main(["approvals"]) == 0
     assert "no approvals recorded yet" in capsys.readouterr().out
+
+
+def test_force_before_the_approval_travels_with_the_hold(env, repo):
+    settings, instance = env
+    baseline = tick(settings, instance, "version_tag_sensor", None)
+    repo.tag("v1.0.0")
+    apply(instance, tick(settings, instance, "version_tag_sensor", baseline.cursor))
+    # Not approved, not verified in dev: `--force --reason` now records the gate override with the hold.
+    with pytest.raises(DeployRefused, match="held for approval \\(with the gate override"):
+        run_deployment("prod", "v1.0.0", settings=settings, instance=instance,
+                       override=Override("dev is down, hotfix", "carol"), echo=lambda _: None)  # fmt: skip
+    assert main(["approve", "prod", "v1.0.0", "--by", "alice"]) == 0
+    (request,) = tick(settings, instance, "approved_release_sensor", None).run_requests
+    assert request.tags["coderemote/override"] == "dev is down, hotfix"
+    assert request.tags["coderemote/override_by"] == "carol"

@@ -102,15 +102,15 @@ def test_the_target_switch_is_one_environment_variable(tmp_path: Path, monkeypat
     assert type(build_defs().resources["provisioner"]) is PulumiProvisioner
 
 
-def test_stack_files_in_several_regions_are_refused_at_load(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_stack_files_in_several_regions_are_refused_at_load(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     def policy(region: str):
         return type("P", (), {"stack": type("S", (), {"region": region})()})()
 
     monkeypatch.setattr(
-        targets_module, "load_policies", lambda: {"dev": policy("us-east-1"), "prod": policy("eu-west-1")}
+        targets_module, "load_policies", lambda _dir: {"dev": policy("us-east-1"), "prod": policy("eu-west-1")}
     )
     with pytest.raises(SettingsError, match=r"one region.*\['eu-west-1', 'us-east-1'\]"):
-        targets_module.aws_region()
+        targets_module.aws_region(aws_settings(tmp_path))
 
 
 class FunctionUrl(BaseHTTPRequestHandler):

@@ -109,7 +109,7 @@ def test_a_tag_never_deployed_to_dev_is_held(app, instance):
     assert "has not passed smoke in dev" in gate_status(instance, policy_for("prod"), commit)
 
 
-def test_a_commit_that_failed_in_dev_is_held_and_force_overrides_on_the_record(app, instance):
+def test_a_commit_that_failed_in_dev_is_held_and_force_overrides_on_the_record(app, instance, monkeypatch, capsys):
     settings, clone = app
     server = clone / "backend" / "app" / "server.py"
     original = server.read_text()
@@ -135,6 +135,11 @@ def test_a_commit_that_failed_in_dev_is_held_and_force_overrides_on_the_record(a
     assert history[0].run_id == forced.run_id
     assert instance.get_run_by_id(forced.run_id).tags[OVERRIDE_TAG] == "hotfix, dev env broken"
     assert history[0].override == "hotfix, dev env broken (alice)"
+    monkeypatch.setenv("DAGSTER_HOME", instance.root_directory)
+    monkeypatch.setenv("CODEREMOTE_STATE_DIR", str(settings.state_dir))
+    assert main(["history", "prod"]) == 0
+    listed = next(line for line in capsys.readouterr().out.splitlines() if line.split()[2:3] == ["v3.2.0"])
+    assert "override: hotfix, dev env broken (alice)" in listed
 
 
 def test_promote_dev_to_staging_serves_the_same_release(app, instance, settings, monkeypatch, capsys):

@@ -44,12 +44,13 @@ def deploy_stage(stage: F) -> F:
     def run(context: dg.AssetExecutionContext, *args: Any, **kwargs: Any) -> Any:
         env, _ = split_partition_key(context.partition_key)
         lease = Lease(context.instance, env)
-        with lease.held(context.run.run_id, context.log.warning, lambda r: describe_run(context.instance, r)):
+        describe = functools.partial(describe_run, context.instance)
+        with lease.held(context.run.run_id, context.log.warning, describe, context.log.info):
             try:
                 return stage(context, *args, **kwargs)
             finally:
                 if stage.__name__ == names.SMOKE_RESULT:
-                    lease.release(context.run.run_id)  # the last stage: the next deploy of env may go
+                    lease.release(context.run.run_id, context.log.info)  # the last stage: the next deploy may go
 
     return permanent_failures_fail_fast(run)  # type: ignore[return-value]
 

@@ -27,9 +27,16 @@ def settings_from(args: argparse.Namespace):
     return Settings.from_env(environ)
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """A usage mistake is one line naming it and where the help is, like every other error of the command."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"error: {message} (see `{self.prog} --help`)\n")
+
+
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="coderemote-pipeline", description="The release system of Code Remote.")
-    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    top = OneLineParser(prog="coderemote-pipeline", description="The release system of Code Remote.")
+    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=OneLineParser)
     stack_commands.add_parsers(sub)
     release_commands.add_parsers(sub)
     approval_commands.add_parsers(sub)

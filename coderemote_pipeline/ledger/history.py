@@ -70,7 +70,8 @@ def deploys(instance: dg.DagsterInstance, env: str, since: float = 0.0) -> list[
                 trigger=run.tags.get(names.TRIGGER_TAG, ""),
                 status=run.status.value,
                 started=started,
-                ended=record.end_time,
+                # A run ended without its end event (marked failed from outside) ended when it was last updated.
+                ended=record.end_time or (record.update_timestamp.timestamp() if run.is_finished else None),
                 rolled_back=run.run_id in automatic,
                 override=f"{override} ({run.tags.get(names.OVERRIDE_BY_TAG, '?')})" if override else "",
                 commit_time=float(run.tags[names.COMMIT_TIME_TAG]) if run.tags.get(names.COMMIT_TIME_TAG) else None,

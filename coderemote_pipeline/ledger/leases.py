@@ -16,22 +16,31 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import dagster as dg
 from sqlalchemy import text
 
 HEARTBEAT_S = 2.0
-# Longer than any pause between two steps of one run (the multiprocess executor starts a process per step).
+# Longer than any pause between two steps of one run (the multiprocess executor starts a process per step);
+# CODEREMOTE_LEASE_RECLAIM_S sets another, read when a waiter decides (tests use a few seconds).
 RECLAIM_AFTER_S = 30.0
 POLL_S = 0.5
 REMIND_S = 30.0
 STEP = "deploy"
+LEASE_TAKEN = "took the deploy lease of"
+LEASE_RELEASED = "released the deploy lease of"
 TERMINAL = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
+
+
+def reclaim_after_s() -> float:
+    raw = os.environ.get("CODEREMOTE_LEASE_RECLAIM_S", "")
+    return float(raw) if raw.replace(".", "", 1).isdigit() else RECLAIM_AFTER_S
 
 
 def pool(env: str) -> str:
@@ -104,17 +113,21 @@ class Lease:
             status = run.status.value.lower() if run else "gone"
             return f"run {holder.run_id[:8]} ({status}) still held {self.env}'s lease"
         silent = time.time() - (holder.beat or 0.0)
-        if holder.beat is not None and silent > RECLAIM_AFTER_S:
+        if holder.beat is not None and silent > reclaim_after_s():
             return f"run {holder.run_id[:8]} stopped heartbeating {silent:.0f} s ago (its process is gone)"
         return None
 
-    def acquire(self, run_id: str, log: Callable[[str], None], describe: Callable[[str], str]) -> None:
-        """Return once `run_id` holds the lease; meanwhile say for which run it waits."""
+    def acquire(
+        self, run_id: str, log: Callable[[str], None], describe: Callable[[str], str], note=lambda _: None
+    ) -> None:
+        """Return once `run_id` holds the lease; meanwhile `log` says for which run it waits. `note` gets the
+        moment the lease is taken (the start of this run's work on the environment, as the event log shows it)."""
         self._ensure_pool()
         waited_since, reminded = None, 0.0
         while True:
             if self._claim(run_id):
                 self.beat(run_id)
+                note(f"{LEASE_TAKEN} {self.env}")
                 if waited_since is not None:
                     log(f"{self.env} is free: going on after waiting {time.monotonic() - waited_since:.1f} s")
                 return
@@ -146,13 +159,14 @@ class Lease:
         if run is not None and run.status not in TERMINAL:
             self.instance.report_run_failed(run, f"deploy lease reclaimed: {why}")
 
-    def release(self, run_id: str) -> None:
-        self._free(run_id)
+    def release(self, run_id: str, note=lambda _: None) -> None:
+        if self._free(run_id):
+            note(f"{LEASE_RELEASED} {self.env}")
 
     @contextlib.contextmanager
-    def held(self, run_id: str, log: Callable[[str], None], describe: Callable[[str], str]) -> Iterator[None]:
+    def held(self, run_id: str, log: Callable[[str], None], describe: Callable[[str], str], note=lambda _: None):
         """Hold the lease for the duration of one step, heartbeating from a thread while it works."""
-        self.acquire(run_id, log, describe)
+        self.acquire(run_id, log, describe, note)
         stop = threading.Event()
 
         def beat() -> None:

@@ -1,0 +1,77 @@
+"""Every command, given broken input, answers with one line on stderr that names the thing and the fix: no
+traceback, exit code 2. None of these needs the local stack: each mistake is caught before anything runs."""
+
+import shutil
+
+import pytest
+from sensor_kit import AppRepo
+
+from coderemote_pipeline.cli.main import main
+from coderemote_pipeline.rules.environments import DEFAULT_INFRA_DIR
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    repo = AppRepo(tmp_path / "app")
+    repo.push("initial import")
+    for name in ("DAGSTER_HOME", "CODEREMOTE_APP_CONFIG", "CODEREMOTE_TARGET", "CODEREMOTE_INFRA_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("CODEREMOTE_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("CODEREMOTE_APP_REMOTE", str(repo.remote))
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("dockerfil: Dockerfile\n")
+    infra = tmp_path / "infra"
+    shutil.copytree(DEFAULT_INFRA_DIR, infra, ignore=shutil.ignore_patterns("__pycache__"))
+    policy = infra / "environments.yaml"
+    policy.write_text(policy.read_text().replace("approval:", "aproval:", 1))
+    return {"tmp": tmp_path, "typo": str(typo), "infra": str(infra)}
+
+
+CASES = [
+    ([], {}, "the following arguments are required: COMMAND"),
+    (["deploy", "qa", "main"], {}, "unknown environment 'qa'"),
+    (["deploy", "dev", "no-such-branch"], {}, "'no-such-branch' is not a branch, version tag or commit"),
+    (["deploy", "dev", "main", "--remote", "{tmp}/nowhere.git"], {}, "is unreachable"),
+    (["deploy", "prod", "main"], {}, "prod deploys only stable version tags"),
+    (["deploy", "dev", "main", "--app-config", "{typo}"], {}, "unknown key 'dockerfil'; did you mean 'dockerfile'?"),
+    (["deploy", "dev", "main", "--app-config", "{tmp}/missing.yaml"], {}, "missing.yaml: file not found"),
+    (["deploy", "dev", "main", "--reason", "x"], {}, "--reason goes with --force"),
+    (["deploy", "dev", "main", "--force"], {}, "--force needs --reason TEXT"),
+    (["deploy", "dev", "main", "--executor", "fast"], {}, "invalid choice: 'fast'"),
+    (["deploy", "dev", "main"], {"CODEREMOTE_TARGET": "gcp"}, "CODEREMOTE_TARGET='gcp' is not a target"),
+    (["deploy", "dev", "main"], {"CODEREMOTE_SENSOR_INTERVAL_S": "soon"}, "must be a whole number of seconds"),
+    (["deploy", "dev", "main"], {"CODEREMOTE_INFRA_DIR": "{infra}"}, "unknown key 'aproval'"),
+    (["deploy", "dev", "main"], {}, "No local stack is running for state dir"),
+    (["promote", "dev", "dev"], {}, "promote needs two different environments"),
+    (["promote", "dev", "qa"], {}, "unknown environment 'qa'"),
+    (["promote", "dev", "staging"], {}, "nothing is live in dev: deploy it first"),
+    (["rollback", "qa"], {}, "unknown environment 'qa'"),
+    (["rollback", "dev"], {}, "dev has no earlier release that passed smoke"),
+    (["rollback", "dev", "--to", "v9.9.9"], {}, "v9.9.9 never passed smoke in dev"),
+    (["retry", "0123abcd"], {}, "no run with id '0123abcd'"),
+    (["retry", "ab"], {}, "give more of the id"),
+    (["status", "qa"], {}, "unknown environment 'qa'"),
+    (["history", "qa"], {}, "unknown environment 'qa'"),
+    (["history", "dev", "--days", "0"], {}, "--days 0 must be more than 0"),
+    (["history", "dev", "--days", "many"], {}, "invalid float value: 'many'"),
+    (["approve", "qa", "v1.0.0", "--by", "x"], {}, "unknown environment 'qa'"),
+    (["approve", "prod", "v1.2", "--by", "x"], {}, "'v1.2' is not semantic versioning"),
+    (["approve", "prod", "v1.0.0"], {}, "the following arguments are required: --by"),
+    (["reject", "prod", "v9.9.9", "--by", "x"], {}, "'v9.9.9' is not registered"),
+    (["approvals", "--bogus"], {}, "unrecognized arguments: --bogus"),
+    (["local", "sideways"], {}, "invalid choice: 'sideways'"),
+    (["ui", "--port", "web"], {}, "invalid int value: 'web'"),
+]
+
+
+@pytest.mark.parametrize(("argv", "environ", "message"), CASES, ids=[" ".join(c[0]) or "(none)" for c in CASES])
+def test_broken_input_gets_one_line_and_exit_2(env, monkeypatch, capsys, argv, environ, message):
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value.format(**env))
+    with pytest.raises(SystemExit) as exited:
+        raise SystemExit(main([a.format(**env) for a in argv]))
+    out = capsys.readouterr()
+    assert exited.value.code == 2, out
+    assert "Traceback" not in out.err + out.out
+    lines = out.err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], out.err
