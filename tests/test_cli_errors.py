@@ -23,7 +23,7 @@ def env(tmp_path, monkeypatch):
     infra = tmp_path / "infra"
     shutil.copytree(DEFAULT_INFRA_DIR, infra, ignore=shutil.ignore_patterns("__pycache__"))
     policy = infra / "environments.yaml"
-    policy.write_text(policy.read_text().replace("approval:", "aproval:", 1))
+    policy.write_text(policy.read_text().replace("    approval: required", "    aproval: required"))
     return {"tmp": tmp_path, "typo": str(typo), "infra": str(infra)}
 
 

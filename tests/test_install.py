@@ -5,6 +5,7 @@ The project is installed into a fresh venv of its own; its dependencies come fro
 path entry (installing Dagster again would fetch hundreds of MB), which does not enable the checkout's editable
 install of the package itself: the test asserts the package is imported from the new venv."""
 
+import shutil
 import subprocess
 import sys
 import venv
@@ -23,11 +24,16 @@ def installed(tmp_path_factory) -> Path:
     site = next((env_dir / "lib").glob("python3*/site-packages"))
     ours = next(p for p in map(Path, sys.path) if p.name == "site-packages" and (p / "dagster").is_dir())
     (site / "deps-from-project-venv.pth").write_text(f"{ours}\n")
-    subprocess.run(
-        [str(env_dir / "bin" / "python"), "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-         str(PROJECT_ROOT)],
-        check=True, capture_output=True, text=True, timeout=600, cwd=root,
-    )  # fmt: skip
+    # Built as pip would for `pip install .` (an isolated build of a wheel), from a copy: the build leaves
+    # its build/ directory in the tree it builds.
+    source = root / "source"
+    shutil.copytree(PROJECT_ROOT, source, ignore=shutil.ignore_patterns(".venv", ".state", ".git", "node_modules",
+                                                                         "__pycache__", "build", "dist"))  # fmt: skip
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(root / "dist"), str(source)],
+                   check=True, capture_output=True, text=True, timeout=600, cwd=root)  # fmt: skip
+    (wheel,) = (root / "dist").glob("coderemote_pipeline-*.whl")
+    subprocess.run([str(env_dir / "bin" / "python"), "-m", "pip", "install", "-q", "--no-deps", str(wheel)],
+                   check=True, capture_output=True, text=True, timeout=600, cwd=root)  # fmt: skip
     return env_dir
 
 
