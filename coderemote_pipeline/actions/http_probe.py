@@ -66,6 +66,8 @@ class Probe:
     detail: str = ""
     seconds: float = 0.0
     first_ok_s: float | None = None
+    # When the server first answered, wrongly: the probe's verdict comes at most `settle_s` after it.
+    first_wrong_s: float | None = None
 
     def summary(self) -> dict[str, Any]:
         return {k: v for k, v in vars(self).items() if k != "detail" or v}
@@ -117,6 +119,7 @@ def probe(
             return result
         if answer.status and first_wrong is None:
             first_wrong = now
+            result.first_wrong_s = round(now - started, 3)
         if alive is not None and not alive():
             result.detail = f"the server exited before answering right (last: {result.detail})"
             break
@@ -125,4 +128,6 @@ def probe(
         time.sleep(delay)
         delay = min(delay * 2, max_pause_s)
     result.seconds = round(time.monotonic() - started, 3)
+    if result.first_wrong_s is not None:
+        result.detail += f" (judged {result.seconds - result.first_wrong_s:.1f} s after its first wrong answer)"
     return result
