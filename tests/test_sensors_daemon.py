@@ -94,10 +94,10 @@ def test_pushes_and_tags_deploy_through_the_daemon(local_stack, state_dir, tmp_p
         daemon.start()
         try:
             # The sensors are RUNNING by default: the first tick deploys main's head to dev.
-            _finished_run(instance, daemon, "dev", f"main-{first[:7]}", timeout=60)
+            _finished_run(instance, daemon, "dev", f"main-{first[:7]}", timeout=180)
             (clone / "backend" / "app" / "e2e.txt").write_text("pushed while the daemon runs\n")
             pushed = commit_and_push(clone, "a change merged to main")
-            run = _finished_run(instance, daemon, "dev", f"main-{pushed[:7]}", timeout=60)
+            run = _finished_run(instance, daemon, "dev", f"main-{pushed[:7]}", timeout=180)
             assert run.tags["coderemote/trigger"] == "main_push" and run.tags["coderemote/commit"] == pushed
 
             git("tag", "v1.0.0", cwd=clone)
@@ -113,7 +113,7 @@ def test_pushes_and_tags_deploy_through_the_daemon(local_stack, state_dir, tmp_p
                 timeout=60,
             )
             assert approve.returncode == 0, approve.stderr
-            prod = _finished_run(instance, daemon, "prod", "v1.0.0", timeout=60)
+            prod = _finished_run(instance, daemon, "prod", "v1.0.0", timeout=180)
             assert prod.tags["coderemote/trigger"] == "approval" and prod.tags["coderemote/commit"] == pushed
             assert prod.job_name == "redeploy_job"  # the commit dev verified: nothing is rebuilt for prod
 

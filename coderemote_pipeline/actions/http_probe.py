@@ -100,6 +100,7 @@ def probe(
     alive: Callable[[], bool] | None = None,
     pause_s: float = 0.05,
     max_pause_s: float = 0.5,
+    request_timeout_s: float = REQUEST_TIMEOUT_S,
 ) -> Probe:
     """GET `url` until `verdict` finds nothing wrong. Gives up `start_budget_s` after the first try while nothing
     answers, `settle_s` after the first wrong answer, and at once when `alive` says the server process is gone."""
@@ -109,7 +110,7 @@ def probe(
     delay = pause_s
     while True:
         result.attempts += 1
-        answer = get(url)
+        answer = get(url, timeout=request_timeout_s)
         result.status, result.latency_ms = answer.status, round(answer.latency_ms, 1)
         result.detail = answer.error or verdict(answer)
         now = time.monotonic()

@@ -6,60 +6,28 @@ answer after a new version is a cold start, which is what `cold_start_s` records
 
 from __future__ import annotations
 
-import json
 import time
-import urllib.error
-import urllib.request
 
+from coderemote_pipeline.actions.http_probe import expect_json, expect_status, probe
 from coderemote_pipeline.actions.serving import Activation, ApiUnhealthy, ServedVersion
 from coderemote_pipeline.resources.aws import AwsResource
 from coderemote_pipeline.resources.runtime import ApiRuntime
 from coderemote_pipeline.rules import stack_outputs as out
 
-# An image function's cold start takes seconds; a request must outlive one, or every retry starts another.
-REQUEST_TIMEOUT_S = 15.0
+# An image function's cold start takes seconds; a Function URL follows an alias update within moments, not at once:
+# an old release answering is not yet a verdict, so it gets the whole budget to change.
 PAUSE_S = 0.5
-
-
-def _answer(url: str) -> tuple[int, bytes]:
-    request = urllib.request.Request(url, headers={"Cache-Control": "no-cache"})
-    try:
-        with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT_S) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
-
-
-def _reported_release(body: bytes) -> str | None:
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return None
-    return data.get("release") if isinstance(data, dict) else None
+REQUEST_TIMEOUT_S = 15.0  # a request must outlive a cold start, or every retry starts another
 
 
 def wait_serving(url: str, release: str | None, timeout_s: float) -> float:
-    """Seconds until `url` first answers 200 (the cold start); then, within the same budget, until it reports
-    `release` (Function URLs follow an alias update within moments, not at once). Raises ApiUnhealthy."""
-    started = time.monotonic()
-    first_ok: float | None = None
-    last = "no answer"
-    while time.monotonic() - started < timeout_s:
-        try:
-            status, body = _answer(url)
-        except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
-            status, body, last = 0, b"", str(getattr(exc, "reason", exc))
-        if status == 200:
-            first_ok = first_ok if first_ok is not None else time.monotonic() - started
-            reported = _reported_release(body)
-            if release is None or reported == release:
-                return first_ok
-            last = f"HTTP 200 reporting release {reported!r}"
-        elif status:
-            last = f"HTTP {status}: {body[:200]!r}"
-        time.sleep(PAUSE_S)
-    expected = f" reporting release {release!r}" if release else ""
-    raise ApiUnhealthy(f"{url} did not answer 200{expected} within {timeout_s:.0f} s (last: {last})")
+    """Seconds until `url` answers 200 reporting `release` (the cold start). Raises ApiUnhealthy."""
+    verdict = expect_json({"release": release}) if release else expect_status(200)
+    result = probe("health", url, verdict, start_budget_s=timeout_s, settle_s=timeout_s, pause_s=PAUSE_S,
+                   max_pause_s=PAUSE_S, request_timeout_s=REQUEST_TIMEOUT_S)  # fmt: skip
+    if not result.ok:
+        raise ApiUnhealthy(f"{url} did not answer as {release or 'healthy'} within {timeout_s:.0f} s: {result.detail}")
+    return result.seconds
 
 
 class LambdaUrlRuntime(ApiRuntime):
