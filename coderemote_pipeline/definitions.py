@@ -6,6 +6,7 @@ import functools
 
 import dagster as dg
 
+from coderemote_pipeline.assets.app_checks import app_check_defs
 from coderemote_pipeline.assets.jobs import STAGE_ASSETS, approval_job, deploy_jobs, parallel_executor
 from coderemote_pipeline.assets.live_release import delivery_metrics, live_release, live_release_matches_target
 from coderemote_pipeline.assets.release_approval import release_approval
@@ -17,8 +18,14 @@ from coderemote_pipeline.sensors import sensor_defs
 JOBS = deploy_jobs(__name__)
 
 
-def stage_defs() -> dg.Definitions:
-    return dg.Definitions(assets=STAGE_ASSETS, jobs=JOBS, executor=parallel_executor(__name__))
+def stage_defs(settings: Settings) -> dg.Definitions:
+    """The stages, their jobs, and the app's own checks (from its layout) as blocking checks of the builds."""
+    return dg.Definitions(
+        assets=STAGE_ASSETS,
+        asset_checks=app_check_defs(settings.app_layout),
+        jobs=JOBS,
+        executor=parallel_executor(__name__),
+    )
 
 
 def live_defs() -> dg.Definitions:
@@ -32,7 +39,7 @@ def approval_defs() -> dg.Definitions:
 def build_defs(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or Settings.from_env()
     return dg.Definitions.merge(
-        stage_defs(),
+        stage_defs(settings),
         live_defs(),
         approval_defs(),
         sensor_defs(settings.sensor_interval_s, JOBS),

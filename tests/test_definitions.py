@@ -13,7 +13,8 @@ def test_definitions_load_and_resolve(tmp_path):
     assert tuple(a.key.to_user_string() for a in STAGE_ASSETS) == names.STAGES
     for name in names.DEPLOY_JOBS:
         job = loaded.resolve_job_def(name)
-        assert {node.name for node in job.nodes_in_topological_order} == set(names.STAGES)
+        nodes = {node.name for node in job.nodes_in_topological_order}
+        assert nodes == {*names.STAGES, names.BACKEND_CHECKS, names.FRONTEND_CHECKS}
     graph = loaded.resolve_asset_graph()
     assert {k.to_user_string() for k in graph.get_all_asset_keys()} >= {
         *names.STAGES, names.LIVE_RELEASE, names.DELIVERY_METRICS, names.RELEASE_APPROVAL
@@ -25,6 +26,11 @@ def test_definitions_load_and_resolve(tmp_path):
     assert graph.get(names.key(names.SMOKE_RESULT)).parent_keys == {names.key(names.CLOUDFRONT_INVALIDATION)}
     assert graph.get(names.key(names.LIVE_RELEASE)).parent_keys == {names.key(names.SMOKE_RESULT)}
     assert graph.get(names.key(names.DELIVERY_METRICS)).parent_keys == {names.key(names.LIVE_RELEASE)}
+    # The app's own checks gate the builds, one blocking asset check each.
+    checks = {k.name: k.asset_key for k in graph.asset_check_keys}
+    assert checks == {"backend_tests": names.key(names.API_IMAGE), "backend_lint": names.key(names.API_IMAGE),
+                      "frontend_check": names.key(names.FRONTEND_BUNDLE),
+                      "live_release_matches_target": names.key(names.LIVE_RELEASE)}  # fmt: skip
 
 
 def test_lazy_definitions_load_without_touching_the_stack(tmp_path, monkeypatch):

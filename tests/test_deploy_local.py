@@ -15,6 +15,7 @@ from coderemote_pipeline.usecases.demo import commit_and_push, make_app_repo
 from coderemote_pipeline.usecases.deploy import run_deployment
 
 ALT_APP = PROJECT_ROOT / "tests" / "fixtures" / "alt-app"
+ALT_CONFIG = PROJECT_ROOT / "tests" / "fixtures" / "alt-app.yaml"
 
 pytestmark = pytest.mark.stack
 
@@ -84,18 +85,7 @@ def test_full_deploy_then_noop(settings, instance, app_remote, local_stack):
 def test_another_app_layout_deploys_through_configuration_alone(settings, instance, tmp_path):
     remote, clone = tmp_path / "alt.git", tmp_path / "alt"
     commit = make_app_repo(ALT_APP, remote, clone)
-    config = tmp_path / "alt-app.yaml"
-    config.write_text(
-        "backend_context: services/api\n"
-        "dockerfile: Containerfile\n"
-        "container_command: python3 -m svc.http\n"
-        "health_path: /status\n"
-        "frontend_dir: web\n"
-        "frontend_build_command: npm run build\n"
-        "frontend_output_dir: out\n"
-        "frontend_env_mode: build_time\n"
-    )
-    alt = replace(settings, app_remote=str(remote), app_config=config)
+    alt = replace(settings, app_remote=str(remote), app_config=ALT_CONFIG)
     outcome = run_deployment("staging", "main", settings=alt, instance=instance, echo=lambda _: None)
     assert outcome.success, outcome.failure
     outputs = outcome.stages["infra_stack"]["stack_outputs"]
@@ -104,4 +94,8 @@ def test_another_app_layout_deploys_through_configuration_alone(settings, instan
     index = _get(outputs["frontend_url"] + "/index.html").decode()
     assert outcome.release in index and outputs["api_url"] in index
     assert outcome.stages["frontend_bundle"]["build_mode"] == "build_time"
+    # Its own checks, not the example app's.
+    checks = instance.get_records_for_run(outcome.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records
+    names = {r.event_log_entry.dagster_event.event_specific_data.check_name for r in checks}
+    assert names == {"api_tests", "web_check"}
     shutil.rmtree(clone)

@@ -77,11 +77,7 @@ def test_a_rollback_uses_the_layout_the_release_was_built_with(settings, instanc
                                                               monkeypatch):  # fmt: skip
     remote, clone = tmp_path / "alt.git", tmp_path / "alt"
     make_app_repo(ALT_APP, remote, clone)
-    config = tmp_path / "alt-app.yaml"
-    config.write_text("backend_context: services/api\ndockerfile: Containerfile\ncontainer_command: python3 -m "
-                      "svc.http\nhealth_path: /status\nfrontend_dir: web\nfrontend_output_dir: out\n"
-                      "frontend_env_mode: build_time\n")  # fmt: skip
-    alt = replace(settings, app_remote=str(remote), app_config=config)
+    alt = replace(settings, app_remote=str(remote), app_config=PROJECT_ROOT / "tests" / "fixtures" / "alt-app.yaml")
     first = run_deployment("staging", "main", settings=alt, instance=instance, **QUIET)
     assert first.success, first.failure
     (clone / "services" / "api" / "svc" / "NOTE").write_text("second\n")

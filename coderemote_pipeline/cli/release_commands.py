@@ -29,9 +29,15 @@ def preflight(settings):
 def _override(args: argparse.Namespace):
     from coderemote_pipeline.usecases.deploy import DeployRefused, Override
 
-    if args.reason and not args.force:
-        raise DeployRefused("--reason goes with --force (the reason for overriding the promotion gate)")
+    if args.reason and not (args.force or getattr(args, "skip_checks", False)):
+        raise DeployRefused("--reason goes with --force or --skip-checks (the reason for overriding)")
     return Override(reason=args.reason or "", by=args.by) if args.force else None
+
+
+def _skip_checks(args: argparse.Namespace):
+    from coderemote_pipeline.usecases.deploy import SkipChecks
+
+    return SkipChecks(reason=args.reason or "", by=args.by) if args.skip_checks else None
 
 
 def _finish(outcome) -> int:
@@ -46,7 +52,8 @@ def cmd_deploy(args: argparse.Namespace, settings_from) -> int:
 
     settings = settings_from(args)
     return _finish(run_deployment(args.env, args.ref, settings=settings, preflight=preflight(settings),
-                                  executor=args.executor, override=_override(args)))  # fmt: skip
+                                  executor=args.executor, override=_override(args),
+                                  skip_checks=_skip_checks(args)))  # fmt: skip
 
 
 def cmd_promote(args: argparse.Namespace, settings_from) -> int:
@@ -106,7 +113,9 @@ def cmd_history(args: argparse.Namespace, settings_from) -> int:
     print(f"{'started':<20} {'release':<16} {'commit':<12} {'trigger':<14} {'outcome':<12} {'seconds':>8}  note")
     for d in deploys:
         seconds = f"{d.seconds:.1f}" if d.seconds is not None else "-"
-        note = f"override: {d.override}" if d.override else ""
+        note = "; ".join(n for n in (f"override: {d.override}" if d.override else "",
+                                     f"checks skipped: {d.skipped_checks}" if d.skipped_checks else "",
+                                     d.failure) if n)  # fmt: skip
         print(f"{_when(d.started):<20} {d.release:<16} {d.commit[:12]:<12} {d.trigger:<14} {d.outcome:<12} "
               f"{seconds:>8}  {note}")  # fmt: skip
     print(
@@ -130,6 +139,7 @@ def add_parsers(sub) -> None:
     deploy.add_argument("--remote", help="app git remote URL (default: CODEREMOTE_APP_REMOTE or the demo's)")
     deploy.add_argument("--app-config", help="YAML file with the app's layout (AppSource fields)")
     deploy.add_argument("--executor", choices=["auto", "parallel", "serial"], default="auto", help=EXECUTOR_HELP)
+    deploy.add_argument("--skip-checks", action="store_true", help="deploy without the app's checks (needs --reason)")
     _force_options(deploy)
     deploy.set_defaults(func=cmd_deploy)
     promote = sub.add_parser("promote", help="deploy to TO_ENV exactly what is live in FROM_ENV (same bytes)")

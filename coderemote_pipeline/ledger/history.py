@@ -14,6 +14,7 @@ import dagster as dg
 from coderemote_pipeline.ledger.records import LiveRecord
 from coderemote_pipeline.rules import names
 from coderemote_pipeline.rules.delivery import Deploy
+from coderemote_pipeline.rules.failures import failure_text
 
 PAGE = 200
 
@@ -52,6 +53,16 @@ def _automatic_rollbacks(instance: dg.DagsterInstance, env: str, since: float) -
         cursor = result.cursor
 
 
+def _failure(instance: dg.DagsterInstance, run: dg.DagsterRun) -> str:
+    """The first step that failed in `run`, and the first line of its message (one query, failed runs only)."""
+    failed = instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.STEP_FAILURE, limit=1).records
+    if not failed:
+        return ""
+    event = failed[0].event_log_entry.dagster_event
+    first = failure_text(event.step_failure_data.error).splitlines()
+    return f"{event.step_key}: {first[0][:160] if first else 'failed'}"
+
+
 def deploys(instance: dg.DagsterInstance, env: str, since: float = 0.0) -> list[Deploy]:
     """Deploy and rollback runs of `env` created since `since`, newest first."""
     automatic = _automatic_rollbacks(instance, env, since)
@@ -61,7 +72,7 @@ def deploys(instance: dg.DagsterInstance, env: str, since: float = 0.0) -> list[
         if run.job_name not in names.DEPLOY_JOBS:
             continue
         started = record.start_time or record.create_timestamp.timestamp()
-        override = run.tags.get(names.OVERRIDE_TAG, "")
+        override, skipped = run.tags.get(names.OVERRIDE_TAG, ""), run.tags.get(names.SKIP_CHECKS_TAG, "")
         found.append(
             Deploy(
                 run_id=run.run_id,
@@ -75,6 +86,8 @@ def deploys(instance: dg.DagsterInstance, env: str, since: float = 0.0) -> list[
                 rolled_back=run.run_id in automatic,
                 override=f"{override} ({run.tags.get(names.OVERRIDE_BY_TAG, '?')})" if override else "",
                 commit_time=float(run.tags[names.COMMIT_TIME_TAG]) if run.tags.get(names.COMMIT_TIME_TAG) else None,
+                skipped_checks=f"{skipped} ({run.tags.get(names.SKIP_CHECKS_BY_TAG, '?')})" if skipped else "",
+                failure=_failure(instance, run) if run.status is dg.DagsterRunStatus.FAILURE else "",
             )
         )
     return found

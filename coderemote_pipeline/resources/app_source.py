@@ -52,11 +52,14 @@ class AppSource(dg.ConfigurableResource):
     frontend_build_command: str = "npm run build"
     frontend_output_dir: str = "dist"
     frontend_env_mode: FrontendEnvMode = FrontendEnvMode.RUNTIME_CONFIG
+    # The app's checks (rules.app_layout.CheckSpec) as JSON: a resource field holds plain values only.
+    checks_json: str = "[]"
 
     @property
     def layout(self) -> AppLayout:
         """The layout fields, validated as a whole (paths relative and inside the repository)."""
-        return AppLayout.model_validate({name: getattr(self, name) for name in AppLayout.model_fields})
+        fields = {name: getattr(self, name) for name in AppLayout.model_fields if name != "checks"}
+        return AppLayout.model_validate({**fields, "checks": json.loads(self.checks_json)})
 
     def remote(self) -> GitRemote:
         return GitRemote(self.remote_url, Path(self.work_dir) / "git")

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import json
 import posixpath
+import re
 import shlex
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, Field, model_validator
 
 from coderemote_pipeline.rules.schema import ConfigError, StrictModel, read_yaml_mapping, validate
 
@@ -61,10 +62,42 @@ def _url_path(value: str) -> str:
     return value
 
 
+def _check_name(value: str) -> str:
+    if not re.fullmatch(r"[a-z][a-z0-9_]{0,62}", value):
+        raise ValueError(f"{value!r} must be lowercase letters, digits and _ (it names an asset check)")
+    return value
+
+
 RepoPath = Annotated[str, AfterValidator(repo_path)]
 RepoDir = Annotated[str, AfterValidator(lambda v: repo_path(v, allow_root=True))]
 Command = Annotated[str, AfterValidator(_command)]
 UrlPath = Annotated[str, AfterValidator(_url_path)]
+
+
+CheckName = Annotated[str, AfterValidator(_check_name)]
+
+
+class Side(StrEnum):
+    # On the exported backend tree, with the built image's own interpreter (a container, no network).
+    BACKEND = "backend"
+    # On the exported frontend tree, with the host's node (no network where the host allows it).
+    FRONTEND = "frontend"
+
+
+class CheckSpec(StrictModel):
+    """One of the app's own checks (tests, linters): a blocking asset check of the side's build stage."""
+
+    name: CheckName
+    side: Side
+    command: Command
+    timeout_s: float = Field(300.0, gt=0, le=3600)
+
+
+EXAMPLE_CHECKS = (
+    CheckSpec(name="backend_tests", side=Side.BACKEND, command="python3 -m unittest discover -s tests"),
+    CheckSpec(name="backend_lint", side=Side.BACKEND, command="python3 tools/lint.py app tests tools"),
+    CheckSpec(name="frontend_check", side=Side.FRONTEND, command="node tools/check.mjs"),
+)
 
 
 class AppLayout(StrictModel):
@@ -78,6 +111,19 @@ class AppLayout(StrictModel):
     frontend_build_command: Command = "npm run build"
     frontend_output_dir: RepoPath = Field("dist", description="relative to frontend_dir")
     frontend_env_mode: FrontendEnvMode = FrontendEnvMode.RUNTIME_CONFIG
+    # The app's own tests and linters, run once per commit before anything goes live (defaults: the example app's;
+    # another layout declares its own, or `checks: []`).
+    checks: tuple[CheckSpec, ...] = EXAMPLE_CHECKS
+
+    @model_validator(mode="after")
+    def _unique_checks(self) -> AppLayout:
+        names = [c.name for c in self.checks]
+        if len(set(names)) != len(names):
+            raise ValueError(f"checks: every check needs its own name, got {names}")
+        return self
+
+    def checks_of(self, side: Side) -> tuple[CheckSpec, ...]:
+        return tuple(c for c in self.checks if c.side == side)
 
     @property
     def dockerfile_in_repo(self) -> str:
@@ -100,4 +146,4 @@ def load_app_layout(path: Path | None) -> AppLayout:
     return validate(AppLayout, data, source=f"app config {path}")
 
 
-__all__ = ["AppLayout", "ConfigError", "FrontendEnvMode", "load_app_layout", "repo_path"]
+__all__ = ["AppLayout", "CheckSpec", "ConfigError", "FrontendEnvMode", "Side", "load_app_layout", "repo_path"]

@@ -34,6 +34,8 @@ class Deploy:
     rolled_back: bool
     override: str = ""
     commit_time: float | None = None
+    skipped_checks: str = ""
+    failure: str = ""  # the failed step and the first line of its message
 
     @property
     def seconds(self) -> float | None:

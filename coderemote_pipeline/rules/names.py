@@ -17,6 +17,9 @@ STAGES = (INFRA_STACK, API_IMAGE, LAMBDA_VERSION, FRONTEND_BUNDLE, TRAFFIC_SHIFT
 # A rollback or promotion of what exists: no infrastructure change.
 REDEPLOY_STAGES = STAGES[1:]
 
+BACKEND_CHECKS = "backend_checks"
+FRONTEND_CHECKS = "frontend_checks"
+
 RELEASE_APPROVAL = "release_approval"
 LIVE_RELEASE = "live_release"
 DELIVERY_METRICS = "delivery_metrics"
@@ -46,6 +49,9 @@ OVERRIDE_BY_TAG = "coderemote/override_by"
 APP_REMOTE_TAG = "coderemote/app_remote"
 APP_LAYOUT_TAG = "coderemote/app_layout"
 DECIDED_BY_TAG = "coderemote/decided_by"
+# `deploy --skip-checks --reason`: the strategy's hotfix path; who and why stay on the run and in history.
+SKIP_CHECKS_TAG = "coderemote/skip_checks"
+SKIP_CHECKS_BY_TAG = "coderemote/skip_checks_by"
 RUN_KEY_TAG = "dagster/run_key"
 PARTITION_TAG = "dagster/partition"
 

@@ -7,6 +7,7 @@ as `dg.EnvVar`, resolved at launch).
 from __future__ import annotations
 
 import functools
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -111,7 +112,9 @@ class Settings:
 
     def app_source_fields(self) -> dict[str, Any]:
         """The AppSource resource's fields: the remote, the mirror's directory and the validated layout."""
-        return {"remote_url": self.app_remote, "work_dir": str(self.work_dir), **self.app_layout.model_dump()}
+        layout = self.app_layout.model_dump(exclude={"checks"})
+        checks = json.dumps([c.model_dump(mode="json") for c in self.app_layout.checks])
+        return {"remote_url": self.app_remote, "work_dir": str(self.work_dir), **layout, "checks_json": checks}
 
 
 def default_state_dir(environ: Mapping[str, str]) -> Path:

@@ -41,6 +41,21 @@ class Override:
         return {names.OVERRIDE_TAG: self.reason.strip(), names.OVERRIDE_BY_TAG: self.by}
 
 
+@dataclass(frozen=True)
+class SkipChecks:
+    """`--skip-checks --reason`: deploy without running the app's checks (the hotfix path), on the record."""
+
+    reason: str
+    by: str
+
+    def __post_init__(self) -> None:
+        if not self.reason.strip():
+            raise DeployRefused("--skip-checks needs --reason TEXT: say why the app's checks are skipped")
+
+    def tags(self) -> dict[str, str]:
+        return {names.SKIP_CHECKS_TAG: self.reason.strip(), names.SKIP_CHECKS_BY_TAG: self.by}
+
+
 def app_source(settings: Settings) -> AppSource:
     return AppSource(**settings.app_source_fields())
 
@@ -82,6 +97,7 @@ def run_deployment(
     instance: dg.DagsterInstance | None = None,
     executor: str = "auto",
     override: Override | None = None,
+    skip_checks: SkipChecks | None = None,
 ) -> DeployOutcome:
     """Deploy a REF of the app remote (branch, tag or commit) to ENV."""
     policies = load_policies(settings.infra_dir)
@@ -91,7 +107,7 @@ def run_deployment(
     app.check_paths(resolved.commit)
     deploy = Deployment.of(env, resolved.release_key, policies, resolved.commit)
     instance = instance or open_instance(settings.state_dir)
-    extra_tags = check_deployable(instance, deploy, override)
+    extra_tags = {**check_deployable(instance, deploy, override), **(skip_checks.tags() if skip_checks else {})}
     if preflight is not None:
         preflight()
     instance.add_dynamic_partitions(RELEASE_DIMENSION, [deploy.release.key])

@@ -5,38 +5,20 @@ the run being executed; and the failure, as the user's own message without Dagst
 from __future__ import annotations
 
 import logging
-import re
 import threading
 from collections.abc import Callable
-from typing import Any
 
 import dagster as dg
 
 from coderemote_pipeline.rules import names
+from coderemote_pipeline.rules.failures import failure_text
 
-QUALIFIED_CLASS = re.compile(r"^(?:[a-z_][a-z0-9_]*\.)+[A-Z]\w*: ")
 # Dagster's console logger stays quiet: the terminal gets the lines below, the event log keeps everything.
+__all__ = ["QUIET", "failure_text", "follow"]
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 MARKS = {dg.DagsterEventType.STEP_START: "…", dg.DagsterEventType.STEP_SUCCESS: "✓",
          dg.DagsterEventType.STEP_FAILURE: "✗"}  # fmt: skip
 POLL_S = 0.2
-
-
-def failure_text(error: Any) -> str:
-    """The user's exception message, without Dagster's wrappers ("Error occurred while executing op ...", and
-    "Exceeded max_retries of N" when the stage's RetryPolicy gave up on a transient error: then it says so)."""
-    tries = ""
-    while error is not None and error.cause is not None:
-        if error.message.startswith("Exceeded max_retries of "):
-            tries = f" (still failing after {int(error.message.split()[-1]) + 1} tries)"
-        elif "Error occurred while executing" not in error.message:
-            break
-        error = error.cause
-    if error is None:
-        return "unknown error"
-    # "dagster._core.definitions.events.Failure: ", "botocore.exceptions.EndpointConnectionError: ": the class is
-    # the reader's least concern.
-    return QUALIFIED_CLASS.sub("", error.message.strip(), count=1) + tries
 
 
 def _line(record: dg.EventLogEntry, started: dict[str, float]) -> str | None:

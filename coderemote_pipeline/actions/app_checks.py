@@ -1,0 +1,134 @@
+"""The app's own checks (its tests and linters), run against what ships, once per commit and build inputs.
+
+A backend check runs in a container of the built image (the exact artifact's interpreter and libraries) over the
+backend tree exported from the commit, with no network; a frontend check runs the host's tools over the exported
+frontend tree, in a network namespace of its own where the host allows it (`unshare --net`). Each has a time limit;
+its output is captured, and its tail is what a failure quotes. The key of a run (`check_key`) is the check, its
+command and what it ran against, so a commit checked for dev is not checked again for staging or prod.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import json
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import requests.exceptions
+
+from coderemote_pipeline.rules.app_layout import CheckSpec
+
+TAIL_LINES = 30
+TAIL_CHARS = 4000
+
+
+@dataclass(frozen=True)
+class CheckRun:
+    name: str
+    key: str
+    passed: bool
+    exit_code: int | None  # None: it did not finish (timed out)
+    seconds: float
+    output_tail: str
+    detail: str
+    reused_from_run: str = ""
+    isolated: bool = True  # ran without network
+
+    def metadata(self) -> dict[str, Any]:
+        return {"check_key": self.key, "exit_code": -1 if self.exit_code is None else self.exit_code,
+                "seconds": round(self.seconds, 3), "reused_from_run": self.reused_from_run,
+                "ran": not self.reused_from_run, "network_isolated": self.isolated}  # fmt: skip
+
+
+def check_key(spec: CheckSpec, tree: str, artifact: str = "") -> str:
+    """Identity of one check run: the check, its command and limit, the source tree and the artifact it ran on."""
+    inputs = {"name": spec.name, "command": spec.command, "timeout_s": spec.timeout_s, "tree": tree,
+              "artifact": artifact}  # fmt: skip
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def _tail(output: str) -> str:
+    lines = output.rstrip().splitlines()[-TAIL_LINES:]
+    return "\n".join(lines)[-TAIL_CHARS:]
+
+
+def _verdict(spec: CheckSpec, key: str, code: int | None, seconds: float, output: str, isolated: bool) -> CheckRun:
+    tail = _tail(output)
+    if code is None:
+        detail = f"check {spec.name} (`{spec.command}`) was stopped at its limit of {spec.timeout_s:g} s"
+    elif code:
+        detail = f"check {spec.name} (`{spec.command}`) exited {code}"
+    else:
+        detail = f"check {spec.name} passed in {seconds:.1f} s"
+    return CheckRun(spec.name, key, code == 0, code, seconds, tail, detail, isolated=isolated)
+
+
+def run_in_image(client: Any, image: str, tree: Path, spec: CheckSpec, key: str) -> CheckRun:
+    """`spec.command` in a container of `image`, the exported tree mounted read-only at /src, no network."""
+    started = time.monotonic()
+    container = client.containers.run(
+        image,
+        command=shlex.split(spec.command),
+        working_dir="/src",
+        volumes={str(tree): {"bind": "/src", "mode": "ro"}},
+        network_mode="none",
+        environment={"PYTHONDONTWRITEBYTECODE": "1", "HOME": "/tmp", "CI": "true"},
+        labels={"coderemote.check": spec.name},
+        detach=True,
+    )
+    try:
+        try:
+            code: int | None = int(container.wait(timeout=spec.timeout_s)["StatusCode"])
+        except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
+            container.kill()
+            code = None
+        output = container.logs(stdout=True, stderr=True).decode(errors="replace")
+    finally:
+        container.remove(force=True)
+    return _verdict(spec, key, code, time.monotonic() - started, output, isolated=True)
+
+
+@functools.lru_cache(maxsize=1)
+def _netns_prefix() -> tuple[str, ...]:
+    """`unshare --net --` where this host lets us make a network namespace (root, or user namespaces), else ()."""
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        return ()
+    for prefix in ((unshare, "--net", "--"), (unshare, "--net", "--map-root-user", "--")):
+        try:
+            if subprocess.run([*prefix, "true"], capture_output=True, timeout=10, check=False).returncode == 0:
+                return prefix
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+    return ()
+
+
+def run_on_host(tree: Path, spec: CheckSpec, key: str) -> CheckRun:
+    """`spec.command` in the exported frontend tree with the host's tools, without network when possible."""
+    prefix = _netns_prefix()
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tree), "CI": "true"}
+    started = time.monotonic()
+    try:
+        # Its own session: at the limit the whole group goes (`npm run` forks a shell that forks node).
+        proc = subprocess.Popen([*prefix, *shlex.split(spec.command)], cwd=tree, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    except FileNotFoundError:
+        return _verdict(spec, key, 127, 0.0, f"command not found: {shlex.split(spec.command)[0]}", bool(prefix))
+    try:
+        out, _ = proc.communicate(timeout=spec.timeout_s)
+        code: int | None = proc.returncode
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate()
+        code = None
+    return _verdict(spec, key, code, time.monotonic() - started, out.decode(errors="replace"), bool(prefix))

@@ -1,0 +1,25 @@
+"""A failed step's message as the user needs it: their own exception text, without Dagster's wrappers."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+QUALIFIED_CLASS = re.compile(r"^(?:[a-z_][a-z0-9_]*\.)+[A-Z]\w*: ")
+
+
+def failure_text(error: Any) -> str:
+    """The user's exception message, without Dagster's wrappers ("Error occurred while executing op ...", and
+    "Exceeded max_retries of N" when the stage's RetryPolicy gave up on a transient error: then it says so)."""
+    tries = ""
+    while error is not None and error.cause is not None:
+        if error.message.startswith("Exceeded max_retries of "):
+            tries = f" (still failing after {int(error.message.split()[-1]) + 1} tries)"
+        elif "Error occurred while executing" not in error.message:
+            break
+        error = error.cause
+    if error is None:
+        return "unknown error"
+    # "dagster._core.definitions.events.Failure: ", "botocore.exceptions.EndpointConnectionError: ": the class is
+    # the reader's least concern.
+    return QUALIFIED_CLASS.sub("", error.message.strip(), count=1) + tries

@@ -1,0 +1,132 @@
+"""The app's own checks gate every release, on the real local stack: a commit whose tests fail never goes live, a
+check that hangs is stopped at its limit, a failing frontend check stops the release before the switch, a commit
+that passed its checks in dev is not checked again for prod, and `--skip-checks --reason` is on the record."""
+
+import json
+import urllib.request
+from dataclasses import replace
+
+import dagster as dg
+import pytest
+
+from coderemote_pipeline.cli.main import main
+from coderemote_pipeline.ledger.live import recorded_live
+from coderemote_pipeline.rules import names
+from coderemote_pipeline.rules.release_keys import parse_release_key
+from coderemote_pipeline.usecases.approve import record_decision
+from coderemote_pipeline.usecases.demo import EXAMPLE_APP, commit_and_push, git, make_app_repo
+from coderemote_pipeline.usecases.deploy import run_deployment
+
+pytestmark = pytest.mark.stack
+QUIET = {"echo": lambda _: None}
+
+
+def _serves(instance, env: str) -> tuple[str, str]:
+    outputs = recorded_live(instance, env).stack_outputs
+    with urllib.request.urlopen(outputs["api_url"] + "/health", timeout=5) as api:
+        release = json.load(api)["release"]
+    with urllib.request.urlopen(outputs["frontend_url"] + "/config.json", timeout=5) as site:
+        return release, json.load(site)["release"]
+
+
+def _evaluations(instance, run_id: str) -> dict[str, dict]:
+    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records
+    found = {}
+    for record in records:
+        evaluation = record.event_log_entry.dagster_event.event_specific_data
+        meta = {k: v.value for k, v in evaluation.metadata.items()}
+        found[evaluation.check_name] = {"passed": evaluation.passed, **meta}
+    return found
+
+
+@pytest.fixture(scope="module")
+def app(settings, instance, tmp_path_factory):
+    root = tmp_path_factory.mktemp("checks-app")
+    make_app_repo(EXAMPLE_APP, root / "app.git", root / "clone")
+    mine = replace(settings, app_remote=str(root / "app.git"))
+    good = run_deployment("dev", "main", settings=mine, instance=instance, **QUIET)
+    assert good.success, good.failure
+    evaluations = _evaluations(instance, good.run_id)
+    assert set(evaluations) == {"backend_tests", "backend_lint", "frontend_check"}
+    assert all(e["passed"] and e["ran"] for e in evaluations.values())
+    assert evaluations["backend_tests"]["network_isolated"] and evaluations["backend_tests"]["seconds"] > 0
+    return mine, root / "clone", good
+
+
+def test_a_failing_backend_test_never_goes_live(app, instance):
+    settings, clone, good = app
+    test_file = clone / "backend" / "tests" / "test_api.py"
+    original = test_file.read_text()
+    test_file.write_text(original + "\n\nclass Broken(unittest.TestCase):\n    def test_the_release_is_ready(self):\n"
+                         "        self.assertEqual('ready', 'not ready', 'the release is not ready')\n")  # fmt: skip
+    (clone / "frontend" / "src" / "style.css").write_text("body { color: green; }\n")
+    commit_and_push(clone, "a failing test")
+    failed = run_deployment("dev", "main", settings=settings, instance=instance, **QUIET)
+    test_file.write_text(original)
+    assert not failed.success and "backend_checks: 1 check(s) failed, nothing went live" in failed.failure
+    assert "check backend_tests (`python3 -m unittest discover -s tests`) exited 1" in failed.failure
+    assert "the release is not ready" in failed.failure  # the tail of the check's own output
+    assert "traffic_shift" not in failed.stages
+    assert _serves(instance, "dev") == (good.release, good.release)
+    evaluations = _evaluations(instance, failed.run_id)
+    assert evaluations["backend_tests"]["passed"] is False and evaluations["backend_tests"]["exit_code"] == 1
+    assert "the release is not ready" in evaluations["backend_tests"]["output"]
+
+
+def test_a_check_that_hangs_is_stopped_at_its_limit(app, instance, tmp_path):
+    settings, clone, good = app
+    config = tmp_path / "app.yaml"
+    config.write_text("checks:\n  - name: backend_hangs\n    side: backend\n"
+                      "    command: python3 -c \"import time; time.sleep(120)\"\n    timeout_s: 2\n")  # fmt: skip
+    (clone / "backend" / "app" / "HANG").write_text("x\n")
+    commit_and_push(clone, "a check that hangs")
+    hung = run_deployment("dev", "main", settings=replace(settings, app_config=config), instance=instance, **QUIET)
+    assert not hung.success and "check backend_hangs" in hung.failure
+    assert "was stopped at its limit of 2 s" in hung.failure
+    assert _serves(instance, "dev") == (good.release, good.release)
+
+
+def test_a_failing_frontend_check_stops_the_release_before_the_switch(app, instance):
+    settings, clone, good = app
+    script = clone / "frontend" / "src" / "app.js"
+    original = script.read_text()
+    script.write_text(original + "\nfunction broken( {\n")
+    commit_and_push(clone, "a frontend that does not parse")
+    failed = run_deployment("dev", "main", settings=settings, instance=instance, **QUIET)
+    script.write_text(original)
+    assert not failed.success and "frontend_checks: 1 check(s) failed" in failed.failure
+    assert "check frontend_check (`node tools/check.mjs`) exited 1" in failed.failure and "src/app.js" in failed.failure
+    assert "traffic_shift" not in failed.stages
+    assert _serves(instance, "dev") == (good.release, good.release)
+
+
+def test_checks_run_once_per_commit_and_skip_checks_is_on_the_record(app, instance, capsys, monkeypatch):
+    settings, clone, _ = app
+    commit = commit_and_push(clone, "a good commit again")
+    dev = run_deployment("dev", "main", settings=settings, instance=instance, **QUIET)
+    assert dev.success, dev.failure
+    git("tag", "v7.0.0", cwd=clone)
+    git("push", "--quiet", "origin", "v7.0.0", cwd=clone)
+    record_decision(settings, instance, "prod", parse_release_key("v7.0.0"), by="checker", decision="approve",
+                    reason="")  # fmt: skip
+    prod = run_deployment("prod", "v7.0.0", settings=settings, instance=instance, **QUIET)
+    assert prod.success, prod.failure and prod.commit == commit
+    reused = _evaluations(instance, prod.run_id)
+    # Not one check ran for prod: each result is dev's, for the same commit and build inputs.
+    assert {name: (e["ran"], e["reused_from_run"]) for name, e in reused.items()} == {
+        name: (False, dev.run_id) for name in ("backend_tests", "backend_lint", "frontend_check")
+    }
+
+    monkeypatch.setenv("DAGSTER_HOME", instance.root_directory)
+    monkeypatch.setenv("CODEREMOTE_STATE_DIR", str(settings.state_dir))
+    monkeypatch.setenv("CODEREMOTE_APP_REMOTE", settings.app_remote)
+    (clone / "backend" / "app" / "HOTFIX").write_text("urgent\n")
+    hotfix = commit_and_push(clone, "a hotfix")
+    assert main(["deploy", "dev", hotfix, "--skip-checks", "--reason", "outage, tests later", "--by", "pat"]) == 0
+    capsys.readouterr()
+    run = instance.get_runs(dg.RunsFilter(tags={names.COMMIT_TAG: hotfix}), limit=1)[0]
+    skipped = _evaluations(instance, run.run_id).values()
+    assert all(not e["ran"] and e["skipped"] == "outage, tests later" for e in skipped)
+    assert main(["history", "dev"]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if hotfix[:12] in x)
+    assert "checks skipped: outage, tests later (pat)" in line
