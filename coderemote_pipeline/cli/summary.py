@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from coderemote_pipeline.rules import names
-from coderemote_pipeline.usecases.launch import DeployOutcome
+from coderemote_pipeline.usecases.launch import CHECK_PREFIX, DeployOutcome
 
 
 def _seconds(meta: dict) -> float:
@@ -43,6 +43,11 @@ def render(outcome: DeployOutcome) -> str:
             lines.append(f"{stage:<24} {'-':>8}  not materialized")
         else:
             lines.append(f"{stage:<24} {_seconds(meta):>8.2f}  {_what(stage, meta)}")
+    for name, meta in sorted(outcome.stages.items()):
+        if name.startswith(CHECK_PREFIX):
+            how = "reused" if meta.get("reused_from_run") else "skipped" if meta.get("skipped") else "ran"
+            verdict = "passed" if meta.get("passed") else f"FAILED (exit {meta.get('exit_code')})"
+            lines.append(f"{name:<24} {float(meta.get('seconds', 0.0)):>8.2f}  {verdict}, {how}")
     lines.append(f"{'total (wall)':<24} {outcome.seconds:>8.2f}")
     infra = outcome.stages.get("infra_stack", {})
     outputs = infra.get("stack_outputs", {}) or {}

@@ -51,11 +51,20 @@ def run_tags(deploy: Deployment, settings: Settings, trigger: str, extra: dict[s
     return tags
 
 
+CHECK_PREFIX = "check:"
+
+
 def _stage_metadata(instance: dg.DagsterInstance, run_id: str) -> dict[str, dict[str, Any]]:
+    """What each stage recorded in the run (by asset name), and each app check (`check:<name>`)."""
     stages: dict[str, dict[str, Any]] = {}
-    for record in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION):
-        mat = record.asset_materialization
-        if mat is not None:
+    kinds = {dg.DagsterEventType.ASSET_MATERIALIZATION, dg.DagsterEventType.ASSET_CHECK_EVALUATION}
+    for record in instance.all_logs(run_id, of_type=kinds):
+        event = record.get_dagster_event()
+        if event.event_type is dg.DagsterEventType.ASSET_CHECK_EVALUATION:
+            evaluation = event.event_specific_data
+            values = {k: v.value for k, v in evaluation.metadata.items()}
+            stages[f"{CHECK_PREFIX}{evaluation.check_name}"] = {**values, "passed": evaluation.passed}
+        elif (mat := record.asset_materialization) is not None:
             stages[mat.asset_key.to_user_string()] = {k: v.value for k, v in mat.metadata.items()}
     return stages
 
