@@ -52,7 +52,9 @@ def test_full_deploy_then_noop(settings, instance, app_remote, local_stack):
     first = run_deployment("dev", "main", settings=settings, instance=instance, echo=lambda _: None)
     assert first.success, first.failure
     assert first.job_name == "deploy_job" and first.commit == commit
-    assert set(first.stages) == {*names.STAGES, names.LIVE_RELEASE}
+    # Every stage, and each of the example app's checks (a blocking asset check on its build stage).
+    checks = {"check:backend_tests", "check:backend_lint", "check:frontend_check"}
+    assert set(first.stages) == {*names.STAGES, names.LIVE_RELEASE, *checks}
     assert first.stages["api_image"]["outcome"] == "built"
     assert _builds(local_stack) == builds_before + 1
     # The two branches really overlap in time inside the one run.

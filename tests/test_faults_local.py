@@ -18,6 +18,7 @@ from pathlib import Path
 import botocore.exceptions
 import dagster as dg
 import pytest
+from app_bugs import plant
 from team_kit import app_repo
 
 from coderemote_pipeline.actions import site_store as frontend_store
@@ -100,8 +101,7 @@ def faults(tmp_path_factory):
 
 def test_api_container_failing_its_health_check(faults):
     server = faults.clone / "backend" / "app" / "server.py"
-    good = server.read_text()
-    server.write_text('raise SystemExit("boom: the API cannot start")\n')
+    good = plant(server, 'raise SystemExit("boom: the API cannot start")')
     before = faults.live()["alias"]
     bad = faults.deploy(ref=faults.change("an API that cannot start"))
     # The new API never takes traffic: the switch puts the alias back, and the site never switched.

@@ -9,6 +9,7 @@ import urllib.request
 import dagster as dg
 import docker
 import pytest
+from app_bugs import plant
 
 from coderemote_pipeline.cli.main import main
 from coderemote_pipeline.ledger.gate import gate_status
@@ -112,10 +113,8 @@ def test_a_tag_never_deployed_to_dev_is_held(app, instance):
 def test_a_commit_that_failed_in_dev_is_held_and_force_overrides_on_the_record(app, instance, monkeypatch, capsys):
     settings, clone = app
     server = clone / "backend" / "app" / "server.py"
-    original = server.read_text()
-    # A bug that only shows with dev's configuration: dev fails, prod would not.
-    guard = 'def main() -> int:\n    if os.environ.get("APP_ENV") == "dev":\n        raise SystemExit("dev-only")\n'
-    server.write_text(original.replace("def main() -> int:\n", guard))
+    # A bug that only shows with dev's configuration: dev fails, prod would not (and the checks do not see it).
+    plant(server, 'if os.environ.get("APP_ENV") == "dev":', '    raise SystemExit("dev-only")')
     commit = commit_and_push(clone, "dev-only failure")
     failed = run_deployment("dev", "main", settings=settings, instance=instance, **QUIET)
     assert not failed.success and failed.commit == commit

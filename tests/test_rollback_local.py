@@ -8,6 +8,7 @@ from pathlib import Path
 
 import docker
 import pytest
+from app_bugs import plant
 
 from coderemote_pipeline.actions.target_state import drift, read_target
 from coderemote_pipeline.cli.main import main
@@ -112,8 +113,7 @@ def test_an_api_that_cannot_start_never_takes_traffic(prod, instance):
     settings, clone, _, _ = prod
     live_before = recorded_live(instance, "prod").release
     server = clone / "backend" / "app" / "server.py"
-    good = server.read_text()
-    server.write_text('raise SystemExit("boom: the API cannot start")\n')
+    good = plant(server, 'raise SystemExit("boom: the API cannot start")')
     commit_and_push(clone, "a release whose API does not start")
     server.write_text(good)
     _tag(clone, "v1.2.0")
@@ -132,10 +132,8 @@ def test_failed_smoke_rolls_back_automatically(prod, instance):
     settings, clone, _, _ = prod
     live_before = recorded_live(instance, "prod").release
     server = clone / "backend" / "app" / "server.py"
-    good = server.read_text()
     # Healthy (HTTP 200), but it reports another release than the one deployed: smoke catches it after the switch.
-    misreport = 'def main() -> int:\n    os.environ["APP_RELEASE"] = "nope"\n'
-    server.write_text(good.replace("def main() -> int:\n", misreport))
+    good = plant(server, 'os.environ["APP_RELEASE"] = "nope"')
     commit_and_push(clone, "a release that misreports itself")
     server.write_text(good)
     commit_and_push(clone, "restore the server")  # the clone moves on; the tag below names the broken commit

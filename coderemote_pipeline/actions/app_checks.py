@@ -12,12 +12,14 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import io
 import json
 import os
 import shlex
 import shutil
 import signal
 import subprocess
+import tarfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,20 +74,28 @@ def _verdict(spec: CheckSpec, key: str, code: int | None, seconds: float, output
     return CheckRun(spec.name, key, code == 0, code, seconds, tail, detail, isolated=isolated)
 
 
+def _tree_archive(tree: Path) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        archive.add(tree, arcname="src")
+    return buffer.getvalue()
+
+
 def run_in_image(client: Any, image: str, tree: Path, spec: CheckSpec, key: str) -> CheckRun:
-    """`spec.command` in a container of `image`, the exported tree mounted read-only at /src, no network."""
+    """`spec.command` in a container of `image` over a copy of the exported tree at /src, no network."""
     started = time.monotonic()
-    container = client.containers.run(
+    # Copied in, not bind-mounted: the engine may not see this process's files (a run launched in a container).
+    container = client.containers.create(
         image,
         command=shlex.split(spec.command),
         working_dir="/src",
-        volumes={str(tree): {"bind": "/src", "mode": "ro"}},
         network_mode="none",
         environment={"PYTHONDONTWRITEBYTECODE": "1", "HOME": "/tmp", "CI": "true"},
         labels={"coderemote.check": spec.name},
-        detach=True,
     )
     try:
+        container.put_archive("/", _tree_archive(tree))
+        container.start()
         try:
             code: int | None = int(container.wait(timeout=spec.timeout_s)["StatusCode"])
         except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
