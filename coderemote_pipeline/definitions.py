@@ -10,6 +10,7 @@ from coderemote_pipeline.assets.app_checks import app_check_defs
 from coderemote_pipeline.assets.jobs import STAGE_ASSETS, approval_job, deploy_jobs, parallel_executor
 from coderemote_pipeline.assets.live_release import delivery_metrics, live_release, live_release_matches_target
 from coderemote_pipeline.assets.release_approval import release_approval
+from coderemote_pipeline.assets.traffic_control import traffic_control_job
 from coderemote_pipeline.resources.targets import resources_for
 from coderemote_pipeline.rules.settings import Settings
 from coderemote_pipeline.sensors import sensor_defs
@@ -33,7 +34,7 @@ def live_defs() -> dg.Definitions:
 
 
 def approval_defs() -> dg.Definitions:
-    return dg.Definitions(assets=[release_approval], jobs=[approval_job])
+    return dg.Definitions(assets=[release_approval], jobs=[approval_job, traffic_control_job])
 
 
 def build_defs(settings: Settings | None = None) -> dg.Definitions:

@@ -16,10 +16,23 @@ for pair in dockerd:docker.io docker-registry:docker-registry mmdebstrap:mmdebst
 done
 # The Postgres server binaries (not on PATH): the team profile's tests start throwaway servers from them.
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing+=(postgresql)
+# The local edges: haproxy splits each env's API requests between versions, varnish caches each env's site.
+[ -x /usr/sbin/haproxy ] || missing+=(haproxy)
+[ -x /usr/sbin/varnishd ] || missing+=(varnish)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing system packages: ${missing[*]}"
   "${sudo_cmd[@]}" apt-get update -qq
+  # The packages' own services (haproxy on :80, varnish on :6081) must not start: the stack runs its own
+  # processes on free ports. A policy-rc.d that refuses every start does that, for this install only.
+  policy=/usr/sbin/policy-rc.d
+  placed=""
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' | "${sudo_cmd[@]}" tee "$policy" >/dev/null
+    "${sudo_cmd[@]}" chmod +x "$policy"
+    placed=1
+  fi
   DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  if [ -n "$placed" ]; then "${sudo_cmd[@]}" rm -f "$policy"; fi
 fi
 
 if [ ! -x .venv/bin/python ]; then

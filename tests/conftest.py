@@ -12,6 +12,30 @@ from coderemote_pipeline.rules.settings import Settings
 from coderemote_pipeline.usecases.demo import EXAMPLE_APP, make_app_repo
 
 
+def pytest_configure(config):
+    """The suite's environment policy: the project's, but prod takes a release all at once. A canary waits minutes
+    for live traffic that most tests do not send; the tests of progressive delivery set their own policy."""
+    import tempfile
+
+    import yaml
+
+    from coderemote_pipeline.rules.environments import DEFAULT_INFRA_DIR
+
+    infra = Path(tempfile.mkdtemp(prefix="coderemote-test-infra-")) / "infra"
+    shutil.copytree(DEFAULT_INFRA_DIR, infra, ignore=shutil.ignore_patterns("__pycache__"))
+    table = yaml.safe_load((infra / "environments.yaml").read_text())
+    table["environments"]["prod"]["delivery"] = {"strategy": "all_at_once"}
+    (infra / "environments.yaml").write_text(yaml.safe_dump(table, sort_keys=False))
+    os.environ["CODEREMOTE_INFRA_DIR"] = str(infra)
+    config._coderemote_infra = infra
+
+
+def pytest_unconfigure(config):
+    infra = getattr(config, "_coderemote_infra", None)
+    if infra is not None:
+        shutil.rmtree(infra.parent, ignore_errors=True)
+
+
 def pytest_collection_modifyitems(config, items):
     has_aws = bool(os.environ.get("AWS_PROFILE") or os.environ.get("AWS_ACCESS_KEY_ID")) and shutil.which("pulumi")
     skip = pytest.mark.skip(reason="needs real AWS credentials and the Pulumi CLI (see docs/aws.md)")

@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -25,11 +27,13 @@ from coderemote_pipeline.resources.app_source import AppSource
 from coderemote_pipeline.resources.aws import RealAws
 from coderemote_pipeline.resources.docker_engine import HostDockerEngine
 from coderemote_pipeline.resources.ecr_registry import EcrRegistry
+from coderemote_pipeline.resources.env_targets import EnvTargets
 from coderemote_pipeline.resources.environments import Environments
 from coderemote_pipeline.resources.image_registry import ImageRef
 from coderemote_pipeline.resources.lambda_url_runtime import LambdaUrlRuntime
 from coderemote_pipeline.resources.pulumi_provisioner import PulumiProvisioner
 from coderemote_pipeline.resources.runtime import ApiUnhealthy, ServedVersion
+from coderemote_pipeline.resources.site_edge import CloudFrontOriginEdge
 from coderemote_pipeline.resources.targets import aws_resources, local_resources, resources_for
 from coderemote_pipeline.rules import stack_outputs
 from coderemote_pipeline.rules.names import DEPLOY_JOBS
@@ -73,6 +77,8 @@ def test_aws_resources_fill_every_key_the_local_target_fills(tmp_path: Path) -> 
         "registry": EcrRegistry,
         "provisioner": PulumiProvisioner,
         "api_runtime": LambdaUrlRuntime,
+        "site_edge": CloudFrontOriginEdge,
+        "targets": EnvTargets,
     }
     assert {key: type(value) for key, value in resources.items()} == expected
     assert resources["aws"].region == "us-east-1"  # from infra/pulumi/Pulumi.*.yaml
@@ -149,24 +155,22 @@ def served(release: str) -> ServedVersion:
     return ServedVersion("dev", "code-remote-dev-api", "7", image, {"APP_RELEASE": release, "GEMINI_API_KEY": "k"})
 
 
-def test_activate_waits_until_the_url_serves_the_new_release(function_url: str) -> None:
+def test_confirm_waits_until_the_url_serves_the_new_release(function_url: str) -> None:
     FunctionUrl.script = [(503, ""), (503, ""), (200, "main-old0000"), (200, "main-new1111")]
     runtime = LambdaUrlRuntime(aws=RealAws(), health_timeout_s=10)
-    activation = runtime.activate(
-        served("main-new1111"), api_url=function_url, command="ignored", health_path="/health"
-    )
+    activation = runtime.confirm(served("main-new1111"), api_url=function_url, health_path="/health")
     assert activation.cold_start_s is not None and 0 < activation.cold_start_s <= activation.seconds
     assert "version 7" in activation.detail and not activation.reused
     assert FunctionUrl.script == [(200, "main-new1111")]
 
 
-def test_activate_gives_up_in_bounded_time_naming_what_it_saw(function_url: str) -> None:
+def test_confirm_gives_up_in_bounded_time_naming_what_it_saw(function_url: str) -> None:
     FunctionUrl.script = [(200, "main-old0000")]
     runtime = LambdaUrlRuntime(aws=RealAws(), health_timeout_s=0.5)
     with pytest.raises(
         ApiUnhealthy, match=r"did not answer as main-new1111.*got {'release': 'main-old0000'}"
     ):
-        runtime.activate(served("main-new1111"), api_url=function_url, command="", health_path="/health")
+        runtime.confirm(served("main-new1111"), api_url=function_url, health_path="/health")
 
 
 def test_current_reads_the_live_alias_without_the_secret(emulated_aws: MotoAws) -> None:
@@ -189,3 +193,29 @@ def test_current_reads_the_live_alias_without_the_secret(emulated_aws: MotoAws) 
     assert current["digest"].startswith("sha256:")
     assert "do-not-show" not in json.dumps(current)
     assert LambdaUrlRuntime(aws=emulated_aws).current("prod") is None
+
+
+def test_traffic_reads_cloudwatch_per_executed_version_of_the_alias(emulated_aws: MotoAws) -> None:
+    lam, iam, cw = emulated_aws.client("lambda"), emulated_aws.client("iam"), emulated_aws.client("cloudwatch")
+    role = iam.create_role(RoleName="traffic-test", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    name = stack_outputs.lambda_function_name("prod")
+    image = "123456789012.dkr.ecr.us-east-1.amazonaws.com/r@sha256:" + "e" * 64
+    lam.create_function(FunctionName=name, PackageType="Image", Role=role, Code={"ImageUri": image})
+    old = lam.publish_version(FunctionName=name)["Version"]
+    lam.update_function_configuration(FunctionName=name, Description="the canary")
+    new = lam.publish_version(FunctionName=name)["Version"]
+    lam.create_alias(FunctionName=name, Name=stack_outputs.LIVE_ALIAS, FunctionVersion=old,
+                     RoutingConfig={"AdditionalVersionWeights": {new: 0.1}})  # fmt: skip
+    at = datetime.now(UTC) - timedelta(minutes=2)  # inside the window asked for, whatever the clock's rounding
+    for version, invocations, errors in ((old, 90, 0), (new, 10, 3)):
+        dims = [{"Name": "FunctionName", "Value": name}, {"Name": "Resource", "Value": f"{name}:live"},
+                {"Name": "ExecutedVersion", "Value": version}]  # fmt: skip
+        cw.put_metric_data(Namespace="AWS/Lambda", MetricData=[
+            {"MetricName": "Invocations", "Dimensions": dims, "Value": invocations, "Unit": "Count", "Timestamp": at},
+            {"MetricName": "Errors", "Dimensions": dims, "Value": errors, "Unit": "Count", "Timestamp": at},
+        ])  # fmt: skip
+
+    figures = LambdaUrlRuntime(aws=emulated_aws).traffic("prod", since=time.time() - 600)
+
+    assert (figures[old].requests, figures[old].errors) == (90, 0)
+    assert (figures[new].requests, figures[new].errors) == (10, 3) and figures[new].error_rate == 0.3

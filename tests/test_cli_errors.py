@@ -56,7 +56,6 @@ CASES = [
     (["history", "dev", "--days", "many"], {}, "invalid float value: 'many'"),
     (["approve", "qa", "v1.0.0", "--by", "x"], {}, "unknown environment 'qa'"),
     (["approve", "prod", "v1.2", "--by", "x"], {}, "'v1.2' is not semantic versioning"),
-    (["approve", "prod", "v1.0.0"], {}, "the following arguments are required: --by"),
     (["reject", "prod", "v9.9.9", "--by", "x"], {}, "'v9.9.9' is not registered"),
     (["approvals", "--bogus"], {}, "unrecognized arguments: --bogus"),
     (["local", "sideways"], {}, "invalid choice: 'sideways'"),

@@ -28,7 +28,7 @@ from coderemote_pipeline.local_stack import LocalStack, load_stack_info
 from coderemote_pipeline.local_stack.dockerd import engine_paths, stop_dockerd
 from coderemote_pipeline.local_stack.processes import stop_pid
 from coderemote_pipeline.resources.image_registry import LocalRegistry
-from coderemote_pipeline.resources.targets import env_target, local_resources
+from coderemote_pipeline.resources.targets import local_resources, target_for
 from coderemote_pipeline.rules.settings import Settings
 from coderemote_pipeline.usecases.demo import commit_and_push
 from coderemote_pipeline.usecases.deploy import run_deployment
@@ -68,7 +68,7 @@ class Faults:
         """What each part of the env serves: the alias's release, the API's health, the site's config.json."""
         outputs = env_outputs(self.instance, env)
         resources = local_resources(self.settings)
-        target = env_target(env, outputs, aws=resources["aws"], api_runtime=resources["api_runtime"])
+        target = target_for(resources)(env, outputs)
         return {
             "alias": switch.serving(target).release,
             "api": _get_json(outputs["api_url"] + "/health").get("release"),
@@ -171,16 +171,16 @@ def test_a_switch_that_fails_half_way_goes_back_on_dev_too(faults, monkeypatch):
     before = faults.live()["alias"]
     commit = faults.change("its site cannot go live")
 
-    activate = switch.store.activate
+    flip = switch.store.flip
 
     def refused(s3, bucket, manifest, acl):
         if manifest["commit"] != commit:
-            return activate(s3, bucket, manifest, acl)  # putting the previous site back works
+            return flip(s3, bucket, manifest, acl)  # putting the previous site back works
         error = {"Error": {"Code": "AccessDenied", "Message": "Access Denied"}}
-        raise botocore.exceptions.ClientError(error, "CopyObject")
+        raise botocore.exceptions.ClientError(error, "PutObject")
 
     # The API switches, then the site's switch is refused: the API goes back, whatever the env's auto_rollback.
-    monkeypatch.setattr(switch.store, "activate", refused)
+    monkeypatch.setattr(switch.store, "flip", refused)
     failed = faults.deploy(ref=commit)
     monkeypatch.undo()
     assert not failed.success and failed.failure.startswith(f"traffic_shift: the switch of dev|main-{commit[:7]}")

@@ -117,3 +117,58 @@ def test_missing_stack_file_is_named(infra_copy):
     (infra_copy / "pulumi" / "Pulumi.staging.yaml").unlink()
     with pytest.raises(PolicyError, match=r"Pulumi\.staging\.yaml: file not found"):
         load_policies(infra_copy)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ("strategy: Canary10Percent5Minutes", "strategy: Canary10Percent5Minuts",
+         "environments.prod.delivery: strategy 'Canary10Percent5Minuts' is neither"),
+        ("strategy: Canary10Percent5Minutes", "strategy: canary\n      percent: 0\n      interval: 5m",
+         "environments.prod.delivery.percent: 0: Input should be greater than or equal to 1"),
+        ("strategy: Canary10Percent5Minutes", "strategy: linear\n      percent: 100\n      interval: 1m",
+         "environments.prod.delivery.percent: 100: Input should be less than or equal to 99"),
+        ("bake: 15m", "bake: 15", "environments.prod.delivery.bake: '15' needs a unit: ms, s, m or h"),
+        ("every: 30s", "every: 30 seconds", "environments.prod.delivery.analysis.every: '30 seconds' needs a unit"),
+        ("strategy: Canary10Percent5Minutes", "strategy: canary", "strategy canary needs percent (1-99) and interval"),
+        ("max_error_rate: 0.01", "max_eror_rate: 0.01", "did you mean 'max_error_rate'?"),
+    ],
+)  # fmt: skip
+def test_a_bad_delivery_strategy_names_the_file_and_the_key(infra_copy, old, new, message):
+    _edit(infra_copy / "environments.yaml", old, new)
+    with pytest.raises(PolicyError) as err:
+        load_policies(infra_copy)
+    text = str(err.value)
+    assert text.startswith(f"{infra_copy / 'environments.yaml'}: ") and message in text and "\n" not in text, text
+
+
+def test_codedeploy_presets_and_explicit_steps_make_the_same_plans(infra_copy):
+    prod = load_policies(infra_copy)["prod"].rollout
+    assert prod.strategy == "canary" and [(s.weight, s.hold_s) for s in prod.steps] == [(10, 300.0)]
+    assert prod.bake_s == 900.0 and prod.analysis.min_requests == 20
+    _edit(infra_copy / "environments.yaml", "strategy: Canary10Percent5Minutes",
+          "strategy: CodeDeployDefault.LambdaLinear10PercentEvery1Minute")  # fmt: skip
+    linear = load_policies(infra_copy)["prod"].rollout
+    assert [s.weight for s in linear.steps] == [10, 20, 30, 40, 50, 60, 70, 80, 90]
+    assert {s.hold_s for s in linear.steps} == {60.0} and linear.describe().startswith("linear 10% every 60 s")
+    assert load_policies(infra_copy)["dev"].rollout.describe() == "all at once"
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ("    approvals_required: 1", "    approvals_required: 1\n    require_signed_tags: true",
+         "require_signed_tags needs allowed_signers"),
+        ("    approvals_required: 1", "    approvals_required: 3\n    approvers: {alice: a@example.com}",
+         "approvals_required is 3 but only 1 approver(s) are listed"),
+        ("    approvals_required: 1", "    require_signed_tags: true\n    allowed_signers: ../../etc/passwd",
+         "environments.prod.allowed_signers: '../../etc/passwd' leaves infra/"),
+        ("    approvals_required: 1", "    aprovers: {alice: a@example.com}", "did you mean 'approvers'?"),
+    ],
+)  # fmt: skip
+def test_who_may_ship_is_validated_on_load(infra_copy, old, new, message):
+    _edit(infra_copy / "environments.yaml", old, new)
+    with pytest.raises(PolicyError) as err:
+        load_policies(infra_copy)
+    assert str(err.value).startswith(f"{infra_copy / 'environments.yaml'}: ") and message in str(err.value)
+    assert "root:" not in str(err.value)  # no host file's content in a message

@@ -57,9 +57,11 @@ def app(settings, tmp_path_factory):
     return Settings(settings.target, settings.state_dir, str(root / "app.git"), None), clone
 
 
-def _hashed_assets(s3, bucket: str) -> dict[str, bytes]:
-    listed = s3.list_objects_v2(Bucket=bucket, Prefix="assets/").get("Contents", [])
-    return {o["Key"]: s3.get_object(Bucket=bucket, Key=o["Key"])["Body"].read() for o in listed}
+def _hashed_assets(s3, bucket: str, release: str) -> dict[str, bytes]:
+    """The release's hashed assets by their path in the site (each release under its own prefix)."""
+    prefix = f"_releases/{release}/"
+    listed = s3.list_objects_v2(Bucket=bucket, Prefix=prefix + "assets/").get("Contents", [])
+    return {o["Key"].removeprefix(prefix): s3.get_object(Bucket=bucket, Key=o["Key"])["Body"].read() for o in listed}
 
 
 def test_prod_runs_the_bytes_dev_tested(app, instance, local_stack):
@@ -87,8 +89,8 @@ def test_prod_runs_the_bytes_dev_tested(app, instance, local_stack):
     aws = EmulatorAws(stack=LocalStackResource(state_dir=str(settings.state_dir)))
     s3 = aws.client("s3")
     dev_out, prod_out = (o.stages["infra_stack"]["stack_outputs"] for o in (dev, prod))
-    prod_assets = _hashed_assets(s3, prod_out["frontend_bucket"])
-    dev_assets = _hashed_assets(s3, dev_out["frontend_bucket"])
+    prod_assets = _hashed_assets(s3, prod_out["frontend_bucket"], bundle["release"])
+    dev_assets = _hashed_assets(s3, dev_out["frontend_bucket"], dev.stages["frontend_bundle"]["release"])
     assert prod_assets and all(dev_assets[key] == body for key, body in prod_assets.items())
 
     health = json.loads(_get(prod_out["api_url"] + "/health"))

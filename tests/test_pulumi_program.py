@@ -223,7 +223,7 @@ def test_vpc_only_where_the_stack_file_configures_one(deployment: Deployment) ->
         assert not [resource for resource in mocks.resources if resource.typ.startswith("aws:ec2/")]
         assert AZ_INVOKE not in mocks.invokes
         assert "vpcConfig" not in function
-        assert role_policies == {"api-logs-policy"}
+        assert role_policies == {"api-logs-policy", "api-secret-policy"}
         return
 
     assert mocks.one("aws:ec2/vpc:Vpc")["cidrBlock"] == "10.2.0.0/16"
@@ -238,7 +238,7 @@ def test_vpc_only_where_the_stack_file_configures_one(deployment: Deployment) ->
     assert sorted(function["vpcConfig"]["subnetIds"]) == sorted(f"private-subnet-{i}-id" for i in range(3))
     assert function["vpcConfig"]["securityGroupIds"] == ["api-function-sg-id"]
     assert not mocks.one("aws:ec2/securityGroup:SecurityGroup").get("ingress")
-    assert role_policies == {"api-logs-policy", "api-vpc-policy"}
+    assert role_policies == {"api-logs-policy", "api-secret-policy", "api-vpc-policy"}
     assert len(mocks.of_type("aws:ec2/natGateway:NatGateway")) == 1  # egress to the Gemini API
 
 
@@ -282,6 +282,9 @@ def test_frontend_bucket_is_private_and_read_only_by_the_distribution(deployment
     (origin,) = distribution["origins"]
     assert origin["originAccessControlId"] == "frontend-oac-id"
     assert "s3OriginConfig" not in origin  # OAC, not the legacy origin access identity
+    # Each release under its own prefix; the pipeline moves the origin to the live one, Pulumi leaves it there.
+    assert origin["originPath"] == "/_releases/none"
+    assert mocks.ignore_changes["frontend-cdn"] == ["origins[0].originPath"]
     assert distribution["defaultRootObject"] == "index.html"
     assert distribution["defaultCacheBehavior"]["viewerProtocolPolicy"] == "redirect-to-https"
     fallbacks = {
@@ -300,7 +303,7 @@ def test_api_is_an_image_function_behind_the_live_alias(deployment: Deployment) 
     assert (alias["name"], alias["functionName"], alias["functionVersion"]) == ("live", name, "1")
     # The pipeline moves the code and the alias; `pulumi up` must not move them back.
     assert mocks.ignore_changes["api-function"] == ["imageUri"]
-    assert mocks.ignore_changes["api-live-alias"] == ["functionVersion"]
+    assert mocks.ignore_changes["api-live-alias"] == ["functionVersion", "routingConfig"]  # canary weights: ours
 
     url = mocks.one("aws:lambda/functionUrl:FunctionUrl")
     assert (url["qualifier"], url["authorizationType"]) == ("live", "NONE")
@@ -328,13 +331,21 @@ def test_gemini_api_key_stays_secret(env: str, mocks: RecordingMocks) -> pulumi.
     def check(args: list[Any]) -> None:
         key_is_secret, exported = args[0], args[1:]
         assert key_is_secret
-        # Under mocks the engine receives secrets wrapped in their RPC signature: what it encrypts in the state.
-        # The SDK marks the whole top-level property secret, so the function's `environment` is the secret.
+        # The key is the secret's value (under mocks, wrapped in its RPC signature: what the engine encrypts in
+        # the state); the function's environment holds only the secret's ARN, and the role may read that secret.
+        value = mocks.one("aws:secretsmanager/secretVersion:SecretVersion")["secretString"]
+        assert is_rpc_secret(value) and unwrap_rpc_secret(value) == GEMINI_KEY
+        secret = mocks.one("aws:secretsmanager/secret:Secret")
+        assert secret["name"] == f"code-remote-{env}/gemini-api-key"
+        arn = f"arn:aws:mock:{REGION}:{ACCOUNT}:code-remote-{env}/gemini-api-key"
         environment = mocks.one("aws:lambda/function:Function")["environment"]
-        assert is_rpc_secret(environment)
-        variables = unwrap_rpc_secret(environment)["variables"]
-        assert variables == {"APP_ENV": env, "GEMINI_MODEL": "gemini-2.5-flash", "GEMINI_API_KEY": GEMINI_KEY}
-        assert all(GEMINI_KEY not in value for value in exported)
+        assert environment["variables"] == {"APP_ENV": env, "GEMINI_MODEL": "gemini-2.5-flash",
+                                            "GEMINI_API_KEY_SECRET_ARN": arn}  # fmt: skip
+        assert GEMINI_KEY not in json.dumps(environment) and all(GEMINI_KEY not in value for value in exported)
+        (read,) = [r.inputs for r in mocks.of_type("aws:iam/rolePolicy:RolePolicy") if r.name == "api-secret-policy"]
+        statement = json.loads(read["policy"])["Statement"]
+        assert statement == [{"Sid": "ReadOwnSecret", "Effect": "Allow", "Action": "secretsmanager:GetSecretValue",
+                              "Resource": arn}]  # fmt: skip
 
     # Output.is_secret() is a coroutine: Output.from_input awaits it inside the runtime.
     return pulumi.Output.all(pulumi.Output.from_input(settings.gemini_api_key.is_secret()), *outputs.values()).apply(

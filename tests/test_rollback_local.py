@@ -13,7 +13,7 @@ from app_bugs import plant
 from coderemote_pipeline.actions.target_state import drift, read_target
 from coderemote_pipeline.cli.main import main
 from coderemote_pipeline.ledger.live import env_outputs, recorded_live
-from coderemote_pipeline.resources.targets import env_target, local_resources
+from coderemote_pipeline.resources.targets import local_resources, target_for
 from coderemote_pipeline.rules.release_keys import parse_release_key
 from coderemote_pipeline.rules.settings import Settings
 from coderemote_pipeline.usecases.approve import record_decision
@@ -155,8 +155,7 @@ def test_moving_the_alias_by_hand_is_drift(prod, instance, settings, monkeypatch
     mine, _, v100, _ = prod
     outputs = env_outputs(instance, "prod")
     resources = local_resources(mine)
-    target = env_target("prod", outputs, aws=resources["aws"], api_runtime=resources["api_runtime"],
-                        app_source=resources["app_source"])  # fmt: skip
+    target = target_for(resources)("prod", outputs)
     lam = target.lam
     recorded = recorded_live(instance, "prod")
     assert drift(recorded, read_target(target)) == []

@@ -12,6 +12,7 @@ from coderemote_pipeline.resources.aws import EmulatorAws
 from coderemote_pipeline.resources.local_stack import LocalStackResource
 from coderemote_pipeline.resources.targets import local_resources
 from coderemote_pipeline.rules import stack_outputs as out
+from coderemote_pipeline.rules.frontend_files import NO_CACHE
 from coderemote_pipeline.rules.release_keys import commit_release_key
 from coderemote_pipeline.usecases.demo import commit_and_push
 
@@ -86,8 +87,12 @@ def test_each_stage_against_the_live_stack(settings, instance, release, local_st
     with urllib.request.urlopen(outputs[out.API_URL] + "/health", timeout=5) as response:
         health = json.load(response)
     assert (health["release"], health["commit"], health["env"]) == (key, commit, "dev")
-    index = s3.head_object(Bucket=outputs[out.FRONTEND_BUCKET], Key="index.html")
-    assert (index["CacheControl"], index["ContentType"]) == ("no-cache", "text/html; charset=utf-8")
+    # The site went live by one write of its pointer; the HTML stays in the release's snapshot.
+    pointer = s3.head_object(Bucket=outputs[out.FRONTEND_BUCKET], Key="_edge/LIVE")
+    assert pointer["Metadata"]["release"] == key
+    index = s3.head_object(Bucket=outputs[out.FRONTEND_BUCKET], Key=f"{snapshot}index.html")
+    # Browsers revalidate the HTML; the edge keeps it (its cache is keyed by release, and invalidated by path).
+    assert (index["CacheControl"], index["ContentType"]) == (NO_CACHE, "text/html; charset=utf-8")
     with urllib.request.urlopen(f"{outputs[out.FRONTEND_URL]}/config.json", timeout=5) as response:
         assert json.load(response)["release"] == key
 

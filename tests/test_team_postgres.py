@@ -23,6 +23,7 @@ import docker
 import pytest
 from team_kit import Team, app_repo
 
+from coderemote_pipeline.local_stack.dockerd import engine_paths
 from coderemote_pipeline.resources.aws import EmulatorAws
 from coderemote_pipeline.resources.local_stack import LocalStackResource
 from coderemote_pipeline.rules.names import STAGES as STAGE_ORDER
@@ -85,15 +86,23 @@ def test_full_dev_deploy_on_postgres_leaks_no_secret(team, postgres, state_dir, 
     rows = _all_rows(postgres, "team")
     assert runs[0].run_id in rows and "smoke_result" in rows  # the history really is in that Postgres database
 
-    # The key reached the function's environment, as a secret does on AWS, and so the API container...
+    # The key is in the emulator's Secrets Manager; the function's environment names the secret only...
     aws = EmulatorAws(stack=LocalStackResource(state_dir=str(state_dir)))
     function = aws.client("lambda").get_function_configuration(FunctionName="code-remote-dev-api", Qualifier="live")
-    assert function["Environment"]["Variables"]["GEMINI_API_KEY"] == SECRETS["GEMINI_API_KEY"]
+    variables = function["Environment"]["Variables"]
+    assert "GEMINI_API_KEY" not in variables
+    stored = aws.client("secretsmanager").get_secret_value(SecretId=variables["GEMINI_API_KEY_SECRET_ARN"])
+    assert stored["SecretString"] == SECRETS["GEMINI_API_KEY"] and stored["Name"] == "code-remote-dev/gemini-api-key"
+    # ...and the API read it from there at start: it says so, and neither its container nor Docker's files hold it.
+    with urllib.request.urlopen(f"http://127.0.0.1:{local_stack.api_ports['dev']}/health", timeout=5) as response:
+        assert json.loads(response.read())["gemini_key"] == "configured"
     engine = docker.DockerClient(base_url=local_stack.docker_host)
     api = next(c for c in engine.containers.list() if c.labels.get("coderemote.env") == "dev")
-    assert f"GEMINI_API_KEY={SECRETS['GEMINI_API_KEY']}" in api.attrs["Config"]["Env"]
-    # ...but no log, event, metadata, tag, label or error message anywhere holds any of the three values.
+    docker_files = _files_text(engine_paths(state_dir / "local" / "docker").data_root / "containers")
+    # ...and no log, event, metadata, tag, label, container or error message anywhere holds any of the three values.
     places = {
+        "the API container's configuration (docker inspect)": json.dumps(api.attrs),
+        "Docker's own files of the containers": docker_files,
         "CLI output": deploy.stdout + deploy.stderr,
         "compute logs and instance files": _files_text(team.home),
         "event log and run storage (Postgres)": rows,

@@ -62,7 +62,9 @@ def test_status_reports_an_api_stopped_behind_its_back_and_local_up_revives_it(s
                                                                                 cli_env, capsys):  # fmt: skip
     live = recorded_live(instance, "dev")
     engine = docker.DockerClient(base_url=local_stack.docker_host)
-    (container,) = engine.containers.list(filters={"label": ["coderemote.env=dev"]})
+    # One container per version it keeps (the live one and the one before): stop the live one.
+    labels = ["coderemote.env=dev", f"coderemote.version={live.version}"]
+    (container,) = engine.containers.list(filters={"label": labels})
     container.stop(timeout=2)
     assert main(["status", "dev"]) == 3
     out = capsys.readouterr().out

@@ -17,6 +17,7 @@ import botocore.exceptions
 import dagster as dg
 import docker.errors
 
+from coderemote_pipeline.actions.notify import Notifier
 from coderemote_pipeline.actions.restore import restore_and_record
 from coderemote_pipeline.actions.serving import EnvTarget
 from coderemote_pipeline.actions.switch import SwitchFailed
@@ -25,6 +26,7 @@ from coderemote_pipeline.ledger.live import recorded_live
 from coderemote_pipeline.ledger.records import StackRecord
 from coderemote_pipeline.ledger.stages import in_run
 from coderemote_pipeline.rules import names
+from coderemote_pipeline.rules import notify_config as nc
 from coderemote_pipeline.rules.environments import EnvironmentPolicy
 from coderemote_pipeline.rules.errors import InfrastructureError
 
@@ -69,6 +71,10 @@ def settle_failed_run(
         return None
     settled = _settle(instance, run, env, policy, target_for)
     instance.report_engine_event(f"{MARKER} {settled.text}", run)
+    if policy.receivers:
+        release, commit = run.tags.get(names.RELEASE_TAG, ""), run.tags.get(names.COMMIT_TAG, "")
+        failed = nc.ReleaseEvent(nc.FAILED, env, release, commit, run.run_id, settled.text)
+        Notifier(list(policy.receivers), instance, lambda line: instance.report_engine_event(line, run)).send(failed)
     return settled
 
 

@@ -98,13 +98,29 @@ def alias_version(lam: Any, outputs: dict[str, str]) -> str:
     ]
 
 
-def move_alias(lam: Any, outputs: dict[str, str], version: str) -> bool:
-    """Point the alias at `version` (already published); False when it was there already."""
-    if alias_version(lam, outputs) == version:
-        return False
+def alias_weights(lam: Any, outputs: dict[str, str]) -> dict[str, int]:
+    """version → percent of the alias's requests: its primary version and the routing config's additional one."""
+    alias = lam.get_alias(FunctionName=outputs[out.LAMBDA_FUNCTION_NAME], Name=outputs[out.LAMBDA_ALIAS_NAME])
+    extra = {v: round(100 * w) for v, w in alias.get("RoutingConfig", {}).get("AdditionalVersionWeights", {}).items()}
+    return {alias["FunctionVersion"]: 100 - sum(extra.values()), **{v: w for v, w in extra.items() if w > 0}}
+
+
+def route(lam: Any, outputs: dict[str, str], primary: str, extra: dict[str, int] | None = None) -> None:
+    """The alias on `primary`, with `extra` (version → percent, at most one, Lambda's limit) split off it."""
+    weights = {v: w / 100 for v, w in (extra or {}).items() if w > 0 and v != primary}
     lam.update_alias(
-        FunctionName=outputs[out.LAMBDA_FUNCTION_NAME], Name=outputs[out.LAMBDA_ALIAS_NAME], FunctionVersion=version
+        FunctionName=outputs[out.LAMBDA_FUNCTION_NAME],
+        Name=outputs[out.LAMBDA_ALIAS_NAME],
+        FunctionVersion=primary,
+        RoutingConfig={"AdditionalVersionWeights": weights},
     )
+
+
+def move_alias(lam: Any, outputs: dict[str, str], version: str) -> bool:
+    """Point the whole alias at `version` (already published); False when it was there already."""
+    if alias_weights(lam, outputs) == {version: 100}:
+        return False
+    route(lam, outputs, version)
     return True
 
 

@@ -1,8 +1,9 @@
 """Putting an environment back on a release it already ran: nothing is built, nothing is published.
 
 The one restore-and-record path, used by the automatic rollback of a failed smoke test and by the settling of a
-failed run: the alias moves to that release's published version, the API runtime follows it, the live site is
-restored from the release's snapshot in the bucket, the CDN forgets what changed, and the live record says so.
+failed run: the alias moves to that release's published version, the API runtime follows it, the site's pointer
+flips back to the release's snapshot in the bucket (nothing is copied), the CDN forgets what changed, and the live
+record says so.
 A manual rollback is a redeploy of the old partition, which reaches the same state through the stages.
 """
 
@@ -36,6 +37,7 @@ def restore(target: EnvTarget, to: LiveRecord, caller_reference: str) -> list[st
     paths = ff.invalidation_paths(switched.changed_paths)
     if paths:
         invalidate(target.cf, target.outputs[out.CLOUDFRONT_DISTRIBUTION_ID], paths, caller_reference)
+        target.site.forget(target.env, paths)
     return switched.changed_paths
 
 

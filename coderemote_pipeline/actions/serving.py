@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 from coderemote_pipeline.rules.errors import InfrastructureError
 from coderemote_pipeline.rules.images import ImageRef
+from coderemote_pipeline.rules.traffic import Traffic
 
 
 class ApiUnhealthy(RuntimeError):
@@ -36,11 +37,33 @@ class Activation:
 
 
 class ApiServing(Protocol):
-    def activate(self, served: ServedVersion, *, api_url: str, command: str, health_path: str) -> Activation:
-        """Make `served` the version answering at `api_url`; return once it answers its health path."""
+    """What serves an environment's API, version by version, and how requests are split between versions."""
+
+    def prepare(self, served: ServedVersion, *, command: str, health_path: str) -> Activation:
+        """`served` ready to take traffic, taking none yet (locally: its container up and healthy)."""
+
+    def weigh(self, env: str, weights: dict[str, int]) -> None:
+        """Split the env's requests by weight (version → percent of requests); unnamed versions get none."""
+
+    def confirm(self, served: ServedVersion, *, api_url: str, health_path: str) -> Activation:
+        """Once `served` takes all requests: the API URL answers as it (on AWS: the Function URL follows)."""
+
+    def traffic(self, env: str, since: float) -> dict[str, Traffic]:
+        """Per version, what it answered since `since` (epoch seconds): requests, 5xx answers, latencies."""
+
+    def retire(self, env: str, keep: set[str]) -> None:
+        """Stop what serves versions outside `keep` (after their requests drained)."""
 
     def current(self, env: str) -> dict[str, str] | None:
-        """What is serving the env right now (version, digest), as the runtime itself reports it."""
+        """What is serving the env right now (version, digest, weights), as the runtime itself reports it."""
+
+
+class SiteServing(Protocol):
+    """What serves the site (the `site_edge` resource): it follows the live-release pointer, forgets paths."""
+
+    def follow(self, env: str, outputs: dict[str, str], release: str) -> str: ...
+
+    def forget(self, env: str, paths: list[str]) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -53,6 +76,7 @@ class EnvTarget:
     s3: Any
     cf: Any
     runtime: ApiServing
+    site: SiteServing
     acl: str | None
     container_command: str
     health_path: str

@@ -1,9 +1,10 @@
-"""The env's bucket as a store of releases: one snapshot per release under `_releases/<release>/`, and the live
-site at the root, made equal to one snapshot by server-side copies.
-
-Keeping every deployed release's files beside the live site is what makes a frontend rollback a handful of
-server-side copies instead of a rebuild, and what lets an automatic rollback restore the previous release exactly.
+"""The env's bucket as a store of releases: one snapshot per release under `_releases/<release>/`, and one pointer,
+`_edge/LIVE`, that names the live release. The edge (varnish locally, CloudFront on AWS) serves the pointer's
+release: going live, rolling back and an automatic rollback are one pointer flip each — atomic, no object copied,
+no moment where the site mixes two releases.
 """
+
+from __future__ import annotations
 
 import json
 from dataclasses import dataclass
@@ -11,13 +12,13 @@ from typing import Any
 
 from coderemote_pipeline.rules import frontend_files as ff
 
-LIVE_MARKER = f"{ff.RELEASES_PREFIX}LIVE.json"
+POINTER = "_edge/LIVE"
 MANIFEST = "manifest.json"
 
 
 @dataclass(frozen=True)
 class SiteSwitch:
-    changed_paths: list[str]
+    changed_paths: list[str]  # paths whose bytes differ between the previous release and this one
     previous_release: str | None
 
 
@@ -25,14 +26,12 @@ def snapshot_key(release: str, path: str) -> str:
     return f"{ff.RELEASES_PREFIX}{release}/{path}"
 
 
-def etags(s3: Any, bucket: str, prefix: str = "") -> dict[str, str]:
-    """key (relative to prefix) → MD5, for the live site (prefix "") or one snapshot."""
+def etags(s3: Any, bucket: str, prefix: str) -> dict[str, str]:
+    """key (relative to prefix) → MD5, for one snapshot."""
     found: dict[str, str] = {}
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         for obj in page.get("Contents", []):
-            key = obj["Key"][len(prefix) :]
-            if prefix or not obj["Key"].startswith(ff.RELEASES_PREFIX):
-                found[key] = obj["ETag"].strip('"')
+            found[obj["Key"][len(prefix) :]] = obj["ETag"].strip('"')
     return found
 
 
@@ -55,61 +54,55 @@ def read_manifest(s3: Any, bucket: str, release: str) -> dict[str, Any] | None:
 
 
 def store_snapshot(
-    s3: Any, bucket: str, release: str, files: list[ff.BundleFile], extra: dict[str, Any]
+    s3: Any, bucket: str, release: str, files: list[ff.BundleFile], extra: dict[str, Any], acl: str | None = None
 ) -> tuple[dict[str, Any], list[ff.BundleFile]]:
-    """Write the release's snapshot; bytes already live are copied server-side, only new bytes are uploaded."""
+    """Write the release's snapshot: only bytes the snapshot lacks are uploaded (a re-run uploads nothing)."""
     prefix = snapshot_key(release, "")
-    existing, live = etags(s3, bucket, prefix), etags(s3, bucket)
+    existing = etags(s3, bucket, prefix)
+    acl_args = {"ACL": acl} if acl else {}
     uploaded = []
     for f in files:
         if existing.get(f.path) == f.md5:
             continue
-        headers = {"ContentType": ff.content_type(f.path), "CacheControl": ff.cache_control(f.path)}
-        if live.get(f.path) == f.md5:
-            s3.copy_object(
-                Bucket=bucket,
-                Key=prefix + f.path,
-                CopySource={"Bucket": bucket, "Key": f.path},
-                MetadataDirective="REPLACE",
-                **headers,
-            )
-        else:
-            s3.put_object(Bucket=bucket, Key=prefix + f.path, Body=f.data, **headers)
-            uploaded.append(f)
+        s3.put_object(Bucket=bucket, Key=prefix + f.path, Body=f.data, ContentType=ff.content_type(f.path),
+                      CacheControl=ff.cache_control(f.path), **acl_args)  # fmt: skip
+        uploaded.append(f)
     manifest = {
         "release": release,
         "files": [{"path": f.path, "md5": f.md5, "sha256": f.sha256, "size": len(f.data)} for f in files],
         **extra,
     }
-    s3.put_object(
-        Bucket=bucket, Key=prefix + MANIFEST, Body=json.dumps(manifest).encode(), ContentType="application/json"
-    )
+    # A snapshot already whole is left as it is, manifest included: a re-run or a rollback writes no object.
+    if uploaded or read_json(s3, bucket, prefix + MANIFEST) != manifest:
+        s3.put_object(Bucket=bucket, Key=prefix + MANIFEST, Body=json.dumps(manifest).encode(),
+                      ContentType="application/json", **acl_args)  # fmt: skip
     return manifest, uploaded
 
 
-def activate(s3: Any, bucket: str, manifest: dict[str, Any], acl: str | None) -> SiteSwitch:
-    """Make the live site serve the manifest's release: copy what differs, HTML last, then move the marker."""
-    release = manifest["release"]
-    live = etags(s3, bucket)
-    differing = [f for f in manifest["files"] if live.get(f["path"]) != f["md5"]]
-    differing.sort(key=lambda f: (f["path"].endswith(".html"), f["path"]))
-    extra = {"ACL": acl} if acl else {}
-    for f in differing:
-        s3.copy_object(
-            Bucket=bucket,
-            Key=f["path"],
-            CopySource={"Bucket": bucket, "Key": snapshot_key(release, f["path"])},
-            MetadataDirective="REPLACE",
-            ContentType=ff.content_type(f["path"]),
-            CacheControl=ff.cache_control(f["path"]),
-            **extra,
-        )
-    previous = read_json(s3, bucket, LIVE_MARKER)
-    marker = {"release": release, "content_hash": manifest.get("content_hash"), "commit": manifest.get("commit")}
-    if previous != marker:
-        s3.put_object(Bucket=bucket, Key=LIVE_MARKER, Body=json.dumps(marker).encode(), ContentType="application/json")
-    return SiteSwitch([f["path"] for f in differing], (previous or {}).get("release"))
+def pointer(s3: Any, bucket: str) -> dict[str, str]:
+    """The pointer's metadata (release, previous, commit, content_hash), or {} when nothing is live."""
+    try:
+        return dict(s3.head_object(Bucket=bucket, Key=POINTER).get("Metadata", {}))
+    except s3.exceptions.ClientError:
+        return {}
 
 
 def live_release(s3: Any, bucket: str) -> str | None:
-    return (read_json(s3, bucket, LIVE_MARKER) or {}).get("release")
+    return pointer(s3, bucket).get("release") or None
+
+
+def flip(s3: Any, bucket: str, manifest: dict[str, Any], acl: str | None) -> SiteSwitch:
+    """Make the manifest's release the live one: one write of the pointer. The paths that changed are for the CDN
+    to forget (CloudFront keys its cache by path; the local edge keys it by release and needs none)."""
+    before = pointer(s3, bucket)
+    previous = before.get("release") or None
+    release = manifest["release"]
+    old = read_json(s3, bucket, snapshot_key(previous, MANIFEST)) if previous else None
+    old_files = {f["path"]: f["md5"] for f in (old or {}).get("files", [])}
+    changed = sorted(f["path"] for f in manifest["files"] if old_files.get(f["path"]) != f["md5"])
+    if previous != release:
+        metadata = {"release": release, "previous": previous or release, "commit": str(manifest.get("commit", "")),
+                    "content_hash": str(manifest.get("content_hash", ""))}  # fmt: skip
+        s3.put_object(Bucket=bucket, Key=POINTER, Body=b"", ContentType="application/octet-stream",
+                      CacheControl="no-cache", Metadata=metadata, **({"ACL": acl} if acl else {}))  # fmt: skip
+    return SiteSwitch(changed if previous != release else [], previous)

@@ -1,10 +1,10 @@
 """Switching what users get, in the order that keeps an environment one whole release.
 
 The slow parts of a deploy (build, push, publish, upload of the new files) happen before this, in parallel, while
-users still get the previous release. Then the API switches (the alias moves and the runtime serves the version,
-healthy), and right after it the site (its HTML and config, the last files to change). A failure in either part
-puts the part that had already switched back: callers (traffic_shift, restore) see an exception only after the
-environment is whole again.
+users still get the previous release. Then the API switches (the new version is up and healthy, then the alias and
+the edge move every request to it), and right after it the site (one flip of its live-release pointer). A failure in
+either part puts the part that had already switched back: callers (traffic_shift, restore) see an exception only
+after the environment is whole again.
 """
 
 from __future__ import annotations
@@ -48,30 +48,53 @@ class SwitchFailed(RuntimeError):
 
 
 def serving(target: EnvTarget) -> Serving:
-    """What the environment's alias and site point at now."""
+    """What the environment's alias and site point at now (the alias's primary version)."""
     version = lv.alias_version(target.lam, target.outputs)
     info = lv.version_info(target.lam, target.outputs, version)
     return Serving(version, info.release, info.commit, info.image.digest,
                    store.live_release(target.s3, target.outputs[out.FRONTEND_BUCKET]))  # fmt: skip
 
 
-def switch_api(target: EnvTarget, version: str) -> Activation:
-    """The alias on `version`, and the runtime serving it, healthy."""
-    lv.move_alias(target.lam, target.outputs, version)
+def served_version(target: EnvTarget, version: str) -> ServedVersion:
     info = lv.version_info(target.lam, target.outputs, version)
-    served = ServedVersion(target.env, target.outputs[out.LAMBDA_FUNCTION_NAME], version, info.image, info.variables)
-    return target.runtime.activate(
-        served, api_url=target.outputs[out.API_URL], command=target.container_command, health_path=target.health_path
-    )
+    return ServedVersion(target.env, target.outputs[out.LAMBDA_FUNCTION_NAME], version, info.image, info.variables)
+
+
+def prepare_api(target: EnvTarget, version: str) -> tuple[ServedVersion, Activation]:
+    """`version` ready to take requests, taking none yet."""
+    served = served_version(target, version)
+    return served, target.runtime.prepare(served, command=target.container_command, health_path=target.health_path)
+
+
+def weigh(target: EnvTarget, primary: str, extra: dict[str, int] | None = None) -> dict[str, int]:
+    """The split of the env's requests: `extra` (version → percent) off `primary`, on the alias and the runtime."""
+    extra = {v: w for v, w in (extra or {}).items() if v != primary}
+    weights = {primary: 100 - sum(extra.values()), **extra}
+    lv.route(target.lam, target.outputs, primary, extra)
+    target.runtime.weigh(target.env, weights)
+    return weights
+
+
+def switch_api(target: EnvTarget, version: str) -> Activation:
+    """The alias wholly on `version`, and the runtime serving it, healthy. The version is up and healthy before
+    any request reaches it, and what served before keeps its requests until then: no request is dropped."""
+    served, ready = prepare_api(target, version)
+    weigh(target, version)
+    confirmed = target.runtime.confirm(served, api_url=target.outputs[out.API_URL], health_path=target.health_path)
+    return Activation(ready.reused, ready.seconds + confirmed.seconds, ready.cold_start_s or confirmed.cold_start_s,
+                      f"{ready.detail}; {confirmed.detail}")  # fmt: skip
 
 
 def switch_site(target: EnvTarget, release: str) -> list[str]:
-    """The live site on `release`'s snapshot (hashed assets first, HTML and config last); the paths that changed."""
+    """The live site on `release`'s snapshot: one flip of the bucket's pointer, then the edge follows it. The paths
+    whose bytes differ from the previous release (for a CDN that caches by path)."""
     bucket = target.outputs[out.FRONTEND_BUCKET]
     manifest = store.read_manifest(target.s3, bucket, release)
     if manifest is None:
         raise SwitchFailed(f"the site snapshot of {release} is gone from {bucket}: deploy {release} again")
-    return store.activate(target.s3, bucket, manifest, target.acl).changed_paths
+    flipped = store.flip(target.s3, bucket, manifest, target.acl)
+    target.site.follow(target.env, target.outputs, release)
+    return flipped.changed_paths
 
 
 def switch(target: EnvTarget, to: Serving) -> Switched:
@@ -90,8 +113,8 @@ def switch(target: EnvTarget, to: Serving) -> Switched:
         except Exception as exc:
             back = _put_back(target, before, site=True)
             raise SwitchFailed(f"the site did not switch to {to.site_release} ({exc}); {back}") from exc
-    elif to.site_release:
-        changed = switch_site(target, to.site_release)  # same release: repairs any file changed by hand
+    # The version before stays warm (weight 0): going back to it is a weight change, not a cold start.
+    target.runtime.retire(target.env, keep={to.version, before.version})
     return Switched(before, to, api, changed, time.monotonic() - started)
 
 
@@ -100,7 +123,8 @@ def _put_back(target: EnvTarget, before: Serving, *, site: bool) -> str:
     try:
         if not is_release(before.release):
             # The function's bootstrap version (nothing was ever deployed): only the alias goes back.
-            lv.move_alias(target.lam, target.outputs, before.version)
+            lv.route(target.lam, target.outputs, before.version)
+            target.runtime.weigh(target.env, {})
             return f"{target.env} is back on no release (version {before.version})"
         switch_api(target, before.version)
         if site and before.site_release:

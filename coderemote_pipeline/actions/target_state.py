@@ -36,6 +36,13 @@ class TargetState:
     def frontend_release(self) -> str | None:
         return self.serving.site_release
 
+    @property
+    def api_down(self) -> bool:
+        """Nothing answers, or only the edge does (haproxy's 503 with no container of the version running)."""
+        if self.api is None or self.api.ok:
+            return False
+        return self.api.status == 0 or (self.api.status == 503 and self.runtime is None)
+
 
 def read_target(target: EnvTarget, *, probe: bool = True) -> TargetState:
     """The env's alias, runtime and site as the target reports them; with `probe`, asked over HTTP too."""
@@ -88,7 +95,21 @@ def split_parts(state: TargetState) -> list[str]:
         parts.append(f"nothing serves the API (no runtime runs alias version {state.version})")
     elif served not in (None, state.version):
         parts.append(f"the API runtime serves version {served}, the alias points to {state.version}")
+    weights = runtime_weights(state.runtime)
+    if len(weights) > 1:
+        split = ", ".join(f"version {v} {w}%" for v, w in weights.items())
+        parts.append(f"the API splits its requests between two versions ({split}): a traffic shift is in flight")
     return parts
+
+
+def runtime_weights(runtime: dict[str, str] | None) -> dict[str, int]:
+    """version → percent of requests, from what the runtime reports (`weights`: "3:90,4:10"), weighted ones only."""
+    found: dict[str, int] = {}
+    for part in (runtime or {}).get("weights", "").split(","):
+        version, _, weight = part.partition(":")
+        if version and weight.isdigit() and int(weight) > 0:
+            found[version] = int(weight)
+    return found
 
 
 def drift(recorded: LiveRecord | None, state: TargetState) -> list[str]:
@@ -106,7 +127,7 @@ def drift(recorded: LiveRecord | None, state: TargetState) -> list[str]:
     if state.runtime is not None and state.runtime.get("version") not in (None, state.version):
         problems.append(f"the API runtime serves version {state.runtime.get('version')}, alias {state.version}")
     if state.api is not None and not state.api.ok:
-        down = state.api.status == 0
+        down = state.api_down
         problems.append(
             f"the API at {state.api.url} {'does not answer' if down else 'is unhealthy'} ({state.api.detail}): "
             f"{'DOWN. ' if down else ''}Bring it back with `coderemote-pipeline local up` on the local target "

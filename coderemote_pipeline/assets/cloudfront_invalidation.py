@@ -8,6 +8,7 @@ from coderemote_pipeline.assets.traffic_shift import traffic_shift
 from coderemote_pipeline.ledger.records import InvalidationRecord, ShiftRecord, StackRecord
 from coderemote_pipeline.resources.aws import AwsResource
 from coderemote_pipeline.resources.environments import Environments
+from coderemote_pipeline.resources.site_edge import SiteEdge
 from coderemote_pipeline.rules import frontend_files as ff
 from coderemote_pipeline.rules import names
 from coderemote_pipeline.rules import stack_outputs as out
@@ -22,7 +23,7 @@ from coderemote_pipeline.rules import stack_outputs as out
 )
 @deploy_stage
 def cloudfront_invalidation(
-    context: dg.AssetExecutionContext, aws: AwsResource, environments: Environments
+    context: dg.AssetExecutionContext, aws: AwsResource, site_edge: SiteEdge, environments: Environments
 ) -> dg.MaterializeResult:
     """Only paths a cache may hold stale bytes for (never new hashed names); waits until the CDN says Completed."""
     deployment(context, environments)
@@ -34,6 +35,7 @@ def cloudfront_invalidation(
         return dg.MaterializeResult(metadata=InvalidationRecord(distribution_id=distribution).to_metadata())
     # The same run retrying the step reuses its invalidation instead of creating another.
     done = invalidate(aws.client("cloudfront"), distribution, paths, f"{context.run.run_id}-{context.partition_key}")
+    site_edge.forget(deployment(context, environments).env, paths)
     record = InvalidationRecord(
         invalidation_id=done.id,
         distribution_id=distribution,

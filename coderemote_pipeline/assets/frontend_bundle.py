@@ -51,7 +51,7 @@ def frontend_bundle(
         with timer.step("upload"):
             manifest, uploaded = store.store_snapshot(s3, bucket, release, bundle + config, {
                 "commit": commit, "build_key": build.build_key, "build_mode": app_source.frontend_env_mode.value,
-                "content_hash": ff.content_hash(bundle)})  # fmt: skip
+                "content_hash": ff.content_hash(bundle)}, aws.object_acl)  # fmt: skip
         origin = deployed_elsewhere(context.instance, BundleRecord, commit, deploy.env, "content_hash",
                                     manifest["content_hash"])  # fmt: skip
         outcome = "built" if build.built else "reused build"

@@ -2,12 +2,15 @@
 
 import dagster as dg
 
+from coderemote_pipeline.actions.notify import announce
+from coderemote_pipeline.actions.release_tags import signature_refusal
 from coderemote_pipeline.assets.stage import STAGE_KWARGS, commit_for, deploy_stage, deployment, require_cleared
 from coderemote_pipeline.ledger.records import StackRecord
 from coderemote_pipeline.resources.app_source import AppSource
 from coderemote_pipeline.resources.environments import Environments
 from coderemote_pipeline.resources.provisioner import InfraProvisioner
 from coderemote_pipeline.rules import names
+from coderemote_pipeline.rules import notify_config as nc
 from coderemote_pipeline.rules import stack_outputs as out
 
 
@@ -22,6 +25,12 @@ def infra_stack(
         # Approval and the promotion gate bind a commit: prod's infrastructure changes only for a cleared release.
         # A commit pinned by the launcher is checked as given, before any git fetch.
         require_cleared(context, deploy if deploy.commit else commit_for(context, app_source, deploy))
+    if deploy.policy.allowed_signers is not None:
+        # Whatever launched the run (a sensor, the CLI, the UI): an unsigned tag never changes this env.
+        refusal = signature_refusal(app_source.remote(), deploy.release, deploy.policy.allowed_signers)
+        if refusal:
+            raise dg.Failure(description=refusal, allow_retries=False)
+    announce(context.instance, deploy, nc.STARTED, run_id=context.run.run_id, log=context.log.warning)
     config = deploy.policy.stack
     result = provisioner.ensure(deploy.env, config, context.log.info)
     record = StackRecord(

@@ -9,9 +9,7 @@ from coderemote_pipeline.actions.target_state import drift, read_target
 from coderemote_pipeline.assets.stage import OWNERS
 from coderemote_pipeline.ledger.live import recorded_live
 from coderemote_pipeline.resources.app_source import AppSource
-from coderemote_pipeline.resources.aws import AwsResource
-from coderemote_pipeline.resources.runtime import ApiRuntime
-from coderemote_pipeline.resources.targets import env_target
+from coderemote_pipeline.resources.env_targets import EnvTargets
 from coderemote_pipeline.rules import names
 from coderemote_pipeline.rules.app_layout import AppLayout
 from coderemote_pipeline.rules.partitions import ENV_DIMENSION, ENVIRONMENTS, env_partitions_def
@@ -45,7 +43,7 @@ delivery_metrics = dg.AssetSpec(
 
 @dg.asset_check(asset=live_release.key, description="The target serves what the pipeline last made live (no drift).")
 def live_release_matches_target(
-    context: dg.AssetCheckExecutionContext, aws: AwsResource, api_runtime: ApiRuntime, app_source: AppSource
+    context: dg.AssetCheckExecutionContext, targets: EnvTargets, app_source: AppSource
 ) -> dg.AssetCheckResult:
     found: dict[str, str] = {}
     for env in ENVIRONMENTS:
@@ -54,7 +52,7 @@ def live_release_matches_target(
             found[env] = "nothing deployed"
             continue
         layout = AppLayout.from_json(recorded.app_layout) if recorded.app_layout else app_source.layout
-        target = env_target(env, recorded.stack_outputs, aws=aws, api_runtime=api_runtime, layout=layout)
+        target = targets.target(env, recorded.stack_outputs, layout)
         state = read_target(target)
         problems = drift(recorded, state)
         found[env] = "; ".join(problems) if problems else f"ok: {state.release} (version {state.version})"

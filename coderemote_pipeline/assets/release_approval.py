@@ -14,6 +14,7 @@ from typing import Literal
 import dagster as dg
 from pydantic import Field
 
+from coderemote_pipeline.actions.release_tags import creator
 from coderemote_pipeline.assets.stage import OWNERS
 from coderemote_pipeline.ledger.approvals import APPROVAL_ASSET, decision_refusal, latest_hold
 from coderemote_pipeline.resources.app_source import AppSource
@@ -52,6 +53,10 @@ def release_approval(
     hold = latest_hold(context.instance, env, release.key)
     commit = hold.commit if hold else app_source.commit_of(release)
     by = config.by.strip()
+    made_by = creator(app_source.remote(), release, commit)
+    refusal = deploy.policy.approval_rule.refusal(by, made_by, approving=config.decision == "approve")
+    if refusal:
+        raise dg.Failure(description=f"{env}|{release.key}: {refusal}", allow_retries=False)
     context.log.info(
         f"{config.decision} {env}|{release.key} (commit {commit[:12]}) by {by}"
         + (f": {config.reason}" if config.reason else "")
@@ -61,6 +66,7 @@ def release_approval(
         "by": by,
         "reason": config.reason,
         "commit": commit,
+        "created_by": made_by.describe() if made_by else "unknown",
         "decided_at": dg.MetadataValue.timestamp(time.time()),
     }
     if hold is not None:

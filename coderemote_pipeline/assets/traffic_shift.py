@@ -1,29 +1,36 @@
-"""traffic_shift: users move to the release, the API first, the site right after, only once both are ready.
+"""traffic_shift: users move to the release as the environment's `delivery:` policy says — all at once, or in
+canary or linear steps judged on the new version's live traffic — the API first, the site in one flip at 100 %.
 
 Everything slow happened before, in parallel, while users still had the previous release: the image and the
-published version (backend branch), the site's snapshot (frontend branch). This stage is the switch itself, so a
-failure in either branch leaves the environment wholly on its previous release; a failure during the switch puts
-it back (actions/switch.py) before the run fails.
+published version (backend branch), the site's snapshot (frontend branch). A breach, an abort or a failure during
+the steps takes the new version's weight back to 0 and records the automatic rollback; a failure of the final
+switch puts the environment back (actions/switch.py) before the run fails. Every analysis interval is an
+observation of this asset (weights, requests, error rate, p99), which the UI plots.
 """
 
 import time
+from dataclasses import replace
 
 import dagster as dg
 
-from coderemote_pipeline.actions.switch import Serving, SwitchFailed, switch
+from coderemote_pipeline.actions.notify import announce
+from coderemote_pipeline.actions.serving import EnvTarget
+from coderemote_pipeline.actions.shift import Halted, Watcher, resume_from, steps
+from coderemote_pipeline.actions.switch import Serving, SwitchFailed, is_release, serving, switch
 from coderemote_pipeline.assets.frontend_bundle import frontend_bundle
 from coderemote_pipeline.assets.lambda_version import lambda_version
 from coderemote_pipeline.assets.stage import STAGE_KWARGS, deploy_stage, deployment, require_cleared, upstream
+from coderemote_pipeline.ledger import shifts
+from coderemote_pipeline.ledger.live import record_live, recorded_live
 from coderemote_pipeline.ledger.records import BundleRecord, ShiftRecord, StackRecord, VersionRecord
 from coderemote_pipeline.resources.app_source import AppSource
-from coderemote_pipeline.resources.aws import AwsResource
+from coderemote_pipeline.resources.env_targets import EnvTargets
 from coderemote_pipeline.resources.environments import Environments
-from coderemote_pipeline.resources.runtime import ApiRuntime
-from coderemote_pipeline.resources.targets import env_target
 from coderemote_pipeline.rules import names
+from coderemote_pipeline.rules import notify_config as nc
 from coderemote_pipeline.rules import stack_outputs as out
-
-ALL_AT_ONCE = "all_at_once"
+from coderemote_pipeline.rules.deployment import Deployment
+from coderemote_pipeline.rules.rollout import RolloutPlan
 
 
 @dg.asset(
@@ -35,31 +42,30 @@ ALL_AT_ONCE = "all_at_once"
 )
 @deploy_stage
 def traffic_shift(
-    context: dg.AssetExecutionContext,
-    aws: AwsResource,
-    api_runtime: ApiRuntime,
-    app_source: AppSource,
-    environments: Environments,
+    context: dg.AssetExecutionContext, targets: EnvTargets, app_source: AppSource, environments: Environments
 ) -> dg.MaterializeResult:
-    """The `live` alias on the release's version with the runtime serving it healthy, then the live site on the
-    release's snapshot. Metadata: what was live before (what an automatic rollback returns to) and what changed."""
+    """The release's version takes the policy's steps, then every request, with the runtime serving it healthy;
+    then the live site flips to the release's snapshot. Metadata: the plan, each step's figures, what was before."""
     outputs = upstream(context, StackRecord).stack_outputs
     version, bundle = upstream(context, VersionRecord), upstream(context, BundleRecord)
     deploy = deployment(context, environments).at(version.commit)
     require_cleared(context, deploy)
-    target = env_target(deploy.env, outputs, aws=aws, api_runtime=api_runtime, app_source=app_source)
+    target = targets.target(deploy.env, outputs, app_source.layout)
     wanted = Serving(str(version.version), deploy.release.key, version.commit, version.image_digest, bundle.release)
+    before = serving(target)
+    plan = _plan(context, deploy, before, wanted)
+    windows = _steps(context, deploy, target, plan, before, wanted) if plan.steps else []
     try:
         switched = switch(target, wanted)
     except SwitchFailed as exc:
         raise dg.Failure(description=f"the switch of {deploy.label} failed: {exc}", allow_retries=False) from exc
-    before = switched.before
+    _record_state(context, deploy, plan, before, wanted, "bake" if plan.bake_s else "done")
     context.log.info(
-        f"{deploy.env} serves {deploy.release.key}: version {before.version} → {version.version}, site "
-        f"{before.site_release or 'none'} → {bundle.release}, {len(switched.changed_paths)} path(s) changed"
+        f"{deploy.env} serves {deploy.release.key} ({plan.describe()}): version {before.version} → {version.version}, "
+        f"site {before.site_release or 'none'} → {bundle.release}, {len(switched.changed_paths)} path(s) changed"
     )
     record = ShiftRecord(
-        strategy=ALL_AT_ONCE,
+        strategy=plan.describe(),
         version=version.version,
         previous_version=int(before.version) if before.version.isdigit() else 0,
         previous_release=before.release,
@@ -71,5 +77,65 @@ def traffic_shift(
         cold_start_s=round(switched.api.cold_start_s or 0.0, 3),
         runtime=switched.api.detail,
         switched_at=time.time(),
+        steps=windows,
+        bake_s=plan.bake_s,
     )
     return dg.MaterializeResult(metadata={**record.to_metadata(), "seconds": round(switched.seconds, 3)})
+
+
+def _plan(context: dg.AssetExecutionContext, deploy: Deployment, before: Serving, wanted: Serving) -> RolloutPlan:
+    """The policy's plan, except where there is nothing to judge the release against or it must be quick: a
+    rollback (users go back at once), the first release of an env, or the release already live."""
+    plan = deploy.policy.rollout
+    rollback = context.run.tags.get(names.TRIGGER_TAG) == names.TRIGGER_ROLLBACK
+    if rollback or not is_release(before.release) or before.version == wanted.version:
+        return RolloutPlan.at_once()
+    return plan
+
+
+def _steps(context, deploy: Deployment, target: EnvTarget, plan: RolloutPlan, before: Serving, wanted: Serving):
+    """The weighted steps; on a halt the run fails naming why, after the new version's weight went back to 0."""
+    state = _record_state(context, deploy, plan, before, wanted, "step", step=resume_from(target, plan,
+                                                                                          wanted.version, before))
+    windows: list[dict] = []
+
+    def observe(window) -> None:
+        windows.append(window.metadata())
+        context.log_event(dg.AssetObservation(asset_key=names.key(names.TRAFFIC_SHIFT), partition=deploy.partition,
+                                              metadata=window.metadata()))  # fmt: skip
+        context.log.info(f"{deploy.env} {window.phase} {window.step + 1}/{len(plan.steps)} at {window.weight}%: "
+                         f"{window.requests} requests, error rate {window.error_rate:.1%}, p99 {window.p99_ms:.0f} ms "
+                         f"— {window.verdict}")  # fmt: skip
+
+    watcher = Watcher(target, plan.analysis, lambda: shifts.asked(context.instance, deploy.env, state.started),
+                      observe)  # fmt: skip
+    try:
+        outcome, _ = steps(watcher, plan, state, lambda s: shifts.write_state(context.instance, deploy.env, s))
+    except Halted as exc:
+        previous = recorded_live(context.instance, deploy.env)
+        reason = f"automatic rollback: the {plan.strategy} of {deploy.release.key} halted ({exc})"
+        if previous is not None:
+            again = replace(previous, reason=reason, run_id=context.run.run_id, since=time.time())
+            record_live(context.instance, deploy.env, again, context.log_event)
+        event = nc.AUTOMATIC_ROLLBACK if exc.by == "analysis" else nc.SHIFT_ABORTED
+        announce(context.instance, deploy, event, run_id=context.run.run_id, detail=str(exc), log=context.log.warning)
+        raise dg.Failure(
+            description=f"{deploy.label}: {exc}. The new version's weight is back to 0: {deploy.env} serves "
+            f"{before.release} (version {before.version}) to every request",
+            metadata={"halted_by": exc.by, "steps": dg.MetadataValue.json(windows)},
+            allow_retries=False,
+        ) from exc
+    if outcome != "passed":
+        context.log.warning(f"the {plan.strategy} of {deploy.release.key} was promoted to 100% by hand")
+    return windows
+
+
+def _record_state(context, deploy: Deployment, plan: RolloutPlan, before: Serving, wanted: Serving, phase: str,
+                  step: int = 0) -> shifts.ShiftState:  # fmt: skip
+    state = shifts.ShiftState(
+        run_id=context.run.run_id, release=wanted.release, version=wanted.version, previous_version=before.version,
+        previous_release=before.release, weights={wanted.version: 100} if phase != "step" else {}, step=step,
+        phase=phase,
+    )  # fmt: skip
+    shifts.write_state(context.instance, deploy.env, state)
+    return state

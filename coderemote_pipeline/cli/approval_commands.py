@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import pwd
 from datetime import UTC, datetime
 
 APPROVE, REJECT = "approve", "reject"
@@ -20,8 +22,9 @@ def _decide(args: argparse.Namespace, settings_from, decision: str) -> int:
 
     settings = settings_from(args)
     release = parse_release_key(args.release)
+    by = identity(args.env, args.by, settings.infra_dir)
     instance = open_instance(settings.state_dir)
-    recorded = record_decision(settings, instance, args.env, release, by=args.by, decision=decision,
+    recorded = record_decision(settings, instance, args.env, release, by=by, decision=decision,
                                reason=args.reason or "")  # fmt: skip
     label = f"{recorded.env}|{recorded.release}"
     print(f"{PAST[recorded.decision]} {label} (commit {recorded.commit[:12]}) by {recorded.by}, recorded")
@@ -35,6 +38,22 @@ def _decide(args: argparse.Namespace, settings_from, decision: str) -> int:
         print(f"approved_release_sensor launches the held deploy of {label} on its next tick (or now: "
               f"`coderemote-pipeline deploy {args.env} {release.key}`)")  # fmt: skip
     return 0
+
+
+def identity(env: str, by: str | None, infra_dir) -> str:
+    """Who decides from a terminal: the operating-system account running the command (not an environment
+    variable). Where the env names its approvers, `--by` may only repeat it; elsewhere it may name anyone, as
+    before approvers were configured."""
+    from coderemote_pipeline.ledger.approvals import ApprovalError
+    from coderemote_pipeline.rules.environments import policy_for
+
+    account = pwd.getpwuid(os.geteuid()).pw_name
+    if by is None:
+        return account
+    if policy_for(env, infra_dir).approval_rule.approvers and by.strip() != account:
+        raise ApprovalError(f"--by {by!r}: {env}'s approvers decide as the account they run this command as, and "
+                            f"this one is {account!r}. Run it as the approver (or leave out --by)")  # fmt: skip
+    return by
 
 
 def cmd_approve(args: argparse.Namespace, settings_from) -> int:
@@ -64,7 +83,10 @@ def cmd_approvals(args: argparse.Namespace, settings_from) -> int:
             detail = f"held since {_when(hold.timestamp)} ({hold.trigger}): {approve_command(hold.env, hold.release)}"
             status = "pending"
         print(f"{hold.env:<8} {hold.release:<22} {hold.commit[:12]:<12}  {status:<9} {detail}")
-        if entry.gate and hold.status != GATED:
+        if entry.notes is not None and hold.status != GATED:
+            for line in entry.notes.lines():
+                print(f"{'':<8} {line}")
+        elif entry.gate and hold.status != GATED:
             print(f"{'':<55} promotion gate: {entry.gate}")
     if args.pending:
         return 0
@@ -79,7 +101,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         cmd = sub.add_parser(name, help=f"{verb} deploying RELEASE to ENV (an env whose policy asks for approval)")
         cmd.add_argument("env")
         cmd.add_argument("release", help="release key, e.g. v1.2.3")
-        cmd.add_argument("--by", required=True, help="who decides (recorded with the decision)")
+        cmd.add_argument("--by", help="who decides (default: the account running this command; where the env lists "
+                         "approvers, only that account)")
         cmd.add_argument("--reason", default="", help="why (shown with the decision)")
         cmd.add_argument("--remote", help="app git remote URL (default: CODEREMOTE_APP_REMOTE or the demo's)")
         cmd.set_defaults(func=func)

@@ -12,7 +12,7 @@ import signal
 import sys
 from pathlib import Path
 
-from coderemote_pipeline.cli import approval_commands, release_commands, stack_commands
+from coderemote_pipeline.cli import approval_commands, release_commands, stack_commands, traffic_commands
 
 
 def settings_from(args: argparse.Namespace):
@@ -40,6 +40,7 @@ def parser() -> argparse.ArgumentParser:
     stack_commands.add_parsers(sub)
     release_commands.add_parsers(sub)
     approval_commands.add_parsers(sub)
+    traffic_commands.add_parsers(sub)
     return top
 
 

@@ -94,7 +94,7 @@ def cmd_status(args: argparse.Namespace, settings_from) -> int:
             continue
         live, state = found.recorded, found.state
         drifted |= bool(found.problems)
-        api = "API ok" if state.api and state.api.ok else "API DOWN" if state.api and not state.api.status else "API ?"
+        api = "API ok" if state.api and state.api.ok else "API DOWN" if state.api_down else "API ?"
         print(f"{found.env:<8} {live.release:<16} since {_when(live.since)}  run {live.run_id[:8]}  version "
               f"{state.version}  image {state.serving.digest[:19]}  site {state.frontend_release}  {api}  "
               f"{'DRIFT' if found.problems else 'ok'}")  # fmt: skip

@@ -194,7 +194,30 @@ def approval_refusal(
             f"{env}|{release} was approved by {decided.by} at commit {decided.commit[:12]}, but this deploy is commit "
             f"{commit[:12]} (the tag moved). Review the new commit, then: {how}"
         )
+    rule = policy.approval_rule
+    given = approvers_of(instance, env, release, decided.commit)
+    missing = rule.missing(given)
+    if missing:
+        others = sorted(set(rule.approvers) - set(given))
+        who = f" from {', '.join(others)}" if others else ""
+        return (f"{env}|{release} has {len(set(given))} of the {rule.required} approvals {env} requires "
+                f"({', '.join(sorted(set(given)))}); {missing} more needed{who}. {how}")  # fmt: skip
     return None
+
+
+def approvers_of(instance: dg.DagsterInstance, env: str, release: str, commit: str) -> list[str]:
+    """Who approved ENV|RELEASE at `commit` since its last rejection, newest first (a person's decisions are few:
+    the partition's own records, read until that rejection)."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=APPROVAL_KEY, asset_partitions=[partition_key(env, release)]), limit=100
+    ).records
+    found: list[str] = []
+    for decision in (_decision(r) for r in records):
+        if not decision.approved:
+            break
+        if decision.commit == commit:
+            found.append(decision.by)
+    return found
 
 
 def decisions_after(instance: dg.DagsterInstance, storage_id: int, limit: int = 100) -> list[Decision]:

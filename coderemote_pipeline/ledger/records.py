@@ -169,6 +169,9 @@ class ShiftRecord(Record):
     cold_start_s: float = 0.0
     runtime: str = ""
     switched_at: float = timestamp(0.0)
+    # The figures of each analysis interval of the weighted steps (empty: all at once), and the bake to come.
+    steps: list[dict[str, Any]] = json_list()
+    bake_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -217,6 +220,8 @@ class LiveRecord(Record):
     stack_outputs: dict[str, str] = json_field()
     app_remote: str = ""
     app_layout: str = ""
+    # How users moved to it and how it was judged ("canary 10% for 300 s, then bake 900 s: baked 900 s, passed").
+    delivery: str = ""
 
     @property
     def automatic(self) -> bool:

@@ -6,11 +6,13 @@ with its address and the command that starts it, rather than as a connection err
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from docker.errors import DockerException
 
-from coderemote_pipeline.local_stack import dockerd, moto_server
+from coderemote_pipeline.local_stack import api_edge, dockerd, moto_server, site_edge
 from coderemote_pipeline.local_stack import registry_server as registry
-from coderemote_pipeline.local_stack.errors import UP_COMMAND, DockerEngineDown, EmulatorDown, RegistryDown
+from coderemote_pipeline.local_stack.errors import UP_COMMAND, DockerEngineDown, EdgeDown, EmulatorDown, RegistryDown
 from coderemote_pipeline.local_stack.processes import pid_alive
 from coderemote_pipeline.local_stack.stack_info import StackInfo
 
@@ -31,6 +33,13 @@ def check_parts(info: StackInfo) -> None:
             f"Image registry at {info.registry_host} is not answering{_exited(info.registry_pid)}: "
             f"start it with `{UP_COMMAND}`"
         )
+    if info.edge_socket and not api_edge.edge_answers(Path(info.edge_socket)):
+        raise EdgeDown(f"API edge (haproxy) at {info.edge_socket} is not answering{_exited(info.edge_pid)}: "
+                       f"start it with `{UP_COMMAND}`")  # fmt: skip
+    site_port = min(info.site_ports.values(), default=0)
+    if site_port and not site_edge.site_answers(site_port):
+        raise EdgeDown(f"site edge (varnish) at 127.0.0.1:{site_port} is not answering{_exited(info.site_pid)}: "
+                       f"start it with `{UP_COMMAND}`")  # fmt: skip
     try:
         client = dockerd.docker_client(info.docker_host, timeout=5)
         try:

@@ -35,3 +35,7 @@ class RegistryDown(LocalStackError):
 
 class DockerEngineDown(LocalStackError):
     """No Docker engine answers at the recorded address."""
+
+
+class EdgeDown(LocalStackError):
+    """The API edge (haproxy) or the site edge (varnish) does not answer."""

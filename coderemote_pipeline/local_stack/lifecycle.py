@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from coderemote_pipeline.local_stack import dockerd, moto_server
+from coderemote_pipeline.local_stack import api_edge, dockerd, edges, moto_server, site_edge
 from coderemote_pipeline.local_stack import registry_server as registry
 from coderemote_pipeline.local_stack.base_image import BASE_IMAGE, default_cache_dir, ensure_base_image
 from coderemote_pipeline.local_stack.checks import check_parts
@@ -46,6 +46,7 @@ class LocalStack:
         self.paths = StackPaths(self.state_dir)
         self.engine = dockerd.engine_paths(self.paths.engine_dir)
         self.stack_id = stack_id_for(self.state_dir)
+        self.edges = edges.EdgePaths(self.paths.root)
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
@@ -121,13 +122,9 @@ class LocalStack:
         if reg.fresh:
             registry.wait_for_registry(reg.pid, reg.port, log_path=self.paths.log("registry"))
 
-        for env in ENVIRONMENTS:
-            if env not in api_ports:
-                api_ports[env] = free_port(exclude=[moto.port, reg.port, *api_ports.values()])
-        write_atomically(
-            self.paths.ports_file,
-            json.dumps({"moto": moto.port, "registry": reg.port, "api": api_ports}, indent=2),
-        )
+        site_ports = self._env_ports(api_ports, dict(ports.get("site", {})), moto.port, reg.port)
+        edge_pid = edges.ensure_api_edge(self.edges, api_ports, started)
+        site_pid = edges.ensure_site_edge(self.edges, site_ports, moto.port, moto.fresh, started)
         return StackInfo(
             stack_id=self.stack_id,
             moto_endpoint=moto_server.moto_endpoint(moto.port),
@@ -142,7 +139,24 @@ class LocalStack:
             api_ports=api_ports,
             region=moto_server.REGION,
             account_id=moto_server.ACCOUNT_ID,
+            site_ports=site_ports,
+            edge_pid=edge_pid,
+            edge_socket=str(self.edges.admin_socket),
+            edge_state=str(self.edges.api_state),
+            site_pid=site_pid,
         )
+
+    def _env_ports(self, api_ports: dict[str, int], site_ports: dict[str, int], moto: int, reg: int) -> dict[str, int]:
+        """Each env's API and site edge port, kept across restarts (the ports file), new ones free."""
+        for env in ENVIRONMENTS:
+            for wanted in (api_ports, site_ports):
+                if env not in wanted:
+                    wanted[env] = free_port(exclude=[moto, reg, *api_ports.values(), *site_ports.values()])
+        write_atomically(
+            self.paths.ports_file,
+            json.dumps({"moto": moto, "registry": reg, "api": api_ports, "site": site_ports}, indent=2),
+        )
+        return site_ports
 
     def _server(
         self,
@@ -194,6 +208,7 @@ class LocalStack:
             # API containers first: they belong to the stack even when the engine is not ours.
             for host in hosts:
                 dockerd.remove_labelled_containers(host, self.stack_id)
+            edges.stop_edges(self.edges)
             for part, fragment, recorded in (
                 ("moto", moto_server.CMDLINE_FRAGMENT, info.moto_pid if info else None),
                 ("registry", registry.CMDLINE_FRAGMENT, info.registry_pid if info else None),
@@ -221,9 +236,21 @@ class LocalStack:
         engine_alive = pid_matches(engine_pid, dockerd.CMDLINE_FRAGMENT)
         moto = self._part_status("moto", moto_server.CMDLINE_FRAGMENT, moto_at, moto_server.moto_answers)
         reg = self._part_status("registry", registry.CMDLINE_FRAGMENT, reg_at, registry.registry_answers)
+        edge_pid, site_pid = read_pid(self.edges.api_pidfile), read_pid(self.edges.site_pidfile)
+        site_port = min(ports.get("site", {"-": 0}).values())
         return {
             "moto": moto,
             "registry": reg,
+            "api edge": {
+                "state": "running" if pid_matches(edge_pid, api_edge.CMDLINE_FRAGMENT) else "stopped",
+                "pid": edge_pid, "endpoint": str(self.edges.admin_socket),
+                "answering": api_edge.edge_answers(self.edges.admin_socket),
+            },
+            "site edge": {
+                "state": "running" if pid_matches(site_pid, site_edge.CMDLINE_FRAGMENT) else "stopped",
+                "pid": site_pid, "endpoint": f"127.0.0.1:{site_port}" if site_port else None,
+                "answering": bool(site_port) and site_edge.site_answers(site_port),
+            },
             "docker": {
                 "state": "running" if engine_answering or engine_alive else "stopped",
                 "pid": engine_pid if engine_alive else None,

@@ -34,6 +34,13 @@ class StackInfo:
     api_ports: dict[str, int] = field(default_factory=dict)
     region: str = "us-east-1"
     account_id: str = "123456789012"
+    # The edges: haproxy in front of the API containers (its admin socket, its slots' state), varnish in front of
+    # the buckets (one port per environment: the stack's frontend URL).
+    site_ports: dict[str, int] = field(default_factory=dict)
+    edge_pid: int | None = None
+    edge_socket: str = ""
+    edge_state: str = ""
+    site_pid: int | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
@@ -41,7 +48,8 @@ class StackInfo:
     @classmethod
     def from_json(cls, text: str) -> StackInfo:
         data: dict[str, Any] = json.loads(text)
-        data["api_ports"] = {env: int(port) for env, port in data.get("api_ports", {}).items()}
+        for ports in ("api_ports", "site_ports"):
+            data[ports] = {env: int(port) for env, port in data.get(ports, {}).items()}
         return cls(**data)
 
 

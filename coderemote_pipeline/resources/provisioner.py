@@ -83,8 +83,8 @@ class EmulatorProvisioner(InfraProvisioner):
             out.FRONTEND_BUCKET: bucket,
             out.CLOUDFRONT_DISTRIBUTION_ID: distribution_id,
             out.CLOUDFRONT_DOMAIN: domain,
-            # moto's S3 serves public-read objects over HTTP, path-style: the local stand-in for the CDN URL.
-            out.FRONTEND_URL: f"{info.moto_endpoint}/{bucket}",
+            # The site edge (varnish, the local CloudFront) serves the bucket's live release on this env's port.
+            out.FRONTEND_URL: f"http://127.0.0.1:{info.site_ports[env]}",
             out.VPC_ID: vpc_id,
         }
         return InfraResult(outputs=outputs, changes=changes, seconds=time.monotonic() - started)
@@ -141,7 +141,8 @@ class EmulatorProvisioner(InfraProvisioner):
             current = None
         wanted = {"GEMINI_MODEL": config.gemini_model}
         if self.gemini_api_key is not None:
-            wanted["GEMINI_API_KEY"] = self.gemini_api_key
+            # The key lives in the secret store; the function's environment names it only (as on AWS).
+            wanted[out.GEMINI_SECRET_ARN_VARIABLE] = self._secret(env, changes)
         if current is None:
             # An Image function cannot exist without an image: the base image stands in until the first deploy.
             bootstrap = self._bootstrap_image(repo)
@@ -159,17 +160,31 @@ class EmulatorProvisioner(InfraProvisioner):
             changes.append(f"created Lambda function {name} from {BOOTSTRAP_TAG} image")
             return name
         variables = current.get("Environment", {}).get("Variables", {})
+        # A key an earlier version put in the environment in clear goes: only the secret's ARN stays.
         differing = sorted(key for key, value in wanted.items() if variables.get(key) != value)
+        differing += ["GEMINI_API_KEY"] if "GEMINI_API_KEY" in variables else []
         if differing:
-            lam.update_function_configuration(FunctionName=name, Environment={"Variables": {**variables, **wanted}})
+            merged = {k: v for k, v in {**variables, **wanted}.items() if k != "GEMINI_API_KEY"}
+            lam.update_function_configuration(FunctionName=name, Environment={"Variables": merged})
             lam.get_waiter("function_updated_v2").wait(FunctionName=name)
-            # Names only: the change list is run metadata, and GEMINI_API_KEY is a secret.
-            shown = [
-                f"GEMINI_MODEL={config.gemini_model}" if key == "GEMINI_MODEL" else f"{key} (secret)"
-                for key in differing
-            ]
+            shown = [f"{key}={merged[key]}" if key in merged else f"{key} removed" for key in differing]
             changes.append(f"updated {name} {', '.join(shown)}")
         return name
+
+    def _secret(self, env: str, changes: list[str]) -> str:
+        """The env's Gemini key in Secrets Manager (created, or its value brought up to date); its ARN."""
+        sm, name = self.aws.client("secretsmanager"), out.gemini_secret_name(env)
+        try:
+            current = sm.get_secret_value(SecretId=name)
+        except sm.exceptions.ResourceNotFoundException:
+            created = sm.create_secret(Name=name, SecretString=str(self.gemini_api_key),
+                                       Description=f"Gemini API key of the Code Remote API ({env})")  # fmt: skip
+            changes.append(f"created secret {name}")
+            return created["ARN"]
+        if current["SecretString"] != self.gemini_api_key:
+            sm.put_secret_value(SecretId=name, SecretString=str(self.gemini_api_key))
+            changes.append(f"updated the value of secret {name} (not shown)")
+        return current["ARN"]
 
     def _bootstrap_image(self, repo: str) -> str:
         existing = self.registry.find(repo, BOOTSTRAP_TAG)

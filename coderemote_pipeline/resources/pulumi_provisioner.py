@@ -81,7 +81,9 @@ class PulumiProvisioner(InfraProvisioner):
         changes = [] if self._bootstrap_present(repository) else self._bootstrap(stack, env, repository, log)
         log(f"stack {env}: `pulumi up` ({'forced' if self.force else 'program, config or SDK changed'})")
         with self._cli(env, "up"):
-            result = stack.up(message=ps.update_message(fingerprint), **self._up_options(log))
+            # refresh: the alias's routing and the origin path move outside Pulumi (the pipeline's shifts and site
+            # flips, both in ignore_changes); the update starts from what AWS holds, not from the last state.
+            result = stack.up(message=ps.update_message(fingerprint), refresh=True, **self._up_options(log))
         bootstrap_changes = len(changes)
         changes += ps.change_lines(result.summary.resource_changes)
         counted = sum(n for op, n in (result.summary.resource_changes or {}).items() if op != "same")

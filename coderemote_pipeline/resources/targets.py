@@ -7,18 +7,19 @@ from typing import Any
 
 import dagster as dg
 
-from coderemote_pipeline.actions.serving import EnvTarget
 from coderemote_pipeline.resources.app_source import AppSource
-from coderemote_pipeline.resources.aws import AwsResource, EmulatorAws, RealAws
+from coderemote_pipeline.resources.aws import EmulatorAws, RealAws
 from coderemote_pipeline.resources.docker_engine import HostDockerEngine, LocalDockerEngine
 from coderemote_pipeline.resources.ecr_registry import EcrRegistry
+from coderemote_pipeline.resources.env_targets import EnvTargets
 from coderemote_pipeline.resources.environments import Environments
 from coderemote_pipeline.resources.image_registry import LocalRegistry
 from coderemote_pipeline.resources.lambda_url_runtime import LambdaUrlRuntime
+from coderemote_pipeline.resources.local_runtime import LocalContainerRuntime
 from coderemote_pipeline.resources.local_stack import LocalStackResource
 from coderemote_pipeline.resources.provisioner import EmulatorProvisioner
 from coderemote_pipeline.resources.pulumi_provisioner import PulumiProvisioner
-from coderemote_pipeline.resources.runtime import ApiRuntime, LocalContainerRuntime
+from coderemote_pipeline.resources.site_edge import CloudFrontOriginEdge, LocalSiteEdge
 from coderemote_pipeline.rules.app_layout import AppLayout
 from coderemote_pipeline.rules.environments import load_policies
 from coderemote_pipeline.rules.settings import Settings, SettingsError
@@ -30,7 +31,7 @@ def local_resources(settings: Settings) -> dict[str, Any]:
     aws = EmulatorAws(stack=stack)
     docker = LocalDockerEngine(stack=stack)
     registry = LocalRegistry(aws=aws, stack=stack)
-    return {
+    return with_targets({
         "app_source": AppSource(**settings.app_source_fields()),
         "environments": Environments(infra_dir=str(settings.infra_dir)),
         "aws": aws,
@@ -40,7 +41,8 @@ def local_resources(settings: Settings) -> dict[str, Any]:
             aws=aws, registry=registry, docker=docker, stack=stack, gemini_api_key=_gemini_api_key()
         ),
         "api_runtime": LocalContainerRuntime(stack=stack, docker=docker, registry=registry),
-    }
+        "site_edge": LocalSiteEdge(stack=stack),
+    })
 
 
 def _gemini_api_key() -> dg.EnvVar | None:
@@ -68,7 +70,7 @@ def aws_resources(settings: Settings) -> dict[str, Any]:
     aws = RealAws(region=aws_region(settings))
     docker = HostDockerEngine()
     registry = EcrRegistry(aws=aws)
-    return {
+    return with_targets({
         "app_source": AppSource(**settings.app_source_fields()),
         "environments": Environments(infra_dir=str(settings.infra_dir)),
         "aws": aws,
@@ -81,7 +83,8 @@ def aws_resources(settings: Settings) -> dict[str, Any]:
             work_dir=str(settings.infra_dir / "pulumi"),
         ),
         "api_runtime": LambdaUrlRuntime(aws=aws),
-    }
+        "site_edge": CloudFrontOriginEdge(aws=aws),
+    })
 
 
 def resources_for(settings: Settings) -> dict[str, Any]:
@@ -92,34 +95,13 @@ def resources_for(settings: Settings) -> dict[str, Any]:
     raise SettingsError(f"unknown target {settings.target!r}: use local or aws")
 
 
-def env_target(
-    env: str,
-    outputs: dict[str, str],
-    *,
-    aws: AwsResource,
-    api_runtime: ApiRuntime,
-    app_source: AppSource | None = None,
-    layout: AppLayout | None = None,
-) -> EnvTarget:
-    """The clients, runtime and layout an action needs to change one environment; `layout` (a release's recorded
-    one) wins over the app source's current one."""
-    layout = layout or (app_source.layout if app_source is not None else AppLayout())
-    return EnvTarget(
-        env=env,
-        outputs=outputs,
-        lam=aws.client("lambda"),
-        s3=aws.client("s3"),
-        cf=aws.client("cloudfront"),
-        runtime=api_runtime,
-        acl=aws.object_acl,
-        container_command=layout.container_command,
-        health_path=layout.health_path,
-    )
+def with_targets(resources: dict[str, Any]) -> dict[str, Any]:
+    """The resources plus `targets`, the bundle the stages that change an environment take."""
+    bundle = EnvTargets(aws=resources["aws"], api_runtime=resources["api_runtime"], site_edge=resources["site_edge"])
+    return {**resources, "targets": bundle}
 
 
 def target_for(resources: dict[str, Any], layout: AppLayout | None = None):
-    """`env_target` bound to a resources dict (resources_for), for code outside a step."""
-    return lambda env, outputs: env_target(
-        env, outputs, aws=resources["aws"], api_runtime=resources["api_runtime"], app_source=resources["app_source"],
-        layout=layout,
-    )  # fmt: skip
+    """An EnvTarget maker bound to a resources dict (resources_for), for code outside a step."""
+    bundle = with_targets(resources)["targets"]
+    return lambda env, outputs: bundle.target(env, outputs, layout or resources["app_source"].layout)

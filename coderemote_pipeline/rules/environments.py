@@ -11,15 +11,19 @@ import ipaddress
 import os
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, StrictBool, field_validator, model_validator
 
+from coderemote_pipeline.rules.approvers import ApprovalRule
+from coderemote_pipeline.rules.deploy_windows import DeployWindows, WindowPlan
+from coderemote_pipeline.rules.notify_config import Receiver
 from coderemote_pipeline.rules.partitions import ENVIRONMENTS, check_env
 from coderemote_pipeline.rules.release_keys import Release, ReleaseKind
+from coderemote_pipeline.rules.rollout import Delivery, RolloutPlan, plan
 from coderemote_pipeline.rules.schema import ConfigError, StrictModel, read_yaml_mapping, validate
 
 PULUMI_PROJECT = "code-remote"
@@ -72,6 +76,25 @@ class EnvironmentEntry(StrictModel):
     auto_rollback: StrictBool = False
     accepts: Accepts = Accepts.ANY
     verified_in: EnvName | None = None
+    delivery: Delivery = Delivery()
+    # Who may approve (identity → the email their tags and commits carry), and how many distinct approvals.
+    approvers: dict[str, str] = {}
+    approvals_required: int = Field(1, ge=1, le=10)
+    # A version tag deploys only if its signature verifies against this allowed-signers file (in infra/).
+    require_signed_tags: StrictBool = False
+    allowed_signers: str | None = None
+    deploy_windows: DeployWindows | None = None
+    notify: list[Receiver] = []
+
+    @model_validator(mode="after")
+    def _consistent(self) -> EnvironmentEntry:
+        if self.require_signed_tags and not self.allowed_signers:
+            raise ValueError("require_signed_tags needs allowed_signers: a file in infra/ of git's allowed-signers "
+                             "format (`EMAIL namespaces=\"git\" ssh-ed25519 KEY`)")  # fmt: skip
+        if self.approvers and self.approvals_required > len(self.approvers):
+            raise ValueError(f"approvals_required is {self.approvals_required} but only {len(self.approvers)} "
+                             "approver(s) are listed: no release could ever be approved")  # fmt: skip
+        return self
 
 
 class EnvironmentsFile(StrictModel):
@@ -149,6 +172,15 @@ class EnvironmentPolicy:
     accepts: Accepts
     verified_in: str | None
     stack: StackConfig
+    rollout: RolloutPlan = field(default_factory=RolloutPlan.at_once)
+    approvers: ApprovalRule | None = None
+    allowed_signers: Path | None = None  # set: a version tag must be signed by one of them
+    windows: WindowPlan = field(default_factory=lambda: WindowPlan.of(None))
+    receivers: tuple[Receiver, ...] = ()
+
+    @property
+    def approval_rule(self) -> ApprovalRule:
+        return self.approvers or ApprovalRule(self.name)
 
     @property
     def approval_required(self) -> bool:
@@ -206,13 +238,30 @@ def _load(infra_dir: Path, _stamps: tuple[tuple[str, int, int], ...]) -> dict[st
                 auto_rollback=entry.auto_rollback,
                 accepts=entry.accepts,
                 verified_in=entry.verified_in,
+                rollout=plan(entry.delivery),
                 stack=load_stack_config(infra_dir / "pulumi" / f"Pulumi.{name}.yaml"),
+                approvers=ApprovalRule(name, dict(entry.approvers), entry.approvals_required),
+                allowed_signers=_signers(infra_dir, name, entry) if entry.require_signed_tags else None,
+                windows=WindowPlan.of(entry.deploy_windows),
+                receivers=tuple(entry.notify),
             )
             for name in ENVIRONMENTS
             for entry in [table.environments[name]]
         }
     except ConfigError as exc:
         raise PolicyError(str(exc)) from None
+
+
+def _signers(infra_dir: Path, env: str, entry: EnvironmentEntry) -> Path:
+    source = infra_dir / "environments.yaml"
+    path = (infra_dir / str(entry.allowed_signers)).resolve()
+    if not path.is_relative_to(infra_dir.resolve()):
+        raise ConfigError(f"{source}: environments.{env}.allowed_signers: {entry.allowed_signers!r} leaves infra/; "
+                          "name a file inside it")  # fmt: skip
+    if not path.is_file():
+        raise ConfigError(f"{source}: environments.{env}.allowed_signers: {entry.allowed_signers!r} is not a file "
+                          "in infra/")  # fmt: skip
+    return path
 
 
 def policy_for(env: str, infra_dir: Path | None = None) -> EnvironmentPolicy:

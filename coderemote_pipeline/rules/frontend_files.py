@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 IMMUTABLE = "public, max-age=31536000, immutable"
-NO_CACHE = "no-cache"
+# Browsers revalidate every time; the CDN keeps it until an invalidation (or a pointer flip) says otherwise.
+NO_CACHE = "public, max-age=0, s-maxage=86400"
 SHORT = "public, max-age=300"
 RELEASES_PREFIX = "_releases/"
 RUNTIME_CONFIG = "config.json"
@@ -51,7 +52,7 @@ def is_hashed(path: str) -> bool:
 
 
 def cache_control(path: str) -> str:
-    """Hashed assets are immutable; HTML and runtime config must be revalidated so a deploy shows at once."""
+    """Hashed assets are immutable; HTML and runtime config are revalidated by browsers, cached by the CDN."""
     if is_hashed(path):
         return IMMUTABLE
     if path.endswith((".html", ".json")) or path == RUNTIME_CONFIG:

@@ -34,6 +34,7 @@ def key(name: str) -> dg.AssetKey:
 DEPLOY_JOB = "deploy_job"
 REDEPLOY_JOB = "redeploy_job"
 APPROVAL_JOB = "approval_job"
+TRAFFIC_CONTROL_JOB = "traffic_control_job"
 DEPLOY_JOBS = (DEPLOY_JOB, REDEPLOY_JOB)
 
 ENV_TAG = "coderemote/env"

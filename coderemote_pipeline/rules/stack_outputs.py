@@ -53,3 +53,11 @@ def lambda_function_name(env: str) -> str:
 
 def frontend_bucket_name(env: str) -> str:
     return f"{resource_prefix(env)}-frontend"
+
+
+# The function's environment names the Gemini key's secret by ARN under this variable; the API reads the key at start.
+GEMINI_SECRET_ARN_VARIABLE = "GEMINI_API_KEY_SECRET_ARN"
+
+
+def gemini_secret_name(env: str) -> str:
+    return f"{resource_prefix(env)}/gemini-api-key"

@@ -18,6 +18,7 @@ from coderemote_pipeline.ledger.approvals import (
     GATED,
     LAUNCHED,
     Decision,
+    approval_refusal,
     decisions_after,
     held_run_key,
     hold_event,
@@ -26,7 +27,7 @@ from coderemote_pipeline.ledger.approvals import (
 from coderemote_pipeline.resources.environments import Environments
 from coderemote_pipeline.rules import names
 from coderemote_pipeline.rules.deployment import Deployment
-from coderemote_pipeline.sensors.tick import Tick, load_cursor
+from coderemote_pipeline.sensors.tick import WINDOW, Tick, load_cursor
 
 
 def _latest_per_partition(decisions: list[Decision]) -> list[Decision]:
@@ -42,11 +43,15 @@ def _launched(instance: dg.DagsterInstance, run_key: str) -> dg.DagsterRun | Non
     return runs[0] if runs else None
 
 
-def take_decision(decision: Decision, tick: Tick, instance: dg.DagsterInstance) -> dict[str, Any] | None:
+def take_decision(decision: Decision, tick: Tick, instance: dg.DagsterInstance, policies) -> dict[str, Any] | None:
     """Log the decision; an approval of a hold not yet launched becomes a wait entry for the cursor."""
     label, why = f"{decision.env}|{decision.release}", f": {decision.reason}" if decision.reason else ""
     if not decision.approved:
         tick.note(f"{label} rejected by {decision.by}{why}; not deployed")
+        return None
+    short = approval_refusal(instance, policies[decision.env], decision.release, decision.commit)
+    if short:
+        tick.note(f"{label} approved by {decision.by}; not launched yet: {short}")
         return None
     if decision.hold_id is None:
         tick.note(f"{label} approved by {decision.by}; nothing was holding it, so nothing is launched "
@@ -70,6 +75,8 @@ def launch_or_wait(wait: dict[str, Any], tick: Tick, instance: dg.DagsterInstanc
                                   ref=f"hold {hold_id}", approved=True,
                                   extra_tags=hold.override_tags if hold else None)  # fmt: skip
     common = {"trigger": names.TRIGGER_APPROVAL, "hold_id": hold_id, "approved_by": wait["by"]}
+    if outcome == WINDOW:
+        return True  # a deploy window holds it: asked again next tick, launched when the window ends
     if outcome == "gated":
         if not wait.get("announced"):
             source = deploy.policy.verified_in or "the source environment"
@@ -103,11 +110,11 @@ def approved_release_sensor_def(
         if not decisions and not waiting:
             return dg.SkipReason("no new approval decisions")
         tick = Tick(context)
+        policies = environments.policies()
         for decision in _latest_per_partition(decisions):
             waiting = [w for w in waiting if (w["env"], w["release"]) != (decision.env, decision.release)]
-            if (wait := take_decision(decision, tick, context.instance)) is not None:
+            if (wait := take_decision(decision, tick, context.instance, policies)) is not None:
                 waiting.append(wait)
-        policies = environments.policies()
         waiting = [w for w in waiting if launch_or_wait(w, tick, context.instance, policies)]
         last = decisions[-1].storage_id if decisions else after
         return tick.result({"after_storage_id": last, "waiting": waiting}, idle="no new approval decisions")

@@ -7,10 +7,8 @@ import dagster as dg
 from coderemote_pipeline.actions.failure_report import settle_failed_run
 from coderemote_pipeline.ledger.figures import record_figures
 from coderemote_pipeline.resources.app_source import AppSource
-from coderemote_pipeline.resources.aws import AwsResource
+from coderemote_pipeline.resources.env_targets import EnvTargets
 from coderemote_pipeline.resources.environments import Environments
-from coderemote_pipeline.resources.runtime import ApiRuntime
-from coderemote_pipeline.resources.targets import env_target
 from coderemote_pipeline.rules import names
 from coderemote_pipeline.rules.app_layout import AppLayout
 
@@ -32,11 +30,7 @@ def run_layout(run: dg.DagsterRun, app_source: AppSource) -> AppLayout:
     "anything else), and updates the environment's delivery figures.",
 )
 def failed_deploy_sensor(
-    context: dg.RunFailureSensorContext,
-    aws: AwsResource,
-    api_runtime: ApiRuntime,
-    app_source: AppSource,
-    environments: Environments,
+    context: dg.RunFailureSensorContext, targets: EnvTargets, app_source: AppSource, environments: Environments
 ) -> None:
     run = context.dagster_run
     env = run.tags.get(names.ENV_TAG)
@@ -45,7 +39,7 @@ def failed_deploy_sensor(
     layout = run_layout(run, app_source)
 
     def target(env_name: str, outputs: dict[str, str]):
-        return env_target(env_name, outputs, aws=aws, api_runtime=api_runtime, layout=layout)
+        return targets.target(env_name, outputs, layout)
 
     settled = settle_failed_run(context.instance, run, environments.policy(env), target)
     if settled is not None:

@@ -19,7 +19,7 @@ from coderemote_pipeline.rules.deployment import Deployment
 from coderemote_pipeline.rules.environments import Trigger
 from coderemote_pipeline.rules.names import ENV_TAG, RELEASE_TAG
 from coderemote_pipeline.rules.release_keys import commit_release_key
-from coderemote_pipeline.sensors.tick import MAIN_REF, Tick, load_cursor
+from coderemote_pipeline.sensors.tick import MAIN_REF, WINDOW, Tick, load_cursor
 
 # Commits named in a tick's log when several pushes landed between two ticks; beyond that, a count.
 NAMED_COMMITS = 20
@@ -127,8 +127,11 @@ def main_push_sensor_def(interval_s: int, jobs: Sequence[dg.UnresolvedAssetJobDe
             # The commit plus the count of moves main made: a tick evaluated again after a daemon restart (same
             # cursor) requests nothing twice, while main force-pushed back to an earlier head deploys it again.
             run_key = f"{policy.name}:main@{head}#{moves}"
-            tick.deploy_or_hold(deploy, trigger=Trigger.MAIN_PUSH.value, run_key=run_key, ref=MAIN_REF,
-                                commit_time=remote.commit_time(head))  # fmt: skip
+            outcome = tick.deploy_or_hold(deploy, trigger=Trigger.MAIN_PUSH.value, run_key=run_key, ref=MAIN_REF,
+                                          commit_time=remote.commit_time(head))  # fmt: skip
+            if outcome == WINDOW:
+                # Cursor unchanged: every tick sees the move again, and the newest head deploys when the window ends.
+                return tick.result(cursor, idle=f"main at {head[:12]}, held by a deploy window")
         return tick.result({"main": head, "moves": moves}, idle=f"main at {head[:12]}")
 
     return main_push_sensor

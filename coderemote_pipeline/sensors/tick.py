@@ -7,20 +7,25 @@ a line there; when nothing is launched the same lines become the tick's skip rea
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
 
+from coderemote_pipeline.actions.notify import announce
 from coderemote_pipeline.ledger.approvals import PENDING, approval_refusal, approve_command, hold_event
 from coderemote_pipeline.ledger.gate import gate_refusal, gate_status
 from coderemote_pipeline.ledger.job_choice import choose_job
 from coderemote_pipeline.ledger.live import already_live
 from coderemote_pipeline.rules import names
+from coderemote_pipeline.rules import notify_config as nc
 from coderemote_pipeline.rules.deployment import Deployment
 from coderemote_pipeline.rules.partitions import release_partitions_def
 
 MAIN_REF = "refs/heads/main"
 TAG_PREFIX = "refs/tags/"
+# deploy_or_hold's answer for a release a deploy window holds: the sensor keeps it and asks again next tick.
+WINDOW = "window"
 
 
 def load_cursor(raw: str | None) -> dict[str, Any]:
@@ -44,6 +49,10 @@ class Tick:
         self.releases: list[str] = []
         self.events: list[dg.AssetObservation] = []
 
+    @property
+    def instance(self) -> dg.DagsterInstance:
+        return self._context.instance
+
     def note(self, message: str) -> None:
         self.messages.append(message)
         self._context.log.info(message)
@@ -66,14 +75,23 @@ class Tick:
         commit_time: float | None = None,
         approved: bool = False,
         extra_tags: dict[str, str] | None = None,
+        notes: str = "",
     ) -> str:
         """Request the deploy of `deploy` (at its commit), hold it for approval where the env's policy says so, or
         say why not. Returns what was done: "requested", "held", "gated" (the promotion gate holds it), "live"."""
         instance, label, commit = self._context.instance, deploy.label, deploy.commit
+        closed = deploy.policy.windows.closed(datetime.now(UTC))
+        if closed is not None and not (extra_tags or {}).get(names.OVERRIDE_TAG):
+            self.note(f"holding {label} (commit {commit[:12]}): {closed.describe(deploy.env)}; it deploys then")
+            return WINDOW
         if not approved and approval_refusal(instance, deploy.policy, deploy.release.key, commit):
+            shown = {"release_notes": dg.MetadataValue.md(notes)} if notes else {}
+            gate = gate_status(instance, deploy.policy, commit)
             self.events.append(hold_event(deploy.env, deploy.release.key, commit, status=PENDING, trigger=trigger,
                                           ref=ref, approve=approve_command(deploy.env, deploy.release.key),
-                                          promotion_gate=gate_status(instance, deploy.policy, commit)))  # fmt: skip
+                                          promotion_gate=gate, **shown))  # fmt: skip
+            how = f"approve with `{approve_command(deploy.env, deploy.release.key)}`"
+            announce(instance, deploy, nc.HELD, detail=how, log=self.warn)
             self.note(
                 f"holding {label} (commit {commit[:12]}) for approval: {deploy.env} requires it. "
                 f"Approve with `{approve_command(deploy.env, deploy.release.key)}` or materialize release_approval "

@@ -14,12 +14,17 @@ import dagster as dg
 import semver
 
 from coderemote_pipeline.actions.git_remote import GitError, GitRemote
+from coderemote_pipeline.actions.release_notes import release_notes
+from coderemote_pipeline.actions.release_tags import signature_refusal
+from coderemote_pipeline.ledger.gate import gate_status
+from coderemote_pipeline.ledger.live import recorded_live
 from coderemote_pipeline.resources.app_source import AppSource
 from coderemote_pipeline.resources.environments import Environments
+from coderemote_pipeline.rules.app_layout import AppLayout
 from coderemote_pipeline.rules.deployment import Deployment
 from coderemote_pipeline.rules.environments import EnvironmentPolicy, Trigger
 from coderemote_pipeline.rules.release_keys import Release, ReleaseKeyError, is_version_tag_name, release_for_tag
-from coderemote_pipeline.sensors.tick import MAIN_REF, TAG_PREFIX, Tick, dump_cursor, load_cursor
+from coderemote_pipeline.sensors.tick import MAIN_REF, TAG_PREFIX, WINDOW, Tick, dump_cursor, load_cursor
 
 
 def version_tags(refs: dict[str, str]) -> dict[str, str]:
@@ -78,11 +83,14 @@ def act_on_stable(
     accepted: list[str],
     tick: Tick,
     policies: dict[str, EnvironmentPolicy],
-) -> None:
-    """Check each new stable tag is on main, then deploy it (or hold it) in every env triggered by stable tags.
-    `accepted` (the releases taken so far, in the cursor) gains each tag that is on main."""
+    layout: AppLayout,
+) -> set[str]:
+    """Check each new stable tag is on main (and signed where an env requires it), then deploy it (or hold it) in
+    every env triggered by stable tags. `accepted` (the releases taken so far, in the cursor) gains each tag that is
+    on main. Returns the tags a deploy window holds: the sensor decides them again on its next tick."""
     remote.fetch_refs(MAIN_REF, *[f"{TAG_PREFIX}{r.key}" for r in stable])
     highest_before = _highest_stable(accepted)
+    windowed: set[str] = set()
     for release in stable:
         commit = tags[release.key]
         if not remote.is_ancestor(commit, MAIN_REF):
@@ -96,14 +104,33 @@ def act_on_stable(
         tick.register(release.key)
         accepted.append(release.key)
         for policy in policies.values():
-            if policy.trigger is Trigger.STABLE_TAG:
-                tick.deploy_or_hold(
-                    Deployment.of(policy.name, release.key, policies, commit),
-                    trigger=Trigger.STABLE_TAG.value,
-                    run_key=f"{policy.name}:{release.key}@{commit}",
-                    ref=f"{TAG_PREFIX}{release.key}",
-                    commit_time=remote.commit_time(commit),
-                )
+            if policy.trigger is not Trigger.STABLE_TAG:
+                continue
+            if policy.allowed_signers is not None:
+                refusal = signature_refusal(remote, release, policy.allowed_signers)
+                if refusal:
+                    tick.warn(f"skipped {release.key} for {policy.name}: {refusal}")
+                    continue
+            outcome = tick.deploy_or_hold(
+                Deployment.of(policy.name, release.key, policies, commit),
+                trigger=Trigger.STABLE_TAG.value,
+                run_key=f"{policy.name}:{release.key}@{commit}",
+                ref=f"{TAG_PREFIX}{release.key}",
+                commit_time=remote.commit_time(commit),
+                notes=_notes(remote, layout, tick, policy, commit) if policy.approval_required else "",
+            )
+            if outcome == WINDOW:
+                windowed.add(release.key)
+    return windowed
+
+
+def _notes(remote: GitRemote, layout: AppLayout, tick: Tick, policy: EnvironmentPolicy, commit: str) -> str:
+    """The release notes an approver sees on the hold (markdown in the UI)."""
+    instance = tick.instance
+    live = recorded_live(instance, policy.name)
+    gate = gate_status(instance, policy, commit)
+    return release_notes(remote, layout, live.commit if live else None, live.release if live else "", commit,
+                         gate).markdown()  # fmt: skip
 
 
 def version_tag_sensor_def(interval_s: int, jobs: Sequence[dg.UnresolvedAssetJobDefinition]) -> dg.SensorDefinition:
@@ -138,13 +165,17 @@ def version_tag_sensor_def(interval_s: int, jobs: Sequence[dg.UnresolvedAssetJob
         tick = Tick(context)
         report_changes(seen, tags, tick)
         stable = classify(new, tick)
+        windowed: set[str] = set()
         if stable:
             try:
-                act_on_stable(remote, stable, tags, accepted, tick, environments.policies())
+                windowed = act_on_stable(remote, stable, tags, accepted, tick, environments.policies(),
+                                         app_source.layout)  # fmt: skip
             except GitError as exc:
                 # Cursor unchanged: the next tick decides these tags again, so none is lost.
                 return dg.SkipReason(f"new tag(s) {', '.join(r.key for r in stable)}: cannot read their history: {exc}")
-        cursor = {"tags": tags, "accepted": sorted(set(accepted))}
+        # A tag a deploy window holds stays new: decided again each tick, deployed once the window ends.
+        cursor = {"tags": {t: c for t, c in tags.items() if t not in windowed},
+                  "accepted": sorted(set(accepted) - windowed)}  # fmt: skip
         return tick.result(cursor, idle=f"no new v* tags ({len(tags)} known)")
 
     return version_tag_sensor

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import dagster as dg
 
+from coderemote_pipeline.actions.release_notes import ReleaseNotes, release_notes
 from coderemote_pipeline.definitions import build_defs
 from coderemote_pipeline.ledger.approvals import (
     APPROVAL_ASSET,
@@ -21,6 +22,7 @@ from coderemote_pipeline.ledger.approvals import (
     latest_decision,
 )
 from coderemote_pipeline.ledger.gate import gate_status
+from coderemote_pipeline.ledger.live import recorded_live
 from coderemote_pipeline.rules import names
 from coderemote_pipeline.rules.environments import load_policies
 from coderemote_pipeline.rules.partitions import RELEASE_DIMENSION, check_env, partition_key
@@ -88,13 +90,23 @@ def held_deploy(instance: dg.DagsterInstance, decision: Decision) -> dg.DagsterR
 class Waiting:
     hold: Hold
     gate: str  # the promotion gate's verdict on the held commit ("" when there is no gate)
+    notes: ReleaseNotes | None = None  # what it changes against what the env serves (for a pending decision)
 
 
 def approval_view(settings: Settings, instance: dg.DagsterInstance) -> tuple[list[Waiting], list[Decision]]:
-    """What waits (for a decision, or approved and held by the gate), and the latest decisions."""
+    """What waits (for a decision, or approved and held by the gate) with its release notes, and the latest
+    decisions."""
     policies = load_policies(settings.infra_dir)
     waiting, decisions = approval_board(instance)
-    return [Waiting(h, gate_status(instance, policies[h.env], h.commit)) for h in waiting], decisions
+    remote = app_source(settings).remote() if waiting else None
+    found = []
+    for hold in waiting:
+        gate = gate_status(instance, policies[hold.env], hold.commit)
+        live = recorded_live(instance, hold.env)
+        notes = release_notes(remote, settings.app_layout, live.commit if live else None,
+                              live.release if live else "", hold.commit, gate) if remote else None  # fmt: skip
+        found.append(Waiting(hold, gate, notes))
+    return found, decisions
 
 
 __all__ = ["GATED", "Waiting", "approval_view", "held_deploy", "record_decision"]

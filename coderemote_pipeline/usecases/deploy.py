@@ -5,15 +5,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import dagster as dg
 
+from coderemote_pipeline.actions.notify import announce
+from coderemote_pipeline.actions.release_tags import signature_refusal
 from coderemote_pipeline.ledger.approvals import PENDING, approval_refusal, approve_command, hold_event
 from coderemote_pipeline.ledger.gate import gate_refusal
 from coderemote_pipeline.ledger.instance import open_instance
 from coderemote_pipeline.ledger.job_choice import choose_job
 from coderemote_pipeline.resources.app_source import AppSource
 from coderemote_pipeline.rules import names
+from coderemote_pipeline.rules import notify_config as nc
 from coderemote_pipeline.rules.deployment import Deployment
 from coderemote_pipeline.rules.environments import load_policies
 from coderemote_pipeline.rules.errors import UserError
@@ -75,6 +79,7 @@ def check_deployable(instance: dg.DagsterInstance, deploy: Deployment, override:
         instance.report_runless_asset_event(hold_event(deploy.env, deploy.release.key, deploy.commit, status=PENDING,
                                                        trigger=names.TRIGGER_CLI, **held))  # fmt: skip
         carried = " (with the gate override, which its deploy carries)" if override else ""
+        announce(instance, deploy, nc.HELD, detail=f"approve with `{approve_command(deploy.env, deploy.release.key)}`")
         raise DeployRefused(
             f"{deploy.label} (commit {deploy.commit[:12]}) is held for approval{carried}: {deploy.env} requires it. "
             f"Approve it with `{approve_command(deploy.env, deploy.release.key)}`; approved_release_sensor then "
@@ -84,6 +89,19 @@ def check_deployable(instance: dg.DagsterInstance, deploy: Deployment, override:
     if gate:
         raise DeployRefused(gate)
     return extra
+
+
+def check_signed_and_open(app: AppSource, deploy: Deployment, override: Override | None) -> None:
+    """A version tag an env requires signed must verify; a deploy window that allows none now refuses (a
+    `--force --reason` deploys anyway, recorded like the gate override). Rollbacks never come here."""
+    if deploy.policy.allowed_signers is not None:
+        refusal = signature_refusal(app.remote(), deploy.release, deploy.policy.allowed_signers)
+        if refusal:
+            raise DeployRefused(f"{deploy.label}: {refusal}")
+    closed = deploy.policy.windows.closed(datetime.now(UTC))
+    if closed is not None and override is None:
+        raise DeployRefused(f"{closed.describe(deploy.env)}. Deploy it then (the sensors do by themselves), or now "
+                            "with --force --reason TEXT, recorded in history")  # fmt: skip
 
 
 def run_deployment(
@@ -107,6 +125,7 @@ def run_deployment(
     app.check_paths(resolved.commit)
     deploy = Deployment.of(env, resolved.release_key, policies, resolved.commit)
     instance = instance or open_instance(settings.state_dir)
+    check_signed_and_open(app, deploy, override)
     extra_tags = {**check_deployable(instance, deploy, override), **(skip_checks.tags() if skip_checks else {})}
     if preflight is not None:
         preflight()

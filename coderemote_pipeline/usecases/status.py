@@ -11,7 +11,7 @@ from coderemote_pipeline.actions.switch import switch_api
 from coderemote_pipeline.actions.target_state import TargetState, drift, read_target
 from coderemote_pipeline.ledger.live import recorded_live
 from coderemote_pipeline.ledger.records import LiveRecord
-from coderemote_pipeline.resources.targets import env_target, resources_for
+from coderemote_pipeline.resources.targets import resources_for
 from coderemote_pipeline.rules.app_layout import AppLayout
 from coderemote_pipeline.rules.partitions import ENVIRONMENTS, check_env
 from coderemote_pipeline.rules.settings import Settings
@@ -27,8 +27,7 @@ class EnvStatus:
 
 def _target(settings: Settings, resources: dict, env: str, live: LiveRecord):
     layout = AppLayout.from_json(live.app_layout) if live.app_layout else settings.app_layout
-    return env_target(env, live.stack_outputs, aws=resources["aws"], api_runtime=resources["api_runtime"],
-                      layout=layout)  # fmt: skip
+    return resources["targets"].target(env, live.stack_outputs, layout)
 
 
 def status(settings: Settings, instance: dg.DagsterInstance, env: str | None = None) -> list[EnvStatus]:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from coderemote_pipeline.rules.frontend_files import RELEASES_PREFIX
 from coderemote_pipeline.rules.stack_outputs import frontend_bucket_name, resource_prefix
 
 S3_ORIGIN_ID = "frontend-s3"
@@ -28,6 +29,8 @@ S3_ORIGIN_ID = "frontend-s3"
 CACHING_OPTIMIZED_POLICY_ID = "658327ea-f89d-4fab-a63d-7e88639e58f6"
 NONCURRENT_VERSION_DAYS = 90
 INDEX_DOCUMENT = "index.html"
+# The origin path before the first release goes live (nothing is there yet: CloudFront answers 403).
+BOOTSTRAP_RELEASE = "none"
 
 
 @dataclass(frozen=True)
@@ -133,6 +136,9 @@ def frontend_site(env: str, tags: Mapping[str, str]) -> Frontend:
                 "origin_id": S3_ORIGIN_ID,
                 "domain_name": bucket.bucket_regional_domain_name,
                 "origin_access_control_id": origin_access.id,
+                # Each release's files stay under their own prefix; the pipeline points the origin at the live
+                # one (resources/site_edge.py CloudFrontOriginEdge), so going live and rolling back copy nothing.
+                "origin_path": f"/{RELEASES_PREFIX.rstrip('/')}/{BOOTSTRAP_RELEASE}",
             }
         ],
         default_cache_behavior={
@@ -156,6 +162,8 @@ def frontend_site(env: str, tags: Mapping[str, str]) -> Frontend:
         restrictions={"geo_restriction": {"restriction_type": "none"}},
         viewer_certificate={"cloudfront_default_certificate": True},
         tags=dict(tags),
+        # The pipeline points the origin at the live release (a flip, a rollback): not Pulumi's to put back.
+        opts=pulumi.ResourceOptions(ignore_changes=["origins[0].originPath"]),
     )
     aws.s3.BucketPolicy(
         "frontend-bucket-policy",

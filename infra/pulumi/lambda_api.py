@@ -19,7 +19,12 @@ import pulumi_aws as aws
 from stack_settings import StackSettings
 from vpc_network import Network
 
-from coderemote_pipeline.rules.stack_outputs import LIVE_ALIAS, lambda_function_name
+from coderemote_pipeline.rules.stack_outputs import (
+    GEMINI_SECRET_ARN_VARIABLE,
+    LIVE_ALIAS,
+    gemini_secret_name,
+    lambda_function_name,
+)
 
 MEMORY_MB = 512
 TIMEOUT_SECONDS = 30
@@ -60,6 +65,21 @@ class Api:
     def base_url(self) -> pulumi.Output[str]:
         """The Function URL without its trailing slash: `https://<id>.lambda-url.<region>.on.aws`."""
         return self.url.function_url.apply(lambda url: url.rstrip("/"))
+
+
+def secret_read_policy(secret_arn: str) -> dict[str, object]:
+    """The function may read its own secret, and nothing else in Secrets Manager."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "ReadOwnSecret",
+                "Effect": "Allow",
+                "Action": "secretsmanager:GetSecretValue",
+                "Resource": secret_arn,
+            }
+        ],
+    }
 
 
 def logs_policy(log_group_arn: str) -> dict[str, object]:
@@ -107,6 +127,19 @@ def lambda_api(
     ]
     if network is not None:
         policies.append(aws.iam.RolePolicy("api-vpc-policy", role=role.name, policy=json.dumps(VPC_ENI_POLICY)))
+    # The Gemini key in Secrets Manager: the function's environment holds the secret's ARN, the role may read
+    # that one secret, and the API reads the key at start. Its value stays encrypted in the Pulumi state too.
+    secret = aws.secretsmanager.Secret(
+        "gemini-api-key", name=gemini_secret_name(env), description=f"Gemini API key of {name}", tags=dict(tags)
+    )
+    aws.secretsmanager.SecretVersion("gemini-api-key-value", secret_id=secret.id, secret_string=settings.gemini_api_key)
+    policies.append(
+        aws.iam.RolePolicy(
+            "api-secret-policy",
+            role=role.name,
+            policy=secret.arn.apply(lambda arn: json.dumps(secret_read_policy(arn))),
+        )
+    )
 
     function = aws.lambda_.Function(
         "api-function",
@@ -121,9 +154,8 @@ def lambda_api(
             "variables": {
                 "APP_ENV": env,
                 "GEMINI_MODEL": settings.gemini_model,
-                # A secret Output: encrypted in the Pulumi state. Lambda still shows environment variables to
-                # anyone allowed lambda:GetFunctionConfiguration; move it to Secrets Manager if that is too wide.
-                "GEMINI_API_KEY": settings.gemini_api_key,
+                # Only where the key is: lambda:GetFunctionConfiguration shows environment variables to many.
+                GEMINI_SECRET_ARN_VARIABLE: secret.arn,
             }
         },
         logging_config={"log_format": "Text", "log_group": log_group.name},
@@ -142,9 +174,10 @@ def lambda_api(
         "api-live-alias",
         name=LIVE_ALIAS,
         function_name=function.name,
-        # Only the first version: from then on the pipeline moves the alias (deploy and rollback).
+        # Only the first version: from then on the pipeline moves the alias (deploy and rollback) and sets its
+        # routing config (a canary's AdditionalVersionWeights), which a `pulumi up` mid-shift must not reset.
         function_version=function.version,
-        opts=pulumi.ResourceOptions(ignore_changes=["function_version"]),
+        opts=pulumi.ResourceOptions(ignore_changes=["function_version", "routing_config"]),
     )
     # The HTTPS entry point of the API, bound to the alias: moving `live` moves what it serves.
     url = aws.lambda_.FunctionUrl(

@@ -11,6 +11,8 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from app.secret_store import gemini_key_state
+
 UNKNOWN = "unknown"
 HEALTH_PATH = "/health"
 HELLO_PATH = "/api/hello"
@@ -54,6 +56,7 @@ def health(environ: Mapping[str, str], commit_file: Path = COMMIT_FILE) -> dict[
         "commit": _commit(environ, commit_file),
         "env": _public(environ, "APP_ENV"),
         "gemini_model": _public(environ, "GEMINI_MODEL"),
+        "gemini_key": gemini_key_state(),
     }
 
 

@@ -9,6 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 from app.api import route
+from app.secret_store import load_gemini_api_key
+
+# Once per cold start: the function's environment names the secret, Secrets Manager holds the key.
+load_gemini_api_key()
 
 
 def handler(event: dict[str, Any], context: object = None) -> dict[str, Any]:

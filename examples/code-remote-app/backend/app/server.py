@@ -15,6 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType
 
 from app.api import route
+from app.secret_store import load_gemini_api_key
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -55,6 +56,7 @@ def main() -> int:
     port = int(os.environ.get("PORT", "8080"))
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    load_gemini_api_key()  # once, at start: the environment names the secret, the store holds the key
     server: ThreadingHTTPServer | None = None
     try:
         server = ThreadingHTTPServer((host, port), _Handler)

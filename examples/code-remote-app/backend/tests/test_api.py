@@ -54,6 +54,7 @@ class RouteTests(unittest.TestCase):
                 "commit": "3f9c2ab",
                 "env": "prod",
                 "gemini_model": "gemini-2.5-flash",
+                "gemini_key": "missing",
             },
         )
 

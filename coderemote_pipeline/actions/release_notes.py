@@ -1,0 +1,69 @@
+"""What an approver reads before saying yes: the commits between what the environment serves and the candidate
+(subject and author), the files they change per area of the app (backend, frontend, infra, other), and whether the
+candidate was verified where the policy asks. Markdown for the UI (the hold's metadata), lines for `approvals`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from coderemote_pipeline.actions.git_cli import GitError, git
+from coderemote_pipeline.actions.git_remote import GitRemote
+from coderemote_pipeline.rules.app_layout import AppLayout
+
+MAX_COMMITS = 30
+AREAS = ("backend", "frontend", "infra", "other")
+
+
+@dataclass(frozen=True)
+class ReleaseNotes:
+    since: str  # what the env serves now ("" when nothing yet)
+    commits: list[tuple[str, str, str]] = field(default_factory=list)  # (sha, author, subject), newest first
+    files: dict[str, list[str]] = field(default_factory=dict)  # area → paths
+    verified: str = ""  # the promotion gate's verdict, "" when the env has no gate
+    more: bool = False  # more commits than listed
+
+    def lines(self) -> list[str]:
+        head = f"{len(self.commits)}{'+' if self.more else ''} commit(s) since {self.since or 'nothing deployed'}"
+        out = [head, *(f"  {sha[:12]} {subject} ({author})" for sha, author, subject in self.commits)]
+        areas = ", ".join(f"{area} {len(paths)}" for area, paths in self.files.items() if paths)
+        out.append(f"  files changed: {areas or 'none'}")
+        if self.verified:
+            out.append(f"  promotion gate: {self.verified}")
+        return out
+
+    def markdown(self) -> str:
+        rows = [f"**{len(self.commits)}{'+' if self.more else ''} commit(s) since {self.since or 'nothing deployed'}**",
+                "", *(f"- `{sha[:12]}` {subject} — {author}" for sha, author, subject in self.commits), ""]  # fmt: skip
+        for area, paths in self.files.items():
+            if paths:
+                rows += [f"**{area}** ({len(paths)} files): " + ", ".join(f"`{p}`" for p in paths[:20])
+                         + (" …" if len(paths) > 20 else ""), ""]  # fmt: skip
+        if self.verified:
+            rows.append(f"**promotion gate**: {self.verified}")
+        return "\n".join(rows)
+
+
+def _area(path: str, layout: AppLayout) -> str:
+    for area, prefix in (("backend", layout.backend_context), ("frontend", layout.frontend_dir), ("infra", "infra")):
+        if prefix not in ("", ".") and (path == prefix or path.startswith(prefix.rstrip("/") + "/")):
+            return area
+    return "other"
+
+
+def release_notes(remote: GitRemote, layout: AppLayout, live_commit: str | None, live_release: str, commit: str,
+                  verified: str = "") -> ReleaseNotes:  # fmt: skip
+    """The notes of `commit` against `live_commit` (None: the whole history up to it, first commits only)."""
+    try:
+        remote.ensure_commit(commit)
+        span = [commit, f"^{live_commit}"] if live_commit and remote.rev_parse(live_commit) else [commit]
+        log = git("log", f"--max-count={MAX_COMMITS + 1}", "--format=%H%x00%an%x00%s", *span, "--", cwd=remote.mirror)
+        listed = [tuple(line.split("\0", 2)) for line in log.decode(errors="replace").splitlines() if line]
+        files: dict[str, list[str]] = {area: [] for area in AREAS}
+        if len(span) == 2:
+            names = git("diff", "--name-only", live_commit or "", commit, cwd=remote.mirror).decode().splitlines()
+            for path in names:
+                files[_area(path, layout)].append(path)
+    except GitError:
+        return ReleaseNotes(live_release, verified=verified)
+    commits = [(c[0], c[1], c[2]) for c in listed if len(c) == 3]
+    return ReleaseNotes(live_release, commits[:MAX_COMMITS], files, verified, more=len(commits) > MAX_COMMITS)

@@ -1,0 +1,51 @@
+"""Who may approve a release for an environment, how many must, and that nobody approves their own release.
+
+`approvers:` in an environment of infra/environments.yaml maps each approver's identity (the operating-system
+account that runs `coderemote-pipeline approve`; the `by` of a UI approval) to the email their git tags and commits
+carry, so the pipeline knows who created a release: the tagger of an annotated tag, else the commit's committer.
+No `approvers:` means anyone may approve (the policy's `approval:` still says whether approval is needed).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Creator:
+    """Who made a release: a tagger or a committer, as git recorded them."""
+
+    name: str
+    email: str
+    role: str  # "tagger" or "committer"
+
+    def describe(self) -> str:
+        return f"{self.role} {self.name} <{self.email}>"
+
+
+@dataclass(frozen=True)
+class ApprovalRule:
+    env: str
+    approvers: dict[str, str] = field(default_factory=dict)  # identity → email; empty: anyone
+    required: int = 1
+
+    def where(self) -> str:
+        return f"environments.{self.env}.approvers in infra/environments.yaml"
+
+    def refusal(self, by: str, creator: Creator | None, *, approving: bool = True) -> str | None:
+        """Why `by` may not approve (or, `approving` false, reject) a release `creator` made here, or None."""
+        if self.approvers and by not in self.approvers:
+            return (f"{by!r} is not an approver of {self.env}: approvers are {', '.join(sorted(self.approvers))} "
+                    f"({self.where()})")  # fmt: skip
+        if approving and creator is not None and self.is_creator(by, creator):
+            return (f"{by} created this release ({creator.describe()}) and cannot approve it: no self-approval; "
+                    f"ask another approver of {self.env}")  # fmt: skip
+        return None
+
+    def is_creator(self, by: str, creator: Creator) -> bool:
+        email = self.approvers.get(by, "")
+        return (bool(email) and email.lower() == creator.email.lower()) or by.lower() == creator.name.lower()
+
+    def missing(self, approvers: list[str]) -> int:
+        """How many more distinct approvals the release needs, given those recorded."""
+        return max(0, self.required - len(set(approvers)))

@@ -1,0 +1,200 @@
+"""Who may ship: approvers per environment, no self-approval, a number of approvals, signed release tags, and
+deploy windows, on real git repositories (SSH keys made here with ssh-keygen) and a persistent Dagster instance.
+No stack: nothing deploys; the sensors' run requests and the CLI's refusals are what is checked."""
+
+import shutil
+import subprocess
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+import pytest
+import yaml
+from sensor_kit import AppRepo, apply, tick, verified_in_dev
+
+from coderemote_pipeline.cli.main import main
+from coderemote_pipeline.ledger.approvals import ApprovalError, approval_refusal
+from coderemote_pipeline.rules.environments import load_policies
+from coderemote_pipeline.rules.release_keys import parse_release_key
+from coderemote_pipeline.rules.settings import Settings
+from coderemote_pipeline.usecases.approve import record_decision
+from coderemote_pipeline.usecases.deploy import DeployRefused, Override, check_signed_and_open, run_deployment
+
+APPROVERS = {"alice": "alice@example.com", "bob": "bob@example.com", "carol": "carol@example.com"}
+
+
+@pytest.fixture
+def repo(tmp_path) -> AppRepo:
+    repo = AppRepo(tmp_path / "app")
+    repo.push("initial import")
+    return repo
+
+
+@pytest.fixture
+def env(tmp_path, repo, monkeypatch, settings_infra):
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    monkeypatch.setenv("CODEREMOTE_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("CODEREMOTE_APP_REMOTE", str(repo.remote))
+    monkeypatch.setenv("CODEREMOTE_INFRA_DIR", str(settings_infra))
+    monkeypatch.delenv("CODEREMOTE_APP_CONFIG", raising=False)
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        yield Settings.from_env(), instance
+
+
+@pytest.fixture
+def settings_infra(tmp_path):
+    infra = tmp_path / "infra"
+    shutil.copytree(Settings.from_env({"CODEREMOTE_APP_REMOTE": "x"}).infra_dir, infra)
+    _policy(infra, "prod", approvers=APPROVERS)
+    return infra
+
+
+def _policy(infra, env: str, **entry) -> None:
+    path = infra / "environments.yaml"
+    table = yaml.safe_load(path.read_text())
+    table["environments"][env].update(entry)
+    for key in [k for k, v in entry.items() if v is None]:
+        del table["environments"][env][key]
+    path.write_text(yaml.safe_dump(table, sort_keys=False))
+
+
+def _tag_as(repo: AppRepo, name: str, email: str, *extra: str) -> None:
+    repo.git("-c", f"user.email={email}", "-c", f"user.name={email.split('@')[0]}", "tag", "-a", "-m", name,
+             *extra, name)  # fmt: skip
+    repo.git("push", "--quiet", "origin", f"refs/tags/{name}")
+
+
+def _decide(settings, instance, by: str, release: str = "v1.0.0", decision: str = "approve"):
+    return record_decision(settings, instance, "prod", parse_release_key(release), by=by, decision=decision,
+                           reason="")  # fmt: skip
+
+
+def test_only_listed_approvers_decide_and_nobody_approves_their_own_tag(env, repo):
+    settings, instance = env
+    _tag_as(repo, "v1.0.0", "alice@example.com")
+    with pytest.raises(ApprovalError) as outsider:
+        _decide(settings, instance, "mallory")
+    assert "'mallory' is not an approver of prod: approvers are alice, bob, carol" in str(outsider.value)
+    assert "(environments.prod.approvers in infra/environments.yaml)" in str(outsider.value)
+    with pytest.raises(ApprovalError, match=r"alice created this release \(tagger alice <alice@example.com>\) and "
+                                            r"cannot approve it: no self-approval"):  # fmt: skip
+        _decide(settings, instance, "alice")
+    decided = _decide(settings, instance, "bob")
+    assert decided.approved and decided.by == "bob"
+    policy = load_policies(settings.infra_dir)["prod"]
+    assert approval_refusal(instance, policy, "v1.0.0", decided.commit) is None
+
+
+def test_two_approvals_are_needed_where_the_policy_says_so(env, repo, settings_infra):
+    settings, instance = env
+    _policy(settings_infra, "prod", approvals_required=2)
+    baseline = tick(settings, instance, "version_tag_sensor", None)
+    repo.tag("v1.0.0")  # lightweight: its creator is the commit's committer, who is no approver
+    apply(instance, tick(settings, instance, "version_tag_sensor", baseline.cursor))
+    verified_in_dev(instance, repo.git("rev-parse", "HEAD"))
+    policy = load_policies(settings.infra_dir)["prod"]
+    decided = _decide(settings, instance, "bob")
+    short = approval_refusal(instance, policy, "v1.0.0", decided.commit)
+    assert short and "has 1 of the 2 approvals prod requires (bob); 1 more needed from alice, carol" in short
+    first = tick(settings, instance, "approved_release_sensor", None)
+    assert first.run_requests == [] and first.logged("not launched yet: prod|v1.0.0 has 1 of the 2 approvals")
+    _decide(settings, instance, "bob")  # the same person twice is still one approval
+    assert approval_refusal(instance, policy, "v1.0.0", decided.commit) is not None
+    _decide(settings, instance, "carol")
+    assert approval_refusal(instance, policy, "v1.0.0", decided.commit) is None
+    second = tick(settings, instance, "approved_release_sensor", first.cursor)
+    assert [r.partition_key for r in second.run_requests] == ["prod|v1.0.0"]
+
+
+def test_from_a_terminal_the_approver_is_the_account_not_a_typed_name(env, repo, capsys):
+    _tag_as(repo, "v1.0.0", "alice@example.com")
+    assert main(["approve", "prod", "v1.0.0", "--by", "bob"]) == 2
+    err = capsys.readouterr().err
+    assert "prod's approvers decide as the account they run this command as" in err and err.count("\n") == 1
+
+
+def _keys(tmp_path) -> dict[str, str]:
+    for name in ("allowed", "stranger"):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(tmp_path / name)],
+                       check=True)  # fmt: skip
+    return {name: str(tmp_path / name) for name in ("allowed", "stranger")}
+
+
+def test_signed_tags_required_only_an_allowed_signature_deploys(env, repo, settings_infra, tmp_path):
+    settings, instance = env
+    keys = _keys(tmp_path)
+    public = (tmp_path / "allowed.pub").read_text().strip()
+    (settings_infra / "allowed_signers").write_text(f'alice@example.com namespaces="git" {public}\n')
+    _policy(settings_infra, "prod", approvers=None, require_signed_tags=True, allowed_signers="allowed_signers")
+    baseline = tick(settings, instance, "version_tag_sensor", None)
+    repo.push("a release")
+    _tag_as(repo, "v1.0.0", "alice@example.com")  # annotated, unsigned
+    ssh = ["-c", "gpg.format=ssh"]
+    repo.git(*ssh, "-c", f"user.signingkey={keys['stranger']}", "tag", "-s", "-m", "v1.0.1", "v1.0.1")
+    repo.git(*ssh, "-c", f"user.signingkey={keys['allowed']}", "tag", "-s", "-m", "v1.0.2", "v1.0.2")
+    repo.git("push", "--quiet", "origin", "--tags")
+    seen = tick(settings, instance, "version_tag_sensor", baseline.cursor)
+    assert seen.logged("skipped v1.0.0 for prod: tag v1.0.0 may not deploy: it is not signed")
+    assert seen.logged("skipped v1.0.1 for prod: tag v1.0.1 may not deploy: its signing key is not one of the "
+                       "allowed signers; allowed signers: allowed_signers in infra/")  # fmt: skip
+    held = [e.partition for e in seen.events if e.metadata["status"].value == "pending"]
+    assert held == ["prod|v1.0.2"]  # signed by an allowed key: held for approval, as any prod release
+    with pytest.raises(DeployRefused, match=r"prod\|v1.0.1: tag v1.0.1 may not deploy: its signing key"):
+        run_deployment("prod", "v1.0.1", settings=settings, instance=instance, echo=lambda _: None)
+
+
+def _window_around_now(hours: int = 2) -> dict:
+    now = datetime.now(UTC)
+    start, end = now - timedelta(hours=1), now + timedelta(hours=hours)
+    return {"timezone": "UTC", "deny": [{"from": start.strftime("%a %H:%M"), "to": end.strftime("%a %H:%M"),
+                                         "reason": "release freeze"}]}  # fmt: skip
+
+
+def test_a_deny_window_holds_the_sensor_refuses_deploy_and_force_is_recorded(env, repo, settings_infra):
+    settings, instance = env
+    _policy(settings_infra, "dev", deploy_windows=_window_around_now())
+    baseline = tick(settings, instance, "main_push_sensor", None)
+    head = repo.push("pushed during the freeze")
+    held = tick(settings, instance, "main_push_sensor", baseline.cursor)
+    assert held.run_requests == [] and held.logged("dev takes no deploys now (release freeze); the window ends ")
+    assert held.cursor_json.get("main") != head  # still new: the next tick decides it again
+    with pytest.raises(DeployRefused, match=r"dev takes no deploys now \(release freeze\); the window ends .* UTC\. "
+                                            r"Deploy it then .*or now with --force --reason TEXT"):  # fmt: skip
+        run_deployment("dev", "main", settings=settings, instance=instance, echo=lambda _: None)
+    from coderemote_pipeline.rules.deployment import Deployment
+    from coderemote_pipeline.usecases.deploy import app_source, check_deployable
+
+    deploy = Deployment.of("dev", f"main-{head[:7]}", load_policies(settings.infra_dir), head)
+    forced = Override("hotfix during the freeze", "alice")
+    check_signed_and_open(app_source(settings), deploy, forced)  # the override passes the window
+    assert check_deployable(instance, deploy, forced) == forced.tags()  # and rides on the run, shown in history
+
+    _policy(settings_infra, "dev", deploy_windows=None)  # the window ended
+    released = tick(settings, instance, "main_push_sensor", held.cursor)
+    assert [r.partition_key for r in released.run_requests] == [f"dev|main-{head[:7]}"]
+
+
+def test_the_approval_view_lists_what_the_release_changes_since_the_live_one(env, repo, capsys):
+    from ledger_kit import record_live
+
+    settings, instance = env
+    live = repo.git("rev-parse", "HEAD")
+    record_live(instance, "prod", "v0.9.0", live)
+    (repo.clone / "backend" / "app.py").write_text("print('new endpoint')\n")
+    repo.git("add", "-A")
+    repo.push("add the new endpoint")
+    repo.push("fix a typo in the README")
+    baseline = tick(settings, instance, "version_tag_sensor", None)
+    repo.tag("v1.0.0")
+    held = tick(settings, instance, "version_tag_sensor", baseline.cursor)
+    apply(instance, held)
+    (hold,) = [e for e in held.events if e.metadata["status"].value == "pending"]
+    notes = hold.metadata["release_notes"].value
+    assert "**2 commit(s) since v0.9.0**" in notes and "add the new endpoint — Code Remote Demo" in notes
+    assert "**backend** (1 files): `backend/app.py`" in notes
+    assert main(["approvals", "--pending"]) == 0
+    out = capsys.readouterr().out
+    assert "2 commit(s) since v0.9.0" in out and "fix a typo in the README (Code Remote Demo)" in out
+    assert "files changed: backend 1" in out and "promotion gate: prod is held: commit" in out
