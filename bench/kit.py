@@ -7,6 +7,7 @@ from pathlib import Path
 # testkit/ sits beside the package, not in it: benches import it from the checkout.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from coderemote_pipeline.rules.app_layout import AppLayout, Side
 from coderemote_pipeline.rules.release_keys import parse_release_key
 from coderemote_pipeline.rules.settings import Settings
 from coderemote_pipeline.usecases.approve import record_decision
@@ -34,3 +35,31 @@ def tag_and_approve(settings: Settings, instance, clone: Path, tag: str) -> None
     git("tag", tag, cwd=clone)
     git("push", "--quiet", "origin", tag, cwd=clone)
     record_decision(settings, instance, "prod", parse_release_key(tag), by="bench", decision="approve", reason="")
+
+
+def critical_path_s(outcome: DeployOutcome, layout: AppLayout) -> float:
+    """The floor of a deploy: its stages' own work along the longest path of the graph (infra, then the slower of
+    the backend branch — image, its checks, version — and the frontend branch — bundle, its checks —, then the
+    shift, the invalidation and smoke), from the seconds each stage recorded. A check reused from an earlier run
+    did no work here."""
+
+    def own(name: str) -> float:
+        meta = outcome.stages.get(name, {})
+        if name.startswith("check:") and not meta.get("ran", True):
+            return 0.0
+        return float(meta.get("total_s", meta.get("seconds", 0.0)) or 0.0)
+
+    def checks(side: Side) -> float:
+        return sum(own(f"check:{c.name}") for c in layout.checks_of(side))
+
+    backend = own("api_image") + checks(Side.BACKEND) + own("lambda_version")
+    frontend = own("frontend_bundle") + checks(Side.FRONTEND)
+    return sum(own(s) for s in ("infra_stack", "traffic_shift", "cloudfront_invalidation", "smoke_result")) + max(
+        backend, frontend
+    )
+
+
+def beside_floor(outcome: DeployOutcome, layout: AppLayout) -> str:
+    floor = critical_path_s(outcome, layout)
+    return f"{outcome.seconds:.2f} s (floor {floor:.2f} s, x{outcome.seconds / floor:.2f})" if floor else "-"
+

@@ -11,7 +11,7 @@ import shutil
 import time
 from pathlib import Path
 
-from kit import bench_settings, checked, quiet, tag_and_approve
+from kit import bench_settings, beside_floor, checked, critical_path_s, quiet, tag_and_approve
 
 from coderemote_pipeline.ledger.instance import open_instance
 from coderemote_pipeline.local_stack import LocalStack
@@ -60,15 +60,20 @@ def main() -> None:
     finally:
         stack.down()
         shutil.rmtree(root, ignore_errors=True)  # the bench's state dir, registry storage and clone
-    print(f"{'what':<34} {'seconds':>8}")
-    print(f"{'full deploy of v1.0.0 to dev (' + full.job_name + ')':<34} {full.seconds:>8.2f}")
-    print(f"{'rollback v1.1.0 → v1.0.0':<34} {rollback_s:>8.2f}")
+    layout = settings.app_layout
+    floor = critical_path_s(back, layout)
+    print(f"{'what':<34} {'seconds':>8}  beside its floor (the stages' own work)")
+    full_label = f"full deploy of v1.0.0 to dev ({full.job_name})"
+    print(f"{full_label:<34} {full.seconds:>8.2f}  {beside_floor(full, layout)}")
+    ratio = rollback_s / max(floor, 1e-9)
+    print(f"{'rollback v1.1.0 → v1.0.0':<34} {rollback_s:>8.2f}  floor {floor:.2f} s, x{ratio:.2f}")
     print(f"{'roll forward v1.0.0 → v1.1.0':<34} {forward_s:>8.2f}")
     print(f"rollback / full deploy: {rollback_s / full.seconds:.0%}")
     for stage, meta in back.stages.items():
         print(f"  {stage:<30} {float(meta.get('total_s', meta.get('seconds', 0.0))):>8.2f}")
     print(json.dumps({"rollback_s": round(rollback_s, 2), "full_deploy_s": round(full.seconds, 2),
-                      "roll_forward_s": round(forward_s, 2)}))  # fmt: skip
+                      "roll_forward_s": round(forward_s, 2), "rollback_critical_path_s": round(floor, 2),
+                      "rollback_overhead_ratio": round(rollback_s / max(floor, 1e-9), 2)}))  # fmt: skip
 
 
 if __name__ == "__main__":  # multiprocess step workers re-import this module

@@ -7,5 +7,6 @@ bash scripts/bootstrap.sh
 .venv/bin/ruff check .
 # The house: layers import downwards only, no import loops (pyproject.toml [tool.importlinter]).
 .venv/bin/lint-imports --no-cache
-# Two workers, one test file at a time each: every worker brings up its own local stack (its own state dir).
-exec .venv/bin/python -m pytest -n 2 --dist loadfile "$@"
+# Three workers, one test file at a time each (the stack tests mostly wait on processes, not on the two cores):
+# every worker brings up its own local stack (its own state dir).
+exec .venv/bin/python -m pytest -n 3 --dist loadfile "$@"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import subprocess
@@ -131,3 +132,20 @@ def apply(instance: dg.DagsterInstance, result: Tick) -> None:
 def verified_in_dev(instance: dg.DagsterInstance, commit: str) -> None:
     """Record that `commit` passed smoke in dev, as a dev deploy would: prod's promotion gate then lets it through."""
     record_smoke(instance, "dev", commit_release_key("main", commit), commit)
+
+
+@contextlib.contextmanager
+def cli_environment(root: Path, remote: Path, monkeypatch, infra: Path | None = None):
+    """(settings, instance) exactly as the CLI sees them: DAGSTER_HOME and CODEREMOTE_* in the environment."""
+    home = root / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    monkeypatch.setenv("CODEREMOTE_STATE_DIR", str(root / "state"))
+    monkeypatch.setenv("CODEREMOTE_APP_REMOTE", str(remote))
+    if infra is not None:
+        monkeypatch.setenv("CODEREMOTE_INFRA_DIR", str(infra))
+    monkeypatch.delenv("CODEREMOTE_APP_CONFIG", raising=False)
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        yield Settings.from_env(), instance
+

@@ -6,7 +6,7 @@ Real git repositories and a persistent Dagster instance under a temporary DAGSTE
 
 import dagster as dg
 import pytest
-from sensor_kit import AppRepo, apply, tick, verified_in_dev
+from sensor_kit import AppRepo, apply, cli_environment, tick, verified_in_dev
 
 from coderemote_pipeline.assets.jobs import STAGE_ASSETS as STAGES
 from coderemote_pipeline.assets.release_approval import release_approval
@@ -15,10 +15,9 @@ from coderemote_pipeline.ledger.approvals import approval_refusal, latest_decisi
 from coderemote_pipeline.resources.targets import local_resources
 from coderemote_pipeline.rules.environments import load_policies
 from coderemote_pipeline.rules.names import COMMIT_TAG
-from coderemote_pipeline.rules.settings import Settings
 from coderemote_pipeline.usecases.deploy import DeployRefused, Override, run_deployment
 
-APPROVE_HINT = "coderemote-pipeline approve prod v1.0.0 --by NAME"
+APPROVE_HINT = "coderemote-pipeline approve prod v1.0.0"
 
 
 @pytest.fixture
@@ -31,15 +30,8 @@ def repo(tmp_path) -> AppRepo:
 @pytest.fixture
 def env(tmp_path, repo, monkeypatch):
     """Settings and instance exactly as the CLI sees them (DAGSTER_HOME and CODEREMOTE_* in the environment)."""
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    monkeypatch.setenv("DAGSTER_HOME", str(home))
-    monkeypatch.setenv("CODEREMOTE_STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.setenv("CODEREMOTE_APP_REMOTE", str(repo.remote))
-    monkeypatch.delenv("CODEREMOTE_APP_CONFIG", raising=False)
-    with dg.DagsterInstance.from_config(str(home)) as instance:
-        yield Settings.from_env(), instance
+    with cli_environment(tmp_path, repo.remote, monkeypatch) as found:
+        yield found
 
 
 def _hold_v1(settings, instance, repo) -> str:

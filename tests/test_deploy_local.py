@@ -43,7 +43,7 @@ def _step_windows(instance, run_id):
     return windows
 
 
-def test_full_deploy_then_noop(settings, instance, app_remote, local_stack):
+def test_full_deploy_then_noop(settings, instance, app_remote, local_stack, capfd):
     clone = app_remote[1]
     (clone / "frontend" / "src" / "style.css").write_text("body { font-family: sans-serif; color: #123; }\n")
     commit = commit_and_push(clone, "restyle for the full deploy test")
@@ -52,6 +52,8 @@ def test_full_deploy_then_noop(settings, instance, app_remote, local_stack):
     first = run_deployment("dev", "main", settings=settings, instance=instance, echo=lambda _: None)
     assert first.success, first.failure
     assert first.job_name == "deploy_job" and first.commit == commit
+    # The step workers' own lines (one Dagster DEBUG line per step) stay out of the terminal.
+    assert "STEP_WORKER_STARTED" not in capfd.readouterr().err
     # Every stage, and each of the example app's checks (a blocking asset check on its build stage).
     checks = {"check:backend_tests", "check:backend_lint", "check:frontend_check"}
     assert set(first.stages) == {*names.STAGES, names.LIVE_RELEASE, *checks}

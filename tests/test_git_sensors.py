@@ -224,7 +224,7 @@ def test_stable_tag_is_registered_and_held_for_prod_approval(settings, instance,
     assert hold.partition == "prod|v1.0.0"
     assert hold.metadata["status"].value == "pending" and hold.metadata["commit"].value == head
     assert result.cursor_json == {"tags": {"v1.0.0": head}, "accepted": ["v1.0.0"]}
-    assert result.logged("holding prod|v1.0.0") and "coderemote-pipeline approve prod v1.0.0 --by NAME" in result.skip
+    assert result.logged("holding prod|v1.0.0") and "coderemote-pipeline approve prod v1.0.0`" in result.skip
 
 
 def test_stable_tag_deploys_prod_directly_where_no_approval_is_required(settings, instance, repo, monkeypatch):

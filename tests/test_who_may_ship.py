@@ -6,10 +6,9 @@ import shutil
 import subprocess
 from datetime import UTC, datetime, timedelta
 
-import dagster as dg
 import pytest
 import yaml
-from sensor_kit import AppRepo, apply, tick, verified_in_dev
+from sensor_kit import AppRepo, apply, cli_environment, tick, verified_in_dev
 
 from coderemote_pipeline.cli.main import main
 from coderemote_pipeline.ledger.approvals import ApprovalError, approval_refusal
@@ -31,16 +30,8 @@ def repo(tmp_path) -> AppRepo:
 
 @pytest.fixture
 def env(tmp_path, repo, monkeypatch, settings_infra):
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    monkeypatch.setenv("DAGSTER_HOME", str(home))
-    monkeypatch.setenv("CODEREMOTE_STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.setenv("CODEREMOTE_APP_REMOTE", str(repo.remote))
-    monkeypatch.setenv("CODEREMOTE_INFRA_DIR", str(settings_infra))
-    monkeypatch.delenv("CODEREMOTE_APP_CONFIG", raising=False)
-    with dg.DagsterInstance.from_config(str(home)) as instance:
-        yield Settings.from_env(), instance
+    with cli_environment(tmp_path, repo.remote, monkeypatch, settings_infra) as found:
+        yield found
 
 
 @pytest.fixture
@@ -127,9 +118,11 @@ def test_signed_tags_required_only_an_allowed_signature_deploys(env, repo, setti
     keys = _keys(tmp_path)
     public = (tmp_path / "allowed.pub").read_text().strip()
     (settings_infra / "allowed_signers").write_text(f'alice@example.com namespaces="git" {public}\n')
-    _policy(settings_infra, "prod", approvers=None, require_signed_tags=True, allowed_signers="allowed_signers")
+    # No approval here, so that what the signature lets through is a deploy (prod's other gates stay on).
+    _policy(settings_infra, "prod", approvers=None, approval="none", require_signed_tags=True,
+            allowed_signers="allowed_signers")  # fmt: skip
     baseline = tick(settings, instance, "version_tag_sensor", None)
-    repo.push("a release")
+    verified_in_dev(instance, repo.push("a release"))
     _tag_as(repo, "v1.0.0", "alice@example.com")  # annotated, unsigned
     ssh = ["-c", "gpg.format=ssh"]
     repo.git(*ssh, "-c", f"user.signingkey={keys['stranger']}", "tag", "-s", "-m", "v1.0.1", "v1.0.1")
@@ -139,8 +132,7 @@ def test_signed_tags_required_only_an_allowed_signature_deploys(env, repo, setti
     assert seen.logged("skipped v1.0.0 for prod: tag v1.0.0 may not deploy: it is not signed")
     assert seen.logged("skipped v1.0.1 for prod: tag v1.0.1 may not deploy: its signing key is not one of the "
                        "allowed signers; allowed signers: allowed_signers in infra/")  # fmt: skip
-    held = [e.partition for e in seen.events if e.metadata["status"].value == "pending"]
-    assert held == ["prod|v1.0.2"]  # signed by an allowed key: held for approval, as any prod release
+    assert [r.partition_key for r in seen.run_requests] == ["prod|v1.0.2"]  # signed by an allowed key: deploys
     with pytest.raises(DeployRefused, match=r"prod\|v1.0.1: tag v1.0.1 may not deploy: its signing key"):
         run_deployment("prod", "v1.0.1", settings=settings, instance=instance, echo=lambda _: None)
 
@@ -198,3 +190,4 @@ def test_the_approval_view_lists_what_the_release_changes_since_the_live_one(env
     out = capsys.readouterr().out
     assert "2 commit(s) since v0.9.0" in out and "fix a typo in the README (Code Remote Demo)" in out
     assert "files changed: backend 1" in out and "promotion gate: prod is held: commit" in out
+    assert "  infra: preview unavailable (" in out  # no local stack here: the notes say so and go on

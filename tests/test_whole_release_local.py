@@ -92,3 +92,13 @@ def test_a_rollback_uses_the_layout_the_release_was_built_with(settings, instanc
     live = recorded_live(instance, "staging")
     assert live.release == first.release
     assert _get(live.stack_outputs["api_url"] + "/status")["release"] == first.release
+
+
+def test_infra_history_lists_the_pipelines_updates_of_dev_with_their_releases(instance, cli_env, capsys):
+    live = recorded_live(instance, "dev")
+    assert main(["infra", "dev", "history"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert any(f" {live.release} " in line and f"run {live.run_id[:8]}" in line for line in lines), lines
+    assert any("change(s): created IAM role code-remote-dev-api-role" in line for line in lines), lines
+    assert main(["infra", "dev", "preview"]) == 0
+    assert capsys.readouterr().out == "dev: nothing to change\n"

@@ -21,6 +21,7 @@ class ReleaseNotes:
     files: dict[str, list[str]] = field(default_factory=dict)  # area → paths
     verified: str = ""  # the promotion gate's verdict, "" when the env has no gate
     more: bool = False  # more commits than listed
+    infra: list[str] | None = None  # what infra_stack would change (a preview), None when not asked
 
     def lines(self) -> list[str]:
         head = f"{len(self.commits)}{'+' if self.more else ''} commit(s) since {self.since or 'nothing deployed'}"
@@ -29,6 +30,8 @@ class ReleaseNotes:
         out.append(f"  files changed: {areas or 'none'}")
         if self.verified:
             out.append(f"  promotion gate: {self.verified}")
+        if self.infra is not None:
+            out.append(f"  infra: {'; '.join(self.infra) if self.infra else 'no change'}")
         return out
 
     def markdown(self) -> str:
@@ -40,6 +43,8 @@ class ReleaseNotes:
                          + (" …" if len(paths) > 20 else ""), ""]  # fmt: skip
         if self.verified:
             rows.append(f"**promotion gate**: {self.verified}")
+        if self.infra is not None:
+            rows += ["", f"**infra**: {'; '.join(self.infra) if self.infra else 'no change'}"]
         return "\n".join(rows)
 
 

@@ -1,7 +1,7 @@
 """The approval gate as an asset: approving or rejecting ENV|RELEASE is materializing `release_approval` for it.
 
 From the UI: materialize the partition (e.g. `prod|v1.2.3`) with config `by`, `decision`, `reason`. From a terminal:
-`coderemote-pipeline approve prod v1.2.3 --by NAME` runs `approval_job` with that same config against the same
+`coderemote-pipeline approve prod v1.2.3` runs `approval_job` with that same config against the same
 instance. Either way the decision is an event in the instance with who, when and which release and commit: the
 stages refuse to deploy to an env that requires approval until the latest decision is "approve"
 (`assets/common.py`), and `approved_release_sensor` launches the deploy that a sensor was holding.

@@ -12,7 +12,13 @@ import signal
 import sys
 from pathlib import Path
 
-from coderemote_pipeline.cli import approval_commands, release_commands, stack_commands, traffic_commands
+from coderemote_pipeline.cli import (
+    approval_commands,
+    infra_commands,
+    release_commands,
+    stack_commands,
+    traffic_commands,
+)
 
 
 def settings_from(args: argparse.Namespace):
@@ -41,6 +47,7 @@ def parser() -> argparse.ArgumentParser:
     release_commands.add_parsers(sub)
     approval_commands.add_parsers(sub)
     traffic_commands.add_parsers(sub)
+    infra_commands.add_parsers(sub)
     return top
 
 

@@ -75,7 +75,7 @@ class Hold:
 
 
 def approve_command(env: str, release: str) -> str:
-    return f"coderemote-pipeline approve {env} {release} --by NAME"
+    return f"coderemote-pipeline approve {env} {release}"
 
 
 def held_run_key(env: str, release: str, hold_id: int) -> str:

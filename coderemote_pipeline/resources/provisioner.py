@@ -16,6 +16,7 @@ import dagster as dg
 
 from coderemote_pipeline.resources.aws import AwsResource
 from coderemote_pipeline.resources.docker_engine import DockerEngine
+from coderemote_pipeline.resources.emulator_plan import planned_changes
 from coderemote_pipeline.resources.image_registry import ImageRegistry
 from coderemote_pipeline.resources.local_stack import LocalStackResource
 from coderemote_pipeline.rules import stack_outputs as out
@@ -46,6 +47,19 @@ class InfraProvisioner(dg.ConfigurableResource, ABC):
     def ensure(self, env: str, config: StackConfig, log: Callable[[str], None]) -> InfraResult:
         """Bring the env's stack to its declared state (idempotent) and return its outputs."""
 
+    @abstractmethod
+    def preview(self, env: str, config: StackConfig) -> list[str]:
+        """What `ensure` would change, without changing anything (`pulumi preview`)."""
+
+    @abstractmethod
+    def refresh(self, env: str, config: StackConfig) -> list[str]:
+        """Read what the env's stack really is, and say how it differs from what was applied (`pulumi refresh`)."""
+
+    def history(self, env: str) -> list[str]:
+        """The stack's own update history, where the target keeps one (Pulumi's backend); the pipeline's own
+        record of every infra update is the ledger's (usecases/infra.py)."""
+        return []
+
 
 class EmulatorProvisioner(InfraProvisioner):
     """The Pulumi program's resources, with the same names and outputs, made through boto3 against the emulator."""
@@ -57,6 +71,13 @@ class EmulatorProvisioner(InfraProvisioner):
     # dg.EnvVar("GEMINI_API_KEY") when that variable is set (targets.py): resolved at launch, put into the
     # function's environment as on AWS, never into metadata or logs. None: the function gets no key.
     gemini_api_key: str | None = None
+
+    def preview(self, env: str, config: StackConfig) -> list[str]:
+        return planned_changes(self.aws, env, config)
+
+    def refresh(self, env: str, config: StackConfig) -> list[str]:
+        # The emulator is the only state there is: what differs from the declaration is what a deploy will fix.
+        return planned_changes(self.aws, env, config)
 
     def ensure(self, env: str, config: StackConfig, log: Callable[[str], None]) -> InfraResult:
         started = time.monotonic()
@@ -140,7 +161,7 @@ class EmulatorProvisioner(InfraProvisioner):
         except lam.exceptions.ResourceNotFoundException:
             current = None
         wanted = {"GEMINI_MODEL": config.gemini_model}
-        if self.gemini_api_key is not None:
+        if self.gemini_api_key:  # set and not empty: an empty key is no key
             # The key lives in the secret store; the function's environment names it only (as on AWS).
             wanted[out.GEMINI_SECRET_ARN_VARIABLE] = self._secret(env, changes)
         if current is None:

@@ -94,6 +94,24 @@ class PulumiProvisioner(InfraProvisioner):
             change_count=bootstrap_changes + counted,
         )
 
+    def preview(self, env: str, config: StackConfig) -> list[str]:
+        stack = self._stack(env)
+        with self._cli(env, "preview"):
+            result = stack.preview(refresh=True, color="never", diff=False)
+        return [f"{op}: {n}" for op, n in sorted((result.change_summary or {}).items()) if op != "same"]
+
+    def refresh(self, env: str, config: StackConfig) -> list[str]:
+        stack = self._stack(env)
+        with self._cli(env, "refresh"):
+            result = stack.refresh(color="never", message="coderemote-pipeline infra refresh")
+        return [f"{op}: {n}" for op, n in sorted((result.summary.resource_changes or {}).items()) if op != "same"]
+
+    def history(self, env: str) -> list[str]:
+        stack = self._stack(env)
+        with self._cli(env, "stack history"):
+            updates = stack.history(page_size=20, page=1, show_secrets=False)
+        return [f"update {u.version} {u.kind} {u.result} {u.start_time:%Y-%m-%d %H:%M} — {u.message}" for u in updates]
+
     def _stack(self, env: str) -> Any:
         from pulumi import automation as auto
 

@@ -4,7 +4,7 @@ the same place; and the approval view: what waits, for what, and the latest deci
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import dagster as dg
 
@@ -23,6 +23,7 @@ from coderemote_pipeline.ledger.approvals import (
 )
 from coderemote_pipeline.ledger.gate import gate_status
 from coderemote_pipeline.ledger.live import recorded_live
+from coderemote_pipeline.resources.targets import resources_for
 from coderemote_pipeline.rules import names
 from coderemote_pipeline.rules.environments import load_policies
 from coderemote_pipeline.rules.partitions import RELEASE_DIMENSION, check_env, partition_key
@@ -99,14 +100,27 @@ def approval_view(settings: Settings, instance: dg.DagsterInstance) -> tuple[lis
     policies = load_policies(settings.infra_dir)
     waiting, decisions = approval_board(instance)
     remote = app_source(settings).remote() if waiting else None
+    previews: dict[str, list[str]] = {}
     found = []
     for hold in waiting:
         gate = gate_status(instance, policies[hold.env], hold.commit)
         live = recorded_live(instance, hold.env)
         notes = release_notes(remote, settings.app_layout, live.commit if live else None,
                               live.release if live else "", hold.commit, gate) if remote else None  # fmt: skip
+        if notes is not None:
+            if hold.env not in previews:
+                previews[hold.env] = _preview(settings, policies[hold.env])
+            notes = replace(notes, infra=previews[hold.env])
         found.append(Waiting(hold, gate, notes))
     return found, decisions
+
+
+def _preview(settings: Settings, policy) -> list[str]:
+    """What the env's infra_stack would change now (pulumi preview on aws, the emulator's plan locally)."""
+    try:
+        return resources_for(settings)["provisioner"].preview(policy.name, policy.stack)
+    except Exception as exc:
+        return [f"preview unavailable ({str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__})"]
 
 
 __all__ = ["GATED", "Waiting", "approval_view", "held_deploy", "record_decision"]

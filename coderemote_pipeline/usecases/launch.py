@@ -25,7 +25,7 @@ from coderemote_pipeline.resources.targets import resources_for, target_for
 from coderemote_pipeline.rules import names
 from coderemote_pipeline.rules.deployment import Deployment
 from coderemote_pipeline.rules.settings import Settings
-from coderemote_pipeline.usecases.progress import QUIET, failure_text, follow
+from coderemote_pipeline.usecases.progress import QUIET, failure_text, follow, worker_output_to
 
 
 @dataclass
@@ -89,16 +89,17 @@ def launch(
     follower = threading.Thread(target=follow, args=(instance, request_id, done, echo), daemon=True)
     follower.start()
     try:
-        result = dg.execute_job(
-            reconstructable_deploy_job(job_name, settings),
-            instance=instance,
-            tags=tags,
-            run_config=QUIET,
-            asset_selection=[names.key(s) for s in stages] if stages else None,
-            reexecution_options=dg.ReexecutionOptions.from_failure(from_failure_of, instance)
-            if from_failure_of
-            else None,
-        )
+        with worker_output_to(settings.state_dir / "logs" / "workers.log"):
+            result = dg.execute_job(
+                reconstructable_deploy_job(job_name, settings),
+                instance=instance,
+                tags=tags,
+                run_config=QUIET,
+                asset_selection=[names.key(s) for s in stages] if stages else None,
+                reexecution_options=dg.ReexecutionOptions.from_failure(from_failure_of, instance)
+                if from_failure_of
+                else None,
+            )
     finally:
         done.set()
         follower.join(timeout=10)

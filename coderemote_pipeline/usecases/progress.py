@@ -4,9 +4,13 @@ the run being executed; and the failure, as the user's own message without Dagst
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import dagster as dg
 
@@ -53,3 +57,22 @@ def follow(instance: dg.DagsterInstance, request_id: str, done: threading.Event,
             seen = len(logs)
         if finished:
             return
+
+
+@contextlib.contextmanager
+def worker_output_to(path: Path) -> Iterator[None]:
+    """What the step workers print themselves (Dagster's DEBUG `STEP_WORKER_STARTED` line per step, a library's
+    warning) goes to `path`, not into the user's terminal: the progress lines and the failure say what happened.
+    A redirection of file descriptor 2, so the forked workers inherit it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(path, "ab") as sink:
+        os.dup2(sink.fileno(), 2)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+

@@ -1,0 +1,23 @@
+"""`infra ENV history|preview|refresh`: the env's stack, as `pulumi stack history`, `preview` and `refresh` would
+show it (the local target's equivalents on the emulator)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def cmd_infra(args: argparse.Namespace, settings_from) -> int:
+    from coderemote_pipeline.ledger.instance import open_instance
+    from coderemote_pipeline.usecases.infra import infra
+
+    settings = settings_from(args)
+    lines = infra(settings, open_instance(settings.state_dir), args.env, args.action)
+    print("\n".join(lines) if lines else f"no infra update of {args.env} recorded yet")
+    return 0
+
+
+def add_parsers(sub) -> None:
+    cmd = sub.add_parser("infra", help="ENV's stack: the updates the pipeline applied, a preview, or a refresh")
+    cmd.add_argument("env")
+    cmd.add_argument("action", choices=["history", "preview", "refresh"])
+    cmd.set_defaults(func=cmd_infra)
