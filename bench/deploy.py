@@ -7,7 +7,9 @@ Usage: .venv/bin/python bench/deploy.py
 """
 
 import json
+import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -17,6 +19,7 @@ from kit import beside_floor, critical_path_s
 
 from coderemote_pipeline.ledger.instance import open_instance
 from coderemote_pipeline.local_stack import LocalStack
+from coderemote_pipeline.local_stack.processes import free_port
 from coderemote_pipeline.rules.names import STAGES as STAGE_ORDER
 from coderemote_pipeline.rules.settings import Settings
 from coderemote_pipeline.usecases.demo import EXAMPLE_APP, commit_and_push, make_app_repo
@@ -41,6 +44,45 @@ def deploy(settings: Settings, instance, executor: str) -> DeployOutcome:
     return outcome
 
 
+PEER = Path(__file__).resolve().parents[2] / "shared" / "peers" / "hand_deploy.py"
+BIN = Path(sys.executable).parent
+
+
+def peer_state(settings: Settings, root: Path) -> Path:
+    """A state dir for the peer: the stack's own stack.json, but the env's API port free. The pipeline's port is
+    haproxy's (the split between versions); the peer runs its one container beside it, as it would on its own."""
+    info = json.loads((settings.state_dir / "local" / "stack.json").read_text())
+    info["api_ports"] = {**info["api_ports"], "dev": free_port(exclude=list(info["api_ports"].values()))}
+    (root / "peer" / "local").mkdir(parents=True, exist_ok=True)
+    (root / "peer" / "local" / "stack.json").write_text(json.dumps(info))
+    return root / "peer"
+
+
+def side_by_side(settings: Settings, root: Path, clone: Path, rounds: int = 2) -> tuple[float, float]:
+    """(peer_s, cli_deploy_s): the hand-written script and a whole `coderemote-pipeline deploy dev main`, each on
+    new commits, alternating; the best of `rounds` each."""
+    state = peer_state(settings, root)
+    env = {**os.environ, "CODEREMOTE_STATE_DIR": str(settings.state_dir), "CODEREMOTE_APP_REMOTE": settings.app_remote}
+    env.pop("DAGSTER_HOME", None)
+    peer, cli = [], []
+    for n in range(rounds):
+        for who in ("peer", "cli"):
+            (clone / "backend" / "app" / "side.txt").write_text(f"{who} {n} {time.time()}\n")
+            (clone / "frontend" / "src" / "style.css").write_text(f"/* {who} {n} {time.time()} */\nbody{{}}\n")
+            commit_and_push(clone, f"side by side {who} {n}")
+            argv = ([sys.executable, str(PEER), str(state), settings.app_remote, "main"] if who == "peer"
+                    else [str(BIN / "coderemote-pipeline"), "deploy", "dev", "main"])  # fmt: skip
+            started = time.monotonic()
+            done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
+            seconds = time.monotonic() - started
+            if done.returncode != 0:
+                sys.exit(f"{who} deploy failed: {(done.stdout + done.stderr)[-600:]}")
+            (peer if who == "peer" else cli).append(
+                json.loads(done.stdout.strip().splitlines()[-1])["peer_s"] if who == "peer" else seconds
+            )
+    return min(peer), min(cli)
+
+
 def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="coderemote-bench-"))
     settings = Settings("local", root / "state", str(root / "app.git"), None)
@@ -63,6 +105,7 @@ def main() -> None:
             noop = deploy(settings, instance, executor)
             rows.append((executor, full, noop))
         auto_noop = deploy(settings, instance, "auto")
+        peer_s, cli_deploy_s = side_by_side(settings, root, clone) if PEER.exists() else (None, None)
     finally:
         stack.down()
         shutil.rmtree(root, ignore_errors=True)  # the bench's state dir, registry storage and clone
@@ -73,6 +116,9 @@ def main() -> None:
     for executor, full, noop in rows:
         print(f"{executor:<10} {full.job_name:<13} {beside_floor(full, layout):<46} {beside_floor(noop, layout):<40}")
     print(f"{'auto':<10} {auto_noop.job_name:<13} {'':<46} {beside_floor(auto_noop, layout):<40}\n")
+    if peer_s is not None:
+        print(f"side by side, new commits: hand_deploy.py {peer_s:.2f} s, `coderemote-pipeline deploy dev main` "
+              f"{cli_deploy_s:.2f} s (the whole command)\n")  # fmt: skip
     parallel_full = rows[0][1]
     print(f"{'stage (parallel full deploy)':<30} {'seconds':>8}")
     for stage, seconds in stage_seconds(parallel_full).items():
@@ -90,6 +136,8 @@ def main() -> None:
                 "critical_path_s": round(critical_path_s(best_full, layout), 2),
                 "overhead_ratio": round(best_full.seconds / max(critical_path_s(best_full, layout), 1e-9), 2),
                 "stack_up_s": round(stack_up_s, 2),
+                "peer_s": peer_s,
+                "cli_deploy_s": round(cli_deploy_s, 2) if cli_deploy_s is not None else None,
             }
         )
     )

@@ -49,7 +49,9 @@ def test_full_deploy_then_noop(settings, instance, app_remote, local_stack, capf
     commit = commit_and_push(clone, "restyle for the full deploy test")
     builds_before = _builds(local_stack)
 
-    first = run_deployment("dev", "main", settings=settings, instance=instance, echo=lambda _: None)
+    # The parallel job, asked for: `auto` picks it only where this app's recorded builds outweigh its step starts.
+    first = run_deployment("dev", "main", settings=settings, instance=instance, echo=lambda _: None,
+                           executor="parallel")  # fmt: skip
     assert first.success, first.failure
     assert first.job_name == "deploy_job" and first.commit == commit
     # The step workers' own lines (one Dagster DEBUG line per step) stay out of the terminal.
