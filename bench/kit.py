@@ -1,5 +1,6 @@
 """What every bench needs: a state dir of its own, quiet deploys that stop the bench on failure, approved tags."""
 
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -7,7 +8,10 @@ from pathlib import Path
 # testkit/ sits beside the package, not in it: benches import it from the checkout.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import yaml
+
 from coderemote_pipeline.rules.app_layout import AppLayout, Side
+from coderemote_pipeline.rules.environments import DEFAULT_INFRA_DIR
 from coderemote_pipeline.rules.release_keys import parse_release_key
 from coderemote_pipeline.rules.settings import Settings
 from coderemote_pipeline.usecases.approve import record_decision
@@ -26,9 +30,16 @@ def checked(outcome: DeployOutcome) -> DeployOutcome:
 
 
 def bench_settings(prefix: str) -> tuple[Path, Settings]:
-    """A temporary root holding the bench's own state dir and app remote."""
+    """A temporary root holding the bench's own state dir, app remote and policy: the project's, but prod takes
+    a release all at once. These benches time the deploy's own mechanics; a canary waits minutes for traffic
+    nobody sends here (bench/canary.py times the shift)."""
     root = Path(tempfile.mkdtemp(prefix=prefix))
-    return root, Settings("local", root / "state", str(root / "app.git"), None)
+    infra = root / "infra"
+    shutil.copytree(DEFAULT_INFRA_DIR, infra, ignore=shutil.ignore_patterns("__pycache__"))
+    table = yaml.safe_load((infra / "environments.yaml").read_text())
+    table["environments"]["prod"]["delivery"] = {"strategy": "all_at_once"}
+    (infra / "environments.yaml").write_text(yaml.safe_dump(table, sort_keys=False))
+    return root, Settings("local", root / "state", str(root / "app.git"), None, infra_dir=infra)
 
 
 def tag_and_approve(settings: Settings, instance, clone: Path, tag: str) -> None:
