@@ -44,6 +44,16 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+@pytest.fixture
+def repo(tmp_path):
+    """A real bare remote with one commit on main, and a working clone that pushes into it (sensor_kit.AppRepo)."""
+    from sensor_kit import AppRepo
+
+    repo = AppRepo(tmp_path / "app")
+    repo.push("initial import")
+    return repo
+
+
 @pytest.fixture(scope="session")
 def state_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("state")

@@ -6,7 +6,7 @@ Real git repositories and a persistent Dagster instance under a temporary DAGSTE
 
 import dagster as dg
 import pytest
-from sensor_kit import AppRepo, apply, cli_environment, tick, verified_in_dev
+from sensor_kit import apply, cli_environment, tick, verified_in_dev
 
 from coderemote_pipeline.assets.jobs import STAGE_ASSETS as STAGES
 from coderemote_pipeline.assets.release_approval import release_approval
@@ -18,13 +18,6 @@ from coderemote_pipeline.rules.names import COMMIT_TAG
 from coderemote_pipeline.usecases.deploy import DeployRefused, Override, run_deployment
 
 APPROVE_HINT = "coderemote-pipeline approve prod v1.0.0"
-
-
-@pytest.fixture
-def repo(tmp_path) -> AppRepo:
-    repo = AppRepo(tmp_path / "app")
-    repo.push("initial import")
-    return repo
 
 
 @pytest.fixture

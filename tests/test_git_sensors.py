@@ -9,7 +9,7 @@ from dataclasses import replace
 
 import dagster as dg
 import pytest
-from sensor_kit import AppRepo, settings_for, tick, verified_in_dev
+from sensor_kit import settings_for, tick, verified_in_dev
 
 from coderemote_pipeline.actions.git_remote import GitRemote
 from coderemote_pipeline.definitions import build_defs
@@ -19,13 +19,6 @@ from coderemote_pipeline.rules.settings import Settings, SettingsError
 
 MAIN = "main_push_sensor"
 TAGS = "version_tag_sensor"
-
-
-@pytest.fixture
-def repo(tmp_path) -> AppRepo:
-    repo = AppRepo(tmp_path / "app")
-    repo.push("initial import")
-    return repo
 
 
 @pytest.fixture

@@ -22,13 +22,6 @@ APPROVERS = {"alice": "alice@example.com", "bob": "bob@example.com", "carol": "c
 
 
 @pytest.fixture
-def repo(tmp_path) -> AppRepo:
-    repo = AppRepo(tmp_path / "app")
-    repo.push("initial import")
-    return repo
-
-
-@pytest.fixture
 def env(tmp_path, repo, monkeypatch, settings_infra):
     with cli_environment(tmp_path, repo.remote, monkeypatch, settings_infra) as found:
         yield found
