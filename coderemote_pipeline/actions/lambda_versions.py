@@ -116,14 +116,6 @@ def route(lam: Any, outputs: dict[str, str], primary: str, extra: dict[str, int]
     )
 
 
-def move_alias(lam: Any, outputs: dict[str, str], version: str) -> bool:
-    """Point the whole alias at `version` (already published); False when it was there already."""
-    if alias_weights(lam, outputs) == {version: 100}:
-        return False
-    route(lam, outputs, version)
-    return True
-
-
 def version_info(lam: Any, outputs: dict[str, str], version: str) -> VersionInfo:
     """The image (by digest), environment and release a published version runs.
 

@@ -19,10 +19,6 @@ class Verdict:
     threshold: float = 0.0
     requests: int = 0
 
-    @property
-    def breached(self) -> bool:
-        return self.outcome == BREACH
-
     def describe(self) -> str:
         if self.outcome == BREACH and self.metric == "error_rate":
             return f"error rate {self.value:.1%} > threshold {self.threshold:.1%} over {self.requests} requests"
