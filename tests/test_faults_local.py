@@ -198,7 +198,8 @@ def test_emulator_stopped_during_the_upload(faults, monkeypatch):
     snapshot = frontend_store.store_snapshot
 
     def upload_after_stopping_the_emulator(*args, **kwargs):
-        stop_pid(load_stack_info(faults.settings.state_dir).moto_pid, expect="moto.server")
+        # Killed, not stopped: a clean stop would keep the emulator's memory (local_stack/emulator.py).
+        os.kill(load_stack_info(faults.settings.state_dir).moto_pid, signal.SIGKILL)
         return snapshot(*args, **kwargs)
 
     monkeypatch.setattr(frontend_store, "store_snapshot", upload_after_stopping_the_emulator)

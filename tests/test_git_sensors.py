@@ -5,10 +5,12 @@ partitions registered, the pending approvals recorded, the cursor and the reason
 """
 
 import shutil
+import uuid
 from dataclasses import replace
 
 import dagster as dg
 import pytest
+from ledger_kit import record_live
 from sensor_kit import settings_for, tick, verified_in_dev
 
 from coderemote_pipeline.actions.git_remote import GitRemote
@@ -69,6 +71,24 @@ def test_first_tick_deploys_the_head_of_main_to_dev(settings, instance, repo):
     assert result.partitions == [release]
     assert result.cursor_json == {"main": head, "moves": 1}
     assert result.logged(f"first tick: main is at {head[:12]}")
+
+
+def test_first_tick_after_a_restart_does_not_redeploy_what_is_live(settings, instance, repo):
+    head = repo.git("rev-parse", "HEAD")
+    release = commit_release_key("main", head)
+    record_live(instance, "dev", release, head)
+    # The env's latest deploy run ended well: nothing to redo. Then one that failed: deploy again.
+    instance.add_run(dg.DagsterRun(job_name="deploy_job", run_id=str(uuid.uuid4()), status=dg.DagsterRunStatus.SUCCESS,
+                                   tags={"coderemote/env": "dev", "coderemote/release": release}))  # fmt: skip
+    quiet = tick(settings, instance, MAIN, None)
+    assert quiet.run_requests == []
+    assert quiet.skip and f"{release} (commit {head[:12]}) is already live in dev and its last deploy succeeded" in (
+        quiet.skip
+    )
+    assert quiet.cursor_json == {"main": head, "moves": 1}  # seen: the next push deploys as usual
+    instance.add_run(dg.DagsterRun(job_name="deploy_job", run_id=str(uuid.uuid4()), status=dg.DagsterRunStatus.FAILURE,
+                                   tags={"coderemote/env": "dev", "coderemote/release": release}))  # fmt: skip
+    assert _only_request(tick(settings, instance, MAIN, None)).partition_key == f"dev|{release}"
 
 
 def test_unchanged_main_requests_nothing(settings, instance, repo):

@@ -84,3 +84,8 @@ class EnvTarget:
 
 class TargetUnreadable(InfrastructureError):
     """What an environment serves cannot be read now (the emulator or AWS does not answer)."""
+
+
+class TargetMissing(InfrastructureError):
+    """The environment's function or alias is not in the target any more (an emulator that was killed, not stopped,
+    restarts empty; on AWS, someone deleted it)."""

@@ -7,9 +7,11 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
+from botocore.exceptions import ClientError
+
 from coderemote_pipeline.actions import http_probe, switch
 from coderemote_pipeline.actions import site_store as store
-from coderemote_pipeline.actions.serving import EnvTarget
+from coderemote_pipeline.actions.serving import EnvTarget, TargetMissing
 from coderemote_pipeline.ledger.records import LiveRecord
 from coderemote_pipeline.rules import stack_outputs as out
 
@@ -46,7 +48,17 @@ class TargetState:
 
 def read_target(target: EnvTarget, *, probe: bool = True) -> TargetState:
     """The env's alias, runtime and site as the target reports them; with `probe`, asked over HTTP too."""
-    now = switch.serving(target)
+    try:
+        now = switch.serving(target)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
+            raise
+        function = target.outputs[out.LAMBDA_FUNCTION_NAME]
+        raise TargetMissing(
+            f"{target.env}'s function {function} (or its {target.outputs[out.LAMBDA_ALIAS_NAME]} alias) does not "
+            f"exist in the target: on the local target the emulator was killed and restarted empty (`local down` "
+            f"keeps it). Deploy again to provision it: coderemote-pipeline deploy {target.env} <release>"
+        ) from None
     runtime = target.runtime.current(target.env)
     if not probe:
         return TargetState(target.env, now, runtime)

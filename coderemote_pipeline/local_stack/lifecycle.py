@@ -91,7 +91,9 @@ class LocalStack:
             "moto",
             moto_server.CMDLINE_FRAGMENT,
             lambda port: moto_server.moto_answers(moto_server.moto_endpoint(port)),
-            lambda port: moto_server.start_moto(port, log_path=self.paths.log("moto")),
+            lambda port: moto_server.start_moto(
+                port, log_path=self.paths.log("moto"), memory=self.paths.emulator_memory
+            ),
             ports.get("moto"),
             [ports.get("registry", 0), *api_ports.values()],
             started,

@@ -12,7 +12,7 @@ from coderemote_pipeline.local_stack.processes import spawn, wait_until
 
 START_TIMEOUT_SECONDS = 30.0
 # What `stop_pid` looks for in /proc/<pid>/cmdline before signalling a recorded pid.
-CMDLINE_FRAGMENT = "moto.server"
+CMDLINE_FRAGMENT = "coderemote_pipeline.local_stack.emulator"
 REGION = "us-east-1"
 ACCOUNT_ID = "123456789012"  # moto's default account: ARNs and ECR registry hosts carry it
 DUMMY_CREDENTIALS = {
@@ -46,9 +46,10 @@ def _server_env() -> dict[str, str]:
     return env
 
 
-def start_moto(port: int, *, log_path: Path) -> int:
-    """Spawn moto on 127.0.0.1:`port` and return its pid without waiting (see `wait_for_moto`)."""
-    argv = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+def start_moto(port: int, *, log_path: Path, memory: Path) -> int:
+    """Spawn moto on 127.0.0.1:`port` and return its pid without waiting (see `wait_for_moto`). It starts with what
+    `memory` holds, if a clean stop left it, and leaves its memory there when it is stopped cleanly."""
+    argv = [sys.executable, "-m", CMDLINE_FRAGMENT, "-H", "127.0.0.1", "-p", str(port), "--memory", str(memory)]
     return spawn(argv, log_path=log_path, env=_server_env())
 
 

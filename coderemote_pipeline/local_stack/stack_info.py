@@ -87,6 +87,11 @@ class StackPaths:
     def registry_storage(self) -> Path:
         return self.root / "registry" / "storage"
 
+    @property
+    def emulator_memory(self) -> Path:
+        # Exists only between a clean stop of the emulator and its next start (local_stack/emulator.py).
+        return self.root / "emulator-memory.pickle"
+
     def log(self, part: str) -> Path:
         return self.root / "logs" / f"{part}.log"
 
