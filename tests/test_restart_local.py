@@ -117,7 +117,7 @@ def test_a_killed_emulator_forgets_and_status_says_what_is_missing(deployed, mon
     assert not stack.paths.emulator_memory.exists()
     assert _cli(settings, instance, monkeypatch, "status", "dev") == 3
     shown = capsys.readouterr().out
-    assert f"{FUNCTION} does not exist" in shown and "deploy dev" in shown, shown
+    assert f"{FUNCTION} (or its live alias) does not exist" in shown and "deploy dev" in shown, shown
     assert "Traceback" not in shown
     # The next deploy provisions the environment again and serves it whole.
     again = run_deployment("dev", "main", settings=settings, instance=instance, **QUIET)

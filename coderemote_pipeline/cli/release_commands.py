@@ -89,6 +89,10 @@ def cmd_status(args: argparse.Namespace, settings_from) -> int:
     settings = settings_from(args)
     drifted = False
     for found in status(settings, open_instance(settings.state_dir), args.env):
+        if found.recorded is not None and found.state is None:
+            drifted = True
+            print(f"{found.env:<8} {found.recorded.release:<16} MISSING: {found.problems[0]}")
+            continue
         if found.recorded is None or found.state is None:
             print(f"{found.env:<8} nothing deployed")
             continue

@@ -31,6 +31,15 @@ from coderemote_pipeline.local_stack.stack_info import (
     write_atomically,
 )
 
+LEGACY = {"moto": moto_server.LEGACY_CMDLINE_FRAGMENT}
+
+
+def _stop_ours(pid: int | None, part: str, fragment: str) -> None:
+    """Stop `pid` if it is this part's process, as it runs now or ran before an upgrade; anything else is left."""
+    for expected in (fragment, LEGACY.get(part)):
+        if expected is not None and stop_pid(pid, expect=expected):
+            return
+
 
 @dataclass(frozen=True)
 class _Server:
@@ -174,8 +183,8 @@ class LocalStack:
         pid = read_pid(pidfile)
         if pid is not None and preferred and pid_matches(pid, fragment) and answers(preferred):
             return _Server(pid=pid, port=preferred, fresh=False)
-        # Alive but not answering means hung: replace it rather than run two.
-        stop_pid(pid, expect=fragment)
+        # Alive but not answering means hung: replace it rather than run two (or one of before an upgrade).
+        _stop_ours(pid, part, fragment)
         port = free_port(preferred, exclude=exclude)
         new_pid = start(port)
         started.append(lambda: stop_pid(new_pid, expect=fragment))
@@ -216,7 +225,7 @@ class LocalStack:
                 ("registry", registry.CMDLINE_FRAGMENT, info.registry_pid if info else None),
             ):
                 for pid in {read_pid(self.paths.pidfile(part)), recorded}:
-                    stop_pid(pid, expect=fragment)
+                    _stop_ours(pid, part, fragment)
                 self.paths.pidfile(part).unlink(missing_ok=True)
             managed_pids = {engine_pid if own_engine else None}
             if info is not None and info.dockerd_managed:

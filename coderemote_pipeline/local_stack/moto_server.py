@@ -13,6 +13,8 @@ from coderemote_pipeline.local_stack.processes import spawn, wait_until
 START_TIMEOUT_SECONDS = 30.0
 # What `stop_pid` looks for in /proc/<pid>/cmdline before signalling a recorded pid.
 CMDLINE_FRAGMENT = "coderemote_pipeline.local_stack.emulator"
+# What an emulator started before `emulator.py` existed runs as: `down` and `up` still stop it after an upgrade.
+LEGACY_CMDLINE_FRAGMENT = "-m moto.server"
 REGION = "us-east-1"
 ACCOUNT_ID = "123456789012"  # moto's default account: ARNs and ECR registry hosts carry it
 DUMMY_CREDENTIALS = {

@@ -6,7 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import dagster as dg
+from botocore.exceptions import ClientError
 
+from coderemote_pipeline.actions.serving import TargetMissing
 from coderemote_pipeline.actions.switch import switch_api
 from coderemote_pipeline.actions.target_state import TargetState, drift, read_target
 from coderemote_pipeline.ledger.live import recorded_live
@@ -38,7 +40,11 @@ def status(settings: Settings, instance: dg.DagsterInstance, env: str | None = N
         if live is None or not live.stack_outputs:
             found.append(EnvStatus(name, None, None, []))
             continue
-        state = read_target(_target(settings, resources, name, live))
+        try:
+            state = read_target(_target(settings, resources, name, live))
+        except TargetMissing as exc:
+            found.append(EnvStatus(name, live, None, [str(exc)]))
+            continue
         found.append(EnvStatus(name, live, state, drift(live, state)))
     return found
 
@@ -52,7 +58,15 @@ def revive_apis(settings: Settings, instance: dg.DagsterInstance) -> list[str]:
         if live is None or not live.stack_outputs:
             continue
         target = _target(settings, resources, env, live)
-        if target.runtime.current(env) is None:
+        if target.runtime.current(env) is not None:
+            continue
+        try:
             activation = switch_api(target, str(live.version))
-            revived.append(f"{env}: {live.release} (version {live.version}) {activation.detail}")
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
+                raise
+            revived.append(f"{env}: NOT revived, {live.release} (version {live.version}) is not in the target any "
+                           f"more: deploy it again (coderemote-pipeline deploy {env} {live.release})")  # fmt: skip
+            continue
+        revived.append(f"{env}: {live.release} (version {live.version}) {activation.detail}")
     return revived
