@@ -14,6 +14,7 @@ from coderemote_pipeline.rules.app_layout import AppLayout, Side
 from coderemote_pipeline.rules.environments import DEFAULT_INFRA_DIR
 from coderemote_pipeline.rules.release_keys import parse_release_key
 from coderemote_pipeline.rules.settings import Settings
+from coderemote_pipeline.rules.stage_seconds import own_seconds
 from coderemote_pipeline.usecases.approve import record_decision
 from coderemote_pipeline.usecases.demo import git
 from coderemote_pipeline.usecases.deploy import DeployOutcome
@@ -58,7 +59,7 @@ def critical_path_s(outcome: DeployOutcome, layout: AppLayout) -> float:
         meta = outcome.stages.get(name, {})
         if name.startswith("check:") and not meta.get("ran", True):
             return 0.0
-        return float(meta.get("total_s", meta.get("seconds", 0.0)) or 0.0)
+        return own_seconds(meta)
 
     def checks(side: Side) -> float:
         return sum(own(f"check:{c.name}") for c in layout.checks_of(side))

@@ -58,7 +58,7 @@ def test_approving_a_held_release_launches_its_deploy_exactly_once(env, repo, ca
 
     launched = tick(settings, instance, "approved_release_sensor", None)
     (request,) = launched.run_requests
-    assert request.partition_key == "prod|v1.0.0" and request.job_name == "deploy_job"
+    assert request.partition_key == "prod|v1.0.0" and request.job_name == "redeploy_job"
     assert request.run_key == f"prod|v1.0.0:hold-{hold.storage_id}"
     assert request.tags["coderemote/commit"] == commit and request.tags["coderemote/trigger"] == "approval"
     assert launched.cursor_json == {"after_storage_id": decision.storage_id, "waiting": []}

@@ -87,6 +87,19 @@ def test_full_deploy_then_noop(settings, instance, app_remote, local_stack, capf
     assert again.stages["cloudfront_invalidation"]["path_count"] == 0
     assert _builds(local_stack) == builds_before + 1
 
+    # A new commit in one process (what `auto` picks for this app): the frontend builds beside the image, in the
+    # same run, and frontend_bundle reports that build as its own work, not the wait for it.
+    (clone / "frontend" / "src" / "style.css").write_text("body { font-family: serif; }\n")
+    (clone / "backend" / "app" / "ahead.txt").write_text("built beside the frontend\n")
+    commit_and_push(clone, "both sides change")
+    serial = run_deployment("dev", "main", settings=settings, instance=instance, echo=lambda _: None)
+    assert serial.success, serial.failure
+    assert serial.job_name == "redeploy_job" and serial.stages["api_image"]["outcome"] == "built"
+    bundle = serial.stages["frontend_bundle"]
+    assert bundle["outcome"] == "built" and bundle["build_ahead_s"] > 0 and bundle["files_uploaded"] > 0
+    assert bundle["build_waited_s"] <= bundle["build_s"] <= bundle["total_s"]
+    assert json.loads(_get(frontend_url + "/config.json"))["release"] == serial.release
+
 
 def test_another_app_layout_deploys_through_configuration_alone(settings, instance, tmp_path):
     remote, clone = tmp_path / "alt.git", tmp_path / "alt"

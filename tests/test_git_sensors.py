@@ -64,7 +64,7 @@ def test_first_tick_deploys_the_head_of_main_to_dev(settings, instance, repo):
     result = tick(settings, instance, MAIN, None)
     request = _only_request(result)
     assert request.partition_key == f"dev|{release}"
-    assert request.job_name == "deploy_job"  # never built: the job that builds
+    assert request.job_name == "redeploy_job"  # one process: the builds overlap there too (ledger/job_choice.py)
     assert request.run_key == f"dev:main@{head}#1"
     assert request.tags["coderemote/commit"] == head and request.tags["coderemote/trigger"] == "main_push"
     assert (request.tags["coderemote/env"], request.tags["coderemote/release"]) == ("dev", release)

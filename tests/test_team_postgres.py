@@ -72,7 +72,8 @@ def _files_text(root: Path) -> str:
 
 def test_full_dev_deploy_on_postgres_leaks_no_secret(team, postgres, state_dir, local_stack):
     deploy = subprocess.run(
-        [str(BIN / "coderemote-pipeline"), "deploy", "dev", "main"],
+        # A process per step: the step workers' logs are among the places searched.
+        [str(BIN / "coderemote-pipeline"), "deploy", "dev", "main", "--executor", "parallel"],
         env={**team.env, **SECRETS},
         capture_output=True,
         text=True,

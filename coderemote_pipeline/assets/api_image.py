@@ -58,6 +58,11 @@ def api_image(
                 origin = deployed_elsewhere(context.instance, ImageRecord, commit, deploy.env, "digest", ref.digest)
                 outcome = f"promoted from {source[0]}" + (f" (run {origin[1][:8]})" if origin else "")
     if ref is None:
+        if context.run.job_name != names.DEPLOY_JOB:
+            # One process runs every step here: the frontend of the same commit builds beside the image (npm
+            # working while this step waits on the engine), for frontend_bundle to find done. deploy_job runs the
+            # frontend branch in a process of its own already.
+            app_source.start_frontend_build(commit, by=context.run_id)
         with timer.step("build"):
             built = images.build(app_source, docker, commit=commit, build_key=build_key)
         with timer.step("push"):

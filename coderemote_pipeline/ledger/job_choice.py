@@ -1,11 +1,13 @@
-"""Which job runs a deployment: redeploy_job (one process) when the commit's image and bundle exist already (a
-re-run, rollback, promotion); otherwise whichever this app's own evidence says is faster.
+"""Which job runs a deployment: redeploy_job (every step in one process) unless this app's own evidence says a
+process per step (deploy_job) pays.
 
-deploy_job runs the two branches side by side, each step in a process of its own: it saves at most the shorter
-branch's build, and pays a process start per step. bench/deploy.py measured that start at about a second here
-(deploy_job 13.0 s against redeploy_job 5.3 s for the example app, whose builds take about a second): so once the
-app has built once, its recorded build seconds decide — parallel only where the shorter build outweighs the starts.
-With no build recorded yet, deploy_job (an app whose builds take minutes loses most by guessing wrong)."""
+Both jobs overlap the two builds now: in one process, api_image starts the commit's frontend build beside the image
+build (npm works while the step waits on the Docker engine; resources/app_source.py). What deploy_job overlaps
+besides is the rest of each branch — the app's checks of each side, the version, the upload — and it pays a
+process start per step for it. Measured by bench/deploy.py on this 2-core machine (2026-12-03): the example app
+(builds of about a second) 4.4 s in one process against 10.2 s with a process per step; the realistic app (builds of
+20–30 s each, testkit/realistic_app.py) 38.4 s against 44.4 s. So one process, unless this app's recorded checks
+make the shorter side's checks outweigh the starts (an app whose tests take minutes on both sides)."""
 
 from __future__ import annotations
 
@@ -20,7 +22,8 @@ EXECUTORS = ("auto", "parallel", "serial")
 # by bench/deploy.py on this 2-core machine ((deploy_job - redeploy_job) / steps), to be measured again elsewhere.
 PER_STEP_OVERHEAD_S = 0.9
 STEPS = 9
-RECENT = 20
+RECENT = 20  # this app's newest successful deploys looked at for check seconds
+SIDES = {names.API_IMAGE: "backend", names.FRONTEND_BUNDLE: "frontend"}
 
 
 def nothing_to_build(instance: dg.DagsterInstance, commit: str) -> bool:
@@ -34,22 +37,35 @@ def nothing_to_build(instance: dg.DagsterInstance, commit: str) -> bool:
     )
 
 
-def last_build_s(instance: dg.DagsterInstance, stage: str) -> float | None:
-    """The stage's wall seconds in this instance's newest run that really built (not reused, not promoted)."""
-    for record in instance.fetch_materializations(names.key(stage), limit=RECENT).records:
-        meta = record.asset_materialization.metadata if record.asset_materialization else {}
-        built = meta.get("built") or meta.get("outcome")
-        if built is not None and built.value in (True, "built") and "total_s" in meta:
-            return float(meta["total_s"].value)
+def check_seconds(instance: dg.DagsterInstance, app_remote: str | None) -> dict[str, float] | None:
+    """Seconds of each side's checks (backend, frontend) in this app's newest successful run whose checks ran:
+    an indexed run-tag query, then that run's own check events."""
+    tags = {names.APP_REMOTE_TAG: app_remote} if app_remote else {}
+    runs = instance.get_runs(dg.RunsFilter(tags=tags, statuses=[dg.DagsterRunStatus.SUCCESS]), limit=RECENT)
+    for run in runs:
+        sides = {"backend": 0.0, "frontend": 0.0}
+        ran = False
+        records = instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
+        for record in records.records:
+            evaluation = record.event_log_entry.dagster_event.event_specific_data
+            meta = {k: v.value for k, v in evaluation.metadata.items()}
+            side = SIDES.get(evaluation.asset_key.to_user_string())
+            if side and meta.get("ran"):
+                ran = True
+                sides[side] += float(meta.get("seconds", 0.0))
+        if ran:
+            return sides
     return None
 
 
-def choose_job(instance: dg.DagsterInstance, commit: str, executor: str = "auto") -> str:
+def choose_job(
+    instance: dg.DagsterInstance, commit: str, executor: str = "auto", *, app_remote: str | None = None
+) -> str:
     if executor == "parallel":
         return names.DEPLOY_JOB
     if executor == "serial" or nothing_to_build(instance, commit):
         return names.REDEPLOY_JOB
-    backend, frontend = last_build_s(instance, names.API_IMAGE), last_build_s(instance, names.FRONTEND_BUNDLE)
-    if backend is None or frontend is None:
+    checks = check_seconds(instance, app_remote)
+    if checks is not None and min(checks.values()) > PER_STEP_OVERHEAD_S * STEPS:
         return names.DEPLOY_JOB
-    return names.DEPLOY_JOB if min(backend, frontend) > PER_STEP_OVERHEAD_S * STEPS else names.REDEPLOY_JOB
+    return names.REDEPLOY_JOB

@@ -7,12 +7,17 @@ these fields only.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import shlex
 import shutil
+import signal
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,8 +42,16 @@ class FrontendBuildFailed(RuntimeError):
 class FrontendBuild:
     directory: Path
     built: bool
-    seconds: float
+    seconds: float  # the build's own seconds (0.0 when reused)
     build_key: str
+    ahead: bool = False  # built in the background while the image built (start_frontend_build)
+    waited_s: float = 0.0  # for a build in progress
+
+
+# Builds started ahead in this process, by (remote, work dir, commit): one at a time each.
+_AHEAD: dict[tuple[str, str, str], threading.Thread] = {}
+_AHEAD_LOCK = threading.Lock()
+_RUNNING: set[subprocess.Popen] = set()
 
 
 class AppSource(dg.ConfigurableResource):
@@ -102,8 +115,31 @@ class AppSource(dg.ConfigurableResource):
         inside(context, self.layout.dockerfile, what="dockerfile", file=True)
         return context
 
-    def build_frontend(self, commit: str, build_env: dict[str, str]) -> FrontendBuild:
-        """Build the frontend of `commit` once per (tree, build-time values); later calls reuse the output."""
+    def start_frontend_build(self, commit: str, *, by: str) -> None:
+        """Build `commit`'s environment-neutral frontend in the background, for `frontend_bundle` of run `by` to
+        find done (or in progress: it waits). What lets one process run both branches at once: while this process
+        waits on the Docker engine for the image, npm works beside it. Only the runtime-config mode can build before
+        the environment's values are known; a failure here is left for frontend_bundle to meet and report."""
+        if self.frontend_env_mode is not FrontendEnvMode.RUNTIME_CONFIG:
+            return
+        key = (self.remote_url, self.work_dir, commit)
+        with _AHEAD_LOCK:
+            if key in _AHEAD and _AHEAD[key].is_alive():
+                return
+            # A daemon: a run that failed before its frontend stage does not wait for this build to exit.
+            worker = threading.Thread(target=self._build_quietly, args=(commit, by), name=f"frontend-{commit[:8]}",
+                                      daemon=True)  # fmt: skip
+            _AHEAD[key] = worker
+        worker.start()
+
+    def _build_quietly(self, commit: str, by: str) -> None:
+        with contextlib.suppress(Exception):
+            self.build_frontend(commit, {}, by=by)
+
+    def build_frontend(self, commit: str, build_env: dict[str, str], *, by: str = "") -> FrontendBuild:
+        """Build the frontend of `commit` once per (tree, build-time values); later calls reuse the output. One
+        build at a time per key, across threads and processes: a caller that finds one in progress waits for it.
+        `by` (a run id) is written beside the output, so the run that started a build ahead says it built it."""
         remote = self.remote()
         remote.require_path(commit, self.layout.frontend_dir, kind="tree", what="frontend_dir")
         inputs = {
@@ -114,23 +150,31 @@ class AppSource(dg.ConfigurableResource):
         }
         key = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
         root = Path(self.work_dir) / "builds" / "frontend" / key
+        root.parent.mkdir(parents=True, exist_ok=True)
+        with open(root.parent / f"{key}.lock", "w") as lock:
+            waited = time.monotonic()
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            waited = time.monotonic() - waited
+            try:
+                return self._build_locked(commit, build_env, root, key, by, waited)
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _build_locked(
+        self, commit: str, build_env: dict[str, str], root: Path, key: str, by: str, waited: float
+    ) -> FrontendBuild:
         output = root / "src" / self.frontend_output_dir
         if (root / "complete").exists():
-            return FrontendBuild(output, built=False, seconds=0.0, build_key=key)
+            done = _completion(root / "complete")
+            mine = bool(by) and done.get("by") == by
+            return FrontendBuild(output, built=mine, seconds=float(done.get("seconds", 0.0)) if mine else 0.0,
+                                 build_key=key, ahead=mine, waited_s=waited)  # fmt: skip
         started = time.monotonic()
         if root.exists():
             shutil.rmtree(root)
-        source = remote.export(commit, self.frontend_dir, root / "src")
+        source = self.remote().export(commit, self.frontend_dir, root / "src")
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(root), "CI": "true", **build_env}
-        proc = subprocess.run(
-            shlex.split(self.frontend_build_command),
-            cwd=source,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=FRONTEND_BUILD_TIMEOUT_S,
-            check=False,
-        )
+        proc = _run_build(shlex.split(self.frontend_build_command), source, env)
         if proc.returncode == 0 and output.exists():
             inside(source, self.layout.frontend_output_dir, what="frontend_output_dir", file=False)
         if proc.returncode != 0 or not output.is_dir():
@@ -140,8 +184,45 @@ class AppSource(dg.ConfigurableResource):
                 f"frontend build `{self.frontend_build_command}` in {self.frontend_dir}/ of {commit[:12]} {reason}\n"
                 f"--- build output (tail) ---\n{tail}"
             )
-        (root / "complete").write_text(commit)
-        return FrontendBuild(output, built=True, seconds=time.monotonic() - started, build_key=key)
+        seconds = time.monotonic() - started
+        (root / "complete").write_text(json.dumps({"commit": commit, "seconds": round(seconds, 3), "by": by}))
+        return FrontendBuild(output, built=True, seconds=seconds, build_key=key)
+
+
+def _run_build(argv: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """The build command in a session of its own, so that a process exiting with a build still running (one started
+    ahead for a run that failed first) ends the whole build instead of leaving it to write into the cache."""
+    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # fmt: skip
+    _RUNNING.add(proc)
+    try:
+        out, err = proc.communicate(timeout=FRONTEND_BUILD_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
+        out, err = proc.communicate()
+    finally:
+        _RUNNING.discard(proc)
+    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+@atexit.register
+def _end_running_builds() -> None:
+    for proc in list(_RUNNING):
+        _kill_group(proc)
+
+
+def _completion(marker: Path) -> dict:
+    # Builds of before this format wrote the bare commit.
+    try:
+        found = json.loads(marker.read_text())
+    except ValueError:
+        return {}
+    return found if isinstance(found, dict) else {}
 
 
 def inside(root: Path, relative: str, *, what: str, file: bool) -> Path:
