@@ -149,9 +149,11 @@ class AppSource(dg.ConfigurableResource):
             "env": build_env,
         }
         key = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
-        root = Path(self.work_dir) / "builds" / "frontend" / key
-        root.parent.mkdir(parents=True, exist_ok=True)
-        with open(root.parent / f"{key}.lock", "w") as lock:
+        builds = Path(self.work_dir) / "builds"
+        root = builds / "frontend" / key
+        for folder in ("frontend", "frontend-locks", "frontend-partial"):
+            (builds / folder).mkdir(parents=True, exist_ok=True)
+        with open(builds / "frontend-locks" / f"{key}.lock", "w") as lock:
             waited = time.monotonic()
             fcntl.flock(lock, fcntl.LOCK_EX)
             waited = time.monotonic() - waited
@@ -170,23 +172,32 @@ class AppSource(dg.ConfigurableResource):
             return FrontendBuild(output, built=mine, seconds=float(done.get("seconds", 0.0)) if mine else 0.0,
                                  build_key=key, ahead=mine, waited_s=waited)  # fmt: skip
         started = time.monotonic()
-        if root.exists():
-            shutil.rmtree(root)
-        source = self.remote().export(commit, self.frontend_dir, root / "src")
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(root), "CI": "true", **build_env}
-        proc = _run_build(shlex.split(self.frontend_build_command), source, env)
-        if proc.returncode == 0 and output.exists():
-            inside(source, self.layout.frontend_output_dir, what="frontend_output_dir", file=False)
-        if proc.returncode != 0 or not output.is_dir():
-            tail = (proc.stdout + proc.stderr)[-BUILD_LOG_TAIL_CHARS:]
-            reason = f"exited {proc.returncode}" if proc.returncode else f"produced no {self.frontend_output_dir}/"
-            raise FrontendBuildFailed(
-                f"frontend build `{self.frontend_build_command}` in {self.frontend_dir}/ of {commit[:12]} {reason}\n"
-                f"--- build output (tail) ---\n{tail}"
-            )
-        seconds = time.monotonic() - started
-        (root / "complete").write_text(json.dumps({"commit": commit, "seconds": round(seconds, 3), "by": by}))
-        return FrontendBuild(output, built=True, seconds=seconds, build_key=key)
+        # Built in a folder of this call's own, then moved into place whole: a build left running by a process
+        # that was killed writes only into its own folder, never into the cache.
+        work = root.parent.parent / "frontend-partial" / f"{key}-{os.getpid()}-{threading.get_ident()}"
+        shutil.rmtree(work, ignore_errors=True)
+        try:
+            source = self.remote().export(commit, self.frontend_dir, work / "src")
+            env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(work), "CI": "true", **build_env}
+            proc = _run_build(shlex.split(self.frontend_build_command), source, env)
+            built = source / self.frontend_output_dir
+            if proc.returncode == 0 and built.exists():
+                inside(source, self.layout.frontend_output_dir, what="frontend_output_dir", file=False)
+            if proc.returncode == 0 and built.is_dir():
+                seconds = time.monotonic() - started
+                (work / "complete").write_text(json.dumps({"commit": commit, "seconds": round(seconds, 3),
+                                                           "by": by}))  # fmt: skip
+                shutil.rmtree(root, ignore_errors=True)
+                work.rename(root)
+                return FrontendBuild(output, built=True, seconds=seconds, build_key=key)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        tail = (proc.stdout + proc.stderr)[-BUILD_LOG_TAIL_CHARS:]
+        reason = f"exited {proc.returncode}" if proc.returncode else f"produced no {self.frontend_output_dir}/"
+        raise FrontendBuildFailed(
+            f"frontend build `{self.frontend_build_command}` in {self.frontend_dir}/ of {commit[:12]} {reason}\n"
+            f"--- build output (tail) ---\n{tail}"
+        )
 
 
 def _run_build(argv: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:

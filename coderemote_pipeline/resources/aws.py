@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import threading
 from abc import ABC, abstractmethod
 from typing import Any
 
@@ -41,6 +43,25 @@ class AwsResource(dg.ConfigurableResource, ABC):
     def client(self, service: str) -> Any:
         kwargs = tuple(sorted(self._session_kwargs().items()))
         return _cached_client(service, self.region, self.endpoint_url(), kwargs, self.max_attempts())
+
+
+# What a deploy's stages ask for, in order of need (infra first).
+STAGE_SERVICES = ("iam", "ecr", "s3", "lambda", "cloudfront", "secretsmanager")
+
+
+def warm_clients(aws: AwsResource, services: tuple[str, ...] = STAGE_SERVICES) -> threading.Thread:
+    """Make the clients a deploy's stages will use, in the background, while the caller resolves the release and
+    opens the instance: each costs its service model's load (0.1-0.35 s), and a run in this process reuses them.
+    A failure here is left for the stage that needs the client to meet and report."""
+
+    def make() -> None:
+        for service in services:
+            with contextlib.suppress(Exception):
+                aws.client(service)
+
+    worker = threading.Thread(target=make, name="warm-aws-clients", daemon=True)
+    worker.start()
+    return worker
 
 
 @functools.lru_cache(maxsize=64)

@@ -143,7 +143,11 @@ class LocalContainerRuntime(ApiRuntime):
 
     def retire(self, env: str, keep: set[str]) -> None:
         doomed = [c for c in self._containers(env) if c.labels.get("coderemote.version") not in keep]
-        if doomed:
+        with slots_locked(self._edge()) as state:
+            routed = {slot.version for slot in state.slots(env).values()}
+        # Only a version the edge still holds in a slot can have requests in flight; one whose slot went to another
+        # version had no weight since the switch before (its last requests ended long ago).
+        if any(c.labels.get("coderemote.version") in routed for c in doomed):
             time.sleep(DRAIN_S)
         for container in doomed:
             container.remove(force=True)

@@ -16,6 +16,8 @@ from coderemote_pipeline.ledger.gate import gate_refusal
 from coderemote_pipeline.ledger.instance import open_instance
 from coderemote_pipeline.ledger.job_choice import choose_job
 from coderemote_pipeline.resources.app_source import AppSource
+from coderemote_pipeline.resources.aws import warm_clients
+from coderemote_pipeline.resources.targets import resources_for
 from coderemote_pipeline.rules import names
 from coderemote_pipeline.rules import notify_config as nc
 from coderemote_pipeline.rules.deployment import Deployment
@@ -120,6 +122,7 @@ def run_deployment(
     """Deploy a REF of the app remote (branch, tag or commit) to ENV."""
     policies = load_policies(settings.infra_dir)
     check_env(env)  # the environment's name, before anything touches git
+    warm_clients(resources_for(settings)["aws"])  # beside the git and instance work below
     app = app_source(settings)
     resolved = app.remote().resolve(ref)
     app.check_paths(resolved.commit)
