@@ -114,7 +114,7 @@ def test_a_killed_emulator_forgets_and_status_says_what_is_missing(deployed, mon
     info = load_stack_info(settings.state_dir)
     os.kill(info.moto_pid, signal.SIGKILL)
     stack.up()
-    assert not stack.paths.emulator_memory.exists()
+    assert not stack.paths.memory.exists()
     assert _cli(settings, instance, monkeypatch, "status", "dev") == 3
     shown = capsys.readouterr().out
     assert f"{FUNCTION} (or its live alias) does not exist" in shown and "deploy dev" in shown, shown

@@ -58,10 +58,11 @@ def api_image(
                 origin = deployed_elsewhere(context.instance, ImageRecord, commit, deploy.env, "digest", ref.digest)
                 outcome = f"promoted from {source[0]}" + (f" (run {origin[1][:8]})" if origin else "")
     if ref is None:
-        if context.run.job_name != names.DEPLOY_JOB:
-            # One process runs every step here: the frontend of the same commit builds beside the image (npm
-            # working while this step waits on the engine), for frontend_bundle to find done. deploy_job runs the
-            # frontend branch in a process of its own already.
+        selected = context.run.asset_selection or {names.key(names.FRONTEND_BUNDLE)}
+        if context.run.job_name == names.REDEPLOY_JOB and names.key(names.FRONTEND_BUNDLE) in selected:
+            # One process runs every step of this run: the frontend of the same commit builds beside the image (npm
+            # working while this step waits on the engine), for this run's frontend_bundle to find done. deploy_job
+            # runs the frontend branch in a process of its own already.
             app_source.start_frontend_build(commit, by=context.run_id)
         with timer.step("build"):
             built = images.build(app_source, docker, commit=commit, build_key=build_key)

@@ -67,7 +67,7 @@ def cmd_reject(args: argparse.Namespace, settings_from) -> int:
 def cmd_approvals(args: argparse.Namespace, settings_from) -> int:
     from coderemote_pipeline.ledger.approvals import GATED, approve_command
     from coderemote_pipeline.ledger.instance import open_instance
-    from coderemote_pipeline.usecases.approve import approval_view
+    from coderemote_pipeline.usecases.approval_view import approval_view
 
     settings = settings_from(args)
     waiting, decisions = approval_view(settings, open_instance(settings.state_dir))

@@ -100,9 +100,7 @@ class LocalStack:
             "moto",
             moto_server.CMDLINE_FRAGMENT,
             lambda port: moto_server.moto_answers(moto_server.moto_endpoint(port)),
-            lambda port: moto_server.start_moto(
-                port, log_path=self.paths.log("moto"), memory=self.paths.emulator_memory
-            ),
+            lambda port: moto_server.start_moto(port, log_path=self.paths.log("moto"), memory=self.paths.memory),
             ports.get("moto"),
             [ports.get("registry", 0), *api_ports.values()],
             started,

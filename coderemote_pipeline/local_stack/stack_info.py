@@ -88,7 +88,7 @@ class StackPaths:
         return self.root / "registry" / "storage"
 
     @property
-    def emulator_memory(self) -> Path:
+    def memory(self) -> Path:
         # Exists only between a clean stop of the emulator and its next start (local_stack/emulator.py).
         return self.root / "emulator-memory.pickle"
 

@@ -7,3 +7,7 @@ class UserError(Exception):
 
 class InfrastructureError(UserError):
     """A part of the target (the emulator, the registry, a Docker engine, AWS) that does not answer."""
+
+
+class DeployRefused(UserError, RuntimeError):
+    """A release this environment may not take now (its policy, the gate, a window, an approval): says why."""

@@ -4,31 +4,24 @@ the same place; and the approval view: what waits, for what, and the latest deci
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-
 import dagster as dg
 
-from coderemote_pipeline.actions.release_notes import ReleaseNotes, release_notes
 from coderemote_pipeline.definitions import build_defs
 from coderemote_pipeline.ledger.approvals import (
     APPROVAL_ASSET,
     GATED,
     ApprovalError,
     Decision,
-    Hold,
-    approval_board,
     decision_refusal,
     held_run_key,
     latest_decision,
 )
-from coderemote_pipeline.ledger.gate import gate_status
-from coderemote_pipeline.ledger.live import recorded_live
-from coderemote_pipeline.resources.targets import resources_for
 from coderemote_pipeline.rules import names
 from coderemote_pipeline.rules.environments import load_policies
 from coderemote_pipeline.rules.partitions import RELEASE_DIMENSION, check_env, partition_key
 from coderemote_pipeline.rules.release_keys import Release, ReleaseKind
 from coderemote_pipeline.rules.settings import Settings
+from coderemote_pipeline.usecases.approval_view import Waiting, approval_view
 from coderemote_pipeline.usecases.deploy import app_source
 from coderemote_pipeline.usecases.progress import QUIET, failure_text
 
@@ -87,40 +80,4 @@ def held_deploy(instance: dg.DagsterInstance, decision: Decision) -> dg.DagsterR
     return runs[0] if runs else None
 
 
-@dataclass(frozen=True)
-class Waiting:
-    hold: Hold
-    gate: str  # the promotion gate's verdict on the held commit ("" when there is no gate)
-    notes: ReleaseNotes | None = None  # what it changes against what the env serves (for a pending decision)
-
-
-def approval_view(settings: Settings, instance: dg.DagsterInstance) -> tuple[list[Waiting], list[Decision]]:
-    """What waits (for a decision, or approved and held by the gate) with its release notes, and the latest
-    decisions."""
-    policies = load_policies(settings.infra_dir)
-    waiting, decisions = approval_board(instance)
-    remote = app_source(settings).remote() if waiting else None
-    previews: dict[str, list[str]] = {}
-    found = []
-    for hold in waiting:
-        gate = gate_status(instance, policies[hold.env], hold.commit)
-        live = recorded_live(instance, hold.env)
-        notes = release_notes(remote, settings.app_layout, live.commit if live else None,
-                              live.release if live else "", hold.commit, gate) if remote else None  # fmt: skip
-        if notes is not None:
-            if hold.env not in previews:
-                previews[hold.env] = _preview(settings, policies[hold.env])
-            notes = replace(notes, infra=previews[hold.env])
-        found.append(Waiting(hold, gate, notes))
-    return found, decisions
-
-
-def _preview(settings: Settings, policy) -> list[str]:
-    """What the env's infra_stack would change now (pulumi preview on aws, the emulator's plan locally)."""
-    try:
-        return resources_for(settings)["provisioner"].preview(policy.name, policy.stack)
-    except Exception as exc:
-        return [f"preview unavailable ({str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__})"]
-
-
-__all__ = ["GATED", "Waiting", "approval_view", "held_deploy", "record_decision"]
+__all__ = ["GATED", "Waiting", "approval_view", "held_deploy", "record_decision"]  # the view: approval_view.py

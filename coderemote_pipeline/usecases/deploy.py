@@ -22,14 +22,10 @@ from coderemote_pipeline.rules import names
 from coderemote_pipeline.rules import notify_config as nc
 from coderemote_pipeline.rules.deployment import Deployment
 from coderemote_pipeline.rules.environments import load_policies
-from coderemote_pipeline.rules.errors import UserError
+from coderemote_pipeline.rules.errors import DeployRefused
 from coderemote_pipeline.rules.partitions import RELEASE_DIMENSION, check_env
 from coderemote_pipeline.rules.settings import Settings
 from coderemote_pipeline.usecases.launch import DeployOutcome, launch
-
-
-class DeployRefused(UserError, RuntimeError):
-    pass
 
 
 @dataclass(frozen=True)

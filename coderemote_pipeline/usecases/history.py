@@ -7,8 +7,8 @@ import dagster as dg
 
 from coderemote_pipeline.ledger.figures import figures
 from coderemote_pipeline.rules.delivery import Deploy
+from coderemote_pipeline.rules.errors import DeployRefused
 from coderemote_pipeline.rules.partitions import check_env
-from coderemote_pipeline.usecases.deploy import DeployRefused
 
 
 def history(instance: dg.DagsterInstance, env: str, days: float) -> tuple[list[Deploy], dict[str, float]]:

@@ -1,22 +1,28 @@
 """What is live in each environment, checked against the target: the records, the alias and site as the target
-reports them, and what really answers (the API's health, the site's HTML). Also: bringing the API back."""
+reports them, and what really answers (the API's health, the site's HTML). Also: bringing the API back.
+
+The records come first and alone: an installation with nothing deployed answers from the ledger without loading
+the target's clients (boto3, the Docker SDK). The environments' targets are then asked side by side, so a target
+that does not answer costs its probe's budget once, not once per environment.
+"""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import dagster as dg
-from botocore.exceptions import ClientError
-
-from coderemote_pipeline.actions.serving import TargetMissing
-from coderemote_pipeline.actions.switch import switch_api
-from coderemote_pipeline.actions.target_state import TargetState, drift, read_target
 from coderemote_pipeline.ledger.live import recorded_live
 from coderemote_pipeline.ledger.records import LiveRecord
-from coderemote_pipeline.resources.targets import resources_for
 from coderemote_pipeline.rules.app_layout import AppLayout
 from coderemote_pipeline.rules.partitions import ENVIRONMENTS, check_env
 from coderemote_pipeline.rules.settings import Settings
+
+if TYPE_CHECKING:
+    import dagster as dg
+
+    from coderemote_pipeline.actions.serving import EnvTarget
+    from coderemote_pipeline.actions.target_state import TargetState
 
 
 @dataclass(frozen=True)
@@ -32,31 +38,50 @@ def _target(settings: Settings, resources: dict, env: str, live: LiveRecord):
     return resources["targets"].target(env, live.stack_outputs, layout)
 
 
+def _deployed(instance: dg.DagsterInstance, envs: list[str]) -> dict[str, LiveRecord]:
+    """The live record of each env that has one with its stack's outputs (what there is to check)."""
+    found = {env: recorded_live(instance, env) for env in envs}
+    return {env: live for env, live in found.items() if live is not None and live.stack_outputs}
+
+
+def _check(env: str, live: LiveRecord, target: EnvTarget) -> EnvStatus:
+    from coderemote_pipeline.actions.serving import TargetMissing
+    from coderemote_pipeline.actions.target_state import drift, read_target
+
+    try:
+        state = read_target(target)
+    except TargetMissing as exc:
+        return EnvStatus(env, live, None, [str(exc)])
+    return EnvStatus(env, live, state, drift(live, state))
+
+
 def status(settings: Settings, instance: dg.DagsterInstance, env: str | None = None) -> list[EnvStatus]:
+    envs = [check_env(env)] if env else list(ENVIRONMENTS)
+    deployed = _deployed(instance, envs)
+    if not deployed:
+        return [EnvStatus(name, None, None, []) for name in envs]
+    from coderemote_pipeline.resources.targets import resources_for
+
     resources = resources_for(settings)
-    found = []
-    for name in [check_env(env)] if env else list(ENVIRONMENTS):
-        live = recorded_live(instance, name)
-        if live is None or not live.stack_outputs:
-            found.append(EnvStatus(name, None, None, []))
-            continue
-        try:
-            state = read_target(_target(settings, resources, name, live))
-        except TargetMissing as exc:
-            found.append(EnvStatus(name, live, None, [str(exc)]))
-            continue
-        found.append(EnvStatus(name, live, state, drift(live, state)))
-    return found
+    # Made here, in env order and one thread: the first env whose target cannot be reached names the error, and the
+    # AWS clients (shared, cached) are created before any thread uses them.
+    targets = {name: _target(settings, resources, name, live) for name, live in deployed.items()}
+    with ThreadPoolExecutor(max_workers=len(targets), thread_name_prefix="status") as pool:
+        checks = {name: pool.submit(_check, name, deployed[name], target) for name, target in targets.items()}
+        # In env order: an error (not a missing target) is raised for the first env it happened in, as one by one.
+        return [checks[name].result() if name in checks else EnvStatus(name, None, None, []) for name in envs]
 
 
 def revive_apis(settings: Settings, instance: dg.DagsterInstance) -> list[str]:
     """Start the API of what each environment serves where nothing answers (after the engine restarted)."""
+    from botocore.exceptions import ClientError
+
+    from coderemote_pipeline.actions.switch import switch_api
+    from coderemote_pipeline.resources.targets import resources_for
+
     resources = resources_for(settings)
     revived = []
-    for env in ENVIRONMENTS:
-        live = recorded_live(instance, env)
-        if live is None or not live.stack_outputs:
-            continue
+    for env, live in _deployed(instance, list(ENVIRONMENTS)).items():
         target = _target(settings, resources, env, live)
         if target.runtime.current(env) is not None:
             continue
