@@ -48,6 +48,8 @@ def _finish(outcome) -> int:
 
 
 def cmd_deploy(args: argparse.Namespace, settings_from) -> int:
+    # Said before the second of imports and git below, so the user sees at once that it started.
+    print(f"deploying {args.ref} to {args.env}: resolving the release on the remote…", flush=True)
     from coderemote_pipeline.usecases.deploy import run_deployment
 
     settings = settings_from(args)
