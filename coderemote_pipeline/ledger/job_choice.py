@@ -4,10 +4,11 @@ process per step (deploy_job) pays.
 Both jobs overlap the two builds now: in one process, api_image starts the commit's frontend build beside the image
 build (npm works while the step waits on the Docker engine; resources/app_source.py). What deploy_job overlaps
 besides is the rest of each branch — the app's checks of each side, the version, the upload — and it pays a
-process start per step for it. Measured by bench/deploy.py on this 2-core machine (2026-12-03): the example app
-(builds of about a second) 4.4 s in one process against 10.2 s with a process per step; the realistic app (builds of
-20–30 s each, testkit/realistic_app.py) 38.4 s against 44.4 s. So one process, unless this app's recorded checks
-make the shorter side's checks outweigh the starts (an app whose tests take minutes on both sides)."""
+process start per step for it. Measured by bench/deploy.py on this 2-core machine (2026-12-03), new commits: the
+example app (builds of about a second) 2.7 s in one process against 10.8 s with a process per step; the realistic
+app (builds of 20–25 s each, testkit/realistic_app.py) 54.0 s against 53.8 s, and 56.3 against 58.0 s in another
+run — a tie, since the starts cost as much as the rest of the branches overlap. So one process, unless this app's
+recorded checks make the shorter side's checks outweigh the starts (an app whose tests take minutes on both sides)."""
 
 from __future__ import annotations
 
