@@ -2,7 +2,8 @@
 
 Deploys v1.0.0 then v1.1.0 to prod (approved), rolls back to v1.0.0 and forward to v1.1.0. Runs in its own
 temporary state dir and stops its stack at the end. Last line: one JSON object with `rollback_s`, `full_deploy_s`.
-Goal (measured, not asserted): rollback <= 5 s and <= 20% of a full deploy on this machine.
+Goals (measured, not asserted): rollback <= 5 s and <= 20% of a full deploy on this machine, and its
+wall <= 1.5 x its floor (`rollback_overhead_ratio`: the stages' own work along the graph's longest path).
 Usage: .venv/bin/python bench/rollback.py
 """
 

@@ -68,6 +68,7 @@ def cmd_promote(args: argparse.Namespace, settings_from) -> int:
 
 
 def cmd_rollback(args: argparse.Namespace, settings_from) -> int:
+    print(f"rollback of {args.env}: finding the release to go back to…", flush=True)  # before Dagster loads
     from coderemote_pipeline.ledger.instance import open_instance
     from coderemote_pipeline.usecases.rollback import rollback
 

@@ -36,6 +36,10 @@ STEP = "deploy"
 LEASE_TAKEN = "took the deploy lease of"
 LEASE_RELEASED = "released the deploy lease of"
 TERMINAL = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
+# Pools this process has seen exist, per storage: every step of a run takes the lease, and asking the storage for
+# its pools each time was a query per step for a row that is created once. A pool removed meanwhile is created
+# again when a claim finds no row (acquire).
+_KNOWN_POOLS: set[tuple[int, str]] = set()
 
 
 def reclaim_after_s() -> float:
@@ -65,9 +69,13 @@ class Lease:
         self.instance, self.env, self.key = instance, env, pool(env)
         self._storage = instance.event_log_storage
 
-    def _ensure_pool(self) -> None:
+    def _ensure_pool(self, *, again: bool = False) -> None:
+        known = (id(self._storage), self.key)
+        if known in _KNOWN_POOLS and not again:
+            return
         if self.key not in self._storage.get_concurrency_keys():
             self._storage.set_concurrency_slots(self.key, 1)
+        _KNOWN_POOLS.add(known)
 
     def _claim(self, run_id: str) -> bool:
         with self._storage.index_connection() as conn:
@@ -89,18 +97,22 @@ class Lease:
             )  # fmt: skip
             return result.rowcount > 0
 
-    def holder(self) -> Holder | None:
+    def _holder_id(self) -> str | None:
         with self._storage.index_connection() as conn:
             row = conn.execute(
                 text("SELECT run_id FROM concurrency_slots WHERE concurrency_key = :key AND run_id IS NOT NULL"),
                 {"key": self.key},
             ).fetchone()
-        if row is None:
+        return str(row[0]) if row is not None else None
+
+    def holder(self) -> Holder | None:
+        holder_id = self._holder_id()
+        if holder_id is None:
             return None
         raw = self.instance.run_storage.get_cursor_values({_heartbeat_key(self.env)}).get(_heartbeat_key(self.env))
         beat = json.loads(raw) if raw else {}
-        mine = beat.get("run_id") == row[0]
-        return Holder(str(row[0]), float(beat["at"]) if mine else None, str(beat.get("where", "")) if mine else "")
+        mine = beat.get("run_id") == holder_id
+        return Holder(holder_id, float(beat["at"]) if mine else None, str(beat.get("where", "")) if mine else "")
 
     def beat(self, run_id: str) -> None:
         value = json.dumps({"run_id": run_id, "at": time.time(), "where": socket.gethostname()})
@@ -131,9 +143,13 @@ class Lease:
                 if waited_since is not None:
                     log(f"{self.env} is free: going on after waiting {time.monotonic() - waited_since:.1f} s")
                 return
+            if self._holder_id() == run_id:  # an earlier step of this run took it: the usual case, two queries
+                self.beat(run_id)
+                return
             holder = self.holder()
             if holder is None:
-                continue  # freed between the two queries: claim again
+                self._ensure_pool(again=True)  # freed between the queries, or the pool was removed: claim again
+                continue
             if holder.run_id == run_id:
                 self.beat(run_id)
                 return

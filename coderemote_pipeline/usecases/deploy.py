@@ -3,9 +3,12 @@ promotion gate allow, register the release, choose the job, run the stages."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from threading import Thread
 
 import dagster as dg
 
@@ -102,6 +105,21 @@ def check_signed_and_open(app: AppSource, deploy: Deployment, override: Override
                             "with --force --reason TEXT, recorded in history")  # fmt: skip
 
 
+def _opening(settings: Settings) -> Future[dg.DagsterInstance]:
+    """The instance, opened in a thread: most of its cost is importing Dagster's storage (about 1 s), which runs
+    while this thread waits on git for the ref. A daemon thread: a refused deploy ends without waiting for it."""
+    opened: Future[dg.DagsterInstance] = Future()
+
+    def open_it() -> None:
+        try:
+            opened.set_result(open_instance(settings.state_dir))
+        except BaseException as exc:  # handed to the caller, who raises it where it opened the instance before
+            opened.set_exception(exc)
+
+    Thread(target=open_it, name="open-instance", daemon=True).start()
+    return opened
+
+
 def run_deployment(
     env: str,
     ref: str,
@@ -119,11 +137,19 @@ def run_deployment(
     policies = load_policies(settings.infra_dir)
     check_env(env)  # the environment's name, before anything touches git
     warm_clients(resources_for(settings)["aws"])  # beside the git and instance work below
-    app = app_source(settings)
-    resolved = app.remote().resolve(ref)
-    app.check_paths(resolved.commit)
-    deploy = Deployment.of(env, resolved.release_key, policies, resolved.commit)
-    instance = instance or open_instance(settings.state_dir)
+    opening = _opening(settings) if instance is None else None
+    try:
+        app = app_source(settings)
+        resolved = app.remote().resolve(ref)
+        app.check_paths(resolved.commit)
+        deploy = Deployment.of(env, resolved.release_key, policies, resolved.commit)
+    except BaseException:
+        if opening is not None:
+            # A first open creates the instance's tables: a refusal waits for it rather than cut it half-way.
+            with contextlib.suppress(BaseException):
+                opening.result(timeout=60)
+        raise
+    instance = instance or opening.result()  # type: ignore[union-attr]
     check_signed_and_open(app, deploy, override)
     extra_tags = {**check_deployable(instance, deploy, override), **(skip_checks.tags() if skip_checks else {})}
     if preflight is not None:

@@ -7,6 +7,8 @@ timings exactly as if they had been launched from the UI.
 
 from __future__ import annotations
 
+import atexit
+import gc
 import threading
 import time
 import uuid
@@ -52,6 +54,19 @@ def run_tags(deploy: Deployment, settings: Settings, trigger: str, extra: dict[s
 
 
 CHECK_PREFIX = "check:"
+_GC_SETTLED: list[bool] = []
+
+
+def settle_garbage_collector() -> None:
+    """Once per process that executes runs: what is loaded by now (Dagster, boto3, the definitions, the instance)
+    lives as long as the process, so it leaves the collector's generations, and the process's exit frees its objects
+    without walking them. Measured on a CLI deploy (2026-12, this 2-core machine): the collector's full passes took
+    0.7-1.4 s of the run, and the interpreter's exit 1.0-1.4 s after the summary was printed; frozen, 0.06 s.
+    Garbage that exists at this moment is never collected: one process's start-up, not one per run."""
+    if not _GC_SETTLED:
+        _GC_SETTLED.append(True)
+        gc.freeze()
+        atexit.register(gc.freeze)
 
 
 def _stage_metadata(instance: dg.DagsterInstance, run_id: str) -> dict[str, dict[str, Any]]:
@@ -88,10 +103,12 @@ def launch(
     started, done = time.monotonic(), threading.Event()
     follower = threading.Thread(target=follow, args=(instance, request_id, done, echo), daemon=True)
     follower.start()
+    job = reconstructable_deploy_job(job_name, settings)
+    settle_garbage_collector()
     try:
         with worker_output_to(settings.state_dir / "logs" / "workers.log"):
             result = dg.execute_job(
-                reconstructable_deploy_job(job_name, settings),
+                job,
                 instance=instance,
                 tags=tags,
                 run_config=QUIET,

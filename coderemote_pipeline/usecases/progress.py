@@ -23,6 +23,7 @@ QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 MARKS = {dg.DagsterEventType.STEP_START: "…", dg.DagsterEventType.STEP_SUCCESS: "✓",
          dg.DagsterEventType.STEP_FAILURE: "✗"}  # fmt: skip
 POLL_S = 0.2
+PAGE = 500
 
 
 def _line(record: dg.EventLogEntry, started: dict[str, float]) -> str | None:
@@ -41,20 +42,25 @@ def _line(record: dg.EventLogEntry, started: dict[str, float]) -> str | None:
 
 
 def follow(instance: dg.DagsterInstance, request_id: str, done: threading.Event, echo: Callable[[str], None]):
-    """Print the progress of the run tagged with `request_id` as it lands in the event log, until `done`."""
-    run_id, seen, started = None, 0, {}
+    """Print the progress of the run tagged with `request_id` as it lands in the event log, until `done`.
+
+    Each poll reads only the events after the last one seen (the event log's cursor): re-reading the whole run
+    every 0.2 s cost this process's run a share of the interpreter that grew with every event."""
+    run_id, cursor, started = None, None, {}
     while True:
         finished = done.wait(POLL_S)
         if run_id is None:
             runs = instance.get_runs(dg.RunsFilter(tags={names.REQUEST_TAG: request_id}), limit=1)
             run_id = runs[0].run_id if runs else None
-        if run_id is not None:
-            logs = instance.all_logs(run_id)
-            for record in logs[seen:]:
-                line = _line(record, started)
+        while run_id is not None:
+            page = instance.get_records_for_run(run_id, cursor=cursor, limit=PAGE)
+            for record in page.records:
+                line = _line(record.event_log_entry, started)
                 if line:
                     echo(line)
-            seen = len(logs)
+            cursor = page.cursor
+            if not page.has_more:
+                break
         if finished:
             return
 
@@ -75,4 +81,3 @@ def worker_output_to(path: Path) -> Iterator[None]:
         sys.stderr.flush()
         os.dup2(saved, 2)
         os.close(saved)
-

@@ -9,6 +9,8 @@ import dagster as dg
 
 from coderemote_pipeline.ledger.job_choice import choose_job
 from coderemote_pipeline.ledger.live import recorded_live
+from coderemote_pipeline.resources.aws import warm_clients
+from coderemote_pipeline.resources.targets import resources_for
 from coderemote_pipeline.rules.deployment import Deployment
 from coderemote_pipeline.rules.environments import load_policies
 from coderemote_pipeline.rules.partitions import RELEASE_DIMENSION, check_env
@@ -30,6 +32,7 @@ def promote(
     source, target = check_env(source), check_env(target)
     if source == target:
         raise DeployRefused(f"promote needs two different environments, got {source} twice")
+    warm_clients(resources_for(settings)["aws"])  # beside the ledger queries and the run's set-up, as in deploy
     live = recorded_live(instance, source)
     if live is None:
         raise DeployRefused(f"nothing is live in {source}: deploy it first (coderemote-pipeline deploy {source} REF)")
