@@ -5,10 +5,11 @@ Both jobs overlap the two builds now: in one process, api_image starts the commi
 build (npm works while the step waits on the Docker engine; resources/app_source.py). What deploy_job overlaps
 besides is the rest of each branch — the app's checks of each side, the version, the upload — and it pays a
 process start per step for it. Measured by bench/deploy.py on this 2-core machine (2026-12-03), new commits: the
-example app (builds of about a second) 2.7 s in one process against 10.8 s with a process per step; the realistic
-app (builds of 20–25 s each, testkit/realistic_app.py) 54.0 s against 53.8 s, and 56.3 against 58.0 s in another
-run — a tie, since the starts cost as much as the rest of the branches overlap. So one process, unless this app's
-recorded checks make the shorter side's checks outweigh the starts (an app whose tests take minutes on both sides).
+example app (builds of about a second) 2.3 s in one process against 8.5 s with a process per step; the realistic
+app (builds of 18–21 s each, testkit/realistic_app.py) 40.0 s against 42.4 s (best of two, machine idle), and
+within the noise of each other under load: the starts cost about what the rest of the branches overlap. So one
+process, unless this app's recorded checks make the shorter side's checks outweigh the starts (an app whose tests
+take minutes on both sides).
 Measured again, back to back on a loaded machine, after the per-run costs were cut (2026-12-03): 4.53 s against
 12.70 s, (12.70 - 4.53) / 9 steps = 0.91 s a step, so PER_STEP_OVERHEAD_S holds. No cheaper step is on offer with
 Dagster's public executors (no thread executor), and both branches inside one step would hide each stage's own
