@@ -5,6 +5,8 @@ answers over HTTP (the live API's health, the live site's HTML). A difference fr
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from botocore.exceptions import ClientError
@@ -14,6 +16,7 @@ from coderemote_pipeline.actions import site_store as store
 from coderemote_pipeline.actions.serving import EnvTarget, TargetMissing
 from coderemote_pipeline.ledger.records import LiveRecord
 from coderemote_pipeline.rules import stack_outputs as out
+from coderemote_pipeline.rules.aws_errors import error_code
 
 STATUS_BUDGET_S = 2.0
 
@@ -46,12 +49,13 @@ class TargetState:
         return self.api.status == 0 or (self.api.status == 503 and self.runtime is None)
 
 
-def read_target(target: EnvTarget, *, probe: bool = True) -> TargetState:
-    """The env's alias, runtime and site as the target reports them; with `probe`, asked over HTTP too."""
+@contextmanager
+def present(target: EnvTarget) -> Iterator[None]:
+    """The target's "no such function or alias", as the one-line TargetMissing that names the env and the fix."""
     try:
-        now = switch.serving(target)
+        yield
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
+        if error_code(exc) != "ResourceNotFoundException":
             raise
         function = target.outputs[out.LAMBDA_FUNCTION_NAME]
         raise TargetMissing(
@@ -59,6 +63,12 @@ def read_target(target: EnvTarget, *, probe: bool = True) -> TargetState:
             f"exist in the target: on the local target the emulator was killed and restarted empty (`local down` "
             f"keeps it). Deploy again to provision it: coderemote-pipeline deploy {target.env} <release>"
         ) from None
+
+
+def read_target(target: EnvTarget, *, probe: bool = True) -> TargetState:
+    """The env's alias, runtime and site as the target reports them; with `probe`, asked over HTTP too."""
+    with present(target):
+        now = switch.serving(target)
     runtime = target.runtime.current(target.env)
     if not probe:
         return TargetState(target.env, now, runtime)

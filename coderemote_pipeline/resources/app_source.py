@@ -153,14 +153,10 @@ class AppSource(dg.ConfigurableResource):
         root = builds / "frontend" / key
         for folder in ("frontend", "frontend-locks", "frontend-partial"):
             (builds / folder).mkdir(parents=True, exist_ok=True)
-        with open(builds / "frontend-locks" / f"{key}.lock", "w") as lock:
+        with open(builds / "frontend-locks" / f"{key}.lock", "w") as lock:  # closing it releases the lock
             waited = time.monotonic()
             fcntl.flock(lock, fcntl.LOCK_EX)
-            waited = time.monotonic() - waited
-            try:
-                return self._build_locked(commit, build_env, root, key, by, waited)
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+            return self._build_locked(commit, build_env, root, key, by, time.monotonic() - waited)
 
     def _build_locked(
         self, commit: str, build_env: dict[str, str], root: Path, key: str, by: str, waited: float

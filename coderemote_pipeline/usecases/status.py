@@ -74,9 +74,9 @@ def status(settings: Settings, instance: dg.DagsterInstance, env: str | None = N
 
 def revive_apis(settings: Settings, instance: dg.DagsterInstance) -> list[str]:
     """Start the API of what each environment serves where nothing answers (after the engine restarted)."""
-    from botocore.exceptions import ClientError
-
+    from coderemote_pipeline.actions.serving import TargetMissing
     from coderemote_pipeline.actions.switch import switch_api
+    from coderemote_pipeline.actions.target_state import present
     from coderemote_pipeline.resources.targets import resources_for
 
     resources = resources_for(settings)
@@ -86,12 +86,10 @@ def revive_apis(settings: Settings, instance: dg.DagsterInstance) -> list[str]:
         if target.runtime.current(env) is not None:
             continue
         try:
-            activation = switch_api(target, str(live.version))
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
-                raise
-            revived.append(f"{env}: NOT revived, {live.release} (version {live.version}) is not in the target any "
-                           f"more: deploy it again (coderemote-pipeline deploy {env} {live.release})")  # fmt: skip
+            with present(target):
+                activation = switch_api(target, str(live.version))
+        except TargetMissing as exc:
+            revived.append(f"{env}: NOT revived, {live.release} (version {live.version}): {exc}")
             continue
         revived.append(f"{env}: {live.release} (version {live.version}) {activation.detail}")
     return revived
