@@ -143,7 +143,13 @@ def serve(host: str, port: int, memory: Path) -> None:
 
     if memory.exists():
         started = time.monotonic()
-        restored = load(memory)
+        try:
+            restored = load(memory)
+        except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, ValueError, TypeError) as exc:
+            # A damaged file must not keep the emulator from starting: it starts empty, as after a kill.
+            memory.unlink(missing_ok=True)
+            restored = []
+            print(f"emulator: {memory.name} is unreadable ({type(exc).__name__}): starting empty", flush=True)
         print(f"emulator: restored {len(restored)} service(s) in {time.monotonic() - started:.2f} s: "
               f"{', '.join(sorted(restored))}", flush=True)  # fmt: skip
     os.environ.setdefault("MOTO_PORT", str(port))  # as moto.server does: some responses carry their own URL
