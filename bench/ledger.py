@@ -18,6 +18,7 @@ from pathlib import Path
 import dagster as dg
 import kit  # noqa: F401 (puts testkit/ on the path)
 
+from coderemote_pipeline.ledger.instance import prepare_home
 from testkit.ledger_seed import questions, seed_scenario
 
 SIZES = (100, 10_000)
@@ -36,7 +37,7 @@ def timed(ask, instance) -> float:
 def measure(root: Path, deploys: int) -> dict[str, float]:
     home = root / f"history-{deploys}"
     home.mkdir()
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    prepare_home(home)
     with dg.DagsterInstance.from_config(str(home)) as instance:
         started = time.monotonic()
         events = seed_scenario(instance, deploys=deploys)

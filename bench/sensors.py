@@ -28,6 +28,7 @@ from pathlib import Path
 import dagster as dg
 
 from coderemote_pipeline.definitions import build_defs
+from coderemote_pipeline.ledger.instance import prepare_home
 from coderemote_pipeline.resources.app_source import AppSource
 from coderemote_pipeline.resources.environments import Environments
 from coderemote_pipeline.rules.settings import PROJECT_ROOT, Settings
@@ -109,7 +110,7 @@ def push_to_launch(root: Path) -> list[float]:
     remote, clone = make_remote(root / "daemon", 3)
     home = root / "daemon" / "dagster_home"
     home.mkdir()
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    prepare_home(home)
     env = {
         **os.environ,
         "DAGSTER_HOME": str(home),

@@ -8,6 +8,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from coderemote_pipeline.ledger.instance import prepare_home
 from coderemote_pipeline.rules.settings import Settings
 from coderemote_pipeline.usecases.demo import EXAMPLE_APP, make_app_repo
 
@@ -87,7 +88,7 @@ def settings(state_dir, app_remote, local_stack) -> Settings:
 @pytest.fixture(scope="session")
 def instance(tmp_path_factory):
     home = tmp_path_factory.mktemp("dagster_home")
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    prepare_home(home)
     with dg.DagsterInstance.from_config(str(home)) as inst:
         yield inst
 

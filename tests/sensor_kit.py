@@ -14,6 +14,7 @@ import dagster as dg
 from ledger_kit import record_smoke
 
 from coderemote_pipeline.definitions import build_defs
+from coderemote_pipeline.ledger.instance import prepare_home
 from coderemote_pipeline.resources.app_source import AppSource
 from coderemote_pipeline.resources.environments import Environments
 from coderemote_pipeline.rules.release_keys import commit_release_key
@@ -139,7 +140,7 @@ def cli_environment(root: Path, remote: Path, monkeypatch, infra: Path | None = 
     """(settings, instance) exactly as the CLI sees them: DAGSTER_HOME and CODEREMOTE_* in the environment."""
     home = root / "dagster_home"
     home.mkdir()
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    prepare_home(home)
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     monkeypatch.setenv("CODEREMOTE_STATE_DIR", str(root / "state"))
     monkeypatch.setenv("CODEREMOTE_APP_REMOTE", str(remote))

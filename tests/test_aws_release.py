@@ -19,6 +19,7 @@ import docker
 import pytest
 import yaml
 
+from coderemote_pipeline.ledger.instance import prepare_home
 from coderemote_pipeline.rules.settings import Settings
 from coderemote_pipeline.usecases.demo import EXAMPLE_APP, make_app_repo
 from coderemote_pipeline.usecases.deploy import DeployOutcome, run_deployment
@@ -51,7 +52,7 @@ def aws_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 @pytest.fixture(scope="module")
 def aws_instance(tmp_path_factory: pytest.TempPathFactory):
     home = tmp_path_factory.mktemp("aws-dagster-home")
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    prepare_home(home)
     with dg.DagsterInstance.from_config(str(home)) as instance:
         yield instance
 

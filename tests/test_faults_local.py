@@ -23,6 +23,7 @@ from team_kit import app_repo
 
 from coderemote_pipeline.actions import site_store as frontend_store
 from coderemote_pipeline.actions import switch
+from coderemote_pipeline.ledger.instance import prepare_home
 from coderemote_pipeline.ledger.live import env_outputs
 from coderemote_pipeline.local_stack import LocalStack, load_stack_info
 from coderemote_pipeline.local_stack.dockerd import engine_paths, stop_dockerd
@@ -47,7 +48,7 @@ class Faults:
         self.settings = Settings("local", root / "state", str(remote), None)
         self.home = root / "home"
         self.home.mkdir()
-        (self.home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+        prepare_home(self.home)
         self.instance = dg.DagsterInstance.from_config(str(self.home))
         self.verified: list[str] = []  # commits whose dev deploy passed smoke, oldest first
 

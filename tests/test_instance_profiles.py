@@ -78,7 +78,8 @@ def test_sqlite_stays_the_default(tmp_path, monkeypatch):
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
     settings = Settings("local", tmp_path / "state", str(tmp_path / "app.git"), None)
     with open_instance(settings.state_dir) as instance:
-        assert type(instance.run_storage).__name__ == "SqliteRunStorage"
+        assert type(instance.run_storage).__name__ == "PooledSqliteRunStorage"
+        assert type(instance.event_log_storage).__name__ == "PooledSqliteEventLogStorage"
         # The team's queue rule on one machine too: runs from the UI and the sensors wait for their environment.
         limits = instance.run_coordinator.get_run_queue_config().tag_concurrency_limits
         assert limits == [{"key": "coderemote/env", "value": {"applyLimitPerUniqueValue": True}, "limit": 1}]

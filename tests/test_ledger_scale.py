@@ -5,12 +5,13 @@ by testkit/ledger_seed.py (run records, and the rows Dagster writes for each sta
 
 import dagster as dg
 
+from coderemote_pipeline.ledger.instance import prepare_home
 from testkit.ledger_seed import A, questions, seed_scenario
 
 
 def _instance(path):
     path.mkdir(parents=True, exist_ok=True)
-    (path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    prepare_home(path)
     return dg.DagsterInstance.from_config(str(path))
 
 

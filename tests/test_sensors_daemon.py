@@ -16,6 +16,7 @@ import dagster as dg
 import pytest
 
 from coderemote_pipeline.ledger.approvals import latest_hold
+from coderemote_pipeline.ledger.instance import prepare_home
 from coderemote_pipeline.rules.settings import PROJECT_ROOT
 from coderemote_pipeline.usecases.demo import EXAMPLE_APP, commit_and_push, git, make_app_repo
 from coderemote_pipeline.usecases.progress import failure_text
@@ -80,7 +81,7 @@ def test_pushes_and_tags_deploy_through_the_daemon(local_stack, state_dir, tmp_p
     first = make_app_repo(EXAMPLE_APP, remote, clone)
     home = tmp_path / "dagster_home"
     home.mkdir()
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    prepare_home(home)
     env = {
         **os.environ,
         "DAGSTER_HOME": str(home),

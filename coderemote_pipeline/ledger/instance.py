@@ -15,10 +15,7 @@ import dagster as dg
 from coderemote_pipeline.rules import names
 
 LEGACY_DEFAULT = "telemetry:\n  enabled: false\n"
-SINGLE_USER_CONFIG = f"""\
-# Written by coderemote-pipeline for a single engineer's instance (SQLite under this directory).
-telemetry:
-  enabled: false
+QUEUE = f"""\
 run_coordinator:
   module: dagster.core.run_coordinator
   class: QueuedRunCoordinator
@@ -30,15 +27,55 @@ run_coordinator:
           applyLimitPerUniqueValue: true
         limit: 1
 """
+# What earlier versions wrote: Dagster's default SQLite layout (a file per run), kept by the homes that have it.
+PREVIOUS_CONFIG = f"""\
+# Written by coderemote-pipeline for a single engineer's instance (SQLite under this directory).
+telemetry:
+  enabled: false
+{QUEUE}"""
+STORAGE = "coderemote_pipeline.ledger.sqlite_storage"
+
+
+def single_user_config(home: Path) -> str:
+    """The instance's history in two SQLite files under `home`/history, read over kept connections (see
+    ledger/sqlite_storage.py for why), sensor cursors in Dagster's own schedule storage."""
+    history, schedules = home.resolve() / "history", home.resolve() / "schedules"
+    return f"""\
+# Written by coderemote-pipeline for a single engineer's instance (SQLite under this directory).
+telemetry:
+  enabled: false
+run_storage:
+  module: {STORAGE}
+  class: PooledSqliteRunStorage
+  config:
+    base_dir: "{history}"
+event_log_storage:
+  module: {STORAGE}
+  class: PooledSqliteEventLogStorage
+  config:
+    base_dir: "{history / "events"}"
+schedule_storage:
+  module: dagster._core.storage.schedules
+  class: SqliteScheduleStorage
+  config:
+    base_dir: "{schedules}"
+{QUEUE}"""
 
 
 def dagster_home(state_dir: Path) -> Path:
     """DAGSTER_HOME if set, else the project's own instance inside the state directory."""
-    home = Path(os.environ.get("DAGSTER_HOME") or state_dir / "dagster_home")
+    return prepare_home(Path(os.environ.get("DAGSTER_HOME") or state_dir / "dagster_home"))
+
+
+def prepare_home(home: Path) -> Path:
+    """A new home gets the single-user config. One that earlier versions wrote keeps its storage: switching it would
+    hide the runs it holds; the bare default they once wrote gains the deploy queue."""
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
-    if not config.exists() or config.read_text() == LEGACY_DEFAULT:
-        config.write_text(SINGLE_USER_CONFIG)
+    if not config.exists():
+        config.write_text(single_user_config(home))
+    elif config.read_text() == LEGACY_DEFAULT:
+        config.write_text(PREVIOUS_CONFIG)
     return home
 
 

@@ -1,0 +1,96 @@
+"""The single-user instance's storage (ledger/sqlite_storage.py): kept connections, one event-log file, and the
+homes earlier versions wrote left on the storage that holds their runs."""
+
+import os
+import subprocess
+import sys
+import threading
+
+import dagster as dg
+
+from coderemote_pipeline.ledger.instance import LEGACY_DEFAULT, PREVIOUS_CONFIG, prepare_home
+from coderemote_pipeline.ledger.sqlite_storage import PooledSqliteEventLogStorage, PooledSqliteRunStorage
+
+
+@dg.asset
+def stage_like() -> dg.MaterializeResult:
+    return dg.MaterializeResult(metadata={"seconds": 0.1})
+
+
+def _materialize(instance: dg.DagsterInstance) -> str:
+    return dg.materialize([stage_like], instance=instance).run_id
+
+
+def test_a_new_home_keeps_every_run_in_one_event_log_read_by_any_process(tmp_path):
+    home = prepare_home(tmp_path / "home")
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert isinstance(instance.run_storage, PooledSqliteRunStorage)
+        assert isinstance(instance.event_log_storage, PooledSqliteEventLogStorage)
+        runs = [_materialize(instance) for _ in range(3)]
+        assert instance.get_latest_materialization_event(stage_like.key).run_id == runs[-1]
+    assert (home / "history" / "events" / "event_log.db").exists()
+    assert not (home / "history" / "runs").exists()  # no file per run
+    # Another process (the webserver, a CLI command) reads the same history from dagster.yaml alone.
+    script = (
+        "import dagster as dg, sys; i = dg.DagsterInstance.from_config(sys.argv[1]);"
+        "print(len(i.get_runs()), len(i.all_logs(sys.argv[2])))"
+    )
+    seen = subprocess.run([sys.executable, "-c", script, str(home), runs[0]], capture_output=True, text=True,
+                          check=True)  # fmt: skip
+    count, events = seen.stdout.split()
+    assert int(count) == 3 and int(events) > 5
+
+
+def test_homes_written_by_earlier_versions_keep_the_storage_holding_their_runs(tmp_path):
+    for name, written in (("legacy", LEGACY_DEFAULT), ("previous", PREVIOUS_CONFIG)):
+        home = tmp_path / name
+        home.mkdir()
+        (home / "dagster.yaml").write_text(written)
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            run_id = _materialize(instance)
+        prepare_home(home)
+        assert (home / "dagster.yaml").read_text() == PREVIOUS_CONFIG
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            assert not isinstance(instance.event_log_storage, PooledSqliteEventLogStorage)
+            assert instance.get_run_by_id(run_id) is not None and instance.all_logs(run_id)
+
+
+def test_readers_share_the_kept_connections_with_a_run_and_a_fork_opens_its_own(tmp_path):
+    """As a deploy runs: the run writes in the main thread while the progress follower and other readers read."""
+    home = prepare_home(tmp_path / "home")
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        first = _materialize(instance)
+        errors: list[BaseException] = []
+        done = threading.Event()
+
+        def read() -> None:
+            try:
+                while not done.is_set():
+                    instance.get_runs(limit=5)
+                    instance.all_logs(first)
+            except BaseException as exc:
+                errors.append(exc)
+
+        readers = [threading.Thread(target=read) for _ in range(3)]
+        for reader in readers:
+            reader.start()
+        try:
+            for _ in range(3):
+                _materialize(instance)
+        finally:
+            done.set()
+            for reader in readers:
+                reader.join()
+        assert errors == []
+        pid = os.fork()
+        if pid == 0:  # the child writes through its own connection, then leaves without running pytest's exit
+            try:
+                _materialize(instance)
+                os._exit(0)
+            except BaseException:
+                os._exit(1)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        # The parent's kept connections still work after the child used and closed its own.
+        _materialize(instance)
+        assert len(instance.get_runs()) == 6
