@@ -10,6 +10,9 @@ Prints the median wall and CPU seconds of N runs per command (the runs interleav
 shared box spreads over all of them), then one JSON object on the last line: the wall medians by name
 (`help_s`, `status_s`, `approvals_s`, `history_s`, `seeded_status_s`, ...), the CPU medians under `cpu`.
 
+The same commands again through the warm process that `local up` keeps (`warm_*`: each a fork of a process with
+everything loaded, cli/warm.py); the figures above run each command in its own process (CODEREMOTE_WARM=0).
+
 Also the seconds until `deploy dev main` prints its first line (`deploy_first_line_s`; the remote here does not
 exist: the line comes before that is found out). Goals (measured, not asserted): `--help` <= 0.3 s on this machine;
 a deploy's first line within a second.
@@ -30,6 +33,7 @@ from pathlib import Path
 # testkit/ sits beside the package, not in it: benches import it from the checkout.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from coderemote_pipeline.cli import warm_process
 from coderemote_pipeline.ledger.instance import open_instance
 from testkit.ledger_seed import seed_scenario
 
@@ -38,9 +42,9 @@ COMMANDS = {"help": ["--help"], "status": ["status"], "approvals": ["approvals"]
 HELP_GOAL_S = 0.3
 
 
-def command_env(state_dir: Path) -> dict[str, str]:
+def command_env(state_dir: Path, warm: bool = False) -> dict[str, str]:
     env = {**os.environ, "CODEREMOTE_STATE_DIR": str(state_dir), "CODEREMOTE_TARGET": "local",
-           "CODEREMOTE_APP_REMOTE": str(state_dir.parent / "no-remote.git")}  # fmt: skip
+           "CODEREMOTE_APP_REMOTE": str(state_dir.parent / "no-remote.git"), "CODEREMOTE_WARM": "1" if warm else "0"}
     for inherited in ("DAGSTER_HOME", "CODEREMOTE_APP_CONFIG"):
         env.pop(inherited, None)
     return env
@@ -89,16 +93,20 @@ def main() -> None:
             seed_scenario(instance, deploys=args.deploys)
         cases = {f"{name}_s": (argv, command_env(empty)) for name, argv in COMMANDS.items()}
         cases |= {f"seeded_{name}_s": (argv, command_env(seeded)) for name, argv in COMMANDS.items() if name != "help"}
+        warm_process.ensure(seeded, wait=True)
+        cases |= {f"warm_{name}_s": (argv, command_env(seeded, warm=True)) for name, argv in COMMANDS.items()
+                  if name != "help"}  # fmt: skip
         found = measure(cases, args.runs)
         deploy_first_line_s = statistics.median(first_line(["deploy", "dev", "main"], command_env(empty))
                                                 for _ in range(args.runs))  # fmt: skip
     finally:
+        warm_process.stop(root / "seeded" / "state")
         shutil.rmtree(root, ignore_errors=True)
     figures: dict[str, object] = {}
     cpu: dict[str, float] = {}
     for name, (seconds, cpu_s, code) in found.items():
         argv, _ = cases[name]
-        where = "seeded" if name.startswith("seeded_") else "empty"
+        where = "warm" if name.startswith("warm_") else "seeded" if name.startswith("seeded_") else "empty"
         print(f"coderemote-pipeline {' '.join(argv):<12} {where:<6} median {seconds:.3f} s wall, {cpu_s:.3f} s CPU "
               f"of {args.runs} runs, exit {code}")  # fmt: skip
         figures[name], cpu[name] = round(seconds, 3), round(cpu_s, 3)

@@ -3,7 +3,8 @@ of its stages' own work) and beside the hand-written peer (../shared/peers/hand_
 
 Per app: a warm-up deploy, then new commits through the one-process job (`serial`: redeploy_job, the frontend built
 beside the image), the process-per-step job (`parallel`: deploy_job) and `auto` (which job it chose), a no-op
-re-deploy, and side by side, alternating new commits, the peer and the whole `coderemote-pipeline deploy dev main`.
+re-deploy, and side by side, alternating new commits, the peer and the whole `coderemote-pipeline deploy dev main`
+(handed to the warm process `local up` keeps, and in a process of its own).
 Each figure is the best of its app's rounds (the order of the jobs reversed every other round): other work on the
 machine only ever adds seconds.
 `sequential_work_s` is the sum of every stage's own work: what a run doing one thing at a time would cost.
@@ -24,6 +25,7 @@ from pathlib import Path
 
 from kit import beside_floor, critical_path_s
 
+from coderemote_pipeline.cli import warm_process
 from coderemote_pipeline.ledger.instance import open_instance
 from coderemote_pipeline.local_stack import LocalStack
 from coderemote_pipeline.local_stack.processes import free_port
@@ -64,31 +66,32 @@ def peer_state(settings: Settings, root: Path) -> Path:
     return root / "peer"
 
 
-def side_by_side(settings: Settings, root: Path, clone: Path, rounds: int, peer_env: dict) -> tuple[float, float]:
-    """(peer_s, cli_deploy_s): the hand-written script and a whole `coderemote-pipeline deploy dev main`, each on
-    new commits, alternating; the best of `rounds` each."""
+def side_by_side(settings: Settings, root: Path, clone: Path, rounds: int, peer_env: dict) -> dict[str, float]:
+    """The hand-written script (`peer`) and a whole `coderemote-pipeline deploy dev main`, handed to the warm
+    process `local up` keeps (`cli`) and in a process of its own (`cli_cold`, CODEREMOTE_WARM=0), each on new
+    commits, alternating; the best of `rounds` each."""
     state = peer_state(settings, root)
+    warm_process.ensure(settings.state_dir, wait=True)
     env = {**os.environ, **peer_env, "CODEREMOTE_STATE_DIR": str(settings.state_dir),
            "CODEREMOTE_APP_REMOTE": settings.app_remote}  # fmt: skip
     env.pop("DAGSTER_HOME", None)
     env.pop("CODEREMOTE_APP_CONFIG", None)
     if settings.app_config is not None:
         env["CODEREMOTE_APP_CONFIG"] = str(settings.app_config)
-    peer, cli = [], []
+    found: dict[str, list[float]] = {"peer": [], "cli": [], "cli_cold": []}
     for n in range(rounds):
-        for who in ("peer", "cli"):
+        for who in found:
             change(clone, f"side by side {who} {n}")
             argv = ([sys.executable, str(PEER), str(state), settings.app_remote, "main"] if who == "peer"
                     else [str(BIN / "coderemote-pipeline"), "deploy", "dev", "main"])  # fmt: skip
             started = time.monotonic()
-            done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=900)
+            done = subprocess.run(argv, env={**env, "CODEREMOTE_WARM": "0" if who == "cli_cold" else "1"},
+                                  capture_output=True, text=True, timeout=900)  # fmt: skip
             seconds = time.monotonic() - started
             if done.returncode != 0:
                 sys.exit(f"{who} deploy failed: {(done.stdout + done.stderr)[-600:]}")
-            (peer if who == "peer" else cli).append(
-                json.loads(done.stdout.strip().splitlines()[-1])["peer_s"] if who == "peer" else seconds
-            )
-    return min(peer), min(cli)
+            found[who].append(json.loads(done.stdout.strip().splitlines()[-1])["peer_s"] if who == "peer" else seconds)
+    return {who: min(seconds) for who, seconds in found.items()}
 
 
 def measure(name: str, settings: Settings, instance, root: Path, clone: Path, rounds: int, peer_env: dict) -> dict:
@@ -100,7 +103,8 @@ def measure(name: str, settings: Settings, instance, root: Path, clone: Path, ro
             tried[executor].append(deploy(settings, instance, executor))
     runs = {executor: min(outcomes, key=lambda o: o.seconds) for executor, outcomes in tried.items()}
     noop = deploy(settings, instance, "auto")
-    peer_s, cli_s = side_by_side(settings, root, clone, rounds, peer_env) if PEER.exists() else (None, None)
+    sides = side_by_side(settings, root, clone, rounds, peer_env) if PEER.exists() else {}
+    peer_s, cli_s, cold_s = sides.get("peer"), sides.get("cli"), sides.get("cli_cold")
     layout = settings.app_layout
     auto = runs["auto"]
     auto_jobs = sorted({o.job_name for o in tried["auto"]})
@@ -113,7 +117,7 @@ def measure(name: str, settings: Settings, instance, root: Path, clone: Path, ro
     print(f"  {'no-op':<9} {noop.job_name:<13} {beside_floor(noop, layout)}")
     if peer_s is not None:
         print(f"  side by side, new commits: hand_deploy.py {peer_s:.2f} s, `coderemote-pipeline deploy dev main` "
-              f"{cli_s:.2f} s (the whole command)")  # fmt: skip
+              f"{cli_s:.2f} s (the whole command, warm process; {cold_s:.2f} s in its own process)")  # fmt: skip
     print(f"  {'stage (auto)':<28} {'wall':>7} {'own work':>9}")
     for stage, meta in auto.stages.items():
         if stage in STAGE_ORDER or stage.startswith("check:"):
@@ -133,6 +137,7 @@ def measure(name: str, settings: Settings, instance, root: Path, clone: Path, ro
         "noop_s": round(noop.seconds, 2),
         "peer_s": peer_s,
         "cli_deploy_s": round(cli_s, 2) if cli_s is not None else None,
+        "cli_cold_deploy_s": round(cold_s, 2) if cold_s is not None else None,
     }
 
 
@@ -164,6 +169,7 @@ def main() -> None:
             figures["realistic"] = measure("realistic", realistic, instance, root, root / "realistic",
                                            args.realistic_rounds, PEER_ENV)  # fmt: skip
     finally:
+        warm_process.stop(example.state_dir)
         stack.down()
         shutil.rmtree(root, ignore_errors=True)  # the bench's state dir, registry storage and clones
     # The example app's figures stay at the top level, as earlier benches printed them.

@@ -52,9 +52,17 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command: `argv`, or (the installed command) this process's own, handed to the warm process when one runs
+    (cli/warm.py)."""
     # `coderemote-pipeline history prod | head` ends quietly, as any Unix tool does.
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     args = parser().parse_args(argv)
+    if argv is None:
+        from coderemote_pipeline.cli.warm import run_warm
+
+        code = run_warm(sys.argv[1:], args.command)
+        if code is not None:
+            return code
     from coderemote_pipeline.rules.errors import UserError
 
     try:

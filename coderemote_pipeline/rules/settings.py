@@ -17,10 +17,10 @@ from typing import Any
 from coderemote_pipeline.rules.app_layout import AppLayout, load_app_layout
 from coderemote_pipeline.rules.environments import default_infra_dir
 from coderemote_pipeline.rules.errors import UserError
+from coderemote_pipeline.rules.state_dir import PROJECT_ROOT, state_dir_from
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-# A checkout keeps its state beside the code; an installed copy in the user's state directory.
-_IN_CHECKOUT = (PROJECT_ROOT / "pyproject.toml").exists()
+__all__ = ["PROJECT_ROOT", "Settings", "SettingsError"]
+
 TARGETS = ("local", "aws")
 DEFAULT_SENSOR_INTERVAL_S = 30
 
@@ -64,7 +64,7 @@ class Settings:
         target = env.get("CODEREMOTE_TARGET", "local")
         if target not in TARGETS:
             raise SettingsError(f"CODEREMOTE_TARGET={target!r} is not a target: use one of {', '.join(TARGETS)}")
-        state_dir = Path(env.get("CODEREMOTE_STATE_DIR") or default_state_dir(env)).resolve()
+        state_dir = state_dir_from(env)
         remote = env.get("CODEREMOTE_APP_REMOTE") or str(state_dir / "demo" / "code-remote-app.git")
         config = env.get("CODEREMOTE_APP_CONFIG")
         interval = env.get("CODEREMOTE_SENSOR_INTERVAL_S") or str(DEFAULT_SENSOR_INTERVAL_S)
@@ -116,9 +116,3 @@ class Settings:
         checks = json.dumps([c.model_dump(mode="json") for c in self.app_layout.checks])
         return {"remote_url": self.app_remote, "work_dir": str(self.work_dir), **layout, "checks_json": checks}
 
-
-def default_state_dir(environ: Mapping[str, str]) -> Path:
-    if _IN_CHECKOUT:
-        return PROJECT_ROOT / ".state"
-    base = environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(base) / "coderemote-pipeline"

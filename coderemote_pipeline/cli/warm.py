@@ -1,0 +1,99 @@
+"""Handing a command to the warm process (cli/warm_server.py), from a command line that has loaded nothing else.
+
+Loading Dagster, boto3, docker and the definitions' modules costs about 1.5-2 s of every command on this 2-core
+machine, more than a dev deploy's own stages. `local up` keeps one process with all of it loaded; the command line
+sends it its arguments, working directory, environment and its three standard streams (the descriptors themselves,
+over a Unix socket), and the warm process forks a child that runs the command exactly as this process would have,
+printing straight into this terminal. This process forwards the signals it gets (Ctrl-C) to that child and exits
+with its status. With no warm process, or one whose code is older than the checkout, the command runs here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+
+from coderemote_pipeline.rules.state_dir import state_dir_from
+
+# Commands a warm child runs; the stack's own (`local`, `demo`, `ui`) start or stop processes and run here.
+COLD_COMMANDS = frozenset({"local", "demo", "ui"})
+FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+# Set to 0 to run every command in its own process (a debugger, a profile).
+SWITCH = "CODEREMOTE_WARM"
+MAX_SOCKET_PATH = 100
+
+
+def socket_path(state_dir: Path) -> Path:
+    path = state_dir / "local" / "run" / "commands.sock"
+    if len(str(path)) < MAX_SOCKET_PATH:
+        return path
+    # Deep state dirs overflow sun_path: a short name keyed by the state dir, in a directory only we can enter.
+    import hashlib
+    import tempfile
+
+    digest = hashlib.sha256(str(state_dir).encode()).hexdigest()[:12]
+    short = Path(tempfile.gettempdir()) / f"crp-{os.getuid()}"
+    short.mkdir(mode=0o700, exist_ok=True)
+    return short / f"commands-{digest}.sock"
+
+
+def pidfile(state_dir: Path) -> Path:
+    return state_dir / "local" / "run" / "commands.pid"
+
+
+def _streams() -> list[int]:
+    """Our stdin, stdout and stderr; one that is closed is handed over as /dev/null."""
+    fds = []
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+            fds.append(fd)
+        except OSError:
+            fds.append(os.open(os.devnull, os.O_RDWR))
+    return fds
+
+
+def run_warm(argv: list[str], command: str | None) -> int | None:
+    """The command's exit status, run by a child of the warm process; None when there is none to run it."""
+    if command in COLD_COMMANDS or os.environ.get(SWITCH) == "0":
+        return None
+    path = socket_path(state_dir_from(os.environ))
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        conn.connect(str(path))
+    except OSError:
+        conn.close()
+        return None
+    umask = os.umask(0)
+    os.umask(umask)
+    request = {"argv": argv, "argv0": sys.argv[0], "cwd": os.getcwd(), "env": dict(os.environ), "umask": umask}
+    with conn, conn.makefile("rb") as replies:
+        try:
+            socket.send_fds(conn, [json.dumps(request).encode() + b"\n"], _streams())
+            first = json.loads(replies.readline() or b"{}")
+        except (OSError, ValueError):
+            return None
+        if "pid" not in first:
+            return None  # refused (its code changed: it reloads itself); this process runs the command
+        child = int(first["pid"])
+        for signum in FORWARDED:
+            signal.signal(signum, lambda n, _frame: _forward(child, n))
+        try:
+            last = replies.readline()
+        except OSError:
+            last = b""
+        if not last:
+            print(f"error: the command's process (pid {child}) ended without an exit status: it was killed",
+                  file=sys.stderr)  # fmt: skip
+            return 1
+        return int(json.loads(last)["exit"])
+
+
+def _forward(child: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(child, signum)
