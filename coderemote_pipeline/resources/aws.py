@@ -9,6 +9,8 @@ from abc import ABC, abstractmethod
 from typing import Any
 
 import boto3
+import botocore.loaders
+import botocore.session
 import dagster as dg
 from botocore.config import Config
 
@@ -64,11 +66,32 @@ def warm_clients(aws: AwsResource, services: tuple[str, ...] = STAGE_SERVICES) -
     return worker
 
 
+@functools.cache
+def _service_models() -> botocore.loaders.Loader:
+    """One loader of service models per process, shared by every session: a model is parsed once (its JSON is
+    0.1-0.3 s of a client's making), and a process forked after `preload_service_models` parses none."""
+    return botocore.loaders.create_loader()
+
+
+def _session(region: str, session_kwargs: dict[str, Any]) -> boto3.session.Session:
+    core = botocore.session.Session()
+    core.register_component("data_loader", _service_models())
+    return boto3.session.Session(botocore_session=core, region_name=region, **session_kwargs)
+
+
+def preload_service_models(services: tuple[str, ...] = STAGE_SERVICES) -> None:
+    """Parse the stages' service models now (the warm process, before it forks): clients made later, with whatever
+    credentials and endpoint their command has, find them parsed. The clients made here are thrown away unused."""
+    session = _session("us-east-1", {"aws_access_key_id": "preload", "aws_secret_access_key": "preload"})
+    for service in services:
+        session.client(service, endpoint_url="http://127.0.0.1:9")
+
+
 @functools.lru_cache(maxsize=64)
 def _cached_client(service: str, region: str, endpoint_url: str | None, session_kwargs: tuple, attempts: int) -> Any:
     # Making a client loads its service model (~0.1-0.3 s); one per process and endpoint is enough, and
     # boto3 clients are thread-safe.
-    session = boto3.session.Session(region_name=region, **dict(session_kwargs))
+    session = _session(region, dict(session_kwargs))
     if session.get_credentials() is None:
         raise AwsCredentialsMissing(
             "no AWS credentials found: set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, "
