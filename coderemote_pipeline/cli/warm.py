@@ -16,34 +16,14 @@ import os
 import signal
 import socket
 import sys
-from pathlib import Path
 
-from coderemote_pipeline.rules.state_dir import state_dir_from
+from coderemote_pipeline.rules.state_dir import state_dir_from, warm_socket
 
 # Commands a warm child runs; the stack's own (`local`, `demo`, `ui`) start or stop processes and run here.
 COLD_COMMANDS = frozenset({"local", "demo", "ui"})
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 # Set to 0 to run every command in its own process (a debugger, a profile).
 SWITCH = "CODEREMOTE_WARM"
-MAX_SOCKET_PATH = 100
-
-
-def socket_path(state_dir: Path) -> Path:
-    path = state_dir / "local" / "run" / "commands.sock"
-    if len(str(path)) < MAX_SOCKET_PATH:
-        return path
-    # Deep state dirs overflow sun_path: a short name keyed by the state dir, in a directory only we can enter.
-    import hashlib
-    import tempfile
-
-    digest = hashlib.sha256(str(state_dir).encode()).hexdigest()[:12]
-    short = Path(tempfile.gettempdir()) / f"crp-{os.getuid()}"
-    short.mkdir(mode=0o700, exist_ok=True)
-    return short / f"commands-{digest}.sock"
-
-
-def pidfile(state_dir: Path) -> Path:
-    return state_dir / "local" / "run" / "commands.pid"
 
 
 def _streams() -> list[int]:
@@ -62,7 +42,7 @@ def run_warm(argv: list[str], command: str | None) -> int | None:
     """The command's exit status, run by a child of the warm process; None when there is none to run it."""
     if command in COLD_COMMANDS or os.environ.get(SWITCH) == "0":
         return None
-    path = socket_path(state_dir_from(os.environ))
+    path = warm_socket(state_dir_from(os.environ))
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         conn.connect(str(path))

@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -20,3 +23,22 @@ def default_state_dir(environ: Mapping[str, str]) -> Path:
 
 def state_dir_from(environ: Mapping[str, str]) -> Path:
     return Path(environ.get("CODEREMOTE_STATE_DIR") or default_state_dir(environ)).resolve()
+
+
+MAX_SOCKET_PATH = 100
+
+
+def warm_socket(state_dir: Path) -> Path:
+    """Where the warm process of `state_dir` takes commands (cli/warm.py)."""
+    path = state_dir / "local" / "run" / "commands.sock"
+    if len(str(path)) < MAX_SOCKET_PATH:
+        return path
+    # Deep state dirs overflow sun_path: a short name keyed by the state dir, in a directory only we can enter.
+    digest = hashlib.sha256(str(state_dir).encode()).hexdigest()[:12]
+    short = Path(tempfile.gettempdir()) / f"crp-{os.getuid()}"
+    short.mkdir(mode=0o700, exist_ok=True)
+    return short / f"commands-{digest}.sock"
+
+
+def warm_pidfile(state_dir: Path) -> Path:
+    return state_dir / "local" / "run" / "commands.pid"

@@ -1,5 +1,6 @@
-"""Starting, finding and stopping the warm process of a state dir (cli/warm_server.py): `local up` and `demo` start
-it, `local down` stops it, by its pid."""
+"""The warm process of a state dir (cli/warm_server.py), as a part of the stack: `local up` and `demo` start it,
+`LocalStack.down()` stops it by its pid. It is started by its module's name: the stack runs the command line's
+program as it runs the emulator's, without importing it."""
 
 from __future__ import annotations
 
@@ -7,9 +8,8 @@ import socket
 import sys
 from pathlib import Path
 
-from coderemote_pipeline.cli.warm import pidfile, socket_path
 from coderemote_pipeline.local_stack.processes import pid_matches, spawn, stop_pid, wait_until
-from coderemote_pipeline.rules.state_dir import PROJECT_ROOT
+from coderemote_pipeline.rules.state_dir import PROJECT_ROOT, warm_pidfile, warm_socket
 
 MODULE = "coderemote_pipeline.cli.warm_server"
 CMDLINE_FRAGMENT = f"-m {MODULE}"
@@ -25,7 +25,7 @@ def code_stamp() -> tuple[int, float]:
 
 def running_pid(state_dir: Path) -> int | None:
     try:
-        pid = int(pidfile(state_dir).read_text().strip())
+        pid = int(warm_pidfile(state_dir).read_text().strip())
     except (OSError, ValueError):
         return None
     return pid if pid_matches(pid, CMDLINE_FRAGMENT) else None
@@ -34,7 +34,7 @@ def running_pid(state_dir: Path) -> int | None:
 def answers(state_dir: Path) -> bool:
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
         try:
-            probe.connect(str(socket_path(state_dir)))
+            probe.connect(str(warm_socket(state_dir)))
         except OSError:
             return False
     return True
@@ -44,10 +44,10 @@ def ensure(state_dir: Path, *, wait: bool = False) -> int:
     """The warm process of `state_dir`, started if none runs; with `wait`, once it takes commands."""
     pid = running_pid(state_dir)
     if pid is None:
-        pidfile(state_dir).parent.mkdir(parents=True, exist_ok=True)
+        warm_pidfile(state_dir).parent.mkdir(parents=True, exist_ok=True)
         log = state_dir / "local" / "logs" / "commands.log"
         pid = spawn([sys.executable, "-m", MODULE, str(state_dir)], log_path=log)
-        pidfile(state_dir).write_text(f"{pid}\n")
+        warm_pidfile(state_dir).write_text(f"{pid}\n")
     if wait:
         wait_until(lambda: answers(state_dir), timeout=READY_TIMEOUT_S, what="the warm command process", pid=pid,
                    log_path=state_dir / "local" / "logs" / "commands.log")  # fmt: skip
@@ -56,6 +56,6 @@ def ensure(state_dir: Path, *, wait: bool = False) -> int:
 
 def stop(state_dir: Path) -> bool:
     stopped = stop_pid(running_pid(state_dir), expect=CMDLINE_FRAGMENT)
-    pidfile(state_dir).unlink(missing_ok=True)
-    socket_path(state_dir).unlink(missing_ok=True)
+    warm_pidfile(state_dir).unlink(missing_ok=True)
+    warm_socket(state_dir).unlink(missing_ok=True)
     return stopped
