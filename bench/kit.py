@@ -53,7 +53,7 @@ def critical_path_s(outcome: DeployOutcome, layout: AppLayout) -> float:
     """The floor of a deploy: its stages' own work along the longest path of the graph (infra, then the slower of
     the backend branch — image, its checks, version — and the frontend branch — bundle, its checks —, then the
     shift, the invalidation and smoke), from the seconds each stage recorded. A check reused from an earlier run
-    did no work here."""
+    did no work here; checks that ran side by side count their longest."""
 
     def own(name: str) -> float:
         meta = outcome.stages.get(name, {})
@@ -62,7 +62,10 @@ def critical_path_s(outcome: DeployOutcome, layout: AppLayout) -> float:
         return own_seconds(meta)
 
     def checks(side: Side) -> float:
-        return sum(own(f"check:{c.name}") for c in layout.checks_of(side))
+        # Checks that ran side by side cost their longest; the others, one after another, their sum.
+        metas = [(own(f"check:{c.name}"), outcome.stages.get(f"check:{c.name}", {})) for c in layout.checks_of(side)]
+        together = [s for s, meta in metas if meta.get("side_by_side")]
+        return sum(s for s, meta in metas if not meta.get("side_by_side")) + max(together, default=0.0)
 
     backend = own("api_image") + checks(Side.BACKEND) + own("lambda_version")
     frontend = own("frontend_bundle") + checks(Side.FRONTEND)

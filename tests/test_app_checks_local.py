@@ -50,6 +50,9 @@ def app(settings, instance, tmp_path_factory):
     assert set(evaluations) == {"backend_tests", "backend_lint", "frontend_check"}
     assert all(e["passed"] and e["ran"] for e in evaluations.values())
     assert evaluations["backend_tests"]["network_isolated"] and evaluations["backend_tests"]["seconds"] > 0
+    # The backend's checks (each its own container and copy of the tree) ran at once; the frontend's share a tree.
+    assert [evaluations[n]["side_by_side"] for n in ("backend_tests", "backend_lint", "frontend_check")] == [
+        True, True, False]  # fmt: skip
     return mine, root / "clone", good
 
 
@@ -71,6 +74,8 @@ def test_a_failing_backend_test_never_goes_live(app, instance):
     evaluations = _evaluations(instance, failed.run_id)
     assert evaluations["backend_tests"]["passed"] is False and evaluations["backend_tests"]["exit_code"] == 1
     assert "the release is not ready" in evaluations["backend_tests"]["output"]
+    # The lint beside it ran to its own verdict: a failure of one side-by-side check cuts no other short.
+    assert evaluations["backend_lint"]["passed"] is True and evaluations["backend_lint"]["side_by_side"]
 
 
 def test_a_check_that_hangs_is_stopped_at_its_limit(app, instance, tmp_path):

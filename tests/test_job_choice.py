@@ -70,3 +70,20 @@ def test_reused_checks_are_no_evidence():
 )
 def test_a_stages_own_seconds(metadata, own):
     assert own_seconds(metadata) == pytest.approx(own)
+
+
+def test_checks_run_side_by_side_count_their_longest():
+    with dg.DagsterInstance.ephemeral() as instance:
+        run_id = str(uuid.uuid4())
+        run = dg.DagsterRun(job_name=names.REDEPLOY_JOB, run_id=run_id, status=dg.DagsterRunStatus.SUCCESS,
+                            tags={names.APP_REMOTE_TAG: APP})  # fmt: skip
+        instance.add_run(run)
+        for name, seconds, together in (("tests", 90.0, True), ("lint", 30.0, True), ("types", 5.0, False)):
+            evaluation = dg.AssetCheckEvaluation(
+                asset_key=names.key(names.API_IMAGE), check_name=name, passed=True,
+                metadata={"seconds": seconds, "ran": True, "reused_from_run": "", "side_by_side": together},
+            )  # fmt: skip
+            event = dg.DagsterEvent(event_type_value=dg.DagsterEventType.ASSET_CHECK_EVALUATION.value,
+                                    job_name=names.REDEPLOY_JOB, event_specific_data=evaluation)  # fmt: skip
+            instance.report_dagster_event(event, run_id=run_id)
+        assert check_seconds(instance, APP) == {"backend": 95.0, "frontend": 0.0}

@@ -10,6 +10,8 @@ any environment is not run again: its result is reused, naming the run it came f
 # No `from __future__ import annotations`: Dagster reads the check functions' annotations to find resources.
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import dagster as dg
@@ -47,18 +49,29 @@ def _skipped(context, asset: dg.AssetKey, specs: Sequence[CheckSpec]) -> Iterato
 
 
 def evaluate(context, asset: dg.AssetKey, specs: Sequence[CheckSpec], commit: str, tree: str, artifact: str,
-             export: Callable[[Path], Path], runner: Runner) -> Iterator[dg.AssetCheckResult]:  # fmt: skip
-    """Each check's result (reused, or run once on the exported tree); a failure then fails the step, quoting it."""
+             export: Callable[[Path], Path], runner: Runner, *, side_by_side: bool = False
+             ) -> Iterator[dg.AssetCheckResult]:  # fmt: skip
+    """Each check's result (reused, or run once on the exported tree); a failure then fails the step, quoting it.
+
+    With `side_by_side` (a runner that gives each check its own container and its own copy of the tree), the checks
+    that must run start together, as a CI system's parallel jobs do: the side then waits for its longest check,
+    not for their sum. Results are reported in the layout's order either way."""
     runs: list[CheckRun] = []
-    with tempfile.TemporaryDirectory(prefix="coderemote-checks-") as tmp:
-        exported: Path | None = None
+    keys = {spec.name: check_key(spec, tree, artifact) for spec in specs}
+    reused = {spec.name: passed_before(context.instance, commit, spec.name, keys[spec.name]) for spec in specs}
+    to_run = [spec for spec in specs if not reused[spec.name]]
+    together = side_by_side and len(to_run) > 1
+    with (
+        tempfile.TemporaryDirectory(prefix="coderemote-checks-") as tmp,
+        ThreadPoolExecutor(max_workers=len(to_run) if together else 1, thread_name_prefix="check") as pool,
+    ):
+        exported = export(Path(tmp) / "tree") if to_run else None
+        started = {spec.name: pool.submit(runner, exported, spec, keys[spec.name]) for spec in to_run}
         for spec in specs:
-            key = check_key(spec, tree, artifact)
-            if source := passed_before(context.instance, commit, spec.name, key):
-                run = CheckRun(spec.name, key, True, 0, 0.0, "", f"reused from run {source[:8]}", source)
+            if source := reused[spec.name]:
+                run = CheckRun(spec.name, keys[spec.name], True, 0, 0.0, "", f"reused from run {source[:8]}", source)
             else:
-                exported = exported or export(Path(tmp) / "tree")
-                run = runner(exported, spec, key)
+                run = replace(started[spec.name].result(), side_by_side=together)
             context.log.info(run.detail)
             runs.append(run)
             yield _result(asset, run)
@@ -90,7 +103,8 @@ def backend_checks_def(specs: Sequence[CheckSpec]) -> dg.AssetChecksDefinition:
             return run_in_image(docker.client(), registry.run_reference(image.ref()), path, spec, key)
 
         yield from evaluate(context, api_image.key, specs, image.commit, tree, image.digest,
-                            lambda dest: app_source.export_backend(image.commit, dest), runner)  # fmt: skip
+                            lambda dest: app_source.export_backend(image.commit, dest), runner,
+                            side_by_side=True)  # fmt: skip
 
     return backend_checks
 
