@@ -31,6 +31,7 @@ from coderemote_pipeline.cli.main import main
 from coderemote_pipeline.local_stack.warm_commands import MODULE, code_stamp
 from coderemote_pipeline.rules.state_dir import warm_socket
 
+RECEIVE_TIMEOUT_S = 5
 PRELOAD = (
     "coderemote_pipeline.definitions",
     "coderemote_pipeline.usecases.deploy",
@@ -90,12 +91,20 @@ def _listen(path: Path) -> socket.socket:
 
 def _receive(conn: socket.socket) -> tuple[dict, list[int]]:
     data, fds, _flags, _addr = socket.recv_fds(conn, 1 << 16, 3)
-    while not data.endswith(b"\n"):
-        more = conn.recv(1 << 16)
-        if not more:
-            break
-        data += more
-    return json.loads(data), fds
+    try:
+        while not data.endswith(b"\n"):
+            more = conn.recv(1 << 16)
+            if not more:
+                break
+            data += more
+        request = json.loads(data)
+        if len(fds) != 3:
+            raise ValueError(f"{len(fds)} streams handed over, not 3")
+    except BaseException:
+        for fd in fds:
+            os.close(fd)
+        raise
+    return request, fds
 
 
 def _child(conn: socket.socket, listener: socket.socket, request: dict, fds: list[int]) -> None:
@@ -159,10 +168,14 @@ def serve(state_dir: Path) -> None:
         while True:
             conn, _ = listener.accept()
             with conn:
+                # One command line at a time is received: one that connects and sends nothing (a probe, a hung
+                # client) holds the others back for at most this long.
+                conn.settimeout(RECEIVE_TIMEOUT_S)
                 try:
                     request, fds = _receive(conn)
                 except (OSError, ValueError):
                     continue
+                conn.settimeout(None)
                 if code_stamp() != stamp:
                     conn.sendall(b'{"refused": "code changed"}\n')
                     for fd in fds:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 from dagster._core.storage.event_log.sqlite.consolidated_sqlite_event_log import (
@@ -65,7 +65,17 @@ class _KeptEngine:
             yield conn
 
 
-class PooledSqliteEventLogStorage(ConsolidatedSqliteEventLogStorage):
+class _KeepsConnections:
+    """What both storages add: a kept engine, closed with the storage."""
+
+    _kept: _KeptEngine
+
+    def dispose(self) -> None:
+        super().dispose()  # type: ignore[misc]
+        self._kept.dispose()
+
+
+class PooledSqliteEventLogStorage(_KeepsConnections, ConsolidatedSqliteEventLogStorage):
     """Every run's events in one WAL database (`event_log.db` under `base_dir`), over kept connections."""
 
     def __init__(self, base_dir: str, inst_data: Any = None) -> None:
@@ -73,17 +83,11 @@ class PooledSqliteEventLogStorage(ConsolidatedSqliteEventLogStorage):
         self._kept = _KeptEngine(create_db_conn_string(base_dir, SQLITE_EVENT_LOG_FILENAME))
         super().__init__(base_dir, inst_data)
 
-    @contextmanager
-    def _connect(self) -> Iterator[Connection]:
-        with self._kept.transaction() as conn:
-            yield conn
-
-    def dispose(self) -> None:
-        super().dispose()
-        self._kept.dispose()
+    def _connect(self) -> AbstractContextManager[Connection]:
+        return self._kept.transaction()
 
 
-class PooledSqliteRunStorage(SqliteRunStorage):
+class PooledSqliteRunStorage(_KeepsConnections, SqliteRunStorage):
     """Dagster's SQLite run storage (`runs.db` under `base_dir`), over kept connections."""
 
     def __init__(self, conn_string: str, inst_data: Any = None) -> None:
@@ -95,11 +99,5 @@ class PooledSqliteRunStorage(SqliteRunStorage):
         # The parent's names SqliteRunStorage itself; from_local builds `cls`.
         return cls.from_local(inst_data=inst_data, **config_value)
 
-    @contextmanager
-    def connect(self) -> Iterator[Connection]:
-        with self._kept.transaction() as conn:
-            yield conn
-
-    def dispose(self) -> None:
-        super().dispose()
-        self._kept.dispose()
+    def connect(self) -> AbstractContextManager[Connection]:
+        return self._kept.transaction()
