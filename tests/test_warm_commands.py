@@ -84,6 +84,8 @@ def test_mistakes_get_their_one_line_with_the_command_lines_environment_and_dire
     config = _cli(env, "deploy", "dev", "main", "--app-config", "app.yaml", cwd=tmp_path)
     assert config.returncode == 2 and "dockerfle" in config.stderr and "Traceback" not in config.stderr
     assert _forks(state)[-3:] == ["deploy", "status", "deploy"]
+    switch = _cli({**env, "CODEREMOTE_WARM": "no"}, "status")
+    assert switch.returncode == 2 and switch.stderr.count("\n") == 1 and "CODEREMOTE_WARM='no'" in switch.stderr
 
 
 def test_a_killed_command_line_ends_its_command(warm):

@@ -40,7 +40,12 @@ def _streams() -> list[int]:
 
 def run_warm(argv: list[str], command: str | None) -> int | None:
     """The command's exit status, run by a child of the warm process; None when there is none to run it."""
-    if command in COLD_COMMANDS or os.environ.get(SWITCH) == "0":
+    switch = os.environ.get(SWITCH, "")
+    if switch not in ("", "0", "1"):
+        print(f"error: {SWITCH}={switch!r} is not 0 (each command in its own process) or 1 (the default: the warm "
+              "process when one runs)", file=sys.stderr)  # fmt: skip
+        return 2
+    if command in COLD_COMMANDS or switch == "0":
         return None
     path = warm_socket(state_dir_from(os.environ))
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
