@@ -33,8 +33,8 @@ from pathlib import Path
 # testkit/ sits beside the package, not in it: benches import it from the checkout.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from coderemote_pipeline.cli import warm_process
 from coderemote_pipeline.ledger.instance import open_instance
-from coderemote_pipeline.local_stack import warm_commands
 from testkit.ledger_seed import seed_scenario
 
 BIN = Path(sys.executable).parent / "coderemote-pipeline"
@@ -93,14 +93,14 @@ def main() -> None:
             seed_scenario(instance, deploys=args.deploys)
         cases = {f"{name}_s": (argv, command_env(empty)) for name, argv in COMMANDS.items()}
         cases |= {f"seeded_{name}_s": (argv, command_env(seeded)) for name, argv in COMMANDS.items() if name != "help"}
-        warm_commands.ensure(seeded, wait=True)
+        warm_process.ensure(seeded, wait=True)
         cases |= {f"warm_{name}_s": (argv, command_env(seeded, warm=True)) for name, argv in COMMANDS.items()
                   if name != "help"}  # fmt: skip
         found = measure(cases, args.runs)
         deploy_first_line_s = statistics.median(first_line(["deploy", "dev", "main"], command_env(empty))
                                                 for _ in range(args.runs))  # fmt: skip
     finally:
-        warm_commands.stop(root / "seeded" / "state")
+        warm_process.stop(root / "seeded" / "state")
         shutil.rmtree(root, ignore_errors=True)
     figures: dict[str, object] = {}
     cpu: dict[str, float] = {}

@@ -25,8 +25,9 @@ from pathlib import Path
 
 from kit import beside_floor, critical_path_s
 
+from coderemote_pipeline.cli import warm_process
 from coderemote_pipeline.ledger.instance import open_instance
-from coderemote_pipeline.local_stack import LocalStack, warm_commands
+from coderemote_pipeline.local_stack import LocalStack
 from coderemote_pipeline.local_stack.processes import free_port
 from coderemote_pipeline.rules.names import STAGES as STAGE_ORDER
 from coderemote_pipeline.rules.settings import Settings
@@ -70,7 +71,7 @@ def side_by_side(settings: Settings, root: Path, clone: Path, rounds: int, peer_
     process `local up` keeps (`cli`) and in a process of its own (`cli_cold`, CODEREMOTE_WARM=0), each on new
     commits, alternating; the best of `rounds` each."""
     state = peer_state(settings, root)
-    warm_commands.ensure(settings.state_dir, wait=True)
+    warm_process.ensure(settings.state_dir, wait=True)
     env = {**os.environ, **peer_env, "CODEREMOTE_STATE_DIR": str(settings.state_dir),
            "CODEREMOTE_APP_REMOTE": settings.app_remote}  # fmt: skip
     env.pop("DAGSTER_HOME", None)
@@ -168,7 +169,7 @@ def main() -> None:
             figures["realistic"] = measure("realistic", realistic, instance, root, root / "realistic",
                                            args.realistic_rounds, PEER_ENV)  # fmt: skip
     finally:
-        warm_commands.stop(example.state_dir)
+        warm_process.stop(example.state_dir)
         stack.down()
         shutil.rmtree(root, ignore_errors=True)  # the bench's state dir, registry storage and clones
     # The example app's figures stay at the top level, as earlier benches printed them.

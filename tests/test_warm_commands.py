@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from coderemote_pipeline.cli import warm_process
 from coderemote_pipeline.cli.main import main
-from coderemote_pipeline.local_stack import LocalStack, warm_commands
+from coderemote_pipeline.cli.warm import socket_path
+from coderemote_pipeline.local_stack import LocalStack
 from coderemote_pipeline.local_stack.processes import pid_alive
-from coderemote_pipeline.rules.state_dir import warm_socket
 from coderemote_pipeline.usecases.demo import EXAMPLE_APP, commit_and_push, make_app_repo
 
 pytestmark = pytest.mark.stack
@@ -30,7 +31,7 @@ def warm(tmp_path_factory):
     stack.up()
     try:
         make_app_repo(EXAMPLE_APP, root / "app.git", root / "clone")
-        pid = warm_commands.ensure(state, wait=True)
+        pid = warm_process.ensure(state, wait=True)
         env = {**os.environ, "CODEREMOTE_STATE_DIR": str(state), "CODEREMOTE_APP_REMOTE": str(root / "app.git")}
         for name in ("DAGSTER_HOME", "CODEREMOTE_APP_CONFIG", "CODEREMOTE_WARM"):
             env.pop(name, None)
@@ -59,7 +60,7 @@ def test_a_deploy_is_a_fork_of_the_warm_process_and_says_the_same(warm):
     assert f"LIVE: dev|main-{commit[:7]}" in done.stdout
     assert "✓ smoke_result" in done.stdout
     assert _forks(state) == [*before, "deploy"]
-    assert warm_commands.running_pid(state) == pid  # the warm process itself ran nothing
+    assert warm_process.running_pid(state) == pid  # the warm process itself ran nothing
 
 
 def test_read_commands_print_exactly_what_their_own_process_prints(warm):
@@ -105,12 +106,12 @@ def test_a_killed_command_line_ends_its_command(warm):
     while pid_alive(child) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not pid_alive(child)
-    assert warm_commands.running_pid(state) == pid
+    assert warm_process.running_pid(state) == pid
 
 
 def test_a_change_of_code_is_run_by_its_own_process_and_the_warm_process_reloads(warm):
     env, state, _clone, pid = warm
-    touched = Path(warm_commands.PACKAGE) / "rules" / "__init__.py"
+    touched = Path(warm_process.PACKAGE) / "rules" / "__init__.py"
     times = touched.stat()
     os.utime(touched, (times.st_atime, time.time() + 5))
     try:
@@ -118,8 +119,8 @@ def test_a_change_of_code_is_run_by_its_own_process_and_the_warm_process_reloads
         done = _cli(env, "history", "dev")
         assert done.returncode == 0 and "started" in done.stdout
         assert _forks(state) == before  # refused: it ran in its own process
-        warm_commands.ensure(state, wait=True)
-        assert warm_commands.running_pid(state) == pid  # loaded again under the same pid
+        warm_process.ensure(state, wait=True)
+        assert warm_process.running_pid(state) == pid  # loaded again under the same pid
         assert _cli(env, "history", "dev").returncode == 0
         assert _forks(state)[-1] == "history"
     finally:
@@ -128,12 +129,12 @@ def test_a_change_of_code_is_run_by_its_own_process_and_the_warm_process_reloads
 
 def test_only_its_user_may_connect_and_the_stack_going_down_stops_it(warm, monkeypatch, capsys):
     env, state, _clone, pid = warm
-    assert stat.S_IMODE(warm_socket(state).stat().st_mode) == 0o600
+    assert stat.S_IMODE(socket_path(state).stat().st_mode) == 0o600
     for name in ("CODEREMOTE_STATE_DIR", "CODEREMOTE_APP_REMOTE"):
         monkeypatch.setenv(name, env[name])
     assert main(["local", "status"]) == 0
-    assert f"commands   running  answering      {warm_socket(state)}  (pid {pid})" in capsys.readouterr().out
+    assert f"commands   running  answering      {socket_path(state)}  (pid {pid})" in capsys.readouterr().out
     LocalStack(state).down()  # what `local down` does, and every test stack's teardown
-    assert not pid_alive(pid) and not warm_socket(state).exists()
+    assert not pid_alive(pid) and not socket_path(state).exists()
     # With none running, the command runs in its own process.
     assert _cli(env, "history", "dev").returncode == 0

@@ -14,8 +14,10 @@ UI_HELP = "the Dagster UI and daemon on this project's instance (dagster dev)"
 
 
 def cmd_local(args: argparse.Namespace, settings_from) -> int:
+    from coderemote_pipeline.cli import warm_process
+    from coderemote_pipeline.cli.warm import socket_path
     from coderemote_pipeline.ledger.instance import open_instance
-    from coderemote_pipeline.local_stack import LocalStack, warm_commands
+    from coderemote_pipeline.local_stack import LocalStack
     from coderemote_pipeline.usecases.status import revive_apis
 
     settings = settings_from(args)
@@ -29,17 +31,17 @@ def cmd_local(args: argparse.Namespace, settings_from) -> int:
         print(f"  base image:    {info.base_image}")
         for line in revive_apis(settings, open_instance(settings.state_dir)):
             print(f"  API revived:   {line}")
-        print(f"  commands:      warm process pid {warm_commands.ensure(settings.state_dir)} (commands fork it)")
+        print(f"  commands:      warm process pid {warm_process.ensure(settings.state_dir)} (commands fork it)")
     elif args.action == "status":
         for part, state in stack.status().items():
             answering = "answering" if state.get("answering") else "not answering"
             where = state.get("endpoint") or "-"
             pid = f"pid {state['pid']}" if state.get("pid") else "no process"
             print(f"  {part:<10} {state['state']:<8} {answering:<14} {where}  ({pid})")
-        warm = warm_commands.running_pid(settings.state_dir)
-        answering = "answering" if warm and warm_commands.answers(settings.state_dir) else "not answering"
+        warm = warm_process.running_pid(settings.state_dir)
+        answering = "answering" if warm and warm_process.answers(settings.state_dir) else "not answering"
         pid = f"pid {warm}" if warm else "no process"
-        where = warm_commands.warm_socket(settings.state_dir)
+        where = socket_path(settings.state_dir)
         print(f"  {'commands':<10} {'running' if warm else 'stopped':<8} {answering:<14} {where}  ({pid})")
     else:
         stack.down()
@@ -48,9 +50,10 @@ def cmd_local(args: argparse.Namespace, settings_from) -> int:
 
 
 def cmd_demo(args: argparse.Namespace, settings_from) -> int:
+    from coderemote_pipeline.cli import warm_process
     from coderemote_pipeline.cli.release_commands import preflight
     from coderemote_pipeline.cli.summary import render
-    from coderemote_pipeline.local_stack import LocalStack, warm_commands
+    from coderemote_pipeline.local_stack import LocalStack
     from coderemote_pipeline.rules import names
     from coderemote_pipeline.usecases.demo import ensure_demo_repo
     from coderemote_pipeline.usecases.deploy import run_deployment
@@ -58,7 +61,7 @@ def cmd_demo(args: argparse.Namespace, settings_from) -> int:
     settings = settings_from(args)
     print("bringing up the local stack (emulator, registry, Docker engine, base image)…")
     LocalStack(settings.state_dir).up()
-    warm_commands.ensure(settings.state_dir)
+    warm_process.ensure(settings.state_dir)
     clone = ensure_demo_repo(Path(settings.app_remote))
     print(f"example app: remote {settings.app_remote}, working copy {clone}")
     outcome = run_deployment(

@@ -16,14 +16,21 @@ import os
 import signal
 import socket
 import sys
+from pathlib import Path
 
-from coderemote_pipeline.rules.state_dir import state_dir_from, warm_socket
+from coderemote_pipeline.rules.state_dir import short_socket_path, state_dir_from
 
 # Commands a warm child runs; the stack's own (`local`, `demo`, `ui`) start or stop processes and run here.
 COLD_COMMANDS = frozenset({"local", "demo", "ui"})
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 # Set to 0 to run every command in its own process (a debugger, a profile).
 SWITCH = "CODEREMOTE_WARM"
+MAX_SOCKET_PATH = 100
+
+
+def socket_path(state_dir: Path) -> Path:
+    """Where the warm process of `state_dir` takes commands (a socket only its user may connect to)."""
+    return short_socket_path(state_dir / "local" / "run" / "commands.sock", "commands", MAX_SOCKET_PATH)
 
 
 def _streams() -> list[int]:
@@ -47,7 +54,7 @@ def run_warm(argv: list[str], command: str | None) -> int | None:
         return 2
     if command in COLD_COMMANDS or switch == "0":
         return None
-    path = warm_socket(state_dir_from(os.environ))
+    path = socket_path(state_dir_from(os.environ))
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         conn.connect(str(path))

@@ -1,6 +1,6 @@
 """The warm process: every module a command needs loaded once; each command a fork of it (see cli/warm.py).
 
-Started by `local up` and `demo`, stopped by `local down` (local_stack/warm_commands.py). A fork shares the loaded
+Started by `local up` and `demo`, stopped by `local down` (cli/warm_process.py). A fork shares the loaded
 modules instead of loading them: measured on this 2-core machine (2026-12), `status` went from about 2 s to
 a few tenths, and a dev deploy's whole command lost the 1.5-2 s of start-up.
 
@@ -28,8 +28,8 @@ import traceback
 from pathlib import Path
 
 from coderemote_pipeline.cli.main import main
-from coderemote_pipeline.local_stack.warm_commands import MODULE, code_stamp
-from coderemote_pipeline.rules.state_dir import warm_socket
+from coderemote_pipeline.cli.warm import socket_path
+from coderemote_pipeline.cli.warm_process import MODULE, code_stamp
 
 RECEIVE_TIMEOUT_S = 5
 PRELOAD = (
@@ -156,7 +156,7 @@ def serve(state_dir: Path) -> None:
         importlib.import_module(name)
     _warm_up()
     stamp = code_stamp()
-    path = warm_socket(state_dir)
+    path = socket_path(state_dir)
     listener = _listen(path)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps the children: each reports its own status
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))

@@ -7,8 +7,6 @@ the emulator's current port.
 from __future__ import annotations
 
 import fcntl
-import hashlib
-import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,6 +16,7 @@ from coderemote_pipeline.local_stack import api_edge, site_edge
 from coderemote_pipeline.local_stack.processes import pid_matches, stop_pid
 from coderemote_pipeline.local_stack.stack_info import read_pid, write_atomically
 from coderemote_pipeline.rules.stack_outputs import frontend_bucket_name
+from coderemote_pipeline.rules.state_dir import short_socket_path
 
 # haproxy refuses a unix socket path over 97 bytes (sun_path less its own margin).
 MAX_SOCKET_PATH = 90
@@ -45,12 +44,7 @@ class EdgePaths:
 
     @property
     def admin_socket(self) -> Path:
-        path = self.api_dir / "admin.sock"
-        if len(str(path)) < MAX_SOCKET_PATH:
-            return path
-        # Deep state dirs overflow sun_path: a short path keyed by the state dir keeps two stacks apart.
-        digest = hashlib.sha256(str(self.root.resolve()).encode()).hexdigest()[:12]
-        return Path(tempfile.gettempdir()) / f"crp-edge-{digest}.sock"
+        return short_socket_path(self.api_dir / "admin.sock", "edge", MAX_SOCKET_PATH)
 
     @property
     def site_dir(self) -> Path:

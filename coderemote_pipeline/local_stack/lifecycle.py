@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from coderemote_pipeline.local_stack import api_edge, dockerd, edges, moto_server, site_edge, warm_commands
+from coderemote_pipeline.local_stack import api_edge, companions, dockerd, edges, moto_server, site_edge
 from coderemote_pipeline.local_stack import registry_server as registry
 from coderemote_pipeline.local_stack.base_image import BASE_IMAGE, default_cache_dir, ensure_base_image
 from coderemote_pipeline.local_stack.checks import check_parts
@@ -208,7 +208,7 @@ class LocalStack:
     def down(self) -> None:
         """Remove this stack's containers, stop what it started, forget the running record. Idempotent."""
         with self._locked():
-            warm_commands.stop(self.state_dir)  # first: no command starts on a stack going down
+            companions.stop_all(self.state_dir)  # first: no command starts on a stack going down
             info = self._read_info()
             engine_pid = dockerd.read_pidfile(self.engine)
             own_engine = pid_matches(engine_pid, dockerd.CMDLINE_FRAGMENT)

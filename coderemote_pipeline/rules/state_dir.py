@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -25,20 +24,11 @@ def state_dir_from(environ: Mapping[str, str]) -> Path:
     return Path(environ.get("CODEREMOTE_STATE_DIR") or default_state_dir(environ)).resolve()
 
 
-MAX_SOCKET_PATH = 100
 
-
-def warm_socket(state_dir: Path) -> Path:
-    """Where the warm process of `state_dir` takes commands (cli/warm.py)."""
-    path = state_dir / "local" / "run" / "commands.sock"
-    if len(str(path)) < MAX_SOCKET_PATH:
+def short_socket_path(path: Path, tag: str, limit: int) -> Path:
+    """`path`, or where it overflows a Unix socket's address (`limit` bytes), a short name in the temp dir keyed by
+    `path` itself: two state dirs never share it."""
+    if len(str(path)) < limit:
         return path
-    # Deep state dirs overflow sun_path: a short name keyed by the state dir, in a directory only we can enter.
-    digest = hashlib.sha256(str(state_dir).encode()).hexdigest()[:12]
-    short = Path(tempfile.gettempdir()) / f"crp-{os.getuid()}"
-    short.mkdir(mode=0o700, exist_ok=True)
-    return short / f"commands-{digest}.sock"
-
-
-def warm_pidfile(state_dir: Path) -> Path:
-    return state_dir / "local" / "run" / "commands.pid"
+    digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]
+    return Path(tempfile.gettempdir()) / f"crp-{tag}-{digest}.sock"

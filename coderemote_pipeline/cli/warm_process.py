@@ -1,6 +1,5 @@
-"""The warm process of a state dir (cli/warm_server.py), as a part of the stack: `local up` and `demo` start it,
-`LocalStack.down()` stops it by its pid. It is started by its module's name: the stack runs the command line's
-program as it runs the emulator's, without importing it."""
+"""Starting, finding and stopping the warm process of a state dir (cli/warm_server.py): `local up` and `demo` start
+it; it is recorded as a companion of the stack (local_stack/companions.py), so `LocalStack.down()` stops it."""
 
 from __future__ import annotations
 
@@ -8,11 +7,13 @@ import socket
 import sys
 from pathlib import Path
 
-from coderemote_pipeline.local_stack.processes import pid_matches, spawn, stop_pid, wait_until
-from coderemote_pipeline.rules.state_dir import PROJECT_ROOT, warm_pidfile, warm_socket
+from coderemote_pipeline.cli.warm import socket_path
+from coderemote_pipeline.local_stack import companions
+from coderemote_pipeline.local_stack.processes import spawn, wait_until
+from coderemote_pipeline.rules.state_dir import PROJECT_ROOT
 
+NAME = "commands"
 MODULE = "coderemote_pipeline.cli.warm_server"
-CMDLINE_FRAGMENT = f"-m {MODULE}"
 PACKAGE = PROJECT_ROOT / "coderemote_pipeline"
 READY_TIMEOUT_S = 60
 
@@ -24,17 +25,13 @@ def code_stamp() -> tuple[int, float]:
 
 
 def running_pid(state_dir: Path) -> int | None:
-    try:
-        pid = int(warm_pidfile(state_dir).read_text().strip())
-    except (OSError, ValueError):
-        return None
-    return pid if pid_matches(pid, CMDLINE_FRAGMENT) else None
+    return companions.running(state_dir, NAME)
 
 
 def answers(state_dir: Path) -> bool:
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
         try:
-            probe.connect(str(warm_socket(state_dir)))
+            probe.connect(str(socket_path(state_dir)))
         except OSError:
             return False
     return True
@@ -42,20 +39,18 @@ def answers(state_dir: Path) -> bool:
 
 def ensure(state_dir: Path, *, wait: bool = False) -> int:
     """The warm process of `state_dir`, started if none runs; with `wait`, once it takes commands."""
+    log = state_dir / "local" / "logs" / "commands.log"
     pid = running_pid(state_dir)
     if pid is None:
-        warm_pidfile(state_dir).parent.mkdir(parents=True, exist_ok=True)
-        log = state_dir / "local" / "logs" / "commands.log"
         pid = spawn([sys.executable, "-m", MODULE, str(state_dir)], log_path=log)
-        warm_pidfile(state_dir).write_text(f"{pid}\n")
+        companions.record(state_dir, NAME, pid, f"-m {MODULE}")
     if wait:
         wait_until(lambda: answers(state_dir), timeout=READY_TIMEOUT_S, what="the warm command process", pid=pid,
-                   log_path=state_dir / "local" / "logs" / "commands.log")  # fmt: skip
+                   log_path=log)  # fmt: skip
     return pid
 
 
 def stop(state_dir: Path) -> bool:
-    stopped = stop_pid(running_pid(state_dir), expect=CMDLINE_FRAGMENT)
-    warm_pidfile(state_dir).unlink(missing_ok=True)
-    warm_socket(state_dir).unlink(missing_ok=True)
+    stopped = companions.stop(state_dir, NAME)
+    socket_path(state_dir).unlink(missing_ok=True)
     return stopped
