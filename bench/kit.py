@@ -53,7 +53,8 @@ def critical_path_s(outcome: DeployOutcome, layout: AppLayout) -> float:
     """The floor of a deploy: its stages' own work along the longest path of the graph (infra, then the slower of
     the backend branch — image, its checks, version — and the frontend branch — bundle, its checks —, then the
     shift, the invalidation and smoke), from the seconds each stage recorded. A check reused from an earlier run
-    did no work here; checks that ran side by side count their longest."""
+    did no work here; checks that ran side by side count their longest, and frontend checks that ran ahead, beside
+    the frontend build, count only where they outlasted it."""
 
     def own(name: str) -> float:
         meta = outcome.stages.get(name, {})
@@ -61,14 +62,19 @@ def critical_path_s(outcome: DeployOutcome, layout: AppLayout) -> float:
             return 0.0
         return own_seconds(meta)
 
+    def metas(side: Side) -> list[tuple[float, dict]]:
+        return [(own(f"check:{c.name}"), outcome.stages.get(f"check:{c.name}", {})) for c in layout.checks_of(side)]
+
     def checks(side: Side) -> float:
         # Checks that ran side by side cost their longest; the others, one after another, their sum.
-        metas = [(own(f"check:{c.name}"), outcome.stages.get(f"check:{c.name}", {})) for c in layout.checks_of(side)]
-        together = [s for s, meta in metas if meta.get("side_by_side")]
-        return sum(s for s, meta in metas if not meta.get("side_by_side")) + max(together, default=0.0)
+        found = [(s, meta) for s, meta in metas(side) if not meta.get("ran_ahead")]
+        together = [s for s, meta in found if meta.get("side_by_side")]
+        return sum(s for s, meta in found if not meta.get("side_by_side")) + max(together, default=0.0)
 
+    # Checks that ran ahead started with the frontend build, one after another: the branch waits for the longer.
+    ahead = sum(s for s, meta in metas(Side.FRONTEND) if meta.get("ran_ahead"))
     backend = own("api_image") + checks(Side.BACKEND) + own("lambda_version")
-    frontend = own("frontend_bundle") + checks(Side.FRONTEND)
+    frontend = max(own("frontend_bundle"), ahead) + checks(Side.FRONTEND)
     return sum(own(s) for s in ("infra_stack", "traffic_shift", "cloudfront_invalidation", "smoke_result")) + max(
         backend, frontend
     )

@@ -190,7 +190,6 @@ def questions() -> dict[str, Callable[[dg.DagsterInstance], object]]:
     from coderemote_pipeline.ledger.approvals import approval_board, latest_decision
     from coderemote_pipeline.ledger.figures import figures
     from coderemote_pipeline.ledger.gate import gate_refusal
-    from coderemote_pipeline.ledger.job_choice import choose_job
     from coderemote_pipeline.ledger.live import env_outputs, recorded_live
     from coderemote_pipeline.ledger.releases import passed, verification
     from coderemote_pipeline.usecases.rollback import rollback_target
@@ -211,7 +210,6 @@ def questions() -> dict[str, Callable[[dg.DagsterInstance], object]]:
         "gate_failed_in_dev": lambda i: gate_refusal(i, prod, D).split(" (run ")[0],
         "gate_never_in_dev": lambda i: gate_refusal(i, prod, E),
         "stack_outputs": lambda i: env_outputs(i, "prod"),
-        "job_choice": lambda i: (choose_job(i, A), choose_job(i, E)),
         "approvals": lambda i: ([h.release for h in approval_board(i)[0]], latest_decision(i, "prod", "v1.1.0").by),
         "history_and_figures": history,
         "live_record": lambda i: recorded_live(i, "prod").release,

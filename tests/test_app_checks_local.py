@@ -53,6 +53,10 @@ def app(settings, instance, tmp_path_factory):
     # The backend's checks (each its own container and copy of the tree) ran at once; the frontend's share a tree.
     assert [evaluations[n]["side_by_side"] for n in ("backend_tests", "backend_lint", "frontend_check")] == [
         True, True, False]  # fmt: skip
+    # One process (auto): the frontend's check started beside the image build and its step collected it.
+    assert good.job_name == names.REDEPLOY_JOB
+    assert [evaluations[n]["ran_ahead"] for n in ("backend_tests", "backend_lint", "frontend_check")] == [
+        False, False, True]  # fmt: skip
     return mine, root / "clone", good
 
 
@@ -102,6 +106,8 @@ def test_a_failing_frontend_check_stops_the_release_before_the_switch(app, insta
     assert not failed.success and "frontend_checks: 1 check(s) failed" in failed.failure
     assert "check frontend_check (`node tools/check.mjs`) exited 1" in failed.failure and "src/app.js" in failed.failure
     assert "traffic_shift" not in failed.stages
+    # It failed ahead, beside the image build, and failed its step exactly as it would have there.
+    assert _evaluations(instance, failed.run_id)["frontend_check"]["ran_ahead"] is True
     assert _serves(instance, "dev") == (good.release, good.release)
 
 

@@ -60,6 +60,7 @@ def test_full_deploy_then_noop(settings, instance, app_remote, local_stack, capf
     checks = {"check:backend_tests", "check:backend_lint", "check:frontend_check"}
     assert set(first.stages) == {*names.STAGES, names.LIVE_RELEASE, *checks}
     assert first.stages["api_image"]["outcome"] == "built"
+    assert first.stages["check:frontend_check"]["ran_ahead"] is False  # its own process: nothing to start ahead
     assert _builds(local_stack) == builds_before + 1
     # The two branches really overlap in time inside the one run.
     windows = _step_windows(instance, first.run_id)
@@ -98,6 +99,8 @@ def test_full_deploy_then_noop(settings, instance, app_remote, local_stack, capf
     bundle = serial.stages["frontend_bundle"]
     assert bundle["outcome"] == "built" and bundle["build_ahead_s"] > 0 and bundle["files_uploaded"] > 0
     assert bundle["build_waited_s"] <= bundle["build_s"] <= bundle["total_s"]
+    # So did the frontend's check: started beside the image, collected by frontend_checks.
+    assert serial.stages["check:frontend_check"]["ran_ahead"] is True and serial.stages["check:frontend_check"]["ran"]
     assert json.loads(_get(frontend_url + "/config.json"))["release"] == serial.release
 
 
@@ -113,6 +116,10 @@ def test_another_app_layout_deploys_through_configuration_alone(settings, instan
     index = _get(outputs["frontend_url"] + "/index.html").decode()
     assert outcome.release in index and outputs["api_url"] in index
     assert outcome.stages["frontend_bundle"]["build_mode"] == "build_time"
+    # Built with the environment's values beside the image all the same (they are known once infra is), in one
+    # process, and its check with it.
+    assert outcome.job_name == "redeploy_job" and outcome.stages["frontend_bundle"]["build_ahead_s"] > 0
+    assert outcome.stages["check:web_check"]["ran_ahead"] is True
     # Its own checks, not the example app's.
     checks = instance.get_records_for_run(outcome.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records
     names = {r.event_log_entry.dagster_event.event_specific_data.check_name for r in checks}

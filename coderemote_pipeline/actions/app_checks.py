@@ -45,12 +45,15 @@ class CheckRun:
     reused_from_run: str = ""
     isolated: bool = True  # ran without network
     side_by_side: bool = False  # ran at the same time as its side's other checks
+    ahead: bool = False  # started beside the image build, collected by its step (actions/checks_ahead.py)
+    waited_s: float = 0.0  # what its step waited for it, when it ran ahead
 
     def metadata(self) -> dict[str, Any]:
         return {"check_key": self.key, "exit_code": -1 if self.exit_code is None else self.exit_code,
                 "seconds": round(self.seconds, 3), "reused_from_run": self.reused_from_run,
                 "ran": not self.reused_from_run, "network_isolated": self.isolated,
-                "side_by_side": self.side_by_side}  # fmt: skip
+                "side_by_side": self.side_by_side, "ran_ahead": self.ahead,
+                "waited_s": round(self.waited_s, 3)}  # fmt: skip
 
 
 def check_key(spec: CheckSpec, tree: str, artifact: str = "") -> str:

@@ -2,7 +2,8 @@
 
 import dagster as dg
 
-from coderemote_pipeline.actions import images
+from coderemote_pipeline.actions import checks_ahead, images
+from coderemote_pipeline.actions.app_checks import check_key, run_on_host
 from coderemote_pipeline.assets.infra import infra_stack
 from coderemote_pipeline.assets.stage import (
     STAGE_KWARGS,
@@ -21,6 +22,7 @@ from coderemote_pipeline.resources.environments import Environments
 from coderemote_pipeline.resources.image_registry import ImageRegistry
 from coderemote_pipeline.rules import names
 from coderemote_pipeline.rules import stack_outputs as out
+from coderemote_pipeline.rules.app_layout import Side
 
 
 @dg.asset(name=names.API_IMAGE, deps=[infra_stack], kinds={"docker", "ecr"}, group_name="backend", **STAGE_KWARGS)
@@ -35,7 +37,8 @@ def api_image(
     """The release's image: the one this partition recorded, else the commit's build found here or promoted from
     another environment by digest, else built and pushed."""
     deploy = commit_for(context, app_source, deployment(context, environments))
-    repository = upstream(context, StackRecord).stack_outputs[out.ECR_REPOSITORY_NAME]
+    outputs = upstream(context, StackRecord).stack_outputs
+    repository = outputs[out.ECR_REPOSITORY_NAME]
     release, commit, timer = deploy.release.key, deploy.commit, Stopwatch()
     last = previous(context, ImageRecord)
     with timer.step("resolve"):
@@ -62,8 +65,10 @@ def api_image(
         if context.run.job_name == names.REDEPLOY_JOB and names.key(names.FRONTEND_BUNDLE) in selected:
             # One process runs every step of this run: the frontend of the same commit builds beside the image (npm
             # working while this step waits on the engine), for this run's frontend_bundle to find done. deploy_job
-            # runs the frontend branch in a process of its own already.
-            app_source.start_frontend_build(commit, by=context.run_id)
+            # runs the frontend branch in a process of its own already. Its checks start beside them.
+            build_env = app_source.build_env(release=release, api_url=outputs[out.API_URL], env=deploy.env)
+            app_source.start_frontend_build(commit, build_env, by=context.run.run_id)
+            _start_frontend_checks(context, app_source, commit)
         with timer.step("build"):
             built = images.build(app_source, docker, commit=commit, build_key=build_key)
         with timer.step("push"):
@@ -82,3 +87,14 @@ def api_image(
     )  # fmt: skip
     return dg.MaterializeResult(metadata={**record.to_metadata(), **timer.metadata()},
                                 data_version=dg.DataVersion(ref.digest))  # fmt: skip
+
+
+def _start_frontend_checks(context: dg.AssetExecutionContext, app_source: AppSource, commit: str) -> None:
+    """The frontend's checks of this commit, started for this run's frontend_checks to collect (unless skipped)."""
+    specs = app_source.layout.checks_of(Side.FRONTEND)
+    if not specs or context.run.tags.get(names.SKIP_CHECKS_TAG):
+        return
+    remote = app_source.remote()
+    tree = remote.tree_id(commit, app_source.frontend_dir)
+    checks_ahead.start(context.run.run_id, [(spec, check_key(spec, tree)) for spec in specs],
+                       lambda dest: remote.export(commit, app_source.frontend_dir, dest), run_on_host)  # fmt: skip

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from coderemote_pipeline.actions import checks_ahead
 from coderemote_pipeline.actions.app_checks import CheckRun, check_key, run_in_image, run_on_host
 from coderemote_pipeline.assets.api_image import api_image
 from coderemote_pipeline.assets.frontend_bundle import frontend_bundle
@@ -49,9 +50,10 @@ def _skipped(context, asset: dg.AssetKey, specs: Sequence[CheckSpec]) -> Iterato
 
 
 def evaluate(context, asset: dg.AssetKey, specs: Sequence[CheckSpec], commit: str, tree: str, artifact: str,
-             export: Callable[[Path], Path], runner: Runner, *, side_by_side: bool = False
-             ) -> Iterator[dg.AssetCheckResult]:  # fmt: skip
-    """Each check's result (reused, or run once on the exported tree); a failure then fails the step, quoting it.
+             export: Callable[[Path], Path], runner: Runner, *, side_by_side: bool = False,
+             ahead: Callable[[str], CheckRun | None] = lambda _: None) -> Iterator[dg.AssetCheckResult]:  # fmt: skip
+    """Each check's result (reused, run ahead by this run, or run once on the exported tree); a failure then fails
+    the step, quoting it.
 
     With `side_by_side` (a runner that gives each check its own container and its own copy of the tree), the checks
     that must run start together, as a CI system's parallel jobs do: the side then waits for its longest check,
@@ -59,7 +61,8 @@ def evaluate(context, asset: dg.AssetKey, specs: Sequence[CheckSpec], commit: st
     runs: list[CheckRun] = []
     keys = {spec.name: check_key(spec, tree, artifact) for spec in specs}
     reused = {spec.name: passed_before(context.instance, commit, spec.name, keys[spec.name]) for spec in specs}
-    to_run = [spec for spec in specs if not reused[spec.name]]
+    early = {spec.name: ahead(keys[spec.name]) for spec in specs if not reused[spec.name]}
+    to_run = [spec for spec in specs if not reused[spec.name] and not early.get(spec.name)]
     together = side_by_side and len(to_run) > 1
     with (
         tempfile.TemporaryDirectory(prefix="coderemote-checks-") as tmp,
@@ -70,6 +73,8 @@ def evaluate(context, asset: dg.AssetKey, specs: Sequence[CheckSpec], commit: st
         for spec in specs:
             if source := reused[spec.name]:
                 run = CheckRun(spec.name, keys[spec.name], True, 0, 0.0, "", f"reused from run {source[:8]}", source)
+            elif found := early.get(spec.name):
+                run = found
             else:
                 run = replace(started[spec.name].result(), side_by_side=together)
             context.log.info(run.detail)
@@ -120,8 +125,8 @@ def frontend_checks_def(specs: Sequence[CheckSpec]) -> dg.AssetChecksDefinition:
         remote = app_source.remote()
         tree = remote.tree_id(bundle.commit, app_source.frontend_dir)
         yield from evaluate(context, frontend_bundle.key, specs, bundle.commit, tree, "",
-                            lambda dest: remote.export(bundle.commit, app_source.frontend_dir, dest),
-                            run_on_host)  # fmt: skip
+                            lambda dest: remote.export(bundle.commit, app_source.frontend_dir, dest), run_on_host,
+                            ahead=lambda key: checks_ahead.collect(context.run.run_id, key))  # fmt: skip
 
     return frontend_checks
 

@@ -42,9 +42,9 @@ def frontend_bundle(
         if previous(context, BundleRecord) is not None:
             context.log.warning(f"the bundle of {release} is gone from {bucket}: rebuilding it from {commit[:12]}")
         build_time = app_source.frontend_env_mode is FrontendEnvMode.BUILD_TIME
-        env_values = {"APP_RELEASE": release, "API_URL": outputs[out.API_URL], "APP_ENV": deploy.env}
+        build_env = app_source.build_env(release=release, api_url=outputs[out.API_URL], env=deploy.env)
         with timer.step("build"):
-            build = app_source.build_frontend(commit, env_values if build_time else {}, by=context.run_id)
+            build = app_source.build_frontend(commit, build_env, by=context.run.run_id)
         if build.ahead:
             ahead = build
             context.log.info(f"built beside the image in {build.seconds:.2f} s; waited {build.waited_s:.2f} s for it")

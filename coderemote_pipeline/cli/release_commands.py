@@ -7,8 +7,8 @@ import datetime as dt
 import os
 
 EXECUTOR_HELP = (
-    "parallel: deploy_job, branches in parallel processes; serial: redeploy_job, one process; "
-    "auto (default): serial when the commit's image and bundle already exist, else parallel"
+    "serial: redeploy_job, one process, the frontend's build and checks beside the image build; parallel: "
+    "deploy_job, a process per step; auto (default): serial, the faster on every app measured"
 )
 
 

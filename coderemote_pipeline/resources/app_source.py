@@ -48,8 +48,8 @@ class FrontendBuild:
     waited_s: float = 0.0  # for a build in progress
 
 
-# Builds started ahead in this process, by (remote, work dir, commit): one at a time each.
-_AHEAD: dict[tuple[str, str, str], threading.Thread] = {}
+# Builds started ahead in this process, by (remote, work dir, commit, build values): one at a time each.
+_AHEAD: dict[tuple[str, str, str, str], threading.Thread] = {}
 _AHEAD_LOCK = threading.Lock()
 _RUNNING: set[subprocess.Popen] = set()
 
@@ -115,26 +115,31 @@ class AppSource(dg.ConfigurableResource):
         inside(context, self.layout.dockerfile, what="dockerfile", file=True)
         return context
 
-    def start_frontend_build(self, commit: str, *, by: str) -> None:
-        """Build `commit`'s environment-neutral frontend in the background, for `frontend_bundle` of run `by` to
-        find done (or in progress: it waits). What lets one process run both branches at once: while this process
-        waits on the Docker engine for the image, npm works beside it. Only the runtime-config mode can build before
-        the environment's values are known; a failure here is left for frontend_bundle to meet and report."""
-        if self.frontend_env_mode is not FrontendEnvMode.RUNTIME_CONFIG:
-            return
-        key = (self.remote_url, self.work_dir, commit)
+    def build_env(self, *, release: str, api_url: str, env: str) -> dict[str, str]:
+        """The values the frontend build sees: none in the runtime-config mode (one build serves every
+        environment, config.json says where it is), the environment's in the build-time mode."""
+        if self.frontend_env_mode is FrontendEnvMode.RUNTIME_CONFIG:
+            return {}
+        return {"APP_RELEASE": release, "API_URL": api_url, "APP_ENV": env}
+
+    def start_frontend_build(self, commit: str, build_env: dict[str, str], *, by: str) -> None:
+        """Build `commit`'s frontend with `build_env` in the background, for `frontend_bundle` of run `by` to find
+        done (or in progress: it waits). What lets one process run both branches at once: while this process waits
+        on the Docker engine for the image, npm works beside it. A failure here is left for frontend_bundle to meet
+        and report."""
+        key = (self.remote_url, self.work_dir, commit, json.dumps(build_env, sort_keys=True))
         with _AHEAD_LOCK:
             if key in _AHEAD and _AHEAD[key].is_alive():
                 return
             # A daemon: a run that failed before its frontend stage does not wait for this build to exit.
-            worker = threading.Thread(target=self._build_quietly, args=(commit, by), name=f"frontend-{commit[:8]}",
-                                      daemon=True)  # fmt: skip
+            worker = threading.Thread(target=self._build_quietly, args=(commit, build_env, by),
+                                      name=f"frontend-{commit[:8]}", daemon=True)  # fmt: skip
             _AHEAD[key] = worker
         worker.start()
 
-    def _build_quietly(self, commit: str, by: str) -> None:
+    def _build_quietly(self, commit: str, build_env: dict[str, str], by: str) -> None:
         with contextlib.suppress(Exception):
-            self.build_frontend(commit, {}, by=by)
+            self.build_frontend(commit, build_env, by=by)
 
     def build_frontend(self, commit: str, build_env: dict[str, str], *, by: str = "") -> FrontendBuild:
         """Build the frontend of `commit` once per (tree, build-time values); later calls reuse the output. One

@@ -105,7 +105,7 @@ class Tick:
         if already_live(instance, deploy):
             self.note(f"{label} (commit {commit[:12]}) is already live in {deploy.env} and its last deploy succeeded")
             return "live"
-        job_name = choose_job(instance, commit)
+        job_name = choose_job()
         tags = {**deploy.tags(trigger), **(extra_tags or {})}
         if commit_time is not None:
             tags[names.COMMIT_TIME_TAG] = f"{commit_time:.0f}"

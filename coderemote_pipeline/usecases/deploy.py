@@ -155,7 +155,7 @@ def run_deployment(
     if preflight is not None:
         preflight()
     instance.add_dynamic_partitions(RELEASE_DIMENSION, [deploy.release.key])
-    job_name = choose_job(instance, deploy.commit, executor, app_remote=settings.app_remote)
+    job_name = choose_job(executor)
     echo(f"deploying {ref} → {deploy.label} (commit {deploy.commit[:12]}) with {job_name}")
     return launch(deploy, settings=settings, instance=instance, job_name=job_name, trigger=trigger, echo=echo,
                   extra_tags=extra_tags)  # fmt: skip

@@ -41,5 +41,5 @@ def promote(
     instance.add_dynamic_partitions(RELEASE_DIMENSION, [live.release])
     echo(f"promoting {live.release} (commit {live.commit[:12]}) from {source} to {target}")
     return launch(deploy, settings=settings_of(settings, built_with(live)), instance=instance,
-                  job_name=choose_job(instance, live.commit), trigger=f"promote:{source}", echo=echo,
+                  job_name=choose_job(), trigger=f"promote:{source}", echo=echo,
                   extra_tags=extra_tags)  # fmt: skip

@@ -1,0 +1,68 @@
+"""Checks started ahead beside the image build are collected by their own run's step, with the same verdict; what
+could not run ahead is left for the step. (The real stack's deploys collect them too: test_app_checks_local.py.)"""
+
+import threading
+from pathlib import Path
+
+from coderemote_pipeline.actions import checks_ahead
+from coderemote_pipeline.actions.app_checks import CheckRun
+from coderemote_pipeline.rules.app_layout import CheckSpec
+
+LINT = CheckSpec(name="lint", side="frontend", command="node tools/lint.mjs")
+TYPES = CheckSpec(name="types", side="frontend", command="node tools/types.mjs")
+
+
+def _export(dest: Path) -> Path:
+    dest.mkdir(parents=True)
+    (dest / "app.js").write_text("export const ok = true;\n")
+    return dest
+
+
+def _verdict(tree: Path, spec: CheckSpec, key: str) -> CheckRun:
+    passed = spec.name != "types"
+    detail = f"check {spec.name} {'passed' if passed else 'exited 2'}"
+    return CheckRun(spec.name, key, passed, 0 if passed else 2, 0.01, (tree / "app.js").read_text(), detail)
+
+
+def test_a_run_collects_its_own_checks_with_their_verdicts():
+    gate = threading.Event()
+
+    def slow(tree: Path, spec: CheckSpec, key: str) -> CheckRun:
+        gate.wait(5)
+        return _verdict(tree, spec, key)
+
+    checks_ahead.start("run-a", [(LINT, "k-lint"), (TYPES, "k-types")], _export, slow)
+    assert checks_ahead.collect("run-b", "k-lint") is None  # another run's results are not this run's
+    threading.Timer(0.2, gate.set).start()
+    lint = checks_ahead.collect("run-a", "k-lint")  # waits for the check still running
+    types = checks_ahead.collect("run-a", "k-types")
+    assert lint.passed and lint.ahead and lint.waited_s > 0 and "beside the image build" in lint.detail
+    assert lint.output_tail == "export const ok = true;\n"  # it ran over the exported tree
+    assert not types.passed and types.exit_code == 2 and types.metadata()["ran_ahead"] is True
+    assert checks_ahead.collect("run-a", "k-lint") is None  # collected once
+
+
+def test_what_could_not_run_ahead_is_left_for_the_step():
+    def no_tree(dest: Path) -> Path:
+        raise OSError("the mirror lost the commit")
+
+    def broken(tree: Path, spec: CheckSpec, key: str) -> CheckRun:
+        raise RuntimeError("runner crashed")
+
+    checks_ahead.start("run-c", [(LINT, "k1")], no_tree, _verdict)
+    checks_ahead.start("run-d", [(LINT, "k2")], _export, broken)
+    assert checks_ahead.collect("run-c", "k1") is None
+    assert checks_ahead.collect("run-d", "k2") is None
+
+
+def test_a_check_is_started_once_per_run():
+    calls: list[str] = []
+
+    def counted(tree: Path, spec: CheckSpec, key: str) -> CheckRun:
+        calls.append(key)
+        return _verdict(tree, spec, key)
+
+    checks_ahead.start("run-e", [(LINT, "k-once")], _export, counted)
+    checks_ahead.start("run-e", [(LINT, "k-once")], _export, counted)  # a retried api_image step
+    assert checks_ahead.collect("run-e", "k-once").passed
+    assert calls == ["k-once"]
