@@ -7,7 +7,7 @@ import functools
 import dagster as dg
 
 from coderemote_pipeline.assets.app_checks import app_check_defs
-from coderemote_pipeline.assets.jobs import STAGE_ASSETS, approval_job, deploy_jobs, parallel_executor
+from coderemote_pipeline.assets.jobs import STAGE_ASSETS, approval_job, deploy_jobs, parallel_executor, rollback_job
 from coderemote_pipeline.assets.live_release import delivery_metrics, live_release, live_release_matches_target
 from coderemote_pipeline.assets.release_approval import release_approval
 from coderemote_pipeline.assets.traffic_control import traffic_control_job
@@ -24,7 +24,7 @@ def stage_defs(settings: Settings) -> dg.Definitions:
     return dg.Definitions(
         assets=STAGE_ASSETS,
         asset_checks=app_check_defs(settings.app_layout),
-        jobs=JOBS,
+        jobs=[*JOBS, rollback_job],
         executor=parallel_executor(__name__),
     )
 

@@ -11,10 +11,14 @@ def test_definitions_load_and_resolve(tmp_path):
     loaded = build_defs(settings)
     dg.Definitions.validate_loadable(loaded)
     assert tuple(a.key.to_user_string() for a in STAGE_ASSETS) == names.STAGES
-    for name in names.DEPLOY_JOBS:
-        job = loaded.resolve_job_def(name)
-        nodes = {node.name for node in job.nodes_in_topological_order}
-        assert nodes == {*names.STAGES, names.BACKEND_CHECKS, names.FRONTEND_CHECKS}
+    nodes = {name: {node.name for node in loaded.resolve_job_def(name).nodes_in_topological_order}
+             for name in names.DEPLOY_JOBS}  # fmt: skip
+    assert nodes == {
+        names.DEPLOY_JOB: {*names.STAGES, names.BACKEND_CHECKS, names.FRONTEND_CHECKS},
+        names.REDEPLOY_JOB: {*names.STAGES, names.BACKEND_CHECKS, names.FRONTEND_CHECKS},
+        # Back to a release that served the env: no infra change, its checks on the record of the run that built it.
+        names.ROLLBACK_JOB: set(names.STAGES[1:]),
+    }
     graph = loaded.resolve_asset_graph()
     assert {k.to_user_string() for k in graph.get_all_asset_keys()} >= {
         *names.STAGES, names.LIVE_RELEASE, names.DELIVERY_METRICS, names.RELEASE_APPROVAL

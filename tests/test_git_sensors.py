@@ -46,7 +46,7 @@ def test_sensors_are_wired_running_at_the_configured_interval(tmp_path, monkeypa
     for name in (MAIN, TAGS, "approved_release_sensor"):
         sensor = loaded.resolve_sensor_def(name)
         assert sensor.minimum_interval_seconds == 7 and sensor.default_status is dg.DefaultSensorStatus.RUNNING
-        assert {job.name for job in sensor.jobs} == {"deploy_job", "redeploy_job"}
+        assert {job.name for job in sensor.jobs} == {"deploy_job", "redeploy_job"}  # never rollback_job
     assert {node.name for node in loaded.resolve_job_def("approval_job").nodes_in_topological_order} == {
         "release_approval"
     }

@@ -6,6 +6,7 @@ import json
 import urllib.request
 from pathlib import Path
 
+import dagster as dg
 import docker
 import pytest
 from app_bugs import plant
@@ -86,6 +87,9 @@ def test_rollback_and_roll_forward_rebuild_nothing(prod, instance, local_stack):
     back = _rollback(settings, instance)
     assert back.success, back.failure
     assert back.release == "v1.0.0" and "infra_stack" not in back.stages
+    # rollback_job: the stages after infra, and none of the app's checks (on the record of the run that built it).
+    assert back.job_name == "rollback_job" and not [s for s in back.stages if s.startswith("check:")]
+    assert not instance.get_records_for_run(back.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records
     assert _builds(settings, local_stack) == builds  # no image build, no frontend build
     assert back.stages["api_image"]["outcome"] == "reused"
     assert back.stages["api_image"]["digest"] == v100.stages["api_image"]["digest"]

@@ -2,8 +2,12 @@
 
 - deploy_job builds: multiprocess with forkserver is the only Dagster executor that runs the backend and frontend
   branches at once (in-process is strictly serial); every step pays a process start (bench/deploy.py measures it).
-- redeploy_job runs the same stages in one process, for a release whose image and bundle already exist (a re-run,
-  a rollback, a promotion), where each stage is a few API calls and process starts would dominate.
+- redeploy_job runs the same stages in one process: what `auto` runs (ledger/job_choice.py says why), the frontend
+  built and checked beside the image build.
+- rollback_job puts an environment back on a release that passed smoke there, in one process: the stages after
+  infra, its image, version and snapshot reused (each verified still there), and none of the app's checks. They
+  are on the record of the run that built the release, and a rollback is not held back by a test of a release
+  that already served this environment (one deployed with `--skip-checks` included).
 """
 
 from __future__ import annotations
@@ -44,10 +48,19 @@ def deploy_jobs(preload_module: str) -> list[dg.UnresolvedAssetJobDefinition]:
             names.REDEPLOY_JOB,
             selection=dg.AssetSelection.assets(*STAGE_ASSETS),
             executor_def=dg.in_process_executor,
-            description="Deploy a release whose image and bundle already exist (rollback, promotion, re-run), "
-            "in one process.",
+            description="Deploy one release to one environment in one process, the frontend built and checked "
+            "beside the image build.",
         ),
     ]
+
+
+rollback_job = dg.define_asset_job(
+    names.ROLLBACK_JOB,
+    selection=dg.AssetSelection.assets(*STAGE_ASSETS[1:]).without_checks(),
+    executor_def=dg.in_process_executor,
+    description="Put an environment back on a release that passed smoke there: its image, version and site snapshot "
+    "reused, no infrastructure change, no checks (they are on the record of the run that built it).",
+)
 
 
 approval_job = dg.define_asset_job(

@@ -14,8 +14,6 @@ CLOUDFRONT_INVALIDATION = "cloudfront_invalidation"
 SMOKE_RESULT = "smoke_result"
 # A deployment's stages in the order they are printed (the graph runs the two branches in parallel).
 STAGES = (INFRA_STACK, API_IMAGE, LAMBDA_VERSION, FRONTEND_BUNDLE, TRAFFIC_SHIFT, CLOUDFRONT_INVALIDATION, SMOKE_RESULT)
-# A rollback or promotion of what exists: no infrastructure change.
-REDEPLOY_STAGES = STAGES[1:]
 
 BACKEND_CHECKS = "backend_checks"
 FRONTEND_CHECKS = "frontend_checks"
@@ -33,9 +31,10 @@ def key(name: str) -> dg.AssetKey:
 
 DEPLOY_JOB = "deploy_job"
 REDEPLOY_JOB = "redeploy_job"
+ROLLBACK_JOB = "rollback_job"
 APPROVAL_JOB = "approval_job"
 TRAFFIC_CONTROL_JOB = "traffic_control_job"
-DEPLOY_JOBS = (DEPLOY_JOB, REDEPLOY_JOB)
+DEPLOY_JOBS = (DEPLOY_JOB, REDEPLOY_JOB, ROLLBACK_JOB)
 
 ENV_TAG = "coderemote/env"
 RELEASE_TAG = "coderemote/release"

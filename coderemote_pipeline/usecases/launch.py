@@ -92,11 +92,10 @@ def launch(
     job_name: str,
     trigger: str,
     echo: Callable[[str], None] = print,
-    stages: tuple[str, ...] | None = None,
     extra_tags: dict[str, str] | None = None,
     from_failure_of: str | None = None,
 ) -> DeployOutcome:
-    """Run `job_name` for `deploy`'s partition (all stages, or `stages` and what they need) and report. With
+    """Run `job_name` for `deploy`'s partition (the stages the job selects) and report. With
     `from_failure_of` (a failed run of the same job and partition), re-execute only what did not succeed."""
     request_id = uuid.uuid4().hex
     tags = {**run_tags(deploy, settings, trigger, extra_tags), names.REQUEST_TAG: request_id}
@@ -112,7 +111,6 @@ def launch(
                 instance=instance,
                 tags=tags,
                 run_config=QUIET,
-                asset_selection=[names.key(s) for s in stages] if stages else None,
                 reexecution_options=dg.ReexecutionOptions.from_failure(from_failure_of, instance)
                 if from_failure_of
                 else None,

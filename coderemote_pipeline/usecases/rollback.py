@@ -67,5 +67,5 @@ def rollback(
     release, commit, built = rollback_target(instance, env, to)
     deploy = Deployment.of(env, release, load_policies(settings.infra_dir), commit)
     echo(f"rolling {env} back to {release} (commit {commit[:12]}): reusing its image, version and site snapshot")
-    return launch(deploy, settings=settings_of(settings, built), instance=instance, job_name=names.REDEPLOY_JOB,
-                  trigger=names.TRIGGER_ROLLBACK, echo=echo, stages=names.REDEPLOY_STAGES)  # fmt: skip
+    return launch(deploy, settings=settings_of(settings, built), instance=instance, job_name=names.ROLLBACK_JOB,
+                  trigger=names.TRIGGER_ROLLBACK, echo=echo)  # fmt: skip
