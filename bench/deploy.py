@@ -66,10 +66,11 @@ def peer_state(settings: Settings, root: Path) -> Path:
     return root / "peer"
 
 
-def side_by_side(settings: Settings, root: Path, clone: Path, rounds: int, peer_env: dict) -> dict[str, float]:
+def side_by_side(settings: Settings, root: Path, clone: Path, rounds: int, peer_env: dict) -> dict:
     """The hand-written script (`peer`) and a whole `coderemote-pipeline deploy dev main`, handed to the warm
     process `local up` keeps (`cli`) and in a process of its own (`cli_cold`, CODEREMOTE_WARM=0), each on new
-    commits, alternating; the best of `rounds` each."""
+    commits, alternating; the best of `rounds` each, and the peer's own marks (seconds since it started) of its
+    best round, to read where its time goes beside the pipeline's stages."""
     state = peer_state(settings, root)
     warm_process.ensure(settings.state_dir, wait=True)
     env = {**os.environ, **peer_env, "CODEREMOTE_STATE_DIR": str(settings.state_dir),
@@ -79,6 +80,7 @@ def side_by_side(settings: Settings, root: Path, clone: Path, rounds: int, peer_
     if settings.app_config is not None:
         env["CODEREMOTE_APP_CONFIG"] = str(settings.app_config)
     found: dict[str, list[float]] = {"peer": [], "cli": [], "cli_cold": []}
+    peer_marks: list[dict] = []
     for n in range(rounds):
         for who in found:
             change(clone, f"side by side {who} {n}")
@@ -90,8 +92,14 @@ def side_by_side(settings: Settings, root: Path, clone: Path, rounds: int, peer_
             seconds = time.monotonic() - started
             if done.returncode != 0:
                 sys.exit(f"{who} deploy failed: {(done.stdout + done.stderr)[-600:]}")
-            found[who].append(json.loads(done.stdout.strip().splitlines()[-1])["peer_s"] if who == "peer" else seconds)
-    return {who: min(seconds) for who, seconds in found.items()}
+            if who == "peer":
+                said = json.loads(done.stdout.strip().splitlines()[-1])
+                found[who].append(said["peer_s"])
+                peer_marks.append(said.get("marks", {}))
+            else:
+                found[who].append(seconds)
+    best = {who: min(seconds) for who, seconds in found.items()}
+    return {**best, "peer_marks": peer_marks[found["peer"].index(best["peer"])]}
 
 
 def measure(name: str, settings: Settings, instance, root: Path, clone: Path, rounds: int, peer_env: dict) -> dict:
@@ -118,6 +126,10 @@ def measure(name: str, settings: Settings, instance, root: Path, clone: Path, ro
     if peer_s is not None:
         print(f"  side by side, new commits: hand_deploy.py {peer_s:.2f} s, `coderemote-pipeline deploy dev main` "
               f"{cli_s:.2f} s (the whole command, warm process; {cold_s:.2f} s in its own process)")  # fmt: skip
+        steps = sides["peer_marks"]
+        since = dict(zip(steps, [0.0, *steps.values()], strict=False))
+        print("  hand_deploy.py's steps, one after another: "
+              + ", ".join(f"{step} {at - since[step]:.2f}" for step, at in steps.items()))  # fmt: skip
     print(f"  {'stage (auto)':<28} {'wall':>7} {'own work':>9}")
     for stage, meta in auto.stages.items():
         if stage in STAGE_ORDER or stage.startswith("check:"):
