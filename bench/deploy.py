@@ -79,8 +79,8 @@ def side_by_side(settings: Settings, root: Path, clone: Path, rounds: int, peer_
     env.pop("CODEREMOTE_APP_CONFIG", None)
     if settings.app_config is not None:
         env["CODEREMOTE_APP_CONFIG"] = str(settings.app_config)
-    found: dict[str, list[float]] = {"peer": [], "cli": [], "cli_cold": []}
-    peer_marks: list[dict] = []
+    # Each run as (seconds, the peer's marks); the CLI's runs have no marks of their own.
+    found: dict[str, list[tuple[float, dict]]] = {"peer": [], "cli": [], "cli_cold": []}
     for n in range(rounds):
         for who in found:
             change(clone, f"side by side {who} {n}")
@@ -92,14 +92,10 @@ def side_by_side(settings: Settings, root: Path, clone: Path, rounds: int, peer_
             seconds = time.monotonic() - started
             if done.returncode != 0:
                 sys.exit(f"{who} deploy failed: {(done.stdout + done.stderr)[-600:]}")
-            if who == "peer":
-                said = json.loads(done.stdout.strip().splitlines()[-1])
-                found[who].append(said["peer_s"])
-                peer_marks.append(said.get("marks", {}))
-            else:
-                found[who].append(seconds)
-    best = {who: min(seconds) for who, seconds in found.items()}
-    return {**best, "peer_marks": peer_marks[found["peer"].index(best["peer"])]}
+            said = json.loads(done.stdout.strip().splitlines()[-1]) if who == "peer" else {}
+            found[who].append((said["peer_s"], said.get("marks", {})) if who == "peer" else (seconds, {}))
+    best = {who: min(runs, key=lambda run: run[0]) for who, runs in found.items()}
+    return {**{who: seconds for who, (seconds, _) in best.items()}, "peer_marks": best["peer"][1]}
 
 
 def measure(name: str, settings: Settings, instance, root: Path, clone: Path, rounds: int, peer_env: dict) -> dict:
@@ -126,10 +122,12 @@ def measure(name: str, settings: Settings, instance, root: Path, clone: Path, ro
     if peer_s is not None:
         print(f"  side by side, new commits: hand_deploy.py {peer_s:.2f} s, `coderemote-pipeline deploy dev main` "
               f"{cli_s:.2f} s (the whole command, warm process; {cold_s:.2f} s in its own process)")  # fmt: skip
-        steps = sides["peer_marks"]
-        since = dict(zip(steps, [0.0, *steps.values()], strict=False))
-        print("  hand_deploy.py's steps, one after another: "
-              + ", ".join(f"{step} {at - since[step]:.2f}" for step, at in steps.items()))  # fmt: skip
+        # The peer marks seconds since it started; each step's own time is the gap from the mark before it.
+        steps, previous = [], 0.0
+        for step, at in sides["peer_marks"].items():
+            steps.append(f"{step} {at - previous:.2f}")
+            previous = at
+        print(f"  hand_deploy.py's steps, one after another: {', '.join(steps)}")
     print(f"  {'stage (auto)':<28} {'wall':>7} {'own work':>9}")
     for stage, meta in auto.stages.items():
         if stage in STAGE_ORDER or stage.startswith("check:"):
