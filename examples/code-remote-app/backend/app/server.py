@@ -42,32 +42,40 @@ class _Handler(BaseHTTPRequestHandler):
         sys.stderr.write(f"{self.address_string()} {format % args}\n")
 
 
-class _Stop(BaseException):
-    """Raised from the signal handler to leave serve_forever at once (not an Exception, so no
-    ``except Exception`` on the way out can swallow it)."""
+class _Stopping:
+    """The signal that asked the server to stop, once one has.
+
+    The handler only records it: an exception raised from a signal handler lands wherever the main thread
+    happens to be, inside ``threading`` or ``selectors`` internals too, and can leave a lock held on the way
+    out. The serving loop looks at it between requests instead, at most ``POLL_SECONDS`` later.
+    """
+
+    signum: int | None = None
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        self.signum = signum
 
 
-def _stop(signum: int, frame: FrameType | None) -> None:
-    raise _Stop(signum)
+POLL_SECONDS = 0.2
 
 
 def main() -> int:
     host = os.environ.get("HOST", "0.0.0.0")
     port = int(os.environ.get("PORT", "8080"))
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+    stopping = _Stopping()
+    signal.signal(signal.SIGTERM, stopping)
+    signal.signal(signal.SIGINT, stopping)
     load_gemini_api_key()  # once, at start: the environment names the secret, the store holds the key
-    server: ThreadingHTTPServer | None = None
+    server = ThreadingHTTPServer((host, port), _Handler)
+    server.timeout = POLL_SECONDS  # handle_request returns after this long without a connection
     try:
-        server = ThreadingHTTPServer((host, port), _Handler)
         bound_host, bound_port = server.server_address[:2]
         print(f"listening on http://{bound_host}:{bound_port}", flush=True)
-        server.serve_forever(poll_interval=0.2)
-    except _Stop as stop:
-        print(f"stopping on signal {stop.args[0]}", flush=True)
+        while stopping.signum is None:
+            server.handle_request()
+        print(f"stopping on signal {stopping.signum}", flush=True)
     finally:
-        if server is not None:
-            server.server_close()
+        server.server_close()
     return 0
 
 
