@@ -32,6 +32,7 @@ from coderemote_pipeline.local_stack import (
     docker_client,
     load_stack_info,
 )
+from coderemote_pipeline.local_stack.dockerd import engine_paths, stop_dockerd
 from coderemote_pipeline.local_stack.processes import free_port, pid_alive
 
 pytestmark = [
@@ -201,6 +202,10 @@ def test_down_stops_everything_and_up_keeps_the_addresses(stack: LocalStack, inf
 
     for pid in (info.moto_pid, info.registry_pid, info.dockerd_pid, container_pid):
         assert pid is None or _wait_dead(pid, timeout=2.0), f"process {pid} survived down()"
+    # Nothing of the stack stays in /tmp: the engine's short run dir and the edge's admin socket go with it.
+    if stack.engine.run_dir != stack.paths.engine_dir:
+        assert not stack.engine.run_dir.exists()
+    assert not stack.edges.admin_socket.exists()
     if not info.dockerd_managed:
         client = docker_client(info.docker_host)
         try:
@@ -223,3 +228,12 @@ def test_down_stops_everything_and_up_keeps_the_addresses(stack: LocalStack, inf
     assert again.moto_endpoint == info.moto_endpoint
     assert again.registry_host == info.registry_host
     assert Path(again.docker_host.removeprefix("unix://")).is_socket() or not again.dockerd_managed
+
+
+def test_a_deep_state_dir_leaves_no_engine_run_dir_in_tmp(tmp_path: Path) -> None:
+    deep = tmp_path.joinpath(*["nested-checkout"] * 6, "local", "docker")
+    paths = engine_paths(deep)
+    assert paths.run_dir != deep  # too deep for a socket path: the run dir moved to a short one in /tmp
+    (paths.exec_root / "containerd").mkdir(parents=True)
+    stop_dockerd(None, paths)
+    assert not paths.run_dir.exists()

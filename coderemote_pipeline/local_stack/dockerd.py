@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -157,3 +158,6 @@ def stop_dockerd(pid: int | None, paths: EnginePaths) -> None:
     netns = paths.exec_root / "netns" / "default"
     if os.path.ismount(netns):
         subprocess.run(["umount", str(netns)], check=False, capture_output=True)
+    # The short run dir outside the state dir (see engine_paths) would otherwise stay in /tmp after every stop.
+    if paths.run_dir != paths.data_root.parent and not os.path.ismount(netns):
+        shutil.rmtree(paths.run_dir, ignore_errors=True)

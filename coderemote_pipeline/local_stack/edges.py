@@ -118,3 +118,4 @@ def stop_edges(paths: EdgePaths) -> None:
         # The group: varnishd's child (the cache worker) goes with it.
         stop_pid(read_pid(pidfile), expect=fragment, group=True)
         pidfile.unlink(missing_ok=True)
+    paths.admin_socket.unlink(missing_ok=True)  # haproxy leaves it, and it may live in /tmp (short_socket_path)
