@@ -1,11 +1,15 @@
 """Checks started ahead beside the image build are collected by their own run's step, with the same verdict; what
 could not run ahead is left for the step. (The real stack's deploys collect them too: test_app_checks_local.py.)"""
 
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 
 from coderemote_pipeline.actions import checks_ahead
 from coderemote_pipeline.actions.app_checks import CheckRun
+from coderemote_pipeline.local_stack.processes import pid_alive
 from coderemote_pipeline.rules.app_layout import CheckSpec
 
 LINT = CheckSpec(name="lint", side="frontend", command="node tools/lint.mjs")
@@ -66,3 +70,40 @@ def test_a_check_is_started_once_per_run():
     checks_ahead.start("run-e", [(LINT, "k-once")], _export, counted)  # a retried api_image step
     assert checks_ahead.collect("run-e", "k-once").passed
     assert calls == ["k-once"]
+
+
+# A run that fails before collecting its checks: the process exits with a check still running ahead.
+_EXITS_WITH_A_CHECK_RUNNING = """
+import sys, time
+from pathlib import Path
+from coderemote_pipeline.actions import app_checks, checks_ahead
+from coderemote_pipeline.rules.app_layout import CheckSpec
+
+marks = Path(sys.argv[1])
+spec = CheckSpec(name="slow", side="frontend", command="sh -c 'sleep 60 & echo $! > pid; echo $PWD > tree; wait'")
+
+def export(dest):
+    dest.mkdir(parents=True)
+    (dest / "pid").write_text("")
+    return dest
+
+def runner(tree, spec, key):
+    (marks / "tree").write_text(str(tree))
+    return app_checks.run_on_host(tree, spec, key)
+
+checks_ahead.start("run-failed", [(spec, "k-slow")], export, runner)
+while not (marks / "tree").exists() or not (Path((marks / "tree").read_text()) / "tree").exists():
+    time.sleep(0.05)
+(marks / "pid").write_text((Path((marks / "tree").read_text()) / "pid").read_text())
+"""
+
+
+def test_a_process_that_exits_ends_its_checks_and_removes_their_tree(tmp_path: Path):
+    subprocess.run([sys.executable, "-c", _EXITS_WITH_A_CHECK_RUNNING, str(tmp_path)], check=True, timeout=60)
+    sleeper = int((tmp_path / "pid").read_text())
+    deadline = time.monotonic() + 5
+    while pid_alive(sleeper) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not pid_alive(sleeper), "the check's grandchild outlived the process that started it"
+    assert not Path((tmp_path / "tree").read_text()).exists(), "the exported tree was left behind"
+

@@ -9,7 +9,6 @@ command and what it ran against, so a commit checked for dev is not checked agai
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
 import io
@@ -17,7 +16,6 @@ import json
 import os
 import shlex
 import shutil
-import signal
 import subprocess
 import tarfile
 import time
@@ -27,6 +25,7 @@ from typing import Any
 
 import requests.exceptions
 
+from coderemote_pipeline.actions.session_commands import run_in_session
 from coderemote_pipeline.rules.app_layout import CheckSpec
 
 TAIL_LINES = 30
@@ -127,23 +126,15 @@ def _netns_prefix() -> tuple[str, ...]:
     return ()
 
 
-def run_on_host(tree: Path, spec: CheckSpec, key: str) -> CheckRun:
+def run_on_host(tree: Path, spec: CheckSpec, key: str, *, niceness: int = 0) -> CheckRun:
     """`spec.command` in the exported frontend tree with the host's tools, without network when possible."""
     prefix = _netns_prefix()
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tree), "CI": "true"}
     started = time.monotonic()
     try:
-        # Its own session: at the limit the whole group goes (`npm run` forks a shell that forks node).
-        proc = subprocess.Popen([*prefix, *shlex.split(spec.command)], cwd=tree, env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+        proc = run_in_session([*prefix, *shlex.split(spec.command)], cwd=tree, env=env, timeout=spec.timeout_s,
+                              merge_stderr=True, niceness=niceness)  # fmt: skip
     except FileNotFoundError:
         return _verdict(spec, key, 127, 0.0, f"command not found: {shlex.split(spec.command)[0]}", bool(prefix))
-    try:
-        out, _ = proc.communicate(timeout=spec.timeout_s)
-        code: int | None = proc.returncode
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        out, _ = proc.communicate()
-        code = None
-    return _verdict(spec, key, code, time.monotonic() - started, out.decode(errors="replace"), bool(prefix))
+    code = None if proc.timed_out else proc.returncode
+    return _verdict(spec, key, code, time.monotonic() - started, proc.stdout, bool(prefix))

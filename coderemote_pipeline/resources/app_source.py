@@ -7,7 +7,6 @@ these fields only.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import fcntl
 import hashlib
@@ -15,8 +14,6 @@ import json
 import os
 import shlex
 import shutil
-import signal
-import subprocess
 import threading
 import time
 from dataclasses import dataclass
@@ -25,6 +22,7 @@ from pathlib import Path
 import dagster as dg
 
 from coderemote_pipeline.actions.git_remote import GitRemote, LayoutPathError
+from coderemote_pipeline.actions.session_commands import AHEAD_NICENESS, run_in_session
 from coderemote_pipeline.rules.app_layout import AppLayout, FrontendEnvMode
 from coderemote_pipeline.rules.release_keys import Release
 
@@ -51,7 +49,6 @@ class FrontendBuild:
 # Builds started ahead in this process, by (remote, work dir, commit, build values): one at a time each.
 _AHEAD: dict[tuple[str, str, str, str], threading.Thread] = {}
 _AHEAD_LOCK = threading.Lock()
-_RUNNING: set[subprocess.Popen] = set()
 
 
 class AppSource(dg.ConfigurableResource):
@@ -139,9 +136,11 @@ class AppSource(dg.ConfigurableResource):
 
     def _build_quietly(self, commit: str, build_env: dict[str, str], by: str) -> None:
         with contextlib.suppress(Exception):
-            self.build_frontend(commit, build_env, by=by)
+            self.build_frontend(commit, build_env, by=by, niceness=AHEAD_NICENESS)
 
-    def build_frontend(self, commit: str, build_env: dict[str, str], *, by: str = "") -> FrontendBuild:
+    def build_frontend(
+        self, commit: str, build_env: dict[str, str], *, by: str = "", niceness: int = 0
+    ) -> FrontendBuild:
         """Build the frontend of `commit` once per (tree, build-time values); later calls reuse the output. One
         build at a time per key, across threads and processes: a caller that finds one in progress waits for it.
         `by` (a run id) is written beside the output, so the run that started a build ahead says it built it."""
@@ -161,10 +160,10 @@ class AppSource(dg.ConfigurableResource):
         with open(builds / "frontend-locks" / f"{key}.lock", "w") as lock:  # closing it releases the lock
             waited = time.monotonic()
             fcntl.flock(lock, fcntl.LOCK_EX)
-            return self._build_locked(commit, build_env, root, key, by, time.monotonic() - waited)
+            return self._build_locked(commit, build_env, root, key, by, time.monotonic() - waited, niceness)
 
     def _build_locked(
-        self, commit: str, build_env: dict[str, str], root: Path, key: str, by: str, waited: float
+        self, commit: str, build_env: dict[str, str], root: Path, key: str, by: str, waited: float, niceness: int
     ) -> FrontendBuild:
         output = root / "src" / self.frontend_output_dir
         if (root / "complete").exists():
@@ -180,7 +179,8 @@ class AppSource(dg.ConfigurableResource):
         try:
             source = self.remote().export(commit, self.frontend_dir, work / "src")
             env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(work), "CI": "true", **build_env}
-            proc = _run_build(shlex.split(self.frontend_build_command), source, env)
+            proc = run_in_session(shlex.split(self.frontend_build_command), cwd=source, env=env,
+                                  timeout=FRONTEND_BUILD_TIMEOUT_S, niceness=niceness)
             built = source / self.frontend_output_dir
             if proc.returncode == 0 and built.exists():
                 inside(source, self.layout.frontend_output_dir, what="frontend_output_dir", file=False)
@@ -194,38 +194,13 @@ class AppSource(dg.ConfigurableResource):
         finally:
             shutil.rmtree(work, ignore_errors=True)
         tail = (proc.stdout + proc.stderr)[-BUILD_LOG_TAIL_CHARS:]
-        reason = f"exited {proc.returncode}" if proc.returncode else f"produced no {self.frontend_output_dir}/"
+        reason = (f"did not finish within {FRONTEND_BUILD_TIMEOUT_S} s" if proc.timed_out
+                  else f"exited {proc.returncode}" if proc.returncode
+                  else f"produced no {self.frontend_output_dir}/")  # fmt: skip
         raise FrontendBuildFailed(
             f"frontend build `{self.frontend_build_command}` in {self.frontend_dir}/ of {commit[:12]} {reason}\n"
             f"--- build output (tail) ---\n{tail}"
         )
-
-
-def _run_build(argv: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
-    """The build command in a session of its own, so that a process exiting with a build still running (one started
-    ahead for a run that failed first) ends the whole build instead of leaving it to write into the cache."""
-    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)  # fmt: skip
-    _RUNNING.add(proc)
-    try:
-        out, err = proc.communicate(timeout=FRONTEND_BUILD_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        _kill_group(proc)
-        out, err = proc.communicate()
-    finally:
-        _RUNNING.discard(proc)
-    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
-
-
-def _kill_group(proc: subprocess.Popen) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-
-
-@atexit.register
-def _end_running_builds() -> None:
-    for proc in list(_RUNNING):
-        _kill_group(proc)
 
 
 def _completion(marker: Path) -> dict:
