@@ -37,6 +37,8 @@ from coderemote_pipeline.usecases.deploy import run_deployment
 from coderemote_pipeline.usecases.launch import DeployOutcome
 from testkit.realistic_app import PEER_ENV, make_realistic_repo
 
+# The sub-steps of a stage printed beside it, to read against hand_deploy.py's steps (its build, its push).
+SUB_STEPS = ("resolve_s", "promote_s", "build_s", "push_s", "upload_s", "build_waited_s", "build_ahead_s")
 PEER = Path(__file__).resolve().parents[2] / "shared" / "peers" / "hand_deploy.py"
 BIN = Path(sys.executable).parent
 
@@ -132,7 +134,9 @@ def measure(name: str, settings: Settings, instance, root: Path, clone: Path, ro
     for stage, meta in auto.stages.items():
         if stage in STAGE_ORDER or stage.startswith("check:"):
             wall = float(meta.get("total_s", meta.get("seconds", 0.0)) or 0.0)
-            print(f"  {stage:<28} {wall:>7.2f} {own_seconds(meta):>9.2f}")
+            parts = ", ".join(f"{key.removesuffix('_s')} {float(value):.2f}" for key, value in meta.items()
+                              if key in SUB_STEPS and isinstance(value, int | float))  # fmt: skip
+            print(f"  {stage:<28} {wall:>7.2f} {own_seconds(meta):>9.2f}" + (f"  ({parts})" if parts else ""))
     # auto's runs are runs of the job it chose, as much a sample of that job as the serial or parallel ones.
     fastest = min((o for outcomes in tried.values() for o in outcomes), key=lambda o: o.seconds)
     return {
