@@ -93,16 +93,31 @@ def test_full_deploy_then_noop(settings, instance, app_remote, local_stack, capf
     (clone / "frontend" / "src" / "style.css").write_text("body { font-family: serif; }\n")
     (clone / "backend" / "app" / "ahead.txt").write_text("built beside the frontend\n")
     commit_and_push(clone, "both sides change")
-    serial = run_deployment("dev", "main", settings=settings, instance=instance, echo=lambda _: None)
-    assert serial.success, serial.failure
-    assert serial.job_name == "redeploy_job" and serial.stages["api_image"]["outcome"] == "built"
-    bundle = serial.stages["frontend_bundle"]
+    overlapped = run_deployment("dev", "main", settings=settings, instance=instance, echo=lambda _: None)
+    assert overlapped.success, overlapped.failure
+    assert overlapped.job_name == "redeploy_job" and overlapped.stages["api_image"]["outcome"] == "built"
+    bundle = overlapped.stages["frontend_bundle"]
     assert bundle["outcome"] == "built" and bundle["build_ahead_s"] > 0 and bundle["files_uploaded"] > 0
     assert bundle["build_waited_s"] <= bundle["build_s"] <= bundle["total_s"]
     # So did the frontend's check: started beside the image, collected by frontend_checks.
-    assert serial.stages["check:frontend_check"]["ran_ahead"] is True and serial.stages["check:frontend_check"]["ran"]
-    assert json.loads(_get(frontend_url + "/config.json"))["release"] == serial.release
+    ahead = overlapped.stages["check:frontend_check"]
+    assert ahead["ran_ahead"] is True and ahead["ran"]
+    assert json.loads(_get(frontend_url + "/config.json"))["release"] == overlapped.release
 
+
+    # `--executor serial`: the same process, one branch after the other, nothing started ahead.
+    (clone / "frontend" / "src" / "style.css").write_text("body { font-family: monospace; }\n")
+    (clone / "backend" / "app" / "ahead.txt").write_text("built before the frontend\n")
+    commit_and_push(clone, "both sides change, one after the other")
+    serial = run_deployment("dev", "main", settings=settings, instance=instance, executor="serial",
+                            echo=lambda _: None)  # fmt: skip
+    assert serial.success, serial.failure
+    assert serial.job_name == "redeploy_job" and serial.stages["api_image"]["outcome"] == "built"
+    assert instance.get_run_by_id(serial.run_id).tags["coderemote/branches"] == "serial"
+    bundle = serial.stages["frontend_bundle"]
+    assert bundle["outcome"] == "built" and bundle["build_s"] > 0 and bundle.get("build_ahead_s", 0.0) == 0.0
+    assert serial.stages["check:frontend_check"]["ran_ahead"] is False and serial.stages["check:frontend_check"]["ran"]
+    assert json.loads(_get(frontend_url + "/config.json"))["release"] == serial.release
 
 def test_another_app_layout_deploys_through_configuration_alone(settings, instance, tmp_path):
     remote, clone = tmp_path / "alt.git", tmp_path / "alt"

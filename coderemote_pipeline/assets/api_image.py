@@ -65,7 +65,9 @@ def api_image(
                 outcome = f"promoted from {source[0]}" + (f" (run {origin[1][:8]})" if origin else "")
     if ref is None:
         selected = context.run.asset_selection or {names.key(names.FRONTEND_BUNDLE)}
-        if context.run.job_name == names.REDEPLOY_JOB and names.key(names.FRONTEND_BUNDLE) in selected:
+        one_after_another = context.run.tags.get(names.BRANCHES_TAG) == names.BRANCHES_SERIAL
+        if (context.run.job_name == names.REDEPLOY_JOB and names.key(names.FRONTEND_BUNDLE) in selected
+                and not one_after_another):  # fmt: skip
             # One process runs every step of this run: the frontend of the same commit builds beside the image (npm
             # working while this step waits on the engine), for this run's frontend_bundle to find done. deploy_job
             # runs the frontend branch in a process of its own already. Its checks start beside them.

@@ -7,8 +7,9 @@ import datetime as dt
 import os
 
 EXECUTOR_HELP = (
-    "serial: redeploy_job, one process, the frontend's build and checks beside the image build; parallel: "
-    "deploy_job, a process per step; auto (default): serial, the faster on every app measured"
+    "auto (default): redeploy_job, one process, the frontend's build and checks beside the image build, the "
+    "fastest on every app measured; serial: the same process, one branch after the other; parallel: deploy_job, a "
+    "process per step"
 )
 
 

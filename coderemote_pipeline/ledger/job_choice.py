@@ -1,5 +1,5 @@
 """Which job runs a deployment: redeploy_job (every step in one process), unless a process per step (deploy_job)
-is asked for by hand.
+is asked for by hand, or the branches one after another (`serial`, the same job with nothing started ahead).
 
 One process overlaps both branches' slow work: api_image starts the commit's frontend build (with the
 environment's values in the build-time mode, known once infra is) and the frontend's checks beside the image build
@@ -21,3 +21,9 @@ EXECUTORS = ("auto", "parallel", "serial")
 
 def choose_job(executor: str = "auto") -> str:
     return names.DEPLOY_JOB if executor == "parallel" else names.REDEPLOY_JOB
+
+
+def executor_tags(executor: str = "auto") -> dict[str, str]:
+    """`serial` is the same one process with nothing started ahead: each branch's work in its own step, one branch
+    after the other, as hand_deploy.py runs them (bench/deploy.py measures the overlap against it)."""
+    return {names.BRANCHES_TAG: names.BRANCHES_SERIAL} if executor == "serial" else {}

@@ -52,6 +52,10 @@ DECIDED_BY_TAG = "coderemote/decided_by"
 # `deploy --skip-checks --reason`: the strategy's hotfix path; who and why stay on the run and in history.
 SKIP_CHECKS_TAG = "coderemote/skip_checks"
 SKIP_CHECKS_BY_TAG = "coderemote/skip_checks_by"
+# `deploy --executor serial`: the branches one after another in one process (nothing started ahead), the way a
+# hand-written script runs them; what the overlap is measured against.
+BRANCHES_TAG = "coderemote/branches"
+BRANCHES_SERIAL = "serial"
 RUN_KEY_TAG = "dagster/run_key"
 PARTITION_TAG = "dagster/partition"
 

@@ -17,7 +17,7 @@ from coderemote_pipeline.actions.release_tags import signature_refusal
 from coderemote_pipeline.ledger.approvals import PENDING, approval_refusal, approve_command, hold_event
 from coderemote_pipeline.ledger.gate import gate_refusal
 from coderemote_pipeline.ledger.instance import open_instance
-from coderemote_pipeline.ledger.job_choice import choose_job
+from coderemote_pipeline.ledger.job_choice import choose_job, executor_tags
 from coderemote_pipeline.resources.app_source import AppSource
 from coderemote_pipeline.resources.aws import warm_clients
 from coderemote_pipeline.resources.targets import resources_for
@@ -156,6 +156,7 @@ def run_deployment(
         preflight()
     instance.add_dynamic_partitions(RELEASE_DIMENSION, [deploy.release.key])
     job_name = choose_job(executor)
+    extra_tags.update(executor_tags(executor))
     echo(f"deploying {ref} → {deploy.label} (commit {deploy.commit[:12]}) with {job_name}")
     return launch(deploy, settings=settings, instance=instance, job_name=job_name, trigger=trigger, echo=echo,
                   extra_tags=extra_tags)  # fmt: skip
