@@ -45,8 +45,9 @@ def run_in_session(
     merge_stderr: bool = False,
     niceness: int = 0,
 ) -> Finished:
-    """Run `argv` to its end or to `timeout` seconds, when its whole group is killed; `niceness` > 0 lets whatever
-    else runs go first when they share a core. Raises FileNotFoundError when the command does not exist."""
+    """Run `argv` to its end or to `timeout` seconds, when its whole group is killed; `niceness` > 0 runs it that
+    much nicer than this process, so what else runs goes first on a shared core. Raises FileNotFoundError when the
+    command does not exist."""
     proc = subprocess.Popen(list(argv), cwd=cwd, env=dict(env), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT if merge_stderr else subprocess.PIPE,
                             start_new_session=True)  # fmt: skip
@@ -56,7 +57,7 @@ def run_in_session(
         # Set on the group just started (not through preexec_fn, unsafe in a process with threads): what the command
         # forks from now on inherits it; it has had no time to fork yet in practice.
         with contextlib.suppress(OSError):
-            os.setpriority(os.PRIO_PGRP, proc.pid, niceness)
+            os.setpriority(os.PRIO_PGRP, proc.pid, min(os.getpriority(os.PRIO_PROCESS, 0) + niceness, 19))
     timed_out = False
     try:
         try:
