@@ -126,14 +126,14 @@ def _netns_prefix() -> tuple[str, ...]:
     return ()
 
 
-def run_on_host(tree: Path, spec: CheckSpec, key: str, *, niceness: int = 0) -> CheckRun:
+def run_on_host(tree: Path, spec: CheckSpec, key: str) -> CheckRun:
     """`spec.command` in the exported frontend tree with the host's tools, without network when possible."""
     prefix = _netns_prefix()
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tree), "CI": "true"}
     started = time.monotonic()
     try:
         proc = run_in_session([*prefix, *shlex.split(spec.command)], cwd=tree, env=env, timeout=spec.timeout_s,
-                              merge_stderr=True, niceness=niceness)  # fmt: skip
+                              merge_stderr=True)  # fmt: skip
     except FileNotFoundError:
         return _verdict(spec, key, 127, 0.0, f"command not found: {shlex.split(spec.command)[0]}", bool(prefix))
     code = None if proc.timed_out else proc.returncode

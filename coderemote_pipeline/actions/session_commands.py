@@ -22,12 +22,6 @@ _RUNNING: set[subprocess.Popen] = set()
 _LOCK = threading.Lock()
 
 
-# Work started ahead, beside the image build (the frontend build, the frontend's checks), yields the CPU to the image
-# build: on both apps the image's branch (build, push, Lambda version, API container) is the longer one, and the
-# frontend's branch has that much slack; measured on the realistic app, where both builds are CPU-bound on 2 cores.
-AHEAD_NICENESS = 10
-
-
 @dataclass(frozen=True)
 class Finished:
     returncode: int
@@ -43,21 +37,14 @@ def run_in_session(
     env: Mapping[str, str],
     timeout: float,
     merge_stderr: bool = False,
-    niceness: int = 0,
 ) -> Finished:
-    """Run `argv` to its end or to `timeout` seconds, when its whole group is killed; `niceness` > 0 runs it that
-    much nicer than this process, so what else runs goes first on a shared core. Raises FileNotFoundError when the
-    command does not exist."""
+    """Run `argv` to its end or to `timeout` seconds, when its whole group is killed. Raises FileNotFoundError when
+    the command does not exist."""
     proc = subprocess.Popen(list(argv), cwd=cwd, env=dict(env), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT if merge_stderr else subprocess.PIPE,
                             start_new_session=True)  # fmt: skip
     with _LOCK:
         _RUNNING.add(proc)
-    if niceness > 0:
-        # Set on the group just started (not through preexec_fn, unsafe in a process with threads): what the command
-        # forks from now on inherits it; it has had no time to fork yet in practice.
-        with contextlib.suppress(OSError):
-            os.setpriority(os.PRIO_PGRP, proc.pid, min(os.getpriority(os.PRIO_PROCESS, 0) + niceness, 19))
     timed_out = False
     try:
         try:

@@ -1,12 +1,9 @@
 """api_image: the API container image of the release's commit in the env's repository, pinned by digest."""
 
-import functools
-
 import dagster as dg
 
 from coderemote_pipeline.actions import checks_ahead, images
 from coderemote_pipeline.actions.app_checks import check_key, run_on_host
-from coderemote_pipeline.actions.session_commands import AHEAD_NICENESS
 from coderemote_pipeline.assets.infra import infra_stack
 from coderemote_pipeline.assets.stage import (
     STAGE_KWARGS,
@@ -102,5 +99,4 @@ def _start_frontend_checks(context: dg.AssetExecutionContext, app_source: AppSou
     remote = app_source.remote()
     tree = remote.tree_id(commit, app_source.frontend_dir)
     checks_ahead.start(context.run.run_id, [(spec, check_key(spec, tree)) for spec in specs],
-                       lambda dest: remote.export(commit, app_source.frontend_dir, dest),
-                       functools.partial(run_on_host, niceness=AHEAD_NICENESS))  # fmt: skip
+                       lambda dest: remote.export(commit, app_source.frontend_dir, dest), run_on_host)  # fmt: skip

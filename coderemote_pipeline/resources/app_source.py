@@ -22,7 +22,7 @@ from pathlib import Path
 import dagster as dg
 
 from coderemote_pipeline.actions.git_remote import GitRemote, LayoutPathError
-from coderemote_pipeline.actions.session_commands import AHEAD_NICENESS, run_in_session
+from coderemote_pipeline.actions.session_commands import run_in_session
 from coderemote_pipeline.rules.app_layout import AppLayout, FrontendEnvMode
 from coderemote_pipeline.rules.release_keys import Release
 
@@ -136,11 +136,9 @@ class AppSource(dg.ConfigurableResource):
 
     def _build_quietly(self, commit: str, build_env: dict[str, str], by: str) -> None:
         with contextlib.suppress(Exception):
-            self.build_frontend(commit, build_env, by=by, niceness=AHEAD_NICENESS)
+            self.build_frontend(commit, build_env, by=by)
 
-    def build_frontend(
-        self, commit: str, build_env: dict[str, str], *, by: str = "", niceness: int = 0
-    ) -> FrontendBuild:
+    def build_frontend(self, commit: str, build_env: dict[str, str], *, by: str = "") -> FrontendBuild:
         """Build the frontend of `commit` once per (tree, build-time values); later calls reuse the output. One
         build at a time per key, across threads and processes: a caller that finds one in progress waits for it.
         `by` (a run id) is written beside the output, so the run that started a build ahead says it built it."""
@@ -160,10 +158,10 @@ class AppSource(dg.ConfigurableResource):
         with open(builds / "frontend-locks" / f"{key}.lock", "w") as lock:  # closing it releases the lock
             waited = time.monotonic()
             fcntl.flock(lock, fcntl.LOCK_EX)
-            return self._build_locked(commit, build_env, root, key, by, time.monotonic() - waited, niceness)
+            return self._build_locked(commit, build_env, root, key, by, time.monotonic() - waited)
 
     def _build_locked(
-        self, commit: str, build_env: dict[str, str], root: Path, key: str, by: str, waited: float, niceness: int
+        self, commit: str, build_env: dict[str, str], root: Path, key: str, by: str, waited: float
     ) -> FrontendBuild:
         output = root / "src" / self.frontend_output_dir
         if (root / "complete").exists():
@@ -180,7 +178,7 @@ class AppSource(dg.ConfigurableResource):
             source = self.remote().export(commit, self.frontend_dir, work / "src")
             env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(work), "CI": "true", **build_env}
             proc = run_in_session(shlex.split(self.frontend_build_command), cwd=source, env=env,
-                                  timeout=FRONTEND_BUILD_TIMEOUT_S, niceness=niceness)
+                                  timeout=FRONTEND_BUILD_TIMEOUT_S)
             built = source / self.frontend_output_dir
             if proc.returncode == 0 and built.exists():
                 inside(source, self.layout.frontend_output_dir, what="frontend_output_dir", file=False)
