@@ -61,13 +61,7 @@ def api_image(
                 origin = deployed_elsewhere(context.instance, ImageRecord, commit, deploy.env, "digest", ref.digest)
                 outcome = f"promoted from {source[0]}" + (f" (run {origin[1][:8]})" if origin else "")
     if ref is None:
-        selected = context.run.asset_selection or {names.key(names.FRONTEND_BUNDLE)}
-        one_after_another = context.run.tags.get(names.BRANCHES_TAG) == names.BRANCHES_SERIAL
-        if (context.run.job_name == names.REDEPLOY_JOB and names.key(names.FRONTEND_BUNDLE) in selected
-                and not one_after_another):  # fmt: skip
-            # One process runs every step of this run: the frontend of the same commit builds beside the image (npm
-            # working while this step waits on the engine), for this run's frontend_bundle to find done. deploy_job
-            # runs the frontend branch in a process of its own already. Its checks start beside them.
+        if _overlaps_branches(context):
             build_env = app_source.build_env(release=release, api_url=outputs[out.API_URL], env=deploy.env)
             app_source.start_frontend_build(commit, build_env, by=context.run.run_id)
             _start_frontend_checks(context, app_source, commit)
@@ -89,6 +83,16 @@ def api_image(
     )  # fmt: skip
     return dg.MaterializeResult(metadata={**record.to_metadata(), **timer.metadata()},
                                 data_version=dg.DataVersion(ref.digest))  # fmt: skip
+
+
+def _overlaps_branches(context: dg.AssetExecutionContext) -> bool:
+    """Whether this run builds the frontend of the same commit beside the image (npm working while this step waits on
+    the engine), for its frontend_bundle to find done: only where one process runs every step of the run and the
+    frontend is in it. deploy_job runs the frontend branch in a process of its own already; `--executor serial` asks
+    for one branch after the other."""
+    selected = context.run.asset_selection or {names.key(names.FRONTEND_BUNDLE)}
+    return (context.run.job_name == names.REDEPLOY_JOB and names.key(names.FRONTEND_BUNDLE) in selected
+            and context.run.tags.get(names.BRANCHES_TAG) != names.BRANCHES_SERIAL)  # fmt: skip
 
 
 def _start_frontend_checks(context: dg.AssetExecutionContext, app_source: AppSource, commit: str) -> None:
