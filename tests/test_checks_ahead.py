@@ -4,12 +4,11 @@ could not run ahead is left for the step. (The real stack's deploys collect them
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 from coderemote_pipeline.actions import checks_ahead
 from coderemote_pipeline.actions.app_checks import CheckRun
-from coderemote_pipeline.local_stack.processes import pid_alive
+from coderemote_pipeline.local_stack.processes import wait_gone
 from coderemote_pipeline.rules.app_layout import CheckSpec
 
 LINT = CheckSpec(name="lint", side="frontend", command="node tools/lint.mjs")
@@ -101,9 +100,6 @@ while not (marks / "tree").exists() or not (Path((marks / "tree").read_text()) /
 def test_a_process_that_exits_ends_its_checks_and_removes_their_tree(tmp_path: Path):
     subprocess.run([sys.executable, "-c", _EXITS_WITH_A_CHECK_RUNNING, str(tmp_path)], check=True, timeout=60)
     sleeper = int((tmp_path / "pid").read_text())
-    deadline = time.monotonic() + 5
-    while pid_alive(sleeper) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not pid_alive(sleeper), "the check's grandchild outlived the process that started it"
+    assert wait_gone(sleeper, 5.0), "the check's grandchild outlived the process that started it"
     assert not Path((tmp_path / "tree").read_text()).exists(), "the exported tree was left behind"
 

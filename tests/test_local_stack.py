@@ -10,7 +10,6 @@ import dataclasses
 import os
 import shutil
 import signal
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,7 +32,7 @@ from coderemote_pipeline.local_stack import (
     load_stack_info,
 )
 from coderemote_pipeline.local_stack.dockerd import engine_paths, stop_dockerd
-from coderemote_pipeline.local_stack.processes import free_port, pid_alive
+from coderemote_pipeline.local_stack.processes import free_port, pid_alive, wait_gone
 
 pytestmark = [
     pytest.mark.stack,
@@ -58,15 +57,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
 @pytest.fixture
 def info(stack: LocalStack) -> StackInfo:
     return stack.up()
-
-
-def _wait_dead(pid: int, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while pid_alive(pid):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 def test_up_brings_every_part_up(info: StackInfo) -> None:
@@ -135,7 +125,7 @@ def test_check_names_the_part_that_is_down(info: StackInfo) -> None:
 
 def test_killed_emulator_is_reported_then_restarted_on_its_port(stack: LocalStack, info: StackInfo) -> None:
     os.kill(info.moto_pid, signal.SIGKILL)
-    assert _wait_dead(info.moto_pid)
+    assert wait_gone(info.moto_pid, 10.0)
 
     with pytest.raises(EmulatorDown) as raised:
         check_parts(info)
@@ -201,7 +191,7 @@ def test_down_stops_everything_and_up_keeps_the_addresses(stack: LocalStack, inf
     stack.down()
 
     for pid in (info.moto_pid, info.registry_pid, info.dockerd_pid, container_pid):
-        assert pid is None or _wait_dead(pid, timeout=2.0), f"process {pid} survived down()"
+        assert pid is None or wait_gone(pid, 2.0), f"process {pid} survived down()"
     # Nothing of the stack stays in /tmp: the engine's short run dir and the edge's admin socket go with it.
     if stack.engine.run_dir != stack.paths.engine_dir:
         assert not stack.engine.run_dir.exists()

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from coderemote_pipeline.actions.session_commands import run_in_session
-from coderemote_pipeline.local_stack.processes import pid_alive
+from coderemote_pipeline.local_stack.processes import wait_gone
 
 ENV = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
 
@@ -18,7 +18,7 @@ def test_a_command_at_its_limit_ends_with_everything_it_forked(tmp_path: Path):
     done = run_in_session(["sh", "-c", "sleep 60 & echo $! > pid; wait"], cwd=tmp_path, env=ENV, timeout=1)
     assert done.timed_out and done.returncode != 0
     assert time.monotonic() - started < 30
-    assert _ends(int((tmp_path / "pid").read_text()))
+    assert wait_gone(int((tmp_path / "pid").read_text()), 5.0)
 
 
 def test_output_can_be_merged_and_a_missing_command_raises(tmp_path: Path):
@@ -29,11 +29,3 @@ def test_output_can_be_merged_and_a_missing_command_raises(tmp_path: Path):
         run_in_session(["no-such-build-tool"], cwd=tmp_path, env=ENV, timeout=30)
 
 
-
-def _ends(pid: int, within: float = 5.0) -> bool:
-    deadline = time.monotonic() + within
-    while pid_alive(pid):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True

@@ -119,23 +119,28 @@ def stop_pid(
     return stopped
 
 
+def wait_gone(pid: int, timeout: float) -> bool:
+    """Whether `pid` is gone (exited, or a zombie) within `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while pid_alive(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(POLL_SECONDS)
+    return True
+
+
 def _stop(pid: int, timeout: float, stop_signal: int) -> bool:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, stop_signal)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not pid_alive(pid):
-            return True
-        time.sleep(POLL_SECONDS)
+    if wait_gone(pid, timeout):
+        return True
     # Our servers lead their own session, so the group holds exactly what they forked.
     with contextlib.suppress(ProcessLookupError, PermissionError):
         if os.getpgid(pid) == pid:
             os.killpg(pid, signal.SIGKILL)
         else:
             os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 5.0
-    while pid_alive(pid) and time.monotonic() < deadline:
-        time.sleep(POLL_SECONDS)
+    wait_gone(pid, 5.0)
     return True
 
 
