@@ -27,14 +27,14 @@ def _verdict(tree: Path, spec: CheckSpec, key: str) -> CheckRun:
     return CheckRun(spec.name, key, passed, 0 if passed else 2, 0.01, (tree / "app.js").read_text(), detail)
 
 
-def test_a_run_collects_its_own_checks_with_their_verdicts():
+def test_a_run_collects_its_own_checks_with_their_verdicts(tmp_path: Path):
     gate = threading.Event()
 
     def slow(tree: Path, spec: CheckSpec, key: str) -> CheckRun:
         gate.wait(5)
         return _verdict(tree, spec, key)
 
-    checks_ahead.start("run-a", [(LINT, "k-lint"), (TYPES, "k-types")], _export, slow)
+    checks_ahead.start("run-a", [(LINT, "k-lint"), (TYPES, "k-types")], _export, slow, tmp_path)
     assert checks_ahead.collect("run-b", "k-lint") is None  # another run's results are not this run's
     threading.Timer(0.2, gate.set).start()
     lint = checks_ahead.collect("run-a", "k-lint")  # waits for the check still running
@@ -45,28 +45,28 @@ def test_a_run_collects_its_own_checks_with_their_verdicts():
     assert checks_ahead.collect("run-a", "k-lint") is None  # collected once
 
 
-def test_what_could_not_run_ahead_is_left_for_the_step():
+def test_what_could_not_run_ahead_is_left_for_the_step(tmp_path: Path):
     def no_tree(dest: Path) -> Path:
         raise OSError("the mirror lost the commit")
 
     def broken(tree: Path, spec: CheckSpec, key: str) -> CheckRun:
         raise RuntimeError("runner crashed")
 
-    checks_ahead.start("run-c", [(LINT, "k1")], no_tree, _verdict)
-    checks_ahead.start("run-d", [(LINT, "k2")], _export, broken)
+    checks_ahead.start("run-c", [(LINT, "k1")], no_tree, _verdict, tmp_path)
+    checks_ahead.start("run-d", [(LINT, "k2")], _export, broken, tmp_path)
     assert checks_ahead.collect("run-c", "k1") is None
     assert checks_ahead.collect("run-d", "k2") is None
 
 
-def test_a_check_is_started_once_per_run():
+def test_a_check_is_started_once_per_run(tmp_path: Path):
     calls: list[str] = []
 
     def counted(tree: Path, spec: CheckSpec, key: str) -> CheckRun:
         calls.append(key)
         return _verdict(tree, spec, key)
 
-    checks_ahead.start("run-e", [(LINT, "k-once")], _export, counted)
-    checks_ahead.start("run-e", [(LINT, "k-once")], _export, counted)  # a retried api_image step
+    checks_ahead.start("run-e", [(LINT, "k-once")], _export, counted, tmp_path)
+    checks_ahead.start("run-e", [(LINT, "k-once")], _export, counted, tmp_path)  # a retried api_image step
     assert checks_ahead.collect("run-e", "k-once").passed
     assert calls == ["k-once"]
 
@@ -90,7 +90,7 @@ def runner(tree, spec, key):
     (marks / "tree").write_text(str(tree))
     return app_checks.run_on_host(tree, spec, key)
 
-checks_ahead.start("run-failed", [(spec, "k-slow")], export, runner)
+checks_ahead.start("run-failed", [(spec, "k-slow")], export, runner, marks / "scratch")
 while not (marks / "tree").exists() or not (Path((marks / "tree").read_text()) / "tree").exists():
     time.sleep(0.05)
 (marks / "pid").write_text((Path((marks / "tree").read_text()) / "pid").read_text())

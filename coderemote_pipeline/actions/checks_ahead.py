@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import atexit
 import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -20,6 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from coderemote_pipeline.actions.app_checks import CheckRun
+from coderemote_pipeline.actions.scratch import make_scratch
 from coderemote_pipeline.rules.app_layout import CheckSpec
 
 Runner = Callable[[Path, CheckSpec, str], CheckRun]
@@ -27,10 +27,11 @@ Runner = Callable[[Path, CheckSpec, str], CheckRun]
 # By (run id, check key): a result belongs to the run that started it, never to a later run of the same tree.
 _STARTED: dict[tuple[str, str], Future[CheckRun]] = {}
 _LOCK = threading.Lock()
-_TREES: set[str] = set()  # exported trees of checks still running
+_TREES: set[Path] = set()  # exported trees of checks still running
 
 
-def start(run_id: str, checks: Sequence[tuple[CheckSpec, str]], export: Callable[[Path], Path], runner: Runner) -> None:
+def start(run_id: str, checks: Sequence[tuple[CheckSpec, str]], export: Callable[[Path], Path], runner: Runner,
+          scratch: Path) -> None:
     """Run each (spec, key) one after another over one exported tree, in a daemon thread: a run that fails before
     it collects them does not wait for them to end."""
     with _LOCK:
@@ -40,16 +41,16 @@ def start(run_id: str, checks: Sequence[tuple[CheckSpec, str]], export: Callable
         futures = {key: Future() for _, key in todo}
         _STARTED.update({(run_id, key): future for key, future in futures.items()})
     if todo:
-        threading.Thread(target=_run, args=(todo, futures, export, runner), name=f"checks-{run_id[:8]}",
+        threading.Thread(target=_run, args=(todo, futures, export, runner, scratch), name=f"checks-{run_id[:8]}",
                          daemon=True).start()  # fmt: skip
 
 
-def _run(todo: list[tuple[CheckSpec, str]], futures: dict[str, Future], export, runner: Runner) -> None:
-    tmp = tempfile.mkdtemp(prefix="coderemote-checks-ahead-")
+def _run(todo: list[tuple[CheckSpec, str]], futures: dict[str, Future], export, runner: Runner, scratch: Path) -> None:
+    tmp = make_scratch(scratch, "checks-ahead")
     with _LOCK:
         _TREES.add(tmp)
     try:
-        tree = export(Path(tmp) / "tree")
+        tree = export(tmp / "tree")
         for spec, key in todo:
             try:
                 futures[key].set_result(runner(tree, spec, key))
@@ -63,7 +64,7 @@ def _run(todo: list[tuple[CheckSpec, str]], futures: dict[str, Future], export, 
         _remove_tree(tmp)
 
 
-def _remove_tree(tmp: str) -> None:
+def _remove_tree(tmp: Path) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
     with _LOCK:
         _TREES.discard(tmp)

@@ -8,13 +8,12 @@ stage's resources.
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import botocore.exceptions
 
+from coderemote_pipeline.actions.scratch import scratch_dir
 from coderemote_pipeline.rules import stack_outputs as out
 from coderemote_pipeline.rules.aws_errors import error_code
 from coderemote_pipeline.rules.images import ImageRef
@@ -71,8 +70,8 @@ def promote(registry: Any, source: ImageRef, repository: str, build_key: str, re
 
 def build(app_source: Any, docker: Any, *, commit: str, build_key: str) -> Any:
     """Build the exported backend of `commit` with the engine: the only path that makes new bytes."""
-    with tempfile.TemporaryDirectory(prefix="coderemote-build-") as tmp:
-        context_dir = app_source.export_backend(commit, Path(tmp) / "context")
+    with scratch_dir(app_source.scratch_root(), "build") as tmp:
+        context_dir = app_source.export_backend(commit, tmp / "context")
         return docker.build(
             context_dir,
             app_source.dockerfile,

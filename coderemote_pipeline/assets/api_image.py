@@ -103,4 +103,5 @@ def _start_frontend_checks(context: dg.AssetExecutionContext, app_source: AppSou
     remote = app_source.remote()
     tree = remote.tree_id(commit, app_source.frontend_dir)
     checks_ahead.start(context.run.run_id, [(spec, check_key(spec, tree)) for spec in specs],
-                       lambda dest: remote.export(commit, app_source.frontend_dir, dest), run_on_host)  # fmt: skip
+                       lambda dest: remote.export(commit, app_source.frontend_dir, dest), run_on_host,
+                       app_source.scratch_root())  # fmt: skip

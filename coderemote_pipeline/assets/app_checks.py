@@ -8,7 +8,6 @@ any environment is not run again: its result is reused, naming the run it came f
 """
 
 # No `from __future__ import annotations`: Dagster reads the check functions' annotations to find resources.
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -18,6 +17,7 @@ import dagster as dg
 
 from coderemote_pipeline.actions import checks_ahead
 from coderemote_pipeline.actions.app_checks import CheckRun, check_key, run_in_image, run_on_host
+from coderemote_pipeline.actions.scratch import scratch_dir
 from coderemote_pipeline.assets.api_image import api_image
 from coderemote_pipeline.assets.frontend_bundle import frontend_bundle
 from coderemote_pipeline.ledger.checks import passed_before
@@ -50,7 +50,7 @@ def _skipped(context, asset: dg.AssetKey, specs: Sequence[CheckSpec]) -> Iterato
 
 
 def evaluate(context, asset: dg.AssetKey, specs: Sequence[CheckSpec], commit: str, tree: str, artifact: str,
-             export: Callable[[Path], Path], runner: Runner, *, side_by_side: bool = False,
+             export: Callable[[Path], Path], runner: Runner, scratch: Path, *, side_by_side: bool = False,
              ahead: Callable[[str], CheckRun | None] = lambda _: None) -> Iterator[dg.AssetCheckResult]:  # fmt: skip
     """Each check's result (reused, run ahead by this run, or run once on the exported tree); a failure then fails
     the step, quoting it.
@@ -65,10 +65,10 @@ def evaluate(context, asset: dg.AssetKey, specs: Sequence[CheckSpec], commit: st
     to_run = [spec for spec in specs if not reused[spec.name] and not early.get(spec.name)]
     together = side_by_side and len(to_run) > 1
     with (
-        tempfile.TemporaryDirectory(prefix="coderemote-checks-") as tmp,
+        scratch_dir(scratch, "checks") as tmp,
         ThreadPoolExecutor(max_workers=len(to_run) if together else 1, thread_name_prefix="check") as pool,
     ):
-        exported = export(Path(tmp) / "tree") if to_run else None
+        exported = export(tmp / "tree") if to_run else None
         started = {spec.name: pool.submit(runner, exported, spec, keys[spec.name]) for spec in to_run}
         for spec in specs:
             if source := reused[spec.name]:
@@ -109,7 +109,7 @@ def backend_checks_def(specs: Sequence[CheckSpec]) -> dg.AssetChecksDefinition:
 
         yield from evaluate(context, api_image.key, specs, image.commit, tree, image.digest,
                             lambda dest: app_source.export_backend(image.commit, dest), runner,
-                            side_by_side=True)  # fmt: skip
+                            app_source.scratch_root(), side_by_side=True)  # fmt: skip
 
     return backend_checks
 
@@ -126,6 +126,7 @@ def frontend_checks_def(specs: Sequence[CheckSpec]) -> dg.AssetChecksDefinition:
         tree = remote.tree_id(bundle.commit, app_source.frontend_dir)
         yield from evaluate(context, frontend_bundle.key, specs, bundle.commit, tree, "",
                             lambda dest: remote.export(bundle.commit, app_source.frontend_dir, dest), run_on_host,
+                            app_source.scratch_root(),
                             ahead=lambda key: checks_ahead.collect(context.run.run_id, key))  # fmt: skip
 
     return frontend_checks

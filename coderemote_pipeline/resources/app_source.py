@@ -103,6 +103,10 @@ class AppSource(dg.ConfigurableResource):
         remote.require_path(commit, self.layout.frontend_dir, kind="tree", what="frontend_dir")
         _refuse_links_out(remote, commit, self.layout.frontend_dir, "frontend_dir")
 
+    def scratch_root(self) -> Path:
+        """Where a deploy's scratch dirs go (actions/scratch.py): beside the mirror and the build cache."""
+        return Path(self.work_dir) / "scratch"
+
     def export_backend(self, commit: str, dest: Path) -> Path:
         """The build context of `commit`, exported from the mirror; its Dockerfile checked to be a file inside it."""
         self.check_backend_paths(commit)

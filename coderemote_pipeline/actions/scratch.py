@@ -1,0 +1,52 @@
+"""Scratch directories of a deploy (a build context, an exported tree for the checks), under the state dir.
+
+Each is named by the host and process that made it and removed when done. A deploy killed outright (SIGKILL, the OOM
+killer, a CI runner cancelling the job) cannot remove its own, and a build context can weigh tens of megabytes: the
+next scratch dir made here removes those of processes of this host that are gone. Another host's (a container
+sharing the state dir) are left alone, since its pids mean nothing here.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+def make_scratch(root: Path, kind: str) -> Path:
+    """A new empty directory under `root`, after removing those left by processes of this host that are gone."""
+    root.mkdir(parents=True, exist_ok=True)
+    host = _host()
+    for entry in root.iterdir():
+        owner_host, _, rest = entry.name.partition("@")
+        pid = rest.split("-", 1)[0]
+        if owner_host == host and pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(entry, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f"{host}@{os.getpid()}-{kind}-", dir=root))
+
+
+@contextmanager
+def scratch_dir(root: Path, kind: str) -> Iterator[Path]:
+    path = make_scratch(root, kind)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _host() -> str:
+    return socket.gethostname().replace("@", "_").replace("/", "_") or "host"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
