@@ -102,4 +102,3 @@ def test_a_process_that_exits_ends_its_checks_and_removes_their_tree(tmp_path: P
     sleeper = int((tmp_path / "pid").read_text())
     assert wait_gone(sleeper, 5.0), "the check's grandchild outlived the process that started it"
     assert not Path((tmp_path / "tree").read_text()).exists(), "the exported tree was left behind"
-

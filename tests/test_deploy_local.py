@@ -104,7 +104,6 @@ def test_full_deploy_then_noop(settings, instance, app_remote, local_stack, capf
     assert ahead["ran_ahead"] is True and ahead["ran"]
     assert json.loads(_get(frontend_url + "/config.json"))["release"] == overlapped.release
 
-
     # `--executor serial`: the same process, one branch after the other, nothing started ahead.
     (clone / "frontend" / "src" / "style.css").write_text("body { font-family: monospace; }\n")
     (clone / "backend" / "app" / "ahead.txt").write_text("built before the frontend\n")
@@ -118,6 +117,7 @@ def test_full_deploy_then_noop(settings, instance, app_remote, local_stack, capf
     assert bundle["outcome"] == "built" and bundle["build_s"] > 0 and bundle.get("build_ahead_s", 0.0) == 0.0
     assert serial.stages["check:frontend_check"]["ran_ahead"] is False and serial.stages["check:frontend_check"]["ran"]
     assert json.loads(_get(frontend_url + "/config.json"))["release"] == serial.release
+
 
 def test_another_app_layout_deploys_through_configuration_alone(settings, instance, tmp_path):
     remote, clone = tmp_path / "alt.git", tmp_path / "alt"

@@ -9,8 +9,6 @@ could not be started ahead (its tree would not export) is left for the step to r
 
 from __future__ import annotations
 
-import atexit
-import shutil
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -19,7 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from coderemote_pipeline.actions.app_checks import CheckRun
-from coderemote_pipeline.actions.scratch import make_scratch
+from coderemote_pipeline.actions.scratch import scratch_dir
 from coderemote_pipeline.rules.app_layout import CheckSpec
 
 Runner = Callable[[Path, CheckSpec, str], CheckRun]
@@ -27,7 +25,6 @@ Runner = Callable[[Path, CheckSpec, str], CheckRun]
 # By (run id, check key): a result belongs to the run that started it, never to a later run of the same tree.
 _STARTED: dict[tuple[str, str], Future[CheckRun]] = {}
 _LOCK = threading.Lock()
-_TREES: set[Path] = set()  # exported trees of checks still running
 
 
 def start(run_id: str, checks: Sequence[tuple[CheckSpec, str]], export: Callable[[Path], Path], runner: Runner,
@@ -46,38 +43,18 @@ def start(run_id: str, checks: Sequence[tuple[CheckSpec, str]], export: Callable
 
 
 def _run(todo: list[tuple[CheckSpec, str]], futures: dict[str, Future], export, runner: Runner, scratch: Path) -> None:
-    tmp = make_scratch(scratch, "checks-ahead")
-    with _LOCK:
-        _TREES.add(tmp)
     try:
-        tree = export(tmp / "tree")
-        for spec, key in todo:
-            try:
-                futures[key].set_result(runner(tree, spec, key))
-            except Exception as exc:  # handed to the step, which runs the check itself
-                futures[key].set_exception(exc)
+        with scratch_dir(scratch, "checks-ahead") as tmp:
+            tree = export(tmp / "tree")
+            for spec, key in todo:
+                try:
+                    futures[key].set_result(runner(tree, spec, key))
+                except Exception as exc:  # handed to the step, which runs the check itself
+                    futures[key].set_exception(exc)
     except Exception as exc:
         for future in futures.values():
             if not future.done():
                 future.set_exception(exc)
-    finally:
-        _remove_tree(tmp)
-
-
-def _remove_tree(tmp: Path) -> None:
-    shutil.rmtree(tmp, ignore_errors=True)
-    with _LOCK:
-        _TREES.discard(tmp)
-
-
-@atexit.register
-def _remove_trees_left_running() -> None:
-    """A run that failed before collecting its checks exits with this daemon thread still in one (its command is
-    ended by actions/session_commands.py): the exported tree goes with the process, not left in /tmp."""
-    with _LOCK:
-        left = list(_TREES)
-    for tmp in left:
-        _remove_tree(tmp)
 
 
 def collect(run_id: str, key: str) -> CheckRun | None:
