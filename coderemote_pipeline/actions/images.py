@@ -81,5 +81,10 @@ def build(app_source: Any, docker: Any, *, commit: str, build_key: str) -> Any:
         )
 
 
-def push(registry: Any, docker: Any, image_id: str, *, repository: str, build_key: str, release: str) -> ImageRef:
-    return registry.push(docker.client(), image_id, repository, [build_tag(build_key), release])
+def push(
+    registry: Any, docker: Any, image_id: str, *, repository: str, build_key: str, release: str, size_bytes: int
+) -> ImageRef:
+    """Push the built image; what it adds to the base image decides how its layers are compressed."""
+    client = docker.client()
+    fresh = size_bytes - int(client.images.get(docker.base_image()).attrs.get("Size", 0))
+    return registry.push(client, image_id, repository, [build_tag(build_key), release], fresh_bytes=fresh)

@@ -69,7 +69,7 @@ def api_image(
             built = images.build(app_source, docker, commit=commit, build_key=build_key)
         with timer.step("push"):
             ref = images.push(registry, docker, built.image_id, repository=repository, build_key=build_key,
-                              release=release)  # fmt: skip
+                              release=release, size_bytes=built.size_bytes)  # fmt: skip
         outcome = "built"
     elif not tagged:
         with timer.step("tag"):

@@ -70,7 +70,11 @@ class EcrRegistry(ImageRegistry):
         ecr = self.aws.client("ecr")
         return ecr.describe_repositories(repositoryNames=[repository])["repositories"][0]["repositoryUri"]
 
-    def push(self, client: docker.DockerClient, image_id: str, repository: str, tags: list[str]) -> ImageRef:
+    def push(
+        self, client: docker.DockerClient, image_id: str, repository: str, tags: list[str], fresh_bytes: int = 0
+    ) -> ImageRef:
+        # Always the engine's push: the faster export path (resources/image_registry.py) speaks the registry API,
+        # which ECR serves behind its token, and has not been run against real ECR; so it is not used here.
         uri = self._repository_uri(repository)
         client.images.get(image_id).tag(uri, tags[0])
         pushed_digest = ""
