@@ -117,7 +117,7 @@ def _layer_blob(request: Request, repository: str, layer: ExportedLayer, blobs: 
 
 
 def push_exported(request: Request, image: ExportedImage, repository: str, blobs: LayerBlobs) -> tuple[bytes, str]:
-    """Upload what `repository` lacks and put the manifest under no tag yet; returns (manifest bytes, digest)."""
+    """Upload the blobs `repository` lacks; returns the manifest (bytes, digest) for the caller to put by tag."""
     layers = []
     for layer in image.layers:
         blob = _layer_blob(request, repository, layer, blobs)
