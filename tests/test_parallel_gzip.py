@@ -46,3 +46,4 @@ def test_it_compresses(tmp_path):
     data = sample(4 * BLOCK_BYTES)
     _, blob = compress(tmp_path, data, workers=2, piece=65536, name="layer.gz")
     assert blob.size < len(data) / 2
+

@@ -21,6 +21,10 @@ MANIFEST_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
 CONFIG_TYPE = "application/vnd.docker.container.image.v1+json"
 LAYER_TYPE = "application/vnd.docker.image.rootfs.diff.tar.gzip"
 
+# The record keeps the layers used last (each push puts all of its own): a few hundred deploys' worth. A layer
+# forgotten is only compressed again, not lost; the registry still holds its blob.
+KEPT_LAYERS = 512
+
 # (method, path, headers, body) -> the response, or None for a 404; any other refusal raises.
 Request = Callable[..., Any]
 
@@ -60,6 +64,7 @@ class LayerBlobs:
         return {blob.tar_bytes for d in diff_ids if (blob := self._blobs.get(d)) is not None and blob.tar_bytes}
 
     def put(self, diff_id: str, blob: Blob) -> None:
+        self._blobs.pop(diff_id, None)  # newest last: what `save` keeps when the record is full
         self._blobs[diff_id] = blob
 
     def drop(self, diff_id: str) -> None:
@@ -68,7 +73,8 @@ class LayerBlobs:
     def save(self) -> None:
         # Two pushes at once may each write: the loser's entries are only re-learnt, never wrong.
         partial = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        partial.write_text(json.dumps({key: asdict(blob) for key, blob in self._blobs.items()}, indent=1))
+        kept = list(self._blobs.items())[-KEPT_LAYERS:]
+        partial.write_text(json.dumps({key: asdict(blob) for key, blob in kept}, indent=1))
         os.replace(partial, self.path)
 
 
