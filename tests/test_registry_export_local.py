@@ -84,6 +84,12 @@ def test_a_second_push_is_the_same_digest_and_a_contradicted_record_heals(settin
     first = push(registry, engine, built, "v-export-2")
     again = push(registry, engine, built, "v-export-3")
     assert again.digest == first.digest
+    # Promoted as any image is: blob mounts into the other repository, the very same digest, every layer there.
+    ecr = resources_for(settings)["aws"].client("ecr")
+    with contextlib.suppress(ecr.exceptions.RepositoryAlreadyExistsException):
+        ecr.create_repository(repositoryName=f"{REPOSITORY}-prod")
+    copied = registry.copy(again, f"{REPOSITORY}-prod", ["v-export-3"])
+    assert copied.digest == again.digest and registry.has_layers(copied)
     # A record naming a blob the registry never had (its storage wiped, say): the push finds out and compresses.
     path = StackPaths(settings.state_dir).registry_storage.parent / "layer-blobs.json"
     blobs = record(settings)
