@@ -103,6 +103,8 @@ def export_image(client: Any, image_id: str, dest: Path, held_sizes: Collection[
         layers = []
         for index, name in enumerate(manifest["Layers"]):
             name = links.get(name, name)
+            if name not in large and name not in small:
+                raise ImageExportError(f"the engine's export of {image_id} lacks its layer {name}")
             if name not in large:
                 path = dest / f"small-{index}.tar.gz"
                 large[name] = (len(small[name]), *_layer(io.BytesIO(small[name]), path, (pool, workers)), path)
