@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 from coderemote_pipeline.actions.image_export import ExportedImage, ExportedLayer
@@ -46,13 +44,12 @@ class Blob:
 
 
 class LayerBlobs:
-    """The diff id -> blob record of one registry, kept in a JSON file beside its storage."""
+    """The diff id -> blob record of one registry, as JSON (the registry resource keeps it beside its storage)."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, text: str = "") -> None:
         try:
-            self._blobs = {key: Blob(**value) for key, value in json.loads(path.read_text()).items()}
-        except (OSError, ValueError, TypeError):
+            self._blobs = {key: Blob(**value) for key, value in json.loads(text).items()}
+        except (ValueError, TypeError, AttributeError):
             self._blobs = {}  # no record yet, or an unreadable one: every layer is compressed and checked
 
     def get(self, diff_id: str) -> Blob | None:
@@ -64,18 +61,15 @@ class LayerBlobs:
         return {blob.tar_bytes for d in diff_ids if (blob := self._blobs.get(d)) is not None and blob.tar_bytes}
 
     def put(self, diff_id: str, blob: Blob) -> None:
-        self._blobs.pop(diff_id, None)  # newest last: what `save` keeps when the record is full
+        self._blobs.pop(diff_id, None)  # newest last: what `to_json` keeps when the record is full
         self._blobs[diff_id] = blob
 
     def drop(self, diff_id: str) -> None:
         self._blobs.pop(diff_id, None)
 
-    def save(self) -> None:
-        # Two pushes at once may each write: the loser's entries are only re-learnt, never wrong.
-        partial = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+    def to_json(self) -> str:
         kept = list(self._blobs.items())[-KEPT_LAYERS:]
-        partial.write_text(json.dumps({key: asdict(blob) for key, blob in kept}, indent=1))
-        os.replace(partial, self.path)
+        return json.dumps({key: asdict(blob) for key, blob in kept}, indent=1)
 
 
 def _has(request: Request, repository: str, digest: str) -> bool:

@@ -17,7 +17,7 @@ from coderemote_pipeline.actions.image_export import ImageExportError, export_im
 from coderemote_pipeline.actions.scratch import scratch_dir
 from coderemote_pipeline.local_stack.errors import UP_COMMAND, RegistryDown
 from coderemote_pipeline.local_stack.registry_server import registry_answers
-from coderemote_pipeline.local_stack.stack_info import StackPaths
+from coderemote_pipeline.local_stack.stack_info import StackPaths, write_atomically
 from coderemote_pipeline.resources.aws import AwsResource
 from coderemote_pipeline.resources.local_stack import LocalStackResource
 from coderemote_pipeline.rules.images import ImageRef
@@ -169,7 +169,8 @@ class LocalRegistry(ImageRegistry):
     def _push_exported(self, client: docker.DockerClient, image_id: str, repository: str) -> tuple[bytes, str]:
         """The image's layers compressed on every core, as they leave the engine (actions/parallel_gzip.py)."""
         paths = StackPaths(Path(self.stack.state_dir))
-        blobs = upload.LayerBlobs(paths.registry_storage.parent / "layer-blobs.json")
+        record = paths.registry_storage.parent / "layer-blobs.json"
+        blobs = upload.LayerBlobs(record.read_text() if record.exists() else "")
         held = blobs.sizes(client.images.get(image_id).attrs["RootFS"]["Layers"])
         with scratch_dir(paths.root / "scratch", "push") as tmp:
             try:
@@ -180,7 +181,8 @@ class LocalRegistry(ImageRegistry):
                 pushed = upload.push_exported(self._request, export_image(client, image_id, tmp), repository, blobs)
             except (ImageExportError, upload.UploadRefused) as exc:
                 raise RegistryError(f"push of {image_id[:19]} to {repository}: {exc}") from None
-        blobs.save()
+        # Two pushes at once may each write: the loser's entries are only re-learnt, never wrong.
+        write_atomically(record, blobs.to_json())
         return pushed
 
     def _put_manifest(self, repository: str, reference: str, manifest: bytes, media_type: str) -> None:
