@@ -8,7 +8,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from coderemote_pipeline.actions.git_remote import RefNotFound, RemoteUnreachable
+from coderemote_pipeline.actions.git_remote import GitRemote, RefNotFound, RemoteUnreachable
 from coderemote_pipeline.assets.jobs import STAGE_ASSETS as STAGES
 from coderemote_pipeline.cli.main import main
 from coderemote_pipeline.local_stack import EmulatorDown, LocalStackNotRunning, check_parts, load_stack_info
@@ -16,7 +16,7 @@ from coderemote_pipeline.resources.local_stack import LocalStackResource
 from coderemote_pipeline.resources.targets import local_resources
 from coderemote_pipeline.rules.partitions import UnknownEnvironmentError
 from coderemote_pipeline.rules.release_keys import commit_release_key
-from coderemote_pipeline.usecases.demo import EXAMPLE_APP, commit_and_push, make_app_repo
+from coderemote_pipeline.usecases.demo import EXAMPLE_APP, commit_and_push, git, make_app_repo
 from coderemote_pipeline.usecases.deploy import DeployRefused, run_deployment
 
 pytestmark = pytest.mark.stack
@@ -55,6 +55,21 @@ def test_ref_missing_on_the_remote(settings, capsys):
         run_deployment("dev", "no-such-branch", settings=settings)
     assert main(["deploy", "dev", "v9.9.9", "--remote", settings.app_remote]) == 2
     assert "git ls-remote" in capsys.readouterr().err
+
+
+def test_a_tag_outside_the_version_namespace_is_its_commit(tmp_path, capsys):
+    """`release-1` names a commit: dev deploys it as that commit; prod's refusal says it is not a version tag."""
+    remote, clone = tmp_path / "app.git", tmp_path / "clone"
+    make_app_repo(EXAMPLE_APP, remote, clone)
+    git("tag", "release-1", cwd=clone)
+    git("push", "--quiet", "origin", "release-1", cwd=clone)
+    head = git("rev-parse", "HEAD", cwd=clone).strip()
+    resolved = GitRemote(str(remote), tmp_path / "mirrors").resolve("release-1")
+    assert (resolved.commit, resolved.release_key) == (head, commit_release_key("main", head))
+    with pytest.raises(RefNotFound, match="'release-2' is not a branch, version tag or commit"):
+        GitRemote(str(remote), tmp_path / "mirrors").resolve("release-2")
+    assert main(["deploy", "prod", "release-1", "--remote", str(remote)]) == 2
+    assert f"'{commit_release_key('main', head)}' is a commit, not a version tag" in capsys.readouterr().err
 
 
 def test_unreachable_remote(settings, tmp_path):

@@ -102,7 +102,11 @@ class GitRemote(CommitTrees):
         branch_commit = self.rev_parse(f"refs/heads/{ref}")
         if branch_commit:
             return ResolvedRef(ref=ref, commit=branch_commit, release_key=commit_release_key(ref, branch_commit))
-        commit = self.rev_parse(ref) if all(c in "0123456789abcdef" for c in ref) and len(ref) >= 7 else None
+        # A tag outside the `v*` namespace (`release-1`, `last-good`) is a name for a commit, not a release: it
+        # deploys as that commit, where commits may go.
+        other_tag = self.rev_parse(f"refs/tags/{ref}")
+        is_sha = all(c in "0123456789abcdef" for c in ref) and len(ref) >= 7
+        commit = other_tag or (self.rev_parse(ref) if is_sha else None)
         if commit:
             return ResolvedRef(
                 ref=ref, commit=commit, release_key=commit_release_key(self._home_branch(commit), commit)
