@@ -24,7 +24,7 @@ from coderemote_pipeline.definitions import build_defs
 from coderemote_pipeline.resources import lambda_url_runtime
 from coderemote_pipeline.resources import targets as targets_module
 from coderemote_pipeline.resources.app_source import AppSource
-from coderemote_pipeline.resources.aws import RealAws
+from coderemote_pipeline.resources.aws import AwsCredentialsMissing, RealAws
 from coderemote_pipeline.resources.docker_engine import HostDockerEngine
 from coderemote_pipeline.resources.ecr_registry import EcrRegistry
 from coderemote_pipeline.resources.env_targets import EnvTargets
@@ -34,9 +34,9 @@ from coderemote_pipeline.resources.lambda_url_runtime import LambdaUrlRuntime
 from coderemote_pipeline.resources.pulumi_provisioner import PulumiProvisioner
 from coderemote_pipeline.resources.runtime import ApiUnhealthy, ServedVersion
 from coderemote_pipeline.resources.site_edge import CloudFrontOriginEdge
-from coderemote_pipeline.resources.targets import aws_resources, local_resources, resources_for
+from coderemote_pipeline.resources.targets import aws_resources, check_ready, local_resources, resources_for
 from coderemote_pipeline.rules import stack_outputs
-from coderemote_pipeline.rules.names import DEPLOY_JOBS
+from coderemote_pipeline.rules.names import DEPLOY_JOB, DEPLOY_JOBS, REDEPLOY_JOB, ROLLBACK_JOB
 from coderemote_pipeline.rules.settings import Settings, SettingsError
 
 MotoAws = fixtures.MotoAws
@@ -98,6 +98,22 @@ def test_aws_definitions_load_offline_without_credentials_or_cli(tmp_path: Path)
     dg.Definitions.validate_loadable(loaded)
     for name in DEPLOY_JOBS:
         assert loaded.resolve_job_def(name).nodes_in_topological_order
+
+
+@pytest.mark.usefixtures("offline")
+def test_a_rollback_needs_credentials_but_neither_the_gemini_key_nor_pulumi(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = aws_settings(tmp_path)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # the chain's last resort: no instance role here
+    with pytest.raises(AwsCredentialsMissing, match="no AWS credentials found"):
+        check_ready(settings, ROLLBACK_JOB)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    check_ready(settings, ROLLBACK_JOB)  # it builds and provisions nothing (the job has no infra stage)
+    for building in (DEPLOY_JOB, REDEPLOY_JOB):
+        with pytest.raises(SettingsError, match="GEMINI_API_KEY is not set"):
+            check_ready(settings, building)
 
 
 @pytest.mark.usefixtures("offline")

@@ -1,12 +1,14 @@
 """Every command, given broken input, answers with one line on stderr that names the thing and the fix: no
 traceback, exit code 2. None of these needs the local stack: each mistake is caught before anything runs."""
 
+import os
 import shutil
 
 import pytest
 from sensor_kit import AppRepo
 
 from coderemote_pipeline.cli.main import main
+from coderemote_pipeline.ledger.instance import open_instance
 from coderemote_pipeline.rules.environments import DEFAULT_INFRA_DIR
 
 
@@ -74,3 +76,37 @@ def test_broken_input_gets_one_line_and_exit_2(env, monkeypatch, capsys, argv, e
     assert "Traceback" not in out.err + out.out
     lines = out.err.splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], out.err
+
+
+KEYS = {"AWS_ACCESS_KEY_ID": "sekrit-key-id", "AWS_SECRET_ACCESS_KEY": "sekrit-access"}
+AWS_CASES = [
+    ({}, "no AWS credentials found: set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"),
+    ({"AWS_PROFILE": "sandbx"}, "AWS profile 'sandbx' is not defined in the AWS config or credentials files"),
+    (KEYS, "GEMINI_API_KEY is not set"),
+    ({**KEYS, "GEMINI_API_KEY": "sekrit-gemini"}, "Pulumi CLI not found: install it"),
+]
+
+
+@pytest.mark.parametrize(("environ", "message"), AWS_CASES, ids=["no-credentials", "profile", "gemini", "pulumi"])
+def test_what_the_aws_target_lacks_is_refused_before_a_run(env, monkeypatch, capsys, environ, message):
+    """Met by the first step instead, each would be a failed deploy in the ledger; refused first, it is none."""
+    for name in [n for n in os.environ if n.startswith(("AWS_", "PULUMI_"))] + ["GEMINI_API_KEY"]:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(env["tmp"] / "no-credentials"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(env["tmp"] / "no-config"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # no instance role to find on this machine
+    bin_dir = env["tmp"] / "bin"  # git only: whatever else the host has, the Pulumi CLI is not on this PATH
+    bin_dir.mkdir()
+    (bin_dir / "git").symlink_to(shutil.which("git"))
+    monkeypatch.setenv("PATH", str(bin_dir))
+    monkeypatch.setenv("CODEREMOTE_TARGET", "aws")
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    assert main(["deploy", "dev", "main"]) == 2
+    out = capsys.readouterr()
+    lines = out.err.splitlines()
+    assert "Traceback" not in out.err + out.out
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], out.err
+    assert "sekrit" not in out.err + out.out  # the secrets given are not echoed
+    with open_instance(env["tmp"] / "state") as instance:
+        assert instance.get_runs() == []

@@ -9,6 +9,7 @@ from abc import ABC, abstractmethod
 from typing import Any
 
 import boto3
+import botocore.exceptions
 import botocore.loaders
 import botocore.session
 import dagster as dg
@@ -46,6 +47,10 @@ class AwsResource(dg.ConfigurableResource, ABC):
         kwargs = tuple(sorted(self._session_kwargs().items()))
         return _cached_client(service, self.region, self.endpoint_url(), kwargs, self.max_attempts())
 
+    def check_credentials(self) -> None:
+        """Raise AwsCredentialsMissing, with the fix, when the credential chain finds nothing (no AWS call)."""
+        _credentialed_session(self.region, self._session_kwargs())
+
 
 # What a deploy's stages ask for, in order of need (infra first).
 STAGE_SERVICES = ("iam", "ecr", "s3", "lambda", "cloudfront", "secretsmanager")
@@ -79,6 +84,23 @@ def _session(region: str, session_kwargs: dict[str, Any]) -> boto3.session.Sessi
     return boto3.session.Session(botocore_session=core, region_name=region, **session_kwargs)
 
 
+def _credentialed_session(region: str, session_kwargs: dict[str, Any]) -> boto3.session.Session:
+    try:
+        session = _session(region, session_kwargs)
+        credentials = session.get_credentials()  # where a named profile is first looked up
+    except botocore.exceptions.ProfileNotFound as exc:
+        raise AwsCredentialsMissing(
+            f"AWS profile {exc.kwargs.get('profile', '')!r} is not defined in the AWS config or credentials files: "
+            "check AWS_PROFILE (`aws configure list-profiles` lists the defined ones)"
+        ) from None
+    if credentials is None:
+        raise AwsCredentialsMissing(
+            "no AWS credentials found: set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, "
+            "or run `aws configure` / `aws sso login` (the aws target uses boto3's default credential chain)"
+        )
+    return session
+
+
 def preload_service_models(services: tuple[str, ...] = STAGE_SERVICES) -> None:
     """Parse the stages' service models now (the warm process, before it forks): clients made later, with whatever
     credentials and endpoint their command has, find them parsed. The clients made here are thrown away unused."""
@@ -91,12 +113,7 @@ def preload_service_models(services: tuple[str, ...] = STAGE_SERVICES) -> None:
 def _cached_client(service: str, region: str, endpoint_url: str | None, session_kwargs: tuple, attempts: int) -> Any:
     # Making a client loads its service model (~0.1-0.3 s); one per process and endpoint is enough, and
     # boto3 clients are thread-safe.
-    session = _session(region, dict(session_kwargs))
-    if session.get_credentials() is None:
-        raise AwsCredentialsMissing(
-            "no AWS credentials found: set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, "
-            "or run `aws configure` / `aws sso login` (the aws target uses boto3's default credential chain)"
-        )
+    session = _credentialed_session(region, dict(session_kwargs))
     config = _CLIENT_CONFIG.merge(Config(retries={"mode": "adaptive", "max_attempts": attempts}))
     return session.client(service, endpoint_url=endpoint_url, config=config)
 

@@ -112,15 +112,24 @@ class PulumiProvisioner(InfraProvisioner):
             updates = stack.history(page_size=20, page=1, show_secrets=False)
         return [f"update {u.version} {u.kind} {u.result} {u.start_time:%Y-%m-%d %H:%M} — {u.message}" for u in updates]
 
-    def _stack(self, env: str) -> Any:
+    def check_cli(self) -> None:
+        """Raise PulumiCliMissing, with the fix, when the Pulumi CLI is absent or too old."""
+        self._command()
+
+    @staticmethod
+    def _command() -> Any:
         from pulumi import automation as auto
 
         try:
-            command = auto.PulumiCommand()  # runs `pulumi version`: the CLI must be there, and recent enough
+            return auto.PulumiCommand()  # runs `pulumi version`: the CLI must be there, and recent enough
         except (OSError, subprocess.SubprocessError, auto.InvalidVersionError) as exc:
             raise ps.cli_missing(exc) from None
+
+    def _stack(self, env: str) -> Any:
+        from pulumi import automation as auto
+
         options = auto.LocalWorkspaceOptions(
-            env_vars=self._env_vars(), secrets_provider=self.secrets_provider, pulumi_command=command
+            env_vars=self._env_vars(), secrets_provider=self.secrets_provider, pulumi_command=self._command()
         )
         with self._cli(env, "stack select"):
             return auto.create_or_select_stack(stack_name=env, work_dir=self.work_dir, opts=options)

@@ -20,6 +20,7 @@ from coderemote_pipeline.resources.local_stack import LocalStackResource
 from coderemote_pipeline.resources.provisioner import EmulatorProvisioner
 from coderemote_pipeline.resources.pulumi_provisioner import PulumiProvisioner
 from coderemote_pipeline.resources.site_edge import CloudFrontOriginEdge, LocalSiteEdge
+from coderemote_pipeline.rules import names
 from coderemote_pipeline.rules.app_layout import AppLayout
 from coderemote_pipeline.rules.environments import load_policies
 from coderemote_pipeline.rules.settings import Settings, SettingsError
@@ -93,6 +94,26 @@ def resources_for(settings: Settings) -> dict[str, Any]:
     if settings.target == "aws":
         return aws_resources(settings)
     raise SettingsError(f"unknown target {settings.target!r}: use local or aws")
+
+
+def check_ready(settings: Settings, job_name: str) -> None:
+    """Refuse in one line, before a run starts, what only the user can fix on the aws target: no credentials (or a
+    misspelled AWS_PROFILE), and for a run that builds and provisions, no GEMINI_API_KEY, no Pulumi CLI, no Docker
+    engine. Met by the run's first step instead, each is a failed deploy in the ledger, counted in the change
+    failure rate. The local target's parts are processes, checked by the CLI before a deploy and by every step."""
+    if settings.target != "aws":
+        return
+    resources = aws_resources(settings)
+    resources["aws"].check_credentials()
+    if job_name not in names.BUILDING_JOBS:
+        return
+    if not os.environ.get("GEMINI_API_KEY"):
+        raise SettingsError(
+            "GEMINI_API_KEY is not set: the aws target's infra stage stores it as the API's secret. Export it where "
+            "the deploy runs (docs/aws.md)"
+        )
+    resources["provisioner"].check_cli()
+    resources["docker"].client()
 
 
 def with_targets(resources: dict[str, Any]) -> dict[str, Any]:

@@ -35,6 +35,8 @@ ROLLBACK_JOB = "rollback_job"
 APPROVAL_JOB = "approval_job"
 TRAFFIC_CONTROL_JOB = "traffic_control_job"
 DEPLOY_JOBS = (DEPLOY_JOB, REDEPLOY_JOB, ROLLBACK_JOB)
+# The jobs whose runs build and provision (infra stage included); a rollback does neither.
+BUILDING_JOBS = (DEPLOY_JOB, REDEPLOY_JOB)
 
 ENV_TAG = "coderemote/env"
 RELEASE_TAG = "coderemote/release"

@@ -16,6 +16,7 @@ from typing import Any
 from coderemote_pipeline.rules import stack_outputs
 from coderemote_pipeline.rules.aws_errors import AwsCredentialsMissing, error_code
 from coderemote_pipeline.rules.environments import DEFAULT_INFRA_DIR
+from coderemote_pipeline.rules.errors import UserError
 
 PROGRAM_DIR = DEFAULT_INFRA_DIR / "pulumi"
 BOOTSTRAP_IMAGE_KEY = f"{stack_outputs.PROJECT}:bootstrap_image_uri"
@@ -32,7 +33,7 @@ class PulumiError(RuntimeError):
     """A Pulumi step that cannot go on; the message names the cause and the fix."""
 
 
-class PulumiCliMissing(PulumiError):
+class PulumiCliMissing(PulumiError, UserError):
     pass
 
 

@@ -23,7 +23,7 @@ from coderemote_pipeline.actions.git_remote import GitRemote
 from coderemote_pipeline.definitions import reconstructable_deploy_job
 from coderemote_pipeline.ledger.figures import record_figures
 from coderemote_pipeline.ledger.leases import Lease
-from coderemote_pipeline.resources.targets import resources_for, target_for
+from coderemote_pipeline.resources.targets import check_ready, resources_for, target_for
 from coderemote_pipeline.rules import names
 from coderemote_pipeline.rules.deployment import Deployment
 from coderemote_pipeline.rules.settings import Settings
@@ -97,6 +97,7 @@ def launch(
 ) -> DeployOutcome:
     """Run `job_name` for `deploy`'s partition (the stages the job selects) and report. With
     `from_failure_of` (a failed run of the same job and partition), re-execute only what did not succeed."""
+    check_ready(settings, job_name)
     request_id = uuid.uuid4().hex
     tags = {**run_tags(deploy, settings, trigger, extra_tags), names.REQUEST_TAG: request_id}
     started, done = time.monotonic(), threading.Event()
