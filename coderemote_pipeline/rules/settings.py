@@ -17,12 +17,24 @@ from typing import Any
 from coderemote_pipeline.rules.app_layout import AppLayout, load_app_layout
 from coderemote_pipeline.rules.environments import default_infra_dir
 from coderemote_pipeline.rules.errors import UserError
+from coderemote_pipeline.rules.schema import nearest
 from coderemote_pipeline.rules.state_dir import PROJECT_ROOT, state_dir_from
 
 __all__ = ["PROJECT_ROOT", "Settings", "SettingsError"]
 
 TARGETS = ("local", "aws")
 DEFAULT_SENSOR_INTERVAL_S = 30
+PREFIX = "CODEREMOTE_"
+# Every CODEREMOTE_* variable something reads. Any other is refused: a misspelled one would silently leave its
+# default in place (a misspelled CODEREMOTE_STATE_DIR deploys into a fresh ledger, out of reach of the lease that
+# guards the real one; a misspelled CODEREMOTE_APP_REMOTE deploys the demo app).
+VARIABLES = (
+    "CODEREMOTE_TARGET", "CODEREMOTE_STATE_DIR", "CODEREMOTE_APP_REMOTE", "CODEREMOTE_APP_CONFIG",
+    "CODEREMOTE_INFRA_DIR", "CODEREMOTE_SENSOR_INTERVAL_S",
+    "CODEREMOTE_LEASE_RECLAIM_S",  # ledger/leases.py
+    "CODEREMOTE_WARM",  # cli/warm.py
+    "CODEREMOTE_AWS_TEST_APP_REMOTE",  # tests/test_aws_release.py
+)  # fmt: skip
 
 
 class SettingsError(UserError, ValueError):
@@ -61,6 +73,7 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
+        check_variables(env)
         target = env.get("CODEREMOTE_TARGET", "local")
         if target not in TARGETS:
             raise SettingsError(f"CODEREMOTE_TARGET={target!r} is not a target: use one of {', '.join(TARGETS)}")
@@ -116,3 +129,11 @@ class Settings:
         checks = json.dumps([c.model_dump(mode="json") for c in self.app_layout.checks])
         return {"remote_url": self.app_remote, "work_dir": str(self.work_dir), **layout, "checks_json": checks}
 
+
+def check_variables(env: Mapping[str, str]) -> None:
+    unknown = sorted(name for name in env if name.startswith(PREFIX) and name not in VARIABLES)
+    if unknown:
+        # Matched without the prefix every name shares, which would make any two look alike.
+        close = nearest(unknown[0].removeprefix(PREFIX), [v.removeprefix(PREFIX) for v in VARIABLES])
+        hint = close.replace("'", f"'{PREFIX}", 1) or f" (the pipeline's: {', '.join(VARIABLES[:6])})"
+        raise SettingsError(f"unknown environment variable {unknown[0]}{hint}: fix or unset it")
