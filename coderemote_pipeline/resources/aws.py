@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import threading
 from abc import ABC, abstractmethod
 from typing import Any
@@ -19,6 +20,11 @@ from coderemote_pipeline.local_stack.errors import UP_COMMAND, EmulatorDown
 from coderemote_pipeline.local_stack.moto_server import moto_answers
 from coderemote_pipeline.resources.local_stack import LocalStackResource
 from coderemote_pipeline.rules.aws_errors import AwsCredentialsMissing, error_code
+
+# What boto3's default credential chain reads from the environment. A client is kept per value of these too: a
+# process whose variables change never reuses a client made with other credentials (or with none missing).
+_CHAIN_VARIABLES = ("AWS_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+                    "AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE", "AWS_EC2_METADATA_DISABLED")  # fmt: skip
 
 # Adaptive retries absorb throttling and transient 5xx; permanent errors (4xx) surface at once with their message.
 _CLIENT_CONFIG = Config(retries={"mode": "adaptive", "max_attempts": 8}, connect_timeout=5, read_timeout=60)
@@ -45,7 +51,8 @@ class AwsResource(dg.ConfigurableResource, ABC):
 
     def client(self, service: str) -> Any:
         kwargs = tuple(sorted(self._session_kwargs().items()))
-        return _cached_client(service, self.region, self.endpoint_url(), kwargs, self.max_attempts())
+        chain = tuple(os.environ.get(name) for name in _CHAIN_VARIABLES)
+        return _cached_client(service, self.region, self.endpoint_url(), kwargs, self.max_attempts(), chain)
 
     def check_credentials(self) -> None:
         """Raise AwsCredentialsMissing, with the fix, when the credential chain finds nothing (no AWS call)."""
@@ -110,9 +117,11 @@ def preload_service_models(services: tuple[str, ...] = STAGE_SERVICES) -> None:
 
 
 @functools.lru_cache(maxsize=64)
-def _cached_client(service: str, region: str, endpoint_url: str | None, session_kwargs: tuple, attempts: int) -> Any:
-    # Making a client loads its service model (~0.1-0.3 s); one per process and endpoint is enough, and
-    # boto3 clients are thread-safe.
+def _cached_client(
+    service: str, region: str, endpoint_url: str | None, session_kwargs: tuple, attempts: int, chain: tuple
+) -> Any:
+    # Making a client loads its service model (~0.1-0.3 s); one per process, endpoint and credential source is
+    # enough, and boto3 clients are thread-safe. `chain` is only part of the key.
     session = _credentialed_session(region, dict(session_kwargs))
     config = _CLIENT_CONFIG.merge(Config(retries={"mode": "adaptive", "max_attempts": attempts}))
     return session.client(service, endpoint_url=endpoint_url, config=config)
