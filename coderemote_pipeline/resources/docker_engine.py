@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import os
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -10,6 +12,7 @@ from pathlib import Path
 import dagster as dg
 import docker
 import docker.errors
+import requests.exceptions
 
 from coderemote_pipeline.local_stack.errors import DockerEngineDown
 from coderemote_pipeline.resources.local_stack import LocalStackResource
@@ -29,6 +32,15 @@ class BuiltImage:
     size_bytes: int
 
 
+@functools.lru_cache(maxsize=8)
+def _engine_client(host: str | None, env_host: str | None, pid: int) -> docker.DockerClient:
+    """One client per engine and process. Making one asks the engine its API version (~8 ms), and a stage asks for
+    the client several times (a switch: three); its pool reconnects to an engine that restarted. `env_host` and
+    `pid` are only part of the key: DOCKER_HOST decides where `from_env` goes, and a forked process makes its own
+    client rather than share its parent's connections."""
+    return docker.DockerClient(base_url=host, timeout=300) if host else docker.from_env(timeout=300)
+
+
 class DockerEngine(dg.ConfigurableResource, ABC):
     @abstractmethod
     def docker_host(self) -> str | None: ...
@@ -40,9 +52,10 @@ class DockerEngine(dg.ConfigurableResource, ABC):
     def client(self) -> docker.DockerClient:
         host = self.docker_host()
         try:
-            client = docker.DockerClient(base_url=host, timeout=300) if host else docker.from_env(timeout=300)
+            client = _engine_client(host, os.environ.get("DOCKER_HOST"), os.getpid())
             client.ping()
-        except docker.errors.DockerException as exc:
+        # A kept client whose engine went away fails its ping with requests' ConnectionError, not Docker's own.
+        except (docker.errors.DockerException, requests.exceptions.ConnectionError) as exc:
             raise DockerEngineDown(
                 f"no Docker engine reachable at {host or 'DOCKER_HOST / unix:///var/run/docker.sock'} ({exc}). "
                 "Start one: `coderemote-pipeline local up` starts dockerd for the local target"
