@@ -10,6 +10,7 @@ from sensor_kit import AppRepo
 from coderemote_pipeline.cli.main import main
 from coderemote_pipeline.ledger.instance import open_instance
 from coderemote_pipeline.rules.environments import DEFAULT_INFRA_DIR
+from testkit.ledger_seed import Seeder
 
 
 @pytest.fixture
@@ -114,3 +115,21 @@ def test_what_the_aws_target_lacks_is_refused_before_a_run(env, monkeypatch, cap
     assert "sekrit" not in out.err + out.out  # the secrets given are not echoed
     with open_instance(env["tmp"] / "state") as instance:
         assert instance.get_runs() == []
+
+
+def test_a_rollback_or_retry_with_the_local_stack_down_is_refused_before_a_run(env, capsys):
+    """After `local down` (or a reboot) nothing can switch: one line, and no failed run in the ledger's figures."""
+    with open_instance(env["tmp"] / "state") as instance:
+        seed = Seeder(instance)
+        seed.deploy("dev", "main-aaaaaaa", "a" * 40)
+        seed.deploy("dev", "main-bbbbbbb", "b" * 40)
+        failed = seed.deploy("dev", "main-ccccccc", "c" * 40, passed=False)
+        seed.flush()
+        before = len(instance.get_runs())
+    for argv in (["rollback", "dev"], ["retry", failed[:8]]):
+        assert main(argv) == 2
+        lines = capsys.readouterr().err.splitlines()
+        assert len(lines) == 1 and "No local stack is running for state dir" in lines[0], lines
+        assert "run `coderemote-pipeline local up`" in lines[0]
+    with open_instance(env["tmp"] / "state") as instance:
+        assert len(instance.get_runs()) == before

@@ -97,11 +97,13 @@ def resources_for(settings: Settings) -> dict[str, Any]:
 
 
 def check_ready(settings: Settings, job_name: str) -> None:
-    """Refuse in one line, before a run starts, what only the user can fix on the aws target: no credentials (or a
-    misspelled AWS_PROFILE), and for a run that builds and provisions, no GEMINI_API_KEY, no Pulumi CLI, no Docker
-    engine. Met by the run's first step instead, each is a failed deploy in the ledger, counted in the change
-    failure rate. The local target's parts are processes, checked by the CLI before a deploy and by every step."""
-    if settings.target != "aws":
+    """Refuse in one line, before a run starts, a target that cannot be there for it: a local stack that is down
+    (`local down`, a reboot); on aws, no credentials (or a misspelled AWS_PROFILE), and for a run that builds and
+    provisions, no GEMINI_API_KEY, no Pulumi CLI, no Docker engine. Met by the run's first step instead, each is a
+    failed deploy or rollback in the ledger, counted in the change failure rate. One part of a running local stack
+    that does not answer is another matter: it may be restarting, and the steps retry it and name it."""
+    if settings.target == "local":
+        LocalStackResource(state_dir=str(settings.state_dir)).info()
         return
     resources = aws_resources(settings)
     resources["aws"].check_credentials()
