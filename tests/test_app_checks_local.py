@@ -10,6 +10,7 @@ import dagster as dg
 import pytest
 
 from coderemote_pipeline.cli.main import main
+from coderemote_pipeline.ledger.history import deploys
 from coderemote_pipeline.ledger.live import recorded_live
 from coderemote_pipeline.rules import names
 from coderemote_pipeline.rules.release_keys import parse_release_key
@@ -75,6 +76,9 @@ def test_a_failing_backend_test_never_goes_live(app, instance):
     assert "the release is not ready" in failed.failure  # the tail of the check's own output
     assert "traffic_shift" not in failed.stages
     assert _serves(instance, "dev") == (good.release, good.release)
+    # Stopped before release: on the history, but no change failure (dev served its release throughout).
+    listed = next(d for d in deploys(instance, "dev") if d.run_id == failed.run_id)
+    assert (listed.failed_step, listed.outcome) == ("backend_checks", "stopped")
     evaluations = _evaluations(instance, failed.run_id)
     assert evaluations["backend_tests"]["passed"] is False and evaluations["backend_tests"]["exit_code"] == 1
     assert "the release is not ready" in evaluations["backend_tests"]["output"]

@@ -35,3 +35,27 @@ def test_outcomes():
     assert _d("a", 0, 1, status="FAILURE").outcome == "failed"
     assert _d("a", 0, 1, status="FAILURE", rolled_back=True).outcome == "rolled back"
     assert _d("a", 0, None, status="STARTED").seconds is None
+
+
+def test_a_deploy_stopped_before_release_is_no_change_failure():
+    """A build, check or publish that failed changed nothing users get: listed as stopped, counted apart."""
+
+    def failed(run, started, step):
+        return Deploy(run, "v1", "c1", "cli", "FAILURE", started, started + 10, False, failed_step=step)
+
+    history = [
+        _d("r6", 600.0, 630.0),
+        failed("r5", 500.0, "smoke_result"),  # users got it: a change failure, restored by r6
+        failed("r4", 400.0, "backend_checks"),  # a failing test
+        failed("r3", 300.0, "api_image"),  # a Dockerfile that does not build
+        failed("r2", 200.0, "infra_stack"),  # the stack users are served from may have changed
+        failed("r1", 100.0, ""),  # a killed run: where it stopped is unknown
+    ]
+    assert [d.outcome for d in history] == ["live", "failed", "stopped", "stopped", "failed", "failed"]
+    figures = delivery_figures(history, DAY_S, lambda _: None)
+    assert figures["deploys"] == 4 and figures["failed_deploys"] == 3 and figures["stopped_before_release"] == 2
+    assert figures["change_failure_rate"] == 0.75
+    # r1 → r2 → r5 → r6 follow a failure each: the stopped r3 and r4 are not the rework of r2.
+    assert figures["rework_rate"] == 0.75
+    # Each failure is restored when r6 goes live at 630 s; the stopped ones needed no recovery.
+    assert figures["recovery_time_s"] == round(((630 - 100) + (630 - 200) + (630 - 500)) / 3, 1)

@@ -130,7 +130,9 @@ def cmd_history(args: argparse.Namespace, settings_from) -> int:
         f"\nlast {args.days:g} days in {args.env}: {figures['deploy_frequency_per_day']} deploys/day, "
         f"lead time {figures['lead_time_s']:.0f}s (median), change fail rate {figures['change_failure_rate']:.0%}, "
         f"recovery time {figures['recovery_time_s']:.0f}s (mean), rework rate {figures['rework_rate']:.0%}"
-    )
+        + (f"; {figures['stopped_before_release']:.0f} stopped before release (not counted: {args.env} kept its "
+           "release)" if figures["stopped_before_release"] else "")
+    )  # fmt: skip
     return 0
 
 

@@ -53,14 +53,14 @@ def _automatic_rollbacks(instance: dg.DagsterInstance, env: str, since: float) -
         cursor = result.cursor
 
 
-def _failure(instance: dg.DagsterInstance, run: dg.DagsterRun) -> str:
+def _failure(instance: dg.DagsterInstance, run: dg.DagsterRun) -> tuple[str, str]:
     """The first step that failed in `run`, and the first line of its message (one query, failed runs only)."""
     failed = instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.STEP_FAILURE, limit=1).records
     if not failed:
-        return ""
+        return "", ""
     event = failed[0].event_log_entry.dagster_event
     first = failure_text(event.step_failure_data.error).splitlines()
-    return f"{event.step_key}: {first[0][:160] if first else 'failed'}"
+    return event.step_key or "", f"{event.step_key}: {first[0][:160] if first else 'failed'}"
 
 
 def deploys(instance: dg.DagsterInstance, env: str, since: float = 0.0) -> list[Deploy]:
@@ -73,6 +73,7 @@ def deploys(instance: dg.DagsterInstance, env: str, since: float = 0.0) -> list[
             continue
         started = record.start_time or record.create_timestamp.timestamp()
         override, skipped = run.tags.get(names.OVERRIDE_TAG, ""), run.tags.get(names.SKIP_CHECKS_TAG, "")
+        step, failure = _failure(instance, run) if run.status is dg.DagsterRunStatus.FAILURE else ("", "")
         found.append(
             Deploy(
                 run_id=run.run_id,
@@ -87,7 +88,8 @@ def deploys(instance: dg.DagsterInstance, env: str, since: float = 0.0) -> list[
                 override=f"{override} ({run.tags.get(names.OVERRIDE_BY_TAG, '?')})" if override else "",
                 commit_time=float(run.tags[names.COMMIT_TIME_TAG]) if run.tags.get(names.COMMIT_TIME_TAG) else None,
                 skipped_checks=f"{skipped} ({run.tags.get(names.SKIP_CHECKS_BY_TAG, '?')})" if skipped else "",
-                failure=_failure(instance, run) if run.status is dg.DagsterRunStatus.FAILURE else "",
+                failure=failure,
+                failed_step=step,
             )
         )
     return found

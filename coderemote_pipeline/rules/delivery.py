@@ -8,6 +8,11 @@
 - deployment rework rate: share of forward deploys made because the one before them failed (the next deploy
   after a failure, until one succeeds).
 Rollback runs are not deploys (they restore), but they end a failure's recovery time.
+
+A deploy stopped before release — failed in a build, a check or a publish, before anything users get changed —
+is none of these: the environment served its previous release throughout, and DORA counts failures in production,
+not a pipeline doing its job. It is listed (outcome "stopped") and counted apart. A failure in the stack, the
+switch, the cache or smoke, or one whose step is unknown (a killed run), counts as a failed deploy.
 """
 
 from __future__ import annotations
@@ -17,9 +22,20 @@ import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from coderemote_pipeline.rules.names import TRIGGER_ROLLBACK
+from coderemote_pipeline.rules.names import (
+    API_IMAGE,
+    BACKEND_CHECKS,
+    FRONTEND_BUNDLE,
+    FRONTEND_CHECKS,
+    LAMBDA_VERSION,
+    TRIGGER_ROLLBACK,
+)
 
 DAY_S = 86400.0
+# The steps before the switch that change nothing users get: an image pushed, a version published behind the
+# alias, a site snapshot stored, the app's checks. The infra stack is not among them: it is what users are served
+# from, and a failed update may have changed it.
+BEFORE_RELEASE_STEPS = frozenset({API_IMAGE, BACKEND_CHECKS, LAMBDA_VERSION, FRONTEND_BUNDLE, FRONTEND_CHECKS})
 
 
 @dataclass(frozen=True)
@@ -36,6 +52,7 @@ class Deploy:
     commit_time: float | None = None
     skipped_checks: str = ""
     failure: str = ""  # the failed step and the first line of its message
+    failed_step: str = ""  # the first step that failed, if one did
 
     @property
     def seconds(self) -> float | None:
@@ -45,6 +62,8 @@ class Deploy:
     def outcome(self) -> str:
         if self.rolled_back:
             return "rolled back"
+        if self.status == "FAILURE" and self.failed_step in BEFORE_RELEASE_STEPS:
+            return "stopped"
         return {"SUCCESS": "live", "FAILURE": "failed"}.get(self.status, self.status.lower())
 
     @property
@@ -57,7 +76,8 @@ def delivery_figures(
 ) -> dict[str, float]:
     """The five figures over `history` (any order, already limited to the window)."""
     ordered = sorted(history, key=lambda d: d.started)
-    forward = [d for d in ordered if d.forward and d.ended is not None]
+    ended = [d for d in ordered if d.forward and d.ended is not None]
+    forward = [d for d in ended if d.outcome != "stopped"]
     good = [d for d in forward if d.outcome == "live"]
     bad = [d for d in forward if d.outcome in ("failed", "rolled back")]
     lead_times = [d.ended - t for d in good if d.ended and (t := commit_time(d.commit)) is not None]
@@ -78,5 +98,6 @@ def delivery_figures(
         "rework_rate": round(rework / len(forward), 3) if forward else 0.0,
         "deploys": float(len(forward)),
         "failed_deploys": float(len(bad)),
+        "stopped_before_release": float(len(ended) - len(forward)),
         "window_days": round(window_s / DAY_S, 2),
     }
