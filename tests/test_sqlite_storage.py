@@ -7,8 +7,9 @@ import sys
 import threading
 
 import dagster as dg
+from dagster._core.storage.noop_compute_log_manager import NoOpComputeLogManager
 
-from coderemote_pipeline.ledger.instance import LEGACY_DEFAULT, PREVIOUS_CONFIG, prepare_home
+from coderemote_pipeline.ledger.instance import LEGACY_DEFAULT, NO_COMPUTE_LOGS, PREVIOUS_CONFIG, prepare_home
 from coderemote_pipeline.ledger.sqlite_storage import PooledSqliteEventLogStorage, PooledSqliteRunStorage
 
 
@@ -49,10 +50,41 @@ def test_homes_written_by_earlier_versions_keep_the_storage_holding_their_runs(t
         with dg.DagsterInstance.from_config(str(home)) as instance:
             run_id = _materialize(instance)
         prepare_home(home)
-        assert (home / "dagster.yaml").read_text() == PREVIOUS_CONFIG
+        assert (home / "dagster.yaml").read_text() == PREVIOUS_CONFIG + NO_COMPUTE_LOGS
         with dg.DagsterInstance.from_config(str(home)) as instance:
             assert not isinstance(instance.event_log_storage, PooledSqliteEventLogStorage)
             assert instance.get_run_by_id(run_id) is not None and instance.all_logs(run_id)
+            assert isinstance(instance.compute_log_manager, NoOpComputeLogManager)
+
+
+def test_no_run_of_ours_spawns_log_capture_processes(tmp_path):
+    """Capture mirrored stdout through `tail -F` and a Python watcher per stream: four processes a run, for a copy
+    of the progress lines the event log holds. A home of ours has none; one written by someone else is kept."""
+    home = prepare_home(tmp_path / "home")
+    captured = (home / "dagster.yaml").read_text().removesuffix(NO_COMPUTE_LOGS)
+    (home / "dagster.yaml").write_text(captured)  # what the previous version wrote
+    prepare_home(home)
+    assert (home / "dagster.yaml").read_text() == captured + NO_COMPUTE_LOGS
+    spawned: list[list[str]] = []
+    real_popen = subprocess.Popen.__init__
+
+    def record(self, args, *rest, **kwargs):
+        spawned.append(list(args))
+        real_popen(self, args, *rest, **kwargs)
+
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert isinstance(instance.compute_log_manager, NoOpComputeLogManager)
+        subprocess.Popen.__init__ = record
+        try:
+            _materialize(instance)
+        finally:
+            subprocess.Popen.__init__ = real_popen
+    assert spawned == []
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    (theirs / "dagster.yaml").write_text("telemetry:\n  enabled: true\n")
+    prepare_home(theirs)
+    assert (theirs / "dagster.yaml").read_text() == "telemetry:\n  enabled: true\n"
 
 
 def test_readers_share_the_kept_connections_with_a_run_and_a_fork_opens_its_own(tmp_path):

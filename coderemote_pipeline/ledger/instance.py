@@ -34,11 +34,26 @@ telemetry:
   enabled: false
 {QUEUE}"""
 STORAGE = "coderemote_pipeline.ledger.sqlite_storage"
+# Dagster's default compute log manager mirrors a run's stdout and stderr through a `tail -F` and a Python watcher
+# process per stream: four processes per run (per step under the multiprocess executor), measured at 30-240 ms of a
+# half-second rollback on this 2-core machine (2026-12). What it captured here was only the CLI's own progress
+# lines, which the event log holds already (the stages report through their log, metadata and failure text), and
+# its `tail` can drop the last of them on the way to the terminal (dagster-io/dagster#23336). The team profile
+# (deploy/) keeps capture: its runs are containers with no terminal of their own.
+NO_COMPUTE_LOGS = """\
+compute_logs:
+  module: dagster._core.storage.noop_compute_log_manager
+  class: NoOpComputeLogManager
+"""
 
 
 def single_user_config(home: Path) -> str:
     """The instance's history in two SQLite files under `home`/history, read over kept connections (see
-    ledger/sqlite_storage.py for why), sensor cursors in Dagster's own schedule storage."""
+    ledger/sqlite_storage.py for why), sensor cursors in Dagster's own schedule storage, no compute log capture."""
+    return _captured_config(home) + NO_COMPUTE_LOGS
+
+
+def _captured_config(home: Path) -> str:
     history, schedules = home.resolve() / "history", home.resolve() / "schedules"
     return f"""\
 # Written by coderemote-pipeline for a single engineer's instance (SQLite under this directory).
@@ -69,13 +84,18 @@ def dagster_home(state_dir: Path) -> Path:
 
 def prepare_home(home: Path) -> Path:
     """A new home gets the single-user config. One that earlier versions wrote keeps its storage: switching it would
-    hide the runs it holds; the bare default they once wrote gains the deploy queue."""
+    hide the runs it holds; the bare default they once wrote gains the deploy queue, and each config of ours drops
+    compute log capture. A config someone else wrote is left as it is."""
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
     if not config.exists():
         config.write_text(single_user_config(home))
-    elif config.read_text() == LEGACY_DEFAULT:
-        config.write_text(PREVIOUS_CONFIG)
+        return home
+    written = config.read_text()
+    if written == LEGACY_DEFAULT:
+        config.write_text(PREVIOUS_CONFIG + NO_COMPUTE_LOGS)
+    elif written in (PREVIOUS_CONFIG, _captured_config(home)):
+        config.write_text(written + NO_COMPUTE_LOGS)
     return home
 
 
