@@ -3,6 +3,8 @@ traceback, exit code 2. None of these needs the local stack: each mistake is cau
 
 import os
 import shutil
+import signal
+import socket
 
 import pytest
 from sensor_kit import AppRepo
@@ -133,3 +135,18 @@ def test_a_rollback_or_retry_with_the_local_stack_down_is_refused_before_a_run(e
         assert "run `coderemote-pipeline local up`" in lines[0]
     with open_instance(env["tmp"] / "state") as instance:
         assert len(instance.get_runs()) == before
+
+
+def test_the_ui_warns_that_its_sensors_cannot_deploy_while_the_stack_is_down(env, monkeypatch, capsys):
+    started: list[list[str]] = []
+    monkeypatch.setattr(os, "execv", lambda path, argv: started.append(argv))
+    # What `ui` sets for the process it becomes stays out of this one.
+    monkeypatch.setattr(os, "environ", os.environ.copy())
+    monkeypatch.setattr(signal, "signal", lambda *args: None)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    assert main(["ui", "--port", str(port)]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith("warning: the local stack is down: the sensors' deploys will fail until")
+    assert "coderemote-pipeline local up" in err and started and started[0][1:3] == ["dev", "-m"]

@@ -97,6 +97,7 @@ def cmd_ui(args: argparse.Namespace, settings_from) -> int:
     dagster = shutil.which("dagster", path=str(Path(sys.executable).parent)) or shutil.which("dagster")
     if dagster is None:
         raise UserError("the `dagster` command is not installed beside this one: pip install dagster-webserver")
+    _warn_if_the_stack_is_down(settings)
     os.environ.update({f"CODEREMOTE_{k.upper()}": v for k, v in settings.env_fields().items()})
     os.environ["DAGSTER_HOME"] = str(dagster_home(settings.state_dir))
     # A shell that started us in the background may have left SIGINT/SIGTERM ignored; dagster dev must stop on them.
@@ -106,6 +107,20 @@ def cmd_ui(args: argparse.Namespace, settings_from) -> int:
             "--log-level", args.log_level]  # fmt: skip
     os.execv(dagster, argv)
     return 0
+
+
+def _warn_if_the_stack_is_down(settings) -> None:
+    """The UI reads history without the stack, but its sensors deploy: every push would make a failed run."""
+    from coderemote_pipeline.local_stack import LocalStackNotRunning, load_stack_info
+    from coderemote_pipeline.local_stack.errors import UP_COMMAND
+
+    if settings.target != "local":
+        return
+    try:
+        load_stack_info(settings.state_dir)
+    except LocalStackNotRunning:
+        print(f"warning: the local stack is down: the sensors' deploys will fail until `{UP_COMMAND}`",
+              file=sys.stderr)  # fmt: skip
 
 
 def add_parsers(sub) -> None:
