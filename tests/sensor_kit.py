@@ -16,6 +16,7 @@ from ledger_kit import record_smoke
 from coderemote_pipeline.definitions import build_defs
 from coderemote_pipeline.ledger.instance import prepare_home
 from coderemote_pipeline.resources.app_source import AppSource
+from coderemote_pipeline.resources.aws import AwsResource
 from coderemote_pipeline.resources.environments import Environments
 from coderemote_pipeline.rules.release_keys import commit_release_key
 from coderemote_pipeline.rules.settings import Settings
@@ -96,18 +97,40 @@ class _Collect(logging.Handler):
         self.into.append(record.getMessage())
 
 
-def tick(settings: Settings, instance: dg.DagsterInstance, sensor: str, cursor: str | None) -> Tick:
+class ReachableAws(AwsResource):
+    """The target as the sensors' decision tests take it: there. Whether it is, the sensors ask the real resources
+    (test_git_sensors.py, against the local stack and without it)."""
+
+    def _session_kwargs(self) -> dict[str, Any]:
+        return {}
+
+    def endpoint_url(self) -> str | None:
+        return None
+
+    @property
+    def object_acl(self) -> str | None:
+        return None
+
+    def check_reachable(self) -> None:
+        return None
+
+
+def tick(
+    settings: Settings, instance: dg.DagsterInstance, sensor: str, cursor: str | None, aws: AwsResource | None = None
+) -> Tick:
     """Evaluate one tick of `sensor` from `cursor`, with the code location's own definitions and resources."""
     defs = build_defs(settings)
     app_source = AppSource(**settings.app_source_fields())
     logs: list[str] = []
+    resources = {"app_source": app_source, "environments": Environments(infra_dir=str(settings.infra_dir)),
+                 "aws": aws or ReachableAws()}  # fmt: skip
     with dg.build_sensor_context(
         instance=instance,
         instance_ref=instance.get_ref(),
         cursor=cursor,
         definitions=defs,
         sensor_name=sensor,
-        resources={"app_source": app_source, "environments": Environments(infra_dir=str(settings.infra_dir))},
+        resources=resources,
     ) as context:
         context.log.addHandler(_Collect(logs))
         data = defs.resolve_sensor_def(sensor).evaluate_tick(context)

@@ -56,6 +56,10 @@ def test_approving_a_held_release_launches_its_deploy_exactly_once(env, repo, ca
     assert main(["approvals"]) == 0
     assert "approved  by alice at " in capsys.readouterr().out
 
+    # The target down (no stack runs for this state dir): the decision waits, nothing launched, the cursor kept.
+    down = tick(settings, instance, "approved_release_sensor", None, aws=local_resources(settings)["aws"])
+    assert down.run_requests == [] and down.cursor is None
+    assert down.skip.startswith("approval decisions to act on once the target is back: No local stack is running")
     launched = tick(settings, instance, "approved_release_sensor", None)
     (request,) = launched.run_requests
     assert request.partition_key == "prod|v1.0.0" and request.job_name == "redeploy_job"

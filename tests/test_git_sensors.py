@@ -15,6 +15,7 @@ from sensor_kit import settings_for, tick, verified_in_dev
 
 from coderemote_pipeline.actions.git_remote import GitRemote
 from coderemote_pipeline.definitions import build_defs
+from coderemote_pipeline.resources.targets import local_resources
 from coderemote_pipeline.rules.environments import Approval, load_policies
 from coderemote_pipeline.rules.release_keys import commit_release_key
 from coderemote_pipeline.rules.settings import Settings, SettingsError
@@ -194,6 +195,25 @@ def test_unreachable_remote_or_bad_url_skips_with_the_reason(tmp_path, instance,
         result = tick(settings_for(tmp_path / "state", url), instance, sensor, None)
         assert result.run_requests == [] and result.partitions == []
         assert result.skip.startswith("cannot read the app remote:") and url in result.skip and reason in result.skip
+
+
+@pytest.mark.stack
+def test_a_push_while_the_target_is_down_deploys_once_it_is_back(settings, instance, repo, local_stack, state_dir):
+    """No run is requested that could only fail (the local stack down): the tick says why and keeps its cursor."""
+    down = local_resources(settings)["aws"]  # this test's state dir: no stack runs there
+    waited = tick(settings, instance, MAIN, None, aws=down)
+    assert waited.run_requests == [] and waited.cursor is None
+    assert "deploying once the target is back: No local stack is running for state dir" in waited.skip
+    repo.tag("v1.0.0")
+    seen = tick(settings, instance, TAGS, None, aws=down)  # the first tick takes tags as history: no target needed
+    repo.tag("v1.1.0")
+    held = tick(settings, instance, TAGS, seen.cursor, aws=down)
+    assert "new tag(s) v1.1.0; acting on them once the target is back" in held.skip and held.cursor == seen.cursor
+    up = local_resources(replace(settings, state_dir=state_dir))["aws"]  # the session's running stack
+    back = tick(settings, instance, MAIN, waited.cursor, aws=up)
+    assert _only_request(back).partition_key.startswith("dev|main-") and back.cursor_json["moves"] == 1
+    acted = tick(settings, instance, TAGS, seen.cursor, aws=up)
+    assert "v1.1.0" in acted.cursor_json["tags"] and "once the target is back" not in (acted.skip or "")
 
 
 def test_a_git_error_mid_tick_skips_and_keeps_the_cursor(settings, instance, repo):

@@ -58,6 +58,10 @@ class AwsResource(dg.ConfigurableResource, ABC):
         """Raise AwsCredentialsMissing, with the fix, when the credential chain finds nothing (no AWS call)."""
         _credentialed_session(self.region, self._session_kwargs())
 
+    def check_reachable(self) -> None:
+        """Raise, with the fix, when no stage could reach this AWS now (what a sensor asks before deploying)."""
+        self.check_credentials()
+
 
 # What a deploy's stages ask for, in order of need (infra first).
 STAGE_SERVICES = ("iam", "ecr", "s3", "lambda", "cloudfront", "secretsmanager")
@@ -140,6 +144,9 @@ class EmulatorAws(AwsResource):
         endpoint = self.stack.info().moto_endpoint
         _emulator_answers(endpoint)
         return endpoint
+
+    def check_reachable(self) -> None:
+        self.endpoint_url()  # the stack is up (LocalStackNotRunning) and its emulator answers (EmulatorDown)
 
     def max_attempts(self) -> int:
         # A local process that refuses connections is down, not throttled: boto3's backoff would wait ~30 s

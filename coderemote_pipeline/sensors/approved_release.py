@@ -24,10 +24,11 @@ from coderemote_pipeline.ledger.approvals import (
     hold_event,
     latest_hold,
 )
+from coderemote_pipeline.resources.aws import AwsResource
 from coderemote_pipeline.resources.environments import Environments
 from coderemote_pipeline.rules import names
 from coderemote_pipeline.rules.deployment import Deployment
-from coderemote_pipeline.sensors.tick import WINDOW, Tick, load_cursor
+from coderemote_pipeline.sensors.tick import WINDOW, Tick, load_cursor, target_down
 
 
 def _latest_per_partition(decisions: list[Decision]) -> list[Decision]:
@@ -103,12 +104,14 @@ def approved_release_sensor_def(
         description="Launches the deploy of a held release once an engineer approves it (release_approval "
         "materialized with decision approve), or as soon as the promotion gate opens; one deploy per hold.",
     )
-    def approved_release_sensor(context: dg.SensorEvaluationContext, environments: Environments):
+    def approved_release_sensor(context: dg.SensorEvaluationContext, environments: Environments, aws: AwsResource):
         cursor = load_cursor(context.cursor)
         after, waiting = int(cursor.get("after_storage_id", 0)), list(cursor.get("waiting", []))
         decisions = decisions_after(context.instance, after)
         if not decisions and not waiting:
             return dg.SkipReason("no new approval decisions")
+        if (down := target_down(aws)) is not None:
+            return dg.SkipReason(f"approval decisions to act on once the target is back: {down}")
         tick = Tick(context)
         policies = environments.policies()
         for decision in _latest_per_partition(decisions):

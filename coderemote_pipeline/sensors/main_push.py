@@ -14,12 +14,13 @@ import dagster as dg
 
 from coderemote_pipeline.actions.git_remote import GitError, GitRemote
 from coderemote_pipeline.resources.app_source import AppSource
+from coderemote_pipeline.resources.aws import AwsResource
 from coderemote_pipeline.resources.environments import Environments
 from coderemote_pipeline.rules.deployment import Deployment
 from coderemote_pipeline.rules.environments import Trigger
 from coderemote_pipeline.rules.names import ENV_TAG, RELEASE_TAG
 from coderemote_pipeline.rules.release_keys import commit_release_key
-from coderemote_pipeline.sensors.tick import MAIN_REF, WINDOW, Tick, load_cursor
+from coderemote_pipeline.sensors.tick import MAIN_REF, WINDOW, Tick, load_cursor, target_down
 
 # Commits named in a tick's log when several pushes landed between two ticks; beyond that, a count.
 NAMED_COMMITS = 20
@@ -87,7 +88,9 @@ def main_push_sensor_def(interval_s: int, jobs: Sequence[dg.UnresolvedAssetJobDe
         description="Every new head of main on the app remote: register the release main-<sha> and deploy it to the "
         "environments whose trigger is main_push (dev). Skipped intermediate commits and force-pushes are logged.",
     )
-    def main_push_sensor(context: dg.SensorEvaluationContext, app_source: AppSource, environments: Environments):
+    def main_push_sensor(
+        context: dg.SensorEvaluationContext, app_source: AppSource, environments: Environments, aws: AwsResource
+    ):
         remote = app_source.remote()
         cursor = load_cursor(context.cursor)
         old, moves = cursor.get("main"), int(cursor.get("moves", 0)) + 1
@@ -99,6 +102,8 @@ def main_push_sensor_def(interval_s: int, jobs: Sequence[dg.UnresolvedAssetJobDe
             return dg.SkipReason(f"the app remote {remote.url!r} has no branch main (yet)")
         if head == old:
             return dg.SkipReason(f"main unchanged at {head[:12]}")
+        if (down := target_down(aws)) is not None:
+            return dg.SkipReason(f"main moved to {head[:12]}; deploying once the target is back: {down}")
         all_policies = environments.policies()
         policies = [p for p in all_policies.values() if p.trigger is Trigger.MAIN_PUSH]
         for policy in policies:

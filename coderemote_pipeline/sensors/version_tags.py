@@ -19,12 +19,13 @@ from coderemote_pipeline.actions.release_tags import signature_refusal
 from coderemote_pipeline.ledger.gate import gate_status
 from coderemote_pipeline.ledger.live import recorded_live
 from coderemote_pipeline.resources.app_source import AppSource
+from coderemote_pipeline.resources.aws import AwsResource
 from coderemote_pipeline.resources.environments import Environments
 from coderemote_pipeline.rules.app_layout import AppLayout
 from coderemote_pipeline.rules.deployment import Deployment
 from coderemote_pipeline.rules.environments import EnvironmentPolicy, Trigger
 from coderemote_pipeline.rules.release_keys import Release, ReleaseKeyError, is_version_tag_name, release_for_tag
-from coderemote_pipeline.sensors.tick import MAIN_REF, TAG_PREFIX, WINDOW, Tick, dump_cursor, load_cursor
+from coderemote_pipeline.sensors.tick import MAIN_REF, TAG_PREFIX, WINDOW, Tick, dump_cursor, load_cursor, target_down
 
 
 def version_tags(refs: dict[str, str]) -> dict[str, str]:
@@ -143,7 +144,9 @@ def version_tag_sensor_def(interval_s: int, jobs: Sequence[dg.UnresolvedAssetJob
         "deployed to the stable_tag environments (prod), held for approval where required; pre-release tags are "
         "recorded only; malformed, off-main and moved tags are reported with the reason.",
     )
-    def version_tag_sensor(context: dg.SensorEvaluationContext, app_source: AppSource, environments: Environments):
+    def version_tag_sensor(
+        context: dg.SensorEvaluationContext, app_source: AppSource, environments: Environments, aws: AwsResource
+    ):
         remote = app_source.remote()
         cursor = load_cursor(context.cursor)
         try:
@@ -162,6 +165,8 @@ def version_tag_sensor_def(interval_s: int, jobs: Sequence[dg.UnresolvedAssetJob
         # Tags refused (off main) are in `seen` but not here: "older than" compares with accepted releases only.
         accepted: list[str] = list(cursor.get("accepted", seen))
         new = {name: sha for name, sha in tags.items() if name not in seen}
+        if new and (down := target_down(aws)) is not None:
+            return dg.SkipReason(f"new tag(s) {', '.join(sorted(new))}; acting on them once the target is back: {down}")
         tick = Tick(context)
         report_changes(seen, tags, tick)
         stable = classify(new, tick)
