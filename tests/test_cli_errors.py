@@ -148,5 +148,5 @@ def test_the_ui_warns_that_its_sensors_cannot_deploy_while_the_stack_is_down(env
         port = probe.getsockname()[1]
     assert main(["ui", "--port", str(port)]) == 0
     err = capsys.readouterr().err
-    assert err.startswith("warning: the local stack is down: the sensors' deploys will fail until")
+    assert err.startswith("warning: the local stack is down: the sensors hold every deploy until")
     assert "coderemote-pipeline local up" in err and started and started[0][1:3] == ["dev", "-m"]

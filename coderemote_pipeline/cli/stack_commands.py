@@ -110,7 +110,7 @@ def cmd_ui(args: argparse.Namespace, settings_from) -> int:
 
 
 def _warn_if_the_stack_is_down(settings) -> None:
-    """The UI reads history without the stack, but its sensors deploy: every push would make a failed run."""
+    """The UI reads history without the stack, but its sensors deploy: they wait for it, and the user should know."""
     from coderemote_pipeline.local_stack import LocalStackNotRunning, load_stack_info
     from coderemote_pipeline.local_stack.errors import UP_COMMAND
 
@@ -119,7 +119,7 @@ def _warn_if_the_stack_is_down(settings) -> None:
     try:
         load_stack_info(settings.state_dir)
     except LocalStackNotRunning:
-        print(f"warning: the local stack is down: the sensors' deploys will fail until `{UP_COMMAND}`",
+        print(f"warning: the local stack is down: the sensors hold every deploy until `{UP_COMMAND}`",
               file=sys.stderr)  # fmt: skip
 
 

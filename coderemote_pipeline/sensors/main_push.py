@@ -88,9 +88,8 @@ def main_push_sensor_def(interval_s: int, jobs: Sequence[dg.UnresolvedAssetJobDe
         description="Every new head of main on the app remote: register the release main-<sha> and deploy it to the "
         "environments whose trigger is main_push (dev). Skipped intermediate commits and force-pushes are logged.",
     )
-    def main_push_sensor(
-        context: dg.SensorEvaluationContext, app_source: AppSource, environments: Environments, aws: AwsResource
-    ):
+    def main_push_sensor(context: dg.SensorEvaluationContext, app_source: AppSource, environments: Environments,
+                         aws: AwsResource):  # fmt: skip
         remote = app_source.remote()
         cursor = load_cursor(context.cursor)
         old, moves = cursor.get("main"), int(cursor.get("moves", 0)) + 1
