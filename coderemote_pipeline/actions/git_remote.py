@@ -97,16 +97,16 @@ class GitRemote(CommitTrees):
     def resolve(self, ref: str) -> ResolvedRef:
         """A tag, branch or commit of the remote → its commit and release key. Fetches first."""
         self.sync()
-        if self.rev_parse(f"refs/tags/{ref}") and is_version_tag_name(ref):
-            return ResolvedRef(ref=ref, commit=self.rev_parse(f"refs/tags/{ref}") or "", release_key=ref)
+        tagged = self.rev_parse(f"refs/tags/{ref}")
+        if tagged and is_version_tag_name(ref):
+            return ResolvedRef(ref=ref, commit=tagged, release_key=ref)
         branch_commit = self.rev_parse(f"refs/heads/{ref}")
         if branch_commit:
             return ResolvedRef(ref=ref, commit=branch_commit, release_key=commit_release_key(ref, branch_commit))
         # A tag outside the `v*` namespace (`release-1`, `last-good`) is a name for a commit, not a release: it
         # deploys as that commit, where commits may go.
-        other_tag = self.rev_parse(f"refs/tags/{ref}")
         is_sha = all(c in "0123456789abcdef" for c in ref) and len(ref) >= 7
-        commit = other_tag or (self.rev_parse(ref) if is_sha else None)
+        commit = tagged or (self.rev_parse(ref) if is_sha else None)
         if commit:
             return ResolvedRef(
                 ref=ref, commit=commit, release_key=commit_release_key(self._home_branch(commit), commit)

@@ -110,15 +110,12 @@ def cmd_ui(args: argparse.Namespace, settings_from) -> int:
 
 
 def _warn_if_the_stack_is_down(settings) -> None:
-    """The UI reads history without the stack, but its sensors deploy: they wait for it, and the user should know."""
-    from coderemote_pipeline.local_stack import LocalStackNotRunning, load_stack_info
+    """The UI reads history without the stack, but its sensors deploy: they wait for it (asking what is asked here),
+    and the user should know."""
     from coderemote_pipeline.local_stack.errors import UP_COMMAND
+    from coderemote_pipeline.resources.targets import resources_for
 
-    if settings.target != "local":
-        return
-    try:
-        load_stack_info(settings.state_dir)
-    except LocalStackNotRunning:
+    if settings.target == "local" and resources_for(settings)["aws"].unreachable() is not None:
         print(f"warning: the local stack is down: the sensors hold every deploy until `{UP_COMMAND}`",
               file=sys.stderr)  # fmt: skip
 

@@ -98,16 +98,13 @@ def resources_for(settings: Settings) -> dict[str, Any]:
 
 def check_ready(settings: Settings, job_name: str) -> None:
     """Refuse in one line, before a run starts, a target that cannot be there for it: a local stack that is down
-    (`local down`, a reboot); on aws, no credentials (or a misspelled AWS_PROFILE), and for a run that builds and
-    provisions, no GEMINI_API_KEY, no Pulumi CLI, no Docker engine. Met by the run's first step instead, each is a
-    failed deploy or rollback in the ledger, counted in the change failure rate. One part of a running local stack
-    that does not answer is another matter: it may be restarting, and the steps retry it and name it."""
-    if settings.target == "local":
-        LocalStackResource(state_dir=str(settings.state_dir)).info()
-        return
-    resources = aws_resources(settings)
-    resources["aws"].check_credentials()
-    if job_name not in names.BUILDING_JOBS:
+    (`local down`, a reboot) or whose emulator does not answer; on aws, no credentials (or a misspelled AWS_PROFILE),
+    and for a run that builds and provisions, no GEMINI_API_KEY, no Pulumi CLI, no Docker engine. Met by the run's
+    first step instead, each is a failed deploy or rollback in the ledger, counted in the change failure rate. The
+    other parts of a running local stack (registry, engine, edges) may be restarting: the steps retry and name them."""
+    resources = resources_for(settings)
+    resources["aws"].check_reachable()  # what the sensors ask too, before they request a run
+    if settings.target == "local" or job_name not in names.BUILDING_JOBS:
         return
     if not os.environ.get("GEMINI_API_KEY"):
         raise SettingsError(

@@ -28,7 +28,7 @@ from coderemote_pipeline.resources.aws import AwsResource
 from coderemote_pipeline.resources.environments import Environments
 from coderemote_pipeline.rules import names
 from coderemote_pipeline.rules.deployment import Deployment
-from coderemote_pipeline.sensors.tick import WINDOW, Tick, load_cursor, target_down
+from coderemote_pipeline.sensors.tick import WINDOW, Tick, load_cursor
 
 
 def _latest_per_partition(decisions: list[Decision]) -> list[Decision]:
@@ -110,7 +110,7 @@ def approved_release_sensor_def(
         decisions = decisions_after(context.instance, after)
         if not decisions and not waiting:
             return dg.SkipReason("no new approval decisions")
-        if (down := target_down(aws)) is not None:
+        if (down := aws.unreachable()) is not None:
             return dg.SkipReason(f"approval decisions to act on once the target is back: {down}")
         tick = Tick(context)
         policies = environments.policies()

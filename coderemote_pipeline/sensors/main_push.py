@@ -20,7 +20,7 @@ from coderemote_pipeline.rules.deployment import Deployment
 from coderemote_pipeline.rules.environments import Trigger
 from coderemote_pipeline.rules.names import ENV_TAG, RELEASE_TAG
 from coderemote_pipeline.rules.release_keys import commit_release_key
-from coderemote_pipeline.sensors.tick import MAIN_REF, WINDOW, Tick, load_cursor, target_down
+from coderemote_pipeline.sensors.tick import MAIN_REF, WINDOW, Tick, load_cursor
 
 # Commits named in a tick's log when several pushes landed between two ticks; beyond that, a count.
 NAMED_COMMITS = 20
@@ -101,7 +101,7 @@ def main_push_sensor_def(interval_s: int, jobs: Sequence[dg.UnresolvedAssetJobDe
             return dg.SkipReason(f"the app remote {remote.url!r} has no branch main (yet)")
         if head == old:
             return dg.SkipReason(f"main unchanged at {head[:12]}")
-        if (down := target_down(aws)) is not None:
+        if (down := aws.unreachable()) is not None:
             return dg.SkipReason(f"main moved to {head[:12]}; deploying once the target is back: {down}")
         all_policies = environments.policies()
         policies = [p for p in all_policies.values() if p.trigger is Trigger.MAIN_PUSH]

@@ -17,27 +17,15 @@ from coderemote_pipeline.ledger.approvals import PENDING, approval_refusal, appr
 from coderemote_pipeline.ledger.gate import gate_refusal, gate_status
 from coderemote_pipeline.ledger.job_choice import choose_job
 from coderemote_pipeline.ledger.live import already_live
-from coderemote_pipeline.resources.aws import AwsResource
 from coderemote_pipeline.rules import names
 from coderemote_pipeline.rules import notify_config as nc
 from coderemote_pipeline.rules.deployment import Deployment
-from coderemote_pipeline.rules.errors import UserError
 from coderemote_pipeline.rules.partitions import release_partitions_def
 
 MAIN_REF = "refs/heads/main"
 TAG_PREFIX = "refs/tags/"
 # deploy_or_hold's answer for a release a deploy window holds: the sensor keeps it and asks again next tick.
 WINDOW = "window"
-
-
-def target_down(aws: AwsResource) -> str | None:
-    """Why no deploy could run now (the local stack down, no AWS credentials), or None. A sensor that gets a reason
-    skips with it and keeps its cursor: what it saw deploys once the target is back, and no run fails for it."""
-    try:
-        aws.check_reachable()
-    except UserError as exc:
-        return str(exc)
-    return None
 
 
 def load_cursor(raw: str | None) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from coderemote_pipeline.rules.app_layout import AppLayout
 from coderemote_pipeline.rules.deployment import Deployment
 from coderemote_pipeline.rules.environments import EnvironmentPolicy, Trigger
 from coderemote_pipeline.rules.release_keys import Release, ReleaseKeyError, is_version_tag_name, release_for_tag
-from coderemote_pipeline.sensors.tick import MAIN_REF, TAG_PREFIX, WINDOW, Tick, dump_cursor, load_cursor, target_down
+from coderemote_pipeline.sensors.tick import MAIN_REF, TAG_PREFIX, WINDOW, Tick, dump_cursor, load_cursor
 
 
 def version_tags(refs: dict[str, str]) -> dict[str, str]:
@@ -165,7 +165,7 @@ def version_tag_sensor_def(interval_s: int, jobs: Sequence[dg.UnresolvedAssetJob
         # Tags refused (off main) are in `seen` but not here: "older than" compares with accepted releases only.
         accepted: list[str] = list(cursor.get("accepted", seen))
         new = {name: sha for name, sha in tags.items() if name not in seen}
-        if new and (down := target_down(aws)) is not None:
+        if new and (down := aws.unreachable()) is not None:
             return dg.SkipReason(f"new tag(s) {', '.join(sorted(new))}; acting on them once the target is back: {down}")
         tick = Tick(context)
         report_changes(seen, tags, tick)
