@@ -18,6 +18,7 @@ from coderemote_pipeline.ledger.instance import prepare_home
 from coderemote_pipeline.resources.app_source import AppSource
 from coderemote_pipeline.resources.aws import AwsResource
 from coderemote_pipeline.resources.environments import Environments
+from coderemote_pipeline.resources.readiness import TargetReadiness
 from coderemote_pipeline.rules.release_keys import commit_release_key
 from coderemote_pipeline.rules.settings import Settings
 from coderemote_pipeline.usecases.demo import git
@@ -99,7 +100,7 @@ class _Collect(logging.Handler):
 
 class ReachableAws(AwsResource):
     """The target as the sensors' decision tests take it: there. Whether it is, the sensors ask the real resources
-    (test_git_sensors.py, against the local stack and without it)."""
+    (test_git_sensors.py, against the local stack and without it; test_aws_target.py for the aws target)."""
 
     def _session_kwargs(self) -> dict[str, Any]:
         return {}
@@ -116,14 +117,18 @@ class ReachableAws(AwsResource):
 
 
 def tick(
-    settings: Settings, instance: dg.DagsterInstance, sensor: str, cursor: str | None, aws: AwsResource | None = None
+    settings: Settings,
+    instance: dg.DagsterInstance,
+    sensor: str,
+    cursor: str | None,
+    readiness: TargetReadiness | None = None,
 ) -> Tick:
     """Evaluate one tick of `sensor` from `cursor`, with the code location's own definitions and resources."""
     defs = build_defs(settings)
     app_source = AppSource(**settings.app_source_fields())
     logs: list[str] = []
     resources = {"app_source": app_source, "environments": Environments(infra_dir=str(settings.infra_dir)),
-                 "aws": aws or ReachableAws()}  # fmt: skip
+                 "readiness": readiness or TargetReadiness(aws=ReachableAws())}  # fmt: skip
     with dg.build_sensor_context(
         instance=instance,
         instance_ref=instance.get_ref(),

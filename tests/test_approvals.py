@@ -57,7 +57,7 @@ def test_approving_a_held_release_launches_its_deploy_exactly_once(env, repo, ca
     assert "approved  by alice at " in capsys.readouterr().out
 
     # The target down (no stack runs for this state dir): the decision waits, nothing launched, the cursor kept.
-    down = tick(settings, instance, "approved_release_sensor", None, aws=local_resources(settings)["aws"])
+    down = tick(settings, instance, "approved_release_sensor", None, readiness=local_resources(settings)["readiness"])
     assert down.run_requests == [] and down.cursor is None
     assert down.skip.startswith("approval decisions to act on once the target is back: No local stack is running")
     launched = tick(settings, instance, "approved_release_sensor", None)

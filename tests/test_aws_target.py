@@ -8,6 +8,7 @@ Function URL, and against moto's Lambda for what the alias points to.
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import threading
 import time
@@ -19,6 +20,7 @@ from pathlib import Path
 import dagster as dg
 import moto_aws as fixtures
 import pytest
+from sensor_kit import tick
 
 from coderemote_pipeline.definitions import build_defs
 from coderemote_pipeline.resources import lambda_url_runtime
@@ -32,6 +34,7 @@ from coderemote_pipeline.resources.environments import Environments
 from coderemote_pipeline.resources.image_registry import ImageRef
 from coderemote_pipeline.resources.lambda_url_runtime import LambdaUrlRuntime
 from coderemote_pipeline.resources.pulumi_provisioner import PulumiProvisioner
+from coderemote_pipeline.resources.readiness import AwsReadiness
 from coderemote_pipeline.resources.runtime import ApiUnhealthy, ServedVersion
 from coderemote_pipeline.resources.site_edge import CloudFrontOriginEdge
 from coderemote_pipeline.resources.targets import aws_resources, check_ready, local_resources, resources_for
@@ -78,6 +81,7 @@ def test_aws_resources_fill_every_key_the_local_target_fills(tmp_path: Path) -> 
         "provisioner": PulumiProvisioner,
         "api_runtime": LambdaUrlRuntime,
         "site_edge": CloudFrontOriginEdge,
+        "readiness": AwsReadiness,
         "targets": EnvTargets,
     }
     assert {key: type(value) for key, value in resources.items()} == expected
@@ -114,6 +118,33 @@ def test_a_rollback_needs_credentials_but_neither_the_gemini_key_nor_pulumi(
     for building in (DEPLOY_JOB, REDEPLOY_JOB):
         with pytest.raises(SettingsError, match="GEMINI_API_KEY is not set"):
             check_ready(settings, building)
+
+
+def test_a_daemon_that_cannot_build_on_aws_holds_a_push_instead_of_failing_it(
+    tmp_path: Path, repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sensors ask what the CLI asks before a building run: without the Gemini key or the Pulumi CLI (not
+    on PATH), a push to main requests no run, says why, and keeps the cursor for when it is fixed."""
+    only_git = tmp_path / "only-git"
+    only_git.mkdir()
+    (only_git / "git").symlink_to(shutil.which("git"))
+    monkeypatch.setenv("PATH", str(only_git))
+    for name in [n for n in __import__("os").environ if n.startswith(("AWS_", "PULUMI_"))]:
+        monkeypatch.delenv(name)
+    monkeypatch.delenv("GEMINI_API_KEY", raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    settings = Settings(target="aws", state_dir=tmp_path / "state", app_remote=str(repo.remote), app_config=None)
+    readiness = resources_for(settings)["readiness"]
+    with dg.instance_for_test() as instance:
+        no_key = tick(settings, instance, "main_push_sensor", None, readiness=readiness)
+        monkeypatch.setenv("GEMINI_API_KEY", "gemini-secret-value")
+        no_cli = tick(settings, instance, "main_push_sensor", None, readiness=readiness)
+    for held in (no_key, no_cli):
+        assert held.run_requests == [] and held.cursor is None
+        assert "; deploying once the target is back: " in held.skip
+    assert "GEMINI_API_KEY is not set" in no_key.skip
+    assert "Pulumi CLI not found" in no_cli.skip and "gemini-secret-value" not in no_cli.skip
 
 
 @pytest.mark.usefixtures("offline")

@@ -200,19 +200,19 @@ def test_unreachable_remote_or_bad_url_skips_with_the_reason(tmp_path, instance,
 @pytest.mark.stack
 def test_a_push_while_the_target_is_down_deploys_once_it_is_back(settings, instance, repo, local_stack, state_dir):
     """No run is requested that could only fail (the local stack down): the tick says why and keeps its cursor."""
-    down = local_resources(settings)["aws"]  # this test's state dir: no stack runs there
-    waited = tick(settings, instance, MAIN, None, aws=down)
+    down = local_resources(settings)["readiness"]  # this test's state dir: no stack runs there
+    waited = tick(settings, instance, MAIN, None, readiness=down)
     assert waited.run_requests == [] and waited.cursor is None
     assert "deploying once the target is back: No local stack is running for state dir" in waited.skip
     repo.tag("v1.0.0")
-    seen = tick(settings, instance, TAGS, None, aws=down)  # the first tick takes tags as history: no target needed
+    seen = tick(settings, instance, TAGS, None, readiness=down)  # the first tick takes tags as history: no target
     repo.tag("v1.1.0")
-    held = tick(settings, instance, TAGS, seen.cursor, aws=down)
+    held = tick(settings, instance, TAGS, seen.cursor, readiness=down)
     assert "new tag(s) v1.1.0; acting on them once the target is back" in held.skip and held.cursor == seen.cursor
-    up = local_resources(replace(settings, state_dir=state_dir))["aws"]  # the session's running stack
-    back = tick(settings, instance, MAIN, waited.cursor, aws=up)
+    up = local_resources(replace(settings, state_dir=state_dir))["readiness"]  # the session's running stack
+    back = tick(settings, instance, MAIN, waited.cursor, readiness=up)
     assert _only_request(back).partition_key.startswith("dev|main-") and back.cursor_json["moves"] == 1
-    acted = tick(settings, instance, TAGS, seen.cursor, aws=up)
+    acted = tick(settings, instance, TAGS, seen.cursor, readiness=up)
     assert "v1.1.0" in acted.cursor_json["tags"] and "once the target is back" not in (acted.skip or "")
 
 

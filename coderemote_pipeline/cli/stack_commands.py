@@ -97,7 +97,7 @@ def cmd_ui(args: argparse.Namespace, settings_from) -> int:
     dagster = shutil.which("dagster", path=str(Path(sys.executable).parent)) or shutil.which("dagster")
     if dagster is None:
         raise UserError("the `dagster` command is not installed beside this one: pip install dagster-webserver")
-    _warn_if_the_stack_is_down(settings)
+    _warn_if_the_target_is_away(settings)
     os.environ.update({f"CODEREMOTE_{k.upper()}": v for k, v in settings.env_fields().items()})
     os.environ["DAGSTER_HOME"] = str(dagster_home(settings.state_dir))
     # A shell that started us in the background may have left SIGINT/SIGTERM ignored; dagster dev must stop on them.
@@ -109,15 +109,19 @@ def cmd_ui(args: argparse.Namespace, settings_from) -> int:
     return 0
 
 
-def _warn_if_the_stack_is_down(settings) -> None:
-    """The UI reads history without the stack, but its sensors deploy: they wait for it (asking what is asked here),
-    and the user should know."""
+def _warn_if_the_target_is_away(settings) -> None:
+    """The UI reads history without the target, but its sensors deploy: they wait for it (asking what is asked
+    here), and the user should know."""
     from coderemote_pipeline.local_stack.errors import UP_COMMAND
     from coderemote_pipeline.resources.targets import resources_for
 
-    if settings.target == "local" and resources_for(settings)["aws"].unreachable() is not None:
-        print(f"warning: the local stack is down: the sensors hold every deploy until `{UP_COMMAND}`",
-              file=sys.stderr)  # fmt: skip
+    blocker = resources_for(settings)["readiness"].blocker()
+    if blocker is None:
+        return
+    if settings.target == "local":
+        print(f"warning: the local stack is down: the sensors hold every deploy until `{UP_COMMAND}`", file=sys.stderr)
+    else:
+        print(f"warning: the sensors hold every deploy while this stands: {blocker}", file=sys.stderr)
 
 
 def add_parsers(sub) -> None:

@@ -112,9 +112,10 @@ class PulumiProvisioner(InfraProvisioner):
             updates = stack.history(page_size=20, page=1, show_secrets=False)
         return [f"update {u.version} {u.kind} {u.result} {u.start_time:%Y-%m-%d %H:%M} — {u.message}" for u in updates]
 
-    def check_cli(self) -> None:
+    @staticmethod
+    def check_cli() -> None:
         """Raise PulumiCliMissing, with the fix, when the Pulumi CLI is absent or too old."""
-        self._command()
+        PulumiProvisioner._command()
 
     @staticmethod
     def _command() -> Any:

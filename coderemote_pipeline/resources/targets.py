@@ -19,6 +19,7 @@ from coderemote_pipeline.resources.local_runtime import LocalContainerRuntime
 from coderemote_pipeline.resources.local_stack import LocalStackResource
 from coderemote_pipeline.resources.provisioner import EmulatorProvisioner
 from coderemote_pipeline.resources.pulumi_provisioner import PulumiProvisioner
+from coderemote_pipeline.resources.readiness import AwsReadiness, TargetReadiness
 from coderemote_pipeline.resources.site_edge import CloudFrontOriginEdge, LocalSiteEdge
 from coderemote_pipeline.rules import names
 from coderemote_pipeline.rules.app_layout import AppLayout
@@ -43,6 +44,7 @@ def local_resources(settings: Settings) -> dict[str, Any]:
         ),
         "api_runtime": LocalContainerRuntime(stack=stack, docker=docker, registry=registry),
         "site_edge": LocalSiteEdge(stack=stack),
+        "readiness": TargetReadiness(aws=aws),
     })
 
 
@@ -85,6 +87,7 @@ def aws_resources(settings: Settings) -> dict[str, Any]:
         ),
         "api_runtime": LambdaUrlRuntime(aws=aws),
         "site_edge": CloudFrontOriginEdge(aws=aws),
+        "readiness": AwsReadiness(aws=aws, docker=docker),
     })
 
 
@@ -97,22 +100,8 @@ def resources_for(settings: Settings) -> dict[str, Any]:
 
 
 def check_ready(settings: Settings, job_name: str) -> None:
-    """Refuse in one line, before a run starts, a target that cannot be there for it: a local stack that is down
-    (`local down`, a reboot) or whose emulator does not answer; on aws, no credentials (or a misspelled AWS_PROFILE),
-    and for a run that builds and provisions, no GEMINI_API_KEY, no Pulumi CLI, no Docker engine. Met by the run's
-    first step instead, each is a failed deploy or rollback in the ledger, counted in the change failure rate. The
-    other parts of a running local stack (registry, engine, edges) may be restarting: the steps retry and name them."""
-    resources = resources_for(settings)
-    resources["aws"].check_reachable()  # what the sensors ask too, before they request a run
-    if settings.target == "local" or job_name not in names.BUILDING_JOBS:
-        return
-    if not os.environ.get("GEMINI_API_KEY"):
-        raise SettingsError(
-            "GEMINI_API_KEY is not set: the aws target's infra stage stores it as the API's secret. Export it where "
-            "the deploy runs (docs/aws.md)"
-        )
-    resources["provisioner"].check_cli()
-    resources["docker"].client()
+    """Refuse in one line, before a run starts, a target that cannot be there for it (resources/readiness.py)."""
+    resources_for(settings)["readiness"].check(builds=job_name in names.BUILDING_JOBS)
 
 
 def with_targets(resources: dict[str, Any]) -> dict[str, Any]:

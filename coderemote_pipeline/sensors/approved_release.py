@@ -24,8 +24,8 @@ from coderemote_pipeline.ledger.approvals import (
     hold_event,
     latest_hold,
 )
-from coderemote_pipeline.resources.aws import AwsResource
 from coderemote_pipeline.resources.environments import Environments
+from coderemote_pipeline.resources.readiness import TargetReadiness
 from coderemote_pipeline.rules import names
 from coderemote_pipeline.rules.deployment import Deployment
 from coderemote_pipeline.sensors.tick import WINDOW, Tick, load_cursor
@@ -104,13 +104,15 @@ def approved_release_sensor_def(
         description="Launches the deploy of a held release once an engineer approves it (release_approval "
         "materialized with decision approve), or as soon as the promotion gate opens; one deploy per hold.",
     )
-    def approved_release_sensor(context: dg.SensorEvaluationContext, environments: Environments, aws: AwsResource):
+    def approved_release_sensor(
+        context: dg.SensorEvaluationContext, environments: Environments, readiness: TargetReadiness
+    ):
         cursor = load_cursor(context.cursor)
         after, waiting = int(cursor.get("after_storage_id", 0)), list(cursor.get("waiting", []))
         decisions = decisions_after(context.instance, after)
         if not decisions and not waiting:
             return dg.SkipReason("no new approval decisions")
-        if (down := aws.unreachable()) is not None:
+        if (down := readiness.blocker()) is not None:
             return dg.SkipReason(f"approval decisions to act on once the target is back: {down}")
         tick = Tick(context)
         policies = environments.policies()

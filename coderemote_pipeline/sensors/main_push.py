@@ -14,8 +14,8 @@ import dagster as dg
 
 from coderemote_pipeline.actions.git_remote import GitError, GitRemote
 from coderemote_pipeline.resources.app_source import AppSource
-from coderemote_pipeline.resources.aws import AwsResource
 from coderemote_pipeline.resources.environments import Environments
+from coderemote_pipeline.resources.readiness import TargetReadiness
 from coderemote_pipeline.rules.deployment import Deployment
 from coderemote_pipeline.rules.environments import Trigger
 from coderemote_pipeline.rules.names import ENV_TAG, RELEASE_TAG
@@ -89,7 +89,7 @@ def main_push_sensor_def(interval_s: int, jobs: Sequence[dg.UnresolvedAssetJobDe
         "environments whose trigger is main_push (dev). Skipped intermediate commits and force-pushes are logged.",
     )
     def main_push_sensor(context: dg.SensorEvaluationContext, app_source: AppSource, environments: Environments,
-                         aws: AwsResource):  # fmt: skip
+                         readiness: TargetReadiness):  # fmt: skip
         remote = app_source.remote()
         cursor = load_cursor(context.cursor)
         old, moves = cursor.get("main"), int(cursor.get("moves", 0)) + 1
@@ -101,7 +101,7 @@ def main_push_sensor_def(interval_s: int, jobs: Sequence[dg.UnresolvedAssetJobDe
             return dg.SkipReason(f"the app remote {remote.url!r} has no branch main (yet)")
         if head == old:
             return dg.SkipReason(f"main unchanged at {head[:12]}")
-        if (down := aws.unreachable()) is not None:
+        if (down := readiness.blocker()) is not None:
             return dg.SkipReason(f"main moved to {head[:12]}; deploying once the target is back: {down}")
         all_policies = environments.policies()
         policies = [p for p in all_policies.values() if p.trigger is Trigger.MAIN_PUSH]

@@ -19,8 +19,8 @@ from coderemote_pipeline.actions.release_tags import signature_refusal
 from coderemote_pipeline.ledger.gate import gate_status
 from coderemote_pipeline.ledger.live import recorded_live
 from coderemote_pipeline.resources.app_source import AppSource
-from coderemote_pipeline.resources.aws import AwsResource
 from coderemote_pipeline.resources.environments import Environments
+from coderemote_pipeline.resources.readiness import TargetReadiness
 from coderemote_pipeline.rules.app_layout import AppLayout
 from coderemote_pipeline.rules.deployment import Deployment
 from coderemote_pipeline.rules.environments import EnvironmentPolicy, Trigger
@@ -145,7 +145,10 @@ def version_tag_sensor_def(interval_s: int, jobs: Sequence[dg.UnresolvedAssetJob
         "recorded only; malformed, off-main and moved tags are reported with the reason.",
     )
     def version_tag_sensor(
-        context: dg.SensorEvaluationContext, app_source: AppSource, environments: Environments, aws: AwsResource
+        context: dg.SensorEvaluationContext,
+        app_source: AppSource,
+        environments: Environments,
+        readiness: TargetReadiness,
     ):
         remote = app_source.remote()
         cursor = load_cursor(context.cursor)
@@ -165,7 +168,7 @@ def version_tag_sensor_def(interval_s: int, jobs: Sequence[dg.UnresolvedAssetJob
         # Tags refused (off main) are in `seen` but not here: "older than" compares with accepted releases only.
         accepted: list[str] = list(cursor.get("accepted", seen))
         new = {name: sha for name, sha in tags.items() if name not in seen}
-        if new and (down := aws.unreachable()) is not None:
+        if new and (down := readiness.blocker()) is not None:
             return dg.SkipReason(f"new tag(s) {', '.join(sorted(new))}; acting on them once the target is back: {down}")
         tick = Tick(context)
         report_changes(seen, tags, tick)
