@@ -20,7 +20,6 @@ from coderemote_pipeline.local_stack.errors import UP_COMMAND, EmulatorDown
 from coderemote_pipeline.local_stack.moto_server import moto_answers
 from coderemote_pipeline.resources.local_stack import LocalStackResource
 from coderemote_pipeline.rules.aws_errors import AwsCredentialsMissing, error_code
-from coderemote_pipeline.rules.errors import UserError
 
 # What boto3's default credential chain reads from the environment. A client is kept per value of these too: a
 # process whose variables change never reuses a client made with other credentials (or with none missing).
@@ -62,14 +61,6 @@ class AwsResource(dg.ConfigurableResource, ABC):
     def check_reachable(self) -> None:
         """Raise, with the fix, when no stage could reach this AWS now: asked before a run is launched or requested."""
         self.check_credentials()
-
-    def unreachable(self) -> str | None:
-        """Why no stage could reach this AWS now (the local stack down, no credentials), or None."""
-        try:
-            self.check_reachable()
-        except UserError as exc:
-            return str(exc)
-        return None
 
 
 # What a deploy's stages ask for, in order of need (infra first).
