@@ -38,6 +38,7 @@ CASES = [
     (["deploy", "dev", "no-such-branch"], {}, "'no-such-branch' is not a branch, version tag or commit"),
     (["deploy", "dev", "main", "--remote", "{tmp}/nowhere.git"], {}, "is unreachable"),
     (["deploy", "prod", "main"], {}, "prod deploys only stable version tags"),
+    (["deploy", "prod", "v9.9.9-rc.1"], {}, "'v9.9.9-rc.1' is a pre-release tag"),  # said without asking the remote
     (["deploy", "dev", "main", "--app-config", "{typo}"], {}, "unknown key 'dockerfil'; did you mean 'dockerfile'?"),
     (["deploy", "dev", "main", "--app-config", "{tmp}/missing.yaml"], {}, "missing.yaml: file not found"),
     (["deploy", "dev", "main", "--reason", "x"], {}, "--reason goes with --force"),
@@ -59,6 +60,8 @@ CASES = [
     (["rollback", "dev", "--to", "v9.9.9"], {}, "v9.9.9 never passed smoke in dev"),
     (["retry", "0123abcd"], {}, "no run with id '0123abcd'"),
     (["retry", "ab"], {}, "give more of the id"),
+    (["retry", "dev"], {}, "dev has no deploy or rollback run to retry"),
+    (["infra", "dev", "frob"], {}, "unknown infra action 'frob': use history, preview, refresh"),
     (["status", "qa"], {}, "unknown environment 'qa'"),
     (["history", "qa"], {}, "unknown environment 'qa'"),
     (["history", "dev", "--days", "0"], {}, "--days 0 must be more than 0"),

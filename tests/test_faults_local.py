@@ -244,10 +244,10 @@ def test_run_killed_mid_deploy_and_reexecuted_from_failure(faults):
         cli.wait(timeout=10)
     killed = faults.instance.get_run_by_id(run.run_id)
     assert killed.status is dg.DagsterRunStatus.STARTED  # nothing could record the end of a killed process
-    retried = retry_from_failure(
-        run.run_id, settings=faults.settings, instance=faults.instance, mark_failed=True, echo=print
-    )
+    # `retry dev --mark-failed`: the env's last run is the killed one.
+    retried = retry_from_failure("dev", settings=faults.settings, instance=faults.instance, mark_failed=True)
     assert retried.success, retried.failure
+    assert faults.instance.get_run_by_id(retried.run_id).parent_run_id == run.run_id
     assert faults.instance.get_run_by_id(run.run_id).status is dg.DagsterRunStatus.FAILURE
     assert "api_image" not in retried.stages and "infra_stack" not in retried.stages  # done before the kill
     assert "smoke_result" in retried.stages

@@ -162,7 +162,7 @@ def add_parsers(sub) -> None:
     rollback.add_argument("--to", help="release key (default: the newest earlier release that passed smoke in ENV)")
     rollback.set_defaults(func=cmd_rollback)
     retry = sub.add_parser("retry", help="re-execute a failed deploy or rollback run from its failure")
-    retry.add_argument("run_id", help="the failed run's id (or its first characters)")
+    retry.add_argument("run_id", help="the failed run's id (or its first characters), or an environment: its last run")
     retry.add_argument("--mark-failed", action="store_true", help="the run's process is gone: mark it failed first")
     retry.set_defaults(func=cmd_retry)
     status = sub.add_parser("status", help="what is live per environment, checked against what answers (drift)")

@@ -24,9 +24,10 @@ from coderemote_pipeline.resources.targets import resources_for
 from coderemote_pipeline.rules import names
 from coderemote_pipeline.rules import notify_config as nc
 from coderemote_pipeline.rules.deployment import Deployment
-from coderemote_pipeline.rules.environments import load_policies
+from coderemote_pipeline.rules.environments import EnvironmentPolicy, load_policies
 from coderemote_pipeline.rules.errors import DeployRefused
 from coderemote_pipeline.rules.partitions import RELEASE_DIMENSION, check_env
+from coderemote_pipeline.rules.release_keys import ReleaseKeyError, is_version_tag_name
 from coderemote_pipeline.rules.settings import Settings
 from coderemote_pipeline.usecases.launch import DeployOutcome, launch
 
@@ -120,6 +121,19 @@ def _opening(settings: Settings) -> Future[dg.DagsterInstance]:
     return opened
 
 
+def _refuse_by_name(env: str, ref: str, policies: dict[str, EnvironmentPolicy]) -> None:
+    """A version tag's name alone says whether the env's policy takes it (prod refuses a pre-release): said before
+    the remote is asked, whether or not the tag exists there yet."""
+    if not (is_version_tag_name(ref) and ref[1:2].isdigit()):
+        return
+    try:
+        refusal = Deployment.of(env, ref, policies).refusal()
+    except ReleaseKeyError:
+        return  # a malformed one: resolving it names what is wrong, as for any other ref
+    if refusal:
+        raise DeployRefused(refusal)
+
+
 def run_deployment(
     env: str,
     ref: str,
@@ -136,6 +150,7 @@ def run_deployment(
     """Deploy a REF of the app remote (branch, tag or commit) to ENV."""
     policies = load_policies(settings.infra_dir)
     check_env(env)  # the environment's name, before anything touches git
+    _refuse_by_name(env, ref, policies)
     warm_clients(resources_for(settings)["aws"])  # beside the git and instance work below
     opening = _opening(settings) if instance is None else None
     try:

@@ -4,7 +4,7 @@ Only the steps that did not succeed run again (and what depends on them), in a n
 and tags, linked to the failed one as its parent: the UI's "Re-execute from failure", from a terminal. Every stage
 is safe to repeat, so this finishes a deploy that an infrastructure fault interrupted. The retry uses the remote and
 layout the failed run recorded, whatever the caller's environment says. A run whose process was killed stays
-STARTED in the instance; `mark_failed` records it as failed first.
+STARTED in the instance; `mark_failed` records it as failed first. `retry ENV` takes the env's last run.
 """
 
 from __future__ import annotations
@@ -44,6 +44,21 @@ def find_run(instance: dg.DagsterInstance, run_id: str) -> dg.DagsterRun:
     return matches[0]
 
 
+def last_deploy_run(instance: dg.DagsterInstance, env: str) -> dg.DagsterRun:
+    """`retry ENV`: the env's newest deploy or rollback run, which must be the one that failed; an older failure
+    is not retried over a newer run (it would put an older release back)."""
+    runs = instance.get_runs(dg.RunsFilter(tags={names.ENV_TAG: env}), limit=PAGE)
+    run = next((r for r in runs if r.job_name in names.DEPLOY_JOBS), None)
+    if run is None:
+        raise DeployRefused(f"{env} has no deploy or rollback run to retry")
+    if run.status not in RETRYABLE and run.status is not dg.DagsterRunStatus.STARTED:
+        raise DeployRefused(
+            f"{env}'s last run {run.run_id[:8]} ({run.tags.get(names.RELEASE_TAG)}) is {run.status.value}: "
+            "nothing to retry"
+        )
+    return run
+
+
 def retry_from_failure(
     run_id: str,
     *,
@@ -52,7 +67,8 @@ def retry_from_failure(
     mark_failed: bool = False,
     echo: Callable[[str], None] = print,
 ) -> DeployOutcome:
-    run = find_run(instance, run_id)
+    envs = load_policies(settings.infra_dir)
+    run = last_deploy_run(instance, run_id) if run_id in envs else find_run(instance, run_id)
     if names.ENV_TAG not in run.tags or names.RELEASE_TAG not in run.tags:
         raise DeployRefused(f"run {run.run_id[:8]} ({run.job_name}) is not a deploy or rollback run")
     if mark_failed and run.status in (dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING):
@@ -62,7 +78,7 @@ def retry_from_failure(
         hint = " (if its process is gone, add --mark-failed)" if run.status is dg.DagsterRunStatus.STARTED else ""
         raise DeployRefused(f"run {run.run_id[:8]} is {run.status.value}: only a failed run is re-executed{hint}")
     carried = {k: v for k, v in run.tags.items() if k in (names.OVERRIDE_TAG, names.OVERRIDE_BY_TAG)}
-    deploy = Deployment.of(run.tags[names.ENV_TAG], run.tags[names.RELEASE_TAG], load_policies(settings.infra_dir),
+    deploy = Deployment.of(run.tags[names.ENV_TAG], run.tags[names.RELEASE_TAG], envs,
                            run.tags.get(names.COMMIT_TAG, ""))  # fmt: skip
     echo(f"re-executing {run.run_id[:8]} ({run.job_name}, {deploy.label}) from failure")
     return launch(deploy, settings=settings_of(settings, dict(run.tags)), instance=instance, job_name=run.job_name,
