@@ -108,6 +108,11 @@ def test_down_and_up_keep_the_cloud_then_rollback_rebuilds_nothing(deployed, mon
     assert "DRIFT" not in capsys.readouterr().out
     assert recorded_live(instance, "dev").release == first.release
 
+    # The README's first command after a reboot brings the stack up the same way: what is live answers again.
+    assert _cli(settings, instance, monkeypatch, "local", "down") == 0
+    assert _cli(settings, instance, monkeypatch, "demo") == 0
+    assert f"API revived: dev: {first.release}" in capsys.readouterr().out
+
 
 def test_a_killed_emulator_forgets_and_status_says_what_is_missing(deployed, monkeypatch, capsys):
     settings, stack, instance, _, _ = deployed

@@ -13,25 +13,36 @@ from pathlib import Path
 UI_HELP = "the Dagster UI and daemon on this project's instance (dagster dev)"
 
 
-def cmd_local(args: argparse.Namespace, settings_from) -> int:
+def bring_up(settings):
+    """`local up` and `demo`: the stack, the API of what each environment served when it stopped (a reboot, `local
+    down`), and the warm process commands fork. Returns the stack's info, the revived APIs and the warm pid."""
     from coderemote_pipeline.cli import warm_process
-    from coderemote_pipeline.cli.warm import socket_path
     from coderemote_pipeline.ledger.instance import open_instance
     from coderemote_pipeline.local_stack import LocalStack
     from coderemote_pipeline.usecases.status import revive_apis
 
+    info = LocalStack(settings.state_dir).up()
+    revived = revive_apis(settings, open_instance(settings.state_dir))
+    return info, revived, warm_process.ensure(settings.state_dir)
+
+
+def cmd_local(args: argparse.Namespace, settings_from) -> int:
+    from coderemote_pipeline.cli import warm_process
+    from coderemote_pipeline.cli.warm import socket_path
+    from coderemote_pipeline.local_stack import LocalStack
+
     settings = settings_from(args)
     stack = LocalStack(settings.state_dir)
     if args.action == "up":
-        info = stack.up()
+        info, revived, warm = bring_up(settings)
         print(f"local stack up under {stack.state_dir}")
         print(f"  AWS emulator:  {info.moto_endpoint}")
         print(f"  registry:      {info.registry_host}")
         print(f"  Docker engine: {info.docker_host} ({'started by us' if info.dockerd_managed else 'existing'})")
         print(f"  base image:    {info.base_image}")
-        for line in revive_apis(settings, open_instance(settings.state_dir)):
+        for line in revived:
             print(f"  API revived:   {line}")
-        print(f"  commands:      warm process pid {warm_process.ensure(settings.state_dir)} (commands fork it)")
+        print(f"  commands:      warm process pid {warm} (commands fork it)")
     elif args.action == "status":
         for part, state in stack.status().items():
             answering = "answering" if state.get("answering") else "not answering"
@@ -50,18 +61,16 @@ def cmd_local(args: argparse.Namespace, settings_from) -> int:
 
 
 def cmd_demo(args: argparse.Namespace, settings_from) -> int:
-    from coderemote_pipeline.cli import warm_process
     from coderemote_pipeline.cli.release_commands import preflight
     from coderemote_pipeline.cli.summary import render
-    from coderemote_pipeline.local_stack import LocalStack
     from coderemote_pipeline.rules import names
     from coderemote_pipeline.usecases.demo import ensure_demo_repo
     from coderemote_pipeline.usecases.deploy import run_deployment
 
     settings = settings_from(args)
     print("bringing up the local stack (emulator, registry, Docker engine, base image)…")
-    LocalStack(settings.state_dir).up()
-    warm_process.ensure(settings.state_dir)
+    for line in bring_up(settings)[1]:
+        print(f"  API revived: {line}")
     clone = ensure_demo_repo(Path(settings.app_remote))
     print(f"example app: remote {settings.app_remote}, working copy {clone}")
     outcome = run_deployment(
