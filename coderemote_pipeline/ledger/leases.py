@@ -118,6 +118,18 @@ class Lease:
         value = json.dumps({"run_id": run_id, "at": time.time(), "where": socket.gethostname()})
         self.instance.run_storage.set_cursor_values({_heartbeat_key(self.env): value})
 
+    def working(self, run_id: str) -> str | None:
+        """How `run_id` shows it is alive (it holds the lease and heartbeats), or None: a run to not mark failed."""
+        holder = self.holder()
+        if holder is None or holder.run_id != run_id or holder.beat is None:
+            return None
+        silent = time.time() - holder.beat
+        if silent > reclaim_after_s():
+            return None
+        return (f"it holds {self.env}'s deploy lease, its last heartbeat {silent:.0f} s ago on {holder.where}. If "
+                f"its process is gone, retry in {reclaim_after_s() - silent:.0f} s, when the lease counts as "
+                "abandoned")  # fmt: skip
+
     def _stale(self, holder: Holder) -> str | None:
         """Why the holder has lost its claim (its run ended, or its process went silent), or None."""
         run = self.instance.get_run_by_id(holder.run_id)

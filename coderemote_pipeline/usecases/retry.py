@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import dagster as dg
 
+from coderemote_pipeline.ledger.leases import Lease
 from coderemote_pipeline.rules import names
 from coderemote_pipeline.rules.deployment import Deployment
 from coderemote_pipeline.rules.environments import load_policies
@@ -72,6 +73,9 @@ def retry_from_failure(
     if names.ENV_TAG not in run.tags or names.RELEASE_TAG not in run.tags:
         raise DeployRefused(f"run {run.run_id[:8]} ({run.job_name}) is not a deploy or rollback run")
     if mark_failed and run.status in (dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING):
+        if alive := Lease(instance, run.tags[names.ENV_TAG]).working(run.run_id):
+            # Marked failed, it would lose the lease to the retry: two deploys of one env at once.
+            raise DeployRefused(f"run {run.run_id[:8]} may still be running: {alive}")
         instance.report_run_failed(run, "marked failed by `coderemote-pipeline retry --mark-failed`: process gone")
         run = find_run(instance, run.run_id)
     if run.status not in RETRYABLE:
