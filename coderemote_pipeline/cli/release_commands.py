@@ -6,6 +6,8 @@ import argparse
 import datetime as dt
 import os
 
+from coderemote_pipeline.cli.outlive import outlive_the_terminal
+
 EXECUTOR_HELP = (
     "auto (default): redeploy_job, one process, the frontend's build and checks beside the image build, the "
     "fastest on every app measured; serial: the same process, one branch after the other; parallel: deploy_job, a "
@@ -49,6 +51,7 @@ def _finish(outcome) -> int:
 
 
 def cmd_deploy(args: argparse.Namespace, settings_from) -> int:
+    outlive_the_terminal()
     # Said before the second of imports and git below, so the user sees at once that it started.
     print(f"deploying {args.ref} to {args.env}: resolving the release on the remote…", flush=True)
     from coderemote_pipeline.usecases.deploy import run_deployment
@@ -60,6 +63,7 @@ def cmd_deploy(args: argparse.Namespace, settings_from) -> int:
 
 
 def cmd_promote(args: argparse.Namespace, settings_from) -> int:
+    outlive_the_terminal()
     from coderemote_pipeline.ledger.instance import open_instance
     from coderemote_pipeline.usecases.promote import promote
 
@@ -69,6 +73,7 @@ def cmd_promote(args: argparse.Namespace, settings_from) -> int:
 
 
 def cmd_rollback(args: argparse.Namespace, settings_from) -> int:
+    outlive_the_terminal()
     print(f"rollback of {args.env}: finding the release to go back to…", flush=True)  # before Dagster loads
     from coderemote_pipeline.ledger.instance import open_instance
     from coderemote_pipeline.usecases.rollback import rollback
@@ -78,6 +83,7 @@ def cmd_rollback(args: argparse.Namespace, settings_from) -> int:
 
 
 def cmd_retry(args: argparse.Namespace, settings_from) -> int:
+    outlive_the_terminal()
     from coderemote_pipeline.ledger.instance import open_instance
     from coderemote_pipeline.usecases.retry import retry_from_failure
 

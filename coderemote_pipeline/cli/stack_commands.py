@@ -61,12 +61,14 @@ def cmd_local(args: argparse.Namespace, settings_from) -> int:
 
 
 def cmd_demo(args: argparse.Namespace, settings_from) -> int:
+    from coderemote_pipeline.cli.outlive import outlive_the_terminal
     from coderemote_pipeline.cli.release_commands import preflight
     from coderemote_pipeline.cli.summary import render
     from coderemote_pipeline.rules import names
     from coderemote_pipeline.usecases.demo import ensure_demo_repo
     from coderemote_pipeline.usecases.deploy import run_deployment
 
+    outlive_the_terminal()
     settings = settings_from(args)
     print("bringing up the local stack (emulator, registry, Docker engine, base image)…")
     for line in bring_up(settings)[1]:
