@@ -5,6 +5,7 @@ partitions registered, the pending approvals recorded, the cursor and the reason
 """
 
 import shutil
+import time
 import uuid
 from dataclasses import replace
 
@@ -15,6 +16,7 @@ from sensor_kit import settings_for, tick, verified_in_dev
 
 from coderemote_pipeline.actions.git_remote import GitRemote
 from coderemote_pipeline.definitions import build_defs
+from coderemote_pipeline.ledger.leases import Lease
 from coderemote_pipeline.resources.targets import local_resources
 from coderemote_pipeline.rules.environments import Approval, load_policies
 from coderemote_pipeline.rules.release_keys import commit_release_key
@@ -173,6 +175,25 @@ def test_a_push_during_a_dev_deploy_waits_for_it_then_deploys_the_newest_head(se
         f"skipped 1 commit(s) pushed between two ticks, not deployed on their own (the new head "
         f"contains them): {pushed[0][:12]}"
     )
+
+
+def test_a_deploy_killed_mid_step_does_not_hold_dev_back(settings, instance, repo, monkeypatch):
+    """A run whose process died holding dev's lease stays STARTED: once its heartbeat is older than the reclaim
+    time, the next push deploys (the new run reclaims the lease and marks the dead one failed)."""
+    first = tick(settings, instance, MAIN, None)
+    killed = dg.DagsterRun(job_name="redeploy_job", status=dg.DagsterRunStatus.STARTED,
+                           tags={"coderemote/env": "dev", "coderemote/release": first.partitions[0]})  # fmt: skip
+    instance.add_run(killed)
+    Lease(instance, "dev").acquire(killed.run_id, log=print, describe=str)  # then its process was killed
+    pushed = repo.push("pushed after the deploy's process died")
+    monkeypatch.setenv("CODEREMOTE_LEASE_RECLAIM_S", "30")
+    held = tick(settings, instance, MAIN, first.cursor)  # its heartbeat is fresh: it may be working
+    assert held.run_requests == [] and "waiting for the dev deploy in progress" in held.skip
+    monkeypatch.setenv("CODEREMOTE_LEASE_RECLAIM_S", "0.2")
+    time.sleep(0.3)
+    result = tick(settings, instance, MAIN, first.cursor)
+    assert _only_request(result).tags["coderemote/commit"] == pushed
+    assert result.logged(f"not waiting for it: run {killed.run_id[:8]} holds dev's deploy lease but stopped heart")
 
 
 def test_other_branches_do_not_deploy(settings, instance, repo):

@@ -118,6 +118,17 @@ class Lease:
         value = json.dumps({"run_id": run_id, "at": time.time(), "where": socket.gethostname()})
         self.instance.run_storage.set_cursor_values({_heartbeat_key(self.env): value})
 
+    def abandoned_by(self, run_id: str) -> str | None:
+        """Why `run_id` counts as gone (it holds the lease and stopped heartbeating: its process was killed), or
+        None. Its lease goes to the next deploy that waits for it, which marks it failed."""
+        holder = self.holder()
+        if holder is None or holder.run_id != run_id or holder.beat is None:
+            return None
+        silent = time.time() - holder.beat
+        if silent <= reclaim_after_s():
+            return None
+        return f"run {run_id[:8]} holds {self.env}'s deploy lease but stopped heartbeating {silent:.0f} s ago"
+
     def working(self, run_id: str) -> str | None:
         """How `run_id` shows it is alive (it holds the lease and heartbeats), or None: a run to not mark failed."""
         holder = self.holder()

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import dagster as dg
 
 from coderemote_pipeline.actions.git_remote import GitError, GitRemote
+from coderemote_pipeline.ledger.leases import Lease
 from coderemote_pipeline.resources.app_source import AppSource
 from coderemote_pipeline.resources.environments import Environments
 from coderemote_pipeline.resources.readiness import TargetReadiness
@@ -35,10 +36,18 @@ IN_PROGRESS = [
 STALE_RUN_S = 30 * 60
 
 
-def deploy_in_progress(instance: dg.DagsterInstance, env: str) -> dg.RunRecord | None:
-    records = instance.get_run_records(dg.RunsFilter(tags={ENV_TAG: env}, statuses=IN_PROGRESS), limit=1)
-    if records and time.time() - records[0].create_timestamp.timestamp() < STALE_RUN_S:
-        return records[0]
+def deploy_in_progress(instance: dg.DagsterInstance, env: str, tick: Tick | None = None) -> dg.RunRecord | None:
+    """The env's newest run that is still working: not one whose process was killed mid-step (it holds the lease
+    without a heartbeat; the next deploy reclaims it) nor one older than STALE_RUN_S."""
+    records = instance.get_run_records(dg.RunsFilter(tags={ENV_TAG: env}, statuses=IN_PROGRESS), limit=5)
+    for record in records:
+        if time.time() - record.create_timestamp.timestamp() >= STALE_RUN_S:
+            continue
+        gone = Lease(instance, env).abandoned_by(record.dagster_run.run_id)
+        if gone is None:
+            return record
+        if tick is not None:
+            tick.note(f"not waiting for it: {gone} (its process is gone); the deploy reclaims the lease")
     return None
 
 
@@ -105,8 +114,9 @@ def main_push_sensor_def(interval_s: int, jobs: Sequence[dg.UnresolvedAssetJobDe
             return dg.SkipReason(f"main moved to {head[:12]}; deploying once the target is back: {down}")
         all_policies = environments.policies()
         policies = [p for p in all_policies.values() if p.trigger is Trigger.MAIN_PUSH]
+        tick = Tick(context)
         for policy in policies:
-            busy = deploy_in_progress(context.instance, policy.name)
+            busy = deploy_in_progress(context.instance, policy.name, tick)
             if busy is not None:
                 # Two deploys of one env at once could finish in either order and leave the older commit live.
                 # Wait, cursor unchanged: when it ends, the newest head deploys and the commits between are named.
@@ -114,7 +124,6 @@ def main_push_sensor_def(interval_s: int, jobs: Sequence[dg.UnresolvedAssetJobDe
                     f"main moved to {head[:12]}; waiting for the {policy.name} deploy in progress "
                     f"(run {busy.dagster_run.run_id}, {busy.dagster_run.tags.get(RELEASE_TAG)}) to end"
                 )
-        tick = Tick(context)
         try:
             describe_move(remote, old, head, tick)
         except GitError as exc:
