@@ -118,28 +118,30 @@ class Lease:
         value = json.dumps({"run_id": run_id, "at": time.time(), "where": socket.gethostname()})
         self.instance.run_storage.set_cursor_values({_heartbeat_key(self.env): value})
 
+    def _beating(self, run_id: str) -> tuple[float, str] | None:
+        """(seconds since its last heartbeat, where) when `run_id` holds the lease and has written one."""
+        holder = self.holder()
+        if holder is None or holder.run_id != run_id or holder.beat is None:
+            return None
+        return time.time() - holder.beat, holder.where
+
     def abandoned_by(self, run_id: str) -> str | None:
         """Why `run_id` counts as gone (it holds the lease and stopped heartbeating: its process was killed), or
         None. Its lease goes to the next deploy that waits for it, which marks it failed."""
-        holder = self.holder()
-        if holder is None or holder.run_id != run_id or holder.beat is None:
+        beating = self._beating(run_id)
+        if beating is None or beating[0] <= reclaim_after_s():
             return None
-        silent = time.time() - holder.beat
-        if silent <= reclaim_after_s():
-            return None
-        return f"run {run_id[:8]} holds {self.env}'s deploy lease but stopped heartbeating {silent:.0f} s ago"
+        return f"run {run_id[:8]} holds {self.env}'s deploy lease but stopped heartbeating {beating[0]:.0f} s ago"
 
     def working(self, run_id: str) -> str | None:
-        """How `run_id` shows it is alive (it holds the lease and heartbeats), or None: a run to not mark failed."""
-        holder = self.holder()
-        if holder is None or holder.run_id != run_id or holder.beat is None:
+        """How `run_id` shows it may be alive (it holds the lease and heartbeats), or None: a run not to mark failed."""
+        beating = self._beating(run_id)
+        if beating is None or beating[0] > reclaim_after_s():
             return None
-        silent = time.time() - holder.beat
-        if silent > reclaim_after_s():
-            return None
-        return (f"it holds {self.env}'s deploy lease, its last heartbeat {silent:.0f} s ago on {holder.where}. If "
-                f"its process is gone, retry in {reclaim_after_s() - silent:.0f} s, when the lease counts as "
-                "abandoned")  # fmt: skip
+        silent, where = beating
+        left = reclaim_after_s() - silent
+        return (f"it holds {self.env}'s deploy lease, its last heartbeat {silent:.0f} s ago on {where}. If its "
+                f"process is gone, retry in {left:.0f} s, when the lease counts as abandoned")  # fmt: skip
 
     def _stale(self, holder: Holder) -> str | None:
         """Why the holder has lost its claim (its run ended, or its process went silent), or None."""
