@@ -16,6 +16,7 @@ from coderemote_pipeline.ledger.leases import LEASE_TAKEN, Lease
 from coderemote_pipeline.ledger.live import recorded_live
 from coderemote_pipeline.rules import names
 from coderemote_pipeline.usecases.demo import EXAMPLE_APP, commit_and_push, make_app_repo
+from coderemote_pipeline.usecases.deploy import run_deployment
 
 pytestmark = pytest.mark.stack
 BIN = Path(sys.executable).parent
@@ -36,6 +37,16 @@ def _deploy(settings, instance, root: Path, what: str, **popen) -> tuple[str, su
     env.pop("CODEREMOTE_APP_CONFIG", None)
     argv = [str(BIN / "coderemote-pipeline"), "deploy", "dev", commit, "--executor", "serial"]
     return commit, subprocess.Popen(argv, env=env, stderr=subprocess.STDOUT, start_new_session=True, **popen)
+
+
+def _a_live_release(settings, instance, app: Path):
+    """A new release of the example app live in dev, deployed here: what an interrupted deploy must leave alone."""
+    (app / "clone" / "frontend" / "src" / "outlive.css").write_text(f"/* before the stop {time.time()} */\n")
+    commit_and_push(app / "clone", "the release live before the interrupted deploy")
+    repo = settings.for_app(str(app / "app.git"), settings.app_layout)
+    before = run_deployment("dev", "main", settings=repo, instance=instance, executor="serial", echo=print)
+    assert before.success, before.failure
+    return before
 
 
 def _ended_live(instance, commit: str) -> None:
@@ -72,6 +83,68 @@ def test_a_terminal_that_hangs_up_mid_run_does_not_stop_the_deploy(settings, ins
     _ended_live(instance, commit)
 
 
+def test_kill_stops_the_deploy_in_its_stage_and_leaves_dev_whole(settings, instance, app, tmp_path):
+    """`kill PID` (SIGTERM) stops a deploy as Ctrl-C does: the stage at work fails without the RetryPolicy's retry,
+    the run fails, dev stays on its release, the lease is free, and the command exits 130."""
+    before = _a_live_release(settings, instance, app)
+    with open(tmp_path / "deploy.log", "wb") as log:
+        commit, cli = _deploy(settings, instance, app, "deployed, then killed", stdout=log)
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and cli.poll() is None and not _holds_the_lease(instance, commit):
+            time.sleep(0.02)
+        os.kill(cli.pid, signal.SIGTERM)
+        assert cli.wait(timeout=300) == 130, (tmp_path / "deploy.log").read_text()[-2000:]
+    finally:
+        if cli.poll() is None:
+            os.killpg(cli.pid, signal.SIGKILL)
+    shown = (tmp_path / "deploy.log").read_text()
+    assert "interrupted (Ctrl-C or a stop signal): the deploy stopped here" in shown and "Traceback" not in shown
+    (run,) = instance.get_runs(dg.RunsFilter(tags={names.ENV_TAG: "dev", names.COMMIT_TAG: commit}))
+    assert run.status is dg.DagsterRunStatus.FAILURE
+    assert not instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_UP_FOR_RETRY)
+    assert recorded_live(instance, "dev").release == before.release
+    assert Lease(instance, "dev").holder() is None
+
+
 def _holds_the_lease(instance, commit: str) -> bool:
     runs = instance.get_runs(dg.RunsFilter(tags={names.COMMIT_TAG: commit}), limit=1)
     return bool(runs) and any(r.user_message.startswith(LEASE_TAKEN) for r in instance.all_logs(runs[0].run_id))
+
+
+@pytest.mark.parametrize(
+    ("when", "event", "step", "ran"),
+    [
+        # Dagster holds it until the next step starts, which fails with it; the run goes no further.
+        ("between two steps", dg.DagsterEventType.STEP_SUCCESS, "api_image", "api_image"),
+        # Before the steps watch for it: it is raised out of the run, which is then marked failed here.
+        ("while the run is set up", dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED, None, None),
+    ],
+)
+def test_ctrl_c_outside_a_stage_stops_the_deploy_and_leaves_dev_whole(
+    settings, instance, app, monkeypatch, when, event, step, ran
+):
+    """A Ctrl-C that lands in Dagster's code rather than a stage's: the deploy ends as a failed run does
+    (environment whole, lease free, the run not left STARTED), reported as interrupted."""
+    repo = settings.for_app(str(app / "app.git"), settings.app_layout)
+    before = _a_live_release(settings, instance, app)
+    (app / "clone" / "backend" / "app" / "outlive.txt").write_text(f"{time.time()}\n")
+    commit_and_push(app / "clone", f"interrupted {when}")
+    store = type(instance).handle_new_event
+
+    def ctrl_c_after(self, stored, *args, **kwargs):
+        store(self, stored, *args, **kwargs)
+        done = stored.dagster_event
+        if done is not None and done.event_type is event and step in (None, done.step_key):
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(type(instance), "handle_new_event", ctrl_c_after)
+    stopped = run_deployment("dev", "main", settings=repo, instance=instance, executor="serial", echo=print)
+    monkeypatch.undo()
+    assert stopped.interrupted and not stopped.success
+    assert stopped.failure.split(". ")[0].endswith("interrupted (Ctrl-C or a stop signal): the deploy stopped here")
+    assert (ran in stopped.stages if ran else stopped.stages == {}) and "traffic_shift" not in stopped.stages
+    assert f"dev serves {before.release} " in stopped.failure and "as one whole release" in stopped.failure
+    assert instance.get_run_by_id(stopped.run_id).status is dg.DagsterRunStatus.FAILURE
+    assert recorded_live(instance, "dev").release == before.release
+    assert Lease(instance, "dev").holder() is None

@@ -22,6 +22,7 @@ import requests.exceptions
 
 from coderemote_pipeline.actions.git_remote import RemoteUnreachable
 from coderemote_pipeline.local_stack.errors import DockerEngineDown, EmulatorDown, RegistryDown
+from coderemote_pipeline.rules.failures import INTERRUPTED
 from coderemote_pipeline.rules.pulumi_update import StackBusy
 
 # Two more tries, 1 s then 2 s later (±50%): long enough for a restarting part, short enough that a part that
@@ -89,6 +90,10 @@ def permanent_failures_fail_fast(stage: F) -> F:
     def run(*args: Any, **kwargs: Any) -> Any:
         try:
             return stage(*args, **kwargs)
+        except (KeyboardInterrupt, dg.DagsterExecutionInterruptedError) as stop:
+            # Dagster's RetryPolicy retries an interrupted step (a worker taken away); a person's Ctrl-C, or a
+            # `kill`, asks the deploy to stop: the step fails here, and the run's end settles the environment.
+            raise dg.Failure(description=INTERRUPTED, allow_retries=False) from stop
         except dg.Failure:
             raise
         except Exception as exc:

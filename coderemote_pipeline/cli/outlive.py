@@ -4,7 +4,10 @@
 run stayed STARTED with the environment's lease, possibly half switched, and the main sensor waited for it as a
 deploy in progress. The commands that run a deploy, a rollback, a promotion or a retry now ignore the hang-up and
 the broken pipe; what they would print after their reader left goes to /dev/null, and the run ends, settles and
-releases the lease as it would have. Ctrl-C and `kill PID` still stop them (the run then fails and is settled).
+releases the lease as it would have.
+
+Ctrl-C and `kill PID` do stop them, both the same way: the step at work fails without a retry, the run fails, and
+what follows a failed run happens (the environment left whole, the lease freed, the figures), exit status 130.
 """
 
 from __future__ import annotations
@@ -50,8 +53,15 @@ class _ReaderMayLeave:
         return getattr(self._stream, name)
 
 
+def _as_ctrl_c(signum: int, frame: Any) -> None:
+    handler = signal.getsignal(signal.SIGINT)  # Dagster's while a run executes, Python's own otherwise
+    if callable(handler):
+        handler(signal.SIGINT, frame)
+
+
 def outlive_the_terminal() -> None:
     """Called first by the commands that run a deploy (in this process, or a warm child: cli/warm_server.py)."""
+    signal.signal(signal.SIGTERM, _as_ctrl_c)  # not a process gone with its run STARTED and the lease held
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)  # a closed pipe is an error on write, handled above
     if not isinstance(sys.stdout, _ReaderMayLeave):

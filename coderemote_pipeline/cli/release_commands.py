@@ -47,7 +47,7 @@ def _finish(outcome) -> int:
     from coderemote_pipeline.cli.summary import render
 
     print(render(outcome))
-    return 0 if outcome.success else 1
+    return 0 if outcome.success else 130 if outcome.interrupted else 1
 
 
 def cmd_deploy(args: argparse.Namespace, settings_from) -> int:

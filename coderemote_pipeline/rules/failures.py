@@ -8,9 +8,16 @@ from typing import Any
 QUALIFIED_CLASS = re.compile(r"^(?:[a-z_][a-z0-9_]*\.)+[A-Z]\w*: ")
 
 
+# What a step stopped by Ctrl-C or `kill` reports, whether the signal came in the stage's code or between steps.
+INTERRUPTED = "interrupted (Ctrl-C or a stop signal): the deploy stopped here"
+_INTERRUPTS = {"DagsterExecutionInterruptedError", "KeyboardInterrupt"}
+
+
 def failure_text(error: Any) -> str:
     """The user's exception message, without Dagster's wrappers ("Error occurred while executing op ...", and
     "Exceeded max_retries of N" when the stage's RetryPolicy gave up on a transient error: then it says so)."""
+    if error is not None and error.cls_name in _INTERRUPTS:
+        return INTERRUPTED
     tries = ""
     while error is not None and error.cause is not None:
         if error.message.startswith("Exceeded max_retries of "):

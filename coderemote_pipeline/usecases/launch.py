@@ -26,6 +26,7 @@ from coderemote_pipeline.ledger.leases import Lease
 from coderemote_pipeline.resources.targets import check_ready, resources_for, target_for
 from coderemote_pipeline.rules import names
 from coderemote_pipeline.rules.deployment import Deployment
+from coderemote_pipeline.rules.failures import INTERRUPTED
 from coderemote_pipeline.rules.settings import Settings
 from coderemote_pipeline.usecases.progress import QUIET, failure_text, follow, worker_output_to
 
@@ -41,6 +42,7 @@ class DeployOutcome:
     seconds: float
     stages: dict[str, dict[str, Any]] = field(default_factory=dict)
     failure: str = ""
+    interrupted: bool = False  # stopped by Ctrl-C or a stop signal
 
 
 def run_tags(deploy: Deployment, settings: Settings, trigger: str, extra: dict[str, str] | None) -> dict[str, str]:
@@ -116,20 +118,36 @@ def launch(
                 if from_failure_of
                 else None,
             )
+        run_id, success, interrupted = result.run_id, result.success, False
+    except (KeyboardInterrupt, dg.DagsterExecutionInterruptedError):
+        # Stopped (Ctrl-C, `kill`) while Dagster set the run up, before its steps watch for it: what follows a
+        # failed run still happens, so the environment is left whole, its lease free, the run not left STARTED.
+        run_id, success, interrupted = _interrupted_run(instance, request_id), False, True
     finally:
         done.set()
         follower.join(timeout=10)
-    Lease(instance, deploy.env).release(result.run_id)
-    failure = "" if result.success else _settle(instance, result, deploy, settings)
-    record_figures(instance, deploy.env, result.run_id)
-    return DeployOutcome(result.run_id, job_name, deploy.env, deploy.release.key, deploy.commit, result.success,
-                         time.monotonic() - started, _stage_metadata(instance, result.run_id), failure)  # fmt: skip
+    Lease(instance, deploy.env).release(run_id)
+    failure = "" if success else _settle(instance, run_id, deploy, settings, INTERRUPTED if interrupted else "")
+    record_figures(instance, deploy.env, run_id)
+    return DeployOutcome(run_id, job_name, deploy.env, deploy.release.key, deploy.commit, success,
+                         time.monotonic() - started, _stage_metadata(instance, run_id), failure,
+                         interrupted or INTERRUPTED in failure)  # fmt: skip
 
 
-def _settle(instance: dg.DagsterInstance, result: Any, deploy: Deployment, settings: Settings) -> str:
-    failures = [e for e in result.all_events if e.event_type is dg.DagsterEventType.STEP_FAILURE]
-    text = "; ".join(f"{e.step_key}: {failure_text(e.step_failure_data.error)}" for e in failures) or "run failed"
-    run = instance.get_run_by_id(result.run_id)
+def _interrupted_run(instance: dg.DagsterInstance, request_id: str) -> str:
+    runs = instance.get_runs(dg.RunsFilter(tags={names.REQUEST_TAG: request_id}), limit=1)
+    if not runs:
+        raise KeyboardInterrupt  # stopped before the run was created: nothing ran, nothing to settle
+    if not runs[0].is_finished:
+        instance.report_run_failed(runs[0], INTERRUPTED)
+    return runs[0].run_id
+
+
+def _settle(instance: dg.DagsterInstance, run_id: str, deploy: Deployment, settings: Settings, why: str) -> str:
+    failures = [r.get_dagster_event() for r in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE)]
+    text = "; ".join(f"{e.step_key}: {failure_text(e.step_failure_data.error)}" for e in failures)
+    text = text or why or "run failed"
+    run = instance.get_run_by_id(run_id)
     if run is not None:
         settled = settle_failed_run(instance, run, deploy.policy,
                                     target_for(resources_for(settings), settings.app_layout))  # fmt: skip
