@@ -193,6 +193,26 @@ def test_a_switch_that_fails_half_way_goes_back_on_dev_too(faults, monkeypatch):
     faults.assert_whole(again.release)
 
 
+def test_a_switch_stopped_by_ctrl_c_half_way_puts_the_api_back_itself(faults, monkeypatch):
+    before = faults.live()["alias"]
+    commit = faults.change("its site switch is interrupted")
+    flip = switch.store.flip
+
+    def interrupted(s3, bucket, manifest, acl):
+        if manifest["commit"] == commit:
+            os.kill(os.getpid(), signal.SIGINT)  # the API has switched; Ctrl-C lands in the site's switch
+            time.sleep(1)
+        return flip(s3, bucket, manifest, acl)
+
+    monkeypatch.setattr(switch.store, "flip", interrupted)
+    stopped = faults.deploy(ref=commit)
+    monkeypatch.undo()
+    assert stopped.interrupted and stopped.failure.startswith("traffic_shift: interrupted (Ctrl-C or a stop signal)")
+    # The switch put the API back before the run ended: the settling found dev whole, it restored nothing.
+    assert f"dev serves {before} " in stopped.failure and "as one whole release" in stopped.failure
+    faults.assert_whole(before)
+
+
 def test_emulator_stopped_during_the_upload(faults, monkeypatch):
     before = faults.live()["alias"]
     commit = faults.change("uploaded while the emulator dies")

@@ -12,9 +12,13 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from coderemote_pipeline.actions.switch import switch_api
+from coderemote_pipeline.actions.target_state import read_target
 from coderemote_pipeline.ledger.leases import LEASE_TAKEN, Lease
 from coderemote_pipeline.ledger.live import recorded_live
+from coderemote_pipeline.resources.targets import local_resources, target_for
 from coderemote_pipeline.rules import names
+from coderemote_pipeline.sensors.failed_deploy import canceled_deploy_sensor
 from coderemote_pipeline.usecases.demo import EXAMPLE_APP, commit_and_push, make_app_repo
 from coderemote_pipeline.usecases.deploy import run_deployment
 
@@ -105,6 +109,32 @@ def test_kill_stops_the_deploy_in_its_stage_and_leaves_dev_whole(settings, insta
     assert not instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_UP_FOR_RETRY)
     assert recorded_live(instance, "dev").release == before.release
     assert Lease(instance, "dev").holder() is None
+
+
+def test_a_deploy_terminated_from_the_ui_half_switched_is_put_back_whole(settings, instance, app):
+    """A run the UI terminates ends CANCELED, which the failure sensor never sees: canceled_deploy_sensor settles
+    it as failed_deploy_sensor settles a failed one (here, an API left on the other release than the site)."""
+    repo = settings.for_app(str(app / "app.git"), settings.app_layout)
+    first = _a_live_release(settings, instance, app)
+    second = _a_live_release(settings, instance, app)
+    resources = local_resources(repo)
+    target = target_for(resources, repo.app_layout)("dev", recorded_live(instance, "dev").stack_outputs)
+    switch_api(target, str(first.stages["lambda_version"]["version"]))  # the API went back, the site did not
+    tags = dict(instance.get_run_by_id(second.run_id).tags)
+    run = dg.DagsterRun(job_name=names.REDEPLOY_JOB, status=dg.DagsterRunStatus.STARTED, tags=tags)
+    instance.add_run(run)
+    instance.report_run_canceled(run)
+    (canceled,) = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.RUN_CANCELED)
+    with dg.build_run_status_sensor_context(
+        "canceled_deploy_sensor", canceled.dagster_event, instance, instance.get_run_by_id(run.run_id),
+        resources=resources,
+    ) as context:  # fmt: skip
+        canceled_deploy_sensor(context)
+    (account,) = [e for e in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ENGINE_EVENT)
+                  if second.release in (e.message or "")]  # fmt: skip
+    assert f"rolled back automatically: dev serves {second.release} again" in account.message, account.message
+    state = read_target(target, probe=False)
+    assert (state.release, state.frontend_release) == (second.release, second.release)
 
 
 def _holds_the_lease(instance, commit: str) -> bool:

@@ -101,17 +101,22 @@ def switch(target: EnvTarget, to: Serving) -> Switched:
     """Move users to `to`: the API, then the site. On any failure, what had switched goes back, then it raises."""
     started = time.monotonic()
     before = serving(target)
+    # An error, or the run being stopped (Ctrl-C, `kill`, the UI's Terminate): never half a switch left behind.
     try:
         api = switch_api(target, to.version)
-    except Exception as exc:
+    except BaseException as exc:
         back = _put_back(target, before, site=False)
+        if not isinstance(exc, Exception):
+            raise
         raise SwitchFailed(f"the API did not switch to version {to.version} ({exc}); {back}") from exc
     changed: list[str] = []
     if to.site_release and to.site_release != before.site_release:
         try:
             changed = switch_site(target, to.site_release)
-        except Exception as exc:
+        except BaseException as exc:
             back = _put_back(target, before, site=True)
+            if not isinstance(exc, Exception):
+                raise
             raise SwitchFailed(f"the site did not switch to {to.site_release} ({exc}); {back}") from exc
     # The version before stays warm (weight 0): going back to it is a weight change, not a cold start.
     target.runtime.retire(target.env, keep={to.version, before.version})

@@ -7,7 +7,11 @@ from collections.abc import Sequence
 import dagster as dg
 
 from coderemote_pipeline.sensors.approved_release import approved_release_sensor_def
-from coderemote_pipeline.sensors.failed_deploy import delivery_figures_sensor, failed_deploy_sensor
+from coderemote_pipeline.sensors.failed_deploy import (
+    canceled_deploy_sensor,
+    delivery_figures_sensor,
+    failed_deploy_sensor,
+)
 from coderemote_pipeline.sensors.main_push import main_push_sensor_def
 from coderemote_pipeline.sensors.version_tags import version_tag_sensor_def
 
@@ -20,6 +24,7 @@ def sensor_defs(interval_s: int, deploy_jobs: Sequence[dg.UnresolvedAssetJobDefi
             version_tag_sensor_def(interval_s, deploy_jobs),
             approved_release_sensor_def(interval_s, deploy_jobs),
             failed_deploy_sensor,
+            canceled_deploy_sensor,
             delivery_figures_sensor,
         ]
     )

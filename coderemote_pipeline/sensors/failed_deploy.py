@@ -1,5 +1,5 @@
-"""Runs the daemon launched, once they end: a failed deploy's environment is settled (actions/failure_report.py),
-and every deploy or rollback that ended updates its environment's delivery figures."""
+"""Runs the daemon launched, once they end: a failed or terminated deploy's environment is settled
+(actions/failure_report.py), and every deploy or rollback that ended updates its environment's delivery figures."""
 
 # No `from __future__ import annotations`: Dagster reads the sensors' annotations to find their resources.
 import dagster as dg
@@ -21,6 +21,22 @@ def run_layout(run: dg.DagsterRun, app_source: AppSource) -> AppLayout:
     return AppLayout.from_json(recorded) if recorded else app_source.layout
 
 
+def settle_ended_run(instance: dg.DagsterInstance, run: dg.DagsterRun, log, targets: EnvTargets,
+                     app_source: AppSource, environments: Environments) -> None:  # fmt: skip
+    env = run.tags.get(names.ENV_TAG)
+    if not env or run.job_name not in names.DEPLOY_JOBS:
+        return
+    layout = run_layout(run, app_source)
+
+    def target(env_name: str, outputs: dict[str, str]):
+        return targets.target(env_name, outputs, layout)
+
+    settled = settle_failed_run(instance, run, environments.policy(env), target)
+    if settled is not None:
+        log.info(f"run {run.run_id[:8]}: {settled.text}")
+    record_figures(instance, env, run.run_id)
+
+
 @dg.run_failure_sensor(
     name="failed_deploy_sensor",
     minimum_interval_seconds=INTERVAL_S,
@@ -32,19 +48,21 @@ def run_layout(run: dg.DagsterRun, app_source: AppSource) -> AppLayout:
 def failed_deploy_sensor(
     context: dg.RunFailureSensorContext, targets: EnvTargets, app_source: AppSource, environments: Environments
 ) -> None:
-    run = context.dagster_run
-    env = run.tags.get(names.ENV_TAG)
-    if not env or run.job_name not in names.DEPLOY_JOBS:
-        return
-    layout = run_layout(run, app_source)
+    settle_ended_run(context.instance, context.dagster_run, context.log, targets, app_source, environments)
 
-    def target(env_name: str, outputs: dict[str, str]):
-        return targets.target(env_name, outputs, layout)
 
-    settled = settle_failed_run(context.instance, run, environments.policy(env), target)
-    if settled is not None:
-        context.log.info(f"run {run.run_id[:8]}: {settled.text}")
-    record_figures(context.instance, env, run.run_id)
+@dg.run_status_sensor(
+    run_status=dg.DagsterRunStatus.CANCELED,
+    name="canceled_deploy_sensor",
+    minimum_interval_seconds=INTERVAL_S,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="After a deploy or rollback run is terminated (the UI's Terminate): the same as failed_deploy_sensor, "
+    "so a run stopped half-way never leaves its environment split or, where auto_rollback is on, unverified.",
+)
+def canceled_deploy_sensor(
+    context: dg.RunStatusSensorContext, targets: EnvTargets, app_source: AppSource, environments: Environments
+) -> None:
+    settle_ended_run(context.instance, context.dagster_run, context.log, targets, app_source, environments)
 
 
 @dg.run_status_sensor(
