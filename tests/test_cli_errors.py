@@ -6,11 +6,14 @@ import shutil
 import signal
 import socket
 
+import dagster as dg
 import pytest
+from dagster._core.events import EngineEventData
 from sensor_kit import AppRepo
 
 from coderemote_pipeline.cli.main import main
 from coderemote_pipeline.ledger.instance import open_instance
+from coderemote_pipeline.ledger.leases import Lease
 from coderemote_pipeline.rules.environments import DEFAULT_INFRA_DIR
 from testkit.ledger_seed import Seeder
 
@@ -138,6 +141,23 @@ def test_a_rollback_or_retry_with_the_local_stack_down_is_refused_before_a_run(e
         assert "run `coderemote-pipeline local up`" in lines[0]
     with open_instance(env["tmp"] / "state") as instance:
         assert len(instance.get_runs()) == before
+
+
+def test_retry_mark_failed_refuses_a_run_whose_process_still_runs(env, capsys):
+    """Marked failed, a working run would lose its lease to the retry: two deploys of dev at once. A run holding the
+    lease with a fresh heartbeat, whose process is alive here (this one), is refused in one line; nothing changes."""
+    with open_instance(env["tmp"] / "state") as instance:
+        run = dg.DagsterRun(job_name="redeploy_job", status=dg.DagsterRunStatus.STARTED,
+                            tags={"coderemote/env": "dev", "coderemote/release": "main-ddddddd"})  # fmt: skip
+        instance.add_run(run)
+        instance.report_engine_event("executing", run, EngineEventData.in_process(os.getpid()))
+        Lease(instance, "dev").acquire(run.run_id, log=print, describe=str)
+    assert main(["retry", "dev", "--mark-failed"]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and f"run {run.run_id[:8]} may still be running: it holds dev's deploy lease" in lines[0]
+    assert "If its process is gone, retry in " in lines[0]
+    with open_instance(env["tmp"] / "state") as instance:
+        assert instance.get_run_by_id(run.run_id).status is dg.DagsterRunStatus.STARTED
 
 
 def test_the_ui_warns_that_its_sensors_cannot_deploy_while_the_stack_is_down(env, monkeypatch, capsys):

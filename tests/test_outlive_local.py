@@ -2,6 +2,7 @@
 terminal hanging up mid-run does not kill it. The run ends as it would have, the release is live, the lease is
 free, and the command exits 0 (cli/outlive.py)."""
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -62,28 +63,17 @@ def _ended_live(instance, commit: str) -> None:
 
 def test_a_reader_that_leaves_does_not_stop_the_deploy(settings, instance, app):
     commit, cli = _deploy(settings, instance, app, "deployed into a pipe closed after one line", stdout=subprocess.PIPE)
-    try:
+    with _stopped_in_the_end(cli):
         assert cli.stdout.readline().startswith(b"deploying ")
         cli.stdout.close()  # `| head -1`: every later write meets a broken pipe
         assert cli.wait(timeout=300) == 0
-    finally:
-        if cli.poll() is None:
-            os.killpg(cli.pid, signal.SIGKILL)
     _ended_live(instance, commit)
 
 
 def test_a_terminal_that_hangs_up_mid_run_does_not_stop_the_deploy(settings, instance, app, tmp_path):
-    with open(tmp_path / "deploy.log", "wb") as log:
-        commit, cli = _deploy(settings, instance, app, "deployed through a hang-up", stdout=log)
-    try:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline and cli.poll() is None and not _holds_the_lease(instance, commit):
-            time.sleep(0.05)
-        os.killpg(cli.pid, signal.SIGHUP)  # what a closed terminal or a dropped SSH session sends
-        assert cli.wait(timeout=300) == 0, (tmp_path / "deploy.log").read_text()[-2000:]
-    finally:
-        if cli.poll() is None:
-            os.killpg(cli.pid, signal.SIGKILL)
+    # What a closed terminal or a dropped SSH session sends.
+    commit, code = _signalled_mid_run(settings, instance, app, tmp_path, "deployed through a hang-up", signal.SIGHUP)
+    assert code == 0, (tmp_path / "deploy.log").read_text()[-2000:]
     _ended_live(instance, commit)
 
 
@@ -91,18 +81,9 @@ def test_kill_stops_the_deploy_in_its_stage_and_leaves_dev_whole(settings, insta
     """`kill PID` (SIGTERM) stops a deploy as Ctrl-C does: the stage at work fails without the RetryPolicy's retry,
     the run fails, dev stays on its release, the lease is free, and the command exits 130."""
     before = _a_live_release(settings, instance, app)
-    with open(tmp_path / "deploy.log", "wb") as log:
-        commit, cli = _deploy(settings, instance, app, "deployed, then killed", stdout=log)
-    try:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline and cli.poll() is None and not _holds_the_lease(instance, commit):
-            time.sleep(0.02)
-        os.kill(cli.pid, signal.SIGTERM)
-        assert cli.wait(timeout=300) == 130, (tmp_path / "deploy.log").read_text()[-2000:]
-    finally:
-        if cli.poll() is None:
-            os.killpg(cli.pid, signal.SIGKILL)
+    commit, code = _signalled_mid_run(settings, instance, app, tmp_path, "deployed, then killed", signal.SIGTERM)
     shown = (tmp_path / "deploy.log").read_text()
+    assert code == 130, shown[-2000:]
     assert "interrupted (Ctrl-C or a stop signal): the deploy stopped here" in shown and "Traceback" not in shown
     (run,) = instance.get_runs(dg.RunsFilter(tags={names.ENV_TAG: "dev", names.COMMIT_TAG: commit}))
     assert run.status is dg.DagsterRunStatus.FAILURE
@@ -135,6 +116,29 @@ def test_a_deploy_terminated_from_the_ui_half_switched_is_put_back_whole(setting
     assert f"rolled back automatically: dev serves {second.release} again" in account.message, account.message
     state = read_target(target, probe=False)
     assert (state.release, state.frontend_release) == (second.release, second.release)
+
+
+@contextlib.contextmanager
+def _stopped_in_the_end(cli: subprocess.Popen):
+    try:
+        yield
+    finally:
+        if cli.poll() is None:
+            os.killpg(cli.pid, signal.SIGKILL)
+
+
+def _signalled_mid_run(settings, instance, app, tmp_path, what: str, signum: int) -> tuple[str, int]:
+    """Deploy a new commit from the CLI, send it `signum` once its run holds dev's lease (mid-run): a hang-up to
+    its whole process group, as a terminal does, anything else to the command (`kill PID`). Returns the commit and
+    the command's exit status."""
+    with open(tmp_path / "deploy.log", "wb") as log:
+        commit, cli = _deploy(settings, instance, app, what, stdout=log)
+    with _stopped_in_the_end(cli):
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and cli.poll() is None and not _holds_the_lease(instance, commit):
+            time.sleep(0.02)
+        (os.killpg if signum == signal.SIGHUP else os.kill)(cli.pid, signum)
+        return commit, cli.wait(timeout=300)
 
 
 def _holds_the_lease(instance, commit: str) -> bool:

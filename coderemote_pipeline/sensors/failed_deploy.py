@@ -37,32 +37,30 @@ def settle_ended_run(instance: dg.DagsterInstance, run: dg.DagsterRun, log, targ
     record_figures(instance, env, run.run_id)
 
 
-@dg.run_failure_sensor(
-    name="failed_deploy_sensor",
-    minimum_interval_seconds=INTERVAL_S,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description="After a deploy or rollback run fails: writes what its environment serves into the run's log, puts "
-    "an environment the failure left split back on its recorded live release (and an auto_rollback one left on "
+def _settling_sensor(status: dg.DagsterRunStatus, name: str, description: str) -> dg.SensorDefinition:
+    @dg.run_status_sensor(run_status=status, name=name, minimum_interval_seconds=INTERVAL_S,
+                          default_status=dg.DefaultSensorStatus.RUNNING, description=description)  # fmt: skip
+    def settle(
+        context: dg.RunStatusSensorContext, targets: EnvTargets, app_source: AppSource, environments: Environments
+    ) -> None:
+        settle_ended_run(context.instance, context.dagster_run, context.log, targets, app_source, environments)
+
+    return settle
+
+
+failed_deploy_sensor = _settling_sensor(
+    dg.DagsterRunStatus.FAILURE,
+    "failed_deploy_sensor",
+    "After a deploy or rollback run fails: writes what its environment serves into the run's log, puts an "
+    "environment the failure left split back on its recorded live release (and an auto_rollback one left on "
     "anything else), and updates the environment's delivery figures.",
 )
-def failed_deploy_sensor(
-    context: dg.RunFailureSensorContext, targets: EnvTargets, app_source: AppSource, environments: Environments
-) -> None:
-    settle_ended_run(context.instance, context.dagster_run, context.log, targets, app_source, environments)
-
-
-@dg.run_status_sensor(
-    run_status=dg.DagsterRunStatus.CANCELED,
-    name="canceled_deploy_sensor",
-    minimum_interval_seconds=INTERVAL_S,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description="After a deploy or rollback run is terminated (the UI's Terminate): the same as failed_deploy_sensor, "
-    "so a run stopped half-way never leaves its environment split or, where auto_rollback is on, unverified.",
+canceled_deploy_sensor = _settling_sensor(
+    dg.DagsterRunStatus.CANCELED,
+    "canceled_deploy_sensor",
+    "After a deploy or rollback run is terminated (the UI's Terminate): the same as failed_deploy_sensor, so a run "
+    "stopped half-way never leaves its environment split or, where auto_rollback is on, unverified.",
 )
-def canceled_deploy_sensor(
-    context: dg.RunStatusSensorContext, targets: EnvTargets, app_source: AppSource, environments: Environments
-) -> None:
-    settle_ended_run(context.instance, context.dagster_run, context.log, targets, app_source, environments)
 
 
 @dg.run_status_sensor(

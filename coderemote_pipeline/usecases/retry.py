@@ -9,11 +9,13 @@ STARTED in the instance; `mark_failed` records it as failed first. `retry ENV` t
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 
 import dagster as dg
 
 from coderemote_pipeline.ledger.leases import Lease
+from coderemote_pipeline.local_stack.processes import pid_alive
 from coderemote_pipeline.rules import names
 from coderemote_pipeline.rules.deployment import Deployment
 from coderemote_pipeline.rules.environments import load_policies
@@ -60,6 +62,20 @@ def last_deploy_run(instance: dg.DagsterInstance, env: str) -> dg.DagsterRun:
     return run
 
 
+def _gone_from_here(instance: dg.DagsterInstance, run: dg.DagsterRun) -> bool:
+    """Whether the process that executed the run was on this machine and is gone: then nobody need wait out the
+    lease's reclaim time to know it is dead."""
+    holder = Lease(instance, run.tags[names.ENV_TAG]).holder()
+    if holder is None or holder.run_id != run.run_id or holder.where != socket.gethostname():
+        return False
+    for record in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ENGINE_EVENT):
+        data = record.get_dagster_event().event_specific_data
+        pid = data.metadata.get("pid") if data is not None and data.metadata else None
+        if pid is not None:  # "Executing steps in process (pid: N)", or the multiprocess executor's parent
+            return not pid_alive(int(str(pid.value)))
+    return False
+
+
 def retry_from_failure(
     run_id: str,
     *,
@@ -73,7 +89,8 @@ def retry_from_failure(
     if names.ENV_TAG not in run.tags or names.RELEASE_TAG not in run.tags:
         raise DeployRefused(f"run {run.run_id[:8]} ({run.job_name}) is not a deploy or rollback run")
     if mark_failed and run.status in (dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING):
-        if alive := Lease(instance, run.tags[names.ENV_TAG]).working(run.run_id):
+        alive = Lease(instance, run.tags[names.ENV_TAG]).working(run.run_id)
+        if alive and not _gone_from_here(instance, run):
             # Marked failed, it would lose the lease to the retry: two deploys of one env at once.
             raise DeployRefused(f"run {run.run_id[:8]} may still be running: {alive}")
         instance.report_run_failed(run, "marked failed by `coderemote-pipeline retry --mark-failed`: process gone")
