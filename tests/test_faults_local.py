@@ -246,7 +246,7 @@ def test_emulator_stopped_during_the_upload(faults, monkeypatch):
 def test_run_killed_mid_deploy_and_reexecuted_from_failure(faults):
     commit = faults.change("deployed by a process that gets killed")
     env = {**os.environ, "DAGSTER_HOME": str(faults.home), "CODEREMOTE_STATE_DIR": str(faults.settings.state_dir),
-           "CODEREMOTE_APP_REMOTE": faults.settings.app_remote}  # fmt: skip
+           "CODEREMOTE_APP_REMOTE": faults.settings.app_remote, "CODEREMOTE_WARM": "0"}  # fmt: skip
     env.pop("CODEREMOTE_APP_CONFIG", None)
     log = faults.home / "killed-deploy.log"
     with open(log, "wb") as out:

@@ -41,8 +41,9 @@ def _cli(env: dict[str, str], log: Path, *argv: str) -> subprocess.Popen:
 
 
 def _env(settings, instance, remote: Path) -> dict[str, str]:
+    # Each command in its own process: a SIGKILL then kills the run itself, not only a warm process's client.
     env = {**os.environ, "DAGSTER_HOME": instance.root_directory, "CODEREMOTE_STATE_DIR": str(settings.state_dir),
-           "CODEREMOTE_APP_REMOTE": str(remote)}  # fmt: skip
+           "CODEREMOTE_APP_REMOTE": str(remote), "CODEREMOTE_WARM": "0"}  # fmt: skip
     env.pop("CODEREMOTE_APP_CONFIG", None)
     return env
 

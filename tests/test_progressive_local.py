@@ -162,7 +162,8 @@ def test_a_killed_shift_leaves_a_known_weight_and_the_next_run_resumes_it(canary
     set_delivery(settings.infra_dir, ENV, {**CANARY, "interval": "10m"})
     commit = _change(clone, "a canary whose worker dies")
     env = {**os.environ, "DAGSTER_HOME": instance.root_directory, "CODEREMOTE_STATE_DIR": str(settings.state_dir),
-           "CODEREMOTE_APP_REMOTE": settings.app_remote, "CODEREMOTE_INFRA_DIR": str(settings.infra_dir)}  # fmt: skip
+           "CODEREMOTE_APP_REMOTE": settings.app_remote, "CODEREMOTE_INFRA_DIR": str(settings.infra_dir),
+           "CODEREMOTE_WARM": "0"}  # fmt: skip  # the SIGKILL below must reach the run's own process
     started = time.time()
     with open(tmp_path / "deploy.log", "wb") as log:
         cli = subprocess.Popen([str(BIN / "coderemote-pipeline"), "deploy", ENV, "main", "--executor", "serial"],

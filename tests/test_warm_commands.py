@@ -9,11 +9,15 @@ import sys
 import time
 from pathlib import Path
 
+import dagster as dg
 import pytest
 
 from coderemote_pipeline.cli import warm_process
 from coderemote_pipeline.cli.main import main
 from coderemote_pipeline.cli.warm import socket_path
+from coderemote_pipeline.ledger.instance import open_instance
+from coderemote_pipeline.ledger.leases import Lease
+from coderemote_pipeline.ledger.live import recorded_live
 from coderemote_pipeline.local_stack import LocalStack
 from coderemote_pipeline.local_stack.processes import pid_alive
 from coderemote_pipeline.usecases.demo import EXAMPLE_APP, commit_and_push, make_app_repo
@@ -89,11 +93,12 @@ def test_mistakes_get_their_one_line_with_the_command_lines_environment_and_dire
     assert switch.returncode == 2 and switch.stderr.count("\n") == 1 and "CODEREMOTE_WARM='no'" in switch.stderr
 
 
-def test_a_killed_command_line_ends_its_command(warm):
-    """As when the command runs alone: its terminal gone, the deploy ends with it (and the lease goes with the run)."""
+def test_a_killed_command_line_leaves_its_deploy_to_end_as_the_run_decides(warm):
+    """The command line gone (killed, its terminal closed), the deploy it asked for is not cut half-way: the warm
+    child finishes it, records it and frees the lease (cli/outlive.py); then it ends."""
     env, state, clone, pid = warm
     (clone / "backend" / "app" / "warm.txt").write_text("a deploy whose terminal goes away\n")
-    commit_and_push(clone, "killed client")
+    commit = commit_and_push(clone, "killed client")
     client = subprocess.Popen([str(BIN), "deploy", "dev", "main"], env=env, stdout=subprocess.PIPE, text=True)
     for line in client.stdout:
         if "… api_image" in line:
@@ -102,10 +107,14 @@ def test_a_killed_command_line_ends_its_command(warm):
     assert pid_alive(child)
     client.kill()
     client.wait()
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 120
     while pid_alive(child) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not pid_alive(child)
+    with open_instance(state) as instance:
+        (run,) = instance.get_runs(dg.RunsFilter(tags={"coderemote/commit": commit}))
+        assert run.status is dg.DagsterRunStatus.SUCCESS and recorded_live(instance, "dev").commit == commit
+        assert Lease(instance, "dev").holder() is None
     assert warm_process.running_pid(state) == pid
 
 

@@ -144,7 +144,8 @@ def _child(conn: socket.socket, listener: socket.socket, request: dict, fds: lis
 
 
 def _hang_up_with(conn: socket.socket) -> None:
-    """The command line went away (its terminal closed, it was killed): the command ends as it would have there."""
+    """The command line went away (its terminal closed, it was killed): the command gets the hang-up it would have
+    got there. A read command ends; one that runs a deploy goes on to the run's end (cli/outlive.py)."""
     with contextlib.suppress(OSError):
         while conn.recv(1):
             pass

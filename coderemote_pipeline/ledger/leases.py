@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import dagster as dg
+import sqlalchemy.exc
 from sqlalchemy import text
 
 HEARTBEAT_S = 2.0
@@ -31,6 +32,7 @@ HEARTBEAT_S = 2.0
 # CODEREMOTE_LEASE_RECLAIM_S sets another, read when a waiter decides (tests use a few seconds).
 RECLAIM_AFTER_S = 30.0
 POLL_S = 0.5
+POOL_TRIES = 5
 REMIND_S = 30.0
 STEP = "deploy"
 LEASE_TAKEN = "took the deploy lease of"
@@ -73,8 +75,18 @@ class Lease:
         known = (id(self._storage), self.key)
         if known in _KNOWN_POOLS and not again:
             return
-        if self.key not in self._storage.get_concurrency_keys():
-            self._storage.set_concurrency_slots(self.key, 1)
+        for attempt in range(POOL_TRIES):
+            if self.key in self._storage.get_concurrency_keys():
+                break
+            try:
+                self._storage.set_concurrency_slots(self.key, 1)
+                break
+            except sqlalchemy.exc.DBAPIError:
+                # The env's first deploys, started at the same moment, create its pool at once: one writes it, the
+                # other is refused (SQLite: locked; Postgres: the key exists) and finds it on the next look.
+                if attempt == POOL_TRIES - 1:
+                    raise
+                time.sleep(POLL_S)
         _KNOWN_POOLS.add(known)
 
     def _claim(self, run_id: str) -> bool:
