@@ -45,6 +45,22 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+@pytest.fixture(autouse=True)
+def commands_leave_the_worker_as_they_found_it():
+    """A deploy command run in this process (`main(["deploy", ...])`) takes the hang-up, the broken pipe and SIGTERM
+    for itself and wraps stdout/stderr (cli/outlive.py), as its own process should; not for the tests after it."""
+    import signal
+    import sys
+
+    from coderemote_pipeline.cli.outlive import unwrapped
+
+    kept = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE)}
+    yield
+    for signum, handler in kept.items():
+        signal.signal(signum, handler)
+    sys.stdout, sys.stderr = unwrapped(sys.stdout), unwrapped(sys.stderr)
+
+
 @pytest.fixture
 def repo(tmp_path):
     """A real bare remote with one commit on main, and a working clone that pushes into it (sensor_kit.AppRepo)."""

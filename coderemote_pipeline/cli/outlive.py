@@ -53,6 +53,11 @@ class _ReaderMayLeave:
         return getattr(self._stream, name)
 
 
+def unwrapped(stream: Any) -> Any:
+    """The stream outlive_the_terminal wrapped, or `stream` itself."""
+    return stream._stream if isinstance(stream, _ReaderMayLeave) else stream
+
+
 def _as_ctrl_c(signum: int, frame: Any) -> None:
     handler = signal.getsignal(signal.SIGINT)  # Dagster's while a run executes, Python's own otherwise
     if callable(handler):
