@@ -10,6 +10,8 @@ after the environment is whole again.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from coderemote_pipeline.actions import lambda_versions as lv
@@ -101,26 +103,28 @@ def switch(target: EnvTarget, to: Serving) -> Switched:
     """Move users to `to`: the API, then the site. On any failure, what had switched goes back, then it raises."""
     started = time.monotonic()
     before = serving(target)
-    # An error, or the run being stopped (Ctrl-C, `kill`, the UI's Terminate): never half a switch left behind.
-    try:
+    with _put_back_on_failure(target, before, f"the API did not switch to version {to.version}", site=False):
         api = switch_api(target, to.version)
-    except BaseException as exc:
-        back = _put_back(target, before, site=False)
-        if not isinstance(exc, Exception):
-            raise
-        raise SwitchFailed(f"the API did not switch to version {to.version} ({exc}); {back}") from exc
     changed: list[str] = []
     if to.site_release and to.site_release != before.site_release:
-        try:
+        with _put_back_on_failure(target, before, f"the site did not switch to {to.site_release}", site=True):
             changed = switch_site(target, to.site_release)
-        except BaseException as exc:
-            back = _put_back(target, before, site=True)
-            if not isinstance(exc, Exception):
-                raise
-            raise SwitchFailed(f"the site did not switch to {to.site_release} ({exc}); {back}") from exc
     # The version before stays warm (weight 0): going back to it is a weight change, not a cold start.
     target.runtime.retire(target.env, keep={to.version, before.version})
     return Switched(before, to, api, changed, time.monotonic() - started)
+
+
+@contextmanager
+def _put_back_on_failure(target: EnvTarget, before: Serving, what: str, *, site: bool) -> Iterator[None]:
+    """An error, or the run being stopped (Ctrl-C, `kill`, the UI's Terminate), puts back what had switched: never
+    half a switch left behind. An error becomes SwitchFailed saying where the env is; a stop goes on as a stop."""
+    try:
+        yield
+    except BaseException as exc:
+        back = _put_back(target, before, site=site)
+        if not isinstance(exc, Exception):
+            raise
+        raise SwitchFailed(f"{what} ({exc}); {back}") from exc
 
 
 def _put_back(target: EnvTarget, before: Serving, *, site: bool) -> str:

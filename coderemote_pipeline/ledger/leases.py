@@ -130,30 +130,32 @@ class Lease:
         value = json.dumps({"run_id": run_id, "at": time.time(), "where": socket.gethostname()})
         self.instance.run_storage.set_cursor_values({_heartbeat_key(self.env): value})
 
-    def _beating(self, run_id: str) -> tuple[float, str] | None:
-        """(seconds since its last heartbeat, where) when `run_id` holds the lease and has written one."""
+    def _silent_for(self, holder: Holder) -> float | None:
+        """How long the holder has not heartbeaten, when longer than the reclaim time (its process is gone)."""
+        silent = time.time() - holder.beat if holder.beat is not None else 0.0
+        return silent if silent > reclaim_after_s() else None
+
+    def _held_by(self, run_id: str) -> Holder | None:
         holder = self.holder()
-        if holder is None or holder.run_id != run_id or holder.beat is None:
-            return None
-        return time.time() - holder.beat, holder.where
+        return holder if holder is not None and holder.run_id == run_id and holder.beat is not None else None
 
     def abandoned_by(self, run_id: str) -> str | None:
         """Why `run_id` counts as gone (it holds the lease and stopped heartbeating: its process was killed), or
         None. Its lease goes to the next deploy that waits for it, which marks it failed."""
-        beating = self._beating(run_id)
-        if beating is None or beating[0] <= reclaim_after_s():
+        holder = self._held_by(run_id)
+        if holder is None or (silent := self._silent_for(holder)) is None:
             return None
-        return f"run {run_id[:8]} holds {self.env}'s deploy lease but stopped heartbeating {beating[0]:.0f} s ago"
+        return f"run {run_id[:8]} holds {self.env}'s deploy lease but stopped heartbeating {silent:.0f} s ago"
 
     def working(self, run_id: str) -> str | None:
         """How `run_id` shows it may be alive (it holds the lease and heartbeats), or None: a run not to mark failed."""
-        beating = self._beating(run_id)
-        if beating is None or beating[0] > reclaim_after_s():
+        holder = self._held_by(run_id)
+        if holder is None or self._silent_for(holder) is not None:
             return None
-        silent, where = beating
+        silent = time.time() - (holder.beat or 0.0)
         left = reclaim_after_s() - silent
-        return (f"it holds {self.env}'s deploy lease, its last heartbeat {silent:.0f} s ago on {where}. If its "
-                f"process is gone, retry in {left:.0f} s, when the lease counts as abandoned")  # fmt: skip
+        return (f"it holds {self.env}'s deploy lease, its last heartbeat {silent:.0f} s ago on {holder.where}. If "
+                f"its process is gone, retry in {left:.0f} s, when the lease counts as abandoned")  # fmt: skip
 
     def _stale(self, holder: Holder) -> str | None:
         """Why the holder has lost its claim (its run ended, or its process went silent), or None."""
@@ -161,8 +163,7 @@ class Lease:
         if run is None or run.status in TERMINAL:
             status = run.status.value.lower() if run else "gone"
             return f"run {holder.run_id[:8]} ({status}) still held {self.env}'s lease"
-        silent = time.time() - (holder.beat or 0.0)
-        if holder.beat is not None and silent > reclaim_after_s():
+        if (silent := self._silent_for(holder)) is not None:
             return f"run {holder.run_id[:8]} stopped heartbeating {silent:.0f} s ago (its process is gone)"
         return None
 

@@ -40,10 +40,11 @@ def deploy_in_progress(instance: dg.DagsterInstance, env: str, tick: Tick | None
     """The env's newest run that is still working: not one whose process was killed mid-step (it holds the lease
     without a heartbeat; the next deploy reclaims it) nor one older than STALE_RUN_S."""
     records = instance.get_run_records(dg.RunsFilter(tags={ENV_TAG: env}, statuses=IN_PROGRESS), limit=5)
+    lease = Lease(instance, env)
     for record in records:
         if time.time() - record.create_timestamp.timestamp() >= STALE_RUN_S:
             continue
-        gone = Lease(instance, env).abandoned_by(record.dagster_run.run_id)
+        gone = lease.abandoned_by(record.dagster_run.run_id)
         if gone is None:
             return record
         if tick is not None:

@@ -27,7 +27,7 @@ from coderemote_pipeline.rules.deployment import Deployment
 from coderemote_pipeline.rules.environments import EnvironmentPolicy, load_policies
 from coderemote_pipeline.rules.errors import DeployRefused
 from coderemote_pipeline.rules.partitions import RELEASE_DIMENSION, check_env
-from coderemote_pipeline.rules.release_keys import ReleaseKeyError, is_version_tag_name
+from coderemote_pipeline.rules.release_keys import ReleaseKeyError
 from coderemote_pipeline.rules.settings import Settings
 from coderemote_pipeline.usecases.launch import DeployOutcome, launch
 
@@ -124,13 +124,11 @@ def _opening(settings: Settings) -> Future[dg.DagsterInstance]:
 def _refuse_by_name(env: str, ref: str, policies: dict[str, EnvironmentPolicy]) -> None:
     """A version tag's name alone says whether the env's policy takes it (prod refuses a pre-release): said before
     the remote is asked, whether or not the tag exists there yet."""
-    if not (is_version_tag_name(ref) and ref[1:2].isdigit()):
-        return
     try:
-        refusal = Deployment.of(env, ref, policies).refusal()
+        deploy = Deployment.of(env, ref, policies)
     except ReleaseKeyError:
-        return  # a malformed one: resolving it names what is wrong, as for any other ref
-    if refusal:
+        return  # a branch or commit name, or a malformed tag: resolving it says what it is, or what is wrong
+    if deploy.release.version is not None and (refusal := deploy.refusal()):
         raise DeployRefused(refusal)
 
 

@@ -42,7 +42,11 @@ class DeployOutcome:
     seconds: float
     stages: dict[str, dict[str, Any]] = field(default_factory=dict)
     failure: str = ""
-    interrupted: bool = False  # stopped by Ctrl-C or a stop signal
+
+    @property
+    def interrupted(self) -> bool:
+        """Stopped by Ctrl-C or a stop signal: whichever step or set-up it stopped, the failure says so."""
+        return INTERRUPTED in self.failure
 
 
 def run_tags(deploy: Deployment, settings: Settings, trigger: str, extra: dict[str, str] | None) -> dict[str, str]:
@@ -118,20 +122,19 @@ def launch(
                 if from_failure_of
                 else None,
             )
-        run_id, success, interrupted = result.run_id, result.success, False
+        run_id, success, why = result.run_id, result.success, ""
     except (KeyboardInterrupt, dg.DagsterExecutionInterruptedError):
         # Stopped (Ctrl-C, `kill`) while Dagster set the run up, before its steps watch for it: what follows a
         # failed run still happens, so the environment is left whole, its lease free, the run not left STARTED.
-        run_id, success, interrupted = _interrupted_run(instance, request_id), False, True
+        run_id, success, why = _interrupted_run(instance, request_id), False, INTERRUPTED
     finally:
         done.set()
         follower.join(timeout=10)
     Lease(instance, deploy.env).release(run_id)
-    failure = "" if success else _settle(instance, run_id, deploy, settings, INTERRUPTED if interrupted else "")
+    failure = "" if success else _settle(instance, run_id, deploy, settings, why)
     record_figures(instance, deploy.env, run_id)
     return DeployOutcome(run_id, job_name, deploy.env, deploy.release.key, deploy.commit, success,
-                         time.monotonic() - started, _stage_metadata(instance, run_id), failure,
-                         interrupted or INTERRUPTED in failure)  # fmt: skip
+                         time.monotonic() - started, _stage_metadata(instance, run_id), failure)  # fmt: skip
 
 
 def _interrupted_run(instance: dg.DagsterInstance, request_id: str) -> str:

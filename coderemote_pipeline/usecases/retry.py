@@ -50,8 +50,8 @@ def find_run(instance: dg.DagsterInstance, run_id: str) -> dg.DagsterRun:
 def last_deploy_run(instance: dg.DagsterInstance, env: str) -> dg.DagsterRun:
     """`retry ENV`: the env's newest deploy or rollback run, which must be the one that failed; an older failure
     is not retried over a newer run (it would put an older release back)."""
-    runs = instance.get_runs(dg.RunsFilter(tags={names.ENV_TAG: env}), limit=PAGE)
-    run = next((r for r in runs if r.job_name in names.DEPLOY_JOBS), None)
+    runs = instance.get_runs(dg.RunsFilter(tags={names.ENV_TAG: env}), limit=1)  # deploy and rollback runs only
+    run = runs[0] if runs else None
     if run is None:
         raise DeployRefused(f"{env} has no deploy or rollback run to retry")
     if run.status not in RETRYABLE and run.status is not dg.DagsterRunStatus.STARTED:
