@@ -28,8 +28,8 @@ from coderemote_pipeline.resources.image_registry import ImageRef
 from coderemote_pipeline.resources.pulumi_provisioner import PulumiProvisioner
 from coderemote_pipeline.rules import pulumi_update as ps
 from coderemote_pipeline.rules import stack_outputs
-from coderemote_pipeline.rules.environments import StackConfig
 from coderemote_pipeline.rules.partitions import RELEASE_DIMENSION, partition_key
+from coderemote_pipeline.rules.stack_config import StackConfig
 
 MotoAws = fixtures.MotoAws
 moto_endpoint = fixtures.moto_endpoint

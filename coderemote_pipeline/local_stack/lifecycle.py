@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from coderemote_pipeline.local_stack import api_edge, companions, dockerd, edges, moto_server, site_edge
+from coderemote_pipeline.local_stack import companions, dockerd, edges, moto_server
 from coderemote_pipeline.local_stack import registry_server as registry
 from coderemote_pipeline.local_stack.base_image import BASE_IMAGE, default_cache_dir, ensure_base_image
 from coderemote_pipeline.local_stack.checks import check_parts
@@ -30,6 +30,7 @@ from coderemote_pipeline.local_stack.stack_info import (
     stack_id_for,
     write_atomically,
 )
+from coderemote_pipeline.local_stack.stack_status import stack_status
 
 LEGACY = {"moto": moto_server.LEGACY_CMDLINE_FRAGMENT}
 
@@ -68,13 +69,13 @@ class LocalStack:
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
-    def _read_ports(self) -> dict[str, Any]:
+    def read_ports(self) -> dict[str, Any]:
         try:
             return dict(json.loads(self.paths.ports_file.read_text()))
         except (OSError, ValueError):
             return {}
 
-    def _read_info(self) -> StackInfo | None:
+    def read_info(self) -> StackInfo | None:
         try:
             return load_stack_info(self.state_dir)
         except LocalStackNotRunning:
@@ -85,7 +86,7 @@ class LocalStack:
         with self._locked():
             started: list[Callable[[], object]] = []
             try:
-                info = self._up(self._read_ports(), started)
+                info = self._up(self.read_ports(), started)
             except BaseException:
                 # A half-started stack would leave servers nobody records; stop what this call started.
                 for stop in reversed(started):
@@ -209,7 +210,7 @@ class LocalStack:
         """Remove this stack's containers, stop what it started, forget the running record. Idempotent."""
         with self._locked():
             companions.stop_all(self.state_dir)  # first: no command starts on a stack going down
-            info = self._read_info()
+            info = self.read_info()
             engine_pid = dockerd.read_pidfile(self.engine)
             own_engine = pid_matches(engine_pid, dockerd.CMDLINE_FRAGMENT)
             hosts = {info.docker_host} if info is not None else set()
@@ -235,53 +236,7 @@ class LocalStack:
 
     def status(self) -> dict[str, dict[str, Any]]:
         """Per part: state (running/stopped), pid, endpoint, answering; `docker` also says if it is ours."""
-        info = self._read_info()
-        ports = self._read_ports()
-        moto_at = moto_server.moto_endpoint(ports["moto"]) if "moto" in ports else None
-        reg_at = registry.registry_host(ports["registry"]) if "registry" in ports else None
-        managed = info.dockerd_managed if info is not None else True
-        docker_host = info.docker_host if info is not None else self.engine.docker_host
-        engine_pid = dockerd.read_pidfile(self.engine) if managed else None
-        engine_answering = dockerd.engine_answers(docker_host)
-        engine_alive = pid_matches(engine_pid, dockerd.CMDLINE_FRAGMENT)
-        moto = self._part_status("moto", moto_server.CMDLINE_FRAGMENT, moto_at, moto_server.moto_answers)
-        reg = self._part_status("registry", registry.CMDLINE_FRAGMENT, reg_at, registry.registry_answers)
-        edge_pid, site_pid = read_pid(self.edges.api_pidfile), read_pid(self.edges.site_pidfile)
-        site_port = min(ports.get("site", {"-": 0}).values())
-        return {
-            "moto": moto,
-            "registry": reg,
-            "api edge": {
-                "state": "running" if pid_matches(edge_pid, api_edge.CMDLINE_FRAGMENT) else "stopped",
-                "pid": edge_pid, "endpoint": str(self.edges.admin_socket),
-                "answering": api_edge.edge_answers(self.edges.admin_socket),
-            },
-            "site edge": {
-                "state": "running" if pid_matches(site_pid, site_edge.CMDLINE_FRAGMENT) else "stopped",
-                "pid": site_pid, "endpoint": f"127.0.0.1:{site_port}" if site_port else None,
-                "answering": bool(site_port) and site_edge.site_answers(site_port),
-            },
-            "docker": {
-                "state": "running" if engine_answering or engine_alive else "stopped",
-                "pid": engine_pid if engine_alive else None,
-                "endpoint": docker_host,
-                "answering": engine_answering,
-                "managed": managed,
-            },
-        }
-
-    def _part_status(
-        self, part: str, fragment: str, endpoint: str | None, answers: Callable[[str], bool]
-    ) -> dict[str, Any]:
-        pid = read_pid(self.paths.pidfile(part))
-        running = pid_matches(pid, fragment)
-        return {
-            "state": "running" if running else "stopped",
-            "pid": pid if running else None,
-            "endpoint": endpoint,
-            # Only probe our own process: after `down` the port may belong to someone else.
-            "answering": bool(running and endpoint and answers(endpoint)),
-        }
+        return stack_status(self.paths, self.engine, self.edges, self.read_info(), self.read_ports())
 
     def check(self, info: StackInfo | None = None) -> StackInfo:
         """The running stack's record, after checking every part answers (see `check_parts`)."""

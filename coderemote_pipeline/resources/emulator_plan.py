@@ -8,7 +8,7 @@ from typing import Any
 import botocore.exceptions
 
 from coderemote_pipeline.rules import stack_outputs as out
-from coderemote_pipeline.rules.environments import StackConfig
+from coderemote_pipeline.rules.stack_config import StackConfig
 
 # What each client answers for a resource that is not there (anything else is a real error and propagates).
 MISSING = {"NoSuchEntity", "RepositoryNotFoundException", "404", "NoSuchBucket", "ResourceNotFoundException"}

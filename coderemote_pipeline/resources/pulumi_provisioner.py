@@ -24,7 +24,7 @@ from coderemote_pipeline.resources.docker_engine import DockerEngine
 from coderemote_pipeline.resources.ecr_registry import EcrRegistry
 from coderemote_pipeline.resources.provisioner import BOOTSTRAP_TAG, InfraProvisioner, InfraResult
 from coderemote_pipeline.rules import pulumi_update as ps
-from coderemote_pipeline.rules.environments import StackConfig
+from coderemote_pipeline.rules.stack_config import StackConfig
 from coderemote_pipeline.rules.stack_outputs import ecr_repository_name
 
 SDK_PACKAGES = ("pulumi", "pulumi-aws")

@@ -11,13 +11,13 @@ from coderemote_pipeline.resources.app_source import AppSource
 from coderemote_pipeline.resources.aws import EmulatorAws, RealAws
 from coderemote_pipeline.resources.docker_engine import HostDockerEngine, LocalDockerEngine
 from coderemote_pipeline.resources.ecr_registry import EcrRegistry
+from coderemote_pipeline.resources.emulator_provisioner import EmulatorProvisioner
 from coderemote_pipeline.resources.env_targets import EnvTargets
 from coderemote_pipeline.resources.environments import Environments
 from coderemote_pipeline.resources.image_registry import LocalRegistry
 from coderemote_pipeline.resources.lambda_url_runtime import LambdaUrlRuntime
 from coderemote_pipeline.resources.local_runtime import LocalContainerRuntime
 from coderemote_pipeline.resources.local_stack import LocalStackResource
-from coderemote_pipeline.resources.provisioner import EmulatorProvisioner
 from coderemote_pipeline.resources.pulumi_provisioner import PulumiProvisioner
 from coderemote_pipeline.resources.readiness import AwsReadiness, TargetReadiness
 from coderemote_pipeline.resources.site_edge import CloudFrontOriginEdge, LocalSiteEdge

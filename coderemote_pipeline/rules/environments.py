@@ -7,7 +7,6 @@ Trigger and approval come from `infra/environments.yaml`; stack configuration co
 from __future__ import annotations
 
 import functools
-import ipaddress
 import os
 import sys
 from collections.abc import Mapping
@@ -16,7 +15,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, StrictBool, field_validator, model_validator
+from pydantic import Field, StrictBool, model_validator
 
 from coderemote_pipeline.rules.approvers import ApprovalRule
 from coderemote_pipeline.rules.deploy_windows import DeployWindows, WindowPlan
@@ -25,8 +24,8 @@ from coderemote_pipeline.rules.partitions import ENVIRONMENTS, check_env
 from coderemote_pipeline.rules.release_keys import Release, ReleaseKind
 from coderemote_pipeline.rules.rollout import Delivery, RolloutPlan, plan
 from coderemote_pipeline.rules.schema import ConfigError, StrictModel, read_yaml_mapping, validate
+from coderemote_pipeline.rules.stack_config import StackConfig, load_stack_config
 
-PULUMI_PROJECT = "code-remote"
 INFRA_DIR_VARIABLE = "CODEREMOTE_INFRA_DIR"
 _CHECKOUT_INFRA = Path(__file__).resolve().parents[2] / "infra"
 # Where a non-editable install puts the project's own infra/ (pyproject.toml's data-files).
@@ -111,58 +110,6 @@ class EnvironmentsFile(StrictModel):
         return self
 
 
-def _config_key(name: str) -> str:
-    return f"{PULUMI_PROJECT}:{name}"
-
-
-class StackConfigValues(StrictModel):
-    """The `config:` of a Pulumi stack file: what the program reads, and the two values the pipeline sets."""
-
-    region: str = Field(alias="aws:region", min_length=1)
-    gemini_model: str = Field(alias=_config_key("gemini_model"), min_length=1)
-    vpc_cidr: str | None = Field(None, alias=_config_key("vpc_cidr"))
-    az_count: int | None = Field(None, alias=_config_key("az_count"))
-    # Written by the pipeline's Automation API path on the aws target (resources/pulumi_provisioner.py).
-    bootstrap_image_uri: str | None = Field(None, alias=_config_key("bootstrap_image_uri"))
-    gemini_api_key: dict[str, str] | None = Field(None, alias=_config_key("gemini_api_key"))
-
-    @field_validator("az_count")
-    @classmethod
-    def _az_count(cls, value: int | None) -> int | None:
-        if value is not None and not 1 <= value <= 6:
-            raise ValueError(f"{value} must be between 1 and 6")
-        return value
-
-    @model_validator(mode="after")
-    def _network(self) -> StackConfigValues:
-        if self.vpc_cidr is not None:
-            try:
-                ipaddress.ip_network(self.vpc_cidr)
-            except ValueError:
-                raise ValueError(f"{_config_key('vpc_cidr')}: {self.vpc_cidr!r} is not a CIDR block") from None
-        if (self.vpc_cidr is None) != (self.az_count is None):
-            raise ValueError(f"set both {_config_key('vpc_cidr')!r} and {_config_key('az_count')!r}, or neither")
-        return self
-
-
-class StackFile(StrictModel):
-    """A whole `Pulumi.<env>.yaml`: Pulumi's own top-level keys and the stack's config."""
-
-    config: StackConfigValues
-    secretsprovider: str | None = None
-    encryptedkey: str | None = None
-    encryptionsalt: str | None = None
-    environment: list[str] | None = None
-
-
-@dataclass(frozen=True)
-class StackConfig:
-    region: str
-    gemini_model: str
-    vpc_cidr: str | None
-    az_count: int | None
-
-
 @dataclass(frozen=True)
 class EnvironmentPolicy:
     name: str
@@ -195,13 +142,6 @@ class EnvironmentPolicy:
                 f"Tag the commit, e.g. `git tag v1.2.3 && git push origin v1.2.3`, and deploy that tag"
             )
         return None
-
-
-def load_stack_config(path: Path) -> StackConfig:
-    values = validate(StackFile, read_yaml_mapping(path), source=str(path)).config
-    return StackConfig(
-        region=values.region, gemini_model=values.gemini_model, vpc_cidr=values.vpc_cidr, az_count=values.az_count
-    )
 
 
 def policy_files(infra_dir: Path) -> list[Path]:

@@ -1,0 +1,73 @@
+"""A Pulumi stack file (`infra/pulumi/Pulumi.<env>.yaml`), validated: the stack configuration the Pulumi program
+reads, and the pipeline reads from the very same file."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import Field, field_validator, model_validator
+
+from coderemote_pipeline.rules.schema import StrictModel, read_yaml_mapping, validate
+
+PULUMI_PROJECT = "code-remote"
+
+
+def _config_key(name: str) -> str:
+    return f"{PULUMI_PROJECT}:{name}"
+
+
+class StackConfigValues(StrictModel):
+    """The `config:` of a Pulumi stack file: what the program reads, and the two values the pipeline sets."""
+
+    region: str = Field(alias="aws:region", min_length=1)
+    gemini_model: str = Field(alias=_config_key("gemini_model"), min_length=1)
+    vpc_cidr: str | None = Field(None, alias=_config_key("vpc_cidr"))
+    az_count: int | None = Field(None, alias=_config_key("az_count"))
+    # Written by the pipeline's Automation API path on the aws target (resources/pulumi_provisioner.py).
+    bootstrap_image_uri: str | None = Field(None, alias=_config_key("bootstrap_image_uri"))
+    gemini_api_key: dict[str, str] | None = Field(None, alias=_config_key("gemini_api_key"))
+
+    @field_validator("az_count")
+    @classmethod
+    def _az_count(cls, value: int | None) -> int | None:
+        if value is not None and not 1 <= value <= 6:
+            raise ValueError(f"{value} must be between 1 and 6")
+        return value
+
+    @model_validator(mode="after")
+    def _network(self) -> StackConfigValues:
+        if self.vpc_cidr is not None:
+            try:
+                ipaddress.ip_network(self.vpc_cidr)
+            except ValueError:
+                raise ValueError(f"{_config_key('vpc_cidr')}: {self.vpc_cidr!r} is not a CIDR block") from None
+        if (self.vpc_cidr is None) != (self.az_count is None):
+            raise ValueError(f"set both {_config_key('vpc_cidr')!r} and {_config_key('az_count')!r}, or neither")
+        return self
+
+
+class StackFile(StrictModel):
+    """A whole `Pulumi.<env>.yaml`: Pulumi's own top-level keys and the stack's config."""
+
+    config: StackConfigValues
+    secretsprovider: str | None = None
+    encryptedkey: str | None = None
+    encryptionsalt: str | None = None
+    environment: list[str] | None = None
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    region: str
+    gemini_model: str
+    vpc_cidr: str | None
+    az_count: int | None
+
+
+def load_stack_config(path: Path) -> StackConfig:
+    values = validate(StackFile, read_yaml_mapping(path), source=str(path)).config
+    return StackConfig(
+        region=values.region, gemini_model=values.gemini_model, vpc_cidr=values.vpc_cidr, az_count=values.az_count
+    )
