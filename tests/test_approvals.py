@@ -125,7 +125,8 @@ def test_rejected_release_is_not_deployed_until_approved(env, repo, capsys):
 def test_unapproved_prod_deploys_are_refused_by_the_cli_and_by_the_stages(env, repo):
     settings, instance = env
     commit = _hold_v1(settings, instance, repo)
-    with pytest.raises(DeployRefused, match=rf"prod\|v1.0.0 .* is held for approval: prod requires it.*{APPROVE_HINT}"):
+    held = r"is held for approval: prod requires approval and prod\|v1.0.0 has not been approved"
+    with pytest.raises(DeployRefused, match=rf"prod\|v1.0.0 .* {held}.*{APPROVE_HINT}"):
         run_deployment("prod", "v1.0.0", settings=settings, instance=instance, echo=lambda _: None)
 
     def stage_failure(tags=None) -> str:

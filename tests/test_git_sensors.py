@@ -4,6 +4,7 @@ No deploy runs here: each test evaluates ticks as the daemon would and checks th
 partitions registered, the pending approvals recorded, the cursor and the reasons logged.
 """
 
+import json
 import shutil
 import time
 import uuid
@@ -189,8 +190,11 @@ def test_a_deploy_killed_mid_step_does_not_hold_dev_back(settings, instance, rep
     monkeypatch.setenv("CODEREMOTE_LEASE_RECLAIM_S", "30")
     held = tick(settings, instance, MAIN, first.cursor)  # its heartbeat is fresh: it may be working
     assert held.run_requests == [] and "waiting for the dev deploy in progress" in held.skip
-    monkeypatch.setenv("CODEREMOTE_LEASE_RECLAIM_S", "0.2")
-    time.sleep(0.3)
+    # Its last heartbeat, moved back past the shortest reclaim time the settings allow.
+    instance.run_storage.set_cursor_values(
+        {"coderemote/lease/dev": json.dumps({"run_id": killed.run_id, "at": time.time() - 10, "where": "gone"})}
+    )
+    monkeypatch.setenv("CODEREMOTE_LEASE_RECLAIM_S", "3")
     result = tick(settings, instance, MAIN, first.cursor)
     assert _only_request(result).tags["coderemote/commit"] == pushed
     assert result.logged(f"not waiting for it: run {killed.run_id[:8]} holds dev's deploy lease but stopped heart")

@@ -2,6 +2,8 @@
 deploy windows, on real git repositories (SSH keys made here with ssh-keygen) and a persistent Dagster instance.
 No stack: nothing deploys; the sensors' run requests and the CLI's refusals are what is checked."""
 
+import os
+import pwd
 import shutil
 import subprocess
 from datetime import UTC, datetime, timedelta
@@ -90,6 +92,28 @@ def test_two_approvals_are_needed_where_the_policy_says_so(env, repo, settings_i
     assert approval_refusal(instance, policy, "v1.0.0", decided.commit) is None
     second = tick(settings, instance, "approved_release_sensor", first.cursor)
     assert [r.partition_key for r in second.run_requests] == ["prod|v1.0.0"]
+
+
+def test_a_partial_approval_says_how_many_more_wherever_it_is_read(env, repo, settings_infra, capsys):
+    """With two approvals required, one approval leaves the release waiting: `approve` must not promise a launch,
+    `approvals --pending` still lists it with who approved and who may still, and `deploy` says how many more."""
+    _, instance = env
+    me = pwd.getpwuid(os.geteuid()).pw_name
+    _policy(settings_infra, "prod", approvals_required=2, approvers={me: f"{me}@example.org", **APPROVERS})
+    _tag_as(repo, "v1.0.0", "alice@example.com")
+    verified_in_dev(instance, repo.git("rev-parse", "HEAD"))
+    assert main(["deploy", "prod", "v1.0.0"]) == 2
+    unasked = "is held for approval: prod requires approval and prod|v1.0.0 has not been approved"
+    assert unasked in capsys.readouterr().err
+    assert main(["approve", "prod", "v1.0.0"]) == 0
+    out = capsys.readouterr().out
+    partly = f"prod|v1.0.0 has 1 of the 2 approvals prod requires ({me}); 1 more needed from alice, bob, carol"
+    assert f"not deployable yet: {partly}" in out and "approved_release_sensor" not in out, out
+    assert main(["approvals", "--pending"]) == 0
+    listed = capsys.readouterr().out
+    assert "nothing waits" not in listed and f"pending   {partly}: coderemote-pipeline approve prod v1.0.0" in listed
+    assert main(["deploy", "prod", "v1.0.0"]) == 2
+    assert f"is held for approval: {partly}. Approve it with" in capsys.readouterr().err
 
 
 def test_from_a_terminal_the_approver_is_the_account_not_a_typed_name(env, repo, capsys):

@@ -26,6 +26,7 @@ from coderemote_pipeline.rules.release_keys import (
     commit_release_key,
     is_version_tag_name,
 )
+from coderemote_pipeline.rules.remote_urls import check_remote, hidden_in, shown
 
 DEFAULT_BRANCH = "main"
 __all__ = ["GitError", "GitRemote", "LayoutPathError", "RefNotFound", "RemoteUnreachable", "ResolvedRef"]
@@ -42,9 +43,13 @@ class GitRemote(CommitTrees):
     """A remote URL (path, file://, ssh, https) and its bare mirror under `mirror_root`."""
 
     def __init__(self, url: str, mirror_root: Path):
-        self.url = url
+        self.url = check_remote(url, name="app git remote")
+        self.shown = shown(url)
         digest = hashlib.sha256(url.encode()).hexdigest()[:12]
         self.mirror = Path(mirror_root) / f"{Path(url.rstrip('/')).stem or 'app'}-{digest}.git"
+
+    def _said(self, exc: Exception) -> str:
+        return hidden_in(first_line(exc), self.url)
 
     @contextmanager
     def _locked(self):
@@ -60,22 +65,22 @@ class GitRemote(CommitTrees):
                 if not (self.mirror / "HEAD").exists():
                     git("init", "--bare", "--quiet", str(self.mirror))
                 git(
-                    "fetch", "--quiet", "--prune", "--force", self.url,
+                    "fetch", "--quiet", "--prune", "--force", "--", self.url,
                     "+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*",
                     cwd=self.mirror,
                 )  # fmt: skip
             except GitError as exc:
                 raise RemoteUnreachable(
-                    f"app git remote {self.url!r} is unreachable ({first_line(exc)}). Check the URL "
+                    f"app git remote {self.shown!r} is unreachable ({self._said(exc)}). Check the URL "
                     "(CODEREMOTE_APP_REMOTE or app_source.remote_url) and that git can read it"
                 ) from None
 
     def ls_remote(self) -> dict[str, str]:
         """refs → commit on the remote, without fetching objects (cost independent of history length)."""
         try:
-            out = git("ls-remote", "--heads", "--tags", self.url).decode()
+            out = git("ls-remote", "--heads", "--tags", "--", self.url).decode()
         except GitError as exc:
-            raise RemoteUnreachable(f"app git remote {self.url!r} is unreachable ({first_line(exc)})") from None
+            raise RemoteUnreachable(f"app git remote {self.shown!r} is unreachable ({self._said(exc)})") from None
         refs: dict[str, str] = {}
         for line in out.splitlines():
             sha, _, ref = line.partition("\t")
@@ -112,8 +117,8 @@ class GitRemote(CommitTrees):
                 ref=ref, commit=commit, release_key=commit_release_key(self._home_branch(commit), commit)
             )
         raise RefNotFound(
-            f"{ref!r} is not a branch, version tag or commit of the app remote {self.url!r}. "
-            f"List what exists with `git ls-remote {self.url}`"
+            f"{ref!r} is not a branch, version tag or commit of the app remote {self.shown!r}. "
+            f"List what exists with `git ls-remote {self.shown}`"
         )
 
     def _home_branch(self, commit: str) -> str:
@@ -131,7 +136,7 @@ class GitRemote(CommitTrees):
             self.sync()
             commit = self.rev_parse(spec)
         if commit is None:
-            raise RefNotFound(f"release {release.key!r} names no tag or commit on the app remote {self.url!r}")
+            raise RefNotFound(f"release {release.key!r} names no tag or commit on the app remote {self.shown!r}")
         return commit
 
     def ensure_commit(self, commit: str) -> str:
@@ -139,7 +144,7 @@ class GitRemote(CommitTrees):
         if self.rev_parse(commit) is None:
             self.sync()
             if self.rev_parse(commit) is None:
-                raise RefNotFound(f"commit {commit[:12]} is not on the app remote {self.url!r} (force-pushed away?)")
+                raise RefNotFound(f"commit {commit[:12]} is not on the app remote {self.shown!r} (force-pushed away?)")
         return commit
 
     def fetch_refs(self, *refs: str) -> None:
@@ -152,12 +157,11 @@ class GitRemote(CommitTrees):
             try:
                 if not (self.mirror / "HEAD").exists():
                     git("init", "--bare", "--quiet", str(self.mirror))
-                git(
-                    "fetch", "--quiet", "--force", "--no-tags", self.url, *[f"+{r}:{r}" for r in refs], cwd=self.mirror
-                )
+                git("fetch", "--quiet", "--force", "--no-tags", "--", self.url, *[f"+{r}:{r}" for r in refs],
+                    cwd=self.mirror)  # fmt: skip
             except GitError as exc:
                 raise RemoteUnreachable(
-                    f"app git remote {self.url!r}: cannot fetch {', '.join(refs)} ({first_line(exc)})"
+                    f"app git remote {self.shown!r}: cannot fetch {', '.join(refs)} ({self._said(exc)})"
                 ) from None
 
     def commits_between(self, old: str, new: str, limit: int = 50) -> list[tuple[str, str]] | None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from coderemote_pipeline.actions.git_cli import GitError, git
+from coderemote_pipeline.actions.git_cli import GitError, first_line, git
 from coderemote_pipeline.actions.git_remote import GitRemote
 from coderemote_pipeline.rules.app_layout import AppLayout
 
@@ -22,12 +22,17 @@ class ReleaseNotes:
     verified: str = ""  # the promotion gate's verdict, "" when the env has no gate
     more: bool = False  # more commits than listed
     infra: list[str] | None = None  # what infra_stack would change (a preview), None when not asked
+    # Why the commits could not be read (the remote unreachable, the commit gone): said, never shown as "none".
+    unavailable: str = ""
 
     def lines(self) -> list[str]:
-        head = f"{len(self.commits)}{'+' if self.more else ''} commit(s) since {self.since or 'nothing deployed'}"
-        out = [head, *(f"  {sha[:12]} {subject} ({author})" for sha, author, subject in self.commits)]
-        areas = ", ".join(f"{area} {len(paths)}" for area, paths in self.files.items() if paths)
-        out.append(f"  files changed: {areas or 'none'}")
+        if self.unavailable:
+            out = [f"release notes unavailable: {self.unavailable}"]
+        else:
+            head = f"{len(self.commits)}{'+' if self.more else ''} commit(s) since {self.since or 'nothing deployed'}"
+            out = [head, *(f"  {sha[:12]} {subject} ({author})" for sha, author, subject in self.commits)]
+            areas = ", ".join(f"{area} {len(paths)}" for area, paths in self.files.items() if paths)
+            out.append(f"  files changed: {areas or 'none'}")
         if self.verified:
             out.append(f"  promotion gate: {self.verified}")
         if self.infra is not None:
@@ -35,6 +40,8 @@ class ReleaseNotes:
         return out
 
     def markdown(self) -> str:
+        if self.unavailable:
+            return f"**release notes unavailable**: {self.unavailable}"
         rows = [f"**{len(self.commits)}{'+' if self.more else ''} commit(s) since {self.since or 'nothing deployed'}**",
                 "", *(f"- `{sha[:12]}` {subject} — {author}" for sha, author, subject in self.commits), ""]  # fmt: skip
         for area, paths in self.files.items():
@@ -68,7 +75,7 @@ def release_notes(remote: GitRemote, layout: AppLayout, live_commit: str | None,
             names = git("diff", "--name-only", live_commit or "", commit, cwd=remote.mirror).decode().splitlines()
             for path in names:
                 files[_area(path, layout)].append(path)
-    except GitError:
-        return ReleaseNotes(live_release, verified=verified)
+    except GitError as exc:
+        return ReleaseNotes(live_release, verified=verified, unavailable=first_line(exc))
     commits = [(c[0], c[1], c[2]) for c in listed if len(c) == 3]
     return ReleaseNotes(live_release, commits[:MAX_COMMITS], files, verified, more=len(commits) > MAX_COMMITS)

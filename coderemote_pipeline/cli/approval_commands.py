@@ -16,7 +16,9 @@ def _when(timestamp: float) -> str:
 
 
 def _decide(args: argparse.Namespace, settings_from, decision: str) -> int:
+    from coderemote_pipeline.ledger.approvals import approval_reason
     from coderemote_pipeline.ledger.instance import open_instance
+    from coderemote_pipeline.rules.environments import policy_for
     from coderemote_pipeline.rules.release_keys import parse_release_key
     from coderemote_pipeline.usecases.approve import held_deploy, record_decision
 
@@ -30,7 +32,9 @@ def _decide(args: argparse.Namespace, settings_from, decision: str) -> int:
     print(f"{PAST[recorded.decision]} {label} (commit {recorded.commit[:12]}) by {recorded.by}, recorded")
     if decision != APPROVE:
         return 0
-    if recorded.hold_id is None:
+    if still := approval_reason(instance, policy_for(args.env, settings.infra_dir), release.key, recorded.commit):
+        print(f"not deployable yet: {still}")
+    elif recorded.hold_id is None:
         print(f"nothing was holding it; deploy it with `coderemote-pipeline deploy {args.env} {release.key}`")
     elif (run := held_deploy(instance, recorded)) is not None:
         print(f"its held deploy was already launched (run {run.run_id}): nothing more to do")
@@ -81,6 +85,8 @@ def cmd_approvals(args: argparse.Namespace, settings_from) -> int:
             status, detail = "approved", hold.waiting_for
         else:
             detail = f"held since {_when(hold.timestamp)} ({hold.trigger}): {approve_command(hold.env, hold.release)}"
+            if entry.approvals:
+                detail = f"{entry.approvals}: {approve_command(hold.env, hold.release)}"
             status = "pending"
         print(f"{hold.env:<8} {hold.release:<22} {hold.commit[:12]:<12}  {status:<9} {detail}")
         if entry.notes is not None and hold.status != GATED:

@@ -8,6 +8,7 @@ reads the event log; the asset that writes decisions is `assets/release_approval
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -176,32 +177,35 @@ def approval_refusal(
     instance: dg.DagsterInstance, policy: EnvironmentPolicy, release: str, commit: str | None = None
 ) -> str | None:
     """Why ENV|RELEASE may not deploy yet for lack of approval, or None (env needs none, or it is approved)."""
+    reason = approval_reason(instance, policy, release, commit)
+    if reason is None:
+        return None
+    return (f"{reason}. An engineer approves it with `{approve_command(policy.name, release)}` (or, in the Dagster "
+            f"UI, materializes {APPROVAL_ASSET} for {policy.name}|{release} with config by: NAME, decision: approve)")
+
+
+def approval_reason(
+    instance: dg.DagsterInstance, policy: EnvironmentPolicy, release: str, commit: str | None = None
+) -> str | None:
+    """approval_refusal's reason alone, without how to approve; None when nothing is missing."""
     env = policy.name
     if not policy.approval_required:
         return None
-    how = (
-        f"An engineer approves it with `{approve_command(env, release)}` (or, in the Dagster UI, materializes "
-        f"{APPROVAL_ASSET} for {env}|{release} with config by: NAME, decision: approve)"
-    )
     decided = latest_decision(instance, env, release)
     if decided is None:
-        return f"{env} requires approval and {env}|{release} has not been approved. {how}"
+        return f"{env} requires approval and {env}|{release} has not been approved"
     if not decided.approved:
         why = f" ({decided.reason})" if decided.reason else ""
-        return f"{env}|{release} was rejected by {decided.by}{why}. To deploy it after all: {how}"
+        return f"{env}|{release} was rejected by {decided.by}{why}. To deploy it after all, approve it again"
     if commit and decided.commit and commit != decided.commit:
-        return (
-            f"{env}|{release} was approved by {decided.by} at commit {decided.commit[:12]}, but this deploy is commit "
-            f"{commit[:12]} (the tag moved). Review the new commit, then: {how}"
-        )
-    rule = policy.approval_rule
+        return (f"{env}|{release} was approved by {decided.by} at commit {decided.commit[:12]}, but this deploy is "
+                f"commit {commit[:12]} (the tag moved). Review the new commit, then approve it again")  # fmt: skip
     given = approvers_of(instance, env, release, decided.commit)
-    missing = rule.missing(given)
-    if missing:
-        others = sorted(set(rule.approvers) - set(given))
+    if missing := policy.approval_rule.missing(given):
+        others = sorted(set(policy.approval_rule.approvers) - set(given))
         who = f" from {', '.join(others)}" if others else ""
-        return (f"{env}|{release} has {len(set(given))} of the {rule.required} approvals {env} requires "
-                f"({', '.join(sorted(set(given)))}); {missing} more needed{who}. {how}")  # fmt: skip
+        return (f"{env}|{release} has {len(set(given))} of the {policy.approval_rule.required} approvals {env} "
+                f"requires ({', '.join(sorted(set(given)))}); {missing} more needed{who}")  # fmt: skip
     return None
 
 
@@ -228,7 +232,15 @@ def decisions_after(instance: dg.DagsterInstance, storage_id: int, limit: int = 
     return [_decision(r) for r in records if r.partition_key]
 
 
-def approval_board(instance: dg.DagsterInstance) -> tuple[list[Hold], list[Decision]]:
+def _wants_more(instance: dg.DagsterInstance, policies: Mapping[str, EnvironmentPolicy] | None, hold: Hold) -> bool:
+    decided = latest_decision(instance, hold.env, hold.release)
+    return (policies is not None and hold.env in policies and decided is not None and decided.approved
+            and approval_reason(instance, policies[hold.env], hold.release, hold.commit) is not None)  # fmt: skip
+
+
+def approval_board(
+    instance: dg.DagsterInstance, policies: Mapping[str, EnvironmentPolicy] | None = None
+) -> tuple[list[Hold], list[Decision]]:
     """(every release that waits — for a decision, or approved and held by the gate —, the latest decisions).
 
     What waits is found from the latest event per partition of the approval asset (an indexed aggregate over the
@@ -237,9 +249,14 @@ def approval_board(instance: dg.DagsterInstance) -> tuple[list[Hold], list[Decis
     """
     holds = instance.get_latest_storage_id_by_partition(APPROVAL_KEY, dg.DagsterEventType.ASSET_OBSERVATION)
     decided = instance.get_latest_storage_id_by_partition(APPROVAL_KEY, dg.DagsterEventType.ASSET_MATERIALIZATION)
-    newer = [key for key, hold_id in holds.items() if hold_id > decided.get(key, 0)]
-    statuses = [h for key in newer if (h := latest_status(instance, *split_partition_key(key))) is not None]
-    waiting = [h for h in statuses if h.status in (PENDING, GATED)]
+    # A hold answered since may still wait: approved, but by fewer people than its env requires (asked only of the
+    # envs that require more than one approval: the others' answered holds are done).
+    several = {env for env, policy in (policies or {}).items() if policy.approval_rule.required > 1}
+    asked = [key for key, hold_id in holds.items()
+             if hold_id > decided.get(key, 0) or split_partition_key(key)[0] in several]  # fmt: skip
+    statuses = [h for key in asked if (h := latest_status(instance, *split_partition_key(key))) is not None]
+    waiting = [h for h in statuses if h.status == GATED or (h.status == PENDING and (
+        h.storage_id > decided.get(partition_key(h.env, h.release), 0) or _wants_more(instance, policies, h)))]
     recent = instance.fetch_materializations(APPROVAL_KEY, limit=RECENT_DECISIONS).records
     decisions = [_decision(r) for r in recent if r.partition_key]
     return sorted(waiting, key=lambda h: h.storage_id, reverse=True), decisions

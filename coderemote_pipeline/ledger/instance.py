@@ -8,11 +8,14 @@ one per environment by the lease (ledger/leases.py), which every stage takes.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import dagster as dg
+import yaml
 
 from coderemote_pipeline.rules import names
+from coderemote_pipeline.rules.errors import UserError
 
 LEGACY_DEFAULT = "telemetry:\n  enabled: false\n"
 QUEUE = f"""\
@@ -77,9 +80,22 @@ schedule_storage:
 {QUEUE}"""
 
 
+class InstanceUnusable(UserError, RuntimeError):
+    """The instance's directory or its dagster.yaml cannot be used; the message names which and the fix."""
+
+
+def _home_variable() -> str:
+    return "DAGSTER_HOME" if os.environ.get("DAGSTER_HOME") else "CODEREMOTE_STATE_DIR"
+
+
 def dagster_home(state_dir: Path) -> Path:
     """DAGSTER_HOME if set, else the project's own instance inside the state directory."""
-    return prepare_home(Path(os.environ.get("DAGSTER_HOME") or state_dir / "dagster_home"))
+    home = Path(os.environ.get("DAGSTER_HOME") or state_dir / "dagster_home")
+    try:
+        return prepare_home(home)
+    except OSError as exc:
+        raise InstanceUnusable(f"the Dagster instance directory {str(home)!r} cannot be used ({exc.strerror}): set "
+                               f"{_home_variable()} to a directory you can write") from None  # fmt: skip
 
 
 def prepare_home(home: Path) -> Path:
@@ -100,4 +116,12 @@ def prepare_home(home: Path) -> Path:
 
 
 def open_instance(state_dir: Path) -> dg.DagsterInstance:
-    return dg.DagsterInstance.from_config(str(dagster_home(state_dir)))
+    home = dagster_home(state_dir)
+    try:
+        return dg.DagsterInstance.from_config(str(home))
+    except (dg.DagsterInvalidConfigError, yaml.YAMLError) as exc:
+        # Dagster's own text runs to a page, with the file's values in it: the file and the first problem suffice.
+        problem = next((line.strip() for line in str(exc).splitlines()[1:] if line.strip()), type(exc).__name__)
+        problem = re.sub(r"^Error \d+: ", "", problem).split(" Expected:")[0].rstrip(".")
+        raise InstanceUnusable(f"{home / 'dagster.yaml'} is not a valid Dagster instance config ({problem[:160]}): "
+                               "fix it, or move it away for a new one to be written") from None  # fmt: skip

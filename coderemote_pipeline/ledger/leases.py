@@ -27,6 +27,8 @@ import dagster as dg
 import sqlalchemy.exc
 from sqlalchemy import text
 
+from coderemote_pipeline.rules.settings import lease_reclaim_s
+
 HEARTBEAT_S = 2.0
 # Longer than any pause between two steps of one run (the multiprocess executor starts a process per step);
 # CODEREMOTE_LEASE_RECLAIM_S sets another, read when a waiter decides (tests use a few seconds).
@@ -45,8 +47,8 @@ _KNOWN_POOLS: set[tuple[int, str]] = set()
 
 
 def reclaim_after_s() -> float:
-    raw = os.environ.get("CODEREMOTE_LEASE_RECLAIM_S", "")
-    return float(raw) if raw.replace(".", "", 1).isdigit() else RECLAIM_AFTER_S
+    set_to = lease_reclaim_s(os.environ)  # read when a waiter decides: tests change it between two waits
+    return RECLAIM_AFTER_S if set_to is None else set_to
 
 
 def pool(env: str) -> str:

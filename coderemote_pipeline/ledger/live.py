@@ -62,3 +62,10 @@ def already_live(instance: dg.DagsterInstance, deploy) -> bool:
         return False
     runs = instance.get_runs(dg.RunsFilter(tags={names.ENV_TAG: deploy.env}), limit=1)
     return bool(runs) and runs[0].status is dg.DagsterRunStatus.SUCCESS
+
+
+def built_with_layout(instance: dg.DagsterInstance, env: str, release: str) -> str | None:
+    """The app layout (its JSON) that the newest successful run of `env`|`release` deployed with; None if none."""
+    runs = instance.get_runs(dg.RunsFilter(tags={names.ENV_TAG: env, names.RELEASE_TAG: release},
+                                           statuses=[dg.DagsterRunStatus.SUCCESS]), limit=1)  # fmt: skip
+    return runs[0].tags.get(names.APP_LAYOUT_TAG) if runs else None

@@ -95,6 +95,10 @@ def _session(region: str, session_kwargs: dict[str, Any]) -> boto3.session.Sessi
     return boto3.session.Session(botocore_session=core, region_name=region, **session_kwargs)
 
 
+_PROVIDERS = {"env": "the environment", "shared-credentials-file": "the credentials file",
+              "config-file": "the AWS config file"}  # fmt: skip
+
+
 def _credentialed_session(region: str, session_kwargs: dict[str, Any]) -> boto3.session.Session:
     try:
         session = _session(region, session_kwargs)
@@ -104,6 +108,20 @@ def _credentialed_session(region: str, session_kwargs: dict[str, Any]) -> boto3.
             f"AWS profile {exc.kwargs.get('profile', '')!r} is not defined in the AWS config or credentials files: "
             "check AWS_PROFILE (`aws configure list-profiles` lists the defined ones)"
         ) from None
+    except botocore.exceptions.PartialCredentialsError as exc:
+        raise AwsCredentialsMissing(
+            f"AWS credentials from {_PROVIDERS.get(exc.kwargs.get('provider', ''), 'the environment')} lack "
+            f"{exc.kwargs.get('cred_var', 'a part')}: set both AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or neither "
+            "(and use AWS_PROFILE)"
+        ) from None
+    except botocore.exceptions.ConfigParseError as exc:
+        raise AwsCredentialsMissing(
+            f"the AWS config or credentials file {exc.kwargs.get('path', '')!r} is not valid INI: fix it, or point "
+            "AWS_CONFIG_FILE / AWS_SHARED_CREDENTIALS_FILE at a valid one"
+        ) from None
+    except botocore.exceptions.BotoCoreError as exc:
+        # Any other reason the credential chain could not run; botocore's words name the setting, not its value.
+        raise AwsCredentialsMissing(f"AWS credentials could not be read: {exc}") from None
     if credentials is None:
         raise AwsCredentialsMissing(
             "no AWS credentials found: set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, "

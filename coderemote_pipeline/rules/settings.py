@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -17,6 +18,7 @@ from typing import Any
 from coderemote_pipeline.rules.app_layout import AppLayout, load_app_layout
 from coderemote_pipeline.rules.environments import default_infra_dir
 from coderemote_pipeline.rules.errors import UserError
+from coderemote_pipeline.rules.remote_urls import check_remote
 from coderemote_pipeline.rules.schema import nearest
 from coderemote_pipeline.rules.state_dir import PROJECT_ROOT, state_dir_from
 
@@ -35,6 +37,11 @@ VARIABLES = (
     "CODEREMOTE_WARM",  # cli/warm.py
     "CODEREMOTE_AWS_TEST_APP_REMOTE",  # tests/test_aws_release.py
 )  # fmt: skip
+
+
+# Above the lease's 2 s heartbeat: a shorter time would take the lease from a run that is working.
+MIN_LEASE_RECLAIM_S = 3.0
+MAX_LEASE_RECLAIM_S = 86_400.0
 
 
 class SettingsError(UserError, ValueError):
@@ -77,8 +84,10 @@ class Settings:
         target = env.get("CODEREMOTE_TARGET", "local")
         if target not in TARGETS:
             raise SettingsError(f"CODEREMOTE_TARGET={target!r} is not a target: use one of {', '.join(TARGETS)}")
-        state_dir = state_dir_from(env)
+        state_dir = _usable(state_dir_from(env), "CODEREMOTE_STATE_DIR" if env.get("CODEREMOTE_STATE_DIR") else "")
         remote = env.get("CODEREMOTE_APP_REMOTE") or str(state_dir / "demo" / "code-remote-app.git")
+        check_remote(remote, name="CODEREMOTE_APP_REMOTE")
+        lease_reclaim_s(env)
         config = env.get("CODEREMOTE_APP_CONFIG")
         interval = env.get("CODEREMOTE_SENSOR_INTERVAL_S") or str(DEFAULT_SENSOR_INTERVAL_S)
         if not interval.isdigit() or int(interval) < 1:
@@ -130,10 +139,47 @@ class Settings:
         return {"remote_url": self.app_remote, "work_dir": str(self.work_dir), **layout, "checks_json": checks}
 
 
+def _usable(state_dir: Path, variable: str) -> Path:
+    """`state_dir`, made if missing, once this user can keep state in it."""
+    named = f"{variable}={str(state_dir)!r}" if variable else f"the state directory {str(state_dir)!r}"
+    fix = f"set {variable or 'CODEREMOTE_STATE_DIR'} to a directory you can write"
+    if state_dir.exists() and not state_dir.is_dir():
+        raise SettingsError(f"{named} is a file, not a directory: {fix}")
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SettingsError(f"{named} cannot be made ({exc.strerror}): {fix}") from None
+    if not os.access(state_dir, os.W_OK | os.X_OK):
+        raise SettingsError(f"{named} is not writable by this user: {fix}")
+    return state_dir
+
+
 def check_variables(env: Mapping[str, str]) -> None:
+    if empty := sorted(name for name in VARIABLES if env.get(name) == ""):
+        # Empty is not "the default": an empty CODEREMOTE_STATE_DIR would deploy out of reach of the real lease.
+        raise SettingsError(f"{empty[0]} is set but empty: give it a value, or unset it (`unset {empty[0]}`) for the "
+                            "default")  # fmt: skip
     unknown = sorted(name for name in env if name.startswith(PREFIX) and name not in VARIABLES)
     if unknown:
         # Matched without the prefix every name shares, which would make any two look alike.
         close = nearest(unknown[0].removeprefix(PREFIX), [v.removeprefix(PREFIX) for v in VARIABLES])
         hint = close.replace("'", f"'{PREFIX}", 1) or f" (the pipeline's: {', '.join(VARIABLES[:6])})"
         raise SettingsError(f"unknown environment variable {unknown[0]}{hint}: fix or unset it")
+
+
+def lease_reclaim_s(env: Mapping[str, str]) -> float | None:
+    """CODEREMOTE_LEASE_RECLAIM_S: after how many seconds without a heartbeat an env's deploy lease may be taken from
+    its run; None when unset (the lease's own default)."""
+    raw = env.get("CODEREMOTE_LEASE_RECLAIM_S")
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not MIN_LEASE_RECLAIM_S <= value <= MAX_LEASE_RECLAIM_S:  # NaN fails both
+        raise SettingsError(
+            f"CODEREMOTE_LEASE_RECLAIM_S={raw!r} must be a number of seconds from {MIN_LEASE_RECLAIM_S:g} to "
+            f"{MAX_LEASE_RECLAIM_S:g}: a run silent that long loses its env's deploy lease (unset: 30)"
+        )
+    return value

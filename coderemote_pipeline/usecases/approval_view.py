@@ -7,10 +7,11 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from coderemote_pipeline.ledger.approvals import Decision, Hold, approval_board
+from coderemote_pipeline.ledger.approvals import Decision, Hold, approval_board, approval_reason, latest_decision
 from coderemote_pipeline.ledger.gate import gate_status
 from coderemote_pipeline.ledger.live import recorded_live
 from coderemote_pipeline.rules.environments import load_policies
+from coderemote_pipeline.rules.errors import UserError
 from coderemote_pipeline.rules.settings import Settings
 
 if TYPE_CHECKING:
@@ -24,13 +25,14 @@ class Waiting:
     hold: Hold
     gate: str  # the promotion gate's verdict on the held commit ("" when there is no gate)
     notes: ReleaseNotes | None = None  # what it changes against what the env serves (for a pending decision)
+    approvals: str = ""  # approved by fewer than its env requires: who approved, how many more, from whom
 
 
 def approval_view(settings: Settings, instance: dg.DagsterInstance) -> tuple[list[Waiting], list[Decision]]:
     """What waits (for a decision, or approved and held by the gate) with its release notes, and the latest
     decisions."""
     policies = load_policies(settings.infra_dir)
-    waiting, decisions = approval_board(instance)
+    waiting, decisions = approval_board(instance, policies)
     if not waiting:
         return [], decisions
     # Release notes read the app's git remote: loaded only when something waits to be described.
@@ -49,7 +51,12 @@ def approval_view(settings: Settings, instance: dg.DagsterInstance) -> tuple[lis
             if hold.env not in previews:
                 previews[hold.env] = _preview(settings, policies[hold.env])
             notes = replace(notes, infra=previews[hold.env])
-        found.append(Waiting(hold, gate, notes))
+        decided = latest_decision(instance, hold.env, hold.release)
+        # Approved, yet waiting: by fewer than the env requires (what approval_reason then says).
+        partly = None
+        if decided is not None and decided.approved:
+            partly = approval_reason(instance, policies[hold.env], hold.release, hold.commit)
+        found.append(Waiting(hold, gate, notes, approvals=partly or ""))
     return found, decisions
 
 
@@ -59,5 +66,7 @@ def _preview(settings: Settings, policy) -> list[str]:
         from coderemote_pipeline.resources.targets import resources_for  # boto3 and docker, only for a preview
 
         return resources_for(settings)["provisioner"].preview(policy.name, policy.stack)
+    except UserError as exc:  # one line by design, its fix at the end: kept whole
+        return [f"preview unavailable ({str(exc).splitlines()[0]})"]
     except Exception as exc:
         return [f"preview unavailable ({str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__})"]

@@ -34,9 +34,15 @@ def ensure_registered(instance: dg.DagsterInstance, settings: Settings, release:
     if release.kind is not ReleaseKind.COMMIT and f"refs/tags/{release.key}" in remote.ls_remote():
         instance.add_dynamic_partitions(RELEASE_DIMENSION, [release.key])
         return
+    if release.kind is ReleaseKind.COMMIT:
+        raise ApprovalError(
+            f"release {release.key!r} is not registered in this Dagster instance: a commit's release is registered "
+            "when it is first deployed or held (main_push_sensor, or `coderemote-pipeline deploy ENV main`); check "
+            "the name with `coderemote-pipeline approvals` or `coderemote-pipeline history ENV`"
+        )
     raise ApprovalError(
         f"release {release.key!r} is not registered in this Dagster instance and is not a tag on the app remote "
-        f"{remote.url!r}: push the tag first (version_tag_sensor registers it), or check the name with "
+        f"{remote.shown!r}: push the tag first (version_tag_sensor registers it), or check the name with "
         "`coderemote-pipeline approvals`"
     )
 

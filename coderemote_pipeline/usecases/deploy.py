@@ -4,6 +4,7 @@ promotion gate allow, register the release, choose the job, run the stages."""
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -14,15 +15,17 @@ import dagster as dg
 
 from coderemote_pipeline.actions.notify import announce
 from coderemote_pipeline.actions.release_tags import signature_refusal
-from coderemote_pipeline.ledger.approvals import PENDING, approval_refusal, approve_command, hold_event
+from coderemote_pipeline.ledger.approvals import PENDING, approval_reason, approve_command, hold_event
 from coderemote_pipeline.ledger.gate import gate_refusal
 from coderemote_pipeline.ledger.instance import open_instance
 from coderemote_pipeline.ledger.job_choice import choose_job, executor_tags
+from coderemote_pipeline.ledger.live import built_with_layout
 from coderemote_pipeline.resources.app_source import AppSource
 from coderemote_pipeline.resources.aws import warm_clients
 from coderemote_pipeline.resources.targets import resources_for
 from coderemote_pipeline.rules import names
 from coderemote_pipeline.rules import notify_config as nc
+from coderemote_pipeline.rules.app_layout import AppLayout
 from coderemote_pipeline.rules.deployment import Deployment
 from coderemote_pipeline.rules.environments import EnvironmentPolicy, load_policies
 from coderemote_pipeline.rules.errors import DeployRefused
@@ -76,14 +79,14 @@ def check_deployable(instance: dg.DagsterInstance, deploy: Deployment, override:
     refusal = deploy.refusal()
     if refusal:
         raise DeployRefused(refusal)
-    if approval_refusal(instance, deploy.policy, deploy.release.key, deploy.commit):
+    if reason := approval_reason(instance, deploy.policy, deploy.release.key, deploy.commit):
         held = {"override": override.reason, "override_by": override.by} if override else {}
         instance.report_runless_asset_event(hold_event(deploy.env, deploy.release.key, deploy.commit, status=PENDING,
                                                        trigger=names.TRIGGER_CLI, **held))  # fmt: skip
         carried = " (with the gate override, which its deploy carries)" if override else ""
         announce(instance, deploy, nc.HELD, detail=f"approve with `{approve_command(deploy.env, deploy.release.key)}`")
         raise DeployRefused(
-            f"{deploy.label} (commit {deploy.commit[:12]}) is held for approval{carried}: {deploy.env} requires it. "
+            f"{deploy.label} (commit {deploy.commit[:12]}) is held for approval{carried}: {reason}. "
             f"Approve it with `{approve_command(deploy.env, deploy.release.key)}`; approved_release_sensor then "
             f"deploys it, or run this deploy again"
         )
@@ -132,6 +135,24 @@ def _refuse_by_name(env: str, ref: str, policies: dict[str, EnvironmentPolicy]) 
         raise DeployRefused(refusal)
 
 
+def _refuse_another_layout(instance: dg.DagsterInstance, deploy: Deployment, layout: AppLayout) -> None:
+    """A release deployed once keeps the layout it was built with: its image and bundle are reused as recorded, so a
+    run with another layout would record one that nothing was built with (a later promotion would build it then).
+    Its checks may change: they run again per check."""
+    recorded = built_with_layout(instance, deploy.env, deploy.release.key)
+    if not recorded:
+        return
+    before, now = json.loads(recorded), layout.model_dump(mode="json")
+    changed = [f"{key} {before.get(key)!r} → {value!r}" for key, value in now.items()
+               if key != "checks" and key in before and before[key] != value]  # fmt: skip
+    if changed:
+        raise DeployRefused(
+            f"{deploy.label} was built and deployed with another app layout ({'; '.join(changed)}): a release is "
+            "built once. Commit the change to the app for a new release, or deploy this one with the app config it "
+            "was built with"
+        )
+
+
 def run_deployment(
     env: str,
     ref: str,
@@ -164,6 +185,7 @@ def run_deployment(
         raise
     instance = instance or opening.result()  # type: ignore[union-attr]
     check_signed_and_open(app, deploy, override)
+    _refuse_another_layout(instance, deploy, settings.app_layout)
     extra_tags = {**check_deployable(instance, deploy, override), **(skip_checks.tags() if skip_checks else {})}
     if preflight is not None:
         preflight()

@@ -1,0 +1,57 @@
+"""The app's git remote as a user gives it: what git may be handed, and what a message may show of it."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit, urlunsplit
+
+from coderemote_pipeline.rules.errors import UserError
+
+# `user:token@host` inside a URL: git hides it in its own messages, and so must every message of ours.
+_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
+
+
+class RemoteUrlError(UserError, ValueError):
+    pass
+
+
+def shown(url: str) -> str:
+    """`url` as a message may print it: over http(s) the whole `user:token@` becomes `***@` (a token may stand
+    alone as the user name); elsewhere (ssh://git@host) only a password is hidden."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return _USERINFO.sub("***@", url)
+    if "@" not in parts.netloc:
+        return url
+    host = (parts.hostname or "") + (f":{port}" if port else "")
+    if parts.scheme in ("http", "https"):
+        return urlunsplit(parts._replace(netloc=f"***@{host}"))
+    if parts.password is not None:
+        return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+    return url
+
+
+def hidden_in(text: str, url: str) -> str:
+    """`text` (git's own words, say) with `url` in it shown as `shown(url)`."""
+    return text.replace(url, shown(url)) if url else text
+
+
+def check_remote(url: str, *, name: str) -> str:
+    """`url`, once it is something git can only read as a repository (a path or a URL), never as an option."""
+    if not url.strip():
+        raise RemoteUrlError(f"{name} is empty: give the app's git remote (a URL or a path to a repository)")
+    if url.startswith("-"):
+        # git would take it as one of its own options (`--upload-pack=...` runs a command).
+        raise RemoteUrlError(f"{name} {shown(url)!r} is not a git URL or path: it starts with '-'")
+    if any(ch in url for ch in "\n\r\0"):
+        raise RemoteUrlError(f"{name} is not a git URL or path: it holds a line break or a NUL")
+    if shown(url) != url:
+        # The remote is recorded with every release (run tags, the live record, the UI's resources page).
+        raise RemoteUrlError(
+            f"{name} {shown(url)!r} holds a credential in the URL, which every release would record: give the URL "
+            "without it and let git supply it (an SSH key, or a credential helper: `git config --global "
+            "credential.helper store`)"
+        )
+    return url

@@ -1,0 +1,149 @@
+"""What a user types into variables and options, refused in one line before anything runs: a remote git would read
+as an option or that carries a credential, empty values, a lease reclaim time that would break the lease, a state
+directory or Dagster instance that cannot be used, half-set AWS credentials; and a release redeployed with another
+app layout than it was built with. No local stack: each is refused first."""
+
+import json
+import os
+
+import pytest
+from sensor_kit import AppRepo
+
+from coderemote_pipeline.actions.git_remote import GitRemote
+from coderemote_pipeline.actions.release_notes import release_notes
+from coderemote_pipeline.cli.main import main
+from coderemote_pipeline.ledger.instance import open_instance
+from coderemote_pipeline.rules import names
+from coderemote_pipeline.rules.app_layout import AppLayout
+from coderemote_pipeline.rules.remote_urls import shown
+from coderemote_pipeline.rules.settings import Settings
+from testkit.ledger_seed import Seeder
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    repo = AppRepo(tmp_path / "app")
+    repo.push("initial import")
+    for name in ("DAGSTER_HOME", "CODEREMOTE_APP_CONFIG", "CODEREMOTE_TARGET", "CODEREMOTE_INFRA_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("CODEREMOTE_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("CODEREMOTE_APP_REMOTE", str(repo.remote))
+    return {"tmp": tmp_path, "repo": repo}
+
+
+def _one_line(capsys, argv: list[str]) -> str:
+    assert main(argv) == 2
+    out = capsys.readouterr()
+    lines = out.err.splitlines()
+    assert "Traceback" not in out.err + out.out and len(lines) == 1 and lines[0].startswith("error: "), out.err
+    return lines[0]
+
+
+def test_a_remote_that_git_would_read_as_an_option_runs_nothing(env, capsys):
+    made = env["tmp"] / "made-by-git"
+    said = _one_line(capsys, ["deploy", "dev", "main", f"--remote=--upload-pack=touch {made}"])
+    assert "--remote '--upload-pack=touch" in said and "is not a git URL or path: it starts with '-'" in said
+    assert not made.exists()
+    with pytest.raises(ValueError, match="starts with '-'"):
+        GitRemote("--upload-pack=touch x", env["tmp"] / "git")
+
+
+def test_a_credential_in_the_remote_url_is_refused_and_never_shown(env, capsys, monkeypatch):
+    monkeypatch.setenv("CODEREMOTE_APP_REMOTE", "https://deployer:ghp_sekrit123@git.example.invalid/app.git")
+    said = _one_line(capsys, ["status"])
+    assert "CODEREMOTE_APP_REMOTE 'https://***@git.example.invalid/app.git' holds a credential in the URL" in said
+    assert "sekrit" not in said and "credential helper" in said
+    assert shown("ssh://git@host/app.git") == "ssh://git@host/app.git"  # a user name over ssh is no secret
+    assert shown("ssh://git:pw@host:2222/app.git") == "ssh://git:***@host:2222/app.git"
+
+
+@pytest.mark.parametrize(
+    ("argv", "environ", "message"),
+    [
+        (["deploy", "dev", "main", "--remote", ""], {}, "--remote is empty: give the app's git remote"),
+        (["deploy", "dev", "main", "--app-config", " "], {}, "--app-config is empty: give the app config file's"),
+        (["status"], {"CODEREMOTE_STATE_DIR": ""}, "CODEREMOTE_STATE_DIR is set but empty: give it a value, or "
+                                                   "unset it (`unset CODEREMOTE_STATE_DIR`) for the default"),
+        (["status"], {"CODEREMOTE_APP_CONFIG": ""}, "CODEREMOTE_APP_CONFIG is set but empty"),
+        (["status"], {"CODEREMOTE_LEASE_RECLAIM_S": "abc"}, "CODEREMOTE_LEASE_RECLAIM_S='abc' must be a number of "
+                                                           "seconds from 3 to 86400"),
+        (["status"], {"CODEREMOTE_LEASE_RECLAIM_S": "0"}, "CODEREMOTE_LEASE_RECLAIM_S='0' must be a number"),
+        (["status"], {"CODEREMOTE_LEASE_RECLAIM_S": "nan"}, "CODEREMOTE_LEASE_RECLAIM_S='nan' must be a number"),
+        (["status"], {"CODEREMOTE_LEASE_RECLAIM_S": "1e9"}, "CODEREMOTE_LEASE_RECLAIM_S='1e9' must be a number"),
+        (["status"], {"CODEREMOTE_STATE_DIR": "{tmp}/a-file"}, "CODEREMOTE_STATE_DIR='{tmp}/a-file' is a file, not "
+                                                              "a directory: set CODEREMOTE_STATE_DIR to a directory"),
+        (["history", "dev"], {"DAGSTER_HOME": "{tmp}/a-file"}, "the Dagster instance directory '{tmp}/a-file' "
+                                                               "cannot be used (File exists): set DAGSTER_HOME"),
+        (["history", "dev"], {"DAGSTER_HOME": "{tmp}/home"}, "{tmp}/home/dagster.yaml is not a valid Dagster "
+         "instance config (Received unexpected config entry \"run_launcherr\" at the root): fix it, or move it"),
+    ],
+    ids=["remote", "app-config", "state-dir", "app-config-var", "reclaim-word", "reclaim-0", "reclaim-nan",
+         "reclaim-huge", "state-dir-file", "home-file", "home-config"],
+)  # fmt: skip
+def test_an_empty_or_unusable_setting_is_one_line(env, capsys, monkeypatch, argv, environ, message):
+    (env["tmp"] / "a-file").write_text("not a directory\n")
+    (env["tmp"] / "home").mkdir()
+    (env["tmp"] / "home" / "dagster.yaml").write_text("run_launcherr:\n  module: x\n")
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value.format(**env))
+    assert message.format(**env) in _one_line(capsys, argv)
+
+
+def test_a_lease_reclaim_time_in_range_is_taken(env, monkeypatch):
+    monkeypatch.setenv("CODEREMOTE_LEASE_RECLAIM_S", "4.5")
+    from coderemote_pipeline.ledger.leases import reclaim_after_s
+
+    Settings.from_env()
+    assert reclaim_after_s() == 4.5
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"AWS_ACCESS_KEY_ID": "AKIAsekrit"}, "AWS credentials from the environment lack AWS_SECRET_ACCESS_KEY: set "
+                                              "both AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or neither"),
+        ({"AWS_CONFIG_FILE": "{tmp}/bad.ini"}, "the AWS config or credentials file '{tmp}/bad.ini' is not valid INI"),
+    ],
+    ids=["half-set", "bad-ini"],
+)
+def test_half_set_or_unreadable_aws_credentials_are_one_line(env, capsys, monkeypatch, environ, message):
+    for name in [n for n in os.environ if n.startswith(("AWS_", "PULUMI_"))] + ["GEMINI_API_KEY"]:
+        monkeypatch.delenv(name, raising=False)
+    (env["tmp"] / "bad.ini").write_text("[default\naws_access_key_id = AKIAsekrit\n")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(env["tmp"] / "no-credentials"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(env["tmp"] / "no-config"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("CODEREMOTE_TARGET", "aws")
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value.format(**env))
+    said = _one_line(capsys, ["deploy", "dev", "main"])
+    assert message.format(**env) in said and "sekrit" not in said
+
+
+def test_a_live_release_redeployed_with_another_layout_is_refused(env, capsys, monkeypatch):
+    """Its image and bundle are reused as recorded: a run with another layout would record one nothing was built
+    with, and a later promotion would meet it (a build that produces no `nosuch/`)."""
+    commit = env["repo"].git("rev-parse", "HEAD")
+    release = f"main-{commit[:7]}"
+    with open_instance(env["tmp"] / "state") as instance:
+        seed = Seeder(instance)
+        seed.deploy("dev", release, commit)
+        seed.flush()
+        run = instance.get_runs(limit=1)[0]
+        instance.add_run_tags(run.run_id, {names.APP_LAYOUT_TAG: AppLayout().to_json()})
+    config = env["tmp"] / "app.yaml"
+    config.write_text("frontend_output_dir: nosuch\n")
+    said = _one_line(capsys, ["deploy", "dev", "main", "--app-config", str(config)])
+    assert (f"dev|{release} was built and deployed with another app layout (frontend_output_dir 'dist' → 'nosuch'): "
+            "a release is built once. Commit the change to the app for a new release") in said  # fmt: skip
+    config.write_text(json.dumps({"checks": []}))  # its checks may change: they run again per check
+    assert "No local stack is running" in _one_line(capsys, ["deploy", "dev", "main", "--app-config", str(config)])
+    with open_instance(env["tmp"] / "state") as instance:
+        assert len(instance.get_runs()) == 1
+
+
+def test_release_notes_that_cannot_be_read_say_so(env, tmp_path):
+    remote = GitRemote(str(tmp_path / "gone.git"), tmp_path / "git")
+    notes = release_notes(remote, AppLayout(), None, "", "a" * 40)
+    assert notes.lines()[0].startswith("release notes unavailable: app git remote")
+    assert "commit(s)" not in "\n".join(notes.lines()) and "unavailable" in notes.markdown()
