@@ -59,6 +59,7 @@ def _no_runs(root: Path) -> bool:
          "'buildtime' is not one of runtime_config, build_time; did you mean 'build_time'?"),
         ("health_path: health\n", "health_path: 'health' must be a URL path starting with '/'"),
         ("- just a list\n", "expected a mapping of keys at the top level"),
+        ("root:*:20228:0:99999:7:::\n", "unknown key on line 1 that is not a key name (is this the right file?)"),
     ],
 )  # fmt: skip
 def test_refused_when_the_config_loads(app, capsys, config, message):
@@ -123,3 +124,38 @@ def test_layout_defaults_and_normalisation(tmp_path):
     assert AppLayout.from_json(layout.to_json()) == layout
     with pytest.raises(ConfigError, match="file not found"):
         load_app_layout(tmp_path / "missing.yaml")
+
+
+GOOGLE_KEY = "AIzaSyA1bC2dE3fG4hI5jK6lM7nO8pQ9rS0tU1v"
+CHECK = "{name: unit, side: backend, command: make test"
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        (f"checks: [{CHECK}, timeout_s: {GOOGLE_KEY}}}]\n", "checks[0].timeout_s must be a number, got text"),
+        (f"checks: [{CHECK}, timeout_s: true}}]\n", "checks[0].timeout_s must be a number, got true"),
+        (f"checks: [{CHECK}, timeout_s: '60'}}]\n", "checks[0].timeout_s must be a number, got the text '60'"),
+        (f"checks: [{CHECK}, timeout_s: 0}}]\n", "checks[0].timeout_s must be more than 0, got 0"),
+        ("checks: null\n", "checks must be a list of mappings, got null"),
+        ("checks: abc\n", "checks must be a list of mappings, got the text 'abc'"),
+        ("checks: {name: unit}\n", "checks must be a list of mappings, got a mapping"),
+        ("checks: [1]\n", "checks[0] must be a mapping of keys, got 1"),
+        ("checks: [{1: x}]\n", "checks[0]: keys must be names, got 1"),
+        ("1: x\n", "(top level): keys must be names, got 1"),
+        ("dockerfile: 5\n", "dockerfile must be text, got 5 (quote it if it is meant as text)"),
+        (f"frontend_env_mode: {GOOGLE_KEY}\n", "frontend_env_mode must be one of runtime_config, build_time, got text"),
+        (f"health_path: {GOOGLE_KEY}\n", "health_path: the value must be a URL path starting with '/', e.g. /health"),
+        (f"container_command: TOKEN={GOOGLE_KEY} 'npm run\n",
+         "container_command: the command is not a command line (No closing quotation)"),
+        (f"dockerfile: /{GOOGLE_KEY}\n",
+         "dockerfile: the path is absolute: paths are relative to the app's repository"),
+        (f"checks: [{CHECK}}}, {CHECK}}}]\n", "checks: every check needs its own name; unit is used twice"),
+    ],
+)  # fmt: skip
+def test_a_mistake_says_what_to_write_and_never_echoes_the_value(tmp_path, config, message):
+    path = tmp_path / "app.yaml"
+    path.write_text(config)
+    with pytest.raises(ConfigError) as err:
+        load_app_layout(path)
+    assert str(err.value) == f"app config {path}: {message}" and GOOGLE_KEY[:12] not in str(err.value)

@@ -7,6 +7,7 @@ import pytest
 from pydantic import ValidationError
 
 from coderemote_pipeline.rules.deploy_windows import DeployWindows, WindowPlan
+from coderemote_pipeline.rules.schema import ConfigError, validate
 
 WEEKEND = DeployWindows.model_validate(
     {"timezone": "Europe/Paris", "deny": [{"from": "Fri 16:00", "to": "Mon 08:00", "reason": "weekend"}]}
@@ -57,3 +58,21 @@ def test_allow_windows_say_the_only_times_a_deploy_may_start():
 def test_bad_windows_are_refused(entry, message):
     with pytest.raises(ValidationError, match=message):
         DeployWindows.model_validate(entry)
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ({"deny": {"from": "Fri 16:00", "to": "Mon 08:00"}}, "deny must be a list of mappings, got a mapping"),
+        ({"deny": [{"from": 960, "to": "Mon 08:00"}]},
+         "deny[0].from must be text, got 960 (quote it if it is meant as text)"),
+        ({"timezone": "AIzaSyA1bC2dE3fG4hI5jK6lM7nO8pQ9rS0tU1v"},
+         "timezone: unknown time zone: use an IANA name such as Europe/Paris or UTC"),
+        ({"allow": [{"from": "ghp_a1B2c3D4e5a1B2c3D4e5a1B2c3D4e5f6G7h8", "to": "Mon 08:00"}]},
+         "allow[0].from: the value is not a weekday and a time, e.g. 'Fri 16:00'"),
+    ],
+)  # fmt: skip
+def test_a_bad_window_says_what_to_write_without_echoing_it(entry, message):
+    with pytest.raises(ConfigError) as err:
+        validate(DeployWindows, entry, source="deploy_windows")
+    assert str(err.value) == f"deploy_windows: {message}"

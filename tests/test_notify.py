@@ -5,6 +5,7 @@ import pytest
 
 from coderemote_pipeline.actions import notify
 from coderemote_pipeline.rules import notify_config as nc
+from coderemote_pipeline.rules.schema import ConfigError, validate
 from testkit.receiver import Receiver
 
 EVENT = nc.ReleaseEvent(nc.LIVE, "prod", "v1.2.3", "a" * 40, "run12345abcd", "canary 10% for 300 s")
@@ -74,10 +75,42 @@ def test_a_missing_variable_skips_the_receiver_naming_the_variable():
     [
         ({"webhook": {}}, "a webhook needs url_env"),
         ({"webhook": {"url": "http://x"}, "events": ["deployed"]}, "unknown event(s) deployed"),
-        ({"github": {"repository": "not a repo"}}, "String should match pattern"),
+        ({"github": {"repository": "not a repo"}}, "must be a GitHub repository as OWNER/NAME, e.g. acme/code-remote"),
         ({"slack": {"url": "http://x"}}, "slack"),
     ],
 )
 def test_bad_receivers_are_refused(entry, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         nc.Receiver.model_validate(entry)
+
+
+SLACK_URL = "https://hooks.slack.com/services/T000/B000/XXXXSECRET"
+TOKEN = "ghp_" + "a1B2c3D4e5" * 3 + "f6G7h8"
+
+
+@pytest.mark.parametrize(
+    ("entry", "message", "secret"),
+    [
+        ({"webhook": {"url_env": SLACK_URL}}, "webhook.url_env must name an environment variable (e.g. "
+         "SLACK_WEBHOOK_URL) that holds the URL, not the URL itself", "XXXXSECRET"),
+        ({"github": {"repository": "acme/app", "token_env": TOKEN}}, "github.token_env must name an environment "
+         "variable (e.g. GITHUB_TOKEN) that holds the token, not the token itself", TOKEN),
+        ({"webhook": {"url": "notaurl"}}, "webhook.url must be an http:// or https:// URL", "notaurl"),
+        ({"webhook": {"url": "ftp://relay.example/T000/XXXXSECRET"}}, "webhook.url must be an http:// or https:// URL",
+         "XXXXSECRET"),
+        ({"webhook": {"url": "https:///XXXXSECRET"}}, "webhook.url must be an http:// or https:// URL", "XXXXSECRET"),
+        ({"github": {"repository": "acme/app", "api_url": "not a url"}},
+         "github.api_url must be an http:// or https:// URL", "not a url"),
+        ({"webhook": {"url_env": "HOOK"}, "events": "live"}, "events must be a list of names, got the text 'live'",
+         "Input should"),
+    ],
+)  # fmt: skip
+def test_a_receiver_says_what_to_write_and_never_echoes_a_url_or_token(entry, message, secret):
+    with pytest.raises(ConfigError) as err:
+        validate(nc.Receiver, entry, source="notify[0]")
+    assert str(err.value) == f"notify[0]: {message}" and secret not in str(err.value)
+
+
+def test_an_http_url_is_a_receiver():
+    hook = validate(nc.Receiver, {"webhook": {"url": " http://127.0.0.1:8080/hook "}}, source="notify").webhook
+    assert hook is not None and hook.url == "http://127.0.0.1:8080/hook"

@@ -125,9 +125,9 @@ def test_missing_stack_file_is_named(infra_copy):
         ("strategy: Canary10Percent5Minutes", "strategy: Canary10Percent5Minuts",
          "environments.prod.delivery: strategy 'Canary10Percent5Minuts' is neither"),
         ("strategy: Canary10Percent5Minutes", "strategy: canary\n      percent: 0\n      interval: 5m",
-         "environments.prod.delivery.percent: 0: Input should be greater than or equal to 1"),
+         "environments.prod.delivery.percent must be at least 1, got 0"),
         ("strategy: Canary10Percent5Minutes", "strategy: linear\n      percent: 100\n      interval: 1m",
-         "environments.prod.delivery.percent: 100: Input should be less than or equal to 99"),
+         "environments.prod.delivery.percent must be at most 99, got 100"),
         ("bake: 15m", "bake: 15", "environments.prod.delivery.bake: '15' needs a unit: ms, s, m or h"),
         ("every: 30s", "every: 30 seconds", "environments.prod.delivery.analysis.every: '30 seconds' needs a unit"),
         ("strategy: Canary10Percent5Minutes", "strategy: canary", "strategy canary needs percent (1-99) and interval"),
@@ -164,6 +164,15 @@ def test_codedeploy_presets_and_explicit_steps_make_the_same_plans(infra_copy):
         ("    approvals_required: 1", "    require_signed_tags: true\n    allowed_signers: ../../etc/passwd",
          "environments.prod.allowed_signers: '../../etc/passwd' leaves infra/"),
         ("    approvals_required: 1", "    aprovers: {alice: a@example.com}", "did you mean 'approvers'?"),
+        ("    approvals_required: 1", "    allowed_signers: allowed_signers",
+         "environments.prod: allowed_signers is only read with require_signed_tags: true; set it, or remove "
+         "allowed_signers"),
+        ("    approvals_required: 1", "    approvers: {alice: not-an-email}",
+         "environments.prod.approvers.alice must be an email address (name@domain)"),
+        ("    approvals_required: 1", "    approvers: {'': a@example.com}",
+         "environments.prod.approvers: an approver's name must be an account name, without spaces"),
+        ("    approvals_required: 1", "    approvers: {1: a@example.com}",
+         "environments.prod.approvers: keys must be names, got 1"),
     ],
 )  # fmt: skip
 def test_who_may_ship_is_validated_on_load(infra_copy, old, new, message):
@@ -172,3 +181,132 @@ def test_who_may_ship_is_validated_on_load(infra_copy, old, new, message):
         load_policies(infra_copy)
     assert str(err.value).startswith(f"{infra_copy / 'environments.yaml'}: ") and message in str(err.value)
     assert "root:" not in str(err.value)  # no host file's content in a message
+
+
+SLACK_URL = "https://hooks.slack.com/services/T000/B000/XXXXSECRET"
+GITHUB_TOKEN = "ghp_" + "a1B2c3D4e5" * 3 + "f6G7h8"
+AWS_KEY_ID = "AKIAIOSFODNN7EXAMPLE"
+GOOGLE_KEY = "AIzaSyA1bC2dE3fG4hI5jK6lM7nO8pQ9rS0tU1v"
+PROD_ENTRY = "    approvals_required: 1"
+DEV_REGION = "  aws:region: us-east-1\n"
+
+
+@pytest.mark.parametrize(
+    ("file", "old", "new", "message", "secret"),
+    [
+        ("environments.yaml", PROD_ENTRY, f"{PROD_ENTRY}\n    notify: [{{webhook: {{url_env: {SLACK_URL}}}}}]",
+         "environments.prod.notify[0].webhook.url_env must name an environment variable (e.g. SLACK_WEBHOOK_URL) "
+         "that holds the URL, not the URL itself", "XXXXSECRET"),
+        ("environments.yaml", PROD_ENTRY,
+         f"{PROD_ENTRY}\n    notify: [{{github: {{repository: acme/app, token_env: {GITHUB_TOKEN}}}}}]",
+         "environments.prod.notify[0].github.token_env must name an environment variable (e.g. GITHUB_TOKEN) that "
+         "holds the token, not the token itself", GITHUB_TOKEN),
+        ("environments.yaml", PROD_ENTRY, f"{PROD_ENTRY}\n    approvers: {{alice: [{AWS_KEY_ID}]}}",
+         "environments.prod.approvers.alice must be text, got a list", AWS_KEY_ID),
+        ("environments.yaml", PROD_ENTRY, f"{PROD_ENTRY}\n    approvers: {{alice: {AWS_KEY_ID}}}",
+         "environments.prod.approvers.alice must be an email address (name@domain)", AWS_KEY_ID),
+        ("environments.yaml", "auto_rollback: true", f"auto_rollback: {GOOGLE_KEY}",
+         "environments.prod.auto_rollback must be true or false, got text", GOOGLE_KEY),
+        ("environments.yaml", "trigger: stable_tag", f"trigger: {GOOGLE_KEY}",
+         "environments.prod.trigger must be one of main_push, manual, stable_tag, got text", GOOGLE_KEY),
+        ("environments.yaml", "  staging:", f"  {GOOGLE_KEY}:",
+         "unknown key in environments on line 30 that is not a key name (is this the right file?); allowed: dev, "
+         "staging, prod", GOOGLE_KEY),
+        ("environments.yaml", "strategy: Canary10Percent5Minutes", f"strategy: {GOOGLE_KEY}",
+         "environments.prod.delivery: strategy is neither all_at_once, canary, linear nor a CodeDeploy preset",
+         GOOGLE_KEY),
+        ("pulumi/Pulumi.dev.yaml", DEV_REGION,
+         f"{DEV_REGION}  code-remote:gemini_api_key: {{secure: [{GOOGLE_KEY}]}}\n",
+         "config.code-remote:gemini_api_key.secure must be text, got a list", GOOGLE_KEY),
+        ("pulumi/Pulumi.dev.yaml", DEV_REGION, f"{DEV_REGION}  code-remote:gemini_api_key: {GOOGLE_KEY}\n",
+         "config.code-remote:gemini_api_key must be a Pulumi secret ({secure: ...}): set it with `pulumi config set "
+         "--secret gemini_api_key`, never as plain text", GOOGLE_KEY),
+        ("pulumi/Pulumi.prod.yaml", "10.2.0.0/16", GOOGLE_KEY,
+         "code-remote:vpc_cidr: the value is not a CIDR block, e.g. 10.2.0.0/16", GOOGLE_KEY),
+        ("pulumi/Pulumi.dev.yaml", "us-east-1", f"[{GOOGLE_KEY}]", "config.aws:region must be text, got a list",
+         GOOGLE_KEY),
+    ],
+)  # fmt: skip
+def test_a_secret_written_in_the_wrong_place_is_never_echoed(infra_copy, file, old, new, message, secret):
+    _edit(infra_copy / file, old, new)
+    with pytest.raises(PolicyError) as err:
+        load_policies(infra_copy)
+    text = str(err.value)
+    assert text.startswith(f"{infra_copy / file}: ") and message in text and "\n" not in text, text
+    assert secret not in text and secret[:12] not in text
+
+
+@pytest.mark.parametrize(
+    ("file", "old", "new", "message"),
+    [
+        ("environments.yaml", PROD_ENTRY, "    approvals_required: true",
+         "environments.prod.approvals_required must be a whole number, got true"),
+        ("environments.yaml", PROD_ENTRY, "    approvals_required: '1'",
+         "environments.prod.approvals_required must be a whole number, got the text '1'"),
+        ("environments.yaml", "auto_rollback: true", "auto_rollback: 1",
+         "environments.prod.auto_rollback must be true or false, got 1"),
+        ("environments.yaml", "strategy: Canary10Percent5Minutes", "strategy: canary\n      percent: '10'\n      "
+         "interval: 5m", "environments.prod.delivery.percent must be a whole number, got the text '10'"),
+        ("environments.yaml", "min_requests: 20", "min_requests: true",
+         "environments.prod.delivery.analysis.min_requests must be a whole number, got true"),
+        ("environments.yaml", "max_error_rate: 0.01", "max_error_rate: '0.01'",
+         "environments.prod.delivery.analysis.max_error_rate must be a number, got the text '0.01'"),
+        ("pulumi/Pulumi.prod.yaml", 'az_count: "3"', "az_count: true",
+         "config.code-remote:az_count: true must be a whole number of availability zones, 1 to 6"),
+    ],
+)  # fmt: skip
+def test_a_value_of_the_wrong_type_is_refused_not_converted(infra_copy, file, old, new, message):
+    _edit(infra_copy / file, old, new)
+    with pytest.raises(PolicyError) as err:
+        load_policies(infra_copy)
+    assert str(err.value) == f"{infra_copy / file}: {message}"
+
+
+DELIVERY = "strategy: Canary10Percent5Minutes"
+
+
+@pytest.mark.parametrize(
+    ("new", "message"),
+    [
+        ("strategy: all_at_once\n      percent: 10\n      interval: 5m",
+         "delivery: percent and interval mean nothing to a release taken all at once: remove percent and interval, "
+         "or use strategy canary or linear"),
+        ("strategy: AllAtOnce\n      percent: 10",
+         "delivery: percent means nothing to a release taken all at once: remove percent, or use strategy canary or "
+         "linear"),
+        ("strategy: Canary150Percent5Minutes",
+         "delivery: strategy 'Canary150Percent5Minutes': its percent must be 1-99"),
+        ("strategy: Linear150PercentEvery1Minute",
+         "delivery: strategy 'Linear150PercentEvery1Minute': its percent must be 1-99"),
+        ("strategy: Canary0Percent5Minutes", "delivery: strategy 'Canary0Percent5Minutes': its percent must be 1-99"),
+        ("strategy: Canary10Percent0Minutes",
+         "delivery: strategy 'Canary10Percent0Minutes': its minutes must be 1-1440 (intervals are 1s to 24h)"),
+        ("strategy: Canary10Percent99999999999999999999Minutes",
+         "delivery: the strategy: its minutes must be 1-1440 (intervals are 1s to 24h)"),
+        ("strategy: canary\n      percent: 10\n      interval: 0s", "delivery.interval must be between 1s and 24h"),
+        ("strategy: linear\n      percent: 10\n      interval: 25h", "delivery.interval must be between 1s and 24h"),
+        ("strategy: Canary10Percent5Minuts", "delivery: strategy 'Canary10Percent5Minuts' is neither all_at_once, "
+         "canary, linear nor a CodeDeploy preset such as Canary10Percent5Minutes or Linear10PercentEvery1Minute; did "
+         "you mean 'Canary10Percent5Minutes'?"),
+    ],
+)  # fmt: skip
+def test_a_delivery_that_would_mean_something_else_is_refused(infra_copy, new, message):
+    _edit(infra_copy / "environments.yaml", DELIVERY, new)
+    with pytest.raises(PolicyError) as err:
+        load_policies(infra_copy)
+    assert str(err.value) == f"{infra_copy / 'environments.yaml'}: environments.prod.{message}"
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ("bake: 15m", "bake: 99999999999h", "delivery.bake must be between 0s and 7 days (168h)"),
+        ("bake: 15m", "bake: 169h", "delivery.bake must be between 0s and 7 days (168h)"),
+        ("every: 30s", "every: 0s", "delivery.analysis.every must be between 1ms and 1h"),
+    ],
+)
+def test_durations_are_bounded(infra_copy, old, new, message):
+    _edit(infra_copy / "environments.yaml", old, new)
+    with pytest.raises(PolicyError) as err:
+        load_policies(infra_copy)
+    assert str(err.value) == f"{infra_copy / 'environments.yaml'}: environments.prod.{message}"

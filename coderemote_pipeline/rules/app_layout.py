@@ -17,9 +17,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import AfterValidator, Field, StrictFloat, model_validator
 
-from coderemote_pipeline.rules.schema import ConfigError, StrictModel, read_yaml_mapping, validate
+from coderemote_pipeline.rules.schema import ConfigError, StrictModel, read_yaml_mapping, said, validate
 
 
 class FrontendEnvMode(StrEnum):
@@ -35,14 +35,14 @@ def repo_path(value: str, *, allow_root: bool = False) -> str:
     if not text or "\0" in text:
         raise ValueError("must be a non-empty relative path")
     if "\\" in text:
-        raise ValueError(f"{text!r} uses backslashes: write paths with '/'")
+        raise ValueError(f"{said(text, 'the path')} uses backslashes: write paths with '/'")
     if text.startswith(("/", "~")) or (len(text) > 1 and text[1] == ":"):
-        raise ValueError(f"{text!r} is absolute: paths are relative to the app's repository")
+        raise ValueError(f"{said(text, 'the path')} is absolute: paths are relative to the app's repository")
     normal = posixpath.normpath(text)
     if normal == ".." or normal.startswith("../"):
-        raise ValueError(f"{text!r} leaves the repository: use a path inside it")
+        raise ValueError(f"{said(text, 'the path')} leaves the repository: use a path inside it")
     if normal == "." and not allow_root:
-        raise ValueError(f"{text!r} names a directory, not a file or a subdirectory")
+        raise ValueError(f"{said(text, 'the path')} names a directory, not a file or a subdirectory")
     return normal
 
 
@@ -50,7 +50,7 @@ def _command(value: str) -> str:
     try:
         words = shlex.split(value)
     except ValueError as exc:
-        raise ValueError(f"{value!r} is not a command line ({exc})") from None
+        raise ValueError(f"{said(value, 'the command')} is not a command line ({exc})") from None
     if not words:
         raise ValueError("must be a command, e.g. python3 -m app.server")
     return value
@@ -58,13 +58,13 @@ def _command(value: str) -> str:
 
 def _url_path(value: str) -> str:
     if not value.startswith("/") or any(c.isspace() for c in value) or "://" in value:
-        raise ValueError(f"{value!r} must be a URL path starting with '/', e.g. /health")
+        raise ValueError(f"{said(value)} must be a URL path starting with '/', e.g. /health")
     return value
 
 
 def _check_name(value: str) -> str:
     if not re.fullmatch(r"[a-z][a-z0-9_]{0,62}", value):
-        raise ValueError(f"{value!r} must be lowercase letters, digits and _ (it names an asset check)")
+        raise ValueError(f"{said(value, 'the name')} must be lowercase letters, digits and _ (it names an asset check)")
     return value
 
 
@@ -90,7 +90,7 @@ class CheckSpec(StrictModel):
     name: CheckName
     side: Side
     command: Command
-    timeout_s: float = Field(300.0, gt=0, le=3600)
+    timeout_s: StrictFloat = Field(300.0, gt=0, le=3600)
 
 
 EXAMPLE_CHECKS = (
@@ -118,8 +118,9 @@ class AppLayout(StrictModel):
     @model_validator(mode="after")
     def _unique_checks(self) -> AppLayout:
         names = [c.name for c in self.checks]
-        if len(set(names)) != len(names):
-            raise ValueError(f"checks: every check needs its own name, got {names}")
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise ValueError(f"checks: every check needs its own name; {', '.join(twice)} is used twice")
         return self
 
     def checks_of(self, side: Side) -> tuple[CheckSpec, ...]:

@@ -8,7 +8,30 @@ No `approvers:` means anyone may approve (the policy's `approval:` still says wh
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from typing import Annotated
+
+from pydantic import AfterValidator
+
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+")
+
+
+def _name(value: str) -> str:
+    if not value.strip() or any(c.isspace() for c in value):
+        raise ValueError("an approver's name must be an account name, without spaces (the `by` of an approval)")
+    return value
+
+
+def _email(value: str) -> str:
+    # Not quoted back: whatever sits here when it is no email address may be anything, a key included.
+    if not _EMAIL.fullmatch(value.strip()):
+        raise ValueError("must be an email address (name@domain), the one the approver's git tags carry")
+    return value.strip()
+
+
+# `approvers:` of an environment as written: identity → the email their tags and commits carry.
+Approvers = dict[Annotated[str, AfterValidator(_name)], Annotated[str, AfterValidator(_email)]]
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator, model_validator
 
-from coderemote_pipeline.rules.schema import StrictModel
+from coderemote_pipeline.rules.schema import StrictModel, plain, said
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _WHEN = re.compile(r"^(mon|tue|wed|thu|fri|sat|sun)[a-z]*\s+([01]?\d|2[0-3]):([0-5]\d)$", re.IGNORECASE)
@@ -28,7 +28,7 @@ def week_minute(text: str) -> int:
     """`"Fri 16:00"` → minutes since Monday 00:00."""
     match = _WHEN.match(str(text).strip())
     if not match:
-        raise ValueError(f"{text!r} is not a weekday and a time, e.g. 'Fri 16:00'")
+        raise ValueError(f"{said(text)} is not a weekday and a time, e.g. 'Fri 16:00'")
     return DAYS.index(match[1][:3].lower()) * 24 * 60 + int(match[2]) * 60 + int(match[3])
 
 
@@ -55,7 +55,8 @@ class DeployWindows(StrictModel):
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r}: use an IANA name such as Europe/Paris or UTC") from None
+            shown = f" {said(value)}" if plain(value) else ""
+            raise ValueError(f"unknown time zone{shown}: use an IANA name such as Europe/Paris or UTC") from None
         return value
 
     @model_validator(mode="after")

@@ -15,15 +15,15 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, StrictBool, model_validator
+from pydantic import Field, StrictBool, StrictInt, model_validator
 
-from coderemote_pipeline.rules.approvers import ApprovalRule
+from coderemote_pipeline.rules.approvers import ApprovalRule, Approvers
 from coderemote_pipeline.rules.deploy_windows import DeployWindows, WindowPlan
 from coderemote_pipeline.rules.notify_config import Receiver
 from coderemote_pipeline.rules.partitions import ENVIRONMENTS, check_env
 from coderemote_pipeline.rules.release_keys import Release, ReleaseKind
 from coderemote_pipeline.rules.rollout import Delivery, RolloutPlan, plan
-from coderemote_pipeline.rules.schema import ConfigError, StrictModel, read_yaml_mapping, validate
+from coderemote_pipeline.rules.schema import ConfigError, StrictModel, read_yaml_mapping, said, validate
 from coderemote_pipeline.rules.stack_config import StackConfig, load_stack_config
 
 INFRA_DIR_VARIABLE = "CODEREMOTE_INFRA_DIR"
@@ -77,8 +77,8 @@ class EnvironmentEntry(StrictModel):
     verified_in: EnvName | None = None
     delivery: Delivery = Delivery()
     # Who may approve (identity → the email their tags and commits carry), and how many distinct approvals.
-    approvers: dict[str, str] = {}
-    approvals_required: int = Field(1, ge=1, le=10)
+    approvers: Approvers = {}
+    approvals_required: StrictInt = Field(1, ge=1, le=10)
     # A version tag deploys only if its signature verifies against this allowed-signers file (in infra/).
     require_signed_tags: StrictBool = False
     allowed_signers: str | None = None
@@ -90,6 +90,10 @@ class EnvironmentEntry(StrictModel):
         if self.require_signed_tags and not self.allowed_signers:
             raise ValueError("require_signed_tags needs allowed_signers: a file in infra/ of git's allowed-signers "
                              "format (`EMAIL namespaces=\"git\" ssh-ed25519 KEY`)")  # fmt: skip
+        if self.allowed_signers is not None and not self.require_signed_tags:
+            # Loading skips the file unless tags must be signed: a lone allowed_signers would look like a guard.
+            raise ValueError("allowed_signers is only read with require_signed_tags: true; set it, or remove "
+                             "allowed_signers")  # fmt: skip
         if self.approvers and self.approvals_required > len(self.approvers):
             raise ValueError(f"approvals_required is {self.approvals_required} but only {len(self.approvers)} "
                              "approver(s) are listed: no release could ever be approved")  # fmt: skip
@@ -195,12 +199,11 @@ def _load(infra_dir: Path, _stamps: tuple[tuple[str, int, int], ...]) -> dict[st
 def _signers(infra_dir: Path, env: str, entry: EnvironmentEntry) -> Path:
     source = infra_dir / "environments.yaml"
     path = (infra_dir / str(entry.allowed_signers)).resolve()
+    named = f"{source}: environments.{env}.allowed_signers: {said(entry.allowed_signers, 'the path')}"
     if not path.is_relative_to(infra_dir.resolve()):
-        raise ConfigError(f"{source}: environments.{env}.allowed_signers: {entry.allowed_signers!r} leaves infra/; "
-                          "name a file inside it")  # fmt: skip
+        raise ConfigError(f"{named} leaves infra/; name a file inside it")
     if not path.is_file():
-        raise ConfigError(f"{source}: environments.{env}.allowed_signers: {entry.allowed_signers!r} is not a file "
-                          "in infra/")  # fmt: skip
+        raise ConfigError(f"{named} is not a file in infra/")
     return path
 
 

@@ -11,11 +11,13 @@ notice is sent. A plain `url:` is for a receiver whose address is no secret (a t
 from __future__ import annotations
 
 import re
+import urllib.parse
 from dataclasses import dataclass
+from typing import Annotated
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, model_validator
 
-from coderemote_pipeline.rules.schema import StrictModel
+from coderemote_pipeline.rules.schema import StrictModel, plain
 
 # The release events, in the order a deploy meets them.
 HELD, STARTED, LIVE, ROLLED_BACK, AUTOMATIC_ROLLBACK, SHIFT_ABORTED, FAILED = (
@@ -26,9 +28,37 @@ _VARIABLE = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 _REPOSITORY = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 
 
+def _variable(example: str, holds: str) -> AfterValidator:
+    def check(value: str) -> str:
+        # The value itself is never repeated: whoever got this wrong most likely pasted the secret here.
+        if not _VARIABLE.match(value):
+            raise ValueError(f"must name an environment variable (e.g. {example}) that holds the {holds}, "
+                             f"not the {holds} itself")  # fmt: skip
+        return value
+
+    return AfterValidator(check)
+
+
+def _http_url(value: str) -> str:
+    # Named by its key, never quoted: a webhook's URL carries its secret.
+    parts = urllib.parse.urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in value.strip()):
+        raise ValueError("must be an http:// or https:// URL")
+    return value.strip()
+
+
+def _repository(value: str) -> str:
+    if not _REPOSITORY.match(value):
+        raise ValueError("must be a GitHub repository as OWNER/NAME, e.g. acme/code-remote")
+    return value
+
+
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
+
+
 class Webhook(StrictModel):
-    url: str | None = None
-    url_env: str | None = Field(None, pattern=_VARIABLE.pattern)
+    url: HttpUrl | None = None
+    url_env: Annotated[str, _variable("SLACK_WEBHOOK_URL", "URL")] | None = None
 
     @model_validator(mode="after")
     def _one(self) -> Webhook:
@@ -39,9 +69,9 @@ class Webhook(StrictModel):
 
 
 class GitHub(StrictModel):
-    repository: str = Field(pattern=_REPOSITORY.pattern)
-    token_env: str = Field("GITHUB_TOKEN", pattern=_VARIABLE.pattern)
-    api_url: str = "https://api.github.com"
+    repository: Annotated[str, AfterValidator(_repository)]
+    token_env: Annotated[str, _variable("GITHUB_TOKEN", "token")] = "GITHUB_TOKEN"
+    api_url: HttpUrl = "https://api.github.com"
 
 
 class Receiver(StrictModel):
@@ -55,7 +85,8 @@ class Receiver(StrictModel):
             raise ValueError("a receiver is either webhook: or github:")
         unknown = [e for e in self.events if e not in EVENTS]
         if unknown:
-            raise ValueError(f"unknown event(s) {', '.join(unknown)}: use {', '.join(EVENTS)}")
+            named = ", ".join(str(e) for e in unknown if plain(e)) or "that are not names"
+            raise ValueError(f"unknown event(s) {named}: use {', '.join(EVENTS)}")
         return self
 
 

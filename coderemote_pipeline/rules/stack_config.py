@@ -6,16 +6,23 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
-from coderemote_pipeline.rules.schema import StrictModel, read_yaml_mapping, validate
+from coderemote_pipeline.rules.schema import StrictModel, read_yaml_mapping, said, validate
 
 PULUMI_PROJECT = "code-remote"
 
 
 def _config_key(name: str) -> str:
     return f"{PULUMI_PROJECT}:{name}"
+
+
+class Secret(StrictModel):
+    """A value Pulumi keeps encrypted in the stack file (`pulumi config set --secret`)."""
+
+    secure: str
 
 
 class StackConfigValues(StrictModel):
@@ -27,13 +34,28 @@ class StackConfigValues(StrictModel):
     az_count: int | None = Field(None, alias=_config_key("az_count"))
     # Written by the pipeline's Automation API path on the aws target (resources/pulumi_provisioner.py).
     bootstrap_image_uri: str | None = Field(None, alias=_config_key("bootstrap_image_uri"))
-    gemini_api_key: dict[str, str] | None = Field(None, alias=_config_key("gemini_api_key"))
+    gemini_api_key: Secret | None = Field(None, alias=_config_key("gemini_api_key"))
 
-    @field_validator("az_count")
+    @field_validator("az_count", mode="before")
     @classmethod
-    def _az_count(cls, value: int | None) -> int | None:
-        if value is not None and not 1 <= value <= 6:
-            raise ValueError(f"{value} must be between 1 and 6")
+    def _az_count(cls, value: Any) -> int | None:
+        # Pulumi writes config values as strings ("3"); a YAML true would otherwise count as 1.
+        if value is None:
+            return None
+        text = str(value) if type(value) is int else value  # not isinstance: a YAML true is an int too
+        if not (isinstance(text, str) and text.isascii() and text.isdigit() and len(text) <= 3):
+            raise ValueError(f"{said(value)} must be a whole number of availability zones, 1 to 6")
+        if not 1 <= int(text) <= 6:
+            raise ValueError(f"{int(text)} must be between 1 and 6")
+        return int(text)
+
+    @field_validator("gemini_api_key", mode="before")
+    @classmethod
+    def _secret(cls, value: Any) -> Any:
+        if value is not None and not isinstance(value, dict):
+            # Never quoted: a plain value here is the key itself.
+            raise ValueError("must be a Pulumi secret ({secure: ...}): set it with `pulumi config set --secret "
+                             "gemini_api_key`, never as plain text")  # fmt: skip
         return value
 
     @model_validator(mode="after")
@@ -42,7 +64,8 @@ class StackConfigValues(StrictModel):
             try:
                 ipaddress.ip_network(self.vpc_cidr)
             except ValueError:
-                raise ValueError(f"{_config_key('vpc_cidr')}: {self.vpc_cidr!r} is not a CIDR block") from None
+                shown = said(self.vpc_cidr)
+                raise ValueError(f"{_config_key('vpc_cidr')}: {shown} is not a CIDR block, e.g. 10.2.0.0/16") from None
         if (self.vpc_cidr is None) != (self.az_count is None):
             raise ValueError(f"set both {_config_key('vpc_cidr')!r} and {_config_key('az_count')!r}, or neither")
         return self
