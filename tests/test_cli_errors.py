@@ -11,7 +11,7 @@ import pytest
 from dagster._core.events import EngineEventData
 from sensor_kit import AppRepo
 
-from coderemote_pipeline.cli.main import main
+from coderemote_pipeline.cli.main import main, parser
 from coderemote_pipeline.ledger.instance import open_instance
 from coderemote_pipeline.ledger.leases import Lease
 from coderemote_pipeline.rules.environments import DEFAULT_INFRA_DIR
@@ -59,22 +59,52 @@ CASES = [
     (["promote", "dev", "qa"], {}, "unknown environment 'qa'"),
     (["promote", "dev", "staging"], {}, "nothing is live in dev: deploy it first"),
     (["rollback", "qa"], {}, "unknown environment 'qa'"),
-    (["rollback", "dev"], {}, "dev has no earlier release that passed smoke"),
-    (["rollback", "dev", "--to", "v9.9.9"], {}, "v9.9.9 never passed smoke in dev"),
-    (["retry", "0123abcd"], {}, "no run with id '0123abcd'"),
-    (["retry", "ab"], {}, "give more of the id"),
+    (["rollback", "dev"], {}, "dev has no earlier release that passed smoke (live: nothing): deploy one first: "
+                              "coderemote-pipeline deploy dev main"),
+    (["rollback", "prod"], {}, "deploy one first: coderemote-pipeline deploy prod vMAJOR.MINOR.PATCH"),
+    (["rollback", "dev", "--to", "v9.9.9"], {}, "v9.9.9 never passed smoke in dev: nothing verified to roll back "
+                                                "to. Deploy it instead: coderemote-pipeline deploy dev v9.9.9"),
+    (["rollback", "dev", "--to", "main-abcdef0"], {}, "Deploy it instead: coderemote-pipeline deploy dev abcdef0"),
+    (["rollback", "prod", "--to", "main-abcdef0"], {}, "main-abcdef0 never passed smoke in prod: nothing verified "
+     "to roll back to, and it cannot be deployed there either: prod deploys only stable version tags"),
+    (["rollback", "dev", "--to", "a|b"], {}, "release key 'a|b' is empty or contains one of '|,[]/' or whitespace"),
+    (["rollback", "dev", "--to", "v1.2"], {}, "version tag 'v1.2' is not semantic versioning"),
+    (["rollback", "dev", "--to", ""], {}, "--to is empty: give the release key to go back to"),
+    (["rollback", "dev", "--to", " "], {}, "--to is empty"),
+    (["retry", "0123abcd"], {}, "no run's id starts with '0123abcd' in this instance: `coderemote-pipeline history "
+                                "ENV` lists an environment's runs with their ids"),
+    (["retry", "abcdef"], {}, "no run's id starts with 'abcdef'"),
+    (["retry", "ab"], {}, "run id 'ab' is too short: give its first 4+ characters"),
     (["retry", "dev"], {}, "dev has no deploy or rollback run to retry"),
     (["infra", "dev", "frob"], {}, "unknown infra action 'frob': use history, preview, refresh"),
     (["status", "qa"], {}, "unknown environment 'qa'"),
+    (["status", ""], {}, "unknown environment ''"),
     (["history", "qa"], {}, "unknown environment 'qa'"),
-    (["history", "dev", "--days", "0"], {}, "--days 0 must be more than 0"),
+    (["history", "dev", "--days", "0"], {}, "--days 0 must be a number of days more than 0 and at most 3650"),
+    (["history", "dev", "--days", "-2"], {}, "--days -2 must be a number of days"),
+    (["history", "dev", "--days", "nan"], {}, "--days nan must be a number of days"),
+    (["history", "dev", "--days", "inf"], {}, "--days inf must be a number of days"),
+    (["history", "dev", "--days", "1e300"], {}, "--days 1e+300 must be a number of days"),
+    (["history", "dev", "--days", "1e6"], {}, "--days 1e+06 must be a number of days"),
     (["history", "dev", "--days", "many"], {}, "invalid float value: 'many'"),
+    (["traffic", "staging", "--abort", "--by", ""], {}, "argument --by: '' names nobody: give who you are"),
+    (["traffic", "staging", "--promote", "--by", "  "], {}, "argument --by: '  ' names nobody"),
+    (["traffic", "dev", "--reason", "x"], {}, "--reason goes with --promote or --abort"),
+    (["traffic", "dev", "--by", "pat"], {}, "--by goes with --promote or --abort"),
+    (["deploy", "dev", "main", "--force", "--reason", "x", "--by", ""], {}, "argument --by: '' names nobody"),
+    (["promote", "dev", "staging", "--by", " "], {}, "argument --by: ' ' names nobody"),
     (["approve", "qa", "v1.0.0", "--by", "x"], {}, "unknown environment 'qa'"),
     (["approve", "prod", "v1.2", "--by", "x"], {}, "'v1.2' is not semantic versioning"),
     (["reject", "prod", "v9.9.9", "--by", "x"], {}, "'v9.9.9' is not registered"),
     (["approvals", "--bogus"], {}, "unrecognized arguments: --bogus"),
     (["local", "sideways"], {}, "invalid choice: 'sideways'"),
-    (["ui", "--port", "web"], {}, "invalid int value: 'web'"),
+    (["ui", "--port", "web"], {}, "argument --port: 'web' is not a port: give a whole number from 1 to 65535"),
+    (["ui", "--port", "-1"], {}, "argument --port: '-1' is not a port"),
+    (["ui", "--port", "0"], {}, "argument --port: '0' is not a port"),
+    (["ui", "--port", "99999"], {}, "argument --port: '99999' is not a port"),
+    (["ui", "--host", "256.1.1.1"], {}, "--host '256.1.1.1' does not resolve to an address: use --host 127.0.0.1"),
+    (["ui", "--host", "nosuchhost.invalid"], {}, "--host 'nosuchhost.invalid' does not resolve to an address"),
+    (["ui", "--host", "192.0.2.1"], {}, "--host 192.0.2.1 is not an address of this machine: use --host 127.0.0.1"),
 ]
 
 
@@ -134,7 +164,7 @@ def test_a_rollback_or_retry_with_the_local_stack_down_is_refused_before_a_run(e
         failed = seed.deploy("dev", "main-ccccccc", "c" * 40, passed=False)
         seed.flush()
         before = len(instance.get_runs())
-    for argv in (["rollback", "dev"], ["retry", failed[:8]]):
+    for argv in (["rollback", "dev"], ["retry", failed[:8]], ["promote", "dev", "staging"]):
         assert main(argv) == 2
         lines = capsys.readouterr().err.splitlines()
         assert len(lines) == 1 and "No local stack is running for state dir" in lines[0], lines
@@ -173,3 +203,46 @@ def test_the_ui_warns_that_its_sensors_cannot_deploy_while_the_stack_is_down(env
     err = capsys.readouterr().err
     assert err.startswith("warning: the local stack is down: the sensors hold every deploy until")
     assert "coderemote-pipeline local up" in err and started and started[0][1:3] == ["dev", "-m"]
+
+
+def test_a_rollback_to_the_release_already_live_is_no_run(env, capsys):
+    """As `deploy` of the live release succeeds changing nothing (exit 0), so does this, without a run: a run would
+    be recorded as a rollback that rolled nothing back."""
+    with open_instance(env["tmp"] / "state") as instance:
+        seed = Seeder(instance)
+        seed.deploy("dev", "main-aaaaaaa", "a" * 40)
+        seed.deploy("dev", "main-bbbbbbb", "b" * 40)
+        seed.flush()
+        before = len(instance.get_runs())
+    assert main(["rollback", "dev", "--to", "main-bbbbbbb"]) == 0
+    out = capsys.readouterr()
+    assert out.err == "" and out.out.splitlines()[-1] == "main-bbbbbbb is already live in dev: nothing to roll back to"
+    with open_instance(env["tmp"] / "state") as instance:
+        assert len(instance.get_runs()) == before
+
+
+def test_the_run_ids_retry_asks_for_are_in_history(env, capsys):
+    with open_instance(env["tmp"] / "state") as instance:
+        seed = Seeder(instance)
+        failed = seed.deploy("dev", "main-ccccccc", "c" * 40, passed=False)
+        seed.flush()
+    assert main(["history", "dev"]) == 0
+    listed = [line for line in capsys.readouterr().out.splitlines() if "main-ccccccc" in line]
+    assert len(listed) == 1 and f"  {failed[:8]}  " in listed[0]
+
+
+def test_by_is_who_without_the_spaces_around_it(monkeypatch):
+    assert parser().parse_args(["traffic", "dev", "--abort", "--by", "  pat "]).by == "pat"
+    assert parser().parse_args(["deploy", "dev", "main", "--by", "\tpat"]).by == "pat"
+    monkeypatch.setenv("USER", " ")  # an account name that names nobody is not recorded as one
+    assert parser().parse_args(["promote", "dev", "staging"]).by == "unknown"
+
+
+def test_the_ui_on_a_port_in_use_says_so(env, capsys):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["ui", "--port", str(port)]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == [f"error: port {port} on 127.0.0.1 is in use: choose another with `ui --port N`"]

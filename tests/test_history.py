@@ -1,4 +1,8 @@
+import pytest
+
 from coderemote_pipeline.rules.delivery import DAY_S, Deploy, delivery_figures
+from coderemote_pipeline.rules.errors import DeployRefused
+from coderemote_pipeline.usecases.history import MAX_DAYS, check_days
 
 
 def _d(run, started, ended, status="SUCCESS", trigger="cli", rolled_back=False, commit="c1"):
@@ -59,3 +63,15 @@ def test_a_deploy_stopped_before_release_is_no_change_failure():
     assert figures["rework_rate"] == 0.75
     # Each failure is restored when r6 goes live at 630 s; the stopped ones needed no recovery.
     assert figures["recovery_time_s"] == round(((630 - 100) + (630 - 200) + (630 - 500)) / 3, 1)
+
+
+@pytest.mark.parametrize("days", [0.5, 30.0, MAX_DAYS])
+def test_a_window_of_days_in_range_is_taken(days):
+    assert check_days(days) == days
+
+
+@pytest.mark.parametrize("days", [0.0, -1.0, float("nan"), float("inf"), float("-inf"), 1e300, 1e6, MAX_DAYS + 1])
+def test_a_window_that_is_not_a_number_of_days_in_range_is_refused(days):
+    """nan reached Dagster's SQL filter, inf and 1e300 overflowed, a million days went back to year -711."""
+    with pytest.raises(DeployRefused, match=rf"must be a number of days more than 0 and at most {MAX_DAYS}"):
+        check_days(days)

@@ -14,7 +14,10 @@ from app_bugs import plant
 from coderemote_pipeline.actions.target_state import drift, read_target
 from coderemote_pipeline.cli.main import main
 from coderemote_pipeline.ledger.live import env_outputs, recorded_live
+from coderemote_pipeline.local_stack import LocalStack, load_stack_info
+from coderemote_pipeline.local_stack.processes import stop_pid
 from coderemote_pipeline.resources.targets import local_resources, target_for
+from coderemote_pipeline.rules import names
 from coderemote_pipeline.rules.release_keys import parse_release_key
 from coderemote_pipeline.rules.settings import Settings
 from coderemote_pipeline.usecases.approve import record_decision
@@ -178,3 +181,32 @@ def test_moving_the_alias_by_hand_is_drift(prod, instance, settings, monkeypatch
         lam.update_alias(
             FunctionName=outputs["lambda_function_name"], Name="live", FunctionVersion=str(recorded.version)
         )
+
+
+def test_rollback_promote_and_retry_with_a_stack_part_down_make_no_run(prod, instance, monkeypatch, capsys):
+    """`deploy` refuses in one line while a part of the stack is down; these ran, failed in traffic_shift, and history
+    counted a failed change nobody made. Now each is refused as deploy is, before any run exists."""
+    mine = prod[0]
+    monkeypatch.setenv("CODEREMOTE_STATE_DIR", str(mine.state_dir))
+    monkeypatch.setenv("CODEREMOTE_APP_REMOTE", mine.app_remote)
+    monkeypatch.setenv("DAGSTER_HOME", instance.root_directory)
+    live = recorded_live(instance, "dev")
+    failed = dg.DagsterRun(job_name=names.ROLLBACK_JOB, status=dg.DagsterRunStatus.FAILURE,
+                           tags={names.ENV_TAG: "dev", names.RELEASE_TAG: live.release})  # fmt: skip
+    instance.add_run(failed)
+    before = {run.run_id for run in instance.get_runs()}
+    info = load_stack_info(mine.state_dir)
+    assert stop_pid(info.registry_pid, expect="docker-registry")
+    try:
+        for argv in (["rollback", "dev"], ["promote", "dev", "staging"], ["retry", failed.run_id[:8]]):
+            assert main(argv) == 2, argv
+            out = capsys.readouterr()
+            lines = out.err.splitlines()
+            assert "Traceback" not in out.err + out.out and len(lines) == 1, out.err
+            assert lines[0].startswith(f"error: Image registry at {info.registry_host} is not answering"), lines
+            assert lines[0].endswith("start it with `coderemote-pipeline local up`"), lines
+        assert {run.run_id for run in instance.get_runs()} == before
+        assert recorded_live(instance, "dev") == live
+    finally:
+        instance.delete_run(failed.run_id)
+        LocalStack(mine.state_dir).up()  # the registry restarts on its port, its storage intact

@@ -19,7 +19,21 @@ def _when(ts: float | None) -> str:
     return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S") if ts else "-"
 
 
+def person(text: str) -> str:
+    """A `--by` value: who, without the spaces around it; empty is nobody, refused rather than recorded."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"{text!r} names nobody: give who you are, or leave --by out for $USER")
+    return text.strip()
+
+
+def default_person() -> str:
+    return os.environ.get("USER", "").strip() or "unknown"
+
+
 def preflight(settings):
+    """What a deploy checks before its run exists, for every command that makes a run: a stack part that is down
+    would fail that run at its first step, a failed change in the ledger's figures that nobody made."""
+
     def check() -> None:
         if settings.target == "local":
             from coderemote_pipeline.local_stack import check_parts, load_stack_info
@@ -69,17 +83,24 @@ def cmd_promote(args: argparse.Namespace, settings_from) -> int:
 
     settings = settings_from(args)
     return _finish(promote(args.from_env, args.to_env, settings=settings, instance=open_instance(settings.state_dir),
-                           override=_override(args)))  # fmt: skip
+                           override=_override(args), preflight=preflight(settings)))  # fmt: skip
 
 
 def cmd_rollback(args: argparse.Namespace, settings_from) -> int:
     outlive_the_terminal()
     print(f"rollback of {args.env}: finding the release to go back to…", flush=True)  # before Dagster loads
     from coderemote_pipeline.ledger.instance import open_instance
-    from coderemote_pipeline.usecases.rollback import rollback
+    from coderemote_pipeline.usecases.rollback import AlreadyLive, rollback
 
     settings = settings_from(args)
-    return _finish(rollback(args.env, args.to, settings=settings, instance=open_instance(settings.state_dir)))
+    try:
+        outcome = rollback(args.env, args.to, settings=settings, instance=open_instance(settings.state_dir),
+                           preflight=preflight(settings))  # fmt: skip
+    except AlreadyLive as exc:
+        # As `deploy` of the live release succeeds changing nothing: the env is where it was asked to be.
+        print(exc)
+        return 0
+    return _finish(outcome)
 
 
 def cmd_retry(args: argparse.Namespace, settings_from) -> int:
@@ -89,7 +110,7 @@ def cmd_retry(args: argparse.Namespace, settings_from) -> int:
 
     settings = settings_from(args)
     return _finish(retry_from_failure(args.run_id, settings=settings, instance=open_instance(settings.state_dir),
-                                      mark_failed=args.mark_failed))  # fmt: skip
+                                      mark_failed=args.mark_failed, preflight=preflight(settings)))  # fmt: skip
 
 
 def cmd_status(args: argparse.Namespace, settings_from) -> int:
@@ -124,14 +145,15 @@ def cmd_history(args: argparse.Namespace, settings_from) -> int:
 
     settings = settings_from(args)
     deploys, figures = history(open_instance(settings.state_dir), args.env, args.days)
-    print(f"{'started':<20} {'release':<16} {'commit':<12} {'trigger':<14} {'outcome':<12} {'seconds':>8}  note")
+    print(f"{'started':<20} {'release':<16} {'commit':<12} {'trigger':<14} {'outcome':<12} {'seconds':>8}  "
+          f"{'run':<8}  note")  # the run id is what `retry` takes
     for d in deploys:
         seconds = f"{d.seconds:.1f}" if d.seconds is not None else "-"
         note = "; ".join(n for n in (f"override: {d.override}" if d.override else "",
                                      f"checks skipped: {d.skipped_checks}" if d.skipped_checks else "",
                                      d.failure) if n)  # fmt: skip
         print(f"{_when(d.started):<20} {d.release:<16} {d.commit[:12]:<12} {d.trigger:<14} {d.outcome:<12} "
-              f"{seconds:>8}  {note}")  # fmt: skip
+              f"{seconds:>8}  {d.run_id[:8]:<8}  {note}")  # fmt: skip
     print(
         f"\nlast {args.days:g} days in {args.env}: {figures['deploy_frequency_per_day']} deploys/day, "
         f"lead time {figures['lead_time_s']:.0f}s (median), change fail rate {figures['change_failure_rate']:.0%}, "
@@ -145,7 +167,7 @@ def cmd_history(args: argparse.Namespace, settings_from) -> int:
 def _force_options(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument("--force", action="store_true", help="deploy past the promotion gate (needs --reason)")
     cmd.add_argument("--reason", help="why the gate is overridden; recorded on the run and in history")
-    cmd.add_argument("--by", default=os.environ.get("USER", "unknown"), help="who deploys (default: $USER)")
+    cmd.add_argument("--by", type=person, default=default_person(), help="who deploys (default: $USER)")
 
 
 def add_parsers(sub) -> None:

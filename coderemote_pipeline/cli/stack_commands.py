@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import shutil
 import signal
@@ -88,14 +89,39 @@ def cmd_demo(args: argparse.Namespace, settings_from) -> int:
     return 0 if outcome.success else 1
 
 
-def _port_taken(host: str, port: int) -> bool:
-    with socket.socket() as probe:
+def port(text: str) -> int:
+    """A `--port` value: a TCP port a server can listen on."""
+    try:
+        number = int(text)
+    except ValueError:
+        number = 0
+    if not 1 <= number <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port: give a whole number from 1 to 65535")
+    return number
+
+
+def _cannot_listen(host: str, port: int) -> str | None:
+    """Why the UI could not listen on host:port, with the fix, or None when it can."""
+    use_local = "use --host 127.0.0.1 (this machine only) or an address of this machine"
+    if not host.strip():
+        return f"--host is empty: {use_local}"
+    try:
+        family, kind, _, _, where = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    except (socket.gaierror, UnicodeError):
+        return f"--host {host!r} does not resolve to an address: {use_local}"
+    with socket.socket(family, kind) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            probe.bind((host, port))
-        except OSError:
-            return True
-    return False
+            probe.bind(where)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return f"port {port} on {host} is in use: choose another with `ui --port N`"
+            if exc.errno == errno.EADDRNOTAVAIL:
+                return f"--host {host} is not an address of this machine: {use_local}"
+            if exc.errno == errno.EACCES:
+                return f"port {port} needs privileges (below 1024): choose another with `ui --port N`"
+            return f"cannot listen on {host} port {port} ({exc.strerror}): {use_local}, or another `ui --port N`"
+    return None
 
 
 def cmd_ui(args: argparse.Namespace, settings_from) -> int:
@@ -103,8 +129,8 @@ def cmd_ui(args: argparse.Namespace, settings_from) -> int:
     from coderemote_pipeline.rules.errors import UserError
 
     settings = settings_from(args)
-    if _port_taken(args.host, args.port):
-        raise UserError(f"port {args.port} on {args.host} is in use: choose another with `ui --port N`")
+    if problem := _cannot_listen(args.host, args.port):
+        raise UserError(problem)
     dagster = shutil.which("dagster", path=str(Path(sys.executable).parent)) or shutil.which("dagster")
     if dagster is None:
         raise UserError("the `dagster` command is not installed beside this one: pip install dagster-webserver")
@@ -143,7 +169,7 @@ def add_parsers(sub) -> None:
     demo.set_defaults(func=cmd_demo)
     ui = sub.add_parser("ui", help=UI_HELP)
     ui.add_argument("--host", default="127.0.0.1")
-    ui.add_argument("--port", type=int, default=3000)
+    ui.add_argument("--port", type=port, default=3000)
     ui.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"],
                     help="what dagster dev prints (default warning; every tick is in the UI anyway)")  # fmt: skip
     ui.set_defaults(func=cmd_ui)

@@ -4,18 +4,24 @@ person's say over the shift in flight."""
 from __future__ import annotations
 
 import argparse
-import os
+
+from coderemote_pipeline.cli.release_commands import default_person, person
 
 
 def cmd_traffic(args: argparse.Namespace, settings_from) -> int:
     from coderemote_pipeline.ledger.instance import open_instance
+    from coderemote_pipeline.rules.errors import UserError
     from coderemote_pipeline.usecases.traffic import control, split
 
+    if not (args.promote or args.abort) and (args.reason is not None or args.by is not None):
+        given = "--reason" if args.reason is not None else "--by"
+        raise UserError(f"{given} goes with --promote or --abort (it is recorded with that request): add one, or "
+                        f"leave {given} out to see the split")  # fmt: skip
     settings = settings_from(args)
     instance = open_instance(settings.state_dir)
     if args.promote or args.abort:
         action = "promote" if args.promote else "abort"
-        state = control(instance, args.env, action, args.by, args.reason or "")
+        state = control(instance, args.env, action, args.by or default_person(), args.reason or "")
         print(f"asked the shift of {state.release} in {args.env} to {action} (run {state.run_id[:8]}); "
               "it acts within about a second")  # fmt: skip
         return 0
@@ -45,5 +51,5 @@ def add_parsers(sub) -> None:
     what.add_argument("--promote", action="store_true", help="take the shift in flight to 100%% now")
     what.add_argument("--abort", action="store_true", help="take the new version back to 0%% now; the run fails")
     traffic.add_argument("--reason", help="why (recorded with the request)")
-    traffic.add_argument("--by", default=os.environ.get("USER", "unknown"), help="who asks (default: $USER)")
+    traffic.add_argument("--by", type=person, help="who asks (default: $USER)")
     traffic.set_defaults(func=cmd_traffic)

@@ -28,7 +28,9 @@ def promote(
     instance: dg.DagsterInstance,
     override: Override | None = None,
     echo: Callable[[str], None] = print,
+    preflight: Callable[[], None] | None = None,
 ) -> DeployOutcome:
+    """`preflight`: raises, before any run exists, when the target cannot take one (as a deploy's does)."""
     source, target = check_env(source), check_env(target)
     if source == target:
         raise DeployRefused(f"promote needs two different environments, got {source} twice")
@@ -38,6 +40,8 @@ def promote(
         raise DeployRefused(f"nothing is live in {source}: deploy it first (coderemote-pipeline deploy {source} REF)")
     deploy = Deployment.of(target, live.release, load_policies(settings.infra_dir), live.commit)
     extra_tags = check_deployable(instance, deploy, override)
+    if preflight is not None:
+        preflight()
     instance.add_dynamic_partitions(RELEASE_DIMENSION, [live.release])
     echo(f"promoting {live.release} (commit {live.commit[:12]}) from {source} to {target}")
     return launch(deploy, settings=settings_of(settings, built_with(live)), instance=instance,

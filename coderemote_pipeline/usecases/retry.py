@@ -33,17 +33,22 @@ def find_run(instance: dg.DagsterInstance, run_id: str) -> dg.DagsterRun:
     run = instance.get_run_by_id(run_id) if len(run_id) == 36 else None
     if run is not None:
         return run
+    where = "`coderemote-pipeline history ENV` lists an environment's runs with their ids"
+    if len(run_id) < 4:
+        raise DeployRefused(f"run id {run_id!r} is too short: give its first 4+ characters ({where})")
     matches: list[dg.DagsterRun] = []
     cursor = None
-    while len(run_id) >= 4:
+    while True:
         page = instance.get_runs(limit=PAGE, cursor=cursor)
         matches += [r for r in page if r.run_id.startswith(run_id)]
         if len(matches) > 1 or len(page) < PAGE:
             break
         cursor = page[-1].run_id
-    if len(matches) != 1:
-        found = "no run" if not matches else f"{len(matches)} runs"
-        raise DeployRefused(f"{found} with id {run_id!r} in this instance: give more of the id (4+ characters)")
+    if not matches:
+        raise DeployRefused(f"no run's id starts with {run_id!r} in this instance: {where}")
+    if len(matches) > 1:
+        raise DeployRefused(f"{len(matches)} runs with id {run_id!r} in this instance: give more of the id (4+ "
+                            "characters)")  # fmt: skip
     return matches[0]
 
 
@@ -76,6 +81,20 @@ def _gone_from_here(instance: dg.DagsterInstance, run: dg.DagsterRun) -> bool:
     return False
 
 
+def _to_mark_failed(instance: dg.DagsterInstance, run: dg.DagsterRun, mark_failed: bool) -> bool:
+    """Whether the run must be marked failed before its retry; refuses a run that cannot be retried."""
+    if mark_failed and run.status in (dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING):
+        alive = Lease(instance, run.tags[names.ENV_TAG]).working(run.run_id)
+        if alive and not _gone_from_here(instance, run):
+            # Marked failed, it would lose the lease to the retry: two deploys of one env at once.
+            raise DeployRefused(f"run {run.run_id[:8]} may still be running: {alive}")
+        return True
+    if run.status not in RETRYABLE:
+        hint = " (if its process is gone, add --mark-failed)" if run.status is dg.DagsterRunStatus.STARTED else ""
+        raise DeployRefused(f"run {run.run_id[:8]} is {run.status.value}: only a failed run is re-executed{hint}")
+    return False
+
+
 def retry_from_failure(
     run_id: str,
     *,
@@ -83,21 +102,19 @@ def retry_from_failure(
     instance: dg.DagsterInstance,
     mark_failed: bool = False,
     echo: Callable[[str], None] = print,
+    preflight: Callable[[], None] | None = None,
 ) -> DeployOutcome:
+    """`preflight`: raises when the target cannot take a run, before the failed run is marked or a new one made."""
     envs = load_policies(settings.infra_dir)
     run = last_deploy_run(instance, run_id) if run_id in envs else find_run(instance, run_id)
     if names.ENV_TAG not in run.tags or names.RELEASE_TAG not in run.tags:
         raise DeployRefused(f"run {run.run_id[:8]} ({run.job_name}) is not a deploy or rollback run")
-    if mark_failed and run.status in (dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING):
-        alive = Lease(instance, run.tags[names.ENV_TAG]).working(run.run_id)
-        if alive and not _gone_from_here(instance, run):
-            # Marked failed, it would lose the lease to the retry: two deploys of one env at once.
-            raise DeployRefused(f"run {run.run_id[:8]} may still be running: {alive}")
+    marking = _to_mark_failed(instance, run, mark_failed)
+    if preflight is not None:
+        preflight()
+    if marking:
         instance.report_run_failed(run, "marked failed by `coderemote-pipeline retry --mark-failed`: process gone")
         run = find_run(instance, run.run_id)
-    if run.status not in RETRYABLE:
-        hint = " (if its process is gone, add --mark-failed)" if run.status is dg.DagsterRunStatus.STARTED else ""
-        raise DeployRefused(f"run {run.run_id[:8]} is {run.status.value}: only a failed run is re-executed{hint}")
     carried = {k: v for k, v in run.tags.items() if k in (names.OVERRIDE_TAG, names.OVERRIDE_BY_TAG)}
     deploy = Deployment.of(run.tags[names.ENV_TAG], run.tags[names.RELEASE_TAG], envs,
                            run.tags.get(names.COMMIT_TAG, ""))  # fmt: skip

@@ -6,6 +6,7 @@ site restored from the snapshot), with the remote and layout it was built with, 
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Callable
 
 import dagster as dg
@@ -18,29 +19,70 @@ from coderemote_pipeline.resources.targets import resources_for
 from coderemote_pipeline.rules import names
 from coderemote_pipeline.rules.app_layout import AppLayout
 from coderemote_pipeline.rules.deployment import Deployment
-from coderemote_pipeline.rules.environments import load_policies
+from coderemote_pipeline.rules.environments import Accepts, EnvironmentPolicy, load_policies
+from coderemote_pipeline.rules.errors import UserError
 from coderemote_pipeline.rules.partitions import check_env
+from coderemote_pipeline.rules.release_keys import Release, ReleaseKind, parse_release_key
 from coderemote_pipeline.rules.settings import Settings
 from coderemote_pipeline.usecases.deploy import DeployRefused
 from coderemote_pipeline.usecases.launch import DeployOutcome, launch
 
 
-def rollback_target(instance: dg.DagsterInstance, env: str, to: str | None) -> tuple[str, str, dict[str, str]]:
+class AlreadyLive(UserError):
+    """`--to` names what the environment serves now: there is nothing to do, and nothing is wrong."""
+
+
+def check_to(to: str | None) -> Release | None:
+    """`--to` as a release key; None when it was not given. An empty one is a mistake, not "the default"."""
+    if to is None:
+        return None
+    if not to.strip():
+        raise DeployRefused("--to is empty: give the release key to go back to (v1.2.3 or main-3f9c2ab), or leave "
+                            "--to out for the newest earlier release that passed smoke")  # fmt: skip
+    return parse_release_key(to)
+
+
+def _deploy_command(env: str, ref: str) -> str:
+    return f"coderemote-pipeline deploy {shlex.quote(env)} {shlex.quote(ref)}"
+
+
+def _never_passed(env: str, release: Release, policy: EnvironmentPolicy) -> str:
+    """The refusal of a rollback to a release that never passed smoke in env, with a deploy env would take."""
+    said = f"{release.key} never passed smoke in {env}: nothing verified to roll back to"
+    if refusal := policy.refusal(release):
+        return f"{said}, and it cannot be deployed there either: {refusal}"
+    # A commit key is no ref of the remote; its commit is.
+    ref = release.commit_prefix if release.kind is ReleaseKind.COMMIT and release.commit_prefix else release.key
+    return f"{said}. Deploy it instead: {_deploy_command(env, ref)}"
+
+
+def _nothing_earlier(env: str, live: LiveRecord | None, policy: EnvironmentPolicy) -> str:
+    # A placeholder where the env takes version tags only: `main` would be refused there.
+    ref = "vMAJOR.MINOR.PATCH" if policy.accepts is Accepts.STABLE_TAGS else "main"
+    said = f"{env} has no earlier release that passed smoke"
+    if live is None:
+        return f"{said} (live: nothing): deploy one first: {_deploy_command(env, ref)}"
+    return (f"{said} (live: {live.release}, the only one): nothing to roll back to. Deploy a fix forward instead: "
+            f"{_deploy_command(env, ref)}")  # fmt: skip
+
+
+def rollback_target(
+    instance: dg.DagsterInstance, env: str, to: str | None, policy: EnvironmentPolicy | None = None
+) -> tuple[str, str, dict[str, str]]:
     """(release, commit, how it was built): `to`, or the newest release that was live in env and is not now."""
-    if to:
-        proof = passed(instance, env, to)
-        if proof is None:
-            raise DeployRefused(
-                f"{to} never passed smoke in {env}: nothing verified to roll back to. "
-                f"Deploy it instead: coderemote-pipeline deploy {env} {to}"
-            )
-        run = instance.get_run_by_id(proof.run_id) if proof.run_id else None
-        return to, proof.commit, dict(run.tags) if run else {}
+    wanted = check_to(to)
     live = recorded_live(instance, env)
+    if wanted is not None:
+        if live is not None and live.release == wanted.key:
+            raise AlreadyLive(f"{wanted.key} is already live in {env}: nothing to roll back to")
+        proof = passed(instance, env, wanted.key)
+        if proof is None:
+            raise DeployRefused(_never_passed(env, wanted, policy or load_policies()[env]))
+        run = instance.get_run_by_id(proof.run_id) if proof.run_id else None
+        return wanted.key, proof.commit, dict(run.tags) if run else {}
     record = next(rollback_candidates(instance, env), None)
     if record is None:
-        now = live.release if live else "nothing"
-        raise DeployRefused(f"{env} has no earlier release that passed smoke (live: {now})")
+        raise DeployRefused(_nothing_earlier(env, live, policy or load_policies()[env]))
     return record.release, record.commit, built_with(record)
 
 
@@ -58,14 +100,25 @@ def settings_of(settings: Settings, built: dict[str, str]) -> Settings:
 
 
 def rollback(
-    env: str, to: str | None, *, settings: Settings, instance: dg.DagsterInstance, echo: Callable[[str], None] = print
+    env: str,
+    to: str | None,
+    *,
+    settings: Settings,
+    instance: dg.DagsterInstance,
+    echo: Callable[[str], None] = print,
+    preflight: Callable[[], None] | None = None,
 ) -> DeployOutcome:
+    """`preflight`: raises, before any run exists, when the target cannot take one (as a deploy's does)."""
     check_env(env)
+    check_to(to)  # a malformed --to is refused before anything is loaded
     # The stages' clients load their service models beside the ledger queries and the run's set-up, as a deploy's
     # do: in the steps they cost 0.2-0.8 s each, several times the rollback's own work.
     warm_clients(resources_for(settings)["aws"])
-    release, commit, built = rollback_target(instance, env, to)
-    deploy = Deployment.of(env, release, load_policies(settings.infra_dir), commit)
+    policies = load_policies(settings.infra_dir)
+    release, commit, built = rollback_target(instance, env, to, policies[env])
+    if preflight is not None:
+        preflight()
+    deploy = Deployment.of(env, release, policies, commit)
     echo(f"rolling {env} back to {release} (commit {commit[:12]}): reusing its image, version and site snapshot")
     return launch(deploy, settings=settings_of(settings, built), instance=instance, job_name=names.ROLLBACK_JOB,
                   trigger=names.TRIGGER_ROLLBACK, echo=echo)  # fmt: skip

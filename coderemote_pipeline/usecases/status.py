@@ -56,7 +56,7 @@ def _check(env: str, live: LiveRecord, target: EnvTarget) -> EnvStatus:
 
 
 def status(settings: Settings, instance: dg.DagsterInstance, env: str | None = None) -> list[EnvStatus]:
-    envs = [check_env(env)] if env else list(ENVIRONMENTS)
+    envs = [check_env(env)] if env is not None else list(ENVIRONMENTS)  # `status ''` is a mistake, not all
     deployed = _deployed(instance, envs)
     if not deployed:
         return [EnvStatus(name, None, None, []) for name in envs]
