@@ -95,6 +95,8 @@ CASES = [
     (["promote", "dev", "staging", "--by", " "], {}, "argument --by: ' ' names nobody"),
     (["approve", "qa", "v1.0.0", "--by", "x"], {}, "unknown environment 'qa'"),
     (["approve", "prod", "v1.2", "--by", "x"], {}, "'v1.2' is not semantic versioning"),
+    (["approve", "prod", "v1.0.0", "--by", " "], {}, "' ' names nobody: give who you are"),
+    (["reject", "prod", "v1.0.0", "--by", ""], {}, "'' names nobody: give who you are"),
     (["reject", "prod", "v9.9.9", "--by", "x"], {}, "'v9.9.9' is not registered"),
     (["approvals", "--bogus"], {}, "unrecognized arguments: --bogus"),
     (["local", "sideways"], {}, "invalid choice: 'sideways'"),

@@ -7,6 +7,8 @@ import os
 import pwd
 from datetime import UTC, datetime
 
+from coderemote_pipeline.cli.release_commands import person
+
 APPROVE, REJECT = "approve", "reject"
 PAST = {APPROVE: "approved", REJECT: "rejected"}
 
@@ -107,8 +109,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         cmd = sub.add_parser(name, help=f"{verb} deploying RELEASE to ENV (an env whose policy asks for approval)")
         cmd.add_argument("env")
         cmd.add_argument("release", help="release key, e.g. v1.2.3")
-        cmd.add_argument("--by", help="who decides (default: the account running this command; where the env lists "
-                         "approvers, only that account)")
+        cmd.add_argument("--by", type=person, help="who decides (default: the account running this command; where "
+                         "the env lists approvers, only that account)")
         cmd.add_argument("--reason", default="", help="why (shown with the decision)")
         cmd.add_argument("--remote", help="app git remote URL (default: CODEREMOTE_APP_REMOTE or the demo's)")
         cmd.set_defaults(func=func)
