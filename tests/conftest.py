@@ -71,6 +71,16 @@ def repo(tmp_path):
     return repo
 
 
+@pytest.fixture
+def cli_env(tmp_path, repo, monkeypatch):
+    """The CLI's variables for one test: its own state dir, `repo` as the app remote, no other setting inherited."""
+    for name in ("DAGSTER_HOME", "CODEREMOTE_APP_CONFIG", "CODEREMOTE_TARGET", "CODEREMOTE_INFRA_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("CODEREMOTE_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("CODEREMOTE_APP_REMOTE", str(repo.remote))
+    return {"tmp": tmp_path, "repo": repo}
+
+
 @pytest.fixture(scope="session")
 def state_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("state")

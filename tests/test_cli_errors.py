@@ -9,7 +9,6 @@ import socket
 import dagster as dg
 import pytest
 from dagster._core.events import EngineEventData
-from sensor_kit import AppRepo
 
 from coderemote_pipeline.cli.main import main, parser
 from coderemote_pipeline.ledger.instance import open_instance
@@ -19,13 +18,7 @@ from testkit.ledger_seed import Seeder
 
 
 @pytest.fixture
-def env(tmp_path, monkeypatch):
-    repo = AppRepo(tmp_path / "app")
-    repo.push("initial import")
-    for name in ("DAGSTER_HOME", "CODEREMOTE_APP_CONFIG", "CODEREMOTE_TARGET", "CODEREMOTE_INFRA_DIR"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("CODEREMOTE_STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.setenv("CODEREMOTE_APP_REMOTE", str(repo.remote))
+def env(tmp_path, cli_env):
     typo = tmp_path / "typo.yaml"
     typo.write_text("dockerfil: Dockerfile\n")
     infra = tmp_path / "infra"

@@ -7,7 +7,6 @@ import json
 import os
 
 import pytest
-from sensor_kit import AppRepo
 
 from coderemote_pipeline.actions.git_remote import GitRemote
 from coderemote_pipeline.actions.release_notes import release_notes
@@ -21,14 +20,8 @@ from testkit.ledger_seed import Seeder
 
 
 @pytest.fixture
-def env(tmp_path, monkeypatch):
-    repo = AppRepo(tmp_path / "app")
-    repo.push("initial import")
-    for name in ("DAGSTER_HOME", "CODEREMOTE_APP_CONFIG", "CODEREMOTE_TARGET", "CODEREMOTE_INFRA_DIR"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("CODEREMOTE_STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.setenv("CODEREMOTE_APP_REMOTE", str(repo.remote))
-    return {"tmp": tmp_path, "repo": repo}
+def env(cli_env):
+    return cli_env
 
 
 def _one_line(capsys, argv: list[str]) -> str:

@@ -99,29 +99,28 @@ _PROVIDERS = {"env": "the environment", "shared-credentials-file": "the credenti
               "config-file": "the AWS config file"}  # fmt: skip
 
 
+def _credential_problem(exc: botocore.exceptions.BotoCoreError) -> str:
+    """What is wrong with the credential chain, and the fix; botocore's words name a setting, never its value."""
+    said = exc.kwargs
+    if isinstance(exc, botocore.exceptions.ProfileNotFound):
+        return (f"AWS profile {said.get('profile', '')!r} is not defined in the AWS config or credentials files: "
+                "check AWS_PROFILE (`aws configure list-profiles` lists the defined ones)")  # fmt: skip
+    if isinstance(exc, botocore.exceptions.PartialCredentialsError):
+        return (f"AWS credentials from {_PROVIDERS.get(said.get('provider', ''), 'the environment')} lack "
+                f"{said.get('cred_var', 'a part')}: set both AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or "
+                "neither (and use AWS_PROFILE)")  # fmt: skip
+    if isinstance(exc, botocore.exceptions.ConfigParseError):
+        return (f"the AWS config or credentials file {said.get('path', '')!r} is not valid INI: fix it, or point "
+                "AWS_CONFIG_FILE / AWS_SHARED_CREDENTIALS_FILE at a valid one")  # fmt: skip
+    return f"AWS credentials could not be read: {exc}"
+
+
 def _credentialed_session(region: str, session_kwargs: dict[str, Any]) -> boto3.session.Session:
     try:
         session = _session(region, session_kwargs)
         credentials = session.get_credentials()  # where a named profile is first looked up
-    except botocore.exceptions.ProfileNotFound as exc:
-        raise AwsCredentialsMissing(
-            f"AWS profile {exc.kwargs.get('profile', '')!r} is not defined in the AWS config or credentials files: "
-            "check AWS_PROFILE (`aws configure list-profiles` lists the defined ones)"
-        ) from None
-    except botocore.exceptions.PartialCredentialsError as exc:
-        raise AwsCredentialsMissing(
-            f"AWS credentials from {_PROVIDERS.get(exc.kwargs.get('provider', ''), 'the environment')} lack "
-            f"{exc.kwargs.get('cred_var', 'a part')}: set both AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or neither "
-            "(and use AWS_PROFILE)"
-        ) from None
-    except botocore.exceptions.ConfigParseError as exc:
-        raise AwsCredentialsMissing(
-            f"the AWS config or credentials file {exc.kwargs.get('path', '')!r} is not valid INI: fix it, or point "
-            "AWS_CONFIG_FILE / AWS_SHARED_CREDENTIALS_FILE at a valid one"
-        ) from None
     except botocore.exceptions.BotoCoreError as exc:
-        # Any other reason the credential chain could not run; botocore's words name the setting, not its value.
-        raise AwsCredentialsMissing(f"AWS credentials could not be read: {exc}") from None
+        raise AwsCredentialsMissing(_credential_problem(exc)) from None
     if credentials is None:
         raise AwsCredentialsMissing(
             "no AWS credentials found: set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, "
