@@ -20,6 +20,7 @@ from coderemote_pipeline.actions.app_checks import CheckRun, check_key, run_in_i
 from coderemote_pipeline.actions.scratch import scratch_dir
 from coderemote_pipeline.assets.api_image import api_image
 from coderemote_pipeline.assets.frontend_bundle import frontend_bundle
+from coderemote_pipeline.assets.stage import lease_held
 from coderemote_pipeline.ledger.checks import passed_before
 from coderemote_pipeline.ledger.records import BundleRecord, ImageRecord
 from coderemote_pipeline.ledger.stages import latest
@@ -107,9 +108,10 @@ def backend_checks_def(specs: Sequence[CheckSpec]) -> dg.AssetChecksDefinition:
         def runner(path: Path, spec: CheckSpec, key: str) -> CheckRun:
             return run_in_image(docker.client(), registry.run_reference(image.ref()), path, spec, key)
 
-        yield from evaluate(context, api_image.key, specs, image.commit, tree, image.digest,
-                            lambda dest: app_source.export_backend(image.commit, dest), runner,
-                            app_source.scratch_root(), side_by_side=True)  # fmt: skip
+        with lease_held(context, context.run.tags[names.PARTITION_TAG]):
+            yield from evaluate(context, api_image.key, specs, image.commit, tree, image.digest,
+                                lambda dest: app_source.export_backend(image.commit, dest), runner,
+                                app_source.scratch_root(), side_by_side=True)  # fmt: skip
 
     return backend_checks
 
@@ -124,10 +126,11 @@ def frontend_checks_def(specs: Sequence[CheckSpec]) -> dg.AssetChecksDefinition:
         bundle = latest(context.instance, BundleRecord, context.run.tags[names.PARTITION_TAG]).record
         remote = app_source.remote()
         tree = remote.tree_id(bundle.commit, app_source.frontend_dir)
-        yield from evaluate(context, frontend_bundle.key, specs, bundle.commit, tree, "",
-                            lambda dest: remote.export(bundle.commit, app_source.frontend_dir, dest), run_on_host,
-                            app_source.scratch_root(),
-                            ahead=lambda key: checks_ahead.collect(context.run.run_id, key))  # fmt: skip
+        with lease_held(context, context.run.tags[names.PARTITION_TAG]):
+            yield from evaluate(context, frontend_bundle.key, specs, bundle.commit, tree, "",
+                                lambda dest: remote.export(bundle.commit, app_source.frontend_dir, dest),
+                                run_on_host, app_source.scratch_root(),
+                                ahead=lambda key: checks_ahead.collect(context.run.run_id, key))  # fmt: skip
 
     return frontend_checks
 

@@ -42,10 +42,7 @@ def deploy_stage(stage: F) -> F:
 
     @functools.wraps(stage)
     def run(context: dg.AssetExecutionContext, *args: Any, **kwargs: Any) -> Any:
-        env, _ = split_partition_key(context.partition_key)
-        lease = Lease(context.instance, env)
-        describe = functools.partial(describe_run, context.instance)
-        with lease.held(context.run.run_id, context.log.warning, describe, context.log.info):
+        with lease_held(context, context.partition_key) as lease:
             try:
                 return stage(context, *args, **kwargs)
             finally:
@@ -53,6 +50,18 @@ def deploy_stage(stage: F) -> F:
                     lease.release(context.run.run_id, context.log.info)  # the last stage: the next deploy may go
 
     return permanent_failures_fail_fast(run)  # type: ignore[return-value]
+
+
+@contextmanager
+def lease_held(context, partition_key: str) -> Iterator[Lease]:
+    """The env's deploy lease, held and heartbeaten by this run's step for as long as it works: by every stage and by
+    the app's checks, which are steps of their own between two stages (a check running minutes without a
+    heartbeat would let another deploy reclaim the lease from this working run)."""
+    env, _ = split_partition_key(partition_key)
+    lease = Lease(context.instance, env)
+    describe = functools.partial(describe_run, context.instance)
+    with lease.held(context.run.run_id, context.log.warning, describe, context.log.info):
+        yield lease
 
 
 def deployment(context: dg.AssetExecutionContext, environments: Environments) -> Deployment:
