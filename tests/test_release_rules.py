@@ -88,3 +88,34 @@ def test_unknown_environment_names_the_choices(bad):
 def test_deployment_key_without_separator_is_refused():
     with pytest.raises(ReleaseKeyError, match=r"ENV\|RELEASE"):
         Deployment.parse("dev-main-3f9c2ab", load_policies())
+
+
+@pytest.mark.parametrize(
+    ("job", "tags", "rollback"),
+    [
+        ("rollback_job", {"coderemote/trigger": "rollback"}, True),  # the CLI's rollback
+        ("rollback_job", {"coderemote/trigger": "retry"}, True),  # its retry: a re-execution keeps the job only
+        ("rollback_job", {}, True),  # launched from the UI
+        ("redeploy_job", {"coderemote/trigger": "retry"}, False),
+    ],
+)
+def test_a_rollback_goes_back_at_once_whoever_launched_it(job, tags, rollback):
+    """prod's canary and bake judge a new release; going back to a verified one is never a 10 % canary."""
+    from types import SimpleNamespace
+
+    from coderemote_pipeline.actions.switch import Serving
+    from coderemote_pipeline.assets.traffic_shift import _plan
+    from coderemote_pipeline.rules.names import is_rollback_run
+
+    run = dg.DagsterRun(job_name=job, tags=tags)
+    assert is_rollback_run(run) is rollback
+    from dataclasses import replace
+
+    from coderemote_pipeline.rules.rollout import Analysis, RolloutPlan, Step
+
+    deploy = Deployment.of("prod", "v1.0.0", load_policies(), "a" * 40)
+    canary = RolloutPlan("canary", (Step(10, 300.0),), 900.0, Analysis())
+    deploy = replace(deploy, policy=replace(deploy.policy, rollout=canary))
+    before, wanted = Serving("3", "v1.1.0", "b" * 40, "d", "v1.1.0"), Serving("2", "v1.0.0", "a" * 40, "d", "v1.0.0")
+    plan = _plan(SimpleNamespace(run=run), deploy, before, wanted)
+    assert plan == (RolloutPlan.at_once() if rollback else canary)

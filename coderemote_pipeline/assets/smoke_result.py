@@ -97,7 +97,7 @@ def _record_live(context, deploy: Deployment, shift: ShiftRecord, outputs: dict[
     )  # fmt: skip
     record_live(context.instance, deploy.env, live, context.log_event)
     shifts.finish(context.instance, deploy.env, context.run.run_id, "done")
-    rollback = context.run.tags.get(names.TRIGGER_TAG) == names.TRIGGER_ROLLBACK
+    rollback = names.is_rollback_run(context.run)
     announce(context.instance, deploy, nc.ROLLED_BACK if rollback else nc.LIVE, run_id=context.run.run_id,
              detail=delivery, log=context.log.warning)  # fmt: skip
 

@@ -87,7 +87,7 @@ def _plan(context: dg.AssetExecutionContext, deploy: Deployment, before: Serving
     """The policy's plan, except where there is nothing to judge the release against or it must be quick: a
     rollback (users go back at once), the first release of an env, or the release already live."""
     plan = deploy.policy.rollout
-    rollback = context.run.tags.get(names.TRIGGER_TAG) == names.TRIGGER_ROLLBACK
+    rollback = names.is_rollback_run(context.run)
     if rollback or not is_release(before.release) or before.version == wanted.version:
         return RolloutPlan.at_once()
     return plan

@@ -67,3 +67,9 @@ TRIGGER_ROLLBACK = "rollback"
 TRIGGER_RETRY = "retry"
 TRIGGER_APPROVAL = "approval"
 TRIGGER_DEMO = "demo"
+
+
+def is_rollback_run(run: dg.DagsterRun) -> bool:
+    """A rollback, whoever launched it: the CLI's (its trigger tag), a retry of one or a UI launch of rollback_job
+    (neither carries that tag: a re-execution gets only the tags it is given)."""
+    return run.job_name == ROLLBACK_JOB or run.tags.get(TRIGGER_TAG) == TRIGGER_ROLLBACK
