@@ -14,11 +14,14 @@ from sensor_kit import AppRepo, apply, cli_environment, tick, verified_in_dev
 
 from coderemote_pipeline.cli.main import main
 from coderemote_pipeline.ledger.approvals import ApprovalError, approval_refusal
+from coderemote_pipeline.ledger.live import record_live
+from coderemote_pipeline.ledger.records import LiveRecord
 from coderemote_pipeline.rules.environments import load_policies
 from coderemote_pipeline.rules.release_keys import parse_release_key
 from coderemote_pipeline.rules.settings import Settings
 from coderemote_pipeline.usecases.approve import record_decision
 from coderemote_pipeline.usecases.deploy import DeployRefused, Override, check_signed_and_open, run_deployment
+from coderemote_pipeline.usecases.promote import promote
 
 APPROVERS = {"alice": "alice@example.com", "bob": "bob@example.com", "carol": "carol@example.com"}
 
@@ -183,6 +186,20 @@ def test_a_deny_window_holds_the_sensor_refuses_deploy_and_force_is_recorded(env
     _policy(settings_infra, "dev", deploy_windows=None)  # the window ended
     released = tick(settings, instance, "main_push_sensor", held.cursor)
     assert [r.partition_key for r in released.run_requests] == [f"dev|main-{head[:7]}"]
+
+
+def test_a_deny_window_holds_a_promotion_too(env, repo, settings_infra):
+    """Promotion deploys to its target env: that env's deny window refuses it as it refuses a deploy (it used to
+    promote into a freeze)."""
+    settings, instance = env
+    _policy(settings_infra, "staging", deploy_windows=_window_around_now())
+    head = repo.git("rev-parse", "HEAD")
+    record_live(instance, "dev", LiveRecord(f"main-{head[:7]}", head, 2, "sha256:x", f"main-{head[:7]}", "deployed",
+                                            "run", 0.0, {}))  # fmt: skip
+    with pytest.raises(DeployRefused, match=r"staging takes no deploys now \(release freeze\); the window ends .* "
+                                            r"UTC\. Deploy it then .*or now with --force --reason TEXT"):  # fmt: skip
+        promote("dev", "staging", settings=settings, instance=instance, echo=lambda _: None)
+    assert instance.get_runs() == []
 
 
 def test_the_approval_view_lists_what_the_release_changes_since_the_live_one(env, repo, capsys):

@@ -15,7 +15,13 @@ from coderemote_pipeline.rules.deployment import Deployment
 from coderemote_pipeline.rules.environments import load_policies
 from coderemote_pipeline.rules.partitions import RELEASE_DIMENSION, check_env
 from coderemote_pipeline.rules.settings import Settings
-from coderemote_pipeline.usecases.deploy import DeployRefused, Override, check_deployable
+from coderemote_pipeline.usecases.deploy import (
+    DeployRefused,
+    Override,
+    app_source,
+    check_deployable,
+    check_signed_and_open,
+)
 from coderemote_pipeline.usecases.launch import DeployOutcome, launch
 from coderemote_pipeline.usecases.rollback import built_with, settings_of
 
@@ -39,11 +45,13 @@ def promote(
     if live is None:
         raise DeployRefused(f"nothing is live in {source}: deploy it first (coderemote-pipeline deploy {source} REF)")
     deploy = Deployment.of(target, live.release, load_policies(settings.infra_dir), live.commit)
+    built = settings_of(settings, built_with(live))
+    check_signed_and_open(app_source(built), deploy, override)  # a deny window holds a promotion as a deploy
     extra_tags = check_deployable(instance, deploy, override)
     if preflight is not None:
         preflight()
     instance.add_dynamic_partitions(RELEASE_DIMENSION, [live.release])
     echo(f"promoting {live.release} (commit {live.commit[:12]}) from {source} to {target}")
-    return launch(deploy, settings=settings_of(settings, built_with(live)), instance=instance,
+    return launch(deploy, settings=built, instance=instance,
                   job_name=choose_job(), trigger=f"promote:{source}", echo=echo,
                   extra_tags=extra_tags)  # fmt: skip
