@@ -78,7 +78,20 @@ def settle_failed_run(
     return settled
 
 
+def superseded_by(instance: dg.DagsterInstance, run: dg.DagsterRun, env: str) -> dg.DagsterRun | None:
+    """A run of `env` created after `run` (its retry, the next deploy): what env serves is that run's now, to finish
+    or to settle; putting back `run`'s recorded release would undo it (a settle comes seconds after a failure)."""
+    record = instance.get_run_record_by_id(run.run_id)
+    if record is None:
+        return None
+    later = instance.get_runs(dg.RunsFilter(tags={names.ENV_TAG: env}, created_after=record.create_timestamp), limit=2)
+    return next((r for r in later if r.run_id != run.run_id), None)
+
+
 def _settle(instance, run, env: str, policy: EnvironmentPolicy, target_for: TargetFor) -> Settled:
+    if (later := superseded_by(instance, run, env)) is not None:
+        return Settled(env, f"not settled by this run: run {later.run_id[:8]} ({later.status.value.lower()}), "
+                       f"started after it, deploys {env} now and settles it", None)  # fmt: skip
     recorded = recorded_live(instance, env)
     stack = in_run(instance, StackRecord, run)
     outputs = (recorded.stack_outputs if recorded else None) or (stack.record.stack_outputs if stack else None)
