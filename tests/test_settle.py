@@ -1,10 +1,13 @@
-"""Settling a failed run (the failed/canceled sensors, a few seconds after it ended) leaves the env alone once a
-later run of it exists: a retry or the next deploy owns what the env serves, and putting back the failed run's
-recorded release would undo that run's work under its lease."""
+"""The lease and the settle around a failed run: the last stage keeps the lease across a failure Dagster may retry,
+and settling a failed run (the failed/canceled sensors, seconds after it ended) leaves the env alone once a later run
+of it exists: a retry or the next deploy owns what the env serves, and putting back the failed run's recorded
+release would undo that run's work under its lease."""
 
 import time
+from types import SimpleNamespace
 
 import dagster as dg
+import pytest
 
 from coderemote_pipeline.actions.failure_report import settle_failed_run
 from coderemote_pipeline.ledger.live import record_live
@@ -36,3 +39,35 @@ def test_a_failed_run_with_a_later_run_of_its_env_is_not_put_back(tmp_path):
     assert settled is not None and settled.whole is None and not settled.rolled_back
     said = f"not settled by this run: run {retry.run_id[:8]} (started), started after it, deploys dev now"
     assert said in settled.text
+
+
+class _Context:
+    """What a stage's wrapper reads of its step context: the run, its partition, the instance and a log."""
+
+    def __init__(self, instance: dg.DagsterInstance, run: dg.DagsterRun):
+        self.instance, self.run, self.partition_key = instance, run, "dev|main-bbbbbbb"
+        self.log = SimpleNamespace(info=lambda _: None, warning=lambda _: None)
+
+
+def test_smoke_result_keeps_the_lease_when_it_fails_and_frees_it_when_done(tmp_path):
+    """A failed step may be retried by Dagster: had the last stage freed the lease on its way out, another deploy
+    could take the env in the gap before the retry judged it. A run that ends failed frees it as it ends."""
+    from coderemote_pipeline.assets.stage import deploy_stage
+    from coderemote_pipeline.ledger.instance import open_instance
+    from coderemote_pipeline.ledger.leases import Lease
+
+    outcomes = iter([RuntimeError("the bake's metrics could not be read (throttled)"), None])
+
+    def smoke_result(context):
+        if (failure := next(outcomes)) is not None:
+            raise failure
+        return "passed"
+
+    with open_instance(tmp_path / "state") as instance:
+        run = _run(instance, dg.DagsterRunStatus.STARTED, "main-bbbbbbb")
+        stage = deploy_stage(smoke_result)
+        with pytest.raises((RuntimeError, dg.Failure), match="throttled"):
+            stage(_Context(instance, run))
+        assert Lease(instance, "dev").holder().run_id == run.run_id  # held across the failure, for the retry
+        assert stage(_Context(instance, run)) == "passed"
+        assert Lease(instance, "dev").holder() is None

@@ -43,11 +43,12 @@ def deploy_stage(stage: F) -> F:
     @functools.wraps(stage)
     def run(context: dg.AssetExecutionContext, *args: Any, **kwargs: Any) -> Any:
         with lease_held(context, context.partition_key) as lease:
-            try:
-                return stage(context, *args, **kwargs)
-            finally:
-                if stage.__name__ == names.SMOKE_RESULT:
-                    lease.release(context.run.run_id, context.log.info)  # the last stage: the next deploy may go
+            result = stage(context, *args, **kwargs)
+            if stage.__name__ == names.SMOKE_RESULT:
+                # The last stage done: the next deploy may go. Not on a failure: Dagster may retry the step, and in
+                # that gap another deploy would take the env; a run that ends failed frees the lease as it ends.
+                lease.release(context.run.run_id, context.log.info)
+            return result
 
     return permanent_failures_fail_fast(run)  # type: ignore[return-value]
 
