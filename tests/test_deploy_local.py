@@ -11,7 +11,7 @@ import pytest
 
 from coderemote_pipeline.rules import names
 from coderemote_pipeline.rules.settings import PROJECT_ROOT
-from coderemote_pipeline.usecases.demo import commit_and_push, make_app_repo
+from coderemote_pipeline.usecases.demo import EXAMPLE_APP, commit_and_push, git, make_app_repo
 from coderemote_pipeline.usecases.deploy import run_deployment
 
 ALT_APP = PROJECT_ROOT / "tests" / "fixtures" / "alt-app"
@@ -140,3 +140,39 @@ def test_another_app_layout_deploys_through_configuration_alone(settings, instan
     names = {r.event_log_entry.dagster_event.event_specific_data.check_name for r in checks}
     assert names == {"api_tests", "web_check"}
     shutil.rmtree(clone)
+
+
+def test_a_moved_tag_never_serves_the_old_commits_site_beside_the_new_api(settings, instance, tmp_path):
+    """A release's site snapshot is keyed by the release: after its tag moved, the old commit's files were kept
+    and served beside the new commit's API, and smoke passed. Now they are rebuilt, and a live release's files are
+    never rewritten in place (its deploy fails before the switch, the env stays whole)."""
+    remote, clone = tmp_path / "tagged.git", tmp_path / "tagged"
+    first = make_app_repo(EXAMPLE_APP, remote, clone)
+    mine = replace(settings, app_remote=str(remote))
+    git("tag", "v7.0.0", cwd=clone)
+    git("push", "--quiet", "origin", "v7.0.0", cwd=clone)
+    assert run_deployment("staging", "v7.0.0", settings=mine, instance=instance, echo=lambda _: None).success
+    (clone / "frontend" / "src" / "style.css").write_text("body { color: teal; }\n")
+    second = commit_and_push(clone, "the tag moves here")
+    git("tag", "-f", "v7.0.0", second, cwd=clone)
+    git("push", "--quiet", "--force", "origin", "v7.0.0", cwd=clone)
+
+    refused = run_deployment("staging", "v7.0.0", settings=mine, instance=instance, echo=lambda _: None)
+    assert not refused.success and "traffic_shift" not in refused.stages
+    assert f"v7.0.0 is live here from commit {first[:12]}, and its tag now names {second[:12]}" in refused.failure
+    outputs = refused.stages["infra_stack"]["stack_outputs"]
+    assert json.loads(_get(outputs["api_url"] + "/health"))["commit"] == first
+    assert json.loads(_get(outputs["frontend_url"] + "/config.json"))["commit"] == first
+
+    assert run_deployment("staging", "main", settings=mine, instance=instance, echo=lambda _: None).success
+    moved = run_deployment("staging", "v7.0.0", settings=mine, instance=instance, echo=lambda _: None)
+    assert moved.success, moved.failure
+    assert moved.stages["frontend_bundle"]["outcome"] != "snapshot kept"
+    assert json.loads(_get(outputs["api_url"] + "/health"))["commit"] == second
+    assert json.loads(_get(outputs["frontend_url"] + "/config.json"))["commit"] == second
+    assert b"teal" in _get(outputs["frontend_url"] + "/" + _stylesheet(outputs["frontend_url"]))
+
+
+def _stylesheet(site: str) -> str:
+    index = _get(site + "/index.html").decode()
+    return next(p.split('"')[0] for p in index.split('href="')[1:] if ".css" in p.split('"')[0]).removeprefix("./")

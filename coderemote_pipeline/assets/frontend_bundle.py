@@ -36,6 +36,8 @@ def frontend_bundle(
     bucket, release, commit = outputs[out.FRONTEND_BUCKET], deploy.release.key, deploy.commit
     with timer.step("lookup"):
         manifest = store.read_manifest(s3, bucket, release)
+        if manifest is not None and manifest.get("commit", commit) != commit:
+            manifest = _moved_tag(context, s3, bucket, release, manifest["commit"], commit)
     uploaded: list[ff.BundleFile] = []
     outcome, ahead = "snapshot kept", None
     if manifest is None:
@@ -75,3 +77,18 @@ def frontend_bundle(
         own = {**own, "build_ahead_s": round(ahead.seconds, 3), "build_waited_s": round(ahead.waited_s, 3)}
     return dg.MaterializeResult(metadata={**record.to_metadata(), **own},
                                 data_version=dg.DataVersion(manifest["content_hash"]))  # fmt: skip
+
+
+def _moved_tag(context: dg.AssetExecutionContext, s3, bucket: str, release: str, built: str, commit: str) -> None:
+    """The release's snapshot was built from another commit (its tag moved): kept, the site would serve the old
+    commit's files beside the new commit's API. Rebuilt over it, unless the env serves it now: rewriting a live
+    release's files would change the site before the switch."""
+    if store.live_release(s3, bucket) == release:
+        raise dg.Failure(
+            description=f"{release} is live here from commit {built[:12]}, and its tag now names {commit[:12]}: the "
+            "files of the live release are not rewritten in place (users would get them before the API). Tag the "
+            "commit as a new version and deploy that",
+            allow_retries=False,
+        )
+    context.log.warning(f"the snapshot of {release} was built from commit {built[:12]}; its tag now names "
+                        f"{commit[:12]}: rebuilding it")  # fmt: skip
