@@ -102,40 +102,6 @@ def test_a_check_that_hangs_is_stopped_at_its_limit(app, instance, tmp_path):
     assert _serves(instance, "dev") == (good.release, good.release)
 
 
-def test_a_check_longer_than_the_reclaim_time_keeps_the_lease_alive(app, instance, tmp_path, monkeypatch):
-    """A check is a step of its own between two stages: it heartbeats the env's deploy lease as a stage does, so
-    no other deploy may reclaim the lease (and mark this run failed) while the check works."""
-    settings, clone, _ = app
-    monkeypatch.setenv("CODEREMOTE_LEASE_RECLAIM_S", "4")
-    config = tmp_path / "app.yaml"
-    config.write_text("checks:\n  - name: backend_slow\n    side: backend\n"
-                      "    command: python3 -c \"import time; time.sleep(7)\"\n")  # fmt: skip
-    (clone / "backend" / "app" / "SLOW").write_text("x\n")
-    commit_and_push(clone, "a check slower than the reclaim time")
-    silences: list[float] = []
-    done = threading.Event()
-
-    def watch() -> None:  # its own instance: the run uses the test's from this thread
-        with dg.DagsterInstance.from_ref(instance.get_ref()) as mine:
-            lease = Lease(mine, "dev")
-            while not done.wait(0.25):
-                holder = lease.holder()
-                if holder is not None and holder.beat is not None:
-                    silences.append(time.time() - holder.beat)
-                    assert lease.working(holder.run_id) or silences[-1] <= 4, silences[-1]
-
-    watcher = threading.Thread(target=watch, daemon=True)
-    watcher.start()
-    try:
-        slow = run_deployment("dev", "main", settings=replace(settings, app_config=config), instance=instance, **QUIET)
-    finally:
-        done.set()
-        watcher.join()
-    assert slow.success, slow.failure
-    assert _evaluations(instance, slow.run_id)["backend_slow"]["seconds"] >= 7
-    assert len(silences) > 20 and max(silences) < 3.5, max(silences)  # heartbeats every 2 s, the check's 7 s too
-
-
 def test_a_failing_frontend_check_stops_the_release_before_the_switch(app, instance):
     settings, clone, good = app
     script = clone / "frontend" / "src" / "app.js"
@@ -182,3 +148,38 @@ def test_checks_run_once_per_commit_and_skip_checks_is_on_the_record(app, instan
     assert main(["history", "dev"]) == 0
     line = next(x for x in capsys.readouterr().out.splitlines() if hotfix[:12] in x)
     assert "checks skipped: outage, tests later (pat)" in line
+
+
+def test_a_check_longer_than_the_reclaim_time_keeps_the_lease_alive(app, instance, tmp_path, monkeypatch):
+    """A check is a step of its own between two stages: it heartbeats the env's deploy lease as a stage does, so
+    no other deploy may reclaim the lease (and mark this run failed) while the check works. Last of the module: its
+    release goes live in dev, which the tests above compare with the fixture's."""
+    settings, clone, _ = app
+    monkeypatch.setenv("CODEREMOTE_LEASE_RECLAIM_S", "4")
+    config = tmp_path / "app.yaml"
+    config.write_text("checks:\n  - name: backend_slow\n    side: backend\n"
+                      "    command: python3 -c \"import time; time.sleep(7)\"\n")  # fmt: skip
+    (clone / "backend" / "app" / "SLOW").write_text("x\n")
+    commit_and_push(clone, "a check slower than the reclaim time")
+    silences: list[float] = []
+    done = threading.Event()
+
+    def watch() -> None:  # its own instance: the run uses the test's from this thread
+        with dg.DagsterInstance.from_ref(instance.get_ref()) as mine:
+            lease = Lease(mine, "dev")
+            while not done.wait(0.25):
+                holder = lease.holder()
+                if holder is not None and holder.beat is not None:
+                    silences.append(time.time() - holder.beat)
+                    assert lease.working(holder.run_id) or silences[-1] <= 4, silences[-1]
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        slow = run_deployment("dev", "main", settings=replace(settings, app_config=config), instance=instance, **QUIET)
+    finally:
+        done.set()
+        watcher.join()
+    assert slow.success, slow.failure
+    assert _evaluations(instance, slow.run_id)["backend_slow"]["seconds"] >= 7
+    assert len(silences) > 20 and max(silences) < 3.5, max(silences)  # heartbeats every 2 s, the check's 7 s too
