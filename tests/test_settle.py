@@ -1,7 +1,7 @@
-"""The lease and the settle around a failed run: the last stage keeps the lease across a failure Dagster may retry,
-and settling a failed run (the failed/canceled sensors, seconds after it ended) leaves the env alone once a later run
-of it exists: a retry or the next deploy owns what the env serves, and putting back the failed run's recorded
-release would undo that run's work under its lease."""
+"""The lease, the settle and the bake around a failed or retried run. The last stage keeps the lease across a
+failure Dagster may retry; settling a failed run (the failed/canceled sensors, seconds after it ended) leaves the env
+alone once a later run of it exists, which owns what the env serves; a bake counts only the promote or abort asked
+since it (or its shift) began."""
 
 import time
 from types import SimpleNamespace
@@ -71,3 +71,21 @@ def test_smoke_result_keeps_the_lease_when_it_fails_and_frees_it_when_done(tmp_p
         assert Lease(instance, "dev").holder().run_id == run.run_id  # held across the failure, for the retry
         assert stage(_Context(instance, run)) == "passed"
         assert Lease(instance, "dev").holder() is None
+
+
+def test_a_bake_counts_only_the_promote_or_abort_asked_for_it(tmp_path):
+    """A bake whose shift state is another run's (a retry of smoke_result) counts requests from its own start: an
+    abort asked for an earlier shift, read from 0, halted it at once (and an old promote skipped it)."""
+    from coderemote_pipeline.assets.bake import controls_since
+    from coderemote_pipeline.ledger import shifts
+
+    with dg.DagsterInstance.ephemeral(tempdir=str(tmp_path)) as instance:
+        shifts.ask(instance, "prod", shifts.ABORT, "alice", "an earlier canary")
+        time.sleep(0.01)
+        earlier = shifts.ShiftState("run-1", "v1.0.0", "3", "2", "v0.9.0", {"3": 100}, 1, "done")
+        since = controls_since(earlier, "run-2", time.time())
+        assert shifts.asked(instance, "prod", since) is None
+        shifts.ask(instance, "prod", shifts.PROMOTE, "bob")
+        assert shifts.asked(instance, "prod", since).action == shifts.PROMOTE
+        mine = shifts.ShiftState("run-2", "v1.0.0", "3", "2", "v0.9.0", {"3": 100}, 1, "bake", started=since - 60)
+        assert controls_since(mine, "run-2", time.time()) == since - 60  # its own shift: from the shift's start

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import dagster as dg
@@ -27,12 +28,18 @@ class Baked:
                 "bake_windows": dg.MetadataValue.json(self.windows)}  # fmt: skip
 
 
+def controls_since(state: shifts.ShiftState | None, run_id: str, now: float) -> float:
+    """From when a `traffic --promote` or `--abort` counts for this bake: this run's shift start, or, when the shift
+    state is another run's (a retry, smoke_result materialized alone), the bake's own start. From 0, the last
+    promote or abort ever asked would skip or fail it."""
+    return state.started if state is not None and state.run_id == run_id else now
+
+
 def bake(context: dg.AssetExecutionContext, deploy: Deployment, target: EnvTarget, shift: ShiftRecord) -> Baked:
     """Watch the release for `shift.bake_s`; a breach, too few requests, or an abort ends it `halted`."""
     baked = Baked(shift.bake_s, "passed")
     analysis = deploy.policy.rollout.analysis
-    state = shifts.read_state(context.instance, deploy.env)
-    since = state.started if state is not None and state.run_id == context.run.run_id else 0.0
+    since = controls_since(shifts.read_state(context.instance, deploy.env), context.run.run_id, time.time())
 
     def observe(window) -> None:
         baked.windows.append(window.metadata())
