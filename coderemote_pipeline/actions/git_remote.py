@@ -26,7 +26,7 @@ from coderemote_pipeline.rules.release_keys import (
     commit_release_key,
     is_version_tag_name,
 )
-from coderemote_pipeline.rules.remote_urls import check_remote, hidden_in, shown
+from coderemote_pipeline.rules.remote_urls import check_remote
 
 DEFAULT_BRANCH = "main"
 __all__ = ["GitError", "GitRemote", "LayoutPathError", "RefNotFound", "RemoteUnreachable", "ResolvedRef"]
@@ -43,13 +43,10 @@ class GitRemote(CommitTrees):
     """A remote URL (path, file://, ssh, https) and its bare mirror under `mirror_root`."""
 
     def __init__(self, url: str, mirror_root: Path):
+        # Refused here: an option git would run (`--upload-pack=...`), or a credential every message would show.
         self.url = check_remote(url, name="app git remote")
-        self.shown = shown(url)
         digest = hashlib.sha256(url.encode()).hexdigest()[:12]
         self.mirror = Path(mirror_root) / f"{Path(url.rstrip('/')).stem or 'app'}-{digest}.git"
-
-    def _said(self, exc: Exception) -> str:
-        return hidden_in(first_line(exc), self.url)
 
     @contextmanager
     def _locked(self):
@@ -71,7 +68,7 @@ class GitRemote(CommitTrees):
                 )  # fmt: skip
             except GitError as exc:
                 raise RemoteUnreachable(
-                    f"app git remote {self.shown!r} is unreachable ({self._said(exc)}). Check the URL "
+                    f"app git remote {self.url!r} is unreachable ({first_line(exc)}). Check the URL "
                     "(CODEREMOTE_APP_REMOTE or app_source.remote_url) and that git can read it"
                 ) from None
 
@@ -80,7 +77,7 @@ class GitRemote(CommitTrees):
         try:
             out = git("ls-remote", "--heads", "--tags", "--", self.url).decode()
         except GitError as exc:
-            raise RemoteUnreachable(f"app git remote {self.shown!r} is unreachable ({self._said(exc)})") from None
+            raise RemoteUnreachable(f"app git remote {self.url!r} is unreachable ({first_line(exc)})") from None
         refs: dict[str, str] = {}
         for line in out.splitlines():
             sha, _, ref = line.partition("\t")
@@ -117,8 +114,8 @@ class GitRemote(CommitTrees):
                 ref=ref, commit=commit, release_key=commit_release_key(self._home_branch(commit), commit)
             )
         raise RefNotFound(
-            f"{ref!r} is not a branch, version tag or commit of the app remote {self.shown!r}. "
-            f"List what exists with `git ls-remote {self.shown}`"
+            f"{ref!r} is not a branch, version tag or commit of the app remote {self.url!r}. "
+            f"List what exists with `git ls-remote {self.url}`"
         )
 
     def _home_branch(self, commit: str) -> str:
@@ -136,7 +133,7 @@ class GitRemote(CommitTrees):
             self.sync()
             commit = self.rev_parse(spec)
         if commit is None:
-            raise RefNotFound(f"release {release.key!r} names no tag or commit on the app remote {self.shown!r}")
+            raise RefNotFound(f"release {release.key!r} names no tag or commit on the app remote {self.url!r}")
         return commit
 
     def ensure_commit(self, commit: str) -> str:
@@ -144,7 +141,7 @@ class GitRemote(CommitTrees):
         if self.rev_parse(commit) is None:
             self.sync()
             if self.rev_parse(commit) is None:
-                raise RefNotFound(f"commit {commit[:12]} is not on the app remote {self.shown!r} (force-pushed away?)")
+                raise RefNotFound(f"commit {commit[:12]} is not on the app remote {self.url!r} (force-pushed away?)")
         return commit
 
     def fetch_refs(self, *refs: str) -> None:
@@ -161,7 +158,7 @@ class GitRemote(CommitTrees):
                     cwd=self.mirror)  # fmt: skip
             except GitError as exc:
                 raise RemoteUnreachable(
-                    f"app git remote {self.shown!r}: cannot fetch {', '.join(refs)} ({self._said(exc)})"
+                    f"app git remote {self.url!r}: cannot fetch {', '.join(refs)} ({first_line(exc)})"
                 ) from None
 
     def commits_between(self, old: str, new: str, limit: int = 50) -> list[tuple[str, str]] | None:

@@ -19,7 +19,6 @@ class CommitTrees:
 
     mirror: Path
     url: str
-    shown: str  # the url as messages print it (no token)
 
     def tree_id(self, commit: str, path: str) -> str:
         """The git tree id of `path` at `commit`: a content hash of that directory, used as a build key."""
@@ -27,7 +26,7 @@ class CommitTrees:
         try:
             return git("rev-parse", "--verify", spec, cwd=self.mirror).decode().strip()
         except GitError:
-            raise GitError(f"path {path!r} does not exist in commit {commit[:12]} of {self.shown!r}") from None
+            raise GitError(f"path {path!r} does not exist in commit {commit[:12]} of {self.url!r}") from None
 
     def _entry(self, commit: str, path: str) -> tuple[str, str] | None:
         """(mode, type) of `path` in `commit`'s tree, or None when it is not there."""
@@ -52,7 +51,7 @@ class CommitTrees:
             prefix = "/".join(parts[:depth])
             entry = self._entry(commit, prefix)
             if entry is None:
-                raise LayoutPathError(f"{what} {path!r} does not exist in commit {commit[:12]} of {self.shown!r}")
+                raise LayoutPathError(f"{what} {path!r} does not exist in commit {commit[:12]} of {self.url!r}")
             mode, found = entry
             if mode == SYMLINK_MODE:
                 raise LayoutPathError(

@@ -86,9 +86,9 @@ def cmd_approvals(args: argparse.Namespace, settings_from) -> int:
         if hold.status == GATED:
             status, detail = "approved", hold.waiting_for
         else:
-            detail = f"held since {_when(hold.timestamp)} ({hold.trigger}): {approve_command(hold.env, hold.release)}"
-            if entry.approvals:
-                detail = f"{entry.approvals}: {approve_command(hold.env, hold.release)}"
+            # Partly approved: who approved and who may still; else since when it waits.
+            since = entry.approvals or f"held since {_when(hold.timestamp)} ({hold.trigger})"
+            detail = f"{since}: {approve_command(hold.env, hold.release)}"
             status = "pending"
         print(f"{hold.env:<8} {hold.release:<22} {hold.commit[:12]:<12}  {status:<9} {detail}")
         if entry.notes is not None and hold.status != GATED:

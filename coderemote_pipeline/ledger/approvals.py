@@ -232,10 +232,12 @@ def decisions_after(instance: dg.DagsterInstance, storage_id: int, limit: int = 
     return [_decision(r) for r in records if r.partition_key]
 
 
-def _wants_more(instance: dg.DagsterInstance, policies: Mapping[str, EnvironmentPolicy] | None, hold: Hold) -> bool:
+def partly_approved(instance: dg.DagsterInstance, policy: EnvironmentPolicy, hold: Hold) -> str | None:
+    """Approved, yet by fewer than the env requires: who approved and how many more from whom; else None."""
     decided = latest_decision(instance, hold.env, hold.release)
-    return (policies is not None and hold.env in policies and decided is not None and decided.approved
-            and approval_reason(instance, policies[hold.env], hold.release, hold.commit) is not None)  # fmt: skip
+    if decided is None or not decided.approved:
+        return None
+    return approval_reason(instance, policy, hold.release, hold.commit)
 
 
 def approval_board(
@@ -251,12 +253,13 @@ def approval_board(
     decided = instance.get_latest_storage_id_by_partition(APPROVAL_KEY, dg.DagsterEventType.ASSET_MATERIALIZATION)
     # A hold answered since may still wait: approved, but by fewer people than its env requires (asked only of the
     # envs that require more than one approval: the others' answered holds are done).
-    several = {env for env, policy in (policies or {}).items() if policy.approval_rule.required > 1}
+    several = {env: policy for env, policy in (policies or {}).items() if policy.approval_rule.required > 1}
     asked = [key for key, hold_id in holds.items()
              if hold_id > decided.get(key, 0) or split_partition_key(key)[0] in several]  # fmt: skip
     statuses = [h for key in asked if (h := latest_status(instance, *split_partition_key(key))) is not None]
     waiting = [h for h in statuses if h.status == GATED or (h.status == PENDING and (
-        h.storage_id > decided.get(partition_key(h.env, h.release), 0) or _wants_more(instance, policies, h)))]
+        h.storage_id > decided.get(partition_key(h.env, h.release), 0)
+        or (h.env in several and partly_approved(instance, several[h.env], h))))]  # fmt: skip
     recent = instance.fetch_materializations(APPROVAL_KEY, limit=RECENT_DECISIONS).records
     decisions = [_decision(r) for r in recent if r.partition_key]
     return sorted(waiting, key=lambda h: h.storage_id, reverse=True), decisions

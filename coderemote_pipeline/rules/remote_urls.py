@@ -7,7 +7,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from coderemote_pipeline.rules.errors import UserError
 
-# `user:token@host` inside a URL: git hides it in its own messages, and so must every message of ours.
+# `user:token@host` inside a URL that urlsplit cannot read: hidden all the same in the refusal.
 _USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
 
 
@@ -31,11 +31,6 @@ def shown(url: str) -> str:
     if parts.password is not None:
         return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
     return url
-
-
-def hidden_in(text: str, url: str) -> str:
-    """`text` (git's own words, say) with `url` in it shown as `shown(url)`."""
-    return text.replace(url, shown(url)) if url else text
 
 
 def check_remote(url: str, *, name: str) -> str:

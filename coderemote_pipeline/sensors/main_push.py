@@ -108,7 +108,7 @@ def main_push_sensor_def(interval_s: int, jobs: Sequence[dg.UnresolvedAssetJobDe
         except GitError as exc:
             return dg.SkipReason(f"cannot read the app remote: {exc}")
         if head is None:
-            return dg.SkipReason(f"the app remote {remote.shown!r} has no branch main (yet)")
+            return dg.SkipReason(f"the app remote {remote.url!r} has no branch main (yet)")
         if head == old:
             return dg.SkipReason(f"main unchanged at {head[:12]}")
         if (down := readiness.blocker()) is not None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from coderemote_pipeline.ledger.approvals import Decision, Hold, approval_board, approval_reason, latest_decision
+from coderemote_pipeline.ledger.approvals import Decision, Hold, approval_board, partly_approved
 from coderemote_pipeline.ledger.gate import gate_status
 from coderemote_pipeline.ledger.live import recorded_live
 from coderemote_pipeline.rules.environments import load_policies
@@ -51,12 +51,7 @@ def approval_view(settings: Settings, instance: dg.DagsterInstance) -> tuple[lis
             if hold.env not in previews:
                 previews[hold.env] = _preview(settings, policies[hold.env])
             notes = replace(notes, infra=previews[hold.env])
-        decided = latest_decision(instance, hold.env, hold.release)
-        # Approved, yet waiting: by fewer than the env requires (what approval_reason then says).
-        partly = None
-        if decided is not None and decided.approved:
-            partly = approval_reason(instance, policies[hold.env], hold.release, hold.commit)
-        found.append(Waiting(hold, gate, notes, approvals=partly or ""))
+        found.append(Waiting(hold, gate, notes, approvals=partly_approved(instance, policies[hold.env], hold) or ""))
     return found, decisions
 
 

@@ -42,7 +42,7 @@ def ensure_registered(instance: dg.DagsterInstance, settings: Settings, release:
         )
     raise ApprovalError(
         f"release {release.key!r} is not registered in this Dagster instance and is not a tag on the app remote "
-        f"{remote.shown!r}: push the tag first (version_tag_sensor registers it), or check the name with "
+        f"{remote.url!r}: push the tag first (version_tag_sensor registers it), or check the name with "
         "`coderemote-pipeline approvals`"
     )
 

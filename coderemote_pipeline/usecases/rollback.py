@@ -110,7 +110,6 @@ def rollback(
 ) -> DeployOutcome:
     """`preflight`: raises, before any run exists, when the target cannot take one (as a deploy's does)."""
     check_env(env)
-    check_to(to)  # a malformed --to is refused before anything is loaded
     # The stages' clients load their service models beside the ledger queries and the run's set-up, as a deploy's
     # do: in the steps they cost 0.2-0.8 s each, several times the rollback's own work.
     warm_clients(resources_for(settings)["aws"])
