@@ -16,6 +16,7 @@ from dagster_graphql import DagsterGraphQLClient
 
 from coderemote_pipeline.rules.deployment import Deployment
 from coderemote_pipeline.rules.environments import load_policies
+from coderemote_pipeline.rules.partitions import deployment_partitions_def, partition_key
 from coderemote_pipeline.usecases.progress import QUIET
 from testkit.services import LOCATION, graphql
 
@@ -40,6 +41,14 @@ def submit_deploy(
 ) -> str:
     """Queue a deploy of ENV|RELEASE (the release partition must be registered); returns the run id."""
     tags = {**Deployment.of(env, release, load_policies(), commit).tags(trigger), **(extra_tags or {})}
+    return gql.submit_job_execution(
+        job_name, repository_location_name=LOCATION, repository_name=REPOSITORY, run_config=QUIET, tags=tags
+    )
+
+
+def submit_as_ui(gql: DagsterGraphQLClient, env: str, release: str, *, job_name: str = "redeploy_job") -> str:
+    """Queue a deploy the way the UI's Materialize button does: the partition's tags and nothing of ours."""
+    tags = dict(deployment_partitions_def.get_tags_for_partition_key(partition_key(env, release)))
     return gql.submit_job_execution(
         job_name, repository_location_name=LOCATION, repository_name=REPOSITORY, run_config=QUIET, tags=tags
     )

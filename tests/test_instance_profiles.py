@@ -12,9 +12,14 @@ import yaml
 
 from coderemote_pipeline.assets.retries import is_transient
 from coderemote_pipeline.ledger.instance import open_instance
+from coderemote_pipeline.ledger.run_queue import DeployRunQueue, missing_deploy_tags
 from coderemote_pipeline.local_stack.errors import DockerEngineDown, EmulatorDown, LocalStackNotRunning
 from coderemote_pipeline.resources.docker_engine import ImageBuildFailed
 from coderemote_pipeline.resources.image_registry import RegistryError
+from coderemote_pipeline.rules import names
+from coderemote_pipeline.rules.deployment import Deployment
+from coderemote_pipeline.rules.environments import load_policies
+from coderemote_pipeline.rules.partitions import deployment_partitions_def, partition_key
 from coderemote_pipeline.rules.settings import Settings
 from testkit.queue import RunWindow, max_in_progress_per_env
 from testkit.services import PROFILES_DIR, write_home
@@ -50,7 +55,7 @@ def test_profile_loads_on_postgres(profile, pg_env, tmp_path):
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
         assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
         coordinator = instance.run_coordinator
-        assert isinstance(coordinator, dg.QueuedRunCoordinator)
+        assert isinstance(coordinator, DeployRunQueue)
         limits = coordinator.get_run_queue_config().tag_concurrency_limits
         assert limits == [{"key": "coderemote/env", "value": {"applyLimitPerUniqueValue": True}, "limit": 1}]
         assert type(instance.run_launcher).__name__ == PROFILES[profile]
@@ -83,6 +88,27 @@ def test_sqlite_stays_the_default(tmp_path, monkeypatch):
         # The team's queue rule on one machine too: runs from the UI and the sensors wait for their environment.
         limits = instance.run_coordinator.get_run_queue_config().tag_concurrency_limits
         assert limits == [{"key": "coderemote/env", "value": {"applyLimitPerUniqueValue": True}, "limit": 1}]
+
+
+def test_the_queue_tags_a_deploy_launched_without_our_tags(tmp_path, monkeypatch):
+    """The UI's Materialize button gives a run only the partition's tags: under Dagster's own coordinator it passed
+    the one-per-env limit. Ours gives it the env first; a run of ours, or of another job, is left as it came."""
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    with open_instance(tmp_path / "state") as instance:
+        assert isinstance(instance.run_coordinator, DeployRunQueue)  # its submit_run: test_team_postgres.py
+
+        def submitted(job_name: str, tags: dict[str, str]) -> dict[str, str]:
+            run = instance.create_run_for_job(dg.GraphDefinition(job_name).to_job(), tags=tags)
+            return {**run.tags, **missing_deploy_tags(run)}
+
+        ui = dict(deployment_partitions_def.get_tags_for_partition_key(partition_key("dev", "main-abc1234")))
+        assert submitted(names.REDEPLOY_JOB, ui) == {**ui, names.ENV_TAG: "dev", names.RELEASE_TAG: "main-abc1234",
+                                                     names.TRIGGER_TAG: names.TRIGGER_UI}  # fmt: skip
+        bare = {names.PARTITION_TAG: "prod|v1.2.0"}  # a client that sets the partition alone
+        assert submitted(names.ROLLBACK_JOB, bare)[names.ENV_TAG] == "prod"
+        cli = Deployment.of("dev", "main-abc1234", load_policies(), "abc1234" * 5).tags("cli")
+        assert submitted(names.DEPLOY_JOB, cli) == cli
+        assert names.ENV_TAG not in submitted(names.APPROVAL_JOB, ui)  # an approval does not wait for a deploy
 
 
 def _caused(exc: BaseException, cause: BaseException) -> BaseException:

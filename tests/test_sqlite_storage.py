@@ -9,7 +9,15 @@ import threading
 import dagster as dg
 from dagster._core.storage.noop_compute_log_manager import NoOpComputeLogManager
 
-from coderemote_pipeline.ledger.instance import LEGACY_DEFAULT, NO_COMPUTE_LOGS, PREVIOUS_CONFIG, prepare_home
+from coderemote_pipeline.ledger.instance import (
+    DAGSTER_QUEUE,
+    DEPLOY_QUEUE,
+    LEGACY_DEFAULT,
+    NO_COMPUTE_LOGS,
+    PREVIOUS_CONFIG,
+    prepare_home,
+)
+from coderemote_pipeline.ledger.run_queue import DeployRunQueue
 from coderemote_pipeline.ledger.sqlite_storage import PooledSqliteEventLogStorage, PooledSqliteRunStorage
 
 
@@ -43,7 +51,8 @@ def test_a_new_home_keeps_every_run_in_one_event_log_read_by_any_process(tmp_pat
 
 
 def test_homes_written_by_earlier_versions_keep_the_storage_holding_their_runs(tmp_path):
-    for name, written in (("legacy", LEGACY_DEFAULT), ("previous", PREVIOUS_CONFIG)):
+    dagsters_queue = PREVIOUS_CONFIG.replace(DEPLOY_QUEUE, DAGSTER_QUEUE)  # what the versions before ours wrote
+    for name, written in (("legacy", LEGACY_DEFAULT), ("previous", PREVIOUS_CONFIG), ("dagster", dagsters_queue)):
         home = tmp_path / name
         home.mkdir()
         (home / "dagster.yaml").write_text(written)
@@ -55,6 +64,17 @@ def test_homes_written_by_earlier_versions_keep_the_storage_holding_their_runs(t
             assert not isinstance(instance.event_log_storage, PooledSqliteEventLogStorage)
             assert instance.get_run_by_id(run_id) is not None and instance.all_logs(run_id)
             assert isinstance(instance.compute_log_manager, NoOpComputeLogManager)
+            assert isinstance(instance.run_coordinator, DeployRunQueue)
+
+
+def test_a_home_of_ours_gets_our_queue_in_place_of_dagsters(tmp_path):
+    home = prepare_home(tmp_path / "home")
+    ours = (home / "dagster.yaml").read_text()
+    for earlier in (ours.replace(DEPLOY_QUEUE, DAGSTER_QUEUE),
+                    ours.replace(DEPLOY_QUEUE, DAGSTER_QUEUE).removesuffix(NO_COMPUTE_LOGS)):  # fmt: skip
+        (home / "dagster.yaml").write_text(earlier)
+        prepare_home(home)
+        assert (home / "dagster.yaml").read_text() == ours
 
 
 def test_no_run_of_ours_spawns_log_capture_processes(tmp_path):

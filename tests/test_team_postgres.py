@@ -23,9 +23,20 @@ import docker
 import pytest
 from team_kit import Team, app_repo
 
+from coderemote_pipeline.ledger.history import deploys
 from coderemote_pipeline.local_stack.dockerd import engine_paths
 from coderemote_pipeline.resources.aws import EmulatorAws
 from coderemote_pipeline.resources.local_stack import LocalStackResource
+from coderemote_pipeline.rules.names import (
+    APP_LAYOUT_TAG,
+    APP_REMOTE_TAG,
+    COMMIT_TAG,
+    COMMIT_TIME_TAG,
+    ENV_TAG,
+    RELEASE_TAG,
+    TRIGGER_TAG,
+    TRIGGER_UI,
+)
 from coderemote_pipeline.rules.names import STAGES as STAGE_ORDER
 from testkit import queue
 from testkit.services import wait_for
@@ -46,7 +57,7 @@ def team(postgres, state_dir, local_stack, tmp_path_factory):
     root = tmp_path_factory.mktemp("team")
     remote, _, commit = app_repo(root / "app", "team-postgres")
     team = Team(root, postgres, "team", state_dir, remote)
-    team.commit = commit
+    team.commit, team.remote = commit, remote
     team.open()
     try:
         yield team
@@ -136,6 +147,7 @@ def batch(team) -> Batch:
     # Submitted before the daemon starts, so its first dequeue sees all four at once.
     ids = [queue.submit_deploy(gql, env, release, team.commit, job_name="redeploy_job", trigger="queue-test")
            for env in ("dev", "dev", "dev", "staging")]  # fmt: skip
+    ids.append(queue.submit_as_ui(gql, "dev", release))  # with none of our tags: the queue must still hold it
     team.daemon.start()
     wait_for("a dev run in progress with others queued", lambda: _started_and_queued(team.instance, ids), 90)
     team.daemon.stop()
@@ -149,12 +161,23 @@ def batch(team) -> Batch:
 
 def test_one_deploy_per_environment_at_a_time(batch, team):
     assert all(w.status is dg.DagsterRunStatus.SUCCESS for w in batch.windows.values()), team.logs()
-    devs = [batch.windows[i] for i in batch.ids[:3]]
+    devs = [batch.windows[i] for i in (*batch.ids[:3], batch.ids[4])]
     staging = batch.windows[batch.ids[3]]
     for a, b in itertools.combinations(devs, 2):
         assert queue.overlap(a, b) == 0.0, (a, b)  # never two dev deploys at the same time...
     assert sum(queue.overlap(staging, d) for d in devs) > 0.0, (staging, devs)  # ...while staging runs beside one
     assert queue.max_in_progress_per_env(batch.windows.values()) == {"dev": 1, "staging": 1}
+
+
+def test_a_deploy_launched_from_the_ui_is_tagged_like_the_clis(batch, team):
+    """It was outside the env's queue, history, the promotion gate, retry and the settle net: none of them saw it."""
+    tags = team.instance.get_run_by_id(batch.ids[4]).tags
+    release = f"main-{team.commit[:7]}"
+    assert {k: tags.get(k) for k in (ENV_TAG, RELEASE_TAG, TRIGGER_TAG, COMMIT_TAG)} == {
+        ENV_TAG: "dev", RELEASE_TAG: release, TRIGGER_TAG: TRIGGER_UI, COMMIT_TAG: team.commit}  # fmt: skip
+    assert tags[APP_REMOTE_TAG] == str(team.remote) and json.loads(tags[APP_LAYOUT_TAG])["backend_context"]
+    assert COMMIT_TIME_TAG in tags
+    assert batch.ids[4] in {d.run_id for d in deploys(team.instance, "dev")}
 
 
 def test_daemon_restart_with_runs_queued_loses_and_duplicates_nothing(batch, team):

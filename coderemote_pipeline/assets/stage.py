@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -65,9 +65,20 @@ def lease_held(context, partition_key: str) -> Iterator[Lease]:
         yield lease
 
 
+def run_tags(context: dg.AssetExecutionContext) -> Mapping[str, str]:
+    """This run's tags. A run launched without its commit (from the UI) has it pinned by the first stage that
+    resolves it (commit_for), and a later stage in the same process reads that back: a tag moved meanwhile cannot
+    give the image one commit and the site another."""
+    tags = context.run.tags
+    if names.COMMIT_TAG in tags:
+        return tags
+    run = context.instance.get_run_by_id(context.run.run_id)
+    return run.tags if run is not None else tags
+
+
 def deployment(context: dg.AssetExecutionContext, environments: Environments) -> Deployment:
     """This run's deployment; refused when the env's policy refuses the release, whatever launched the run."""
-    found = environments.deployment(context.partition_key, context.run.tags.get(names.COMMIT_TAG, ""))
+    found = environments.deployment(context.partition_key, run_tags(context).get(names.COMMIT_TAG, ""))
     refusal = found.refusal()
     if refusal:
         raise dg.Failure(description=refusal, allow_retries=False)
@@ -89,7 +100,25 @@ def commit_for(context: dg.AssetExecutionContext, app_source: AppSource, deploy:
     if deploy.commit:
         # Sensors pin the commit they saw on the remote without fetching it: make sure the mirror has it.
         return deploy.at(app_source.remote().ensure_commit(deploy.commit))
-    return deploy.at(app_source.commit_of(deploy.release))
+    pinned = deploy.at(app_source.commit_of(deploy.release))
+    _pin_launch_tags(context, app_source, pinned)
+    return pinned
+
+
+def _pin_launch_tags(context: dg.AssetExecutionContext, app_source: AppSource, deploy: Deployment) -> None:
+    """Give a run launched without them (the UI, a backfill) the tags the CLI gives its runs, those it lacks: the
+    commit and its time, the remote and the layout it was built with. History and DORA, the promotion gate, retry,
+    rollback and the settle net read them."""
+    tags = {**deploy.tags(names.TRIGGER_UI), names.APP_REMOTE_TAG: app_source.remote_url,
+            names.APP_LAYOUT_TAG: app_source.layout.to_json()}  # fmt: skip
+    made = app_source.remote().commit_time(deploy.commit)
+    if made is not None:
+        tags[names.COMMIT_TIME_TAG] = f"{made:.0f}"
+    present = run_tags(context)
+    missing = {key: value for key, value in tags.items() if key not in present}
+    if missing:
+        context.instance.add_run_tags(context.run.run_id, missing)
+        context.log.info(f"this run was launched without its commit: pinned {deploy.label} to {deploy.commit[:12]}")
 
 
 def previous(context: dg.AssetExecutionContext, kind: type[R]) -> R | None:

@@ -18,11 +18,13 @@ from coderemote_pipeline.rules import names
 from coderemote_pipeline.rules.errors import UserError
 
 LEGACY_DEFAULT = "telemetry:\n  enabled: false\n"
+# Dagster's queued coordinator, which earlier versions named: ours tags a deploy launched from the UI with its
+# environment before the queue's limit reads it (ledger/run_queue.py).
+DAGSTER_QUEUE = "  module: dagster.core.run_coordinator\n  class: QueuedRunCoordinator\n"
+DEPLOY_QUEUE = "  module: coderemote_pipeline.ledger.run_queue\n  class: DeployRunQueue\n"
 QUEUE = f"""\
 run_coordinator:
-  module: dagster.core.run_coordinator
-  class: QueuedRunCoordinator
-  config:
+{DEPLOY_QUEUE}  config:
     # One deploy per environment in progress; different environments deploy side by side.
     tag_concurrency_limits:
       - key: "{names.ENV_TAG}"
@@ -100,18 +102,23 @@ def dagster_home(state_dir: Path) -> Path:
 
 def prepare_home(home: Path) -> Path:
     """A new home gets the single-user config. One that earlier versions wrote keeps its storage: switching it would
-    hide the runs it holds; the bare default they once wrote gains the deploy queue, and each config of ours drops
-    compute log capture. A config someone else wrote is left as it is."""
+    hide the runs it holds; the bare default they once wrote gains the deploy queue, each config of ours drops
+    compute log capture and gets our queue in place of Dagster's. A config someone else wrote is left as it is."""
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
     if not config.exists():
         config.write_text(single_user_config(home))
         return home
     written = config.read_text()
-    if written == LEGACY_DEFAULT:
-        config.write_text(PREVIOUS_CONFIG + NO_COMPUTE_LOGS)
-    elif written in (PREVIOUS_CONFIG, _captured_config(home)):
-        config.write_text(written + NO_COMPUTE_LOGS)
+    ours = written.replace(DAGSTER_QUEUE, DEPLOY_QUEUE)
+    if ours == LEGACY_DEFAULT:
+        ours = PREVIOUS_CONFIG + NO_COMPUTE_LOGS
+    elif ours in (PREVIOUS_CONFIG, _captured_config(home)):
+        ours += NO_COMPUTE_LOGS
+    elif ours not in (PREVIOUS_CONFIG + NO_COMPUTE_LOGS, single_user_config(home)):
+        return home
+    if ours != written:
+        config.write_text(ours)
     return home
 
 

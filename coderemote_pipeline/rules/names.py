@@ -67,6 +67,8 @@ TRIGGER_ROLLBACK = "rollback"
 TRIGGER_RETRY = "retry"
 TRIGGER_APPROVAL = "approval"
 TRIGGER_DEMO = "demo"
+# A deploy launched by hand outside the CLI (the UI, a backfill, a GraphQL client): tagged by the run queue.
+TRIGGER_UI = "ui"
 
 
 def is_rollback_run(run: dg.DagsterRun) -> bool:
