@@ -8,11 +8,13 @@ site's config.json name one and the same release. The tests run in file order on
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 import urllib.request
+from dataclasses import replace
 from pathlib import Path
 
 import botocore.exceptions
@@ -23,6 +25,7 @@ from team_kit import app_repo
 
 from coderemote_pipeline.actions import site_store as frontend_store
 from coderemote_pipeline.actions import switch
+from coderemote_pipeline.assets import smoke_result
 from coderemote_pipeline.ledger.instance import prepare_home
 from coderemote_pipeline.ledger.live import env_outputs
 from coderemote_pipeline.local_stack import LocalStack, load_stack_info
@@ -34,6 +37,7 @@ from coderemote_pipeline.rules.settings import Settings
 from coderemote_pipeline.usecases.demo import commit_and_push
 from coderemote_pipeline.usecases.deploy import run_deployment
 from coderemote_pipeline.usecases.retry import retry_from_failure
+from testkit.traffic import set_policy
 
 pytestmark = pytest.mark.stack
 BIN = Path(sys.executable).parent
@@ -164,6 +168,31 @@ def test_docker_engine_unreachable(faults):
     retried = retry_from_failure(failed.run_id, settings=faults.settings, instance=faults.instance, echo=print)
     assert retried.success, retried.failure
     assert "frontend_bundle" not in retried.stages and "api_image" in retried.stages
+    faults.verified.append(commit)
+    faults.assert_whole(failed.release)
+
+
+def test_a_retry_after_an_automatic_rollback_switches_again(faults, monkeypatch, tmp_path):
+    """Smoke failed after the switch (once: a flaky probe) and dev, with auto_rollback on, went back. Re-executing
+    only smoke_result tested a release nobody served and failed every time: the retry runs from the switch."""
+    infra = tmp_path / "infra"
+    shutil.copytree(faults.settings.infra_dir, infra, ignore=shutil.ignore_patterns("__pycache__"))
+    set_policy(infra, "dev", auto_rollback=True)
+    settings = replace(faults.settings, infra_dir=infra)
+    before = faults.live()["alias"]
+    commit = faults.change("smoke fails once")
+    real = smoke_result.smoke_checks
+    monkeypatch.setattr(smoke_result, "smoke_checks", lambda **kw: real(**{**kw, "release": "a-flaky-probe"}))
+    failed = run_deployment("dev", commit, settings=settings, instance=faults.instance, executor="serial", **QUIET)
+    monkeypatch.undo()
+    assert not failed.success and f"rolled back automatically: dev serves {before} again" in failed.failure
+    faults.assert_whole(before)
+    lines: list[str] = []
+    retried = retry_from_failure(failed.run_id, settings=settings, instance=faults.instance, echo=lines.append)
+    assert retried.success, retried.failure
+    assert f"from traffic_shift (dev serves {before} since the failure, so the switch runs again)" in lines[0]
+    assert {"traffic_shift", "cloudfront_invalidation", "smoke_result"} <= set(retried.stages)
+    assert not {"api_image", "lambda_version", "frontend_bundle"} & set(retried.stages)  # nothing rebuilt
     faults.verified.append(commit)
     faults.assert_whole(failed.release)
 

@@ -99,10 +99,10 @@ def launch(
     trigger: str,
     echo: Callable[[str], None] = print,
     extra_tags: dict[str, str] | None = None,
-    from_failure_of: str | None = None,
+    reexecute: dg.ReexecutionOptions | None = None,
 ) -> DeployOutcome:
-    """Run `job_name` for `deploy`'s partition (the stages the job selects) and report. With
-    `from_failure_of` (a failed run of the same job and partition), re-execute only what did not succeed."""
+    """Run `job_name` for `deploy`'s partition (the stages the job selects) and report. With `reexecute` (of a
+    failed run of the same job and partition), only the steps it selects."""
     check_ready(settings, job_name)
     request_id = uuid.uuid4().hex
     tags = {**run_tags(deploy, settings, trigger, extra_tags), names.REQUEST_TAG: request_id}
@@ -118,9 +118,7 @@ def launch(
                 instance=instance,
                 tags=tags,
                 run_config=QUIET,
-                reexecution_options=dg.ReexecutionOptions.from_failure(from_failure_of, instance)
-                if from_failure_of
-                else None,
+                reexecution_options=reexecute,
             )
         run_id, success, why = result.run_id, result.success, ""
     except (KeyboardInterrupt, dg.DagsterExecutionInterruptedError):

@@ -15,6 +15,7 @@ from collections.abc import Callable
 import dagster as dg
 
 from coderemote_pipeline.ledger.leases import Lease
+from coderemote_pipeline.ledger.live import recorded_live
 from coderemote_pipeline.local_stack.processes import pid_alive
 from coderemote_pipeline.rules import names
 from coderemote_pipeline.rules.deployment import Deployment
@@ -118,6 +119,34 @@ def retry_from_failure(
     carried = {k: v for k, v in run.tags.items() if k in (names.OVERRIDE_TAG, names.OVERRIDE_BY_TAG)}
     deploy = Deployment.of(run.tags[names.ENV_TAG], run.tags[names.RELEASE_TAG], envs,
                            run.tags.get(names.COMMIT_TAG, ""))  # fmt: skip
-    echo(f"re-executing {run.run_id[:8]} ({run.job_name}, {deploy.label}) from failure")
+    reexecute, why = _steps_to_rerun(instance, run, deploy)
+    echo(f"re-executing {run.run_id[:8]} ({run.job_name}, {deploy.label}) {why}")
     return launch(deploy, settings=settings_of(settings, dict(run.tags)), instance=instance, job_name=run.job_name,
-                  trigger=names.TRIGGER_RETRY, echo=echo, extra_tags=carried, from_failure_of=run.run_id)  # fmt: skip
+                  trigger=names.TRIGGER_RETRY, echo=echo, extra_tags=carried, reexecute=reexecute)  # fmt: skip
+
+
+def _steps_to_rerun(instance: dg.DagsterInstance, run: dg.DagsterRun, deploy: Deployment) -> tuple[
+        dg.ReexecutionOptions, str]:  # fmt: skip
+    """From failure; from the switch on when the run had switched and its env no longer serves the release: the
+    failure's automatic rollback, or the settle after it, put the release before back, and re-running only the steps
+    after the switch would smoke-test a release nobody serves (and fail every time)."""
+    from_failure = dg.ReexecutionOptions.from_failure(run.run_id, instance)
+    if not _switched(instance, run):
+        return from_failure, "from failure"  # the switch runs again anyway
+    live = recorded_live(instance, deploy.env)
+    if live is not None and live.release == deploy.release.key:
+        return from_failure, "from failure"
+    serves = f"{deploy.env} serves {live.release}" if live else f"nothing of {deploy.env} is recorded live"
+    return (dg.ReexecutionOptions(run.run_id, step_selection=[f"{names.TRAFFIC_SHIFT}*"]),
+            f"from {names.TRAFFIC_SHIFT} ({serves} since the failure, so the switch runs again)")  # fmt: skip
+
+
+def _switched(instance: dg.DagsterInstance, run: dg.DagsterRun | None) -> bool:
+    """Whether the switch succeeded in `run` or in a run it re-executed: one that re-execution from failure skips
+    (and with it every step before it, which it depends on)."""
+    while run is not None:
+        done = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_SUCCESS)
+        if any(record.step_key == names.TRAFFIC_SHIFT for record in done):
+            return True
+        run = instance.get_run_by_id(run.parent_run_id) if run.parent_run_id else None
+    return False
