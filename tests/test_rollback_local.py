@@ -22,8 +22,8 @@ from coderemote_pipeline.rules.release_keys import parse_release_key
 from coderemote_pipeline.rules.settings import Settings
 from coderemote_pipeline.usecases.approve import record_decision
 from coderemote_pipeline.usecases.demo import EXAMPLE_APP, commit_and_push, git, make_app_repo
-from coderemote_pipeline.usecases.deploy import Override, run_deployment
-from coderemote_pipeline.usecases.rollback import rollback
+from coderemote_pipeline.usecases.deploy import DeployRefused, Override, run_deployment
+from coderemote_pipeline.usecases.rollback import rollback, rollback_target
 
 pytestmark = pytest.mark.stack
 QUIET = {"echo": lambda _: None}
@@ -105,7 +105,11 @@ def test_rollback_and_roll_forward_rebuild_nothing(prod, instance, local_stack):
     assert _get_json(outputs["frontend_url"] + "/config.json")["release"] == "v1.0.0"
     with urllib.request.urlopen(outputs["frontend_url"] + "/index.html", timeout=5) as response:
         assert hashlib.sha256(response.read()).hexdigest() == v100.stages["frontend_bundle"]["index_sha256"]
-    assert recorded_live(instance, "prod").release == "v1.0.0"
+    assert recorded_live(instance, "prod").reason == "rolled back to v1.0.0"
+    try:  # a second rollback goes further back (other modules' prod releases) or nowhere, never to what this fled
+        assert rollback_target(instance, "prod", None)[0] != "v1.1.0"
+    except DeployRefused as refused:
+        assert "rolled back from: v1.1.0" in str(refused)
 
     forward = _rollback(settings, instance, to="v1.1.0")
     assert forward.success, forward.failure

@@ -16,6 +16,7 @@ from coderemote_pipeline.assets.stage import STAGE_KWARGS, deploy_stage, deploym
 from coderemote_pipeline.ledger import shifts
 from coderemote_pipeline.ledger.live import record_live, recorded_live
 from coderemote_pipeline.ledger.records import (
+    ROLLED_BACK_TO,
     BundleRecord,
     LiveRecord,
     ShiftRecord,
@@ -88,16 +89,17 @@ def _record_live(context, deploy: Deployment, shift: ShiftRecord, outputs: dict[
                  baked: Baked | None) -> None:  # fmt: skip
     """The release is live: recorded with how to reach the env and how the release was built (for rollbacks)."""
     delivery = shift.strategy + (f": baked {baked.seconds:.0f} s on live traffic, {baked.outcome}" if baked else "")
+    rollback = names.is_rollback_run(context.run)
     live = LiveRecord(
         release=deploy.release.key, commit=deploy.commit, version=shift.version,
         digest=upstream(context, VersionRecord).image_digest, frontend_release=shift.site_release,
-        reason=f"deployed {deploy.release.key}", run_id=context.run.run_id, since=time.time(),
+        reason=f"{ROLLED_BACK_TO if rollback else 'deployed'} {deploy.release.key}", run_id=context.run.run_id,
+        since=time.time(),
         stack_outputs=outputs, app_remote=app_source.remote_url, app_layout=app_source.layout.to_json(),
         delivery=delivery,
     )  # fmt: skip
     record_live(context.instance, deploy.env, live, context.log_event)
     shifts.finish(context.instance, deploy.env, context.run.run_id, "done")
-    rollback = names.is_rollback_run(context.run)
     announce(context.instance, deploy, nc.ROLLED_BACK if rollback else nc.LIVE, run_id=context.run.run_id,
              detail=delivery, log=context.log.warning)  # fmt: skip
 

@@ -203,6 +203,9 @@ class SmokeRecord(Record):
         return dg.DataVersion(f"{'passed' if passed else 'failed'}:{commit}")
 
 
+ROLLED_BACK_TO = "rolled back to"
+
+
 @dataclass(frozen=True)
 class LiveRecord(Record):
     """What an environment serves, recorded each time that changes (deploy, rollback, automatic rollback)."""
@@ -226,6 +229,11 @@ class LiveRecord(Record):
     @property
     def automatic(self) -> bool:
         return self.reason.startswith("automatic rollback")
+
+    @property
+    def by_rollback(self) -> bool:
+        """Made live by a rollback run (`rollback`, or rollback_job from the UI), not by a deploy or a settle."""
+        return self.reason.startswith(ROLLED_BACK_TO)
 
 
 RECORD_TYPES: tuple[type[Record], ...] = (

@@ -6,12 +6,13 @@ partition's env: "did commit C pass in dev" is one tag lookup, whatever the rele
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import dagster as dg
 
 from coderemote_pipeline.ledger.live import live_history, recorded_live
-from coderemote_pipeline.ledger.records import SmokeRecord
+from coderemote_pipeline.ledger.records import LiveRecord, SmokeRecord
 from coderemote_pipeline.ledger.stages import latest
 from coderemote_pipeline.rules import names
 from coderemote_pipeline.rules.partitions import ENV_DIMENSION, RELEASE_DIMENSION, partition_key
@@ -61,15 +62,35 @@ def latest_failed_deploy(instance: dg.DagsterInstance, env: str, commit: str) ->
     return None
 
 
-def rollback_candidates(instance: dg.DagsterInstance, env: str):
+@dataclass(frozen=True)
+class Candidate:
+    record: LiveRecord
+    # A rollback took the env away from it, and nothing deployed it there since: whatever made someone roll it back
+    # stands, so `rollback` without --to passes it by (`--to` still takes it).
+    rolled_away: bool
+
+
+def rollback_candidates(instance: dg.DagsterInstance, env: str) -> Iterator[Candidate]:
     """Releases `env` served before, newest first, each once, never what is live now: every one of them passed
     smoke there (only a passed deploy or a rollback to a passed release makes a release live)."""
     live = recorded_live(instance, env)
     seen = {live.release} if live else set()
+    newer: LiveRecord | None = None  # the record that replaced the one at hand
     for found in live_history(instance, env):
-        release = found.record.release
-        if release in seen:
+        record, replaced_by = found.record, newer
+        newer = record
+        if record.release in seen:
             continue
-        seen.add(release)
-        if passed(instance, env, release) is not None:
-            yield found.record
+        seen.add(record.release)
+        if passed(instance, env, record.release) is not None:
+            away = replaced_by is not None and replaced_by.release != record.release and _by_rollback(
+                instance, replaced_by)  # fmt: skip
+            yield Candidate(record, away)
+
+
+def _by_rollback(instance: dg.DagsterInstance, record: LiveRecord) -> bool:
+    if record.by_rollback or record.automatic:
+        return record.by_rollback
+    # Records written before rollbacks said so in their reason: the run that made it live tells.
+    run = instance.get_run_by_id(record.run_id) if record.run_id else None
+    return run is not None and names.is_rollback_run(run)

@@ -56,10 +56,15 @@ def _never_passed(env: str, release: Release, policy: EnvironmentPolicy) -> str:
     return f"{said}. Deploy it instead: {_deploy_command(env, ref)}"
 
 
-def _nothing_earlier(env: str, live: LiveRecord | None, policy: EnvironmentPolicy) -> str:
+def _nothing_earlier(env: str, live: LiveRecord | None, policy: EnvironmentPolicy, rolled_away: list[str]) -> str:
     # A placeholder where the env takes version tags only: `main` would be refused there.
     ref = "vMAJOR.MINOR.PATCH" if policy.accepts is Accepts.STABLE_TAGS else "main"
     said = f"{env} has no earlier release that passed smoke"
+    if rolled_away:
+        back = f"coderemote-pipeline rollback {env} --to {rolled_away[0]}"
+        return (f"{said} and was not rolled back from (live: {live.release if live else 'nothing'}; rolled back "
+                f"from: {', '.join(rolled_away)}). To go back to {rolled_away[0]} anyway: {back}; or deploy a fix "
+                f"forward: {_deploy_command(env, ref)}")  # fmt: skip
     if live is None:
         return f"{said} (live: nothing): deploy one first: {_deploy_command(env, ref)}"
     return (f"{said} (live: {live.release}, the only one): nothing to roll back to. Deploy a fix forward instead: "
@@ -69,7 +74,8 @@ def _nothing_earlier(env: str, live: LiveRecord | None, policy: EnvironmentPolic
 def rollback_target(
     instance: dg.DagsterInstance, env: str, to: str | None, policy: EnvironmentPolicy | None = None
 ) -> tuple[str, str, dict[str, str]]:
-    """(release, commit, how it was built): `to`, or the newest release that was live in env and is not now."""
+    """(release, commit, how it was built): `to`, or the newest release that was live in env and is not now, passing
+    by any a rollback took env away from (rolling back twice must not bring back what the first one fled)."""
     wanted = check_to(to)
     live = recorded_live(instance, env)
     if wanted is not None:
@@ -80,10 +86,12 @@ def rollback_target(
             raise DeployRefused(_never_passed(env, wanted, policy or load_policies()[env]))
         run = instance.get_run_by_id(proof.run_id) if proof.run_id else None
         return wanted.key, proof.commit, dict(run.tags) if run else {}
-    record = next(rollback_candidates(instance, env), None)
-    if record is None:
-        raise DeployRefused(_nothing_earlier(env, live, policy or load_policies()[env]))
-    return record.release, record.commit, built_with(record)
+    passed_by: list[str] = []
+    for candidate in rollback_candidates(instance, env):
+        if not candidate.rolled_away:
+            return candidate.record.release, candidate.record.commit, built_with(candidate.record)
+        passed_by.append(candidate.record.release)
+    raise DeployRefused(_nothing_earlier(env, live, policy or load_policies()[env], passed_by))
 
 
 def built_with(record: LiveRecord) -> dict[str, str]:

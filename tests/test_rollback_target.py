@@ -1,0 +1,66 @@
+"""Which release `rollback ENV` goes back to, read from the ledger as real deploys and rollbacks write it: the
+newest that passed smoke there and is not live, passing by any a rollback took the env away from."""
+
+import dagster as dg
+import pytest
+from ledger_kit import record_live, record_smoke
+
+from coderemote_pipeline.ledger.instance import prepare_home
+from coderemote_pipeline.ledger.records import ROLLED_BACK_TO
+from coderemote_pipeline.rules import names
+from coderemote_pipeline.usecases.deploy import DeployRefused
+from coderemote_pipeline.usecases.rollback import rollback_target
+
+ENV = "prod"
+COMMITS = {release: f"{n}" * 40 for n, release in enumerate(("v1.0.0", "v1.1.0", "v1.2.0"), start=1)}
+
+
+@pytest.fixture
+def instance(tmp_path):
+    with dg.DagsterInstance.from_config(str(prepare_home(tmp_path / "home"))) as instance:
+        for release, commit in COMMITS.items():
+            record_smoke(instance, ENV, release, commit)
+        yield instance
+
+
+def _deployed(instance, release: str) -> None:
+    record_live(instance, ENV, release, COMMITS[release])
+
+
+def _rolled_back(instance, release: str) -> None:
+    record_live(instance, ENV, release, COMMITS[release], reason=f"{ROLLED_BACK_TO} {release}")
+
+
+def test_rolling_back_twice_goes_further_back_never_to_what_the_first_fled(instance):
+    for release in COMMITS:
+        _deployed(instance, release)
+    assert rollback_target(instance, ENV, None)[0] == "v1.1.0"
+    _rolled_back(instance, "v1.1.0")  # away from v1.2.0
+    assert rollback_target(instance, ENV, None)[0] == "v1.0.0"  # not v1.2.0 again (kubectl's undo would)
+    _rolled_back(instance, "v1.0.0")  # away from v1.1.0
+    with pytest.raises(DeployRefused) as refused:
+        rollback_target(instance, ENV, None)
+    assert str(refused.value).startswith(
+        "prod has no earlier release that passed smoke and was not rolled back from (live: v1.0.0; rolled back "
+        "from: v1.1.0, v1.2.0). To go back to v1.1.0 anyway: coderemote-pipeline rollback prod --to v1.1.0; or "
+        "deploy a fix forward: coderemote-pipeline deploy prod vMAJOR.MINOR.PATCH"
+    )
+    assert rollback_target(instance, ENV, "v1.2.0")[0] == "v1.2.0"  # --to still takes it
+
+
+def test_a_release_deployed_again_after_a_rollback_is_a_target_again(instance):
+    for release in ("v1.0.0", "v1.1.0"):
+        _deployed(instance, release)
+    _rolled_back(instance, "v1.0.0")
+    _deployed(instance, "v1.1.0")  # fixed forward, the same release (a moved tag, a rebuilt image)
+    _deployed(instance, "v1.2.0")
+    assert rollback_target(instance, ENV, None)[0] == "v1.1.0"
+
+
+def test_records_from_before_rollbacks_said_so_are_told_by_their_run(instance):
+    for release in ("v1.0.0", "v1.1.0"):
+        _deployed(instance, release)
+    run = instance.create_run_for_job(dg.GraphDefinition(names.ROLLBACK_JOB).to_job())
+    record_live(instance, ENV, "v1.0.0", COMMITS["v1.0.0"], run_id=run.run_id)  # reason "deployed v1.0.0"
+    with pytest.raises(DeployRefused, match=r"rolled back from: v1\.1\.0\)"):
+        rollback_target(instance, ENV, None)
