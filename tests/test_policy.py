@@ -3,6 +3,7 @@ from pathlib import Path
 
 import pytest
 
+from coderemote_pipeline.rules.approvers import ApprovalRule, Creator
 from coderemote_pipeline.rules.environments import (
     DEFAULT_INFRA_DIR,
     Approval,
@@ -310,3 +311,18 @@ def test_durations_are_bounded(infra_copy, old, new, message):
     with pytest.raises(PolicyError) as err:
         load_policies(infra_copy)
     assert str(err.value) == f"{infra_copy / 'environments.yaml'}: environments.prod.{message}"
+
+
+@pytest.mark.parametrize(("approvers", "by", "creator", "own"), [
+    ({}, "alice", Creator("Alice Smith", "alice@corp.example", "tagger"), True),  # the account is the email's name
+    ({}, "ALICE", Creator("Alice Smith", "alice@corp.example", "tagger"), True),
+    ({}, "asmith", Creator("asmith", "a.smith@corp.example", "committer"), True),
+    ({}, "bob", Creator("Alice Smith", "alice@corp.example", "tagger"), False),
+    ({"alice": "alice@corp.example"}, "alice", Creator("A. S.", "Alice@Corp.example", "tagger"), True),
+    ({"al": "al@corp.example", "alice": "x@corp.example"}, "al", Creator("Alice", "alice@corp.example", "tagger"),
+     False),  # a listed email decides: "al" is not alice
+])  # fmt: skip
+def test_nobody_approves_their_own_release_even_with_no_approvers_listed(approvers, by, creator, own):
+    rule = ApprovalRule("prod", approvers)
+    assert rule.is_creator(by, creator) is own
+    assert (rule.refusal(by, creator) is not None) is own

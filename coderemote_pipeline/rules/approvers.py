@@ -66,8 +66,12 @@ class ApprovalRule:
         return None
 
     def is_creator(self, by: str, creator: Creator) -> bool:
-        email = self.approvers.get(by, "")
-        return (bool(email) and email.lower() == creator.email.lower()) or by.lower() == creator.name.lower()
+        """By the listed email where there is one; else by the account against the git identity: its name or its
+        email's local part ("alice" tagged as "Alice <alice@corp.com>"), since a git name is rarely an account."""
+        email, who = self.approvers.get(by, ""), by.strip().lower()
+        if email:
+            return email.lower() == creator.email.lower() or who == creator.name.lower()
+        return who in (creator.name.strip().lower(), creator.email.partition("@")[0].strip().lower())
 
     def missing(self, approvers: list[str]) -> int:
         """How many more distinct approvals the release needs, given those recorded."""
