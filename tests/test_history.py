@@ -75,3 +75,12 @@ def test_a_window_that_is_not_a_number_of_days_in_range_is_refused(days):
     """nan reached Dagster's SQL filter, inf and 1e300 overflowed, a million days went back to year -711."""
     with pytest.raises(DeployRefused, match=rf"must be a number of days more than 0 and at most {MAX_DAYS}"):
         check_days(days)
+
+
+def test_a_rollback_counts_as_one_whatever_launched_it():
+    """A retry of a rollback (trigger "retry") or rollback_job from the UI ("ui") had counted as a forward deploy."""
+    for trigger in ("retry", "ui"):
+        retried = Deploy("r", "v1", "c1", trigger, "SUCCESS", 0.0, 1.0, False, rollback=True)
+        assert not retried.forward and retried.how == f"{trigger} rollback"
+        assert delivery_figures([retried], DAY_S, lambda _: 0.0)["deploys"] == 0
+    assert _d("a", 0, 1, trigger="rollback").how == "rollback" and _d("a", 0, 1, trigger="retry").forward

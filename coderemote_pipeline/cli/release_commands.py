@@ -152,7 +152,7 @@ def cmd_history(args: argparse.Namespace, settings_from) -> int:
         note = "; ".join(n for n in (f"override: {d.override}" if d.override else "",
                                      f"checks skipped: {d.skipped_checks}" if d.skipped_checks else "",
                                      d.failure) if n)  # fmt: skip
-        print(f"{_when(d.started):<20} {d.release:<16} {d.commit[:12]:<12} {d.trigger:<14} {d.outcome:<12} "
+        print(f"{_when(d.started):<20} {d.release:<16} {d.commit[:12]:<12} {d.how:<14} {d.outcome:<12} "
               f"{seconds:>8}  {d.run_id[:8]:<8}  {note}")  # fmt: skip
     print(
         f"\nlast {args.days:g} days in {args.env}: {figures['deploy_frequency_per_day']} deploys/day, "

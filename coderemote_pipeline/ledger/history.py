@@ -90,6 +90,7 @@ def deploys(instance: dg.DagsterInstance, env: str, since: float = 0.0) -> list[
                 skipped_checks=f"{skipped} ({run.tags.get(names.SKIP_CHECKS_BY_TAG, '?')})" if skipped else "",
                 failure=failure,
                 failed_step=step,
+                rollback=names.is_rollback_run(run),
             )
         )
     return found

@@ -53,6 +53,8 @@ class Deploy:
     skipped_checks: str = ""
     failure: str = ""  # the failed step and the first line of its message
     failed_step: str = ""  # the first step that failed, if one did
+    # A rollback run whatever launched it: the CLI's (trigger "rollback"), a retry of one, rollback_job from the UI.
+    rollback: bool = False
 
     @property
     def seconds(self) -> float | None:
@@ -68,7 +70,12 @@ class Deploy:
 
     @property
     def forward(self) -> bool:
-        return self.trigger != TRIGGER_ROLLBACK
+        return not self.rollback and self.trigger != TRIGGER_ROLLBACK
+
+    @property
+    def how(self) -> str:
+        """The trigger, and that it was a rollback where the trigger does not say so ("retry rollback")."""
+        return self.trigger if self.forward or self.trigger == TRIGGER_ROLLBACK else f"{self.trigger} rollback"
 
 
 def delivery_figures(
