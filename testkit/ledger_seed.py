@@ -187,7 +187,8 @@ def seed_scenario(instance: dg.DagsterInstance, *, deploys: int) -> int:
 
 def questions() -> dict[str, Callable[[dg.DagsterInstance], object]]:
     """Every question the pipeline asks of its ledger, about the scenario's prod (and dev for the gate)."""
-    from coderemote_pipeline.ledger.approvals import approval_board, latest_decision
+    from coderemote_pipeline.ledger.approval_board import approval_board
+    from coderemote_pipeline.ledger.approvals import latest_decision
     from coderemote_pipeline.ledger.figures import figures
     from coderemote_pipeline.ledger.gate import gate_refusal
     from coderemote_pipeline.ledger.live import env_outputs, recorded_live

@@ -8,7 +8,6 @@ reads the event log; the asset that writes decisions is `assets/release_approval
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,8 +25,6 @@ APPROVAL_KEY = names.key(names.RELEASE_APPROVAL)
 # gate, launched. The latest observation after the latest decision says what the release waits for.
 PENDING, GATED, LAUNCHED = "pending", "gated", "launched"
 APPROVE, REJECT = "approve", "reject"
-# How many past decisions the `approvals` listing shows (every one stays in the UI); what waits is always complete.
-RECENT_DECISIONS = 20
 
 
 class ApprovalError(UserError, ValueError):
@@ -99,7 +96,7 @@ def _values(event: dg.AssetMaterialization | dg.AssetObservation) -> dict[str, A
     return {key: value.value for key, value in event.metadata.items()}
 
 
-def _decision(record: dg.EventLogRecord) -> Decision:
+def decision_from(record: dg.EventLogRecord) -> Decision:
     assert record.asset_materialization is not None and record.partition_key is not None
     env, release = split_partition_key(record.partition_key)
     meta = _values(record.asset_materialization)
@@ -150,7 +147,7 @@ def latest_decision(instance: dg.DagsterInstance, env: str, release: str) -> Dec
     records = instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=APPROVAL_KEY, asset_partitions=[partition_key(env, release)]), limit=1
     ).records
-    return _decision(records[0]) if records else None
+    return decision_from(records[0]) if records else None
 
 
 def latest_hold(instance: dg.DagsterInstance, env: str, release: str) -> Hold | None:
@@ -216,7 +213,7 @@ def approvers_of(instance: dg.DagsterInstance, env: str, release: str, commit: s
         dg.AssetRecordsFilter(asset_key=APPROVAL_KEY, asset_partitions=[partition_key(env, release)]), limit=100
     ).records
     found: list[str] = []
-    for decision in (_decision(r) for r in records):
+    for decision in (decision_from(r) for r in records):
         if not decision.approved:
             break
         if decision.commit == commit:
@@ -229,37 +226,4 @@ def decisions_after(instance: dg.DagsterInstance, storage_id: int, limit: int = 
     records = instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=APPROVAL_KEY, after_storage_id=storage_id), limit=limit, ascending=True
     ).records
-    return [_decision(r) for r in records if r.partition_key]
-
-
-def partly_approved(instance: dg.DagsterInstance, policy: EnvironmentPolicy, hold: Hold) -> str | None:
-    """Approved, yet by fewer than the env requires: who approved and how many more from whom; else None."""
-    decided = latest_decision(instance, hold.env, hold.release)
-    if decided is None or not decided.approved:
-        return None
-    return approval_reason(instance, policy, hold.release, hold.commit)
-
-
-def approval_board(
-    instance: dg.DagsterInstance, policies: Mapping[str, EnvironmentPolicy] | None = None
-) -> tuple[list[Hold], list[Decision]]:
-    """(every release that waits — for a decision, or approved and held by the gate —, the latest decisions).
-
-    What waits is found from the latest event per partition of the approval asset (an indexed aggregate over the
-    partitions ever held), so a release held months ago is still listed; decisions shown: the RECENT_DECISIONS
-    newest (every one stays in the UI).
-    """
-    holds = instance.get_latest_storage_id_by_partition(APPROVAL_KEY, dg.DagsterEventType.ASSET_OBSERVATION)
-    decided = instance.get_latest_storage_id_by_partition(APPROVAL_KEY, dg.DagsterEventType.ASSET_MATERIALIZATION)
-    # A hold answered since may still wait: approved, but by fewer people than its env requires (asked only of the
-    # envs that require more than one approval: the others' answered holds are done).
-    several = {env: policy for env, policy in (policies or {}).items() if policy.approval_rule.required > 1}
-    asked = [key for key, hold_id in holds.items()
-             if hold_id > decided.get(key, 0) or split_partition_key(key)[0] in several]  # fmt: skip
-    statuses = [h for key in asked if (h := latest_status(instance, *split_partition_key(key))) is not None]
-    waiting = [h for h in statuses if h.status == GATED or (h.status == PENDING and (
-        h.storage_id > decided.get(partition_key(h.env, h.release), 0)
-        or (h.env in several and partly_approved(instance, several[h.env], h))))]  # fmt: skip
-    recent = instance.fetch_materializations(APPROVAL_KEY, limit=RECENT_DECISIONS).records
-    decisions = [_decision(r) for r in recent if r.partition_key]
-    return sorted(waiting, key=lambda h: h.storage_id, reverse=True), decisions
+    return [decision_from(r) for r in records if r.partition_key]

@@ -7,7 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from coderemote_pipeline.ledger.approvals import Decision, Hold, approval_board, partly_approved
+from coderemote_pipeline.ledger.approval_board import approval_board, partly_approved
+from coderemote_pipeline.ledger.approvals import Decision, Hold
 from coderemote_pipeline.ledger.gate import gate_status
 from coderemote_pipeline.ledger.live import recorded_live
 from coderemote_pipeline.rules.environments import load_policies
