@@ -211,7 +211,7 @@ DEV_REGION = "  aws:region: us-east-1\n"
         ("environments.yaml", "trigger: stable_tag", f"trigger: {GOOGLE_KEY}",
          "environments.prod.trigger must be one of main_push, manual, stable_tag, got text", GOOGLE_KEY),
         ("environments.yaml", "  staging:", f"  {GOOGLE_KEY}:",
-         "unknown key in environments on line 30 that is not a key name (is this the right file?); allowed: dev, "
+         "unknown key in environments on line 31 that is not a key name (is this the right file?); allowed: dev, "
          "staging, prod", GOOGLE_KEY),
         ("environments.yaml", "strategy: Canary10Percent5Minutes", f"strategy: {GOOGLE_KEY}",
          "environments.prod.delivery: strategy is neither all_at_once, canary, linear nor a CodeDeploy preset",
