@@ -57,10 +57,11 @@ def app(settings, instance, tmp_path_factory):
     # The backend's checks (each its own container and copy of the tree) ran at once; the frontend's share a tree.
     assert [evaluations[n]["side_by_side"] for n in ("backend_tests", "backend_lint", "frontend_check")] == [
         True, True, False]  # fmt: skip
-    # One process (auto): the frontend's check started beside the image build and its step collected it.
+    # One process (auto): the frontend's check started beside the image build, the backend's beside its push, and
+    # their steps collected them.
     assert good.job_name == names.REDEPLOY_JOB
     assert [evaluations[n]["ran_ahead"] for n in ("backend_tests", "backend_lint", "frontend_check")] == [
-        False, False, True]  # fmt: skip
+        True, True, True]  # fmt: skip
     return mine, root / "clone", good
 
 
@@ -84,6 +85,7 @@ def test_a_failing_backend_test_never_goes_live(app, instance):
     assert (listed.failed_step, listed.outcome) == ("backend_checks", "stopped")
     evaluations = _evaluations(instance, failed.run_id)
     assert evaluations["backend_tests"]["passed"] is False and evaluations["backend_tests"]["exit_code"] == 1
+    assert evaluations["backend_tests"]["ran_ahead"]  # it failed ahead, and failed its step as it would have there
     assert "the release is not ready" in evaluations["backend_tests"]["output"]
     # The lint beside it ran to its own verdict: a failure of one side-by-side check cuts no other short.
     assert evaluations["backend_lint"]["passed"] is True and evaluations["backend_lint"]["side_by_side"]

@@ -45,6 +45,24 @@ def test_a_run_collects_its_own_checks_with_their_verdicts(tmp_path: Path):
     assert checks_ahead.collect("run-a", "k-lint") is None  # collected once
 
 
+def test_checks_started_together_run_at_once_and_take_the_key_known_later(tmp_path: Path):
+    """The backend's: each in a container of its own, started once the image is built; the step knows their key
+    with the image's digest in it, after the push."""
+    both = threading.Barrier(2, timeout=5)  # neither finishes before the other has started
+
+    def at_once(tree: Path, spec: CheckSpec, key: str) -> CheckRun:
+        both.wait()
+        return _verdict(tree, spec, key)
+
+    checks_ahead.start("run-t", [(LINT, "tree-lint"), (TYPES, "tree-types")], _export, at_once, tmp_path,
+                       together=True)  # fmt: skip
+    lint = checks_ahead.collect("run-t", "tree-lint", beside="the image push", known_as="tree+digest-lint")
+    types = checks_ahead.collect("run-t", "tree-types", beside="the image push", known_as="tree+digest-types")
+    assert lint.passed and lint.side_by_side and lint.key == "tree+digest-lint"
+    assert "(beside the image push; waited" in lint.detail
+    assert not types.passed and types.key == "tree+digest-types" and types.side_by_side
+
+
 def test_what_could_not_run_ahead_is_left_for_the_step(tmp_path: Path):
     def no_tree(dest: Path) -> Path:
         raise OSError("the mirror lost the commit")

@@ -3,7 +3,7 @@
 import dagster as dg
 
 from coderemote_pipeline.actions import checks_ahead, images
-from coderemote_pipeline.actions.app_checks import check_key, run_on_host
+from coderemote_pipeline.actions.app_checks import check_key, run_in_image, run_on_host
 from coderemote_pipeline.assets.infra import infra_stack
 from coderemote_pipeline.assets.stage import (
     STAGE_KWARGS,
@@ -67,6 +67,8 @@ def api_image(
             _start_frontend_checks(context, app_source, commit)
         with timer.step("build"):
             built = images.build(app_source, docker, commit=commit, build_key=build_key)
+        if _overlaps_branches(context):
+            _start_backend_checks(context, app_source, docker, commit, built.image_id)
         with timer.step("push"):
             ref = images.push(registry, docker, built.image_id, repository=repository, build_key=build_key,
                               release=release, size_bytes=built.size_bytes)  # fmt: skip
@@ -93,6 +95,21 @@ def _overlaps_branches(context: dg.AssetExecutionContext) -> bool:
     selected = context.run.asset_selection or {names.key(names.FRONTEND_BUNDLE)}
     return (context.run.job_name == names.REDEPLOY_JOB and names.key(names.FRONTEND_BUNDLE) in selected
             and context.run.tags.get(names.BRANCHES_TAG) != names.BRANCHES_SERIAL)  # fmt: skip
+
+
+def _start_backend_checks(context: dg.AssetExecutionContext, app_source: AppSource, docker: DockerEngine,
+                          commit: str, image_id: str) -> None:  # fmt: skip
+    """The backend's checks, each in a container of the image just built, beside its push (they need nothing of the
+    registry), for this run's backend_checks to collect; keyed by the tree alone until the digest is known."""
+    specs = app_source.layout.checks_of(Side.BACKEND)
+    if not specs or context.run.tags.get(names.SKIP_CHECKS_TAG):
+        return
+    tree = app_source.remote().tree_id(commit, app_source.backend_context)
+    client = docker.client()
+    checks_ahead.start(context.run.run_id, [(spec, check_key(spec, tree)) for spec in specs],
+                       lambda dest: app_source.export_backend(commit, dest),
+                       lambda path, spec, key: run_in_image(client, image_id, path, spec, key),
+                       app_source.scratch_root(), together=True)  # fmt: skip
 
 
 def _start_frontend_checks(context: dg.AssetExecutionContext, app_source: AppSource, commit: str) -> None:

@@ -52,7 +52,8 @@ def _skipped(context, asset: dg.AssetKey, specs: Sequence[CheckSpec]) -> Iterato
 
 def evaluate(context, asset: dg.AssetKey, specs: Sequence[CheckSpec], commit: str, tree: str, artifact: str,
              export: Callable[[Path], Path], runner: Runner, scratch: Path, *, side_by_side: bool = False,
-             ahead: Callable[[str], CheckRun | None] = lambda _: None) -> Iterator[dg.AssetCheckResult]:  # fmt: skip
+             ahead: Callable[[CheckSpec, str], CheckRun | None] = lambda *_: None,
+             ) -> Iterator[dg.AssetCheckResult]:  # fmt: skip
     """Each check's result (reused, run ahead by this run, or run once on the exported tree); a failure then fails
     the step, quoting it.
 
@@ -62,7 +63,7 @@ def evaluate(context, asset: dg.AssetKey, specs: Sequence[CheckSpec], commit: st
     runs: list[CheckRun] = []
     keys = {spec.name: check_key(spec, tree, artifact) for spec in specs}
     reused = {spec.name: passed_before(context.instance, commit, spec.name, keys[spec.name]) for spec in specs}
-    early = {spec.name: ahead(keys[spec.name]) for spec in specs if not reused[spec.name]}
+    early = {spec.name: ahead(spec, keys[spec.name]) for spec in specs if not reused[spec.name]}
     to_run = [spec for spec in specs if not reused[spec.name] and not early.get(spec.name)]
     together = side_by_side and len(to_run) > 1
     with (
@@ -108,10 +109,15 @@ def backend_checks_def(specs: Sequence[CheckSpec]) -> dg.AssetChecksDefinition:
         def runner(path: Path, spec: CheckSpec, key: str) -> CheckRun:
             return run_in_image(docker.client(), registry.run_reference(image.ref()), path, spec, key)
 
+        def ahead(spec: CheckSpec, key: str) -> CheckRun | None:
+            # Started by api_image on the image it had just built, before its digest was known (its push).
+            return checks_ahead.collect(context.run.run_id, check_key(spec, tree), beside="the image push",
+                                        known_as=key)  # fmt: skip
+
         with lease_held(context, context.run.tags[names.PARTITION_TAG]):
             yield from evaluate(context, api_image.key, specs, image.commit, tree, image.digest,
                                 lambda dest: app_source.export_backend(image.commit, dest), runner,
-                                app_source.scratch_root(), side_by_side=True)  # fmt: skip
+                                app_source.scratch_root(), side_by_side=True, ahead=ahead)  # fmt: skip
 
     return backend_checks
 
@@ -130,7 +136,7 @@ def frontend_checks_def(specs: Sequence[CheckSpec]) -> dg.AssetChecksDefinition:
             yield from evaluate(context, frontend_bundle.key, specs, bundle.commit, tree, "",
                                 lambda dest: remote.export(bundle.commit, app_source.frontend_dir, dest),
                                 run_on_host, app_source.scratch_root(),
-                                ahead=lambda key: checks_ahead.collect(context.run.run_id, key))  # fmt: skip
+                                ahead=lambda _, key: checks_ahead.collect(context.run.run_id, key))  # fmt: skip
 
     return frontend_checks
 
