@@ -53,8 +53,9 @@ def critical_path_s(outcome: DeployOutcome, layout: AppLayout) -> float:
     """The floor of a deploy: its stages' own work along the longest path of the graph (infra, then the slower of
     the backend branch — image, its checks, version — and the frontend branch — bundle, its checks —, then the
     shift, the invalidation and smoke), from the seconds each stage recorded. A check reused from an earlier run
-    did no work here; checks that ran side by side count their longest, and frontend checks that ran ahead, beside
-    the frontend build, count only where they outlasted it."""
+    did no work here; checks that ran side by side count their longest, frontend checks that ran ahead, beside the
+    frontend build, count only where they outlasted it, and backend checks that ran ahead, beside the image's push,
+    only where they outlasted the push."""
 
     def own(name: str) -> float:
         meta = outcome.stages.get(name, {})
@@ -73,7 +74,13 @@ def critical_path_s(outcome: DeployOutcome, layout: AppLayout) -> float:
 
     # Checks that ran ahead started with the frontend build, one after another: the branch waits for the longer.
     ahead = sum(s for s, meta in metas(Side.FRONTEND) if meta.get("ran_ahead"))
-    backend = own("api_image") + checks(Side.BACKEND) + own("lambda_version")
+    # The backend's started once the image was built, side by side, beside its push: the longer of the two counts.
+    image = own("api_image")
+    backend_ahead = [s for s, meta in metas(Side.BACKEND) if meta.get("ran_ahead")]
+    if backend_ahead:
+        push = float(outcome.stages.get("api_image", {}).get("push_s", 0.0) or 0.0)
+        image += max(push, *backend_ahead) - push
+    backend = image + checks(Side.BACKEND) + own("lambda_version")
     frontend = max(own("frontend_bundle"), ahead) + checks(Side.FRONTEND)
     return sum(own(s) for s in ("infra_stack", "traffic_shift", "cloudfront_invalidation", "smoke_result")) + max(
         backend, frontend
