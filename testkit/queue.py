@@ -8,7 +8,7 @@ executes in its own process instead, see deploy/README.md.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import dagster as dg
@@ -46,12 +46,13 @@ def submit_deploy(
     )
 
 
-def submit_as_ui(gql: DagsterGraphQLClient, env: str, release: str, *, job_name: str = "redeploy_job") -> str:
-    """Queue a deploy the way the UI's Materialize button does: the partition's tags and nothing of ours."""
+def submit_as_ui(gql: DagsterGraphQLClient, env: str, release: str, *, job_name: str = "redeploy_job",
+                 assets: Sequence[str] | None = None) -> str:  # fmt: skip
+    """Queue a deploy the way the UI does: the partition's tags and nothing of ours. A job's Launchpad names the
+    job; the asset graph's Materialize button names Dagster's implicit asset job and the `assets` selected."""
     tags = dict(deployment_partitions_def.get_tags_for_partition_key(partition_key(env, release)))
-    return gql.submit_job_execution(
-        job_name, repository_location_name=LOCATION, repository_name=REPOSITORY, run_config=QUIET, tags=tags
-    )
+    return gql.submit_job_execution(job_name, repository_location_name=LOCATION, repository_name=REPOSITORY,
+                                    run_config=QUIET, tags=tags, asset_selection=assets)  # fmt: skip
 
 
 SENSORS_QUERY = """

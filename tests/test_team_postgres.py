@@ -42,6 +42,7 @@ from testkit import queue
 from testkit.services import wait_for
 
 pytestmark = pytest.mark.stack
+IMPLICIT_ASSET_JOB = "__ASSET_JOB"  # what the asset graph's Materialize button launches
 MATERIALIZED = dg.DagsterEventType.ASSET_MATERIALIZATION
 QUEUED = dg.DagsterRunStatus.QUEUED
 BIN = Path(sys.executable).parent
@@ -147,7 +148,9 @@ def batch(team) -> Batch:
     # Submitted before the daemon starts, so its first dequeue sees all four at once.
     ids = [queue.submit_deploy(gql, env, release, team.commit, job_name="redeploy_job", trigger="queue-test")
            for env in ("dev", "dev", "dev", "staging")]  # fmt: skip
-    ids.append(queue.submit_as_ui(gql, "dev", release))  # with none of our tags: the queue must still hold it
+    # With none of our tags, from a job's Launchpad and from the asset graph: the queue must still hold them.
+    ids.append(queue.submit_as_ui(gql, "dev", release))
+    ids.append(queue.submit_as_ui(gql, "dev", release, job_name=IMPLICIT_ASSET_JOB, assets=list(STAGE_ORDER)))
     team.daemon.start()
     wait_for("a dev run in progress with others queued", lambda: _started_and_queued(team.instance, ids), 90)
     team.daemon.stop()
@@ -161,7 +164,7 @@ def batch(team) -> Batch:
 
 def test_one_deploy_per_environment_at_a_time(batch, team):
     assert all(w.status is dg.DagsterRunStatus.SUCCESS for w in batch.windows.values()), team.logs()
-    devs = [batch.windows[i] for i in (*batch.ids[:3], batch.ids[4])]
+    devs = [batch.windows[i] for i in (*batch.ids[:3], *batch.ids[4:])]
     staging = batch.windows[batch.ids[3]]
     for a, b in itertools.combinations(devs, 2):
         assert queue.overlap(a, b) == 0.0, (a, b)  # never two dev deploys at the same time...
@@ -171,13 +174,14 @@ def test_one_deploy_per_environment_at_a_time(batch, team):
 
 def test_a_deploy_launched_from_the_ui_is_tagged_like_the_clis(batch, team):
     """It was outside the env's queue, history, the promotion gate, retry and the settle net: none of them saw it."""
-    tags = team.instance.get_run_by_id(batch.ids[4]).tags
     release = f"main-{team.commit[:7]}"
-    assert {k: tags.get(k) for k in (ENV_TAG, RELEASE_TAG, TRIGGER_TAG, COMMIT_TAG)} == {
-        ENV_TAG: "dev", RELEASE_TAG: release, TRIGGER_TAG: TRIGGER_UI, COMMIT_TAG: team.commit}  # fmt: skip
-    assert tags[APP_REMOTE_TAG] == str(team.remote) and json.loads(tags[APP_LAYOUT_TAG])["backend_context"]
-    assert COMMIT_TIME_TAG in tags
-    assert batch.ids[4] in {d.run_id for d in deploys(team.instance, "dev")}
+    for run_id in batch.ids[4:]:
+        tags = team.instance.get_run_by_id(run_id).tags
+        assert {k: tags.get(k) for k in (ENV_TAG, RELEASE_TAG, TRIGGER_TAG, COMMIT_TAG)} == {
+            ENV_TAG: "dev", RELEASE_TAG: release, TRIGGER_TAG: TRIGGER_UI, COMMIT_TAG: team.commit}  # fmt: skip
+        assert tags[APP_REMOTE_TAG] == str(team.remote) and json.loads(tags[APP_LAYOUT_TAG])["backend_context"]
+        assert COMMIT_TIME_TAG in tags
+    assert set(batch.ids[4:]) <= {d.run_id for d in deploys(team.instance, "dev")}
 
 
 def test_daemon_restart_with_runs_queued_loses_and_duplicates_nothing(batch, team):

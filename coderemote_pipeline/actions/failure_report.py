@@ -67,7 +67,7 @@ def settle_failed_run(
 ) -> Settled | None:
     """Read what the failed run's env serves, restore it if needed, and write the verdict into the run's log."""
     env = run.tags.get(names.ENV_TAG)
-    if not env or run.job_name not in names.DEPLOY_JOBS or already_settled(instance, run.run_id):
+    if not env or not names.is_deploy_run(run) or already_settled(instance, run.run_id):
         return None
     settled = _settle(instance, run, env, policy, target_for)
     instance.report_engine_event(f"{MARKER} {settled.text}", run)

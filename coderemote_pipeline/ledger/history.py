@@ -69,7 +69,7 @@ def deploys(instance: dg.DagsterInstance, env: str, since: float = 0.0) -> list[
     found = []
     for record in _runs(instance, env, since):
         run = record.dagster_run
-        if run.job_name not in names.DEPLOY_JOBS:
+        if not names.is_deploy_run(run):
             continue
         started = record.start_time or record.create_timestamp.timestamp()
         override, skipped = run.tags.get(names.OVERRIDE_TAG, ""), run.tags.get(names.SKIP_CHECKS_TAG, "")

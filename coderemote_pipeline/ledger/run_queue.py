@@ -20,7 +20,7 @@ from coderemote_pipeline.rules.release_keys import ReleaseKeyError
 def missing_deploy_tags(run: dg.DagsterRun) -> dict[str, str]:
     """The tags a deploy run lacks that its partition tells: none for a run the CLI or a sensor made, or for a run
     of another job (an approval is not a deploy and does not wait for one)."""
-    if run.job_name not in names.DEPLOY_JOBS or names.ENV_TAG in run.tags:
+    if not names.is_deploy_run(run) or names.ENV_TAG in run.tags:
         return {}
     env = run.tags.get(f"{names.PARTITION_TAG}/{ENV_DIMENSION}")
     release = run.tags.get(f"{names.PARTITION_TAG}/{RELEASE_DIMENSION}")

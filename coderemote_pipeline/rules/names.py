@@ -71,6 +71,15 @@ TRIGGER_DEMO = "demo"
 TRIGGER_UI = "ui"
 
 
+STAGE_KEYS = frozenset(KEYS[name] for name in STAGES)
+
+
+def is_deploy_run(run: dg.DagsterRun) -> bool:
+    """A run that deploys: one of the deploy jobs, or stages materialized from the UI's asset graph (Dagster's
+    implicit asset job, its selection holding a stage)."""
+    return run.job_name in DEPLOY_JOBS or bool(run.asset_selection and STAGE_KEYS & set(run.asset_selection))
+
+
 def is_rollback_run(run: dg.DagsterRun) -> bool:
     """A rollback, whoever launched it: the CLI's (its trigger tag), a retry of one or a UI launch of rollback_job
     (neither carries that tag: a re-execution gets only the tags it is given)."""

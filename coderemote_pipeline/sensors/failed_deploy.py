@@ -24,7 +24,7 @@ def run_layout(run: dg.DagsterRun, app_source: AppSource) -> AppLayout:
 def settle_ended_run(instance: dg.DagsterInstance, run: dg.DagsterRun, log, targets: EnvTargets,
                      app_source: AppSource, environments: Environments) -> None:  # fmt: skip
     env = run.tags.get(names.ENV_TAG)
-    if not env or run.job_name not in names.DEPLOY_JOBS:
+    if not env or not names.is_deploy_run(run):
         return
     layout = run_layout(run, app_source)
 
@@ -73,5 +73,5 @@ canceled_deploy_sensor = _settling_sensor(
 def delivery_figures_sensor(context: dg.RunStatusSensorContext) -> None:
     run = context.dagster_run
     env = run.tags.get(names.ENV_TAG)
-    if env and run.job_name in names.DEPLOY_JOBS:
+    if env and names.is_deploy_run(run):
         record_figures(context.instance, env, run.run_id)

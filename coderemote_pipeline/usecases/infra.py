@@ -25,7 +25,7 @@ def applied_updates(instance: dg.DagsterInstance, env: str) -> list[str]:
     lines = []
     for record in instance.get_run_records(dg.RunsFilter(tags={names.ENV_TAG: env}), limit=RECENT_RUNS):
         run = record.dagster_run
-        if run.job_name not in names.DEPLOY_JOBS:
+        if not names.is_deploy_run(run):
             continue
         found = in_run(instance, StackRecord, run)
         if found is None:
