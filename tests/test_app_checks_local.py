@@ -185,3 +185,42 @@ def test_a_check_longer_than_the_reclaim_time_keeps_the_lease_alive(app, instanc
     assert slow.success, slow.failure
     assert _evaluations(instance, slow.run_id)["backend_slow"]["seconds"] >= 7
     assert len(silences) > 20 and max(silences) < 3.5, max(silences)  # heartbeats every 2 s, the check's 7 s too
+
+
+# A run that fails before collecting its backend checks: the process exits with one still running in its container.
+_EXITS_WITH_A_CONTAINER_RUNNING = """
+import sys, time
+from pathlib import Path
+from coderemote_pipeline.actions import app_checks, checks_ahead
+from coderemote_pipeline.resources.targets import resources_for
+from coderemote_pipeline.rules.app_layout import CheckSpec
+from coderemote_pipeline.rules.settings import Settings
+
+state, name = Path(sys.argv[1]), sys.argv[2]
+engine = resources_for(Settings("local", state, "unused", None))["docker"]
+client = engine.client()
+spec = CheckSpec(name=name, side="backend", command="sleep 60")
+
+def export(dest):
+    dest.mkdir(parents=True)
+    return dest
+
+checks_ahead.start("run-failed", [(spec, "k-slow")], export,
+                   lambda tree, spec, key: app_checks.run_in_image(client, engine.base_image(), tree, spec, key),
+                   state / "scratch", together=True)
+while not client.containers.list(filters={"label": f"coderemote.check={name}", "status": "running"}):
+    time.sleep(0.05)
+"""
+
+
+def test_a_process_that_exits_removes_the_containers_of_its_checks(settings, local_stack):
+    import subprocess
+    import sys
+
+    import docker
+
+    name = f"left_behind_{time.time_ns() % 10**9}"
+    subprocess.run([sys.executable, "-c", _EXITS_WITH_A_CONTAINER_RUNNING, str(settings.state_dir), name],
+                   check=True, timeout=120)  # fmt: skip
+    client = docker.DockerClient(base_url=local_stack.docker_host)
+    assert client.containers.list(all=True, filters={"label": f"coderemote.check={name}"}) == []

@@ -9,6 +9,8 @@ command and what it ran against, so a commit checked for dev is not checked agai
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import functools
 import hashlib
 import io
@@ -18,6 +20,7 @@ import shlex
 import shutil
 import subprocess
 import tarfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,6 +88,21 @@ def _tree_archive(tree: Path) -> bytes:
     return buffer.getvalue()
 
 
+# Containers of checks running in this process: a check started ahead for a run that failed first runs in a daemon
+# thread, which the process's exit stops wherever it is; its container goes with the process, not after it.
+_IN_FLIGHT: dict[str, Any] = {}
+_IN_FLIGHT_LOCK = threading.Lock()
+
+
+@atexit.register
+def _remove_in_flight() -> None:
+    with _IN_FLIGHT_LOCK:
+        left = list(_IN_FLIGHT.values())
+    for container in left:
+        with contextlib.suppress(Exception):
+            container.remove(force=True)
+
+
 def run_in_image(client: Any, image: str, tree: Path, spec: CheckSpec, key: str) -> CheckRun:
     """`spec.command` in a container of `image` over a copy of the exported tree at /src, no network."""
     started = time.monotonic()
@@ -97,6 +115,8 @@ def run_in_image(client: Any, image: str, tree: Path, spec: CheckSpec, key: str)
         environment={"PYTHONDONTWRITEBYTECODE": "1", "HOME": "/tmp", "CI": "true"},
         labels={"coderemote.check": spec.name},
     )
+    with _IN_FLIGHT_LOCK:
+        _IN_FLIGHT[container.id] = container
     try:
         container.put_archive("/", _tree_archive(tree))
         container.start()
@@ -108,6 +128,8 @@ def run_in_image(client: Any, image: str, tree: Path, spec: CheckSpec, key: str)
         output = container.logs(stdout=True, stderr=True).decode(errors="replace")
     finally:
         container.remove(force=True)
+        with _IN_FLIGHT_LOCK:
+            _IN_FLIGHT.pop(container.id, None)
     return _verdict(spec, key, code, time.monotonic() - started, output, isolated=True)
 
 
