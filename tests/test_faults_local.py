@@ -190,9 +190,27 @@ def test_a_retry_after_an_automatic_rollback_switches_again(faults, monkeypatch,
     lines: list[str] = []
     retried = retry_from_failure(failed.run_id, settings=settings, instance=faults.instance, echo=lines.append)
     assert retried.success, retried.failure
-    assert f"from traffic_shift (dev serves {before} since the failure, so the switch runs again)" in lines[0]
+    assert f"from traffic_shift (the failure put dev back on {before}, so the switch runs again)" in lines[0]
     assert {"traffic_shift", "cloudfront_invalidation", "smoke_result"} <= set(retried.stages)
     assert not {"api_image", "lambda_version", "frontend_bundle"} & set(retried.stages)  # nothing rebuilt
+    faults.verified.append(commit)
+    faults.assert_whole(failed.release)
+
+
+def test_a_retry_where_the_env_kept_the_release_only_finishes_it(faults, monkeypatch):
+    """auto_rollback off (dev): the failed release stays served, so the retry re-runs what failed, not the switch
+    (re-switching a release already at 100 % would skip a canary's steps and its bake)."""
+    commit = faults.change("smoke fails once, nothing rolls back")
+    real = smoke_result.smoke_checks
+    monkeypatch.setattr(smoke_result, "smoke_checks", lambda **kw: real(**{**kw, "release": "a-flaky-probe"}))
+    failed = faults.deploy(ref=commit)
+    monkeypatch.undo()
+    assert not failed.success and "auto_rollback is off for dev" in failed.failure
+    lines: list[str] = []
+    retried = retry_from_failure(failed.run_id, settings=faults.settings, instance=faults.instance,
+                                 echo=lines.append)  # fmt: skip
+    assert retried.success, retried.failure
+    assert lines[0].endswith("from failure") and "traffic_shift" not in retried.stages
     faults.verified.append(commit)
     faults.assert_whole(failed.release)
 

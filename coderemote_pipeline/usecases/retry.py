@@ -127,26 +127,34 @@ def retry_from_failure(
 
 def _steps_to_rerun(instance: dg.DagsterInstance, run: dg.DagsterRun, deploy: Deployment) -> tuple[
         dg.ReexecutionOptions, str]:  # fmt: skip
-    """From failure; from the switch on when the run had switched and its env no longer serves the release: the
-    failure's automatic rollback, or the settle after it, put the release before back, and re-running only the steps
-    after the switch would smoke-test a release nobody serves (and fail every time)."""
+    """From failure; from the switch on when the run had switched and its failure put the env back on the release
+    before (the automatic rollback, or the settle after it, recorded for this run): re-running only the steps after
+    the switch would smoke-test a release nobody serves, and fail every time. Without that record the env may still
+    serve the release (auto_rollback off, a process killed mid-bake): the steps after the switch finish it, its
+    bake included, as they would have."""
     from_failure = dg.ReexecutionOptions.from_failure(run.run_id, instance)
-    if not _switched(instance, run):
+    lineage = _lineage(instance, run)
+    if not any(_switched(instance, ancestor) for ancestor in lineage):
         return from_failure, "from failure"  # the switch runs again anyway
     live = recorded_live(instance, deploy.env)
-    if live is not None and live.release == deploy.release.key:
+    put_back = live is not None and live.automatic and live.run_id in {a.run_id for a in lineage}
+    if not put_back or live.release == deploy.release.key:
         return from_failure, "from failure"
-    serves = f"{deploy.env} serves {live.release}" if live else f"nothing of {deploy.env} is recorded live"
     return (dg.ReexecutionOptions(run.run_id, step_selection=[f"{names.TRAFFIC_SHIFT}*"]),
-            f"from {names.TRAFFIC_SHIFT} ({serves} since the failure, so the switch runs again)")  # fmt: skip
+            f"from {names.TRAFFIC_SHIFT} (the failure put {deploy.env} back on {live.release}, so the switch runs "
+            "again)")  # fmt: skip
 
 
-def _switched(instance: dg.DagsterInstance, run: dg.DagsterRun | None) -> bool:
-    """Whether the switch succeeded in `run` or in a run it re-executed: one that re-execution from failure skips
-    (and with it every step before it, which it depends on)."""
-    while run is not None:
-        done = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_SUCCESS)
-        if any(record.step_key == names.TRAFFIC_SHIFT for record in done):
-            return True
-        run = instance.get_run_by_id(run.parent_run_id) if run.parent_run_id else None
-    return False
+def _lineage(instance: dg.DagsterInstance, run: dg.DagsterRun) -> list[dg.DagsterRun]:
+    """`run` and the runs it re-executed, newest first."""
+    found = [run]
+    while found[-1].parent_run_id and (parent := instance.get_run_by_id(found[-1].parent_run_id)) is not None:
+        found.append(parent)
+    return found
+
+
+def _switched(instance: dg.DagsterInstance, run: dg.DagsterRun) -> bool:
+    """Whether the switch succeeded in `run`: then re-execution from failure skips it (and with it every step before
+    it, which it depends on)."""
+    done = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_SUCCESS)
+    return any(record.step_key == names.TRAFFIC_SHIFT for record in done)
