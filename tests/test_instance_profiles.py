@@ -109,9 +109,13 @@ def test_the_queue_tags_a_deploy_launched_without_our_tags(tmp_path, monkeypatch
         cli = Deployment.of("dev", "main-abc1234", load_policies(), "abc1234" * 5).tags("cli")
         assert submitted(names.DEPLOY_JOB, cli) == cli
         assert names.ENV_TAG not in submitted(names.APPROVAL_JOB, ui)  # an approval does not wait for a deploy
-    # The asset graph's Materialize button: Dagster's implicit asset job, the stages selected.
-    graph = dg.DagsterRun(job_name="__ASSET_JOB", tags=ui, asset_selection=frozenset({names.key(names.API_IMAGE)}))
+    # The asset graph's Materialize button: Dagster's implicit asset job, the stages selected, the switch among them;
+    # an image alone changes nothing users get (its stage still holds the env's lease).
+    stages = frozenset(names.key(stage) for stage in names.STAGES)
+    graph = dg.DagsterRun(job_name="__ASSET_JOB", tags=ui, asset_selection=stages)
     assert missing_deploy_tags(graph)[names.ENV_TAG] == "dev"
+    image = dg.DagsterRun(job_name="__ASSET_JOB", tags=ui, asset_selection=frozenset({names.key(names.API_IMAGE)}))
+    assert missing_deploy_tags(image) == {}
     approval = dg.DagsterRun(job_name="__ASSET_JOB", tags=ui,
                              asset_selection=frozenset({names.key(names.RELEASE_APPROVAL)}))  # fmt: skip
     assert missing_deploy_tags(approval) == {}

@@ -320,7 +320,11 @@ def test_durations_are_bounded(infra_copy, old, new, message):
     ({}, "bob", Creator("Alice Smith", "alice@corp.example", "tagger"), False),
     ({"alice": "alice@corp.example"}, "alice", Creator("A. S.", "Alice@Corp.example", "tagger"), True),
     ({"al": "al@corp.example", "alice": "x@corp.example"}, "al", Creator("Alice", "alice@corp.example", "tagger"),
-     False),  # a listed email decides: "al" is not alice
+     False),  # "al" is not alice
+    ({}, "alice", Creator("A", "alice+git@corp.example", "tagger"), True),
+    ({}, "alice", Creator("A", "12345+alice@users.noreply.github.com", "committer"), True),
+    ({"alice": "alice@corp.example"}, "alice", Creator("A", "alice@laptop", "tagger"), True),  # git's default email
+    ({"bob": "bob@corp.example"}, "bob", Creator("Alice", "alice+bob@corp.example", "tagger"), False),
 ])  # fmt: skip
 def test_nobody_approves_their_own_release_even_with_no_approvers_listed(approvers, by, creator, own):
     rule = ApprovalRule("prod", approvers)

@@ -13,6 +13,7 @@ from app_bugs import plant
 
 from coderemote_pipeline.actions.target_state import drift, read_target
 from coderemote_pipeline.cli.main import main
+from coderemote_pipeline.definitions import build_defs
 from coderemote_pipeline.ledger.live import env_outputs, recorded_live
 from coderemote_pipeline.local_stack import LocalStack, load_stack_info
 from coderemote_pipeline.local_stack.processes import stop_pid
@@ -23,6 +24,7 @@ from coderemote_pipeline.rules.settings import Settings
 from coderemote_pipeline.usecases.approve import record_decision
 from coderemote_pipeline.usecases.demo import EXAMPLE_APP, commit_and_push, git, make_app_repo
 from coderemote_pipeline.usecases.deploy import DeployRefused, Override, run_deployment
+from coderemote_pipeline.usecases.progress import QUIET as RUN_QUIET
 from coderemote_pipeline.usecases.rollback import rollback, rollback_target
 
 pytestmark = pytest.mark.stack
@@ -118,6 +120,22 @@ def test_rollback_and_roll_forward_rebuild_nothing(prod, instance, local_stack):
     assert forward.stages["frontend_bundle"]["outcome"] == "snapshot kept"
     assert _get_json(outputs["api_url"] + "/health")["release"] == "v1.1.0"
     assert _get_json(outputs["frontend_url"] + "/config.json")["release"] == "v1.1.0"
+
+
+def test_rollback_job_from_the_ui_takes_only_a_release_that_passed_there(prod, instance):
+    """Launched without a commit, a rollback_job of a release prod never served would have deployed it from git,
+    its checks skipped and recorded as a rollback."""
+    settings, clone, _, _ = prod
+    _tag(clone, "v1.0.9")  # tagged, never deployed anywhere
+    instance.add_dynamic_partitions("release", ["v1.0.9"])
+    job = build_defs(settings).resolve_job_def(names.ROLLBACK_JOB)
+    result = job.execute_in_process(instance=instance, partition_key="prod|v1.0.9", raise_on_error=False,
+                                    run_config=RUN_QUIET)  # fmt: skip
+    assert not result.success
+    failures = [e.step_failure_data.error.message for e in result.get_step_failure_events()]
+    assert any("v1.0.9 never passed smoke in prod: rollback_job puts back only a release that did" in f
+               for f in failures), failures  # fmt: skip
+    assert recorded_live(instance, "prod").release != "v1.0.9"
 
 
 def test_an_api_that_cannot_start_never_takes_traffic(prod, instance):

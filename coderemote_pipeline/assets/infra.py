@@ -21,10 +21,13 @@ def infra_stack(
 ) -> dg.MaterializeResult:
     """The env's stack brought to its declared state: ECR repository, Lambda function and `live` alias, bucket, CDN."""
     deploy = deployment(context, environments)
+    if not deploy.commit:
+        # Launched without its commit (the UI): pinned here, at the root, before the branches resolve the release
+        # side by side (a tag moved between them would give the image one commit and the site another).
+        deploy = commit_for(context, app_source, deploy)
     if deploy.policy.approval_required or deploy.policy.verified_in:
         # Approval and the promotion gate bind a commit: prod's infrastructure changes only for a cleared release.
-        # A commit pinned by the launcher is checked as given, before any git fetch.
-        require_cleared(context, deploy if deploy.commit else commit_for(context, app_source, deploy))
+        require_cleared(context, deploy)
     if deploy.policy.allowed_signers is not None:
         # Whatever launched the run (a sensor, the CLI, the UI): an unsigned tag never changes this env.
         refusal = signature_refusal(app_source.remote(), deploy.release, deploy.policy.allowed_signers)

@@ -20,6 +20,7 @@ from coderemote_pipeline.ledger.approvals import approval_refusal
 from coderemote_pipeline.ledger.gate import gate_refusal
 from coderemote_pipeline.ledger.leases import Lease, describe_run
 from coderemote_pipeline.ledger.records import Record
+from coderemote_pipeline.ledger.releases import passed
 from coderemote_pipeline.ledger.stages import latest
 from coderemote_pipeline.resources.app_source import AppSource
 from coderemote_pipeline.resources.environments import Environments
@@ -70,7 +71,7 @@ def run_tags(context: dg.AssetExecutionContext) -> Mapping[str, str]:
     resolves it (commit_for), and a later stage in the same process reads that back: a tag moved meanwhile cannot
     give the image one commit and the site another."""
     tags = context.run.tags
-    if names.COMMIT_TAG in tags:
+    if tags.get(names.COMMIT_TAG):
         return tags
     run = context.instance.get_run_by_id(context.run.run_id)
     return run.tags if run is not None else tags
@@ -100,9 +101,22 @@ def commit_for(context: dg.AssetExecutionContext, app_source: AppSource, deploy:
     if deploy.commit:
         # Sensors pin the commit they saw on the remote without fetching it: make sure the mirror has it.
         return deploy.at(app_source.remote().ensure_commit(deploy.commit))
-    pinned = deploy.at(app_source.commit_of(deploy.release))
+    pinned = deploy.at(_rollback_commit(context, deploy) or app_source.commit_of(deploy.release))
     _pin_launch_tags(context, app_source, pinned)
     return pinned
+
+
+def _rollback_commit(context: dg.AssetExecutionContext, deploy: Deployment) -> str | None:
+    """For a rollback launched without its commit (rollback_job from the UI): the commit that passed smoke in the
+    env, not the one the tag names now; a release that never passed there is no rollback (and would skip checks)."""
+    if not names.is_rollback_run(context.run):
+        return None
+    proof = passed(context.instance, deploy.env, deploy.release.key)
+    if proof is None:
+        raise dg.Failure(description=f"{deploy.release.key} never passed smoke in {deploy.env}: rollback_job puts back "
+                         f"only a release that did. Deploy it instead (deploy_job, or `coderemote-pipeline deploy "
+                         f"{deploy.env} {deploy.release.key}`)", allow_retries=False)  # fmt: skip
+    return proof.commit
 
 
 def _pin_launch_tags(context: dg.AssetExecutionContext, app_source: AppSource, deploy: Deployment) -> None:
@@ -111,11 +125,13 @@ def _pin_launch_tags(context: dg.AssetExecutionContext, app_source: AppSource, d
     rollback and the settle net read them."""
     tags = {**deploy.tags(names.TRIGGER_UI), names.APP_REMOTE_TAG: app_source.remote_url,
             names.APP_LAYOUT_TAG: app_source.layout.to_json()}  # fmt: skip
+    if not names.is_deploy_run(context.run):  # a stage or two short of the switch: no deploy of the env's record
+        tags = {k: v for k, v in tags.items() if k not in (names.ENV_TAG, names.RELEASE_TAG, names.TRIGGER_TAG)}
     made = app_source.remote().commit_time(deploy.commit)
     if made is not None:
         tags[names.COMMIT_TIME_TAG] = f"{made:.0f}"
     present = run_tags(context)
-    missing = {key: value for key, value in tags.items() if key not in present}
+    missing = {key: value for key, value in tags.items() if not present.get(key)}
     if missing:
         context.instance.add_run_tags(context.run.run_id, missing)
         context.log.info(f"this run was launched without its commit: pinned {deploy.label} to {deploy.commit[:12]}")

@@ -49,6 +49,10 @@ def traffic_shift(
     outputs = upstream(context, StackRecord).stack_outputs
     version, bundle = upstream(context, VersionRecord), upstream(context, BundleRecord)
     deploy = deployment(context, environments).at(version.commit)
+    if bundle.commit != version.commit:
+        raise dg.Failure(description=f"the image of {deploy.label} is of commit {version.commit[:12]} and its site of "
+                         f"{bundle.commit[:12]} (its tag moved during the run): nothing switched; deploy it again",
+                         allow_retries=False)  # fmt: skip
     require_cleared(context, deploy)
     target = targets.target(deploy.env, outputs, app_source.layout)
     wanted = Serving(str(version.version), deploy.release.key, version.commit, version.image_digest, bundle.release)

@@ -66,13 +66,21 @@ class ApprovalRule:
         return None
 
     def is_creator(self, by: str, creator: Creator) -> bool:
-        """By the listed email where there is one; else by the account against the git identity: its name or its
-        email's local part ("alice" tagged as "Alice <alice@corp.com>"), since a git name is rarely an account."""
+        """By the listed email where there is one, and always by the account against the git identity: its name or
+        its email's name ("alice" tagged as "Alice <alice@corp.com>", "alice+git@corp.com", GitHub's
+        "12345+alice@users.noreply.github.com", git's default "alice@laptop"), since a git name is rarely an account."""
         email, who = self.approvers.get(by, ""), by.strip().lower()
-        if email:
-            return email.lower() == creator.email.lower() or who == creator.name.lower()
-        return who in (creator.name.strip().lower(), creator.email.partition("@")[0].strip().lower())
+        if email and email.lower() == creator.email.strip().lower():
+            return True
+        return who in (creator.name.strip().lower(), _mailbox(creator.email))
 
     def missing(self, approvers: list[str]) -> int:
         """How many more distinct approvals the release needs, given those recorded."""
         return max(0, self.required - len(set(approvers)))
+
+
+def _mailbox(email: str) -> str:
+    """The person in an email's local part: without a +tag, and without the numeric id GitHub's noreply puts first."""
+    local = email.strip().lower().partition("@")[0]
+    head, plus, tail = local.partition("+")
+    return tail if plus and head.isdigit() else head

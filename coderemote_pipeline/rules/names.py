@@ -71,13 +71,11 @@ TRIGGER_DEMO = "demo"
 TRIGGER_UI = "ui"
 
 
-STAGE_KEYS = frozenset(KEYS[name] for name in STAGES)
-
-
 def is_deploy_run(run: dg.DagsterRun) -> bool:
     """A run that deploys: one of the deploy jobs, or stages materialized from the UI's asset graph (Dagster's
-    implicit asset job, its selection holding a stage)."""
-    return run.job_name in DEPLOY_JOBS or bool(run.asset_selection and STAGE_KEYS & set(run.asset_selection))
+    implicit asset job) the switch among them. One that materializes a stage or two short of the switch changes
+    nothing users get: it holds the env's lease, but is no deploy in its queue, history or settling."""
+    return run.job_name in DEPLOY_JOBS or bool(run.asset_selection and KEYS[TRAFFIC_SHIFT] in run.asset_selection)
 
 
 def is_rollback_run(run: dg.DagsterRun) -> bool:
