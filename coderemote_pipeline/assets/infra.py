@@ -21,11 +21,12 @@ def infra_stack(
 ) -> dg.MaterializeResult:
     """The env's stack brought to its declared state: ECR repository, Lambda function and `live` alias, bucket, CDN."""
     deploy = deployment(context, environments)
-    if not deploy.commit:
+    gated = deploy.policy.approval_required or deploy.policy.verified_in
+    if not deploy.commit and (gated or names.is_deploy_run(context.run)):
         # Launched without its commit (the UI): pinned here, at the root, before the branches resolve the release
         # side by side (a tag moved between them would give the image one commit and the site another).
         deploy = commit_for(context, app_source, deploy)
-    if deploy.policy.approval_required or deploy.policy.verified_in:
+    if gated:
         # Approval and the promotion gate bind a commit: prod's infrastructure changes only for a cleared release.
         require_cleared(context, deploy)
     if deploy.policy.allowed_signers is not None:
