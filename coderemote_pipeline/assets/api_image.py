@@ -101,24 +101,25 @@ def _start_backend_checks(context: dg.AssetExecutionContext, app_source: AppSour
                           commit: str, image_id: str) -> None:  # fmt: skip
     """The backend's checks, each in a container of the image just built, beside its push (they need nothing of the
     registry), for this run's backend_checks to collect; keyed by the tree alone until the digest is known."""
-    specs = app_source.layout.checks_of(Side.BACKEND)
-    if not specs or context.run.tags.get(names.SKIP_CHECKS_TAG):
-        return
-    tree = app_source.remote().tree_id(commit, app_source.backend_context)
     client = docker.client()
-    checks_ahead.start(context.run.run_id, [(spec, check_key(spec, tree)) for spec in specs],
-                       lambda dest: app_source.export_backend(commit, dest),
-                       lambda path, spec, key: run_in_image(client, image_id, path, spec, key),
-                       app_source.scratch_root(), together=True)  # fmt: skip
+    _start_checks(context, app_source, Side.BACKEND, commit, lambda dest: app_source.export_backend(commit, dest),
+                  lambda path, spec, key: run_in_image(client, image_id, path, spec, key), together=True)
 
 
 def _start_frontend_checks(context: dg.AssetExecutionContext, app_source: AppSource, commit: str) -> None:
-    """The frontend's checks of this commit, started for this run's frontend_checks to collect (unless skipped)."""
-    specs = app_source.layout.checks_of(Side.FRONTEND)
+    """The frontend's checks of this commit, started for this run's frontend_checks to collect."""
+    remote = app_source.remote()
+    _start_checks(context, app_source, Side.FRONTEND, commit,
+                  lambda dest: remote.export(commit, app_source.frontend_dir, dest), run_on_host)
+
+
+def _start_checks(context: dg.AssetExecutionContext, app_source: AppSource, side: Side, commit: str, export,
+                  runner, *, together: bool = False) -> None:  # fmt: skip
+    """`side`'s checks of this commit, started ahead for its check step to collect (unless skipped)."""
+    specs = app_source.layout.checks_of(side)
     if not specs or context.run.tags.get(names.SKIP_CHECKS_TAG):
         return
-    remote = app_source.remote()
-    tree = remote.tree_id(commit, app_source.frontend_dir)
-    checks_ahead.start(context.run.run_id, [(spec, check_key(spec, tree)) for spec in specs],
-                       lambda dest: remote.export(commit, app_source.frontend_dir, dest), run_on_host,
-                       app_source.scratch_root())  # fmt: skip
+    directory = app_source.backend_context if side is Side.BACKEND else app_source.frontend_dir
+    tree = app_source.remote().tree_id(commit, directory)
+    checks_ahead.start(context.run.run_id, [(spec, check_key(spec, tree)) for spec in specs], export, runner,
+                       app_source.scratch_root(), together=together)  # fmt: skip

@@ -123,13 +123,10 @@ def _pin_launch_tags(context: dg.AssetExecutionContext, app_source: AppSource, d
     """Give a run launched without them (the UI, a backfill) the tags the CLI gives its runs, those it lacks: the
     commit and its time, the remote and the layout it was built with. History and DORA, the promotion gate, retry,
     rollback and the settle net read them."""
-    tags = {**deploy.tags(names.TRIGGER_UI), names.APP_REMOTE_TAG: app_source.remote_url,
-            names.APP_LAYOUT_TAG: app_source.layout.to_json()}  # fmt: skip
+    made = app_source.remote().commit_time(deploy.commit)
+    tags = deploy.built_tags(names.TRIGGER_UI, app_source.remote_url, app_source.layout.to_json(), made)
     if not names.is_deploy_run(context.run):  # a stage or two short of the switch: no deploy of the env's record
         tags = {k: v for k, v in tags.items() if k not in (names.ENV_TAG, names.RELEASE_TAG, names.TRIGGER_TAG)}
-    made = app_source.remote().commit_time(deploy.commit)
-    if made is not None:
-        tags[names.COMMIT_TIME_TAG] = f"{made:.0f}"
     present = run_tags(context)
     missing = {key: value for key, value in tags.items() if not present.get(key)}
     if missing:

@@ -89,8 +89,10 @@ def rollback_candidates(instance: dg.DagsterInstance, env: str) -> Iterator[Cand
 
 
 def _by_rollback(instance: dg.DagsterInstance, record: LiveRecord) -> bool:
-    if record.by_rollback or record.automatic:
-        return record.by_rollback
+    if record.by_rollback:
+        return True
+    if record.automatic:
+        return False
     # Records written before rollbacks said so in their reason: the run that made it live tells.
     run = instance.get_run_by_id(record.run_id) if record.run_id else None
     return run is not None and names.is_rollback_run(run)

@@ -68,3 +68,8 @@ class Deployment:
             names.COMMIT_TAG: self.commit,
             names.TRIGGER_TAG: trigger,
         }
+
+    def built_tags(self, trigger: str, remote: str, layout_json: str, commit_time: float | None) -> dict[str, str]:
+        """The run tags plus how the release is built (remote, layout) and when its commit was made."""
+        made = {names.COMMIT_TIME_TAG: f"{commit_time:.0f}"} if commit_time is not None else {}
+        return {**self.tags(trigger), names.APP_REMOTE_TAG: remote, names.APP_LAYOUT_TAG: layout_json, **made}

@@ -51,12 +51,8 @@ class DeployOutcome:
 
 def run_tags(deploy: Deployment, settings: Settings, trigger: str, extra: dict[str, str] | None) -> dict[str, str]:
     """The deployment's tags, plus how the release is built (remote, layout) and when its commit was made."""
-    tags = {**deploy.tags(trigger), names.APP_REMOTE_TAG: settings.app_remote,
-            names.APP_LAYOUT_TAG: settings.app_layout.to_json(), **(extra or {})}  # fmt: skip
     made = GitRemote(settings.app_remote, settings.work_dir / "git").commit_time(deploy.commit)
-    if made is not None:
-        tags[names.COMMIT_TIME_TAG] = f"{made:.0f}"
-    return tags
+    return {**deploy.built_tags(trigger, settings.app_remote, settings.app_layout.to_json(), made), **(extra or {})}
 
 
 CHECK_PREFIX = "check:"

@@ -133,13 +133,12 @@ def _steps_to_rerun(instance: dg.DagsterInstance, run: dg.DagsterRun, deploy: De
     serve the release (auto_rollback off, a process killed mid-bake): the steps after the switch finish it, its
     bake included, as they would have."""
     from_failure = dg.ReexecutionOptions.from_failure(run.run_id, instance)
-    lineage = _lineage(instance, run)
-    if not any(_switched(instance, ancestor) for ancestor in lineage):
-        return from_failure, "from failure"  # the switch runs again anyway
     live = recorded_live(instance, deploy.env)
-    put_back = live is not None and live.automatic and live.run_id in {a.run_id for a in lineage}
-    if not put_back or live.release == deploy.release.key:
+    if live is None or not live.automatic or live.release == deploy.release.key:
         return from_failure, "from failure"
+    lineage = _lineage(instance, run)
+    if live.run_id not in {a.run_id for a in lineage} or not any(_switched(instance, a) for a in lineage):
+        return from_failure, "from failure"  # not put back by this run's failure, or the switch runs again anyway
     return (dg.ReexecutionOptions(run.run_id, step_selection=[f"{names.TRAFFIC_SHIFT}*"]),
             f"from {names.TRAFFIC_SHIFT} (the failure put {deploy.env} back on {live.release}, so the switch runs "
             "again)")  # fmt: skip
