@@ -48,6 +48,18 @@ def test_rolling_back_twice_goes_further_back_never_to_what_the_first_fled(insta
     assert rollback_target(instance, ENV, "v1.2.0")[0] == "v1.2.0"  # --to still takes it
 
 
+def test_a_rollback_past_a_release_flees_it_too(instance):
+    record_smoke(instance, ENV, "v0.9.0", "9" * 40)
+    record_live(instance, ENV, "v0.9.0", "9" * 40)
+    for release in COMMITS:
+        _deployed(instance, release)
+    _rolled_back(instance, "v1.0.0")  # from v1.2.0, past v1.1.0: the operator skipped it
+    assert rollback_target(instance, ENV, None)[0] == "v0.9.0"  # older than v1.0.0, never the skipped v1.1.0
+    record_live(instance, ENV, "v0.9.0", "9" * 40, reason=f"{ROLLED_BACK_TO} v0.9.0")
+    with pytest.raises(DeployRefused, match=r"rolled back from: v1\.0\.0, v1\.2\.0, v1\.1\.0\)"):
+        rollback_target(instance, ENV, None)
+
+
 def test_a_release_deployed_again_after_a_rollback_is_a_target_again(instance):
     for release in ("v1.0.0", "v1.1.0"):
         _deployed(instance, release)

@@ -65,8 +65,8 @@ def latest_failed_deploy(instance: dg.DagsterInstance, env: str, commit: str) ->
 @dataclass(frozen=True)
 class Candidate:
     record: LiveRecord
-    # A rollback took the env away from it, and nothing deployed it there since: whatever made someone roll it back
-    # stands, so `rollback` without --to passes it by (`--to` still takes it).
+    # A rollback took the env away from it, or went past it to an older release, and nothing deployed it there since:
+    # whatever made someone roll back stands, so `rollback` without --to passes it by (`--to` still takes it).
     rolled_away: bool
 
 
@@ -75,16 +75,19 @@ def rollback_candidates(instance: dg.DagsterInstance, env: str) -> Iterator[Cand
     smoke there (only a passed deploy or a rollback to a passed release makes a release live)."""
     live = recorded_live(instance, env)
     seen = {live.release} if live else set()
-    newer: LiveRecord | None = None  # the record that replaced the one at hand
+    # The targets of newer rollbacks whose span the walk is in. A rollback to A from C fled C and every release
+    # served since A was live before (B, of A, B, C): `rollback --to A`, then `rollback`, goes older than A, not to B.
+    fleeing: set[str] = set()
     for found in live_history(instance, env):
-        record, replaced_by = found.record, newer
-        newer = record
+        record = found.record
+        fleeing.discard(record.release)
+        away = bool(fleeing)
+        if _by_rollback(instance, record):
+            fleeing.add(record.release)
         if record.release in seen:
             continue
         seen.add(record.release)
         if passed(instance, env, record.release) is not None:
-            away = replaced_by is not None and replaced_by.release != record.release and _by_rollback(
-                instance, replaced_by)  # fmt: skip
             yield Candidate(record, away)
 
 
