@@ -64,6 +64,8 @@ def _edit(path: Path, old: str, new: str) -> None:
         ("environments.yaml", "approval: required", "approval: maybe", "environments.prod.approval"),
         ("environments.yaml", "auto_rollback: true", "auto_rollback: sometimes", "auto_rollback"),
         ("environments.yaml", "  staging:", "  qa:", "unknown key 'qa' in environments; allowed: dev, staging, prod"),
+        ("environments.yaml", "approval_expires: 72h", "approval_expires: 72", "needs a unit: ms, s, m or h"),
+        ("environments.yaml", "approval_expires: 72h", "approval_expires: 1000h", "between 1m and 30 days (720h)"),
         ("pulumi/Pulumi.prod.yaml", "10.2.0.0/16", "10.2.0.0/99", "code-remote:vpc_cidr"),
         ("pulumi/Pulumi.prod.yaml", 'az_count: "3"', "az_count: three", "code-remote:az_count"),
         ("pulumi/Pulumi.prod.yaml", 'az_count: "3"', "az_count: 9", "between 1 and 6"),
@@ -87,6 +89,8 @@ def test_bad_policy_names_file_and_key(infra_copy, file, old, new, message):
          "unknown key 'aproval' in environments.prod; did you mean 'approval'?"),
         ("environments.yaml", "    auto_rollback: true", "    auto_rollbak: true", "did you mean 'auto_rollback'?"),
         ("environments.yaml", "    verified_in: dev", "    verifed_in: dev", "did you mean 'verified_in'?"),
+        ("environments.yaml", "    approval_expires: 72h", "    approval_expire: 72h",
+         "did you mean 'approval_expires'?"),
         ("environments.yaml", "environments:", "enviroments:",
          "unknown key 'enviroments'; did you mean 'environments'?"),
         ("environments.yaml", "trigger: stable_tag", "trigger: stable_tags", "did you mean 'stable_tag'?"),
@@ -190,6 +194,8 @@ AWS_KEY_ID = "AKIAIOSFODNN7EXAMPLE"
 GOOGLE_KEY = "AIzaSyA1bC2dE3fG4hI5jK6lM7nO8pQ9rS0tU1v"
 PROD_ENTRY = "    approvals_required: 1"
 DEV_REGION = "  aws:region: us-east-1\n"
+# The line of prod's staging entry in the shipped file, which the message names (comments above it move it).
+STAGING_LINE = (DEFAULT_INFRA_DIR / "environments.yaml").read_text().splitlines().index("  staging:") + 1
 
 
 @pytest.mark.parametrize(
@@ -211,8 +217,8 @@ DEV_REGION = "  aws:region: us-east-1\n"
         ("environments.yaml", "trigger: stable_tag", f"trigger: {GOOGLE_KEY}",
          "environments.prod.trigger must be one of main_push, manual, stable_tag, got text", GOOGLE_KEY),
         ("environments.yaml", "  staging:", f"  {GOOGLE_KEY}:",
-         "unknown key in environments on line 31 that is not a key name (is this the right file?); allowed: dev, "
-         "staging, prod", GOOGLE_KEY),
+         f"unknown key in environments on line {STAGING_LINE} that is not a key name (is this the right file?); "
+         "allowed: dev, staging, prod", GOOGLE_KEY),
         ("environments.yaml", "strategy: Canary10Percent5Minutes", f"strategy: {GOOGLE_KEY}",
          "environments.prod.delivery: strategy is neither all_at_once, canary, linear nor a CodeDeploy preset",
          GOOGLE_KEY),

@@ -88,8 +88,10 @@ def deployment(context: dg.AssetExecutionContext, environments: Environments) ->
 
 def require_cleared(context: dg.AssetExecutionContext, deploy: Deployment) -> None:
     """Approval and the promotion gate, checked in the stages that change what users get (infra, the switch), so
-    a run launched from the UI, or any path that skipped the launcher's checks, is held too."""
-    refusal = approval_refusal(context.instance, deploy.policy, deploy.release.key, deploy.commit or None) or (
+    a run launched from the UI, or any path that skipped the launcher's checks, is held too. A rollback puts back a
+    release that served the env: its approval stands, however old (rollbacks are always allowed)."""
+    refusal = approval_refusal(context.instance, deploy.policy, deploy.release.key, deploy.commit or None,
+                               rollback=names.is_rollback_run(context.run)) or (
         gate_refusal(context.instance, deploy.policy, deploy.commit, context.run.tags) if deploy.commit else None
     )
     if refusal:

@@ -8,11 +8,14 @@ reads the event log; the asset that writes decisions is `assets/release_approval
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
 
+from coderemote_pipeline.ledger.releases import fled_since
 from coderemote_pipeline.rules import names
 from coderemote_pipeline.rules.environments import Approval, EnvironmentPolicy
 from coderemote_pipeline.rules.errors import UserError
@@ -171,10 +174,11 @@ def latest_status(instance: dg.DagsterInstance, env: str, release: str) -> Hold 
 
 
 def approval_refusal(
-    instance: dg.DagsterInstance, policy: EnvironmentPolicy, release: str, commit: str | None = None
+    instance: dg.DagsterInstance, policy: EnvironmentPolicy, release: str, commit: str | None = None,
+    *, rollback: bool = False,
 ) -> str | None:
     """Why ENV|RELEASE may not deploy yet for lack of approval, or None (env needs none, or it is approved)."""
-    reason = approval_reason(instance, policy, release, commit)
+    reason = approval_reason(instance, policy, release, commit, rollback=rollback)
     if reason is None:
         return None
     return (f"{reason}. An engineer approves it with `{approve_command(policy.name, release)}` (or, in the Dagster "
@@ -182,9 +186,11 @@ def approval_refusal(
 
 
 def approval_reason(
-    instance: dg.DagsterInstance, policy: EnvironmentPolicy, release: str, commit: str | None = None
+    instance: dg.DagsterInstance, policy: EnvironmentPolicy, release: str, commit: str | None = None,
+    *, rollback: bool = False,
 ) -> str | None:
-    """approval_refusal's reason alone, without how to approve; None when nothing is missing."""
+    """approval_refusal's reason alone, without how to approve; None when nothing is missing. A `rollback` puts
+    back a release that served env with its approval: one that expired, or that a rollback voided, still stands."""
     env = policy.name
     if not policy.approval_required:
         return None
@@ -197,7 +203,11 @@ def approval_reason(
     if commit and decided.commit and commit != decided.commit:
         return (f"{env}|{release} was approved by {decided.by} at commit {decided.commit[:12]}, but this deploy is "
                 f"commit {commit[:12]} (the tag moved). Review the new commit, then approve it again")  # fmt: skip
-    given = approvers_of(instance, env, release, decided.commit)
+    approvals = approvals_of(instance, env, release, decided.commit)
+    cutoff, lapsed = (0.0, "") if rollback else _lapsed(instance, policy, release, approvals)
+    if decided.timestamp <= cutoff:
+        return lapsed
+    given = [approval.by for approval in approvals if approval.timestamp > cutoff]
     if missing := policy.approval_rule.missing(given):
         others = sorted(set(policy.approval_rule.approvers) - set(given))
         who = f" from {', '.join(others)}" if others else ""
@@ -206,18 +216,40 @@ def approval_reason(
     return None
 
 
-def approvers_of(instance: dg.DagsterInstance, env: str, release: str, commit: str) -> list[str]:
-    """Who approved ENV|RELEASE at `commit` since its last rejection, newest first (a person's decisions are few:
-    the partition's own records, read until that rejection)."""
+def _lapsed(
+    instance: dg.DagsterInstance, policy: EnvironmentPolicy, release: str, approvals: list[Decision]
+) -> tuple[float, str]:
+    """(the moment at or before which an approval of the release no longer counts, why the newest one does not
+    when it is that old): once a rollback fled the release (why it was rolled back is a new fact to review), or
+    once approvals expire in env."""
+    env, newest = policy.name, approvals[0]
+    fled = fled_since(instance, env, release, min(approval.timestamp for approval in approvals)) or 0.0
+    expired = time.time() - policy.approval_expires_s if policy.approval_expires_s is not None else 0.0
+    said = f"{env}|{release} was approved by {newest.by} ({_when(newest.timestamp)})"
+    if newest.timestamp <= fled:
+        return fled, (f"{said}, but a rollback took {env} away from it since ({_when(fled)}): no approval carries "
+                      f"over to deploying it again. Approve it again once the rollback's cause is fixed")  # fmt: skip
+    hours = f"{(policy.approval_expires_s or 0) / 3600:g}"
+    return max(fled, expired), (f"{said}, and approvals in {env} last {hours} h (approval_expires in "
+                                f"infra/environments.yaml): review it, then approve it again")  # fmt: skip
+
+
+def _when(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def approvals_of(instance: dg.DagsterInstance, env: str, release: str, commit: str) -> list[Decision]:
+    """The approvals of ENV|RELEASE at `commit` since its last rejection, newest first (a person's decisions are
+    few: the partition's own records, read until that rejection)."""
     records = instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=APPROVAL_KEY, asset_partitions=[partition_key(env, release)]), limit=100
     ).records
-    found: list[str] = []
+    found: list[Decision] = []
     for decision in (decision_from(r) for r in records):
         if not decision.approved:
             break
         if decision.commit == commit:
-            found.append(decision.by)
+            found.append(decision)
     return found
 
 

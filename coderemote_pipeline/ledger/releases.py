@@ -13,7 +13,7 @@ import dagster as dg
 
 from coderemote_pipeline.ledger.live import live_history, recorded_live
 from coderemote_pipeline.ledger.records import LiveRecord, SmokeRecord
-from coderemote_pipeline.ledger.stages import latest
+from coderemote_pipeline.ledger.stages import Found, latest
 from coderemote_pipeline.rules import names
 from coderemote_pipeline.rules.partitions import ENV_DIMENSION, RELEASE_DIMENSION, partition_key
 
@@ -70,25 +70,46 @@ class Candidate:
     rolled_away: bool
 
 
+# A record of env's live history, with when a rollback fled it (None: none did).
+Walked = tuple[Found[LiveRecord], float | None]
+
+
 def rollback_candidates(instance: dg.DagsterInstance, env: str) -> Iterator[Candidate]:
     """Releases `env` served before, newest first, each once, never what is live now: every one of them passed
     smoke there (only a passed deploy or a rollback to a passed release makes a release live)."""
     live = recorded_live(instance, env)
     seen = {live.release} if live else set()
-    # The targets of newer rollbacks whose span the walk is in. A rollback to A from C fled C and every release
-    # served since A was live before (B, of A, B, C): `rollback --to A`, then `rollback`, goes older than A, not to B.
-    fleeing: set[str] = set()
-    for found in live_history(instance, env):
+    for found, fled_at in _walk(instance, env):
         record = found.record
-        fleeing.discard(record.release)
-        away = bool(fleeing)
-        if _by_rollback(instance, record):
-            fleeing.add(record.release)
         if record.release in seen:
             continue
         seen.add(record.release)
         if passed(instance, env, record.release) is not None:
-            yield Candidate(record, away)
+            yield Candidate(record, fled_at is not None)
+
+
+def fled_since(instance: dg.DagsterInstance, env: str, release: str, since: float) -> float | None:
+    """When a rollback made after `since` fled `release` in env (took env away from it or went past it), if one
+    did and nothing deployed it there again: an approval given before that moment no longer stands."""
+    for found, fled_at in _walk(instance, env, since):
+        if found.record.release == release:
+            return fled_at
+    return None
+
+
+def _walk(instance: dg.DagsterInstance, env: str, since: float = 0.0) -> Iterator[Walked]:
+    """Env's live history, newest first, each record with the time of the newest rollback (made after `since`)
+    that fled it, or None. A rollback to A from C flees C and every release served since A was live before it (B, of
+    A, B, C): `rollback --to A`, then `rollback`, goes older than A, not to B. Past `since`, the walk ends with the
+    last open span: an older record can only be fled by an older rollback."""
+    fleeing: dict[str, float] = {}  # target of a newer rollback whose span the walk is in -> that rollback's time
+    for found in live_history(instance, env):
+        fleeing.pop(found.record.release, None)
+        if found.timestamp < since and not fleeing:
+            return
+        yield found, max(fleeing.values(), default=None)
+        if found.timestamp > since and _by_rollback(instance, found.record):
+            fleeing[found.record.release] = found.timestamp
 
 
 def _by_rollback(instance: dg.DagsterInstance, record: LiveRecord) -> bool:

@@ -22,7 +22,7 @@ from coderemote_pipeline.rules.deploy_windows import DeployWindows, WindowPlan
 from coderemote_pipeline.rules.notify_config import Receiver
 from coderemote_pipeline.rules.partitions import ENVIRONMENTS, check_env
 from coderemote_pipeline.rules.release_keys import Release, ReleaseKind
-from coderemote_pipeline.rules.rollout import Delivery, RolloutPlan, plan
+from coderemote_pipeline.rules.rollout import Delivery, Lifetime, RolloutPlan, plan, seconds
 from coderemote_pipeline.rules.schema import ConfigError, StrictModel, read_yaml_mapping, said, validate
 from coderemote_pipeline.rules.stack_config import StackConfig, load_stack_config
 
@@ -79,6 +79,8 @@ class EnvironmentEntry(StrictModel):
     # Who may approve (identity → the email their tags and commits carry), and how many distinct approvals.
     approvers: Approvers = {}
     approvals_required: StrictInt = Field(1, ge=1, le=10)
+    # How long an approval stands before the release is deployed (unset: until a rollback flees the release).
+    approval_expires: Lifetime | None = None
     # A version tag deploys only if its signature verifies against this allowed-signers file (in infra/).
     require_signed_tags: StrictBool = False
     allowed_signers: str | None = None
@@ -125,6 +127,7 @@ class EnvironmentPolicy:
     stack: StackConfig
     rollout: RolloutPlan = field(default_factory=RolloutPlan.at_once)
     approvers: ApprovalRule | None = None
+    approval_expires_s: float | None = None
     allowed_signers: Path | None = None  # set: a version tag must be signed by one of them
     windows: WindowPlan = field(default_factory=lambda: WindowPlan.of(None))
     receivers: tuple[Receiver, ...] = ()
@@ -185,6 +188,7 @@ def _load(infra_dir: Path, _stamps: tuple[tuple[str, int, int], ...]) -> dict[st
                 rollout=plan(entry.delivery),
                 stack=load_stack_config(infra_dir / "pulumi" / f"Pulumi.{name}.yaml"),
                 approvers=ApprovalRule(name, dict(entry.approvers), entry.approvals_required),
+                approval_expires_s=seconds(entry.approval_expires) if entry.approval_expires else None,
                 allowed_signers=_signers(infra_dir, name, entry) if entry.require_signed_tags else None,
                 windows=WindowPlan.of(entry.deploy_windows),
                 receivers=tuple(entry.notify),

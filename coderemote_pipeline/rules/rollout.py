@@ -49,6 +49,8 @@ def _duration(low: float, high: float, bounds: str) -> BeforeValidator:
 Interval = Annotated[str, _duration(MIN_INTERVAL_S, MAX_INTERVAL_S, "between 1s and 24h")]
 Bake = Annotated[str, _duration(0.0, MAX_BAKE_S, "between 0s and 7 days (168h)")]
 Every = Annotated[str, _duration(0.001, MAX_EVERY_S, "between 1ms and 1h")]
+# An approval's life (environments.<env>.approval_expires): CodePipeline's manual approvals last 7 days.
+Lifetime = Annotated[str, _duration(60.0, 30 * 86_400.0, "between 1m and 30 days (720h)")]
 
 
 class Analysis(StrictModel):

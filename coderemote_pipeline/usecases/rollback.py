@@ -75,7 +75,7 @@ def rollback_target(
     instance: dg.DagsterInstance, env: str, to: str | None, policy: EnvironmentPolicy | None = None
 ) -> tuple[str, str, dict[str, str]]:
     """(release, commit, how it was built): `to`, or the newest release that was live in env and is not now, passing
-    by any a rollback took env away from or went past (rolling back twice must not bring back what the first one fled)."""
+    by any a rollback took env away from or went past (rolling back twice never brings back what the first fled)."""
     wanted = check_to(to)
     live = recorded_live(instance, env)
     if wanted is not None:

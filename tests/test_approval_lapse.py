@@ -1,0 +1,98 @@
+"""When an approval stops counting: a rollback that fled the release voids it (deploying it again needs a new one,
+rolling back to it does not), and approvals expire after the env's `approval_expires`. Read from the ledger as the
+approval job and the stages write it (runless events), under a real instance."""
+
+import dataclasses
+
+import dagster as dg
+import pytest
+from ledger_kit import record_live
+
+from coderemote_pipeline.ledger import approvals
+from coderemote_pipeline.ledger.approvals import APPROVAL_KEY, approval_reason
+from coderemote_pipeline.ledger.instance import prepare_home
+from coderemote_pipeline.ledger.records import ROLLED_BACK_TO
+from coderemote_pipeline.rules.environments import load_policies
+from coderemote_pipeline.rules.partitions import partition_key
+
+ENV = "prod"
+COMMITS = {"v1.0.0": "1" * 40, "v1.1.0": "2" * 40, "v1.2.0": "3" * 40}
+
+
+@pytest.fixture
+def instance(tmp_path):
+    with dg.DagsterInstance.from_config(str(prepare_home(tmp_path / "home"))) as instance:
+        yield instance
+
+
+def _policy(**changes):
+    return dataclasses.replace(load_policies()[ENV], **changes)
+
+
+def _decide(instance, release: str, by: str, decision: str = "approve") -> None:
+    """What approval_job's asset records for ENV|RELEASE."""
+    instance.report_runless_asset_event(dg.AssetMaterialization(
+        APPROVAL_KEY, partition=partition_key(ENV, release),
+        metadata={"decision": decision, "by": by, "reason": "", "commit": COMMITS[release]},
+    ))  # fmt: skip
+
+
+def _live(instance, release: str, rollback: bool = False) -> None:
+    reason = f"{ROLLED_BACK_TO} {release}" if rollback else f"deployed {release}"
+    record_live(instance, ENV, release, COMMITS[release], reason=reason)
+
+
+def _reason(instance, release: str, policy=None, rollback: bool = False) -> str | None:
+    return approval_reason(instance, policy or _policy(), release, COMMITS[release], rollback=rollback)
+
+
+def test_a_rollback_voids_the_approval_of_what_it_fled_until_approved_again(instance):
+    for release in COMMITS:
+        _decide(instance, release, "alice")
+        _live(instance, release)
+    assert _reason(instance, "v1.2.0") is None
+    _live(instance, "v1.0.0", rollback=True)  # away from v1.2.0, past v1.1.0
+    for fled in ("v1.2.0", "v1.1.0"):
+        reason = _reason(instance, fled)
+        assert reason.startswith(f"prod|{fled} was approved by alice (")
+        assert "but a rollback took prod away from it since" in reason and "Approve it again" in reason
+        assert _reason(instance, fled, rollback=True) is None  # going back to it is a rollback: always allowed
+    assert _reason(instance, "v1.0.0") is None  # the rollback's target keeps its approval
+    _decide(instance, "v1.2.0", "bob")  # reviewed again after the rollback
+    assert _reason(instance, "v1.2.0") is None
+    assert _reason(instance, "v1.1.0") is not None
+
+
+def test_approvals_before_a_rollback_do_not_count_toward_several_required(instance):
+    policy = _policy(approvers=dataclasses.replace(_policy().approval_rule, required=2))
+    _decide(instance, "v1.1.0", "alice")
+    _live(instance, "v1.0.0")
+    _live(instance, "v1.1.0")
+    _live(instance, "v1.0.0", rollback=True)
+    _decide(instance, "v1.1.0", "bob")
+    assert _reason(instance, "v1.1.0", policy).startswith("prod|v1.1.0 has 1 of the 2 approvals prod requires (bob)")
+    _decide(instance, "v1.1.0", "carol")
+    assert _reason(instance, "v1.1.0", policy) is None
+
+
+def test_a_release_deployed_again_since_the_rollback_keeps_a_later_approval(instance):
+    _live(instance, "v1.0.0")
+    _live(instance, "v1.1.0")
+    _live(instance, "v1.0.0", rollback=True)
+    _decide(instance, "v1.1.0", "alice")
+    _live(instance, "v1.1.0")  # fixed forward and deployed with that approval
+    assert _reason(instance, "v1.1.0") is None
+
+
+def test_approvals_expire_after_the_env_s_approval_expires(instance, monkeypatch):
+    policy = _policy(approval_expires_s=3600.0)
+    _decide(instance, "v1.0.0", "alice")
+    assert _reason(instance, "v1.0.0", policy) is None
+    later = approvals.time.time() + 3601
+    monkeypatch.setattr(approvals, "time", type("Clock", (), {"time": staticmethod(lambda: later)}))
+    reason = _reason(instance, "v1.0.0", policy)
+    assert reason.startswith("prod|v1.0.0 was approved by alice (")
+    assert reason.endswith("and approvals in prod last 1 h (approval_expires in infra/environments.yaml): review it, "
+                           "then approve it again")  # fmt: skip
+    assert _reason(instance, "v1.0.0", policy, rollback=True) is None
+    assert _reason(instance, "v1.0.0", _policy(approval_expires_s=None)) is None
