@@ -224,3 +224,19 @@ def test_a_process_that_exits_removes_the_containers_of_its_checks(settings, loc
                    check=True, timeout=120)  # fmt: skip
     client = docker.DockerClient(base_url=local_stack.docker_host)
     assert client.containers.list(all=True, filters={"label": f"coderemote.check={name}"}) == []
+
+
+def test_each_thread_talks_to_the_engine_through_a_client_of_its_own(settings, local_stack):
+    """The backend's checks run in threads beside the image's push: docker-py does not promise a client is safe to
+    share, so each thread gets one (the engine's API version asked once, not per thread)."""
+    from coderemote_pipeline.resources.targets import local_resources
+
+    engine = local_resources(settings)["docker"]
+    mine = engine.client()
+    assert engine.client() is mine
+    theirs: list = []
+    thread = threading.Thread(target=lambda: theirs.extend([engine.client(), engine.client()]))
+    thread.start()
+    thread.join(timeout=30)
+    assert theirs[0] is theirs[1] and theirs[0] is not mine
+    assert theirs[0].api.api_version == mine.api.api_version and theirs[0].ping()

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import functools
 import os
+import threading
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -32,13 +32,26 @@ class BuiltImage:
     size_bytes: int
 
 
-@functools.lru_cache(maxsize=8)
-def _engine_client(host: str | None, env_host: str | None, pid: int) -> docker.DockerClient:
-    """One client per engine and process. Making one asks the engine its API version (~8 ms), and a stage asks for
-    the client several times (a switch: three); its pool reconnects to an engine that restarted. `env_host` and
-    `pid` are only part of the key: DOCKER_HOST decides where `from_env` goes, and a forked process makes its own
-    client rather than share its parent's connections."""
-    return docker.DockerClient(base_url=host, timeout=300) if host else docker.from_env(timeout=300)
+# A thread's clients, by (host, DOCKER_HOST, pid); and each engine's API version, asked once per process.
+_THREAD = threading.local()
+_VERSIONS: dict[tuple[str | None, str | None, int], str] = {}
+
+
+def _engine_client(host: str | None, env_host: str | None) -> docker.DockerClient:
+    """One client per engine, process and thread. A stage asks for the client several times (a switch: three), and
+    its pool reconnects to an engine that restarted. The backend's checks run in threads beside the image's push,
+    and docker-py does not promise a client is safe to share between threads: each gets its own, which skips the
+    version query (~8 ms) after the first. `env_host`: DOCKER_HOST decides where `from_env` goes; the pid: a forked
+    process makes its own clients rather than share its parent's connections."""
+    key = (host, env_host, os.getpid())
+    clients = _THREAD.__dict__.setdefault("clients", {})
+    if (client := clients.get(key)) is None:
+        version = _VERSIONS.get(key)
+        client = (docker.DockerClient(base_url=host, timeout=300, version=version) if host
+                  else docker.from_env(timeout=300, version=version))  # fmt: skip
+        _VERSIONS.setdefault(key, client.api.api_version)
+        clients[key] = client
+    return client
 
 
 class DockerEngine(dg.ConfigurableResource, ABC):
@@ -52,7 +65,7 @@ class DockerEngine(dg.ConfigurableResource, ABC):
     def client(self) -> docker.DockerClient:
         host = self.docker_host()
         try:
-            client = _engine_client(host, os.environ.get("DOCKER_HOST"), os.getpid())
+            client = _engine_client(host, os.environ.get("DOCKER_HOST"))
             client.ping()
         # A kept client whose engine went away fails its ping with requests' ConnectionError, not Docker's own.
         except (docker.errors.DockerException, requests.exceptions.ConnectionError) as exc:
