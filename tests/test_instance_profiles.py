@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 from coderemote_pipeline.assets.retries import is_transient
-from coderemote_pipeline.ledger.instance import open_instance
+from coderemote_pipeline.cli.main import main
+from coderemote_pipeline.ledger.instance import open_instance, queue_note
 from coderemote_pipeline.ledger.run_queue import DeployRunQueue, missing_deploy_tags
 from coderemote_pipeline.local_stack.errors import DockerEngineDown, EmulatorDown, LocalStackNotRunning
 from coderemote_pipeline.resources.docker_engine import ImageBuildFailed
@@ -119,6 +120,29 @@ def test_the_queue_tags_a_deploy_launched_without_our_tags(tmp_path, monkeypatch
     approval = dg.DagsterRun(job_name="__ASSET_JOB", tags=ui,
                              asset_selection=frozenset({names.key(names.RELEASE_APPROVAL)}))  # fmt: skip
     assert missing_deploy_tags(approval) == {}
+
+
+def test_an_instance_queued_by_dagster_s_own_coordinator_is_told_what_to_change(tmp_path, monkeypatch, capsys):
+    """A team instance set up before the queue was ours keeps Dagster's (its dagster.yaml is the team's, never
+    rewritten): `status` says what to change; an instance with ours says nothing."""
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    with open_instance(tmp_path / "state") as instance:
+        assert queue_note(instance) is None
+    home = tmp_path / "team"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("run_coordinator:\n  module: dagster.core.run_coordinator\n"
+                                       "  class: QueuedRunCoordinator\n")  # fmt: skip
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    monkeypatch.setenv("CODEREMOTE_STATE_DIR", str(tmp_path / "state"))
+    assert main(["status"]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[:3] == ["dev      nothing deployed", "staging  nothing deployed", "prod     nothing deployed"]
+    assert lines[3] == (
+        f"note: {home / 'dagster.yaml'} queues runs with QueuedRunCoordinator: a deploy launched from the UI is not "
+        "queued behind its environment's deploy. Name the run_coordinator module coderemote_pipeline.ledger."
+        "run_queue, class DeployRunQueue (deploy/README.md, Upgrading)"
+    )
 
 
 def _caused(exc: BaseException, cause: BaseException) -> BaseException:

@@ -114,12 +114,12 @@ def cmd_retry(args: argparse.Namespace, settings_from) -> int:
 
 
 def cmd_status(args: argparse.Namespace, settings_from) -> int:
-    from coderemote_pipeline.ledger.instance import open_instance
+    from coderemote_pipeline.ledger.instance import open_instance, queue_note
     from coderemote_pipeline.usecases.status import status
 
     settings = settings_from(args)
-    drifted = False
-    for found in status(settings, open_instance(settings.state_dir), args.env):
+    drifted, instance = False, open_instance(settings.state_dir)
+    for found in status(settings, instance, args.env):
         if found.recorded is not None and found.state is None:
             drifted = True
             print(f"{found.env:<8} {found.recorded.release:<16} MISSING: {found.problems[0]}")
@@ -136,6 +136,8 @@ def cmd_status(args: argparse.Namespace, settings_from) -> int:
         print(f"         {live.reason}")
         for problem in found.problems:
             print(f"         drift: {problem}")
+    if note := queue_note(instance):
+        print(note)
     return 3 if drifted else 0
 
 

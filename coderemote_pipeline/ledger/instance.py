@@ -14,6 +14,7 @@ from pathlib import Path
 import dagster as dg
 import yaml
 
+from coderemote_pipeline.ledger.run_queue import DeployRunQueue
 from coderemote_pipeline.rules import names
 from coderemote_pipeline.rules.errors import UserError
 
@@ -132,3 +133,14 @@ def open_instance(state_dir: Path) -> dg.DagsterInstance:
         problem = re.sub(r"^Error \d+: ", "", problem).split(" Expected:")[0].rstrip(".")
         raise InstanceUnusable(f"{home / 'dagster.yaml'} is not a valid Dagster instance config ({problem[:160]}): "
                                "fix it, or move it away for a new one to be written") from None  # fmt: skip
+
+
+def queue_note(instance: dg.DagsterInstance) -> str | None:
+    """What to change when the instance's runs are not queued by ours: a team instance set up before the queue was
+    ours keeps Dagster's until its dagster.yaml is edited (prepare_home rewrites only configs we wrote)."""
+    coordinator = instance.run_coordinator
+    if isinstance(coordinator, DeployRunQueue):
+        return None
+    return (f"note: {Path(instance.root_directory) / 'dagster.yaml'} queues runs with {type(coordinator).__name__}: "
+            "a deploy launched from the UI is not queued behind its environment's deploy. Name the run_coordinator "
+            "module coderemote_pipeline.ledger.run_queue, class DeployRunQueue (deploy/README.md, Upgrading)")
