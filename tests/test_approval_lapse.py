@@ -55,7 +55,7 @@ def test_a_rollback_voids_the_approval_of_what_it_fled_until_approved_again(inst
     for fled in ("v1.2.0", "v1.1.0"):
         reason = _reason(instance, fled)
         assert reason.startswith(f"prod|{fled} was approved by alice (")
-        assert "but a rollback took prod away from it since" in reason and "Approve it again" in reason
+        assert "but a rollback took prod away from it, or past it, on " in reason and "Approve it again" in reason
         assert _reason(instance, fled, rollback=True) is None  # going back to it is a rollback: always allowed
     assert _reason(instance, "v1.0.0") is None  # the rollback's target keeps its approval
     _decide(instance, "v1.2.0", "bob")  # reviewed again after the rollback
@@ -70,9 +70,39 @@ def test_approvals_before_a_rollback_do_not_count_toward_several_required(instan
     _live(instance, "v1.1.0")
     _live(instance, "v1.0.0", rollback=True)
     _decide(instance, "v1.1.0", "bob")
-    assert _reason(instance, "v1.1.0", policy).startswith("prod|v1.1.0 has 1 of the 2 approvals prod requires (bob)")
+    assert _reason(instance, "v1.1.0", policy).startswith(
+        "prod|v1.1.0 has 1 of the 2 approvals prod requires (bob) (those before ")
+    assert "no longer count: a rollback took prod away from it, or past it, on " in _reason(instance, "v1.1.0", policy)
     _decide(instance, "v1.1.0", "carol")
     assert _reason(instance, "v1.1.0", policy) is None
+
+
+def test_an_approval_given_while_it_was_live_is_voided_by_a_later_rollback(instance):
+    _live(instance, "v1.0.0")
+    _live(instance, "v1.1.0")
+    _decide(instance, "v1.1.0", "alice")  # approved again while live (to redeploy it), then prod is rolled back
+    _live(instance, "v1.2.0")
+    _live(instance, "v1.0.0", rollback=True)
+    assert "but a rollback took prod away from it, or past it" in _reason(instance, "v1.1.0")
+
+
+def test_putting_a_fled_release_back_by_rollback_does_not_restore_its_approval(instance):
+    _decide(instance, "v1.1.0", "alice")
+    _live(instance, "v1.0.0")
+    _live(instance, "v1.1.0")
+    _live(instance, "v1.0.0", rollback=True)
+    _live(instance, "v1.1.0", rollback=True)  # `rollback --to v1.1.0`: allowed, needs no approval
+    _live(instance, "v1.2.0")
+    assert "but a rollback took prod away from it, or past it" in _reason(instance, "v1.1.0")
+
+
+def test_an_automatic_rollback_voids_nothing(instance):
+    """A deploy whose smoke failed is put back by the pipeline: the release never served the env, and its retry
+    goes on with its approval."""
+    _decide(instance, "v1.1.0", "alice")
+    _live(instance, "v1.0.0")
+    record_live(instance, ENV, "v1.0.0", COMMITS["v1.0.0"], reason="automatic rollback: smoke of v1.1.0 failed")
+    assert _reason(instance, "v1.1.0") is None
 
 
 def test_a_release_deployed_again_since_the_rollback_keeps_a_later_approval(instance):
@@ -88,11 +118,41 @@ def test_approvals_expire_after_the_env_s_approval_expires(instance, monkeypatch
     policy = _policy(approval_expires_s=3600.0)
     _decide(instance, "v1.0.0", "alice")
     assert _reason(instance, "v1.0.0", policy) is None
-    later = approvals.time.time() + 3601
+    now = approvals.time.time()
+    # A run made in time is not found expired at a later stage: expiry is measured when it started.
+    assert approval_reason(instance, policy, "v1.0.0", COMMITS["v1.0.0"], at=now + 3599) is None
+    later = now + 3601
     monkeypatch.setattr(approvals, "time", type("Clock", (), {"time": staticmethod(lambda: later)}))
     reason = _reason(instance, "v1.0.0", policy)
     assert reason.startswith("prod|v1.0.0 was approved by alice (")
     assert reason.endswith("and approvals in prod last 1 h (approval_expires in infra/environments.yaml): review it, "
                            "then approve it again")  # fmt: skip
+    assert "approvals in prod last 30 min (" in approval_reason(
+        instance, _policy(approval_expires_s=1800.0), "v1.0.0", COMMITS["v1.0.0"], at=now + 1801)
     assert _reason(instance, "v1.0.0", policy, rollback=True) is None
     assert _reason(instance, "v1.0.0", _policy(approval_expires_s=None)) is None
+
+
+def test_only_a_rollback_to_what_passed_at_that_commit_keeps_a_lapsed_approval(instance):
+    """The stages ask whether a run puts back what served the env: a rollback run (its job, or its trigger tag) of
+    a release whose smoke passed there at that very commit. A deploy tagged `rollback` of anything else is not."""
+    from types import SimpleNamespace
+
+    from ledger_kit import record_smoke
+
+    from coderemote_pipeline.assets.stage import puts_back_what_served
+    from coderemote_pipeline.rules import names
+    from coderemote_pipeline.rules.deployment import Deployment
+
+    record_smoke(instance, ENV, "v1.0.0", COMMITS["v1.0.0"])
+
+    def puts_back(job: str, release: str, commit: str, trigger: str = "cli") -> bool:
+        run = dg.DagsterRun(job_name=job, tags={names.TRIGGER_TAG: trigger})
+        deploy = Deployment.of(ENV, release, load_policies(), commit)
+        return puts_back_what_served(SimpleNamespace(run=run, instance=instance), deploy)
+
+    assert puts_back(names.ROLLBACK_JOB, "v1.0.0", COMMITS["v1.0.0"])
+    assert puts_back(names.DEPLOY_JOB, "v1.0.0", COMMITS["v1.0.0"], trigger=names.TRIGGER_ROLLBACK)
+    assert not puts_back(names.DEPLOY_JOB, "v1.0.0", COMMITS["v1.0.0"])  # a deploy of it needs its approval
+    assert not puts_back(names.DEPLOY_JOB, "v1.1.0", COMMITS["v1.1.0"], trigger=names.TRIGGER_ROLLBACK)
+    assert not puts_back(names.ROLLBACK_JOB, "v1.0.0", COMMITS["v1.1.0"])  # the tag moved since it passed

@@ -103,6 +103,34 @@ def test_an_approved_hold_not_yet_verified_in_dev_waits_for_it(env, repo, capsys
     assert request.partition_key == "prod|v1.0.0"
 
 
+def test_an_approval_that_expires_while_the_gate_holds_it_is_asked_again(env, repo, monkeypatch):
+    """prod's approvals last 72 h: a release approved, then held days by the promotion gate, is held for a new
+    approval instead of launching on the old one (its stages would refuse it); the new approval launches it."""
+    from coderemote_pipeline.ledger import approvals
+
+    settings, instance = env
+    baseline = tick(settings, instance, "version_tag_sensor", None)
+    repo.tag("v1.0.0")
+    apply(instance, tick(settings, instance, "version_tag_sensor", baseline.cursor))
+    commit = repo.git("rev-parse", "HEAD")
+    assert main(["approve", "prod", "v1.0.0", "--by", "alice"]) == 0
+    gated = tick(settings, instance, "approved_release_sensor", None)
+    apply(instance, gated)
+    verified_in_dev(instance, commit)
+    days_later = approvals.time.time() + 73 * 3600
+    with monkeypatch.context() as clock:
+        clock.setattr(approvals, "time", type("Clock", (), {"time": staticmethod(lambda: days_later)}))
+        lapsed = tick(settings, instance, "approved_release_sensor", gated.cursor)
+    assert lapsed.run_requests == [] and lapsed.cursor_json["waiting"] == []
+    assert lapsed.logged("prod|v1.0.0: the approval by alice no longer stands, so it is held again: prod|v1.0.0 was "
+                         "approved by alice (")  # fmt: skip
+    apply(instance, lapsed)
+    assert latest_hold(instance, "prod", "v1.0.0").status == "pending"
+    assert main(["approve", "prod", "v1.0.0", "--by", "bob"]) == 0
+    (request,) = tick(settings, instance, "approved_release_sensor", lapsed.cursor).run_requests
+    assert request.partition_key == "prod|v1.0.0"
+
+
 def test_rejected_release_is_not_deployed_until_approved(env, repo, capsys):
     settings, instance = env
     _hold_v1(settings, instance, repo)

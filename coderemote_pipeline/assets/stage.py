@@ -88,14 +88,29 @@ def deployment(context: dg.AssetExecutionContext, environments: Environments) ->
 
 def require_cleared(context: dg.AssetExecutionContext, deploy: Deployment) -> None:
     """Approval and the promotion gate, checked in the stages that change what users get (infra, the switch), so
-    a run launched from the UI, or any path that skipped the launcher's checks, is held too. A rollback puts back a
-    release that served the env: its approval stands, however old (rollbacks are always allowed)."""
+    a run launched from the UI, or any path that skipped the launcher's checks, is held too."""
     refusal = approval_refusal(context.instance, deploy.policy, deploy.release.key, deploy.commit or None,
-                               rollback=names.is_rollback_run(context.run)) or (
+                               rollback=puts_back_what_served(context, deploy), at=_started(context)) or (
         gate_refusal(context.instance, deploy.policy, deploy.commit, context.run.tags) if deploy.commit else None
-    )
+    )  # fmt: skip
     if refusal:
         raise dg.Failure(description=refusal, allow_retries=False)
+
+
+def puts_back_what_served(context: dg.AssetExecutionContext, deploy: Deployment) -> bool:
+    """A rollback to what passed smoke in the env at this commit: it served the env with its approval, which stands
+    however old, or voided since (a trigger tag alone does not make a deploy a rollback)."""
+    if not names.is_rollback_run(context.run) or not deploy.commit:
+        return False
+    proof = passed(context.instance, deploy.env, deploy.release.key)
+    return proof is not None and proof.commit == deploy.commit
+
+
+def _started(context: dg.AssetExecutionContext) -> float:
+    """When this run was made, so an approval that stood when it started is not found expired at its switch, minutes
+    later (a retry is a run of its own: made after the expiry, it needs a new approval)."""
+    record = context.instance.get_run_record_by_id(context.run.run_id)
+    return record.create_timestamp.timestamp() if record is not None else time.time()
 
 
 def commit_for(context: dg.AssetExecutionContext, app_source: AppSource, deploy: Deployment) -> Deployment:

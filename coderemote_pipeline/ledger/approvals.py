@@ -175,10 +175,10 @@ def latest_status(instance: dg.DagsterInstance, env: str, release: str) -> Hold 
 
 def approval_refusal(
     instance: dg.DagsterInstance, policy: EnvironmentPolicy, release: str, commit: str | None = None,
-    *, rollback: bool = False,
+    *, rollback: bool = False, at: float | None = None,
 ) -> str | None:
     """Why ENV|RELEASE may not deploy yet for lack of approval, or None (env needs none, or it is approved)."""
-    reason = approval_reason(instance, policy, release, commit, rollback=rollback)
+    reason = approval_reason(instance, policy, release, commit, rollback=rollback, at=at)
     if reason is None:
         return None
     return (f"{reason}. An engineer approves it with `{approve_command(policy.name, release)}` (or, in the Dagster "
@@ -187,10 +187,11 @@ def approval_refusal(
 
 def approval_reason(
     instance: dg.DagsterInstance, policy: EnvironmentPolicy, release: str, commit: str | None = None,
-    *, rollback: bool = False,
+    *, rollback: bool = False, at: float | None = None,
 ) -> str | None:
-    """approval_refusal's reason alone, without how to approve; None when nothing is missing. A `rollback` puts
-    back a release that served env with its approval: one that expired, or that a rollback voided, still stands."""
+    """approval_refusal's reason alone, without how to approve; None when nothing is missing. `at`: when the deploy
+    started (default: now), which an expiry is measured at. A `rollback` puts back a release that served env with
+    its approval: one that expired, or that a rollback voided, still stands (a rejection does not)."""
     env = policy.name
     if not policy.approval_required:
         return None
@@ -204,34 +205,52 @@ def approval_reason(
         return (f"{env}|{release} was approved by {decided.by} at commit {decided.commit[:12]}, but this deploy is "
                 f"commit {commit[:12]} (the tag moved). Review the new commit, then approve it again")  # fmt: skip
     approvals = approvals_of(instance, env, release, decided.commit)
-    cutoff, lapsed = (0.0, "") if rollback else _lapsed(instance, policy, release, approvals)
-    if decided.timestamp <= cutoff:
-        return lapsed
-    given = [approval.by for approval in approvals if approval.timestamp > cutoff]
+    lapse = Lapse() if rollback else _lapse(instance, policy, release, approvals, time.time() if at is None else at)
+    if decided.timestamp <= lapse.cutoff:
+        return lapse.newest
+    given = [approval.by for approval in approvals if approval.timestamp > lapse.cutoff]
     if missing := policy.approval_rule.missing(given):
         others = sorted(set(policy.approval_rule.approvers) - set(given))
         who = f" from {', '.join(others)}" if others else ""
+        dropped = f" (those before {_when(lapse.cutoff)} no longer count: {lapse.cause})" if len(given) < len(
+            approvals) else ""  # fmt: skip
         return (f"{env}|{release} has {len(set(given))} of the {policy.approval_rule.required} approvals {env} "
-                f"requires ({', '.join(sorted(set(given)))}); {missing} more needed{who}")  # fmt: skip
+                f"requires ({', '.join(sorted(set(given)))}){dropped}; {missing} more needed{who}")  # fmt: skip
     return None
 
 
-def _lapsed(
-    instance: dg.DagsterInstance, policy: EnvironmentPolicy, release: str, approvals: list[Decision]
-) -> tuple[float, str]:
-    """(the moment at or before which an approval of the release no longer counts, why the newest one does not
-    when it is that old): once a rollback fled the release (why it was rolled back is a new fact to review), or
-    once approvals expire in env."""
+@dataclass(frozen=True)
+class Lapse:
+    """The moment at or before which an approval no longer counts, why, and what to say of the newest one when it
+    is that old."""
+
+    cutoff: float = 0.0
+    cause: str = ""
+    newest: str = ""
+
+
+def _lapse(
+    instance: dg.DagsterInstance, policy: EnvironmentPolicy, release: str, approvals: list[Decision], now: float
+) -> Lapse:
+    """Approvals stop counting once a rollback fled the release (why it was rolled back is a new fact to review),
+    and once they expire in env."""
     env, newest = policy.name, approvals[0]
     fled = fled_since(instance, env, release, min(approval.timestamp for approval in approvals)) or 0.0
-    expired = time.time() - policy.approval_expires_s if policy.approval_expires_s is not None else 0.0
     said = f"{env}|{release} was approved by {newest.by} ({_when(newest.timestamp)})"
+    rolled = f"a rollback took {env} away from it, or past it, on {_when(fled)}"
     if newest.timestamp <= fled:
-        return fled, (f"{said}, but a rollback took {env} away from it since ({_when(fled)}): no approval carries "
-                      f"over to deploying it again. Approve it again once the rollback's cause is fixed")  # fmt: skip
-    hours = f"{(policy.approval_expires_s or 0) / 3600:g}"
-    return max(fled, expired), (f"{said}, and approvals in {env} last {hours} h (approval_expires in "
-                                f"infra/environments.yaml): review it, then approve it again")  # fmt: skip
+        return Lapse(fled, rolled, f"{said}, but {rolled}: no approval carries over to deploying it again. Approve "
+                                   "it again once the rollback's cause is fixed")  # fmt: skip
+    expired = now - policy.approval_expires_s if policy.approval_expires_s is not None else 0.0
+    if expired <= fled:
+        return Lapse(fled, rolled)
+    lasts = _lifetime(policy.approval_expires_s or 0.0)
+    cause = f"approvals in {env} last {lasts} (approval_expires in infra/environments.yaml)"
+    return Lapse(expired, cause, f"{said}, and {cause}: review it, then approve it again")
+
+
+def _lifetime(seconds: float) -> str:
+    return f"{seconds / 3600:g} h" if seconds >= 3600 else f"{seconds / 60:g} min"
 
 
 def _when(timestamp: float) -> str:

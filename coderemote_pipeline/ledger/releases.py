@@ -89,12 +89,17 @@ def rollback_candidates(instance: dg.DagsterInstance, env: str) -> Iterator[Cand
 
 
 def fled_since(instance: dg.DagsterInstance, env: str, release: str, since: float) -> float | None:
-    """When a rollback made after `since` fled `release` in env (took env away from it or went past it), if one
-    did and nothing deployed it there again: an approval given before that moment no longer stands."""
+    """When a rollback made after `since` last fled `release` in env (took env away from it or went past it), or
+    None: an approval given before that moment no longer stands, even if a `rollback --to` put it back in between."""
+    newest: float | None = None
     for found, fled_at in _walk(instance, env, since):
-        if found.record.release == release:
-            return fled_at
-    return None
+        if found.record.release != release:
+            continue
+        if fled_at is not None:
+            newest = max(newest or fled_at, fled_at)
+        if found.timestamp < since:
+            break  # an older record of it lies in no span this one is not in: it was fled no later
+    return newest
 
 
 def _walk(instance: dg.DagsterInstance, env: str, since: float = 0.0) -> Iterator[Walked]:

@@ -72,19 +72,25 @@ def launch_or_wait(wait: dict[str, Any], tick: Tick, instance: dg.DagsterInstanc
     env, release, commit, hold_id = wait["env"], wait["release"], wait["commit"], int(wait["hold_id"])
     hold = latest_hold(instance, env, release)
     deploy = Deployment.of(env, release, policies, commit)
+    # While it waited (for the gate, a deploy window), its approval may have expired or a rollback voided it.
+    lapsed = approval_refusal(instance, deploy.policy, release, commit)
+    if lapsed:
+        tick.note(f"{env}|{release}: the approval by {wait['by']} no longer stands, so it is held again: {lapsed}")
     outcome = tick.deploy_or_hold(deploy, trigger=names.TRIGGER_APPROVAL, run_key=held_run_key(env, release, hold_id),
-                                  ref=f"hold {hold_id}", approved=True,
+                                  ref=f"hold {hold_id}", approved=not lapsed,
                                   extra_tags=hold.override_tags if hold else None)  # fmt: skip
     common = {"trigger": names.TRIGGER_APPROVAL, "hold_id": hold_id, "approved_by": wait["by"]}
     if outcome == WINDOW:
         return True  # a deploy window holds it: asked again next tick, launched when the window ends
+    if outcome == "held":
+        return False  # a new hold: approving it again launches that one
     if outcome == "gated":
         if not wait.get("announced"):
             source = deploy.policy.verified_in or "the source environment"
             fix = (f"approved by {wait['by']}; waits for the promotion gate: deploy commit {commit[:12]} to {source} "
                    f"(`coderemote-pipeline deploy {source} {commit[:12]}`) and it launches by itself once it passes "
-                   f"there, no new approval needed; or `coderemote-pipeline deploy {env} {release} --force --reason "
-                   "TEXT`")  # fmt: skip
+                   f"there, on this approval while it stands; or `coderemote-pipeline deploy {env} {release} "
+                   "--force --reason TEXT`")  # fmt: skip
             tick.events.append(hold_event(env, release, commit, status=GATED, waiting_for=fix, **common))
             wait["announced"] = True
         return True
