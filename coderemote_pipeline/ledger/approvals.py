@@ -235,18 +235,20 @@ def _lapse(
     """Approvals stop counting once a rollback fled the release (why it was rolled back is a new fact to review),
     and once they expire in env."""
     env, newest = policy.name, approvals[0]
-    fled = fled_since(instance, env, release, min(approval.timestamp for approval in approvals)) or 0.0
     said = f"{env}|{release} was approved by {newest.by} ({_when(newest.timestamp)})"
+    expired = now - policy.approval_expires_s if policy.approval_expires_s is not None else 0.0
+    lasts = (f"approvals in {env} last {_lifetime(policy.approval_expires_s or 0.0)} (approval_expires in "
+             "infra/environments.yaml)")
+    expiry = Lapse(expired, lasts, f"{said}, and {lasts}: review it, then approve it again")
+    standing = [approval.timestamp for approval in approvals if approval.timestamp > expired]
+    if not standing:
+        return expiry  # no need to read the live history back to an approval that expired anyway
+    fled = fled_since(instance, env, release, min(standing)) or 0.0
     rolled = f"a rollback took {env} away from it, or past it, on {_when(fled)}"
     if newest.timestamp <= fled:
         return Lapse(fled, rolled, f"{said}, but {rolled}: no approval carries over to deploying it again. Approve "
                                    "it again once the rollback's cause is fixed")  # fmt: skip
-    expired = now - policy.approval_expires_s if policy.approval_expires_s is not None else 0.0
-    if expired <= fled:
-        return Lapse(fled, rolled)
-    lasts = _lifetime(policy.approval_expires_s or 0.0)
-    cause = f"approvals in {env} last {lasts} (approval_expires in infra/environments.yaml)"
-    return Lapse(expired, cause, f"{said}, and {cause}: review it, then approve it again")
+    return Lapse(fled, rolled) if expired <= fled else expiry
 
 
 def _lifetime(seconds: float) -> str:
