@@ -27,14 +27,22 @@ def env(tmp_path, repo, monkeypatch):
         yield found
 
 
-def _hold_v1(settings, instance, repo) -> str:
+def _hold_v1(settings, instance, repo, *, verified: bool = True) -> str:
     """Tag v1.0.0 and let the tag sensor see it, storing its output as the daemon would; returns the commit."""
     baseline = tick(settings, instance, "version_tag_sensor", None)
     repo.tag("v1.0.0")
     apply(instance, tick(settings, instance, "version_tag_sensor", baseline.cursor))
     commit = repo.git("rev-parse", "HEAD")
-    verified_in_dev(instance, commit)  # the strategy's "tested in dev", which prod's promotion gate asks for
+    if verified:
+        verified_in_dev(instance, commit)  # the strategy's "tested in dev", which prod's promotion gate asks for
     return commit
+
+
+def _approved_before_dev_verified(settings, instance, repo):
+    """v1.0.0 held, approved by alice, and the approved-release sensor's tick that finds the gate closed."""
+    commit = _hold_v1(settings, instance, repo, verified=False)
+    assert main(["approve", "prod", "v1.0.0", "--by", "alice"]) == 0
+    return commit, tick(settings, instance, "approved_release_sensor", None)
 
 
 def test_approving_a_held_release_launches_its_deploy_exactly_once(env, repo, capsys):
@@ -81,12 +89,7 @@ def test_approving_a_held_release_launches_its_deploy_exactly_once(env, repo, ca
 
 def test_an_approved_hold_not_yet_verified_in_dev_waits_for_it(env, repo, capsys):
     settings, instance = env
-    baseline = tick(settings, instance, "version_tag_sensor", None)
-    repo.tag("v1.0.0")
-    apply(instance, tick(settings, instance, "version_tag_sensor", baseline.cursor))
-    commit = repo.git("rev-parse", "HEAD")
-    assert main(["approve", "prod", "v1.0.0", "--by", "alice"]) == 0
-    gated = tick(settings, instance, "approved_release_sensor", None)
+    commit, gated = _approved_before_dev_verified(settings, instance, repo)
     assert gated.run_requests == []
     assert gated.logged(f"not deploying prod|v1.0.0 (commit {commit[:12]}) yet: prod is held: commit {commit[:12]}")
     apply(instance, gated)
@@ -109,12 +112,7 @@ def test_an_approval_that_expires_while_the_gate_holds_it_is_asked_again(env, re
     from coderemote_pipeline.ledger import approvals
 
     settings, instance = env
-    baseline = tick(settings, instance, "version_tag_sensor", None)
-    repo.tag("v1.0.0")
-    apply(instance, tick(settings, instance, "version_tag_sensor", baseline.cursor))
-    commit = repo.git("rev-parse", "HEAD")
-    assert main(["approve", "prod", "v1.0.0", "--by", "alice"]) == 0
-    gated = tick(settings, instance, "approved_release_sensor", None)
+    commit, gated = _approved_before_dev_verified(settings, instance, repo)
     apply(instance, gated)
     verified_in_dev(instance, commit)
     days_later = approvals.time.time() + 73 * 3600

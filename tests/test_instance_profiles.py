@@ -122,10 +122,11 @@ def test_the_queue_tags_a_deploy_launched_without_our_tags(tmp_path, monkeypatch
     assert missing_deploy_tags(approval) == {}
 
 
-def test_an_instance_queued_by_dagster_s_own_coordinator_is_told_what_to_change(tmp_path, monkeypatch, capsys):
+def test_an_instance_queued_by_dagster_s_own_coordinator_is_told_what_to_change(cli_env, tmp_path, monkeypatch,
+                                                                                    capsys):  # fmt: skip
     """A team instance set up before the queue was ours keeps Dagster's (its dagster.yaml is the team's, never
     rewritten): `status` says what to change; an instance with ours says nothing."""
-    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    monkeypatch.delenv("GEMINI_API_KEY", raising=False)
     with open_instance(tmp_path / "state") as instance:
         assert queue_note(instance) is None
     home = tmp_path / "team"
@@ -133,7 +134,6 @@ def test_an_instance_queued_by_dagster_s_own_coordinator_is_told_what_to_change(
     (home / "dagster.yaml").write_text("run_coordinator:\n  module: dagster.core.run_coordinator\n"
                                        "  class: QueuedRunCoordinator\n")  # fmt: skip
     monkeypatch.setenv("DAGSTER_HOME", str(home))
-    monkeypatch.setenv("CODEREMOTE_STATE_DIR", str(tmp_path / "state"))
     assert main(["status"]) == 0
     out = capsys.readouterr().out
     lines = out.splitlines()
