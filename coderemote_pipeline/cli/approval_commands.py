@@ -98,8 +98,9 @@ def cmd_approvals(args: argparse.Namespace, settings_from) -> int:
             print(f"{'':<55} promotion gate: {entry.gate}")
     if args.pending:
         return 0
-    for d in decisions:
+    for d, lapsed in decisions:
         detail = f"by {d.by} at {_when(d.timestamp)}" + (f": {d.reason}" if d.reason else "")
+        detail += f" (no longer stands: {lapsed})" if lapsed else ""
         print(f"{d.env:<8} {d.release:<22} {d.commit[:12]:<12}  {PAST.get(d.decision, d.decision):<9} {detail}")
     return 0
 

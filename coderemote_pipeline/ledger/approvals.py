@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
 
-from coderemote_pipeline.ledger.releases import fled_since
+from coderemote_pipeline.ledger.approval_lapse import Lapse, lapse_of, when
 from coderemote_pipeline.rules import names
 from coderemote_pipeline.rules.environments import Approval, EnvironmentPolicy
 from coderemote_pipeline.rules.errors import UserError
@@ -205,58 +204,18 @@ def approval_reason(
         return (f"{env}|{release} was approved by {decided.by} at commit {decided.commit[:12]}, but this deploy is "
                 f"commit {commit[:12]} (the tag moved). Review the new commit, then approve it again")  # fmt: skip
     approvals = approvals_of(instance, env, release, decided.commit)
-    lapse = Lapse() if rollback else _lapse(instance, policy, release, approvals, time.time() if at is None else at)
+    lapse = Lapse() if rollback else lapse_of(instance, policy, release, approvals, time.time() if at is None else at)
     if decided.timestamp <= lapse.cutoff:
         return lapse.newest
     given = [approval.by for approval in approvals if approval.timestamp > lapse.cutoff]
     if missing := policy.approval_rule.missing(given):
         others = sorted(set(policy.approval_rule.approvers) - set(given))
         who = f" from {', '.join(others)}" if others else ""
-        dropped = f" (those before {_when(lapse.cutoff)} no longer count: {lapse.cause})" if len(given) < len(
+        dropped = f" (those before {when(lapse.cutoff)} no longer count: {lapse.cause})" if len(given) < len(
             approvals) else ""  # fmt: skip
         return (f"{env}|{release} has {len(set(given))} of the {policy.approval_rule.required} approvals {env} "
                 f"requires ({', '.join(sorted(set(given)))}){dropped}; {missing} more needed{who}")  # fmt: skip
     return None
-
-
-@dataclass(frozen=True)
-class Lapse:
-    """The moment at or before which an approval no longer counts, why, and what to say of the newest one when it
-    is that old."""
-
-    cutoff: float = 0.0
-    cause: str = ""
-    newest: str = ""
-
-
-def _lapse(
-    instance: dg.DagsterInstance, policy: EnvironmentPolicy, release: str, approvals: list[Decision], now: float
-) -> Lapse:
-    """Approvals stop counting once a rollback fled the release (why it was rolled back is a new fact to review),
-    and once they expire in env."""
-    env, newest = policy.name, approvals[0]
-    said = f"{env}|{release} was approved by {newest.by} ({_when(newest.timestamp)})"
-    expired = now - policy.approval_expires_s if policy.approval_expires_s is not None else 0.0
-    lasts = (f"approvals in {env} last {_lifetime(policy.approval_expires_s or 0.0)} (approval_expires in "
-             "infra/environments.yaml)")
-    expiry = Lapse(expired, lasts, f"{said}, and {lasts}: review it, then approve it again")
-    standing = [approval.timestamp for approval in approvals if approval.timestamp > expired]
-    if not standing:
-        return expiry  # no need to read the live history back to an approval that expired anyway
-    fled = fled_since(instance, env, release, min(standing)) or 0.0
-    rolled = f"a rollback took {env} away from it, or past it, on {_when(fled)}"
-    if newest.timestamp <= fled:
-        return Lapse(fled, rolled, f"{said}, but {rolled}: no approval carries over to deploying it again. Approve "
-                                   "it again once the rollback's cause is fixed")  # fmt: skip
-    return Lapse(fled, rolled) if expired <= fled else expiry
-
-
-def _lifetime(seconds: float) -> str:
-    return f"{seconds / 3600:g} h" if seconds >= 3600 else f"{seconds / 60:g} min"
-
-
-def _when(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def approvals_of(instance: dg.DagsterInstance, env: str, release: str, commit: str) -> list[Decision]:
@@ -280,3 +239,11 @@ def decisions_after(instance: dg.DagsterInstance, storage_id: int, limit: int = 
         dg.AssetRecordsFilter(asset_key=APPROVAL_KEY, after_storage_id=storage_id), limit=limit, ascending=True
     ).records
     return [decision_from(r) for r in records if r.partition_key]
+
+
+def lapsed(instance: dg.DagsterInstance, policy: EnvironmentPolicy, decision: Decision) -> str:
+    """Why an approval no longer stands (it expired, or a rollback fled its release since), or ""."""
+    if not decision.approved or not policy.approval_required:
+        return ""
+    lapse = lapse_of(instance, policy, decision.release, [decision], time.time())
+    return lapse.cause if decision.timestamp <= lapse.cutoff else ""

@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from coderemote_pipeline.ledger.approval_board import approval_board, partly_approved
-from coderemote_pipeline.ledger.approvals import Decision, Hold
+from coderemote_pipeline.ledger.approvals import Decision, Hold, lapsed
 from coderemote_pipeline.ledger.gate import gate_status
 from coderemote_pipeline.ledger.live import recorded_live
 from coderemote_pipeline.rules.environments import load_policies
@@ -29,11 +29,19 @@ class Waiting:
     approvals: str = ""  # approved by fewer than its env requires: who approved, how many more, from whom
 
 
-def approval_view(settings: Settings, instance: dg.DagsterInstance) -> tuple[list[Waiting], list[Decision]]:
+def approval_view(
+    settings: Settings, instance: dg.DagsterInstance
+) -> tuple[list[Waiting], list[tuple[Decision, str]]]:
     """What waits (for a decision, or approved and held by the gate) with its release notes, and the latest
-    decisions."""
+    decisions, each with why it no longer stands ("" if it does, or was superseded by a newer one listed)."""
     policies = load_policies(settings.infra_dir)
-    waiting, decisions = approval_board(instance, policies)
+    waiting, latest = approval_board(instance, policies)
+    seen: set[tuple[str, str]] = set()
+    decisions = []
+    for decision in latest:
+        newest = (decision.env, decision.release) not in seen
+        seen.add((decision.env, decision.release))
+        decisions.append((decision, lapsed(instance, policies[decision.env], decision) if newest else ""))
     if not waiting:
         return [], decisions
     # Release notes read the app's git remote: loaded only when something waits to be described.
