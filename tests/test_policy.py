@@ -64,8 +64,8 @@ def _edit(path: Path, old: str, new: str) -> None:
         ("environments.yaml", "approval: required", "approval: maybe", "environments.prod.approval"),
         ("environments.yaml", "auto_rollback: true", "auto_rollback: sometimes", "auto_rollback"),
         ("environments.yaml", "  staging:", "  qa:", "unknown key 'qa' in environments; allowed: dev, staging, prod"),
-        ("environments.yaml", "approval_expires: 72h", "approval_expires: 72", "needs a unit: ms, s, m or h"),
-        ("environments.yaml", "approval_expires: 72h", "approval_expires: 1000h", "between 1m and 30 days (720h)"),
+        ("environments.yaml", "approval_expires: 72h", "approval_expires: 72", "needs a unit: ms, s, m, h or d"),
+        ("environments.yaml", "approval_expires: 72h", "approval_expires: 1000h", "between 1m and 30d"),
         ("pulumi/Pulumi.prod.yaml", "10.2.0.0/16", "10.2.0.0/99", "code-remote:vpc_cidr"),
         ("pulumi/Pulumi.prod.yaml", 'az_count: "3"', "az_count: three", "code-remote:az_count"),
         ("pulumi/Pulumi.prod.yaml", 'az_count: "3"', "az_count: 9", "between 1 and 6"),
@@ -133,7 +133,7 @@ def test_missing_stack_file_is_named(infra_copy):
          "environments.prod.delivery.percent must be at least 1, got 0"),
         ("strategy: Canary10Percent5Minutes", "strategy: linear\n      percent: 100\n      interval: 1m",
          "environments.prod.delivery.percent must be at most 99, got 100"),
-        ("bake: 15m", "bake: 15", "environments.prod.delivery.bake: '15' needs a unit: ms, s, m or h"),
+        ("bake: 15m", "bake: 15", "environments.prod.delivery.bake: '15' needs a unit: ms, s, m, h or d"),
         ("every: 30s", "every: 30 seconds", "environments.prod.delivery.analysis.every: '30 seconds' needs a unit"),
         ("strategy: Canary10Percent5Minutes", "strategy: canary", "strategy canary needs percent (1-99) and interval"),
         ("max_error_rate: 0.01", "max_eror_rate: 0.01", "did you mean 'max_error_rate'?"),
@@ -307,8 +307,8 @@ def test_a_delivery_that_would_mean_something_else_is_refused(infra_copy, new, m
 @pytest.mark.parametrize(
     ("old", "new", "message"),
     [
-        ("bake: 15m", "bake: 99999999999h", "delivery.bake must be between 0s and 7 days (168h)"),
-        ("bake: 15m", "bake: 169h", "delivery.bake must be between 0s and 7 days (168h)"),
+        ("bake: 15m", "bake: 99999999999h", "delivery.bake must be between 0s and 7d"),
+        ("bake: 15m", "bake: 169h", "delivery.bake must be between 0s and 7d"),
         ("every: 30s", "every: 0s", "delivery.analysis.every must be between 1ms and 1h"),
     ],
 )
@@ -336,3 +336,10 @@ def test_nobody_approves_their_own_release_even_with_no_approvers_listed(approve
     rule = ApprovalRule("prod", approvers)
     assert rule.is_creator(by, creator) is own
     assert (rule.refusal(by, creator) is not None) is own
+
+
+def test_durations_take_days_too(infra_copy):
+    _edit(infra_copy / "environments.yaml", "approval_expires: 72h", "approval_expires: 3d")
+    _edit(infra_copy / "environments.yaml", "bake: 15m", "bake: 1d")
+    prod = load_policies(infra_copy)["prod"]
+    assert (prod.approval_expires_s, prod.rollout.bake_s) == (3 * 86_400.0, 86_400.0)

@@ -15,8 +15,8 @@ from pydantic import BeforeValidator, Field, StrictFloat, StrictInt, model_valid
 
 from coderemote_pipeline.rules.schema import StrictModel, nearest, plain, said
 
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)$")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86_400.0}
 _PRESET = re.compile(r"^(?:CodeDeployDefault\.)?(?:Lambda)?(?:(AllAtOnce)|Canary(\d+)Percent(\d+)Minutes?"
                      r"|Linear(\d+)PercentEvery(\d+)Minutes?)$")  # fmt: skip
 STRATEGIES = ("all_at_once", "canary", "linear")
@@ -32,7 +32,7 @@ def seconds(value: str | int | float) -> float:
     text = str(value).strip()
     match = _DURATION.match(text)
     if not match:
-        raise ValueError(f"{said(text, 'a duration')} needs a unit: ms, s, m or h (e.g. 30s, 5m, 1h)")
+        raise ValueError(f"{said(text, 'a duration')} needs a unit: ms, s, m, h or d (e.g. 30s, 5m, 1h, 3d)")
     return float(match[1]) * _UNITS[match[2]]
 
 
@@ -47,10 +47,10 @@ def _duration(low: float, high: float, bounds: str) -> BeforeValidator:
 
 
 Interval = Annotated[str, _duration(MIN_INTERVAL_S, MAX_INTERVAL_S, "between 1s and 24h")]
-Bake = Annotated[str, _duration(0.0, MAX_BAKE_S, "between 0s and 7 days (168h)")]
+Bake = Annotated[str, _duration(0.0, MAX_BAKE_S, "between 0s and 7d")]
 Every = Annotated[str, _duration(0.001, MAX_EVERY_S, "between 1ms and 1h")]
 # An approval's life (environments.<env>.approval_expires): CodePipeline's manual approvals last 7 days.
-Lifetime = Annotated[str, _duration(60.0, 30 * 86_400.0, "between 1m and 30 days (720h)")]
+Lifetime = Annotated[str, _duration(60.0, 30 * 86_400.0, "between 1m and 30d")]
 
 
 class Analysis(StrictModel):
