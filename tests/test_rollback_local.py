@@ -14,6 +14,7 @@ from app_bugs import plant
 from coderemote_pipeline.actions.target_state import drift, read_target
 from coderemote_pipeline.cli.main import main
 from coderemote_pipeline.definitions import build_defs
+from coderemote_pipeline.ledger.history import deploys
 from coderemote_pipeline.ledger.live import env_outputs, recorded_live
 from coderemote_pipeline.local_stack import LocalStack, load_stack_info
 from coderemote_pipeline.local_stack.processes import stop_pid
@@ -89,8 +90,12 @@ def test_rollback_and_roll_forward_rebuild_nothing(prod, instance, local_stack):
     outputs = v110.stages["infra_stack"]["stack_outputs"]
     builds = _builds(settings, local_stack)
 
+    # Each prod deploy says whose approvals it went out on; a rollback goes out on none.
+    assert instance.get_run_by_id(v110.run_id).tags[names.APPROVED_BY_TAG] == "test-suite"
+    assert {d.run_id: d.approved_by for d in deploys(instance, "prod")}[v110.run_id] == "test-suite"
     back = _rollback(settings, instance)
     assert back.success, back.failure
+    assert names.APPROVED_BY_TAG not in instance.get_run_by_id(back.run_id).tags
     assert back.release == "v1.0.0" and "infra_stack" not in back.stages
     # rollback_job: the stages after infra, and none of the app's checks (on the record of the run that built it).
     assert back.job_name == "rollback_job" and not [s for s in back.stages if s.startswith("check:")]

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import dagster as dg
 
 from coderemote_pipeline.assets.retries import STAGE_RETRY_POLICY, permanent_failures_fail_fast
-from coderemote_pipeline.ledger.approvals import approval_refusal
+from coderemote_pipeline.ledger.approvals import clearance
 from coderemote_pipeline.ledger.gate import gate_refusal
 from coderemote_pipeline.ledger.leases import Lease, describe_run
 from coderemote_pipeline.ledger.records import Record
@@ -89,12 +89,17 @@ def deployment(context: dg.AssetExecutionContext, environments: Environments) ->
 def require_cleared(context: dg.AssetExecutionContext, deploy: Deployment) -> None:
     """Approval and the promotion gate, checked in the stages that change what users get (infra, the switch), so
     a run launched from the UI, or any path that skipped the launcher's checks, is held too."""
-    refusal = approval_refusal(context.instance, deploy.policy, deploy.release.key, deploy.commit or None,
-                               rollback=puts_back_what_served(context, deploy), at=_started(context)) or (
+    rollback = puts_back_what_served(context, deploy)
+    cleared = clearance(context.instance, deploy.policy, deploy.release.key, deploy.commit or None,
+                        rollback=rollback, at=_started(context))  # fmt: skip
+    refusal = cleared.refusal(deploy.env, deploy.release.key) or (
         gate_refusal(context.instance, deploy.policy, deploy.commit, context.run.tags) if deploy.commit else None
-    )  # fmt: skip
+    )
     if refusal:
         raise dg.Failure(description=refusal, allow_retries=False)
+    if cleared.approvers and not rollback and names.APPROVED_BY_TAG not in context.run.tags:
+        # On the run for its audit: whose approvals this deploy went out on (a rollback goes out on none).
+        context.instance.add_run_tags(context.run.run_id, {names.APPROVED_BY_TAG: ", ".join(cleared.approvers)})
 
 
 def puts_back_what_served(context: dg.AssetExecutionContext, deploy: Deployment) -> bool:

@@ -151,7 +151,8 @@ def cmd_history(args: argparse.Namespace, settings_from) -> int:
           f"{'run':<8}  note")  # the run id is what `retry` takes
     for d in deploys:
         seconds = f"{d.seconds:.1f}" if d.seconds is not None else "-"
-        note = "; ".join(n for n in (f"override: {d.override}" if d.override else "",
+        note = "; ".join(n for n in (f"approved by {d.approved_by}" if d.approved_by else "",
+                                     f"override: {d.override}" if d.override else "",
                                      f"checks skipped: {d.skipped_checks}" if d.skipped_checks else "",
                                      d.failure) if n)  # fmt: skip
         print(f"{_when(d.started):<20} {d.release:<16} {d.commit[:12]:<12} {d.how:<14} {d.outcome:<12} "

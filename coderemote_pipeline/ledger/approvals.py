@@ -172,50 +172,71 @@ def latest_status(instance: dg.DagsterInstance, env: str, release: str) -> Hold 
     return _hold(records[0]) if records else None
 
 
+@dataclass(frozen=True)
+class Clearance:
+    """Whether ENV|RELEASE may deploy as far as approval goes: why not (None: it may), and whose approvals count."""
+
+    reason: str | None
+    approvers: tuple[str, ...] = ()
+
+    def refusal(self, env: str, release: str) -> str | None:
+        """The reason with how to approve, or None."""
+        if self.reason is None:
+            return None
+        return (f"{self.reason}. An engineer approves it with `{approve_command(env, release)}` (or, in the Dagster "
+                f"UI, materializes {APPROVAL_ASSET} for {env}|{release} with config by: NAME, decision: approve)")
+
+
 def approval_refusal(
     instance: dg.DagsterInstance, policy: EnvironmentPolicy, release: str, commit: str | None = None,
     *, rollback: bool = False, at: float | None = None,
 ) -> str | None:
     """Why ENV|RELEASE may not deploy yet for lack of approval, or None (env needs none, or it is approved)."""
-    reason = approval_reason(instance, policy, release, commit, rollback=rollback, at=at)
-    if reason is None:
-        return None
-    return (f"{reason}. An engineer approves it with `{approve_command(policy.name, release)}` (or, in the Dagster "
-            f"UI, materializes {APPROVAL_ASSET} for {policy.name}|{release} with config by: NAME, decision: approve)")
+    return clearance(instance, policy, release, commit, rollback=rollback, at=at).refusal(policy.name, release)
 
 
 def approval_reason(
     instance: dg.DagsterInstance, policy: EnvironmentPolicy, release: str, commit: str | None = None,
     *, rollback: bool = False, at: float | None = None,
 ) -> str | None:
-    """approval_refusal's reason alone, without how to approve; None when nothing is missing. `at`: when the deploy
-    started (default: now), which an expiry is measured at. A `rollback` puts back a release that served env with
-    its approval: one that expired, or that a rollback voided, still stands (a rejection does not)."""
+    """approval_refusal's reason alone, without how to approve; None when nothing is missing."""
+    return clearance(instance, policy, release, commit, rollback=rollback, at=at).reason
+
+
+def clearance(
+    instance: dg.DagsterInstance, policy: EnvironmentPolicy, release: str, commit: str | None = None,
+    *, rollback: bool = False, at: float | None = None,
+) -> Clearance:
+    """ENV|RELEASE's approval as it stands. `at`: when the deploy started (default: now), which an expiry is
+    measured at. A `rollback` puts back a release that served env with its approval: one that expired, or that a
+    rollback voided, still stands (a rejection does not)."""
     env = policy.name
     if not policy.approval_required:
-        return None
+        return Clearance(None)
     decided = latest_decision(instance, env, release)
     if decided is None:
-        return f"{env} requires approval and {env}|{release} has not been approved"
+        return Clearance(f"{env} requires approval and {env}|{release} has not been approved")
     if not decided.approved:
         why = f" ({decided.reason})" if decided.reason else ""
-        return f"{env}|{release} was rejected by {decided.by}{why}. To deploy it after all, approve it again"
+        return Clearance(f"{env}|{release} was rejected by {decided.by}{why}. To deploy it after all, approve it again")
     if commit and decided.commit and commit != decided.commit:
-        return (f"{env}|{release} was approved by {decided.by} at commit {decided.commit[:12]}, but this deploy is "
-                f"commit {commit[:12]} (the tag moved). Review the new commit, then approve it again")  # fmt: skip
+        return Clearance(f"{env}|{release} was approved by {decided.by} at commit {decided.commit[:12]}, but this "
+                         f"deploy is commit {commit[:12]} (the tag moved). Review the new commit, then approve it "
+                         "again")  # fmt: skip
     approvals = approvals_of(instance, env, release, decided.commit)
     lapse = Lapse() if rollback else lapse_of(instance, policy, release, approvals, time.time() if at is None else at)
     if decided.timestamp <= lapse.cutoff:
-        return lapse.newest
-    given = [approval.by for approval in approvals if approval.timestamp > lapse.cutoff]
+        return Clearance(lapse.newest)
+    standing = [approval for approval in approvals if approval.timestamp > lapse.cutoff]
+    given = list(dict.fromkeys(approval.by for approval in standing))
     if missing := policy.approval_rule.missing(given):
         others = sorted(set(policy.approval_rule.approvers) - set(given))
         who = f" from {', '.join(others)}" if others else ""
-        dropped = f" (those before {when(lapse.cutoff)} no longer count: {lapse.cause})" if len(given) < len(
-            approvals) else ""  # fmt: skip
-        return (f"{env}|{release} has {len(set(given))} of the {policy.approval_rule.required} approvals {env} "
-                f"requires ({', '.join(sorted(set(given)))}){dropped}; {missing} more needed{who}")  # fmt: skip
-    return None
+        dropped = (f" (those before {when(lapse.cutoff)} no longer count: {lapse.cause})"
+                   if len(standing) < len(approvals) else "")  # fmt: skip
+        return Clearance(f"{env}|{release} has {len(given)} of the {policy.approval_rule.required} approvals {env} "
+                         f"requires ({', '.join(sorted(given))}){dropped}; {missing} more needed{who}")  # fmt: skip
+    return Clearance(None, tuple(sorted(given)))
 
 
 def approvals_of(instance: dg.DagsterInstance, env: str, release: str, commit: str) -> list[Decision]:

@@ -91,6 +91,7 @@ def deploys(instance: dg.DagsterInstance, env: str, since: float = 0.0) -> list[
                 failure=failure,
                 failed_step=step,
                 rollback=names.is_rollback_run(run),
+                approved_by=run.tags.get(names.APPROVED_BY_TAG, ""),
             )
         )
     return found

@@ -55,6 +55,7 @@ class Deploy:
     failed_step: str = ""  # the first step that failed, if one did
     # A rollback run whatever launched it: the CLI's (trigger "rollback"), a retry of one, rollback_job from the UI.
     rollback: bool = False
+    approved_by: str = ""  # whose approvals cleared it, where its env requires them
 
     @property
     def seconds(self) -> float | None:

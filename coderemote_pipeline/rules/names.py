@@ -51,6 +51,8 @@ OVERRIDE_BY_TAG = "coderemote/override_by"
 APP_REMOTE_TAG = "coderemote/app_remote"
 APP_LAYOUT_TAG = "coderemote/app_layout"
 DECIDED_BY_TAG = "coderemote/decided_by"
+# Whose approvals cleared a deploy of an env that requires them (the run's audit trail, shown in history).
+APPROVED_BY_TAG = "coderemote/approved_by"
 # `deploy --skip-checks --reason`: the strategy's hotfix path; who and why stay on the run and in history.
 SKIP_CHECKS_TAG = "coderemote/skip_checks"
 SKIP_CHECKS_BY_TAG = "coderemote/skip_checks_by"
