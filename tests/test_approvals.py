@@ -107,7 +107,7 @@ def test_an_approved_hold_not_yet_verified_in_dev_waits_for_it(env, repo, capsys
 
 
 def test_an_approval_that_expires_while_the_gate_holds_it_is_asked_again(env, repo, monkeypatch, capsys):
-    """prod's approvals last 72 h: a release approved, then held days by the promotion gate, is held for a new
+    """prod's approvals last 72h: a release approved, then held days by the promotion gate, is held for a new
     approval instead of launching on the old one (its stages would refuse it); the new approval launches it."""
     from coderemote_pipeline.ledger import approvals
 
@@ -115,14 +115,17 @@ def test_an_approval_that_expires_while_the_gate_holds_it_is_asked_again(env, re
     commit, gated = _approved_before_dev_verified(settings, instance, repo)
     apply(instance, gated)
     verified_in_dev(instance, commit)
+    capsys.readouterr()
+    assert main(["approvals"]) == 0
+    assert "no longer stands" not in capsys.readouterr().out  # in force: listed plainly
     days_later = approvals.time.time() + 73 * 3600
     with monkeypatch.context() as clock:
         clock.setattr(approvals, "time", type("Clock", (), {"time": staticmethod(lambda: days_later)}))
         lapsed = tick(settings, instance, "approved_release_sensor", gated.cursor)
         capsys.readouterr()
         assert main(["approvals"]) == 0
-        assert "(no longer stands: approvals in prod last 72 h (approval_expires in infra/environments.yaml))" in (
-            capsys.readouterr().out)
+        assert ("(no longer stands for a new deploy: approvals in prod last 3 d (approval_expires in "
+                "infra/environments.yaml))") in capsys.readouterr().out
     assert lapsed.run_requests == [] and lapsed.cursor_json["waiting"] == []
     assert lapsed.logged("prod|v1.0.0: the approval by alice no longer stands, so it is held again: prod|v1.0.0 was "
                          "approved by alice (")  # fmt: skip

@@ -97,8 +97,10 @@ def require_cleared(context: dg.AssetExecutionContext, deploy: Deployment) -> No
     )
     if refusal:
         raise dg.Failure(description=refusal, allow_retries=False)
-    if cleared.approvers and not rollback and names.APPROVED_BY_TAG not in context.run.tags:
-        # On the run for its audit: whose approvals this deploy went out on (a rollback goes out on none).
+    if cleared.approvers and not rollback:
+        # On the run for its audit: whose approvals this deploy went out on (a rollback goes out on none). Written
+        # at every clearing, the switch's last: a re-execution copies its parent's tag, and approvals may have
+        # changed since.
         context.instance.add_run_tags(context.run.run_id, {names.APPROVED_BY_TAG: ", ".join(cleared.approvers)})
 
 

@@ -76,7 +76,7 @@ def cmd_approvals(args: argparse.Namespace, settings_from) -> int:
     from coderemote_pipeline.usecases.approval_view import approval_view
 
     settings = settings_from(args)
-    waiting, decisions = approval_view(settings, open_instance(settings.state_dir))
+    waiting, decisions = approval_view(settings, open_instance(settings.state_dir), lapses=not args.pending)
     if not waiting and (args.pending or not decisions):
         print("nothing waits for approval" if args.pending else "no approvals recorded yet")
         return 0
@@ -100,7 +100,7 @@ def cmd_approvals(args: argparse.Namespace, settings_from) -> int:
         return 0
     for d, lapsed in decisions:
         detail = f"by {d.by} at {_when(d.timestamp)}" + (f": {d.reason}" if d.reason else "")
-        detail += f" (no longer stands: {lapsed})" if lapsed else ""
+        detail += f" (no longer stands for a new deploy: {lapsed})" if lapsed else ""
         print(f"{d.env:<8} {d.release:<22} {d.commit[:12]:<12}  {PAST.get(d.decision, d.decision):<9} {detail}")
     return 0
 

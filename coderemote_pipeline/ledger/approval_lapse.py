@@ -57,6 +57,8 @@ def lapse_of(
 
 
 def _lifetime(seconds: float) -> str:
+    if seconds >= 86_400 and seconds % 86_400 == 0:
+        return f"{seconds / 86_400:g} d"
     return f"{seconds / 3600:g} h" if seconds >= 3600 else f"{seconds / 60:g} min"
 
 

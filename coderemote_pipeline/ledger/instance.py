@@ -141,6 +141,7 @@ def queue_note(instance: dg.DagsterInstance) -> str | None:
     coordinator = instance.run_coordinator
     if isinstance(coordinator, DeployRunQueue):
         return None
-    return (f"note: {Path(instance.root_directory) / 'dagster.yaml'} queues runs with {type(coordinator).__name__}: "
+    how = "queues" if isinstance(coordinator, dg.QueuedRunCoordinator) else "launches"
+    return (f"note: {Path(instance.root_directory) / 'dagster.yaml'} {how} runs with {type(coordinator).__name__}: "
             "a deploy launched from the UI is not queued behind its environment's deploy. Name the run_coordinator "
             "module coderemote_pipeline.ledger.run_queue, class DeployRunQueue (deploy/README.md, Upgrading)")

@@ -30,10 +30,11 @@ class Waiting:
 
 
 def approval_view(
-    settings: Settings, instance: dg.DagsterInstance
+    settings: Settings, instance: dg.DagsterInstance, *, lapses: bool = True
 ) -> tuple[list[Waiting], list[tuple[Decision, str]]]:
     """What waits (for a decision, or approved and held by the gate) with its release notes, and the latest
-    decisions, each with why it no longer stands ("" if it does, or was superseded by a newer one listed)."""
+    decisions, each with why it no longer stands for a new deploy ("" if it does, was superseded by a newer one
+    listed, or `lapses` is off: `--pending` lists no decisions)."""
     policies = load_policies(settings.infra_dir)
     waiting, latest = approval_board(instance, policies)
     seen: set[tuple[str, str]] = set()
@@ -41,7 +42,8 @@ def approval_view(
     for decision in latest:
         newest = (decision.env, decision.release) not in seen
         seen.add((decision.env, decision.release))
-        decisions.append((decision, lapsed(instance, policies[decision.env], decision) if newest else ""))
+        why = lapsed(instance, policies[decision.env], decision) if newest and lapses else ""
+        decisions.append((decision, why))
     if not waiting:
         return [], decisions
     # Release notes read the app's git remote: loaded only when something waits to be described.
