@@ -86,9 +86,10 @@ def deployment(context: dg.AssetExecutionContext, environments: Environments) ->
     return found
 
 
-def require_cleared(context: dg.AssetExecutionContext, deploy: Deployment) -> None:
+def require_cleared(context: dg.AssetExecutionContext, deploy: Deployment) -> tuple[str, ...]:
     """Approval and the promotion gate, checked in the stages that change what users get (infra, the switch), so
-    a run launched from the UI, or any path that skipped the launcher's checks, is held too."""
+    a run launched from the UI, or any path that skipped the launcher's checks, is held too. Returns whose approvals
+    cleared it (none for a rollback, which goes out on none)."""
     rollback = puts_back_what_served(context, deploy)
     cleared = clearance(context.instance, deploy.policy, deploy.release.key, deploy.commit or None,
                         rollback=rollback, at=_started(context))  # fmt: skip
@@ -97,11 +98,7 @@ def require_cleared(context: dg.AssetExecutionContext, deploy: Deployment) -> No
     )
     if refusal:
         raise dg.Failure(description=refusal, allow_retries=False)
-    if cleared.approvers and not rollback:
-        # On the run for its audit: whose approvals this deploy went out on (a rollback goes out on none). Written
-        # at every clearing, the switch's last: a re-execution copies its parent's tag, and approvals may have
-        # changed since.
-        context.instance.add_run_tags(context.run.run_id, {names.APPROVED_BY_TAG: ", ".join(cleared.approvers)})
+    return () if rollback else cleared.approvers
 
 
 def puts_back_what_served(context: dg.AssetExecutionContext, deploy: Deployment) -> bool:

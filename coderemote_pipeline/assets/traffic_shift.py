@@ -53,7 +53,11 @@ def traffic_shift(
         raise dg.Failure(description=f"the image of {deploy.label} is of commit {version.commit[:12]} and its site of "
                          f"{bundle.commit[:12]} (its tag moved during the run): nothing switched; deploy it again",
                          allow_retries=False)  # fmt: skip
-    require_cleared(context, deploy)
+    approvers = require_cleared(context, deploy)
+    if approvers:
+        # The run's audit: whose approvals it switched users on, at the switch (a re-execution copies its parent's
+        # tag, and approvals may have changed since).
+        context.instance.add_run_tags(context.run.run_id, {names.APPROVED_BY_TAG: ", ".join(approvers)})
     target = targets.target(deploy.env, outputs, app_source.layout)
     wanted = Serving(str(version.version), deploy.release.key, version.commit, version.image_digest, bundle.release)
     before = serving(target)

@@ -118,10 +118,8 @@ def _walk(instance: dg.DagsterInstance, env: str, since: float = 0.0) -> Iterato
 
 
 def _by_rollback(instance: dg.DagsterInstance, record: LiveRecord) -> bool:
-    if record.by_rollback:
-        return True
-    if record.automatic:
-        return False
+    if record.by_rollback or record.automatic:
+        return record.by_rollback
     # Records written before rollbacks said so in their reason: the run that made it live tells.
     run = instance.get_run_by_id(record.run_id) if record.run_id else None
     return run is not None and names.is_rollback_run(run)

@@ -116,8 +116,8 @@ def retry_from_failure(
     if marking:
         instance.report_run_failed(run, "marked failed by `coderemote-pipeline retry --mark-failed`: process gone")
         run = find_run(instance, run.run_id)
-    carried = {k: v for k, v in run.tags.items() if k in (names.OVERRIDE_TAG, names.OVERRIDE_BY_TAG,
-                                                                  names.APPROVED_BY_TAG)}  # fmt: skip
+    kept = (names.OVERRIDE_TAG, names.OVERRIDE_BY_TAG, names.APPROVED_BY_TAG)
+    carried = {k: v for k, v in run.tags.items() if k in kept}
     deploy = Deployment.of(run.tags[names.ENV_TAG], run.tags[names.RELEASE_TAG], envs,
                            run.tags.get(names.COMMIT_TAG, ""))  # fmt: skip
     reexecute, why = _steps_to_rerun(instance, run, deploy)
