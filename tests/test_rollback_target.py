@@ -76,3 +76,24 @@ def test_records_from_before_rollbacks_said_so_are_told_by_their_run(instance):
     record_live(instance, ENV, "v1.0.0", COMMITS["v1.0.0"], run_id=run.run_id)  # reason "deployed v1.0.0"
     with pytest.raises(DeployRefused, match=r"rolled back from: v1\.1\.0\)"):
         rollback_target(instance, ENV, None)
+
+
+def test_registering_a_release_another_deploy_registered_first_is_no_error(instance, monkeypatch):
+    """Two deploys of one release at once both find it missing; the later insert fails on the unique key."""
+    import sqlalchemy.exc
+
+    from coderemote_pipeline.ledger.releases import register_release
+
+    add = instance.add_dynamic_partitions
+
+    def lost_the_race(name, keys):
+        add(name, keys)  # the other deploy's insert, between Dagster's check and ours
+        raise sqlalchemy.exc.IntegrityError("INSERT", {}, Exception("UNIQUE constraint failed"))
+
+    monkeypatch.setattr(instance, "add_dynamic_partitions", lost_the_race)
+    register_release(instance, "v9.9.9")
+    assert instance.has_dynamic_partition("release", "v9.9.9")
+    monkeypatch.setattr(instance, "add_dynamic_partitions", lambda name, keys: (_ for _ in ()).throw(
+        sqlalchemy.exc.IntegrityError("INSERT", {}, Exception("another constraint"))))  # fmt: skip
+    with pytest.raises(sqlalchemy.exc.IntegrityError):
+        register_release(instance, "v9.9.8")  # not there after all: a real error, raised

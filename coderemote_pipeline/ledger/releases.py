@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import dagster as dg
+import sqlalchemy.exc
 
 from coderemote_pipeline.ledger.live import live_history, recorded_live
 from coderemote_pipeline.ledger.records import LiveRecord, SmokeRecord
@@ -60,6 +61,16 @@ def latest_failed_deploy(instance: dg.DagsterInstance, env: str, commit: str) ->
     if runs and runs[0].status is dg.DagsterRunStatus.FAILURE:
         return runs[0]
     return None
+
+
+def register_release(instance: dg.DagsterInstance, key: str) -> None:
+    """Add `key` to the release partitions. Dagster checks, then inserts: two deploys of one release at once (two
+    envs) can both find it missing, and the second insert then fails on the unique key though the partition is there."""
+    try:
+        instance.add_dynamic_partitions(RELEASE_DIMENSION, [key])
+    except sqlalchemy.exc.IntegrityError:
+        if not instance.has_dynamic_partition(RELEASE_DIMENSION, key):
+            raise
 
 
 @dataclass(frozen=True)

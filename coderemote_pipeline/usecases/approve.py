@@ -16,6 +16,7 @@ from coderemote_pipeline.ledger.approvals import (
     held_run_key,
     latest_decision,
 )
+from coderemote_pipeline.ledger.releases import register_release
 from coderemote_pipeline.rules import names
 from coderemote_pipeline.rules.environments import load_policies
 from coderemote_pipeline.rules.partitions import RELEASE_DIMENSION, check_env, partition_key
@@ -32,7 +33,7 @@ def ensure_registered(instance: dg.DagsterInstance, settings: Settings, release:
         return
     remote = app_source(settings).remote()
     if release.kind is not ReleaseKind.COMMIT and f"refs/tags/{release.key}" in remote.ls_remote():
-        instance.add_dynamic_partitions(RELEASE_DIMENSION, [release.key])
+        register_release(instance, release.key)
         return
     if release.kind is ReleaseKind.COMMIT:
         raise ApprovalError(

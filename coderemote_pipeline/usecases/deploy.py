@@ -20,6 +20,7 @@ from coderemote_pipeline.ledger.gate import gate_refusal
 from coderemote_pipeline.ledger.instance import open_instance
 from coderemote_pipeline.ledger.job_choice import choose_job, executor_tags
 from coderemote_pipeline.ledger.live import built_with_layout
+from coderemote_pipeline.ledger.releases import register_release
 from coderemote_pipeline.resources.app_source import AppSource
 from coderemote_pipeline.resources.aws import warm_clients
 from coderemote_pipeline.resources.targets import resources_for
@@ -29,7 +30,7 @@ from coderemote_pipeline.rules.app_layout import AppLayout
 from coderemote_pipeline.rules.deployment import Deployment
 from coderemote_pipeline.rules.environments import EnvironmentPolicy, load_policies
 from coderemote_pipeline.rules.errors import DeployRefused
-from coderemote_pipeline.rules.partitions import RELEASE_DIMENSION, check_env
+from coderemote_pipeline.rules.partitions import check_env
 from coderemote_pipeline.rules.release_keys import ReleaseKeyError
 from coderemote_pipeline.rules.settings import Settings
 from coderemote_pipeline.usecases.launch import DeployOutcome, launch
@@ -189,7 +190,7 @@ def run_deployment(
     extra_tags = {**check_deployable(instance, deploy, override), **(skip_checks.tags() if skip_checks else {})}
     if preflight is not None:
         preflight()
-    instance.add_dynamic_partitions(RELEASE_DIMENSION, [deploy.release.key])
+    register_release(instance, deploy.release.key)
     job_name = choose_job(executor)
     extra_tags.update(executor_tags(executor))
     echo(f"deploying {ref} → {deploy.label} (commit {deploy.commit[:12]}) with {job_name}")

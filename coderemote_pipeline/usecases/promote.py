@@ -9,11 +9,12 @@ import dagster as dg
 
 from coderemote_pipeline.ledger.job_choice import choose_job
 from coderemote_pipeline.ledger.live import recorded_live
+from coderemote_pipeline.ledger.releases import register_release
 from coderemote_pipeline.resources.aws import warm_clients
 from coderemote_pipeline.resources.targets import resources_for
 from coderemote_pipeline.rules.deployment import Deployment
 from coderemote_pipeline.rules.environments import load_policies
-from coderemote_pipeline.rules.partitions import RELEASE_DIMENSION, check_env
+from coderemote_pipeline.rules.partitions import check_env
 from coderemote_pipeline.rules.settings import Settings
 from coderemote_pipeline.usecases.deploy import (
     DeployRefused,
@@ -50,7 +51,7 @@ def promote(
     extra_tags = check_deployable(instance, deploy, override)
     if preflight is not None:
         preflight()
-    instance.add_dynamic_partitions(RELEASE_DIMENSION, [live.release])
+    register_release(instance, live.release)
     echo(f"promoting {live.release} (commit {live.commit[:12]}) from {source} to {target}")
     return launch(deploy, settings=built, instance=instance,
                   job_name=choose_job(), trigger=f"promote:{source}", echo=echo,
