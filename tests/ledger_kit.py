@@ -7,7 +7,8 @@ import time
 
 import dagster as dg
 
-from coderemote_pipeline.ledger.records import LiveRecord, SmokeRecord
+from coderemote_pipeline.ledger.records import ROLLED_BACK_TO, LiveRecord, SmokeRecord
+from coderemote_pipeline.ledger.releases import fled_by_rollback_to
 from coderemote_pipeline.rules import names
 from coderemote_pipeline.rules.partitions import env_tags, partition_key
 
@@ -30,7 +31,14 @@ def record_smoke(
     )
 
 
+# Rollback records name what they fled, as smoke_result writes them; a test of records written before they did
+# turns this off (monkeypatch).
+ROLLBACKS_NAME_WHAT_THEY_FLED = True
+
+
 def record_live(instance: dg.DagsterInstance, env: str, release: str, commit: str, **fields) -> LiveRecord:
+    if str(fields.get("reason", "")).startswith(ROLLED_BACK_TO) and ROLLBACKS_NAME_WHAT_THEY_FLED:
+        fields.setdefault("fled", fled_by_rollback_to(instance, env, release))
     live = LiveRecord(**{"release": release, "commit": commit, "version": 1, "digest": "sha256:" + "0" * 64,
                          "frontend_release": release, "reason": f"deployed {release}", "run_id": "",
                          "since": time.time(), **fields})  # fmt: skip

@@ -5,6 +5,7 @@ approval job and the stages write it (runless events), under a real instance."""
 import dataclasses
 
 import dagster as dg
+import ledger_kit
 import pytest
 from ledger_kit import record_live
 
@@ -17,6 +18,13 @@ from coderemote_pipeline.rules.partitions import partition_key
 
 ENV = "prod"
 COMMITS = {"v1.0.0": "1" * 40, "v1.1.0": "2" * 40, "v1.2.0": "3" * 40}
+
+
+@pytest.fixture(autouse=True, params=["named", "unnamed"])
+def rollback_records(request, monkeypatch):
+    """Each case twice: rollback records as written now (naming what they fled) and as written before (a span)."""
+    monkeypatch.setattr(ledger_kit, "ROLLBACKS_NAME_WHAT_THEY_FLED", request.param == "named")
+    return request.param
 
 
 @pytest.fixture
@@ -84,6 +92,16 @@ def test_an_approval_given_while_it_was_live_is_voided_by_a_later_rollback(insta
     _live(instance, "v1.2.0")
     _live(instance, "v1.0.0", rollback=True)
     assert "but a rollback took prod away from it, or past it" in _reason(instance, "v1.1.0")
+
+
+def test_a_rollback_to_a_release_with_no_earlier_record_voids_only_what_it_replaced(instance, rollback_records):
+    for release in ("v1.0.0", "v1.2.0"):
+        _decide(instance, release, "alice")
+        _live(instance, release)
+    _live(instance, "v1.1.0", rollback=True)  # v1.1.0's earlier live record is gone (older history, wiped)
+    assert "but a rollback took prod away from it" in _reason(instance, "v1.2.0")
+    # A record naming what it fled voids v1.2.0's approvals alone; one from before records did, every older one's.
+    assert (_reason(instance, "v1.0.0") is None) == (rollback_records == "named")
 
 
 def test_putting_a_fled_release_back_by_rollback_does_not_restore_its_approval(instance):

@@ -113,6 +113,7 @@ def test_rollback_and_roll_forward_rebuild_nothing(prod, instance, local_stack):
     with urllib.request.urlopen(outputs["frontend_url"] + "/index.html", timeout=5) as response:
         assert hashlib.sha256(response.read()).hexdigest() == v100.stages["frontend_bundle"]["index_sha256"]
     assert recorded_live(instance, "prod").reason == "rolled back to v1.0.0"
+    assert recorded_live(instance, "prod").fled[0] == "v1.1.0"  # the rollback's record names what it fled
     try:  # a second rollback goes further back (other modules' prod releases) or nowhere, never to what this fled
         assert rollback_target(instance, "prod", None)[0] != "v1.1.0"
     except DeployRefused as refused:

@@ -2,17 +2,26 @@
 newest that passed smoke there and is not live, passing by any a rollback took the env away from."""
 
 import dagster as dg
+import ledger_kit
 import pytest
 from ledger_kit import record_live, record_smoke
 
 from coderemote_pipeline.ledger.instance import prepare_home
 from coderemote_pipeline.ledger.records import ROLLED_BACK_TO
+from coderemote_pipeline.ledger.releases import fled_by_rollback_to
 from coderemote_pipeline.rules import names
 from coderemote_pipeline.usecases.deploy import DeployRefused
 from coderemote_pipeline.usecases.rollback import rollback_target
 
 ENV = "prod"
 COMMITS = {release: f"{n}" * 40 for n, release in enumerate(("v1.0.0", "v1.1.0", "v1.2.0"), start=1)}
+
+
+@pytest.fixture(autouse=True, params=["named", "unnamed"])
+def rollback_records(request, monkeypatch):
+    """Each case twice: rollback records as written now (naming what they fled) and as written before (a span)."""
+    monkeypatch.setattr(ledger_kit, "ROLLBACKS_NAME_WHAT_THEY_FLED", request.param == "named")
+    return request.param
 
 
 @pytest.fixture
@@ -67,6 +76,28 @@ def test_a_release_deployed_again_after_a_rollback_is_a_target_again(instance):
     _deployed(instance, "v1.1.0")  # fixed forward, the same release (a moved tag, a rebuilt image)
     _deployed(instance, "v1.2.0")
     assert rollback_target(instance, ENV, None)[0] == "v1.1.0"
+
+
+def test_a_rollback_to_a_release_whose_live_record_is_gone_flees_only_what_it_replaced(instance, rollback_records):
+    """History from before live_release existed, or wiped: v1.1.0 passed smoke in prod, but no record says it was
+    live. The rollback's record names what it fled (v1.2.0), so v1.0.0 stays a target; a record that names nothing
+    is a span back to v1.1.0's earlier record, which never comes: every older release counts as fled."""
+    _deployed(instance, "v1.0.0")
+    _deployed(instance, "v1.2.0")
+    _rolled_back(instance, "v1.1.0")
+    if rollback_records == "named":
+        assert rollback_target(instance, ENV, None)[0] == "v1.0.0"
+        return
+    with pytest.raises(DeployRefused, match=r"rolled back from: v1\.2\.0, v1\.0\.0\)"):
+        rollback_target(instance, ENV, None)
+
+
+def test_what_a_rollback_flees_is_every_release_since_its_target_was_last_live(instance):
+    for release in ("v1.0.0", "v1.1.0", "v1.2.0", "v1.1.0"):
+        _deployed(instance, release)
+    assert fled_by_rollback_to(instance, ENV, "v1.0.0") == ["v1.1.0", "v1.2.0"]  # each once, newest first
+    assert fled_by_rollback_to(instance, ENV, "v1.2.0") == ["v1.1.0"]
+    assert fled_by_rollback_to(instance, ENV, "v0.9.0") == ["v1.1.0"]  # never live here: only what it replaces
 
 
 def test_records_from_before_rollbacks_said_so_are_told_by_their_run(instance):

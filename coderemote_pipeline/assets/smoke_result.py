@@ -24,6 +24,7 @@ from coderemote_pipeline.ledger.records import (
     StackRecord,
     VersionRecord,
 )
+from coderemote_pipeline.ledger.releases import fled_by_rollback_to
 from coderemote_pipeline.resources.app_source import AppSource
 from coderemote_pipeline.resources.env_targets import EnvTargets
 from coderemote_pipeline.resources.environments import Environments
@@ -96,7 +97,8 @@ def _record_live(context, deploy: Deployment, shift: ShiftRecord, outputs: dict[
         reason=f"{ROLLED_BACK_TO if rollback else 'deployed'} {deploy.release.key}", run_id=context.run.run_id,
         since=time.time(),
         stack_outputs=outputs, app_remote=app_source.remote_url, app_layout=app_source.layout.to_json(),
-        delivery=delivery,
+        delivery=delivery, fled=fled_by_rollback_to(context.instance, deploy.env, deploy.release.key) if rollback
+        else [],
     )  # fmt: skip
     record_live(context.instance, deploy.env, live, context.log_event)
     shifts.finish(context.instance, deploy.env, context.run.run_id, "done")

@@ -225,6 +225,8 @@ class LiveRecord(Record):
     app_layout: str = ""
     # How users moved to it and how it was judged ("canary 10% for 300 s, then bake 900 s: baked 900 s, passed").
     delivery: str = ""
+    # A rollback's: the releases it took the env away from or went past, newest first (ledger/releases.py).
+    fled: list[str] = json_list()
 
     @property
     def automatic(self) -> bool:

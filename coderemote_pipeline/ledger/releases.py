@@ -113,19 +113,42 @@ def fled_since(instance: dg.DagsterInstance, env: str, release: str, since: floa
     return newest
 
 
+def fled_by_rollback_to(instance: dg.DagsterInstance, env: str, target: str) -> list[str]:
+    """What a rollback to `target` flees, read before it records itself live: every release env served since target
+    was last live, newest first. Written into the rollback's record, so the span is closed even where target's
+    earlier record is gone (history from before live_release, or wiped): then it flees only what it replaced."""
+    fled: list[str] = []
+    for found in live_history(instance, env):
+        if found.record.release == target:
+            return fled
+        if found.record.release not in fled:
+            fled.append(found.record.release)
+    return fled[:1]
+
+
 def _walk(instance: dg.DagsterInstance, env: str, since: float = 0.0) -> Iterator[Walked]:
     """Env's live history, newest first, each record with the time of the newest rollback (made after `since`)
     that fled it, or None. A rollback to A from C flees C and every release served since A was live before it (B, of
-    A, B, C): `rollback --to A`, then `rollback`, goes older than A, not to B. Past `since`, the walk ends with the
-    last open span: an older record can only be fled by an older rollback."""
-    fleeing: dict[str, float] = {}  # target of a newer rollback whose span the walk is in -> that rollback's time
+    A, B, C): `rollback --to A`, then `rollback`, goes older than A, not to B. A rollback's record names what it fled;
+    one written before records did is a span that A's older record closes. Past `since`, the walk ends once no
+    rollback's span is open and each release a rollback named was seen."""
+    spans: dict[str, float] = {}  # target of a newer unnamed rollback whose span the walk is in -> its time
+    named: dict[str, float] = {}  # release a newer rollback named as fled -> the newest such rollback's time
+    unseen: set[str] = set()  # named, and no record of it walked yet
     for found in live_history(instance, env):
-        fleeing.pop(found.record.release, None)
-        if found.timestamp < since and not fleeing:
+        record = found.record
+        spans.pop(record.release, None)
+        if found.timestamp < since and not spans and not unseen:
             return
-        yield found, max(fleeing.values(), default=None)
-        if found.timestamp > since and _by_rollback(instance, found.record):
-            fleeing[found.record.release] = found.timestamp
+        yield found, max([*spans.values(), *([named[record.release]] if record.release in named else [])],
+                         default=None)  # fmt: skip
+        unseen.discard(record.release)
+        if found.timestamp > since and _by_rollback(instance, record):
+            for release in record.fled:
+                named.setdefault(release, found.timestamp)  # newest first: the first rollback met is the newest
+                unseen.add(release)
+            if not record.fled:
+                spans[record.release] = found.timestamp
 
 
 def _by_rollback(instance: dg.DagsterInstance, record: LiveRecord) -> bool:
