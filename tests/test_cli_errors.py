@@ -71,6 +71,7 @@ CASES = [
     (["retry", "dev"], {}, "dev has no deploy or rollback run to retry"),
     (["infra", "dev", "frob"], {}, "unknown infra action 'frob': use history, preview, refresh"),
     (["status", "qa"], {}, "unknown environment 'qa'"),
+    (["status"], {"CODEREMOTE_INFRA_DIR": "{infra}"}, "unknown key 'aproval'"),  # said before the next deploy fails
     (["status", ""], {}, "unknown environment ''"),
     (["history", "qa"], {}, "unknown environment 'qa'"),
     (["history", "dev", "--days", "0"], {}, "--days 0 must be a number of days more than 0 and at most 3650"),

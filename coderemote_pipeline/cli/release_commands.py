@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
+import sys
 
 from coderemote_pipeline.cli.outlive import outlive_the_terminal
 
@@ -138,7 +139,21 @@ def cmd_status(args: argparse.Namespace, settings_from) -> int:
             print(f"         drift: {problem}")
     if note := queue_note(instance):
         print(note)
+    if broken := _policy_problem(settings):
+        print(f"error: {broken}", file=sys.stderr)
+        return 2
     return 3 if drifted else 0
+
+
+def _policy_problem(settings) -> str | None:
+    """A typo in infra/environments.yaml stops every deploy and sensor tick: said here, before the next one fails."""
+    from coderemote_pipeline.rules.environments import PolicyError, load_policies
+
+    try:
+        load_policies(settings.infra_dir)
+    except PolicyError as exc:
+        return f"{str(exc).strip()} (every deploy, promote and sensor tick stops until it is fixed)"
+    return None
 
 
 def cmd_history(args: argparse.Namespace, settings_from) -> int:
