@@ -19,6 +19,7 @@ from coderemote_pipeline.ledger.records import LiveRecord
 from coderemote_pipeline.rules.environments import load_policies
 from coderemote_pipeline.rules.release_keys import parse_release_key
 from coderemote_pipeline.rules.settings import Settings
+from coderemote_pipeline.sensors import approved_release
 from coderemote_pipeline.usecases.approve import record_decision
 from coderemote_pipeline.usecases.deploy import DeployRefused, Override, check_signed_and_open, run_deployment
 from coderemote_pipeline.usecases.promote import promote
@@ -186,6 +187,34 @@ def test_a_deny_window_holds_the_sensor_refuses_deploy_and_force_is_recorded(env
     _policy(settings_infra, "dev", deploy_windows=None)  # the window ended
     released = tick(settings, instance, "main_push_sensor", held.cursor)
     assert [r.partition_key for r in released.run_requests] == [f"dev|main-{head[:7]}"]
+
+
+def test_an_approval_that_lapses_during_a_deny_window_is_asked_again_once_it_ends(env, repo, settings_infra,
+                                                                                  monkeypatch):
+    """While a window holds an approved release, nothing launches either way: its approval is not re-read each tick
+    (nor its lapse said each tick); once the window ends, a lapsed approval holds it for a new one."""
+    from coderemote_pipeline.ledger import approvals
+
+    settings, instance = env
+    baseline = tick(settings, instance, "version_tag_sensor", None)
+    repo.tag("v1.0.0")
+    apply(instance, tick(settings, instance, "version_tag_sensor", baseline.cursor))
+    verified_in_dev(instance, repo.git("rev-parse", "HEAD"))
+    _decide(settings, instance, "bob")
+    _policy(settings_infra, "prod", deploy_windows=_window_around_now())
+    first = tick(settings, instance, "approved_release_sensor", None)
+    assert first.run_requests == [] and first.logged("prod takes no deploys now (release freeze)")
+    days_later = approvals.time.time() + 73 * 3600  # prod's approvals last 72h
+    monkeypatch.setattr(approvals, "time", type("Clock", (), {"time": staticmethod(lambda: days_later)}))
+    asked = []
+    monkeypatch.setattr(approved_release, "approval_refusal", lambda *a: asked.append(a) or approval_refusal(*a))
+    held = tick(settings, instance, "approved_release_sensor", first.cursor)
+    assert held.run_requests == [] and held.cursor_json["waiting"][0]["release"] == "v1.0.0"
+    assert not held.logged("no longer stands") and asked == []
+    _policy(settings_infra, "prod", deploy_windows=None)  # the window ended
+    ended = tick(settings, instance, "approved_release_sensor", held.cursor)
+    assert ended.run_requests == [] and ended.cursor_json["waiting"] == []
+    assert ended.logged("prod|v1.0.0: the approval by bob no longer stands, so it is held again")
 
 
 def test_a_deny_window_holds_a_promotion_too(env, repo, settings_infra):

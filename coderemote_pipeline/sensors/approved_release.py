@@ -72,13 +72,14 @@ def launch_or_wait(wait: dict[str, Any], tick: Tick, instance: dg.DagsterInstanc
     env, release, commit, hold_id = wait["env"], wait["release"], wait["commit"], int(wait["hold_id"])
     hold = latest_hold(instance, env, release)
     deploy = Deployment.of(env, release, policies, commit)
-    # While it waited (for the gate, a deploy window), its approval may have expired or a rollback voided it.
-    lapsed = approval_refusal(instance, deploy.policy, release, commit)
+    extra = hold.override_tags if hold else None
+    # While it waited (for the gate, a deploy window), its approval may have expired or a rollback voided it. Asked
+    # once the window ends, not on each tick of it: until then nothing launches either way.
+    lapsed = None if tick.closed_window(deploy, extra) else approval_refusal(instance, deploy.policy, release, commit)
     if lapsed:
         tick.note(f"{env}|{release}: the approval by {wait['by']} no longer stands, so it is held again: {lapsed}")
     outcome = tick.deploy_or_hold(deploy, trigger=names.TRIGGER_APPROVAL, run_key=held_run_key(env, release, hold_id),
-                                  ref=f"hold {hold_id}", approved=not lapsed,
-                                  extra_tags=hold.override_tags if hold else None)  # fmt: skip
+                                  ref=f"hold {hold_id}", approved=not lapsed, extra_tags=extra)  # fmt: skip
     common = {"trigger": names.TRIGGER_APPROVAL, "hold_id": hold_id, "approved_by": wait["by"]}
     if outcome == WINDOW:
         return True  # a deploy window holds it: asked again next tick, launched when the window ends

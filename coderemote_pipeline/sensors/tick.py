@@ -65,6 +65,13 @@ class Tick:
         if release not in self.releases:
             self.releases.append(release)
 
+    @staticmethod
+    def closed_window(deploy: Deployment, extra_tags: dict[str, str] | None = None):
+        """The deploy window of deploy's env that holds it now, if one does (an override passes every window)."""
+        if (extra_tags or {}).get(names.OVERRIDE_TAG):
+            return None
+        return deploy.policy.windows.closed(datetime.now(UTC))
+
     def deploy_or_hold(
         self,
         deploy: Deployment,
@@ -80,8 +87,7 @@ class Tick:
         """Request the deploy of `deploy` (at its commit), hold it for approval where the env's policy says so, or
         say why not. Returns what was done: "requested", "held", "gated" (the promotion gate holds it), "live"."""
         instance, label, commit = self._context.instance, deploy.label, deploy.commit
-        closed = deploy.policy.windows.closed(datetime.now(UTC))
-        if closed is not None and not (extra_tags or {}).get(names.OVERRIDE_TAG):
+        if (closed := self.closed_window(deploy, extra_tags)) is not None:
             self.note(f"holding {label} (commit {commit[:12]}): {closed.describe(deploy.env)}; it deploys then")
             return WINDOW
         if not approved and approval_refusal(instance, deploy.policy, deploy.release.key, commit):
