@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -50,11 +51,13 @@ class SwitchFailed(RuntimeError):
 
 
 def serving(target: EnvTarget) -> Serving:
-    """What the environment's alias and site point at now (the alias's primary version)."""
-    version = lv.alias_version(target.lam, target.outputs)
-    info = lv.version_info(target.lam, target.outputs, version)
-    return Serving(version, info.release, info.commit, info.image.digest,
-                   store.live_release(target.s3, target.outputs[out.FRONTEND_BUCKET]))  # fmt: skip
+    """What the environment's alias and site point at now (the alias's primary version). The site's pointer is read
+    beside the alias's two reads: every deploy and rollback asks this before it switches."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="serving") as pool:
+        site = pool.submit(store.live_release, target.s3, target.outputs[out.FRONTEND_BUCKET])
+        version = lv.alias_version(target.lam, target.outputs)
+        info = lv.version_info(target.lam, target.outputs, version)
+        return Serving(version, info.release, info.commit, info.image.digest, site.result())
 
 
 def served_version(target: EnvTarget, version: str) -> ServedVersion:
@@ -99,10 +102,11 @@ def switch_site(target: EnvTarget, release: str) -> list[str]:
     return flipped.changed_paths
 
 
-def switch(target: EnvTarget, to: Serving) -> Switched:
-    """Move users to `to`: the API, then the site. On any failure, what had switched goes back, then it raises."""
+def switch(target: EnvTarget, to: Serving, before: Serving | None = None) -> Switched:
+    """Move users to `to`: the API, then the site. On any failure, what had switched goes back, then it raises.
+    `before`: what the env served, if the caller read it just now (nothing moved it since: the lease is held)."""
     started = time.monotonic()
-    before = serving(target)
+    before = before or serving(target)
     with _put_back_on_failure(target, before, f"the API did not switch to version {to.version}", site=False):
         api = switch_api(target, to.version)
     changed: list[str] = []

@@ -64,7 +64,8 @@ def traffic_shift(
     plan = _plan(context, deploy, before, wanted)
     windows = _steps(context, deploy, target, plan, before, wanted) if plan.steps else []
     try:
-        switched = switch(target, wanted)
+        # Canary steps move weights: what served is read again after them; at once, it is what was just read.
+        switched = switch(target, wanted, None if plan.steps else before)
     except SwitchFailed as exc:
         raise dg.Failure(description=f"the switch of {deploy.label} failed: {exc}", allow_retries=False) from exc
     _record_state(context, deploy, plan, before, wanted, "bake" if plan.bake_s else "done")
