@@ -13,7 +13,7 @@ from dataclasses import replace
 import dagster as dg
 import pytest
 from ledger_kit import record_live
-from sensor_kit import settings_for, tick, verified_in_dev
+from sensor_kit import apply, settings_for, tick, verified_in_dev
 
 from coderemote_pipeline.actions.git_remote import GitRemote
 from coderemote_pipeline.definitions import build_defs
@@ -295,12 +295,16 @@ def test_stable_tag_deploys_prod_directly_where_no_approval_is_required(settings
     gated = tick(settings, instance, TAGS, baseline.cursor)
     assert gated.run_requests == []
     assert gated.logged(f"not deploying prod|v1.0.0 (commit {head[:12]}) yet: prod is held")
+    assert gated.cursor_json["waiting"] == {"v1.0.0": ["prod"]}  # known, and decided again each tick
+    apply(instance, gated)  # as the daemon does: the release is registered
+    assert tick(settings, instance, TAGS, gated.cursor).run_requests == []
     verified_in_dev(instance, head)
-    result = tick(settings, instance, TAGS, baseline.cursor)
+    result = tick(settings, instance, TAGS, gated.cursor)  # the tick after the gate opened, from the last cursor
     request = _only_request(result)
     assert request.partition_key == "prod|v1.0.0" and request.run_key == f"prod:v1.0.0@{head}"
     assert request.tags["coderemote/trigger"] == "stable_tag" and request.tags["coderemote/commit"] == head
-    assert result.partitions == ["v1.0.0"] and result.events == []
+    assert "waiting" not in result.cursor_json
+    assert tick(settings, instance, TAGS, result.cursor).run_requests == []
 
 
 def test_prerelease_tag_is_recorded_never_deployed(settings, instance, repo):
@@ -371,6 +375,25 @@ def test_deleted_tag_is_noted(settings, instance, repo):
     result = tick(settings, instance, TAGS, baseline.cursor)
     assert result.run_requests == [] and result.cursor_json["tags"] == {}
     assert result.logged("tag v1.0.0 was deleted from the remote")
+
+
+def test_a_tag_deleted_then_pushed_at_another_commit_is_a_moved_tag(settings, instance, repo):
+    first = repo.git("rev-parse", "HEAD")
+    repo.tag("v1.0.0")
+    baseline = _baseline(settings, instance)
+    repo.git("push", "--quiet", "origin", ":refs/tags/v1.0.0")
+    deleted = tick(settings, instance, TAGS, baseline.cursor)
+    assert deleted.cursor_json["gone"] == {"v1.0.0": first}
+    moved_to = repo.push("after the release")
+    repo.tag("v1.0.0", moved_to, force=True)
+    result = tick(settings, instance, TAGS, deleted.cursor)
+    assert result.run_requests == [] and result.partitions == [] and result.events == []
+    assert result.logged(f"tag v1.0.0 moved from {first[:12]} to {moved_to[:12]}: NOT redeployed")
+    assert result.cursor_json["tags"] == {"v1.0.0": moved_to} and "gone" not in result.cursor_json
+    # Deleted and pushed again at the same commit: the tag it was, nothing to say or do.
+    repo.git("push", "--quiet", "origin", ":refs/tags/v1.0.0")
+    again = tick(settings, instance, TAGS, tick(settings, instance, TAGS, result.cursor).cursor)
+    assert again.run_requests == [] and again.events == [] and again.logs == []
 
 
 def test_a_refused_tag_is_not_counted_as_the_newest_release(settings, instance, repo):

@@ -217,6 +217,23 @@ def test_an_approval_that_lapses_during_a_deny_window_is_asked_again_once_it_end
     assert ended.logged("prod|v1.0.0: the approval by bob no longer stands, so it is held again")
 
 
+def test_a_tag_pushed_during_prod_s_deny_window_is_held_for_approval_once_it_ends(env, repo, settings_infra):
+    settings, instance = env
+    _policy(settings_infra, "prod", deploy_windows=_window_around_now())
+    baseline = tick(settings, instance, "version_tag_sensor", None)
+    repo.tag("v1.0.0")
+    held = tick(settings, instance, "version_tag_sensor", baseline.cursor)
+    assert held.run_requests == [] and held.events == [] and held.logged("prod takes no deploys now (release freeze)")
+    assert held.cursor_json["waiting"] == {"v1.0.0": ["prod"]} and "v1.0.0" in held.cursor_json["tags"]
+    apply(instance, held)
+    _policy(settings_infra, "prod", deploy_windows=None)  # the window ended
+    ended = tick(settings, instance, "version_tag_sensor", held.cursor)
+    (hold,) = ended.events  # prod requires approval: held for it now, once
+    assert hold.partition == "prod|v1.0.0" and hold.metadata["status"].value == "pending"
+    assert "waiting" not in ended.cursor_json
+    assert tick(settings, instance, "version_tag_sensor", ended.cursor).events == []
+
+
 def test_a_deny_window_holds_a_promotion_too(env, repo, settings_infra):
     """Promotion deploys to its target env: that env's deny window refuses it as it refuses a deploy (it used to
     promote into a freeze)."""

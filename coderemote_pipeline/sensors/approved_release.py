@@ -28,6 +28,7 @@ from coderemote_pipeline.resources.environments import Environments
 from coderemote_pipeline.resources.readiness import TargetReadiness
 from coderemote_pipeline.rules import names
 from coderemote_pipeline.rules.deployment import Deployment
+from coderemote_pipeline.sensors.tick import GATED as GATED_OUTCOME
 from coderemote_pipeline.sensors.tick import WINDOW, Tick, load_cursor
 
 
@@ -85,7 +86,7 @@ def launch_or_wait(wait: dict[str, Any], tick: Tick, instance: dg.DagsterInstanc
         return True  # a deploy window holds it: asked again next tick, launched when the window ends
     if outcome == "held":
         return False  # a new hold: approving it again launches that one
-    if outcome == "gated":
+    if outcome == GATED_OUTCOME:
         if not wait.get("announced"):
             source = deploy.policy.verified_in or "the source environment"
             fix = (f"approved by {wait['by']}; waits for the promotion gate: deploy commit {commit[:12]} to {source} "

@@ -26,6 +26,7 @@ MAIN_REF = "refs/heads/main"
 TAG_PREFIX = "refs/tags/"
 # deploy_or_hold's answer for a release a deploy window holds: the sensor keeps it and asks again next tick.
 WINDOW = "window"
+GATED = "gated"
 
 
 def load_cursor(raw: str | None) -> dict[str, Any]:
@@ -107,7 +108,7 @@ class Tick:
         gate = gate_refusal(instance, deploy.policy, commit, extra_tags)
         if gate:
             self.warn(f"not deploying {label} (commit {commit[:12]}) yet: {gate}")
-            return "gated"
+            return GATED
         if already_live(instance, deploy):
             self.note(f"{label} (commit {commit[:12]}) is already live in {deploy.env} and its last deploy succeeded")
             return "live"

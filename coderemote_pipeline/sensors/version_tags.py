@@ -1,9 +1,10 @@
 """v* tags → prod: every new stable version tag on main is registered and deployed (after approval where required).
 
 The cursor maps every `v*` tag the sensor has acted on to its commit, so each tag is decided exactly once, and a tag
-that later points elsewhere is noticed and reported instead of silently redeployed. A tick reads refs only
-(`git ls-remote`); it fetches `main` and the new tags into the mirror only when a new stable tag needs its
-reachability from main checked.
+that later points elsewhere (even after a delete) is noticed and reported instead of silently redeployed. A tag a
+deploy window or the promotion gate holds waits in the cursor with the envs it waits for, decided again each tick.
+A tick reads refs only (`git ls-remote`); it fetches `main` and the new tags into the mirror only when a new stable
+tag needs its reachability from main checked.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from coderemote_pipeline.rules.app_layout import AppLayout
 from coderemote_pipeline.rules.deployment import Deployment
 from coderemote_pipeline.rules.environments import EnvironmentPolicy, Trigger
 from coderemote_pipeline.rules.release_keys import Release, ReleaseKeyError, is_version_tag_name, release_for_tag
-from coderemote_pipeline.sensors.tick import MAIN_REF, TAG_PREFIX, WINDOW, Tick, dump_cursor, load_cursor
+from coderemote_pipeline.sensors.tick import GATED, MAIN_REF, TAG_PREFIX, WINDOW, Tick, dump_cursor, load_cursor
 
 
 def version_tags(refs: dict[str, str]) -> dict[str, str]:
@@ -66,14 +67,18 @@ def classify(new: dict[str, str], tick: Tick) -> list[Release]:
     return sorted(stable, key=lambda r: r.version or semver.Version(0))
 
 
-def report_changes(seen: dict[str, str], tags: dict[str, str], tick: Tick) -> None:
+def report_changes(seen: dict[str, str], tags: dict[str, str], gone: dict[str, str], tick: Tick) -> None:
+    """Say which known tags were deleted or moved. A tag deleted, then pushed again, is the tag it was (never a new
+    one): at another commit it is a moved tag, whether a tick fell between the delete and the push or not."""
     for name in sorted(set(seen) - set(tags)):
         tick.note(f"tag {name} was deleted from the remote; nothing is deployed or undone")
-    for name in sorted(n for n in set(seen) & set(tags) if seen[n] != tags[n]):
+    back = {name: tags[name] for name in set(gone) & set(tags) if name not in seen}
+    before = {**seen, **{name: gone[name] for name in back}}
+    for name in sorted(n for n in set(before) & set(tags) if before[n] != tags[n]):
         tick.warn(
-            f"tag {name} moved from {seen[name][:12]} to {tags[name][:12]}: NOT redeployed. A version names one "
+            f"tag {name} moved from {before[name][:12]} to {tags[name][:12]}: NOT redeployed. A version names one "
             f"commit; to release {tags[name][:12]}, tag it with a new version. An approval given for {name} still "
-            f"binds {seen[name][:12]}, so a deploy of the moved tag is refused until approved again"
+            f"binds {before[name][:12]}, so a deploy of the moved tag is refused until approved again"
         )
 
 
@@ -85,13 +90,13 @@ def act_on_stable(
     tick: Tick,
     policies: dict[str, EnvironmentPolicy],
     layout: AppLayout,
-) -> set[str]:
+) -> dict[str, list[str]]:
     """Check each new stable tag is on main (and signed where an env requires it), then deploy it (or hold it) in
     every env triggered by stable tags. `accepted` (the releases taken so far, in the cursor) gains each tag that is
-    on main. Returns the tags a deploy window holds: the sensor decides them again on its next tick."""
+    on main. Returns the envs a deploy window or the promotion gate holds each tag from: decided again next tick."""
     remote.fetch_refs(MAIN_REF, *[f"{TAG_PREFIX}{r.key}" for r in stable])
     highest_before = _highest_stable(accepted)
-    windowed: set[str] = set()
+    waiting: dict[str, list[str]] = {}
     for release in stable:
         commit = tags[release.key]
         if not remote.is_ancestor(commit, MAIN_REF):
@@ -104,25 +109,47 @@ def act_on_stable(
             tick.note(f"{release.key} is older than v{highest_before}, already tagged: deploying it like any new tag")
         tick.register(release.key)
         accepted.append(release.key)
-        for policy in policies.values():
-            if policy.trigger is not Trigger.STABLE_TAG:
+        envs = [name for name, policy in policies.items() if policy.trigger is Trigger.STABLE_TAG]
+        if held := decide(remote, release, commit, envs, tick, policies, layout):
+            waiting[release.key] = held
+    return waiting
+
+
+def decide(remote: GitRemote, release: Release, commit: str, envs: list[str], tick: Tick,
+           policies: dict[str, EnvironmentPolicy], layout: AppLayout) -> list[str]:  # fmt: skip
+    """Deploy (or hold for approval) an accepted tag in each of `envs`; the envs a deploy window or the promotion
+    gate holds it from (nothing launched there yet, decided again next tick)."""
+    held = []
+    for policy in (policies[name] for name in envs):
+        if policy.allowed_signers is not None:
+            refusal = signature_refusal(remote, release, policy.allowed_signers)
+            if refusal:
+                tick.warn(f"skipped {release.key} for {policy.name}: {refusal}")
                 continue
-            if policy.allowed_signers is not None:
-                refusal = signature_refusal(remote, release, policy.allowed_signers)
-                if refusal:
-                    tick.warn(f"skipped {release.key} for {policy.name}: {refusal}")
-                    continue
-            outcome = tick.deploy_or_hold(
-                Deployment.of(policy.name, release.key, policies, commit),
-                trigger=Trigger.STABLE_TAG.value,
-                run_key=f"{policy.name}:{release.key}@{commit}",
-                ref=f"{TAG_PREFIX}{release.key}",
-                commit_time=remote.commit_time(commit),
-                notes=_notes(remote, layout, tick, policy, commit) if policy.approval_required else "",
-            )
-            if outcome == WINDOW:
-                windowed.add(release.key)
-    return windowed
+        outcome = tick.deploy_or_hold(
+            Deployment.of(policy.name, release.key, policies, commit),
+            trigger=Trigger.STABLE_TAG.value,
+            run_key=f"{policy.name}:{release.key}@{commit}",
+            ref=f"{TAG_PREFIX}{release.key}",
+            commit_time=remote.commit_time(commit),
+            notes=_notes(remote, layout, tick, policy, commit) if policy.approval_required else "",
+        )
+        if outcome in (WINDOW, GATED):
+            held.append(policy.name)
+    return held
+
+
+def still_waiting(remote: GitRemote, waiting: dict[str, list[str]], tags: dict[str, str], tick: Tick,
+                  policies: dict[str, EnvironmentPolicy], layout: AppLayout) -> dict[str, list[str]]:  # fmt: skip
+    """Decide again the tags a window or the gate held, in the envs they were held from, while they point where they
+    did (a moved or deleted tag is reported instead, and waits no more)."""
+    left: dict[str, list[str]] = {}
+    for key, envs in waiting.items():
+        envs = [name for name in envs if name in policies and policies[name].trigger is Trigger.STABLE_TAG]
+        if key in tags and envs and (held := decide(remote, release_for_tag(key), tags[key], envs, tick, policies,
+                                                    layout)):  # fmt: skip
+            left[key] = held
+    return left
 
 
 def _notes(remote: GitRemote, layout: AppLayout, tick: Tick, policy: EnvironmentPolicy, commit: str) -> str:
@@ -165,25 +192,32 @@ def version_tag_sensor_def(interval_s: int, jobs: Sequence[dg.UnresolvedAssetJob
                 cursor=dump_cursor({"tags": tags, "accepted": sorted(tags)}),
             )
         seen: dict[str, str] = cursor["tags"]
+        gone: dict[str, str] = dict(cursor.get("gone", {}))
+        waiting: dict[str, list[str]] = dict(cursor.get("waiting", {}))
         # Tags refused (off main) are in `seen` but not here: "older than" compares with accepted releases only.
         accepted: list[str] = list(cursor.get("accepted", seen))
-        new = {name: sha for name, sha in tags.items() if name not in seen}
-        if new and (down := readiness.blocker()) is not None:
-            return dg.SkipReason(f"new tag(s) {', '.join(sorted(new))}; acting on them once the target is back: {down}")
+        new = {name: sha for name, sha in tags.items() if name not in seen and name not in gone}
+        if (new or waiting) and (down := readiness.blocker()) is not None:
+            what = " and ".join(f"{kind} tag(s) {', '.join(sorted(names))}"
+                                for kind, names in (("new", new), ("held", waiting)) if names)  # fmt: skip
+            return dg.SkipReason(f"{what}; acting on them once the target is back: {down}")
         tick = Tick(context)
-        report_changes(seen, tags, tick)
-        stable = classify(new, tick)
-        windowed: set[str] = set()
-        if stable:
-            try:
-                windowed = act_on_stable(remote, stable, tags, accepted, tick, environments.policies(),
-                                         app_source.layout)  # fmt: skip
-            except GitError as exc:
-                # Cursor unchanged: the next tick decides these tags again, so none is lost.
-                return dg.SkipReason(f"new tag(s) {', '.join(r.key for r in stable)}: cannot read their history: {exc}")
-        # A tag a deploy window holds stays new: decided again each tick, deployed once the window ends.
-        cursor = {"tags": {t: c for t, c in tags.items() if t not in windowed},
-                  "accepted": sorted(set(accepted) - windowed)}  # fmt: skip
+        report_changes(seen, tags, gone, tick)
+        gone = {name: commit for name, commit in {**gone, **seen}.items() if name not in tags}
+        stable, policies = classify(new, tick), environments.policies()
+        try:
+            if waiting:
+                waiting = still_waiting(remote, {k: v for k, v in waiting.items() if seen.get(k) == tags.get(k)},
+                                        tags, tick, policies, app_source.layout)  # fmt: skip
+            if stable:
+                waiting |= act_on_stable(remote, stable, tags, accepted, tick, policies, app_source.layout)
+        except GitError as exc:
+            # Cursor unchanged: the next tick decides these tags again, so none is lost.
+            return dg.SkipReason(f"new or held tag(s): cannot read their history: {exc}")
+        # A tag a deploy window or the promotion gate holds is known, and decided again each tick in the envs it
+        # waits for, until it deploys there.
+        cursor = {"tags": tags, "accepted": sorted(set(accepted)), **({"gone": gone} if gone else {}),
+                  **({"waiting": waiting} if waiting else {})}  # fmt: skip
         return tick.result(cursor, idle=f"no new v* tags ({len(tags)} known)")
 
     return version_tag_sensor
