@@ -19,9 +19,12 @@ from coderemote_pipeline.actions.git_remote import GitRemote
 from coderemote_pipeline.definitions import build_defs
 from coderemote_pipeline.ledger.leases import Lease
 from coderemote_pipeline.resources.targets import local_resources
+from coderemote_pipeline.rules import names
 from coderemote_pipeline.rules.environments import Approval, load_policies
 from coderemote_pipeline.rules.release_keys import commit_release_key
 from coderemote_pipeline.rules.settings import Settings, SettingsError
+from coderemote_pipeline.usecases.retry import carried_tags
+from coderemote_pipeline.usecases.rollback import settings_of
 
 MAIN = "main_push_sensor"
 TAGS = "version_tag_sensor"
@@ -72,6 +75,11 @@ def test_first_tick_deploys_the_head_of_main_to_dev(settings, instance, repo):
     assert request.run_key == f"dev:main@{head}#1"
     assert request.tags["coderemote/commit"] == head and request.tags["coderemote/trigger"] == "main_push"
     assert (request.tags["coderemote/env"], request.tags["coderemote/release"]) == ("dev", release)
+    # How it is built, as a CLI deploy records it: a retry of this run from anyone's shell builds from there.
+    assert request.tags[names.APP_REMOTE_TAG] == settings.app_remote
+    assert request.tags[names.APP_LAYOUT_TAG] == settings.app_layout.to_json()
+    elsewhere = settings.for_app("/nowhere/else.git", settings.app_layout)
+    assert settings_of(elsewhere, request.tags).app_remote == settings.app_remote
     assert result.partitions == [release]
     assert result.cursor_json == {"main": head, "moves": 1}
     assert result.logged(f"first tick: main is at {head[:12]}")
@@ -406,3 +414,11 @@ def test_a_refused_tag_is_not_counted_as_the_newest_release(settings, instance, 
     result = tick(settings, instance, TAGS, refused.cursor)
     assert result.partitions == ["v1.0.1"]
     assert not result.logged("older than"), result.logs  # v1.3.0 was refused: it is no release to compare with
+
+
+def test_a_retry_carries_the_override_the_approvers_and_checks_skipped_on_purpose():
+    """Dagster gives a re-execution only the tags it is passed: what the retry must keep of its run, and no more."""
+    kept = {names.OVERRIDE_TAG: "outage", names.OVERRIDE_BY_TAG: "pat", names.APPROVED_BY_TAG: "alice",
+            names.SKIP_CHECKS_TAG: "tests later", names.SKIP_CHECKS_BY_TAG: "pat"}  # fmt: skip
+    run = dg.DagsterRun(job_name="deploy_job", tags={**kept, names.TRIGGER_TAG: "cli", names.REQUEST_TAG: "x"})
+    assert carried_tags(run) == kept

@@ -24,6 +24,7 @@ from coderemote_pipeline.ledger.approvals import (
     hold_event,
     latest_hold,
 )
+from coderemote_pipeline.resources.app_source import AppSource
 from coderemote_pipeline.resources.environments import Environments
 from coderemote_pipeline.resources.readiness import TargetReadiness
 from coderemote_pipeline.rules import names
@@ -113,7 +114,10 @@ def approved_release_sensor_def(
         "materialized with decision approve), or as soon as the promotion gate opens; one deploy per hold.",
     )
     def approved_release_sensor(
-        context: dg.SensorEvaluationContext, environments: Environments, readiness: TargetReadiness
+        context: dg.SensorEvaluationContext,
+        app_source: AppSource,
+        environments: Environments,
+        readiness: TargetReadiness,
     ):
         cursor = load_cursor(context.cursor)
         after, waiting = int(cursor.get("after_storage_id", 0)), list(cursor.get("waiting", []))
@@ -122,7 +126,7 @@ def approved_release_sensor_def(
             return dg.SkipReason("no new approval decisions")
         if (down := readiness.blocker()) is not None:
             return dg.SkipReason(f"approval decisions to act on once the target is back: {down}")
-        tick = Tick(context)
+        tick = Tick(context, app_source)
         policies = environments.policies()
         for decision in _latest_per_partition(decisions):
             waiting = [w for w in waiting if (w["env"], w["release"]) != (decision.env, decision.release)]

@@ -115,7 +115,7 @@ def main_push_sensor_def(interval_s: int, jobs: Sequence[dg.UnresolvedAssetJobDe
             return dg.SkipReason(f"main moved to {head[:12]}; deploying once the target is back: {down}")
         all_policies = environments.policies()
         policies = [p for p in all_policies.values() if p.trigger is Trigger.MAIN_PUSH]
-        tick = Tick(context)
+        tick = Tick(context, app_source)
         for policy in policies:
             busy = deploy_in_progress(context.instance, policy.name, tick)
             if busy is not None:

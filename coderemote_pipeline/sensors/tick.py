@@ -17,6 +17,7 @@ from coderemote_pipeline.ledger.approvals import PENDING, approval_refusal, appr
 from coderemote_pipeline.ledger.gate import gate_refusal, gate_status
 from coderemote_pipeline.ledger.job_choice import choose_job
 from coderemote_pipeline.ledger.live import already_live
+from coderemote_pipeline.resources.app_source import AppSource
 from coderemote_pipeline.rules import names
 from coderemote_pipeline.rules import notify_config as nc
 from coderemote_pipeline.rules.deployment import Deployment
@@ -43,8 +44,11 @@ def dump_cursor(cursor: dict[str, Any]) -> str:
 
 
 class Tick:
-    def __init__(self, context: dg.SensorEvaluationContext):
+    def __init__(self, context: dg.SensorEvaluationContext, app_source: AppSource):
         self._context = context
+        # Each run records how its release is built, as the CLI's do: `retry` and a later deploy of the release
+        # build it from that remote and layout, whoever runs them and with whichever settings.
+        self._built = (app_source.remote_url, app_source.layout.to_json())
         self.messages: list[str] = []
         self.run_requests: list[dg.RunRequest] = []
         self.releases: list[str] = []
@@ -113,9 +117,7 @@ class Tick:
             self.note(f"{label} (commit {commit[:12]}) is already live in {deploy.env} and its last deploy succeeded")
             return "live"
         job_name = choose_job()
-        tags = {**deploy.tags(trigger), **(extra_tags or {})}
-        if commit_time is not None:
-            tags[names.COMMIT_TIME_TAG] = f"{commit_time:.0f}"
+        tags = {**deploy.built_tags(trigger, *self._built, commit_time), **(extra_tags or {})}
         self.run_requests.append(
             dg.RunRequest(
                 run_key=run_key,

@@ -201,7 +201,7 @@ def version_tag_sensor_def(interval_s: int, jobs: Sequence[dg.UnresolvedAssetJob
             what = " and ".join(f"{kind} tag(s) {', '.join(sorted(names))}"
                                 for kind, names in (("new", new), ("held", waiting)) if names)  # fmt: skip
             return dg.SkipReason(f"{what}; acting on them once the target is back: {down}")
-        tick = Tick(context)
+        tick = Tick(context, app_source)
         report_changes(seen, tags, gone, tick)
         gone = {name: commit for name, commit in {**gone, **seen}.items() if name not in tags}
         stable, policies = classify(new, tick), environments.policies()

@@ -116,14 +116,23 @@ def retry_from_failure(
     if marking:
         instance.report_run_failed(run, "marked failed by `coderemote-pipeline retry --mark-failed`: process gone")
         run = find_run(instance, run.run_id)
-    kept = (names.OVERRIDE_TAG, names.OVERRIDE_BY_TAG, names.APPROVED_BY_TAG)
-    carried = {k: v for k, v in run.tags.items() if k in kept}
+    carried = carried_tags(run)
     deploy = Deployment.of(run.tags[names.ENV_TAG], run.tags[names.RELEASE_TAG], envs,
                            run.tags.get(names.COMMIT_TAG, ""))  # fmt: skip
     reexecute, why = _steps_to_rerun(instance, run, deploy)
     echo(f"re-executing {run.run_id[:8]} ({run.job_name}, {deploy.label}) {why}")
     return launch(deploy, settings=settings_of(settings, dict(run.tags)), instance=instance, job_name=run.job_name,
                   trigger=names.TRIGGER_RETRY, echo=echo, extra_tags=carried, reexecute=reexecute)  # fmt: skip
+
+
+# What a retry carries from the run it re-executes (Dagster gives a re-execution only the tags it is passed): the
+# override and who approved it, and checks skipped on purpose, which would otherwise run and could fail the retry.
+CARRIED = (names.OVERRIDE_TAG, names.OVERRIDE_BY_TAG, names.APPROVED_BY_TAG, names.SKIP_CHECKS_TAG,
+           names.SKIP_CHECKS_BY_TAG)  # fmt: skip
+
+
+def carried_tags(run: dg.DagsterRun) -> dict[str, str]:
+    return {key: value for key, value in run.tags.items() if key in CARRIED}
 
 
 def _steps_to_rerun(instance: dg.DagsterInstance, run: dg.DagsterRun, deploy: Deployment) -> tuple[
