@@ -5,7 +5,10 @@ partitions registered, the pending approvals recorded, the cursor and the reason
 """
 
 import json
+import os
 import shutil
+import socket
+import subprocess
 import time
 import uuid
 from dataclasses import replace
@@ -206,6 +209,32 @@ def test_a_deploy_killed_mid_step_does_not_hold_dev_back(settings, instance, rep
     result = tick(settings, instance, MAIN, first.cursor)
     assert _only_request(result).tags["coderemote/commit"] == pushed
     assert result.logged(f"not waiting for it: run {killed.run_id[:8]} holds dev's deploy lease but stopped heart")
+    # Marked failed, its lease freed: the run queue (one run of dev at a time) does not hold the new run behind it.
+    assert instance.get_run_by_id(killed.run_id).status is dg.DagsterRunStatus.FAILURE
+    assert Lease(instance, "dev").holder() is None
+
+
+def test_a_cli_run_whose_process_is_gone_is_marked_failed_before_the_next_deploy(settings, instance, repo):
+    """Killed before it took the lease (no heartbeat to go by): the process it names on this host is gone. A run
+    executed on another host, or by a live process, is not judged from here."""
+    first = tick(settings, instance, MAIN, None)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    here = socket.gethostname()
+    tags = {"coderemote/env": "dev", "coderemote/release": first.partitions[0]}
+    wheres = (f"{here}:{dead.pid}", f"elsewhere.example:{dead.pid}", f"{here}:{os.getpid()}")
+    runs = {w: dg.DagsterRun("redeploy_job", status=dg.DagsterRunStatus.STARTED,
+                             tags={**tags, names.EXECUTED_BY_TAG: w}) for w in wheres}  # fmt: skip
+    for run in runs.values():
+        instance.add_run(run)
+    repo.push("pushed after the CLI was killed")
+    result = tick(settings, instance, MAIN, first.cursor)
+    gone = runs[wheres[0]]
+    assert result.logged(f"not waiting for it: run {gone.run_id[:8]} was executed by process {dead.pid} on this "
+                         "host, which is gone; marked failed")  # fmt: skip
+    statuses = [instance.get_run_by_id(runs[w].run_id).status for w in wheres]
+    assert statuses == [dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTED]
+    assert result.run_requests == [] and "waiting for the dev deploy in progress" in result.skip
 
 
 def test_other_branches_do_not_deploy(settings, instance, repo):

@@ -3,6 +3,8 @@ rollback of a release whose health check fails, and drift when someone moves the
 
 import hashlib
 import json
+import os
+import socket
 import urllib.request
 from pathlib import Path
 
@@ -96,6 +98,8 @@ def test_rollback_and_roll_forward_rebuild_nothing(prod, instance, local_stack):
     back = _rollback(settings, instance)
     assert back.success, back.failure
     assert names.APPROVED_BY_TAG not in instance.get_run_by_id(back.run_id).tags
+    # The process executing it, for a sensor to tell it gone if this process dies.
+    assert instance.get_run_by_id(back.run_id).tags[names.EXECUTED_BY_TAG] == f"{socket.gethostname()}:{os.getpid()}"
     assert back.release == "v1.0.0" and "infra_stack" not in back.stages
     # rollback_job: the stages after infra, and none of the app's checks (on the record of the run that built it).
     assert back.job_name == "rollback_job" and not [s for s in back.stages if s.startswith("check:")]

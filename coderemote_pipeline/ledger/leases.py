@@ -210,10 +210,18 @@ class Lease:
                 waited_since, reminded = waited_since or now, now
             time.sleep(POLL_S)
 
-    def _fail_if_running(self, run_id: str, why: str) -> None:
+    def reap(self, run_id: str, why: str) -> bool:
+        """Free the lease `run_id` holds, if it does, and mark the run failed (`why`: its process is gone): a
+        deploy queued behind it would wait forever. True if it was still running."""
+        self._free(run_id)
+        return self._fail_if_running(run_id, why)
+
+    def _fail_if_running(self, run_id: str, why: str) -> bool:
         run = self.instance.get_run_by_id(run_id)
-        if run is not None and run.status not in TERMINAL:
-            self.instance.report_run_failed(run, f"deploy lease reclaimed: {why}")
+        if run is None or run.status in TERMINAL:
+            return False
+        self.instance.report_run_failed(run, f"deploy lease reclaimed: {why}")
+        return True
 
     def release(self, run_id: str, note=lambda _: None) -> None:
         if self._free(run_id):

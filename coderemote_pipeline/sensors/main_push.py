@@ -13,7 +13,6 @@ from collections.abc import Sequence
 import dagster as dg
 
 from coderemote_pipeline.actions.git_remote import GitError, GitRemote
-from coderemote_pipeline.ledger.leases import Lease
 from coderemote_pipeline.resources.app_source import AppSource
 from coderemote_pipeline.resources.environments import Environments
 from coderemote_pipeline.resources.readiness import TargetReadiness
@@ -21,6 +20,7 @@ from coderemote_pipeline.rules.deployment import Deployment
 from coderemote_pipeline.rules.environments import Trigger
 from coderemote_pipeline.rules.names import ENV_TAG, RELEASE_TAG
 from coderemote_pipeline.rules.release_keys import commit_release_key
+from coderemote_pipeline.sensors.abandoned import reap_abandoned
 from coderemote_pipeline.sensors.tick import MAIN_REF, WINDOW, Tick, load_cursor
 
 # Commits named in a tick's log when several pushes landed between two ticks; beyond that, a count.
@@ -37,19 +37,14 @@ STALE_RUN_S = 30 * 60
 
 
 def deploy_in_progress(instance: dg.DagsterInstance, env: str, tick: Tick | None = None) -> dg.RunRecord | None:
-    """The env's newest run that is still working: not one whose process was killed mid-step (it holds the lease
-    without a heartbeat; the next deploy reclaims it) nor one older than STALE_RUN_S."""
-    records = instance.get_run_records(dg.RunsFilter(tags={ENV_TAG: env}, statuses=IN_PROGRESS), limit=5)
-    lease = Lease(instance, env)
-    for record in records:
-        if time.time() - record.create_timestamp.timestamp() >= STALE_RUN_S:
-            continue
-        gone = lease.abandoned_by(record.dagster_run.run_id)
-        if gone is None:
-            return record
+    """The env's newest run that is still working: not one whose process is gone (marked failed here, so that the
+    run queue does not hold the next deploy behind it) nor one older than STALE_RUN_S."""
+    for why in reap_abandoned(instance, env):
         if tick is not None:
-            tick.note(f"not waiting for it: {gone} (its process is gone); the deploy reclaims the lease")
-    return None
+            tick.note(f"not waiting for it: {why}; marked failed (the run queue would hold the next deploy behind it)")
+    records = instance.get_run_records(dg.RunsFilter(tags={ENV_TAG: env}, statuses=IN_PROGRESS), limit=5)
+    fresh = [r for r in records if time.time() - r.create_timestamp.timestamp() < STALE_RUN_S]
+    return fresh[0] if fresh else None
 
 
 def _subject(commits: list[tuple[str, str]], sha: str) -> str:

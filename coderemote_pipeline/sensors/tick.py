@@ -22,6 +22,7 @@ from coderemote_pipeline.rules import names
 from coderemote_pipeline.rules import notify_config as nc
 from coderemote_pipeline.rules.deployment import Deployment
 from coderemote_pipeline.rules.partitions import release_partitions_def
+from coderemote_pipeline.sensors.abandoned import reap_abandoned
 
 MAIN_REF = "refs/heads/main"
 TAG_PREFIX = "refs/tags/"
@@ -116,6 +117,8 @@ class Tick:
         if already_live(instance, deploy):
             self.note(f"{label} (commit {commit[:12]}) is already live in {deploy.env} and its last deploy succeeded")
             return "live"
+        for why in reap_abandoned(instance, deploy.env):
+            self.note(f"marked failed: {why} (the run queue would hold {label} behind it forever)")
         job_name = choose_job()
         tags = {**deploy.built_tags(trigger, *self._built, commit_time), **(extra_tags or {})}
         self.run_requests.append(

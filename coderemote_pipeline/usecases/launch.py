@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import atexit
 import gc
+import os
+import socket
 import threading
 import time
 import uuid
@@ -101,7 +103,8 @@ def launch(
     failed run of the same job and partition), only the steps it selects."""
     check_ready(settings, job_name)
     request_id = uuid.uuid4().hex
-    tags = {**run_tags(deploy, settings, trigger, extra_tags), names.REQUEST_TAG: request_id}
+    tags = {**run_tags(deploy, settings, trigger, extra_tags), names.REQUEST_TAG: request_id,
+            names.EXECUTED_BY_TAG: f"{socket.gethostname()}:{os.getpid()}"}  # fmt: skip
     started, done = time.monotonic(), threading.Event()
     follower = threading.Thread(target=follow, args=(instance, request_id, done, echo), daemon=True)
     follower.start()
