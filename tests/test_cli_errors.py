@@ -169,6 +169,24 @@ def test_a_rollback_or_retry_with_the_local_stack_down_is_refused_before_a_run(e
         assert len(instance.get_runs()) == before
 
 
+def test_retry_of_a_run_that_a_later_run_of_its_env_followed_is_refused(env, capsys):
+    """Re-executing an older failure would put its release back over what came after, as `retry ENV` refuses."""
+    with open_instance(env["tmp"] / "state") as instance:
+        seed = Seeder(instance)
+        failed = seed.deploy("dev", "main-aaaaaaa", "a" * 40, passed=False)
+        seed.deploy("dev", "main-bbbbbbb", "b" * 40)
+        seed.flush()
+        before = len(instance.get_runs())
+    assert main(["retry", failed[:8]]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith(f"error: run {failed[:8]} (main-aaaaaaa) is not dev's last run: run ")
+    assert "(main-bbbbbbb, success) came after it" in lines[0]
+    assert lines[0].endswith("To deploy main-aaaaaaa again: coderemote-pipeline deploy dev aaaaaaaaaaaa")
+    with open_instance(env["tmp"] / "state") as instance:
+        assert len(instance.get_runs()) == before
+
+
 def test_retry_mark_failed_refuses_a_run_whose_process_still_runs(env, capsys):
     """Marked failed, a working run would lose its lease to the retry: two deploys of dev at once. A run holding the
     lease with a fresh heartbeat, whose process is alive here (this one), is refused in one line; nothing changes."""

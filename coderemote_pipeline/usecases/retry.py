@@ -68,6 +68,25 @@ def last_deploy_run(instance: dg.DagsterInstance, env: str) -> dg.DagsterRun:
     return run
 
 
+def _refuse_if_superseded(instance: dg.DagsterInstance, run: dg.DagsterRun) -> None:
+    """A retry finishes the env's last run; re-executing an older one would put its release back over what came
+    after (as `retry ENV` refuses: only the last run is retried)."""
+    env, release = run.tags[names.ENV_TAG], run.tags[names.RELEASE_TAG]
+    newest = instance.get_runs(dg.RunsFilter(tags={names.ENV_TAG: env}), limit=1)
+    if not newest or newest[0].run_id == run.run_id:
+        return
+    later = newest[0]
+    commit = run.tags.get(names.COMMIT_TAG, "")
+    ref = release if release.startswith("v") or not commit else commit[:12]
+    raise DeployRefused(
+        f"run {run.run_id[:8]} ({release}) is not {env}'s last run: run {later.run_id[:8]} "
+        f"({later.tags.get(names.RELEASE_TAG, '?')}, {later.status.value.lower()}) came after it, and retrying the "
+        f"older one would put {release} back over it. To deploy {release} again: coderemote-pipeline deploy {env} "
+        f"{ref}" + (f"; to finish the last run: coderemote-pipeline retry {later.run_id[:8]}"
+                    if later.status in RETRYABLE else "")
+    )
+
+
 def _gone_from_here(instance: dg.DagsterInstance, run: dg.DagsterRun) -> bool:
     """Whether the process that executed the run was on this machine and is gone: then nobody need wait out the
     lease's reclaim time to know it is dead."""
@@ -110,6 +129,7 @@ def retry_from_failure(
     run = last_deploy_run(instance, run_id) if run_id in envs else find_run(instance, run_id)
     if names.ENV_TAG not in run.tags or names.RELEASE_TAG not in run.tags:
         raise DeployRefused(f"run {run.run_id[:8]} ({run.job_name}) is not a deploy or rollback run")
+    _refuse_if_superseded(instance, run)
     marking = _to_mark_failed(instance, run, mark_failed)
     if preflight is not None:
         preflight()
