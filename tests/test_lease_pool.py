@@ -1,12 +1,17 @@
-"""An environment's first deploys, started at the same moment from separate processes, create its one-slot pool
-(the deploy lease) once: none of them fails for it, and the pool has exactly one slot."""
+"""The deploy lease's edges. An environment's first deploys, started at the same moment from separate processes,
+create its one-slot pool (the deploy lease) once: none of them fails for it, and the pool has exactly one slot. A
+run ended while it waited for the lease never takes it."""
 
 import subprocess
 import sys
+import threading
 import time
 
+import dagster as dg
+import pytest
+
 from coderemote_pipeline.ledger.instance import open_instance
-from coderemote_pipeline.ledger.leases import pool
+from coderemote_pipeline.ledger.leases import Lease, LeaseLost, pool
 
 RACER = """
 import sys, time
@@ -32,3 +37,20 @@ def test_first_deploys_started_together_create_the_pool_once(tmp_path):
     with open_instance(state) as instance:
         for env in envs:
             assert instance.event_log_storage.get_concurrency_info(pool(env)).slot_count == 1
+
+
+def test_a_run_ended_while_it_waited_for_the_lease_never_takes_it(tmp_path):
+    """`retry --mark-failed` (or a sensor) ended a run that was only waiting: alive, it must not go on to deploy
+    beside the retry that replaced it once the holder is done."""
+    with open_instance(tmp_path / "state") as instance:
+        holder, waiter = (dg.DagsterRun(job_name="redeploy_job", status=dg.DagsterRunStatus.STARTED) for _ in "ab")
+        for run in (holder, waiter):
+            instance.add_run(run)
+        lease = Lease(instance, "dev")
+        lease.acquire(holder.run_id, log=print, describe=str)
+        timer = threading.Timer(1.0, lambda: instance.report_run_failed(waiter, "marked failed: process gone"))
+        timer.start()
+        with pytest.raises(LeaseLost, match=f"run {waiter.run_id[:8]} was marked ended while it waited for dev's"):
+            lease.acquire(waiter.run_id, log=lambda _: None, describe=str)
+        timer.join()
+        assert lease.holder().run_id == holder.run_id

@@ -59,6 +59,10 @@ def _heartbeat_key(env: str) -> str:
     return f"coderemote/lease/{env}"
 
 
+class LeaseLost(RuntimeError):
+    """The run waiting for the lease was ended meanwhile: it must not take the lease and deploy."""
+
+
 @dataclass(frozen=True)
 class Holder:
     run_id: str
@@ -204,6 +208,10 @@ class Lease:
                     self._fail_if_running(holder.run_id, stale)
                     log(f"reclaimed {self.env}'s deploy lease: {stale}")
                 continue
+            if self._ended(run_id):
+                # Marked failed while it waited (`retry --mark-failed`, a sensor): a retry goes on in its place.
+                raise LeaseLost(f"run {run_id[:8]} was marked ended while it waited for {self.env}'s deploy lease: "
+                                "it does not deploy (its retry, if any, does)")  # fmt: skip
             now = time.monotonic()
             if waited_since is None or now - reminded > REMIND_S:
                 log(f"waiting for {describe(holder.run_id)} to finish: one deploy of {self.env} at a time")
@@ -215,6 +223,10 @@ class Lease:
         deploy queued behind it would wait forever. True if it was still running."""
         self._free(run_id)
         return self._fail_if_running(run_id, why)
+
+    def _ended(self, run_id: str) -> bool:
+        run = self.instance.get_run_by_id(run_id)
+        return run is not None and run.status in TERMINAL
 
     def _fail_if_running(self, run_id: str, why: str) -> bool:
         run = self.instance.get_run_by_id(run_id)
