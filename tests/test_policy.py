@@ -66,6 +66,9 @@ def _edit(path: Path, old: str, new: str) -> None:
         ("environments.yaml", "  staging:", "  qa:", "unknown key 'qa' in environments; allowed: dev, staging, prod"),
         ("environments.yaml", "approval_expires: 72h", "approval_expires: 72", "needs a unit: ms, s, m, h or d"),
         ("environments.yaml", "approval_expires: 72h", "approval_expires: 1000h", "between 1m and 30d"),
+        # Left blank, a key would quietly take its default: no promotion gate, approvals that never expire.
+        ("environments.yaml", "verified_in: dev", "verified_in:", "prod.verified_in (line "),
+        ("environments.yaml", "approval_expires: 72h", "approval_expires: ~", "approval_expires (line "),
         ("pulumi/Pulumi.prod.yaml", "10.2.0.0/16", "10.2.0.0/99", "code-remote:vpc_cidr"),
         ("pulumi/Pulumi.prod.yaml", 'az_count: "3"', "az_count: three", "code-remote:az_count"),
         ("pulumi/Pulumi.prod.yaml", 'az_count: "3"', "az_count: 9", "between 1 and 6"),

@@ -153,14 +153,31 @@ def read_yaml_mapping(path: Path, *, what: str = "") -> dict[str, Any]:
     return data
 
 
+def _blank_key(data: Any, path: tuple[Any, ...] = ()) -> str | None:
+    """The first key written with no value in a file read by `read_yaml_mapping` (`verified_in:`), where it is."""
+    items = data.items() if isinstance(data, dict) else enumerate(data) if isinstance(data, list) else ()
+    for key, value in items:
+        if value is None and isinstance(data, _Lined):
+            line = data.lines.get(key)
+            return f"{_dotted((*path, key))}{f' (line {line})' if line else ''}"
+        if (found := _blank_key(value, (*path, key))) is not None:
+            return found
+    return None
+
+
 def validate(model: type[M], data: Any, *, source: str) -> M:
-    """`model` from `data`, or a ConfigError about the first thing wrong, prefixed with `source` (the file)."""
+    """`model` from `data`, or a ConfigError about the first thing wrong, prefixed with `source` (the file).
+    A key written with no value is an error, never its default: `verified_in:` left blank would quietly drop a
+    promotion gate."""
     try:
-        return model.model_validate(data)
+        valid = model.model_validate(data)
     except ValidationError as exc:
         # A misspelled key also makes the key it meant "missing": name the misspelling, which is the cause.
         errors = sorted(exc.errors(), key=lambda e: e.get("type") not in ("extra_forbidden", "invalid_key"))
         raise ConfigError(f"{source}: {describe(model, errors[0], line=_line_of(data, errors[0]))}") from None
+    if (blank := _blank_key(data)) is not None:
+        raise ConfigError(f"{source}: {blank} has no value: give it one, or remove the key for its default")
+    return valid
 
 
 def _line_of(data: Any, error: Any) -> int | None:
