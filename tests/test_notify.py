@@ -103,6 +103,19 @@ TOKEN = "ghp_" + "a1B2c3D4e5" * 3 + "f6G7h8"
          "github.api_url must be an http:// or https:// URL", "not a url"),
         ({"webhook": {"url_env": "HOOK"}, "events": "live"}, "events must be a list of names, got the text 'live'",
          "Input should"),
+        # A receiver never gets the pipeline's own secrets, nor a token over the network in clear text.
+        ({"github": {"repository": "acme/app", "token_env": "GEMINI_API_KEY"}}, "github.token_env: names "
+         "GEMINI_API_KEY, the pipeline's own: it would be sent to the receiver. Give the receiver a variable of its "
+         "own (e.g. GITHUB_TOKEN)", "XXXXSECRET"),
+        ({"webhook": {"url_env": "AWS_SECRET_ACCESS_KEY"}}, "webhook.url_env: names AWS_SECRET_ACCESS_KEY, the "
+         "pipeline's own: it would be sent to the receiver. Give the receiver a variable of its own (e.g. "
+         "SLACK_WEBHOOK_URL)", "XXXXSECRET"),
+        ({"github": {"repository": "acme/app", "api_url": "http://ghe.example.com/api/v3"}}, "github.api_url must "
+         "be https:// (the token goes with every request), or http:// to this machine", "XXXXSECRET"),
+        ({"webhook": {"url": "https://bot:XXXXSECRET@hooks.example.com/x"}}, "webhook.url: carries credentials: "
+         "keep such a URL in an environment variable named by url_env", "XXXXSECRET"),
+        ({"webhook": {"url": SLACK_URL}}, "webhook.url: is a Slack webhook, whose URL is its secret: keep it in an "
+         "environment variable named by url_env (e.g. SLACK_WEBHOOK_URL)", "XXXXSECRET"),
     ],
 )  # fmt: skip
 def test_a_receiver_says_what_to_write_and_never_echoes_a_url_or_token(entry, message, secret):

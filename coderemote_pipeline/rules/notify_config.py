@@ -28,12 +28,21 @@ _VARIABLE = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 _REPOSITORY = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 
 
+# The pipeline's own secrets: a receiver naming one would send it to the receiver's host.
+_OWN_SECRETS = ("GEMINI_API_KEY", "DAGSTER_PG_PASSWORD")
+_OWN_PREFIXES = ("AWS_", "CODEREMOTE_", "DAGSTER_")
+_LOOPBACK = ("localhost", "127.0.0.1", "::1")
+
+
 def _variable(example: str, holds: str) -> AfterValidator:
     def check(value: str) -> str:
         # The value itself is never repeated: whoever got this wrong most likely pasted the secret here.
         if not _VARIABLE.match(value):
             raise ValueError(f"must name an environment variable (e.g. {example}) that holds the {holds}, "
                              f"not the {holds} itself")  # fmt: skip
+        if value in _OWN_SECRETS or value.startswith(_OWN_PREFIXES):
+            raise ValueError(f"names {value}, the pipeline's own: it would be sent to the receiver. Give the "
+                             f"receiver a variable of its own (e.g. {example})")  # fmt: skip
         return value
 
     return AfterValidator(check)
@@ -44,7 +53,24 @@ def _http_url(value: str) -> str:
     parts = urllib.parse.urlsplit(value.strip())
     if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in value.strip()):
         raise ValueError("must be an http:// or https:// URL")
+    if parts.username or parts.password:
+        raise ValueError("carries credentials: keep such a URL in an environment variable named by url_env")
     return value.strip()
+
+
+def _webhook_url(value: str) -> str:
+    host = urllib.parse.urlsplit(value).hostname or ""
+    if host == "slack.com" or host.endswith(".slack.com"):
+        raise ValueError("is a Slack webhook, whose URL is its secret: keep it in an environment variable named "
+                         "by url_env (e.g. SLACK_WEBHOOK_URL)")  # fmt: skip
+    return value
+
+
+def _api_url(value: str) -> str:
+    parts = urllib.parse.urlsplit(value)
+    if parts.scheme != "https" and parts.hostname not in _LOOPBACK:
+        raise ValueError("must be https:// (the token goes with every request), or http:// to this machine")
+    return value
 
 
 def _repository(value: str) -> str:
@@ -57,7 +83,7 @@ HttpUrl = Annotated[str, AfterValidator(_http_url)]
 
 
 class Webhook(StrictModel):
-    url: HttpUrl | None = None
+    url: Annotated[HttpUrl, AfterValidator(_webhook_url)] | None = None
     url_env: Annotated[str, _variable("SLACK_WEBHOOK_URL", "URL")] | None = None
 
     @model_validator(mode="after")
@@ -71,7 +97,7 @@ class Webhook(StrictModel):
 class GitHub(StrictModel):
     repository: Annotated[str, AfterValidator(_repository)]
     token_env: Annotated[str, _variable("GITHUB_TOKEN", "token")] = "GITHUB_TOKEN"
-    api_url: HttpUrl = "https://api.github.com"
+    api_url: Annotated[HttpUrl, AfterValidator(_api_url)] = "https://api.github.com"
 
 
 class Receiver(StrictModel):
