@@ -51,6 +51,10 @@ def test_allow_windows_say_the_only_times_a_deploy_may_start():
         ({"timezone": "Mars/Olympus"}, "unknown time zone 'Mars/Olympus'"),
         ({"deny": [{"from": "Friday 4pm", "to": "Mon 08:00"}]}, "'Friday 4pm' is not a weekday and a time"),
         ({"deny": [{"from": "Fri 16:00", "until": "Mon 08:00"}]}, "until"),
+        ({"timezone": "Europe"}, "unknown time zone 'Europe'"),  # a folder of zones, not one
+        ({"deny": [{"from": "Frisbee 16:00", "to": "Mon 08:00"}]}, "'Frisbee 16:00' is not a weekday and a time"),
+        ({"deny": [{"from": "Fri 1٦:00", "to": "Mon 08:00"}]}, "is not a weekday and a time"),
+        ({"allow": [{"from": "Mon 00:00", "to": "Monday 00:00"}]}, "from and to are the same moment"),
         ({"deny": [{"from": "Fri 16:00", "to": "Mon 08:00"}], "allow": [{"from": "Tue 10:00", "to": "Tue 11:00"}]},
          "use deny or allow windows, not both"),
     ],

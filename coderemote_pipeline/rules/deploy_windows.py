@@ -20,13 +20,15 @@ from pydantic import Field, field_validator, model_validator
 from coderemote_pipeline.rules.schema import StrictModel, plain, said
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-_WHEN = re.compile(r"^(mon|tue|wed|thu|fri|sat|sun)[a-z]*\s+([01]?\d|2[0-3]):([0-5]\d)$", re.IGNORECASE)
+# A day's three letters or its whole name, then HH:MM (ASCII digits; nothing after, not even a newline).
+_WHEN = re.compile(r"(mon(?:day)?|tue(?:sday)?|wed(?:nesday)?|thu(?:rsday)?|fri(?:day)?|sat(?:urday)?|sun(?:day)?)"
+                   r"[ \t]+([01]?[0-9]|2[0-3]):([0-5][0-9])", re.IGNORECASE)
 WEEK_MIN = 7 * 24 * 60
 
 
 def week_minute(text: str) -> int:
     """`"Fri 16:00"` → minutes since Monday 00:00."""
-    match = _WHEN.match(str(text).strip())
+    match = _WHEN.fullmatch(str(text).strip())
     if not match:
         raise ValueError(f"{said(text)} is not a weekday and a time, e.g. 'Fri 16:00'")
     return DAYS.index(match[1][:3].lower()) * 24 * 60 + int(match[2]) * 60 + int(match[3])
@@ -36,6 +38,13 @@ class WindowEntry(StrictModel):
     start: str = Field(alias="from")
     end: str = Field(alias="to")
     reason: str = ""
+
+    @model_validator(mode="after")
+    def _length(self) -> WindowEntry:
+        if week_minute(self.start) == week_minute(self.end):
+            raise ValueError("from and to are the same moment: a window needs a length (an allow window of none "
+                             "would never let a deploy start)")  # fmt: skip
+        return self
 
     @field_validator("start", "end")
     @classmethod
@@ -54,7 +63,7 @@ class DeployWindows(StrictModel):
     def _zone(cls, value: str) -> str:
         try:
             ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a zone folder (Europe), not a zone
             shown = f" {said(value)}" if plain(value) else ""
             raise ValueError(f"unknown time zone{shown}: use an IANA name such as Europe/Paris or UTC") from None
         return value
