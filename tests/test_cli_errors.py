@@ -25,6 +25,8 @@ def env(tmp_path, cli_env):
     shutil.copytree(DEFAULT_INFRA_DIR, infra, ignore=shutil.ignore_patterns("__pycache__"))
     policy = infra / "environments.yaml"
     policy.write_text(policy.read_text().replace("    approval: required", "    aproval: required"))
+    (tmp_path / "loop1").symlink_to(tmp_path / "loop2")
+    (tmp_path / "loop2").symlink_to(tmp_path / "loop1")
     return {"tmp": tmp_path, "typo": str(typo), "infra": str(infra)}
 
 
@@ -71,6 +73,12 @@ CASES = [
     (["retry", "dev"], {}, "dev has no deploy or rollback run to retry"),
     (["infra", "dev", "frob"], {}, "unknown infra action 'frob': use history, preview, refresh"),
     (["status", "qa"], {}, "unknown environment 'qa'"),
+    (["deploy", "dev", "main", "--app-config", "{tmp}/loop1"], {}, "--app-config '"),
+    (["status"], {"CODEREMOTE_STATE_DIR": "{tmp}/loop1"}, "loop1' cannot be followed (a loop of symbolic links): "
+                                                           "point it at a real path"),
+    (["status"], {"CODEREMOTE_INFRA_DIR": "{tmp}/loop1"}, "CODEREMOTE_INFRA_DIR '"),
+    (["approve", "prod", "v1.0.0", "--by", "pat\udcff"], {}, "argument 5 ('pat\ufffd') is not UTF-8 text"),
+    (["status"], {"CODEREMOTE_STATE_DIR": "{tmp}/st\udcff"}, "CODEREMOTE_STATE_DIR is not UTF-8 text: type it again"),
     (["status"], {"CODEREMOTE_INFRA_DIR": "{infra}"}, "unknown key 'aproval'"),  # said before the next deploy fails
     (["status", ""], {}, "unknown environment ''"),
     (["history", "qa"], {}, "unknown environment 'qa'"),
@@ -167,6 +175,21 @@ def test_a_rollback_or_retry_with_the_local_stack_down_is_refused_before_a_run(e
         assert "run `coderemote-pipeline local up`" in lines[0]
     with open_instance(env["tmp"] / "state") as instance:
         assert len(instance.get_runs()) == before
+
+
+def test_a_damaged_state_database_or_stack_record_is_one_line(env, capsys):
+    open_instance(env["tmp"] / "state").dispose()  # the instance exists
+    (env["tmp"] / "state" / "local").mkdir(parents=True)
+    (env["tmp"] / "state" / "local" / "stack.json").write_text("[]")  # JSON, but not the stack's record
+    assert main(["deploy", "dev", "main"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "stack.json is unreadable (a JSON list" in err
+    (runs_db,) = (env["tmp"] / "state").rglob("runs.db")
+    runs_db.write_text("not a database\n")
+    assert main(["history", "dev"]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == ["error: the state database cannot be used (file is not a database): if it is damaged, restore "
+                     "the state dir from a backup, or move it away to start a new one"]
 
 
 def test_retry_of_a_run_that_a_later_run_of_its_env_followed_is_refused(env, capsys):

@@ -10,7 +10,6 @@ import argparse
 import os
 import signal
 import sys
-from pathlib import Path
 
 from coderemote_pipeline.cli import (
     approval_commands,
@@ -23,6 +22,7 @@ from coderemote_pipeline.cli import (
 
 def settings_from(args: argparse.Namespace):
     """The settings of this installation, with the command's --remote and --app-config applied."""
+    from coderemote_pipeline.rules.errors import resolved
     from coderemote_pipeline.rules.remote_urls import check_remote
     from coderemote_pipeline.rules.settings import Settings, SettingsError
 
@@ -32,7 +32,7 @@ def settings_from(args: argparse.Namespace):
     if (config := getattr(args, "app_config", None)) is not None:
         if not config.strip():
             raise SettingsError("--app-config is empty: give the app config file's path, or leave the option out")
-        environ["CODEREMOTE_APP_CONFIG"] = str(Path(config).resolve())
+        environ["CODEREMOTE_APP_CONFIG"] = str(resolved(config, "--app-config"))
     return Settings.from_env(environ)
 
 
@@ -59,16 +59,19 @@ def main(argv: list[str] | None = None) -> int:
     (cli/warm.py)."""
     # `coderemote-pipeline history prod | head` ends quietly, as any Unix tool does.
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    if (garbled := _not_text(sys.argv[1:] if argv is None else argv, os.environ)) is not None:
+        print(f"error: {garbled}", file=sys.stderr)
+        return 2
     args = parser().parse_args(argv)
-    if argv is None:
-        from coderemote_pipeline.cli.warm import run_warm
-
-        code = run_warm(sys.argv[1:], args.command)
-        if code is not None:
-            return code
     from coderemote_pipeline.rules.errors import UserError
 
     try:
+        if argv is None:
+            from coderemote_pipeline.cli.warm import run_warm
+
+            code = run_warm(sys.argv[1:], args.command)
+            if code is not None:
+                return code
         return args.func(args, settings_from)
     except UserError as exc:
         print(f"error: {str(exc).strip()}", file=sys.stderr)
@@ -76,6 +79,44 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        if (said := _storage_problem(exc)) is None:
+            raise
+        print(f"error: {said}", file=sys.stderr)
+        return 2
+
+
+def _not_text(argv: list[str], environ) -> str | None:
+    """An argument or one of our variables holding bytes that are not UTF-8 (a path pasted from elsewhere): said in
+    one line, before anything stores or sends it. A variable's value is not shown: it may be a secret."""
+    ours = ("CODEREMOTE_", "DAGSTER_", "AWS_", "GEMINI_")
+    named = [(f"argument {i}", a, True) for i, a in enumerate(argv, 1)]
+    named += [(name, v, False) for name, v in environ.items() if name.startswith(ours)]
+    for what, value, shown in named:
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            text = value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")[:80]
+            return f"{what}{f' ({text!r})' if shown else ''} is not UTF-8 text: type it again"
+    return None
+
+
+def _storage_problem(exc: BaseException) -> str | None:
+    """The instance's database refusing (read-only, damaged, a team Postgres that does not answer), in one line."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        kind, first = type(seen).__name__, (str(seen).strip().splitlines() or [""])[0][:200]
+        if kind == "DagsterPostgresException":
+            return (f"the instance's Postgres does not answer ({first}): check DAGSTER_PG_* and that the database "
+                    "is up")  # fmt: skip
+        if type(seen).__module__ == "sqlite3":
+            if "readonly" in first:
+                return (f"the state database cannot be written ({first}): give this account write access to the "
+                        "state dir (CODEREMOTE_STATE_DIR)")  # fmt: skip
+            return (f"the state database cannot be used ({first}): if it is damaged, restore the state dir from a "
+                    "backup, or move it away to start a new one")  # fmt: skip
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 if __name__ == "__main__":

@@ -48,6 +48,8 @@ class StackInfo:
     @classmethod
     def from_json(cls, text: str) -> StackInfo:
         data: dict[str, Any] = json.loads(text)
+        if not isinstance(data, dict):
+            raise ValueError(f"a JSON {type(data).__name__}, not the stack's record")
         for ports in ("api_ports", "site_ports"):
             data[ports] = {env: int(port) for env, port in data.get(ports, {}).items()}
         return cls(**data)
@@ -128,9 +130,12 @@ def load_stack_info(state_dir: Path) -> StackInfo:
         raise LocalStackNotRunning(
             f"No local stack is running for state dir {state_dir} (no {info_file}): run `{UP_COMMAND}`"
         ) from None
+    except OSError as error:  # a directory in its place, unreadable
+        raise LocalStackError(f"{info_file} cannot be read ({error.strerror}): run `coderemote-pipeline local down`"
+                              f" then `{UP_COMMAND}`") from None  # fmt: skip
     try:
         return StackInfo.from_json(text)
-    except (ValueError, TypeError) as error:
+    except (ValueError, TypeError, AttributeError) as error:
         raise LocalStackError(
             f"{info_file} is unreadable ({error}): run `coderemote-pipeline local down` then `{UP_COMMAND}`"
         ) from error

@@ -19,6 +19,7 @@ from pydantic import Field, StrictBool, StrictInt, model_validator
 
 from coderemote_pipeline.rules.approvers import ApprovalRule, Approvers
 from coderemote_pipeline.rules.deploy_windows import DeployWindows, WindowPlan
+from coderemote_pipeline.rules.errors import resolved
 from coderemote_pipeline.rules.notify_config import Receiver
 from coderemote_pipeline.rules.partitions import ENVIRONMENTS, check_env
 from coderemote_pipeline.rules.release_keys import Release, ReleaseKind
@@ -36,7 +37,7 @@ def default_infra_dir(environ: Mapping[str, str] | None = None) -> Path:
     """CODEREMOTE_INFRA_DIR, else the checkout's infra/, else the copy a non-editable install ships."""
     env = os.environ if environ is None else environ
     if env.get(INFRA_DIR_VARIABLE):
-        return Path(env[INFRA_DIR_VARIABLE]).resolve()
+        return resolved(env[INFRA_DIR_VARIABLE], INFRA_DIR_VARIABLE)
     return _CHECKOUT_INFRA if (_CHECKOUT_INFRA / "environments.yaml").exists() else _INSTALLED_INFRA
 
 

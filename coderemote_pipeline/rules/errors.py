@@ -1,4 +1,6 @@
-"""The two kinds of error a user can act on. The CLI prints either as one line, never as a traceback."""
+"""The kinds of error a user can act on. The CLI prints each as one line, never as a traceback."""
+
+from pathlib import Path
 
 
 class UserError(Exception):
@@ -11,3 +13,12 @@ class InfrastructureError(UserError):
 
 class DeployRefused(UserError, RuntimeError):
     """A release this environment may not take now (its policy, the gate, a window, an approval): says why."""
+
+
+def resolved(path: str | Path, named: str) -> Path:
+    """`path` made absolute with its symlinks followed; a loop of symlinks is the user's to fix, said in one line."""
+    try:
+        return Path(path).resolve()
+    except (RuntimeError, OSError) as exc:  # Python 3.11 raises RuntimeError for a loop; later ones OSError
+        why = getattr(exc, "strerror", None) or "a loop of symbolic links"
+        raise UserError(f"{named} {str(path)!r} cannot be followed ({why}): point it at a real path") from None

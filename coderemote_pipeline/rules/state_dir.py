@@ -8,6 +8,8 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
+from coderemote_pipeline.rules.errors import resolved
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 # A checkout keeps its state beside the code; an installed copy in the user's state directory.
 _IN_CHECKOUT = (PROJECT_ROOT / "pyproject.toml").exists()
@@ -21,7 +23,7 @@ def default_state_dir(environ: Mapping[str, str]) -> Path:
 
 
 def state_dir_from(environ: Mapping[str, str]) -> Path:
-    return Path(environ.get("CODEREMOTE_STATE_DIR") or default_state_dir(environ)).resolve()
+    return resolved(environ.get("CODEREMOTE_STATE_DIR") or default_state_dir(environ), "the state dir")
 
 
 
