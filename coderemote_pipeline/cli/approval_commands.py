@@ -7,7 +7,7 @@ import os
 import pwd
 from datetime import UTC, datetime
 
-from coderemote_pipeline.cli.release_commands import person
+from coderemote_pipeline.cli.release_commands import one_line, person
 
 APPROVE, REJECT = "approve", "reject"
 PAST = {APPROVE: "approved", REJECT: "rejected"}
@@ -112,7 +112,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         cmd.add_argument("release", help="release key, e.g. v1.2.3")
         cmd.add_argument("--by", type=person, help="who decides (default: the account running this command; where "
                          "the env lists approvers, only that account)")
-        cmd.add_argument("--reason", default="", help="why (shown with the decision)")
+        cmd.add_argument("--reason", type=one_line, default="", help="why (shown with the decision)")
         cmd.add_argument("--remote", help="app git remote URL (default: CODEREMOTE_APP_REMOTE or the demo's)")
         cmd.set_defaults(func=func)
     listing = sub.add_parser("approvals", help="what waits for approval or for the promotion gate, and decisions")

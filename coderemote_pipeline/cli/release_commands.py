@@ -6,6 +6,7 @@ import argparse
 import datetime as dt
 import os
 import sys
+import unicodedata
 
 from coderemote_pipeline.cli.outlive import outlive_the_terminal
 
@@ -20,11 +21,25 @@ def _when(ts: float | None) -> str:
     return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S") if ts else "-"
 
 
+def _controls(text: str) -> bool:
+    # A newline or a terminal escape in what is recorded and listed would forge lines in `approvals` and `history`.
+    return any(unicodedata.category(c).startswith("C") for c in text)
+
+
 def person(text: str) -> str:
     """A `--by` value: who, without the spaces around it; empty is nobody, refused rather than recorded."""
     if not text.strip():
         raise argparse.ArgumentTypeError(f"{text!r} names nobody: give who you are, or leave --by out for $USER")
+    if _controls(text.strip()):
+        raise argparse.ArgumentTypeError("has a control character (a newline, an escape): give a plain name")
     return text.strip()
+
+
+def one_line(text: str) -> str:
+    """A `--reason`: one line of text, as it is listed."""
+    if _controls(text):
+        raise argparse.ArgumentTypeError("has a control character (a newline, an escape): write it on one line")
+    return text
 
 
 def default_person() -> str:
@@ -184,7 +199,7 @@ def cmd_history(args: argparse.Namespace, settings_from) -> int:
 
 def _force_options(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument("--force", action="store_true", help="deploy past the promotion gate (needs --reason)")
-    cmd.add_argument("--reason", help="why the gate is overridden; recorded on the run and in history")
+    cmd.add_argument("--reason", type=one_line, help="why the gate is overridden; recorded on the run and in history")
     cmd.add_argument("--by", type=person, default=default_person(), help="who deploys (default: $USER)")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from coderemote_pipeline.cli.release_commands import default_person, person
+from coderemote_pipeline.cli.release_commands import default_person, one_line, person
 
 
 def cmd_traffic(args: argparse.Namespace, settings_from) -> int:
@@ -50,6 +50,6 @@ def add_parsers(sub) -> None:
     what = traffic.add_mutually_exclusive_group()
     what.add_argument("--promote", action="store_true", help="take the shift in flight to 100%% now")
     what.add_argument("--abort", action="store_true", help="take the new version back to 0%% now; the run fails")
-    traffic.add_argument("--reason", help="why (recorded with the request)")
+    traffic.add_argument("--reason", type=one_line, help="why (recorded with the request)")
     traffic.add_argument("--by", type=person, help="who asks (default: $USER)")
     traffic.set_defaults(func=cmd_traffic)
