@@ -2,6 +2,7 @@
 limit of one run per environment, run retries for infrastructure failures only, and the right run launcher; the
 SQLite profile stays the default. Plus the pure helpers: which failures are retried, peak runs per env."""
 
+import shutil
 import urllib.error
 
 import botocore.exceptions
@@ -187,3 +188,19 @@ def test_peak_runs_in_progress_per_env():
         RunWindow("d", "prod", success, 3.0, 6.0),
     ]
     assert max_in_progress_per_env(windows) == {"dev": 1, "prod": 2}
+
+
+def test_a_state_dir_moved_or_copied_keeps_its_own_history(tmp_path):
+    """The config names the history by absolute path: moved, the instance read none (and made the old place
+    again); copied, it wrote into the original's. It follows the state dir it is in."""
+    with open_instance(tmp_path / "a") as instance:
+        instance.add_run(dg.DagsterRun(job_name="deploy_job"))
+    shutil.move(tmp_path / "a", tmp_path / "b")
+    with open_instance(tmp_path / "b") as instance:
+        assert len(instance.get_runs()) == 1
+    assert not (tmp_path / "a").exists()
+    shutil.copytree(tmp_path / "b", tmp_path / "c")
+    with open_instance(tmp_path / "c") as instance:
+        instance.add_run(dg.DagsterRun(job_name="deploy_job"))
+    with open_instance(tmp_path / "b") as original, open_instance(tmp_path / "c") as copy:
+        assert (len(original.get_runs()), len(copy.get_runs())) == (1, 2)

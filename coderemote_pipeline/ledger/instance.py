@@ -111,7 +111,7 @@ def prepare_home(home: Path) -> Path:
         config.write_text(single_user_config(home))
         return home
     written = config.read_text()
-    ours = written.replace(DAGSTER_QUEUE, DEPLOY_QUEUE)
+    ours = _here(written, home).replace(DAGSTER_QUEUE, DEPLOY_QUEUE)
     if ours == LEGACY_DEFAULT:
         ours = PREVIOUS_CONFIG + NO_COMPUTE_LOGS
     elif ours in (PREVIOUS_CONFIG, _captured_config(home)):
@@ -121,6 +121,20 @@ def prepare_home(home: Path) -> Path:
     if ours != written:
         config.write_text(ours)
     return home
+
+
+_OUR_HISTORY = re.compile(r'\Arun_storage:\n.*?base_dir: "(?P<home>[^"\n]+)/history"$', re.MULTILINE | re.DOTALL)
+
+
+def _here(written: str, home: Path) -> str:
+    """A config of ours names its storage by absolute path: in a state dir moved or copied elsewhere, it would read
+    the old place's history (a copy writes into the original's), or none (a move). It names this home's instead."""
+    header = "# Written by coderemote-pipeline for a single engineer's instance (SQLite under this directory).\n"
+    body = written.removeprefix(header).removeprefix("telemetry:\n  enabled: false\n")
+    found = _OUR_HISTORY.search(body) if written.startswith(header) else None
+    if found is None or Path(found["home"]) == home.resolve():
+        return written
+    return written.replace(f'base_dir: "{found["home"]}/', f'base_dir: "{home.resolve()}/')
 
 
 def open_instance(state_dir: Path) -> dg.DagsterInstance:
