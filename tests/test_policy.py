@@ -69,6 +69,8 @@ def _edit(path: Path, old: str, new: str) -> None:
         # Left blank, a key would quietly take its default: no promotion gate, approvals that never expire.
         ("environments.yaml", "verified_in: dev", "verified_in:", "prod.verified_in (line "),
         ("environments.yaml", "approval_expires: 72h", "approval_expires: ~", "approval_expires (line "),
+        ("environments.yaml", "  dev:\n", "  dev:\n    verified_in: prod\n",
+         "verified_in goes round in a circle (dev → prod → dev): no environment on it could ever take a release"),
         ("pulumi/Pulumi.prod.yaml", "10.2.0.0/16", "10.2.0.0/99", "code-remote:vpc_cidr"),
         ("pulumi/Pulumi.prod.yaml", 'az_count: "3"', "az_count: three", "code-remote:az_count"),
         ("pulumi/Pulumi.prod.yaml", 'az_count: "3"', "az_count: 9", "between 1 and 6"),

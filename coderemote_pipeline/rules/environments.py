@@ -114,6 +114,14 @@ class EnvironmentsFile(StrictModel):
         for name, entry in self.environments.items():
             if entry.verified_in == name:
                 raise ValueError(f"environments.{name}.verified_in must name another environment, not {name}")
+            chain, at = [name], entry.verified_in
+            while at is not None and at not in chain:
+                chain.append(at)
+                at = self.environments[at].verified_in if at in self.environments else None
+            if at is not None:
+                # Each waits for a commit to pass in the next: none could ever deploy without --force.
+                raise ValueError(f"verified_in goes round in a circle ({' → '.join([*chain, at])}): no environment "
+                                 "on it could ever take a release; break the circle")  # fmt: skip
         return self
 
 
