@@ -69,6 +69,10 @@ def _edit(path: Path, old: str, new: str) -> None:
         # Left blank, a key would quietly take its default: no promotion gate, approvals that never expire.
         ("environments.yaml", "verified_in: dev", "verified_in:", "prod.verified_in (line "),
         ("environments.yaml", "approval_expires: 72h", "approval_expires: ~", "approval_expires (line "),
+        ("environments.yaml", "  dev:\n", "  dev:\n    approvals_required: 2\n",
+         "approvals_required only count with approval: required or optional; set approval, or remove it"),
+        ("environments.yaml", "approval_expires: 72h", "approval_expires: 72h\n    approvers: {alice: a@example.com, "
+         "bob: A@example.com}", "approvers alice and bob share one email: each needs their own"),
         ("environments.yaml", "  dev:\n", "  dev:\n    verified_in: prod\n",
          "verified_in goes round in a circle (dev → prod → dev): no environment on it could ever take a release"),
         ("pulumi/Pulumi.prod.yaml", "10.2.0.0/16", "10.2.0.0/99", "code-remote:vpc_cidr"),

@@ -140,8 +140,8 @@ def test_signed_tags_required_only_an_allowed_signature_deploys(env, repo, setti
     public = (tmp_path / "allowed.pub").read_text().strip()
     (settings_infra / "allowed_signers").write_text(f'alice@example.com namespaces="git" {public}\n')
     # No approval here, so that what the signature lets through is a deploy (prod's other gates stay on).
-    _policy(settings_infra, "prod", approvers=None, approval="none", require_signed_tags=True,
-            allowed_signers="allowed_signers")  # fmt: skip
+    _policy(settings_infra, "prod", approvers=None, approvals_required=None, approval_expires=None, approval="none",
+            require_signed_tags=True, allowed_signers="allowed_signers")  # fmt: skip
     baseline = tick(settings, instance, "version_tag_sensor", None)
     verified_in_dev(instance, repo.push("a release"))
     _tag_as(repo, "v1.0.0", "alice@example.com")  # annotated, unsigned

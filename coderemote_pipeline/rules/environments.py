@@ -97,6 +97,17 @@ class EnvironmentEntry(StrictModel):
             # Loading skips the file unless tags must be signed: a lone allowed_signers would look like a guard.
             raise ValueError("allowed_signers is only read with require_signed_tags: true; set it, or remove "
                              "allowed_signers")  # fmt: skip
+        idle = [key for key in ("approvers", "approvals_required", "approval_expires") if key in self.model_fields_set]
+        if self.approval is Approval.NONE and idle:
+            # They would read as a guard that is not there.
+            raise ValueError(f"{', '.join(idle)} only count with approval: required or optional; set approval, or "
+                             f"remove {'them' if len(idle) > 1 else 'it'}")  # fmt: skip
+        by_email: dict[str, list[str]] = {}
+        for name, email in self.approvers.items():
+            by_email.setdefault(email.lower(), []).append(name)
+        if shared := next((names for names in by_email.values() if len(names) > 1), None):
+            raise ValueError(f"approvers {' and '.join(shared)} share one email: each needs their own (it tells who "
+                             "created a release, whom the no-self-approval rule stops)")  # fmt: skip
         if self.approvers and self.approvals_required > len(self.approvers):
             raise ValueError(f"approvals_required is {self.approvals_required} but only {len(self.approvers)} "
                              "approver(s) are listed: no release could ever be approved")  # fmt: skip
