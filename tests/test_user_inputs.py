@@ -63,6 +63,11 @@ def test_a_credential_in_the_remote_url_is_refused_and_never_shown(env, capsys, 
         (["status"], {"CODEREMOTE_LEASE_RECLAIM_S": "0"}, "CODEREMOTE_LEASE_RECLAIM_S='0' must be a number"),
         (["status"], {"CODEREMOTE_LEASE_RECLAIM_S": "nan"}, "CODEREMOTE_LEASE_RECLAIM_S='nan' must be a number"),
         (["status"], {"CODEREMOTE_LEASE_RECLAIM_S": "1e9"}, "CODEREMOTE_LEASE_RECLAIM_S='1e9' must be a number"),
+        (["status"], {"CODEREMOTE_LEASE_RECLAIM_S": "3_0"}, "CODEREMOTE_LEASE_RECLAIM_S='3_0' must be a number"),
+        (["status"], {"CODEREMOTE_LEASE_RECLAIM_S": "٣٠"}, "CODEREMOTE_LEASE_RECLAIM_S='٣٠' must be a number"),
+        (["status"], {"CODEREMOTE_SENSOR_INTERVAL_S": "٣٠"}, "CODEREMOTE_SENSOR_INTERVAL_S='٣٠' must be a whole "
+                                                             "number of seconds from 1 to 86400"),
+        (["status"], {"CODEREMOTE_SENSOR_INTERVAL_S": "99999999999999999999"}, "from 1 to 86400"),
         (["status"], {"CODEREMOTE_STATE_DIR": "{tmp}/a-file"}, "CODEREMOTE_STATE_DIR='{tmp}/a-file' is a file, not "
                                                               "a directory: set CODEREMOTE_STATE_DIR to a directory"),
         (["history", "dev"], {"DAGSTER_HOME": "{tmp}/a-file"}, "the Dagster instance directory '{tmp}/a-file' "
@@ -71,7 +76,8 @@ def test_a_credential_in_the_remote_url_is_refused_and_never_shown(env, capsys, 
          "instance config (Received unexpected config entry \"run_launcherr\" at the root): fix it, or move it"),
     ],
     ids=["remote", "app-config", "state-dir", "app-config-var", "reclaim-word", "reclaim-0", "reclaim-nan",
-         "reclaim-huge", "state-dir-file", "home-file", "home-config"],
+         "reclaim-huge", "reclaim-underscore", "reclaim-arabic", "interval-arabic", "interval-huge", "state-dir-file",
+         "home-file", "home-config"],
 )  # fmt: skip
 def test_an_empty_or_unusable_setting_is_one_line(env, capsys, monkeypatch, argv, environ, message):
     (env["tmp"] / "a-file").write_text("not a directory\n")

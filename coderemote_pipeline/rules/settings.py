@@ -10,6 +10,7 @@ import functools
 import json
 import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -26,6 +27,7 @@ __all__ = ["PROJECT_ROOT", "Settings", "SettingsError"]
 
 TARGETS = ("local", "aws")
 DEFAULT_SENSOR_INTERVAL_S = 30
+MAX_SENSOR_INTERVAL_S = 86_400  # a day: longer, a push would wait days for its deploy
 PREFIX = "CODEREMOTE_"
 # Every CODEREMOTE_* variable something reads. Any other is refused: a misspelled one would silently leave its
 # default in place (a misspelled CODEREMOTE_STATE_DIR deploys into a fresh ledger, out of reach of the lease that
@@ -90,8 +92,9 @@ class Settings:
         lease_reclaim_s(env)
         config = env.get("CODEREMOTE_APP_CONFIG")
         interval = env.get("CODEREMOTE_SENSOR_INTERVAL_S") or str(DEFAULT_SENSOR_INTERVAL_S)
-        if not interval.isdigit() or int(interval) < 1:
-            raise SettingsError(f"CODEREMOTE_SENSOR_INTERVAL_S={interval!r} must be a whole number of seconds >= 1")
+        if not re.fullmatch(r"[0-9]{1,6}", interval) or not 1 <= int(interval) <= MAX_SENSOR_INTERVAL_S:
+            raise SettingsError(f"CODEREMOTE_SENSOR_INTERVAL_S={interval[:40]!r} must be a whole number of seconds "
+                                f"from 1 to {MAX_SENSOR_INTERVAL_S}")  # fmt: skip
         return cls(
             target=target,
             state_dir=state_dir,
@@ -173,13 +176,11 @@ def lease_reclaim_s(env: Mapping[str, str]) -> float | None:
     raw = env.get("CODEREMOTE_LEASE_RECLAIM_S")
     if raw is None:
         return None
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
+    # Plain ASCII digits: float() would take " 3_0 ", "+30" and digits of any script.
+    value = float(raw) if re.fullmatch(r"[0-9]{1,6}(\.[0-9]{1,3})?", raw) else math.nan
     if not MIN_LEASE_RECLAIM_S <= value <= MAX_LEASE_RECLAIM_S:  # NaN fails both
         raise SettingsError(
-            f"CODEREMOTE_LEASE_RECLAIM_S={raw!r} must be a number of seconds from {MIN_LEASE_RECLAIM_S:g} to "
+            f"CODEREMOTE_LEASE_RECLAIM_S={raw[:40]!r} must be a number of seconds from {MIN_LEASE_RECLAIM_S:g} to "
             f"{MAX_LEASE_RECLAIM_S:g}: a run silent that long loses its env's deploy lease (unset: 30)"
         )
     return value
