@@ -24,8 +24,8 @@ HELD, STARTED, LIVE, ROLLED_BACK, AUTOMATIC_ROLLBACK, SHIFT_ABORTED, FAILED = (
     "held", "started", "live", "rolled_back", "automatic_rollback", "shift_aborted", "failed",
 )  # fmt: skip
 EVENTS = (HELD, STARTED, LIVE, ROLLED_BACK, AUTOMATIC_ROLLBACK, SHIFT_ABORTED, FAILED)
-_VARIABLE = re.compile(r"^[A-Z_][A-Z0-9_]*$")
-_REPOSITORY = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+_VARIABLE = re.compile(r"^[A-Z_][A-Z0-9_]*\Z")
+_REPOSITORY = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+\Z")
 
 
 # The pipeline's own secrets: a receiver naming one would send it to the receiver's host.

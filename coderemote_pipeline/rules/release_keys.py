@@ -17,7 +17,7 @@ from coderemote_pipeline.rules.errors import UserError
 
 COMMIT_KEY_HEX_LEN = 7
 _TAG_PREFIX = "v"
-_COMMIT_KEY = re.compile(r"^(?P<branch>[a-z0-9][a-z0-9._-]{0,40}?)-(?P<sha>[0-9a-f]{7,40})$")
+_COMMIT_KEY = re.compile(r"^(?P<branch>[a-z0-9][a-z0-9._-]{0,40}?)-(?P<sha>[0-9a-f]{7,40})\Z")
 # Dagster partition keys may not contain these; MultiPartitionKey joins dimensions with "|".
 _FORBIDDEN = set("|,[]/ \t\n")
 

@@ -15,10 +15,10 @@ from pydantic import BeforeValidator, Field, StrictFloat, StrictInt, model_valid
 
 from coderemote_pipeline.rules.schema import StrictModel, nearest, plain, said
 
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)$")
+_DURATION = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d)\Z")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86_400.0}
-_PRESET = re.compile(r"^(?:CodeDeployDefault\.)?(?:Lambda)?(?:(AllAtOnce)|Canary(\d+)Percent(\d+)Minutes?"
-                     r"|Linear(\d+)PercentEvery(\d+)Minutes?)$")  # fmt: skip
+_PRESET = re.compile(r"^(?:CodeDeployDefault\.)?(?:Lambda)?(?:(AllAtOnce)|Canary([0-9]+)Percent([0-9]+)Minutes?"
+                     r"|Linear([0-9]+)PercentEvery([0-9]+)Minutes?)\Z")  # fmt: skip
 STRATEGIES = ("all_at_once", "canary", "linear")
 PRESETS = ("AllAtOnce", "Canary10Percent5Minutes", "Canary10Percent10Minutes", "Canary10Percent15Minutes",
            "Canary10Percent30Minutes", "Linear10PercentEvery1Minute", "Linear10PercentEvery2Minutes",
