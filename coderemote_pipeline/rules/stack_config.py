@@ -4,6 +4,7 @@ reads, and the pipeline reads from the very same file."""
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from pydantic import Field, field_validator, model_validator
 from coderemote_pipeline.rules.schema import StrictModel, read_yaml_mapping, said, validate
 
 PULUMI_PROJECT = "code-remote"
+_REGION = re.compile(r"[a-z]{2}(?:-gov|-iso[a-z]?)?-[a-z]+-[0-9]{1,2}")
 
 
 def _config_key(name: str) -> str:
@@ -35,6 +37,13 @@ class StackConfigValues(StrictModel):
     # Written by the pipeline's Automation API path on the aws target (resources/pulumi_provisioner.py).
     bootstrap_image_uri: str | None = Field(None, alias=_config_key("bootstrap_image_uri"))
     gemini_api_key: Secret | None = Field(None, alias=_config_key("gemini_api_key"))
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, value: str) -> str:
+        if not _REGION.fullmatch(value):
+            raise ValueError(f"{said(value)} is not an AWS region name, e.g. us-east-1 or eu-west-3")
+        return value
 
     @field_validator("az_count", mode="before")
     @classmethod
@@ -62,10 +71,14 @@ class StackConfigValues(StrictModel):
     def _network(self) -> StackConfigValues:
         if self.vpc_cidr is not None:
             try:
-                ipaddress.ip_network(self.vpc_cidr)
+                network = ipaddress.ip_network(self.vpc_cidr)
             except ValueError:
                 shown = said(self.vpc_cidr)
                 raise ValueError(f"{_config_key('vpc_cidr')}: {shown} is not a CIDR block, e.g. 10.2.0.0/16") from None
+            # A VPC is IPv4 /16 to /28, and the program splits it 16 ways into subnets of at least /28.
+            if network.version != 4 or not 16 <= network.prefixlen <= 24:
+                raise ValueError(f"{_config_key('vpc_cidr')}: {said(self.vpc_cidr)} must be an IPv4 block from /16 to "
+                                 "/24 (the program splits it into 16 subnets), e.g. 10.2.0.0/16")  # fmt: skip
         if (self.vpc_cidr is None) != (self.az_count is None):
             raise ValueError(f"set both {_config_key('vpc_cidr')!r} and {_config_key('az_count')!r}, or neither")
         return self
