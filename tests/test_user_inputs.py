@@ -5,6 +5,7 @@ app layout than it was built with. No local stack: each is refused first."""
 
 import json
 import os
+import shutil
 
 import pytest
 
@@ -15,7 +16,7 @@ from coderemote_pipeline.ledger.instance import open_instance
 from coderemote_pipeline.rules import names
 from coderemote_pipeline.rules.app_layout import AppLayout
 from coderemote_pipeline.rules.remote_urls import shown
-from coderemote_pipeline.rules.settings import Settings
+from coderemote_pipeline.rules.settings import PROJECT_ROOT, Settings
 from testkit.ledger_seed import Seeder
 
 
@@ -86,6 +87,17 @@ def test_an_empty_or_unusable_setting_is_one_line(env, capsys, monkeypatch, argv
     for name, value in environ.items():
         monkeypatch.setenv(name, value.format(**env))
     assert message.format(**env) in _one_line(capsys, argv)
+
+
+def test_a_team_instance_without_its_database_variables_names_the_variable(env, capsys, monkeypatch):
+    (env["tmp"] / "team").mkdir()
+    shutil.copy(PROJECT_ROOT / "deploy" / "dagster.yaml", env["tmp"] / "team" / "dagster.yaml")
+    monkeypatch.setenv("DAGSTER_HOME", str(env["tmp"] / "team"))
+    for name in [n for n in os.environ if n.startswith("DAGSTER_PG_")]:
+        monkeypatch.delenv(name)
+    said = _one_line(capsys, ["history", "dev"])
+    assert said.endswith("dagster.yaml reads DAGSTER_PG_USERNAME from the environment, which is not set or not valid: "
+                         "set DAGSTER_PG_USERNAME (deploy/README.md)")  # not "move it away": a team's config is kept
 
 
 def test_a_lease_reclaim_time_in_range_is_taken(env, monkeypatch):

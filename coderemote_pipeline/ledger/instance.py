@@ -145,6 +145,10 @@ def open_instance(state_dir: Path) -> dg.DagsterInstance:
         # Dagster's own text runs to a page, with the file's values in it: the file and the first problem suffice.
         problem = next((line.strip() for line in str(exc).splitlines()[1:] if line.strip()), type(exc).__name__)
         problem = re.sub(r"^Error \d+: ", "", problem).split(" Expected:")[0].rstrip(".")
+        if variable := re.search(r"\{'env': '([A-Za-z_][A-Za-z0-9_]*)'\}", problem):
+            # The team profile reads its database settings from the environment: the fix is the variable.
+            raise InstanceUnusable(f"{home / 'dagster.yaml'} reads {variable[1]} from the environment, which is not "
+                                   f"set or not valid: set {variable[1]} (deploy/README.md)") from None  # fmt: skip
         raise InstanceUnusable(f"{home / 'dagster.yaml'} is not a valid Dagster instance config ({problem[:160]}): "
                                "fix it, or move it away for a new one to be written") from None  # fmt: skip
 
