@@ -76,6 +76,7 @@ def test_a_missing_variable_skips_the_receiver_naming_the_variable():
         ({"webhook": {}}, "a webhook needs url_env"),
         ({"webhook": {"url": "http://x"}, "events": ["deployed"]}, "unknown event(s) deployed"),
         ({"github": {"repository": "not a repo"}}, "must be a GitHub repository as OWNER/NAME, e.g. acme/code-remote"),
+        ({"webhook": {"url": "http://x"}, "events": []}, "events is empty: list the events this receiver gets"),
         ({"slack": {"url": "http://x"}}, "slack"),
     ],
 )

@@ -356,3 +356,13 @@ def test_durations_take_days_too(infra_copy):
     _edit(infra_copy / "environments.yaml", "bake: 15m", "bake: 1d")
     prod = load_policies(infra_copy)["prod"]
     assert (prod.approval_expires_s, prod.rollout.bake_s) == (3 * 86_400.0, 86_400.0)
+
+
+def test_a_policy_file_that_links_out_of_infra_is_refused(infra_copy, tmp_path):
+    outside = tmp_path / "elsewhere.yaml"
+    stack = infra_copy / "pulumi" / "Pulumi.dev.yaml"
+    outside.write_text(stack.read_text())
+    stack.unlink()
+    stack.symlink_to(outside)
+    with pytest.raises(PolicyError, match=r"Pulumi\.dev\.yaml is a symbolic link out of infra/: keep the file itself"):
+        load_policies(infra_copy)

@@ -192,10 +192,20 @@ def load_policies(infra_dir: Path | None = None) -> dict[str, EnvironmentPolicy]
     return _load(infra_dir, tuple(_stamp(p) for p in policy_files(infra_dir)))
 
 
+def _inside(infra_dir: Path) -> None:
+    """The policy files are the repository's own: one that is a symlink out of infra/ is refused, as a path out of
+    the repository is anywhere else."""
+    top = infra_dir.resolve()
+    for path in policy_files(infra_dir):
+        if path.is_symlink() and not resolved(path, str(path)).is_relative_to(top):
+            raise ConfigError(f"{path} is a symbolic link out of infra/: keep the file itself there")
+
+
 @functools.lru_cache(maxsize=8)
 def _load(infra_dir: Path, _stamps: tuple[tuple[str, int, int], ...]) -> dict[str, EnvironmentPolicy]:
     path = infra_dir / "environments.yaml"
     try:
+        _inside(infra_dir)
         table = validate(EnvironmentsFile, read_yaml_mapping(path), source=str(path))
         return {
             name: EnvironmentPolicy(

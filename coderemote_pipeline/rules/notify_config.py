@@ -109,6 +109,8 @@ class Receiver(StrictModel):
     def _kind(self) -> Receiver:
         if (self.webhook is None) == (self.github is None):
             raise ValueError("a receiver is either webhook: or github:")
+        if not self.events:
+            raise ValueError("events is empty: list the events this receiver gets, or remove the receiver")
         unknown = [e for e in self.events if e not in EVENTS]
         if unknown:
             named = ", ".join(str(e) for e in unknown if plain(e)) or "that are not names"
