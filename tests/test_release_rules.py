@@ -63,6 +63,11 @@ def test_commit_release_key_is_short_and_slugged():
     assert commit_release_key("main", sha) == "main-3f9c2ab"
     assert commit_release_key("feature/My Thing", sha) == "feature-my-thing-3f9c2ab"
     assert parse_release_key(commit_release_key("feature/My Thing", sha)).commit_prefix == "3f9c2ab"
+    # A branch named like a version (v2, v1.2.3): its commits are commits, never read as version tags.
+    for branch in ("v2", "v1.2.3", "v10-hotfix"):
+        key = commit_release_key(branch, sha)
+        assert key == f"branch-{branch}-3f9c2ab" and parse_release_key(key).kind is ReleaseKind.COMMIT
+    assert commit_release_key("vnext", sha) == "vnext-3f9c2ab"
     with pytest.raises(ReleaseKeyError, match="not a git commit"):
         commit_release_key("main", "HEAD")
 

@@ -72,6 +72,8 @@ def commit_release_key(branch: str, commit: str) -> str:
     if not re.fullmatch(r"[0-9a-f]{7,40}", commit):
         raise ReleaseKeyError(f"{commit!r} is not a git commit id (7 to 40 lowercase hex characters)")
     slug = re.sub(r"[^a-z0-9._-]+", "-", branch.lower()).strip("-.")[:40] or "commit"
+    if slug.startswith(_TAG_PREFIX) and slug[1:2].isdigit():
+        slug = f"branch-{slug}"  # a branch named v2 or v1.2.3: its commits' keys never read as version tags
     return f"{slug}-{commit[:COMMIT_KEY_HEX_LEN]}"
 
 
