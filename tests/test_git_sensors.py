@@ -21,6 +21,7 @@ from sensor_kit import apply, settings_for, tick, verified_in_dev
 from coderemote_pipeline.actions.git_remote import GitRemote
 from coderemote_pipeline.definitions import build_defs
 from coderemote_pipeline.ledger.leases import Lease
+from coderemote_pipeline.local_stack.processes import process_place
 from coderemote_pipeline.resources.targets import local_resources
 from coderemote_pipeline.rules import names
 from coderemote_pipeline.rules.environments import Approval, load_policies
@@ -216,13 +217,14 @@ def test_a_deploy_killed_mid_step_does_not_hold_dev_back(settings, instance, rep
 
 def test_a_cli_run_whose_process_is_gone_is_marked_failed_before_the_next_deploy(settings, instance, repo):
     """Killed before it took the lease (no heartbeat to go by): the process it names on this host is gone. A run
-    executed on another host, or by a live process, is not judged from here."""
+    executed on another host or in another pid namespace (a container), or by a live process, is not judged here."""
     first = tick(settings, instance, MAIN, None)
     dead = subprocess.Popen(["true"])
     dead.wait()
-    here = socket.gethostname()
+    here = process_place()
     tags = {"coderemote/env": "dev", "coderemote/release": first.partitions[0]}
-    wheres = (f"{here}:{dead.pid}", f"elsewhere.example:{dead.pid}", f"{here}:{os.getpid()}")
+    wheres = (f"{here}:{dead.pid}", f"elsewhere.example/{here.split('/')[1]}:{dead.pid}",
+              f"{socket.gethostname()}/4026531999:{dead.pid}", f"{here}:{os.getpid()}")
     runs = {w: dg.DagsterRun("redeploy_job", status=dg.DagsterRunStatus.STARTED,
                              tags={**tags, names.EXECUTED_BY_TAG: w}) for w in wheres}  # fmt: skip
     for run in runs.values():
@@ -233,7 +235,7 @@ def test_a_cli_run_whose_process_is_gone_is_marked_failed_before_the_next_deploy
     assert result.logged(f"not waiting for it: run {gone.run_id[:8]} was executed by process {dead.pid} on this "
                          "host, which is gone; marked failed")  # fmt: skip
     statuses = [instance.get_run_by_id(runs[w].run_id).status for w in wheres]
-    assert statuses == [dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTED]
+    assert statuses == [dg.DagsterRunStatus.FAILURE] + [dg.DagsterRunStatus.STARTED] * 3
     assert result.run_requests == [] and "waiting for the dev deploy in progress" in result.skip
 
 

@@ -4,7 +4,6 @@ rollback of a release whose health check fails, and drift when someone moves the
 import hashlib
 import json
 import os
-import socket
 import urllib.request
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from coderemote_pipeline.definitions import build_defs
 from coderemote_pipeline.ledger.history import deploys
 from coderemote_pipeline.ledger.live import env_outputs, recorded_live
 from coderemote_pipeline.local_stack import LocalStack, load_stack_info
-from coderemote_pipeline.local_stack.processes import stop_pid
+from coderemote_pipeline.local_stack.processes import process_place, stop_pid
 from coderemote_pipeline.resources.targets import local_resources, target_for
 from coderemote_pipeline.rules import names
 from coderemote_pipeline.rules.release_keys import parse_release_key
@@ -99,7 +98,7 @@ def test_rollback_and_roll_forward_rebuild_nothing(prod, instance, local_stack):
     assert back.success, back.failure
     assert names.APPROVED_BY_TAG not in instance.get_run_by_id(back.run_id).tags
     # The process executing it, for a sensor to tell it gone if this process dies.
-    assert instance.get_run_by_id(back.run_id).tags[names.EXECUTED_BY_TAG] == f"{socket.gethostname()}:{os.getpid()}"
+    assert instance.get_run_by_id(back.run_id).tags[names.EXECUTED_BY_TAG] == f"{process_place()}:{os.getpid()}"
     assert back.release == "v1.0.0" and "infra_stack" not in back.stages
     # rollback_job: the stages after infra, and none of the app's checks (on the record of the run that built it).
     assert back.job_name == "rollback_job" and not [s for s in back.stages if s.startswith("check:")]

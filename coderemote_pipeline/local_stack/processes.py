@@ -63,6 +63,16 @@ def spawn(
     return process.pid
 
 
+def process_place() -> str:
+    """Where this process's pid means this process: the host, and the pid namespace (two containers may share a
+    host name, never a pid namespace)."""
+    try:
+        namespace = str(os.stat("/proc/self/ns/pid").st_ino)
+    except OSError:
+        namespace = "-"
+    return f"{socket.gethostname()}/{namespace}"
+
+
 def pid_alive(pid: int | None) -> bool:
     if not pid or pid <= 0:
         return False

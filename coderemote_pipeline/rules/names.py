@@ -53,8 +53,8 @@ APP_LAYOUT_TAG = "coderemote/app_layout"
 DECIDED_BY_TAG = "coderemote/decided_by"
 # Whose approvals cleared a deploy of an env that requires them (the run's audit trail, shown in history).
 APPROVED_BY_TAG = "coderemote/approved_by"
-# host:pid of the process that executes the run in itself (the CLI's, or its warm process): a sensor that finds that
-# process gone on its own host marks the run failed, so the run queue does not wait behind it forever.
+# host/pid-namespace:pid of the process that executes the run in itself (the CLI's, or its warm process): a sensor
+# that finds that process gone where it runs too marks the run failed, so the run queue does not wait behind it.
 EXECUTED_BY_TAG = "coderemote/executed_by"
 # `deploy --skip-checks --reason`: the strategy's hotfix path; who and why stay on the run and in history.
 SKIP_CHECKS_TAG = "coderemote/skip_checks"

@@ -4,17 +4,16 @@ A deploy executed by the CLI runs in the CLI's own process: killed (SIGKILL, a c
 its warm process), its run stays STARTED, and the instance's run queue (one run per environment) would hold every
 later deploy of that environment behind it, forever. A run is taken as gone when it holds the env's deploy lease
 and stopped heartbeating past the reclaim time, or when the process that executes it (its `executed_by` tag) was
-on this host and no longer exists. Marked failed, the failed-deploy sensor settles it: the env is left whole.
+on this host, in this pid namespace, and no longer exists. Marked failed, the failed-deploy sensor settles it: the
+env is left whole.
 """
 
 from __future__ import annotations
 
-import socket
-
 import dagster as dg
 
 from coderemote_pipeline.ledger.leases import Lease
-from coderemote_pipeline.local_stack.processes import pid_alive
+from coderemote_pipeline.local_stack.processes import pid_alive, process_place
 from coderemote_pipeline.rules import names
 
 # Queued and not-started runs have no process yet: the queue, not a process, holds them.
@@ -22,9 +21,10 @@ RUNNING = [dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
 
 
 def process_gone(run: dg.DagsterRun) -> str | None:
-    """Why `run`'s process is known gone, or None (another host's process, or none recorded, is not judged)."""
-    host, _, pid = run.tags.get(names.EXECUTED_BY_TAG, "").rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit() or pid_alive(int(pid)):
+    """Why `run`'s process is known gone, or None (another host's or container's process, or none recorded, is not
+    judged: its pid means nothing here)."""
+    place, _, pid = run.tags.get(names.EXECUTED_BY_TAG, "").rpartition(":")
+    if place != process_place() or not pid.isdigit() or pid_alive(int(pid)):
         return None
     return f"run {run.run_id[:8]} was executed by process {pid} on this host, which is gone"
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import atexit
 import gc
 import os
-import socket
 import threading
 import time
 import uuid
@@ -25,6 +24,7 @@ from coderemote_pipeline.actions.git_remote import GitRemote
 from coderemote_pipeline.definitions import reconstructable_deploy_job
 from coderemote_pipeline.ledger.figures import record_figures
 from coderemote_pipeline.ledger.leases import Lease
+from coderemote_pipeline.local_stack.processes import process_place
 from coderemote_pipeline.resources.targets import check_ready, resources_for, target_for
 from coderemote_pipeline.rules import names
 from coderemote_pipeline.rules.deployment import Deployment
@@ -104,7 +104,7 @@ def launch(
     check_ready(settings, job_name)
     request_id = uuid.uuid4().hex
     tags = {**run_tags(deploy, settings, trigger, extra_tags), names.REQUEST_TAG: request_id,
-            names.EXECUTED_BY_TAG: f"{socket.gethostname()}:{os.getpid()}"}  # fmt: skip
+            names.EXECUTED_BY_TAG: f"{process_place()}:{os.getpid()}"}  # fmt: skip
     started, done = time.monotonic(), threading.Event()
     follower = threading.Thread(target=follow, args=(instance, request_id, done, echo), daemon=True)
     follower.start()
