@@ -67,6 +67,7 @@ def _edit(path: Path, old: str, new: str) -> None:
         ("environments.yaml", "approval_expires: 72h", "approval_expires: 72", "needs a unit: ms, s, m, h or d"),
         ("environments.yaml", "approval_expires: 72h", "approval_expires: 1000h", "between 1m and 30d"),
         ("environments.yaml", "approval_expires: 72h", "approval_expires: ٧٢h", "needs a unit"),  # ASCII digits only
+        ("environments.yaml", "approval_expires: 72h", "approval_expires: -5h", "'-5h' is negative: give a length"),
         # Left blank, a key would quietly take its default: no promotion gate, approvals that never expire.
         ("environments.yaml", "verified_in: dev", "verified_in:", "prod.verified_in (line "),
         ("environments.yaml", "approval_expires: 72h", "approval_expires: ~", "approval_expires (line "),

@@ -69,7 +69,7 @@ class GitRemote(CommitTrees):
             except GitError as exc:
                 raise RemoteUnreachable(
                     f"app git remote {self.url!r} is unreachable ({first_line(exc)}). Check the URL "
-                    "(CODEREMOTE_APP_REMOTE or app_source.remote_url) and that git can read it"
+                    "(CODEREMOTE_APP_REMOTE, or --remote) and that git can read it"
                 ) from None
 
     def ls_remote(self) -> dict[str, str]:

@@ -31,6 +31,8 @@ def seconds(value: str | int | float) -> float:
     """`"5m"` → 300.0. A number without its unit is refused: "15" could be seconds or minutes."""
     text = str(value).strip()
     match = _DURATION.match(text)
+    if not match and text.startswith("-"):
+        raise ValueError(f"{said(text, 'a duration')} is negative: give a length of time, e.g. 30s, 5m, 1h, 3d")
     if not match:
         raise ValueError(f"{said(text, 'a duration')} needs a unit: ms, s, m, h or d (e.g. 30s, 5m, 1h, 3d)")
     return float(match[1]) * _UNITS[match[2]]
