@@ -239,6 +239,24 @@ def test_a_cli_run_whose_process_is_gone_is_marked_failed_before_the_next_deploy
     assert result.run_requests == [] and "waiting for the dev deploy in progress" in result.skip
 
 
+def test_a_step_that_outlived_its_cli_process_is_not_marked_failed(settings, instance, repo):
+    """A process-per-step run whose CLI was killed: its running step still holds the lease and heartbeats, so it is
+    working, whatever became of the process that began it."""
+    first = tick(settings, instance, MAIN, None)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    orphan = dg.DagsterRun("deploy_job", status=dg.DagsterRunStatus.STARTED,
+                           tags={"coderemote/env": "dev", "coderemote/release": first.partitions[0],
+                                 names.EXECUTED_BY_TAG: f"{process_place()}:{dead.pid}"})  # fmt: skip
+    instance.add_run(orphan)
+    Lease(instance, "dev").acquire(orphan.run_id, log=print, describe=str)  # and it heartbeats
+    repo.push("pushed while the orphaned step works")
+    result = tick(settings, instance, MAIN, first.cursor)
+    assert result.run_requests == [] and "waiting for the dev deploy in progress" in result.skip
+    assert instance.get_run_by_id(orphan.run_id).status is dg.DagsterRunStatus.STARTED
+    assert Lease(instance, "dev").holder().run_id == orphan.run_id
+
+
 def test_other_branches_do_not_deploy(settings, instance, repo):
     first = tick(settings, instance, MAIN, None)
     repo.side_commit("feature/xyz", "work in progress")

@@ -54,3 +54,16 @@ def test_a_run_ended_while_it_waited_for_the_lease_never_takes_it(tmp_path):
             lease.acquire(waiter.run_id, log=lambda _: None, describe=str)
         timer.join()
         assert lease.holder().run_id == holder.run_id
+
+
+def test_a_run_ended_while_it_waited_does_not_take_the_lease_once_it_is_free(tmp_path):
+    """The holder finishes first: the ended run and its retry both poll for the free lease; the ended one never
+    takes it, whichever polls first."""
+    with open_instance(tmp_path / "state") as instance:
+        ended = dg.DagsterRun(job_name="redeploy_job", status=dg.DagsterRunStatus.STARTED)
+        instance.add_run(ended)
+        instance.report_run_failed(ended, "marked failed by `coderemote-pipeline retry --mark-failed`")
+        lease = Lease(instance, "dev")
+        with pytest.raises(LeaseLost, match=f"run {ended.run_id[:8]} was marked ended"):
+            lease.acquire(ended.run_id, log=lambda _: None, describe=str)
+        assert lease.holder() is None

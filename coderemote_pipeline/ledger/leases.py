@@ -182,6 +182,9 @@ class Lease:
         waited_since, reminded = None, 0.0
         while True:
             if self._claim(run_id):
+                if self._ended(run_id):
+                    self._free(run_id)
+                    raise self._lost(run_id)
                 self.beat(run_id)
                 note(f"{LEASE_TAKEN} {self.env}")
                 if waited_since is not None:
@@ -209,9 +212,7 @@ class Lease:
                     log(f"reclaimed {self.env}'s deploy lease: {stale}")
                 continue
             if self._ended(run_id):
-                # Marked failed while it waited (`retry --mark-failed`, a sensor): a retry goes on in its place.
-                raise LeaseLost(f"run {run_id[:8]} was marked ended while it waited for {self.env}'s deploy lease: "
-                                "it does not deploy (its retry, if any, does)")  # fmt: skip
+                raise self._lost(run_id)
             now = time.monotonic()
             if waited_since is None or now - reminded > REMIND_S:
                 log(f"waiting for {describe(holder.run_id)} to finish: one deploy of {self.env} at a time")
@@ -223,6 +224,12 @@ class Lease:
         deploy queued behind it would wait forever. True if it was still running."""
         self._free(run_id)
         return self._fail_if_running(run_id, why)
+
+    def _lost(self, run_id: str) -> LeaseLost:
+        # Marked failed while it waited or between steps (`retry --mark-failed`, a sensor): a retry goes on in its
+        # place, and this one must not deploy beside it.
+        return LeaseLost(f"run {run_id[:8]} was marked ended while it waited for {self.env}'s deploy lease: it does "
+                         "not deploy (its retry, if any, does)")  # fmt: skip
 
     def _ended(self, run_id: str) -> bool:
         run = self.instance.get_run_by_id(run_id)

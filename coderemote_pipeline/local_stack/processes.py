@@ -64,13 +64,14 @@ def spawn(
 
 
 def process_place() -> str:
-    """Where this process's pid means this process: the host, and the pid namespace (two containers may share a
-    host name, never a pid namespace)."""
+    """Where this process's pid means this process: the host, its boot (two machines may share a host name, and
+    every host's own pid namespace has the same number), and the pid namespace (two containers of one host)."""
     try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
         namespace = str(os.stat("/proc/self/ns/pid").st_ino)
     except OSError:
-        namespace = "-"
-    return f"{socket.gethostname()}/{namespace}"
+        return ""  # nowhere to tell: a pid recorded here is never judged from elsewhere
+    return f"{socket.gethostname()}/{boot}/{namespace}"
 
 
 def pid_alive(pid: int | None) -> bool:

@@ -24,7 +24,7 @@ def process_gone(run: dg.DagsterRun) -> str | None:
     """Why `run`'s process is known gone, or None (another host's or container's process, or none recorded, is not
     judged: its pid means nothing here)."""
     place, _, pid = run.tags.get(names.EXECUTED_BY_TAG, "").rpartition(":")
-    if place != process_place() or not pid.isdigit() or pid_alive(int(pid)):
+    if not place or place != process_place() or not pid.isdigit() or pid_alive(int(pid)):
         return None
     return f"run {run.run_id[:8]} was executed by process {pid} on this host, which is gone"
 
@@ -34,6 +34,8 @@ def reap_abandoned(instance: dg.DagsterInstance, env: str) -> list[str]:
     lease, reaped = Lease(instance, env), []
     for record in instance.get_run_records(dg.RunsFilter(tags={names.ENV_TAG: env}, statuses=RUNNING), limit=5):
         run = record.dagster_run
+        if lease.working(run.run_id):
+            continue  # it holds the lease and heartbeats: a step works, whatever became of the process that began it
         why = lease.abandoned_by(run.run_id) or process_gone(run)
         if why is not None and lease.reap(run.run_id, why):
             reaped.append(why)
