@@ -364,6 +364,45 @@ def test_stable_tag_deploys_prod_directly_where_no_approval_is_required(settings
     assert tick(settings, instance, TAGS, result.cursor).run_requests == []
 
 
+def test_a_tag_pushed_while_an_older_one_waits_for_the_gate_goes_out_instead(settings, instance, repo,
+                                                                             monkeypatch):
+    """The newest tag goes out, as the newest head of main does: an older one the gate still held never deploys
+    over it once both commits pass in dev."""
+    relaxed = {n: replace(p, approval=Approval.NONE) for n, p in load_policies().items()}
+    monkeypatch.setattr("coderemote_pipeline.resources.environments.load_policies", lambda _dir: relaxed)
+    baseline = _baseline(settings, instance)
+    older = repo.git("rev-parse", "HEAD")
+    repo.tag("v1.9.0")
+    first = tick(settings, instance, TAGS, baseline.cursor)
+    apply(instance, first)
+    newer = repo.push("the next release")
+    repo.tag("v1.10.0")
+    second = tick(settings, instance, TAGS, first.cursor)
+    apply(instance, second)
+    assert second.logged("v1.9.0 waits no more for prod: a tag pushed since went there instead")
+    assert second.cursor_json["waiting"] == {"v1.10.0": ["prod"]}
+    for commit in (older, newer):
+        verified_in_dev(instance, commit)
+    result = tick(settings, instance, TAGS, second.cursor)
+    assert [r.partition_key for r in result.run_requests] == ["prod|v1.10.0"]
+
+
+def test_a_refused_tag_deleted_and_pushed_again_on_main_is_a_new_tag(settings, instance, repo):
+    baseline = _baseline(settings, instance)
+    hotfix = repo.side_commit("hotfix/critical-fix", "fix: critical security patch")
+    repo.tag("v1.0.1", hotfix)
+    refused = tick(settings, instance, TAGS, baseline.cursor)
+    assert refused.logged("refused tag v1.0.1")
+    repo.git("push", "--quiet", "origin", ":refs/tags/v1.0.1")
+    deleted = tick(settings, instance, TAGS, refused.cursor)
+    assert "gone" not in deleted.cursor_json  # never released: nothing to remember
+    repo.tag("v1.0.1", repo.push("the fix, merged"), force=True)  # tagged again, as the refusal said, on main
+    result = tick(settings, instance, TAGS, deleted.cursor)
+    assert result.partitions == ["v1.0.1"] and not result.logged("moved")
+    (hold,) = result.events
+    assert hold.partition == "prod|v1.0.1"
+
+
 def test_prerelease_tag_is_recorded_never_deployed(settings, instance, repo):
     baseline = _baseline(settings, instance)
     repo.tag("v2.0.0-beta.1")

@@ -90,13 +90,15 @@ def act_on_stable(
     tick: Tick,
     policies: dict[str, EnvironmentPolicy],
     layout: AppLayout,
-) -> dict[str, list[str]]:
+) -> tuple[dict[str, list[str]], set[str]]:
     """Check each new stable tag is on main (and signed where an env requires it), then deploy it (or hold it) in
     every env triggered by stable tags. `accepted` (the releases taken so far, in the cursor) gains each tag that is
-    on main. Returns the envs a deploy window or the promotion gate holds each tag from: decided again next tick."""
+    on main. Returns the envs a deploy window or the promotion gate holds each tag from (decided again next tick),
+    and the envs a new tag went to."""
     remote.fetch_refs(MAIN_REF, *[f"{TAG_PREFIX}{r.key}" for r in stable])
     highest_before = _highest_stable(accepted)
     waiting: dict[str, list[str]] = {}
+    went: set[str] = set()
     for release in stable:
         commit = tags[release.key]
         if not remote.is_ancestor(commit, MAIN_REF):
@@ -110,22 +112,25 @@ def act_on_stable(
         tick.register(release.key)
         accepted.append(release.key)
         envs = [name for name, policy in policies.items() if policy.trigger is Trigger.STABLE_TAG]
-        if held := decide(remote, release, commit, envs, tick, policies, layout):
+        held, decided = decide(remote, release, commit, envs, tick, policies, layout)
+        went |= decided
+        if held:
             waiting[release.key] = held
-    return waiting
+    return waiting, went
 
 
 def decide(remote: GitRemote, release: Release, commit: str, envs: list[str], tick: Tick,
-           policies: dict[str, EnvironmentPolicy], layout: AppLayout) -> list[str]:  # fmt: skip
-    """Deploy (or hold for approval) an accepted tag in each of `envs`; the envs a deploy window or the promotion
-    gate holds it from (nothing launched there yet, decided again next tick)."""
-    held = []
+           policies: dict[str, EnvironmentPolicy], layout: AppLayout) -> tuple[list[str], set[str]]:  # fmt: skip
+    """Deploy (or hold for approval) an accepted tag in each of `envs`: the envs a deploy window or the promotion
+    gate holds it from (nothing launched there yet, decided again next tick), and the envs it went to."""
+    held, went = [], set()
     for policy in (policies[name] for name in envs):
         if policy.allowed_signers is not None:
             refusal = signature_refusal(remote, release, policy.allowed_signers)
             if refusal:
                 tick.warn(f"skipped {release.key} for {policy.name}: {refusal}")
                 continue
+        went.add(policy.name)
         outcome = tick.deploy_or_hold(
             Deployment.of(policy.name, release.key, policies, commit),
             trigger=Trigger.STABLE_TAG.value,
@@ -136,18 +141,29 @@ def decide(remote: GitRemote, release: Release, commit: str, envs: list[str], ti
         )
         if outcome in (WINDOW, GATED):
             held.append(policy.name)
-    return held
+    return held, went
 
 
-def still_waiting(remote: GitRemote, waiting: dict[str, list[str]], tags: dict[str, str], tick: Tick,
-                  policies: dict[str, EnvironmentPolicy], layout: AppLayout) -> dict[str, list[str]]:  # fmt: skip
-    """Decide again the tags a window or the gate held, in the envs they were held from, while they point where they
-    did (a moved or deleted tag is reported instead, and waits no more)."""
+def still_waiting(
+    remote: GitRemote,
+    waiting: dict[str, list[str]],
+    tags: dict[str, str],
+    newer: set[str],
+    tick: Tick,
+    policies: dict[str, EnvironmentPolicy],
+    layout: AppLayout,
+) -> dict[str, list[str]]:
+    """Decide again the tags a window or the gate held, oldest version first, in the envs they were held from, while
+    they point where they did (a moved or deleted tag is reported instead) and no tag pushed since went to that env
+    (the newest tag goes out, as the newest head of main does)."""
     left: dict[str, list[str]] = {}
-    for key, envs in waiting.items():
-        envs = [name for name in envs if name in policies and policies[name].trigger is Trigger.STABLE_TAG]
+    for key in sorted(waiting, key=lambda k: release_for_tag(k).version):
+        envs = [n for n in waiting[key] if n in policies and policies[n].trigger is Trigger.STABLE_TAG]
+        for name in [n for n in envs if n in newer]:
+            tick.note(f"{key} waits no more for {name}: a tag pushed since went there instead")
+        envs = [n for n in envs if n not in newer]
         if key in tags and envs and (held := decide(remote, release_for_tag(key), tags[key], envs, tick, policies,
-                                                    layout)):  # fmt: skip
+                                                    layout)[0]):  # fmt: skip
             left[key] = held
     return left
 
@@ -203,14 +219,16 @@ def version_tag_sensor_def(interval_s: int, jobs: Sequence[dg.UnresolvedAssetJob
             return dg.SkipReason(f"{what}; acting on them once the target is back: {down}")
         tick = Tick(context, app_source)
         report_changes(seen, tags, gone, tick)
-        gone = {name: commit for name, commit in {**gone, **seen}.items() if name not in tags}
+        # Only a tag that was released is remembered once deleted: a refused one may come back fixed (signed, on main).
+        gone = {name: commit for name, commit in {**gone, **seen}.items() if name not in tags and name in accepted}
         stable, policies = classify(new, tick), environments.policies()
         try:
-            if waiting:
-                waiting = still_waiting(remote, {k: v for k, v in waiting.items() if seen.get(k) == tags.get(k)},
-                                        tags, tick, policies, app_source.layout)  # fmt: skip
+            fresh: dict[str, list[str]] = {}
+            newer: set[str] = set()
             if stable:
-                waiting |= act_on_stable(remote, stable, tags, accepted, tick, policies, app_source.layout)
+                fresh, newer = act_on_stable(remote, stable, tags, accepted, tick, policies, app_source.layout)
+            held = {k: v for k, v in waiting.items() if seen.get(k) == tags.get(k)}
+            waiting = still_waiting(remote, held, tags, newer, tick, policies, app_source.layout) | fresh
         except GitError as exc:
             # Cursor unchanged: the next tick decides these tags again, so none is lost.
             return dg.SkipReason(f"new or held tag(s): cannot read their history: {exc}")
