@@ -238,6 +238,19 @@ def test_the_approval_asset_validates_decisions_made_in_the_ui(env, repo):
     assert not result.success
     error = result.get_step_failure_events()[0].step_failure_data.error
     assert "dev needs no approval" in str(error.message) + str(error.cause)
+    # What `approvals` and `history` list is one line: no newline, escape or direction override from the UI either.
+    _hold_v1(settings, instance, repo)
+    forged = dg.materialize(
+        [release_approval],
+        partition_key="prod|v1.0.0",
+        run_config={"ops": {"release_approval": {"config": {"by": "alice", "decision": "approve",
+                                                            "reason": "ok\nerror: forged line"}}}},
+        resources=local_resources(settings),
+        instance=instance,
+        raise_on_error=False,
+    )  # fmt: skip
+    error = forged.get_step_failure_events()[0].step_failure_data.error
+    assert "config `by` and `reason` must be one line of text" in str(error.message) + str(error.cause)
 
 
 def test_no_approvals_yet(env, capsys):

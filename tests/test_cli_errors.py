@@ -98,6 +98,11 @@ CASES = [
     (["approve", "qa", "v1.0.0", "--by", "x"], {}, "unknown environment 'qa'"),
     (["approve", "prod", "v1.2", "--by", "x"], {}, "'v1.2' is not semantic versioning"),
     (["approve", "prod", "v1.0.0", "--by", " "], {}, "' ' names nobody: give who you are"),
+    # What is recorded and listed: a newline, an escape or a direction override would forge or hide a line.
+    (["approve", "prod", "v1.0.0", "--by", "evil\nerror: fake"], {}, "argument --by: has a control character"),
+    (["approve", "prod", "v1.0.0", "--by", "\u202eecila"], {}, "argument --by: has a control character"),
+    (["reject", "prod", "v1.0.0", "--reason", "why\x1b[31mRED"], {}, "argument --reason: has a control character"),
+    (["deploy", "dev", "main", "--force", "--reason", "a\nb"], {}, "write it on one line"),
     (["reject", "prod", "v1.0.0", "--by", ""], {}, "'' names nobody: give who you are"),
     (["reject", "prod", "v9.9.9", "--by", "x"], {}, "'v9.9.9' is not registered"),
     (["approvals", "--bogus"], {}, "unrecognized arguments: --bogus"),
@@ -188,8 +193,8 @@ def test_a_damaged_state_database_or_stack_record_is_one_line(env, capsys):
     runs_db.write_text("not a database\n")
     assert main(["history", "dev"]) == 2
     lines = capsys.readouterr().err.splitlines()
-    assert lines == ["error: the state database cannot be used (file is not a database): if it is damaged, restore "
-                     "the state dir from a backup, or move it away to start a new one"]
+    assert lines == ["error: the state database is damaged (file is not a database): restore the state dir from a "
+                     "backup, or move it away to start a new one"]
 
 
 def test_retry_of_a_run_that_a_later_run_of_its_env_followed_is_refused(env, capsys):

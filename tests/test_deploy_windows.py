@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import ValidationError
 
-from coderemote_pipeline.rules.deploy_windows import DeployWindows, WindowPlan
+from coderemote_pipeline.rules.deploy_windows import DeployWindows, WindowPlan, week_minute
 from coderemote_pipeline.rules.schema import ConfigError, validate
 
 WEEKEND = DeployWindows.model_validate(
@@ -43,6 +43,11 @@ def test_allow_windows_say_the_only_times_a_deploy_may_start():
     closed = plan.closed(_at("2026-12-02 11:00"))
     assert closed is not None and f"{closed.opens_at:%a %H:%M}" == "Tue 10:00"
     assert "outside the allowed windows (Tue 10:00 to Tue 12:00)" in closed.reason
+
+
+@pytest.mark.parametrize("day", ["Tue", "Tues", "Tuesday", "tuesday", "Thu", "Thur", "Thurs", "Thursday", "Weds"])
+def test_a_day_is_written_as_people_write_it(day):
+    assert week_minute(f"{day} 09:00") % (24 * 60) == 9 * 60
 
 
 @pytest.mark.parametrize(

@@ -82,6 +82,8 @@ def _edit(path: Path, old: str, new: str) -> None:
         ("pulumi/Pulumi.prod.yaml", "10.2.0.0/16", "10.0.0.1/32", "must be an IPv4 block from /16 to /24"),
         ("pulumi/Pulumi.prod.yaml", "10.2.0.0/16", "::/0", "must be an IPv4 block from /16 to /24"),
         ("pulumi/Pulumi.dev.yaml", "aws:region: us-east-1", "aws:region: mars-north-9x", "is not an AWS region name"),
+        ("pulumi/Pulumi.dev.yaml", "aws:region: us-east-1", "aws:region: \"us-east-1; rm -rf /\"",
+         "is not an AWS region name"),
         ("pulumi/Pulumi.prod.yaml", 'az_count: "3"', "az_count: 9", "between 1 and 6"),
         ("pulumi/Pulumi.dev.yaml", "aws:region: us-east-1", "aws:zone: us-east-1", "unknown key 'aws:zone' in config"),
         ("pulumi/Pulumi.dev.yaml", "gemini_model", "gemini_mdl", "did you mean 'code-remote:gemini_model'?"),

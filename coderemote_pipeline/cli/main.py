@@ -113,8 +113,14 @@ def _storage_problem(exc: BaseException) -> str | None:
             if "readonly" in first:
                 return (f"the state database cannot be written ({first}): give this account write access to the "
                         "state dir (CODEREMOTE_STATE_DIR)")  # fmt: skip
-            return (f"the state database cannot be used ({first}): if it is damaged, restore the state dir from a "
-                    "backup, or move it away to start a new one")  # fmt: skip
+            if "locked" in first:
+                return f"the state database is busy ({first}): another command holds it; try again in a moment"
+            if "full" in first:
+                return f"the state database cannot grow ({first}): free space on the state dir's disk"
+            if "not a database" in first or "malformed" in first:
+                return (f"the state database is damaged ({first}): restore the state dir from a backup, or move it "
+                        "away to start a new one")  # fmt: skip
+            return None  # any other: a bug, whose traceback is the report
         seen = seen.__cause__ or seen.__context__
     return None
 

@@ -6,9 +6,9 @@ import argparse
 import datetime as dt
 import os
 import sys
-import unicodedata
 
 from coderemote_pipeline.cli.outlive import outlive_the_terminal
+from coderemote_pipeline.rules.errors import has_controls
 
 EXECUTOR_HELP = (
     "auto (default): redeploy_job, one process, the frontend's build and checks beside the image build, the "
@@ -21,23 +21,18 @@ def _when(ts: float | None) -> str:
     return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S") if ts else "-"
 
 
-def _controls(text: str) -> bool:
-    # A newline or a terminal escape in what is recorded and listed would forge lines in `approvals` and `history`.
-    return any(unicodedata.category(c).startswith("C") for c in text)
-
-
 def person(text: str) -> str:
     """A `--by` value: who, without the spaces around it; empty is nobody, refused rather than recorded."""
     if not text.strip():
         raise argparse.ArgumentTypeError(f"{text!r} names nobody: give who you are, or leave --by out for $USER")
-    if _controls(text.strip()):
+    if has_controls(text.strip()):
         raise argparse.ArgumentTypeError("has a control character (a newline, an escape): give a plain name")
     return text.strip()
 
 
 def one_line(text: str) -> str:
     """A `--reason`: one line of text, as it is listed."""
-    if _controls(text):
+    if has_controls(text):
         raise argparse.ArgumentTypeError("has a control character (a newline, an escape): write it on one line")
     return text
 

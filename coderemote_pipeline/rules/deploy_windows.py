@@ -20,9 +20,9 @@ from pydantic import Field, field_validator, model_validator
 from coderemote_pipeline.rules.schema import StrictModel, plain, said
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-# A day's three letters or its whole name, then HH:MM (ASCII digits; nothing after, not even a newline).
-_WHEN = re.compile(r"(mon(?:day)?|tue(?:sday)?|wed(?:nesday)?|thu(?:rsday)?|fri(?:day)?|sat(?:urday)?|sun(?:day)?)"
-                   r"[ \t]+([01]?[0-9]|2[0-3]):([0-5][0-9])", re.IGNORECASE)
+# A day's three letters, its longer short forms (Tues, Thurs) or its whole name, then HH:MM (ASCII digits only).
+_WHEN = re.compile(r"(mon(?:day)?|tue(?:s|sday)?|wed(?:s|nesday)?|thu(?:r|rs|rsday)?|fri(?:day)?|sat(?:urday)?"
+                   r"|sun(?:day)?)[ \t]+([01]?[0-9]|2[0-3]):([0-5][0-9])", re.IGNORECASE)
 WEEK_MIN = 7 * 24 * 60
 
 

@@ -1,6 +1,11 @@
 """The kinds of error a user can act on. The CLI prints each as one line, never as a traceback."""
 
+import unicodedata
 from pathlib import Path
+
+# Bidirectional overrides reorder what a terminal shows; zero-width joiners (also "format" characters) are letters'
+# business in many scripts and pass.
+_BIDI = set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
 class UserError(Exception):
@@ -22,3 +27,9 @@ def resolved(path: str | Path, named: str) -> Path:
     except (RuntimeError, OSError) as exc:  # Python 3.11 raises RuntimeError for a loop; later ones OSError
         why = getattr(exc, "strerror", None) or "a loop of symbolic links"
         raise UserError(f"{named} {str(path)!r} cannot be followed ({why}): point it at a real path") from None
+
+
+def has_controls(text: str) -> bool:
+    """A newline, an escape or a bidi override: in a name or reason that is recorded and listed, one would forge or
+    hide a line of `approvals` and `history`."""
+    return any(unicodedata.category(c) in ("Cc", "Zl", "Zp") or c in _BIDI for c in text)

@@ -14,7 +14,7 @@ from pydantic import Field, field_validator, model_validator
 from coderemote_pipeline.rules.schema import StrictModel, read_yaml_mapping, said, validate
 
 PULUMI_PROJECT = "code-remote"
-_REGION = re.compile(r"[a-z]{2}(?:-gov|-iso[a-z]?)?-[a-z]+-[0-9]{1,2}")
+_REGION = re.compile(r"[a-z]{2,4}(?:-[a-z]+){1,3}-[0-9]{1,2}")  # us-east-1, us-gov-west-1, eusc-de-east-1
 
 
 def _config_key(name: str) -> str:
