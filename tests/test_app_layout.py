@@ -58,7 +58,7 @@ def _no_runs(root: Path) -> bool:
         ("frontend_env_mode: buildtime\n",
          "'buildtime' is not one of runtime_config, build_time; did you mean 'build_time'?"),
         ("health_path: health\n", "health_path: 'health' must be a URL path starting with '/'"),
-        ("frontend_build_command: ''\n", "frontend_build_command: is empty: give the command line to run, or remove"),
+        ("frontend_build_command: ''\n", "frontend_build_command: is empty: give the command line to run"),
         ("- just a list\n", "expected a mapping of keys at the top level"),
         ("root:*:20228:0:99999:7:::\n", "unknown key on line 1 that is not a key name (is this the right file?)"),
     ],

@@ -101,6 +101,7 @@ CASES = [
     # What is recorded and listed: a newline, an escape or a direction override would forge or hide a line.
     (["approve", "prod", "v1.0.0", "--by", "evil\nerror: fake"], {}, "argument --by: has a control character"),
     (["approve", "prod", "v1.0.0", "--by", "\u202eecila"], {}, "argument --by: has a control character"),
+    (["approve", "prod", "v1.0.0", "--by", "ali\u200bce"], {}, "argument --by: has a control character"),
     (["reject", "prod", "v1.0.0", "--reason", "why\x1b[31mRED"], {}, "argument --reason: has a control character"),
     (["deploy", "dev", "main", "--force", "--reason", "a\nb"], {}, "write it on one line"),
     (["reject", "prod", "v1.0.0", "--by", ""], {}, "'' names nobody: give who you are"),

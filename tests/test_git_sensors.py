@@ -387,6 +387,21 @@ def test_a_tag_pushed_while_an_older_one_waits_for_the_gate_goes_out_instead(set
     assert [r.partition_key for r in result.run_requests] == ["prod|v1.10.0"]
 
 
+def test_of_two_tags_pushed_together_the_older_never_deploys_over_the_newer(settings, instance, repo, monkeypatch):
+    relaxed = {n: replace(p, approval=Approval.NONE) for n, p in load_policies().items()}
+    monkeypatch.setattr("coderemote_pipeline.resources.environments.load_policies", lambda _dir: relaxed)
+    baseline = _baseline(settings, instance)
+    older = repo.git("rev-parse", "HEAD")
+    repo.tag("v1.9.0")  # its commit not verified in dev yet: the gate holds it
+    verified_in_dev(instance, repo.push("the next release"))
+    repo.tag("v1.10.0")
+    both = tick(settings, instance, TAGS, baseline.cursor)
+    assert [r.partition_key for r in both.run_requests] == ["prod|v1.10.0"] and "waiting" not in both.cursor_json
+    apply(instance, both)
+    verified_in_dev(instance, older)
+    assert tick(settings, instance, TAGS, both.cursor).run_requests == []
+
+
 def test_a_refused_tag_deleted_and_pushed_again_on_main_is_a_new_tag(settings, instance, repo):
     baseline = _baseline(settings, instance)
     hotfix = repo.side_commit("hotfix/critical-fix", "fix: critical security patch")

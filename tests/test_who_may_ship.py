@@ -156,6 +156,13 @@ def test_signed_tags_required_only_an_allowed_signature_deploys(env, repo, setti
     assert [r.partition_key for r in seen.run_requests] == ["prod|v1.0.2"]  # signed by an allowed key: deploys
     with pytest.raises(DeployRefused, match=r"prod\|v1.0.1: tag v1.0.1 may not deploy: its signing key"):
         run_deployment("prod", "v1.0.1", settings=settings, instance=instance, echo=lambda _: None)
+    # Fixed as the refusal says: deleted, then tagged again with an allowed signature at the same commit.
+    repo.git("push", "--quiet", "origin", ":refs/tags/v1.0.0")
+    deleted = tick(settings, instance, "version_tag_sensor", seen.cursor)
+    repo.git(*ssh, "-c", f"user.signingkey={keys['allowed']}", "tag", "-f", "-s", "-m", "v1.0.0", "v1.0.0")
+    repo.git("push", "--quiet", "origin", "v1.0.0")
+    fixed = tick(settings, instance, "version_tag_sensor", deleted.cursor)
+    assert [r.partition_key for r in fixed.run_requests] == ["prod|v1.0.0"]
 
 
 def _window_around_now(hours: int = 2) -> dict:

@@ -68,8 +68,8 @@ class GitRemote(CommitTrees):
                 )  # fmt: skip
             except GitError as exc:
                 raise RemoteUnreachable(
-                    f"app git remote {self.url!r} is unreachable ({first_line(exc)}). Check the URL "
-                    "(CODEREMOTE_APP_REMOTE, or --remote) and that git can read it"
+                    f"app git remote {self.url!r} is unreachable ({first_line(exc)}). Check the URL and that git can "
+                    "read it (CODEREMOTE_APP_REMOTE or --remote set it; a retry or rollback uses its run's)"
                 ) from None
 
     def ls_remote(self) -> dict[str, str]:

@@ -117,6 +117,9 @@ def _storage_problem(exc: BaseException) -> str | None:
                 return f"the state database is busy ({first}): another command holds it; try again in a moment"
             if "full" in first:
                 return f"the state database cannot grow ({first}): free space on the state dir's disk"
+            if "unable to open" in first or "disk i/o" in first.lower():
+                return (f"the state database cannot be opened ({first}): CODEREMOTE_STATE_DIR must be a directory "
+                        "this account can read and write")  # fmt: skip
             if "not a database" in first or "malformed" in first:
                 return (f"the state database is damaged ({first}): restore the state dir from a backup, or move it "
                         "away to start a new one")  # fmt: skip

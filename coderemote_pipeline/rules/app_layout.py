@@ -52,7 +52,7 @@ def _command(value: str) -> str:
     except ValueError as exc:
         raise ValueError(f"{said(value, 'the command')} is not a command line ({exc})") from None
     if not words:
-        raise ValueError("is empty: give the command line to run, or remove the key for its default")
+        raise ValueError("is empty: give the command line to run")
     return value
 
 

@@ -3,9 +3,9 @@
 import unicodedata
 from pathlib import Path
 
-# Bidirectional overrides reorder what a terminal shows; zero-width joiners (also "format" characters) are letters'
-# business in many scripts and pass.
-_BIDI = set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+# Zero-width joiners are "format" characters that many scripts (and emoji) need in a name; every other one
+# (direction overrides, zero-width spaces) hides or reorders what a terminal shows.
+_JOINERS = {"\u200c", "\u200d"}
 
 
 class UserError(Exception):
@@ -30,6 +30,6 @@ def resolved(path: str | Path, named: str) -> Path:
 
 
 def has_controls(text: str) -> bool:
-    """A newline, an escape or a bidi override: in a name or reason that is recorded and listed, one would forge or
-    hide a line of `approvals` and `history`."""
-    return any(unicodedata.category(c) in ("Cc", "Zl", "Zp") or c in _BIDI for c in text)
+    """A newline, an escape, a direction override or an invisible character: in a name or reason that is recorded
+    and listed, one would forge or hide a line of `approvals` and `history`, or make one name look like another."""
+    return any(unicodedata.category(c) in ("Cc", "Cf", "Cs", "Co", "Zl", "Zp") and c not in _JOINERS for c in text)

@@ -31,7 +31,7 @@ def seconds(value: str | int | float) -> float:
     """`"5m"` → 300.0. A number without its unit is refused: "15" could be seconds or minutes."""
     text = str(value).strip()
     match = _DURATION.match(text)
-    if not match and text.startswith("-"):
+    if not match and text.startswith("-") and _DURATION.match(text[1:]):
         raise ValueError(f"{said(text, 'a duration')} is negative: give a length of time, e.g. 30s, 5m, 1h, 3d")
     if not match:
         raise ValueError(f"{said(text, 'a duration')} needs a unit: ms, s, m, h or d (e.g. 30s, 5m, 1h, 3d)")

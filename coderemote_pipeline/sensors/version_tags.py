@@ -35,6 +35,13 @@ def version_tags(refs: dict[str, str]) -> dict[str, str]:
     return {name: sha for name, sha in tags.items() if is_version_tag_name(name)}
 
 
+def _stable_name(name: str) -> bool:
+    try:
+        return release_for_tag(name).is_stable
+    except ReleaseKeyError:
+        return False
+
+
 def _highest_stable(names: Sequence[str]) -> semver.Version | None:
     versions = []
     for name in names:
@@ -110,10 +117,13 @@ def act_on_stable(
         if highest_before is not None and release.version is not None and release.version < highest_before:
             tick.note(f"{release.key} is older than v{highest_before}, already tagged: deploying it like any new tag")
         tick.register(release.key)
-        accepted.append(release.key)
         envs = [name for name, policy in policies.items() if policy.trigger is Trigger.STABLE_TAG]
         held, decided = decide(remote, release, commit, envs, tick, policies, layout)
+        if decided:  # refused everywhere (its signature): not released, and it may come back fixed
+            accepted.append(release.key)
         went |= decided
+        # In version order: this tag goes out instead of an older one of this tick still waiting in those envs.
+        waiting = {key: left for key, envs_ in waiting.items() if (left := [e for e in envs_ if e not in decided])}
         if held:
             waiting[release.key] = held
     return waiting, went
@@ -177,6 +187,23 @@ def _notes(remote: GitRemote, layout: AppLayout, tick: Tick, policy: Environment
                          gate).markdown()  # fmt: skip
 
 
+def _first_tick(tags: dict[str, str]) -> dg.SensorResult:
+    """Existing tags are history: deploying every old version to prod would be wrong."""
+    listed = ", ".join(sorted(tags)) or "none"
+    return dg.SensorResult(
+        skip_reason=f"first tick: {len(tags)} existing v* tag(s) taken as already handled ({listed}); tags pushed "
+        "from now on are acted on",
+        cursor=dump_cursor({"tags": tags, "accepted": sorted(tags)}),
+    )
+
+
+def _remembered(known: dict[str, str], tags: dict[str, str], accepted: list[str]) -> dict[str, str]:
+    """The deleted tags to tell apart if pushed again. Not a stable tag that was refused: it may come back fixed
+    (signed, on main)."""
+    return {name: commit for name, commit in known.items()
+            if name not in tags and (name in accepted or not _stable_name(name))}  # fmt: skip
+
+
 def version_tag_sensor_def(interval_s: int, jobs: Sequence[dg.UnresolvedAssetJobDefinition]) -> dg.SensorDefinition:
     @dg.sensor(
         name="version_tag_sensor",
@@ -200,13 +227,7 @@ def version_tag_sensor_def(interval_s: int, jobs: Sequence[dg.UnresolvedAssetJob
         except GitError as exc:
             return dg.SkipReason(f"cannot read the app remote: {exc}")
         if not isinstance(cursor.get("tags"), dict):
-            # First tick ever: existing tags are history (deploying every old version to prod would be wrong).
-            listed = ", ".join(sorted(tags)) or "none"
-            return dg.SensorResult(
-                skip_reason=f"first tick: {len(tags)} existing v* tag(s) taken as already handled ({listed}); "
-                "tags pushed from now on are acted on",
-                cursor=dump_cursor({"tags": tags, "accepted": sorted(tags)}),
-            )
+            return _first_tick(tags)
         seen: dict[str, str] = cursor["tags"]
         gone: dict[str, str] = dict(cursor.get("gone", {}))
         waiting: dict[str, list[str]] = dict(cursor.get("waiting", {}))
@@ -219,8 +240,7 @@ def version_tag_sensor_def(interval_s: int, jobs: Sequence[dg.UnresolvedAssetJob
             return dg.SkipReason(f"{what}; acting on them once the target is back: {down}")
         tick = Tick(context, app_source)
         report_changes(seen, tags, gone, tick)
-        # Only a tag that was released is remembered once deleted: a refused one may come back fixed (signed, on main).
-        gone = {name: commit for name, commit in {**gone, **seen}.items() if name not in tags and name in accepted}
+        gone = _remembered({**gone, **seen}, tags, accepted)
         stable, policies = classify(new, tick), environments.policies()
         try:
             fresh: dict[str, list[str]] = {}

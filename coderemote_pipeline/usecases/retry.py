@@ -10,11 +10,12 @@ STARTED in the instance; `mark_failed` records it as failed first. `retry ENV` t
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Callable
 
 import dagster as dg
 
-from coderemote_pipeline.ledger.leases import Lease
+from coderemote_pipeline.ledger.leases import HEARTBEAT_S, Lease
 from coderemote_pipeline.ledger.live import recorded_live
 from coderemote_pipeline.local_stack.processes import pid_alive
 from coderemote_pipeline.rules import names
@@ -93,6 +94,8 @@ def _gone_from_here(instance: dg.DagsterInstance, run: dg.DagsterRun) -> bool:
     holder = Lease(instance, run.tags[names.ENV_TAG]).holder()
     if holder is None or holder.run_id != run.run_id or holder.where != socket.gethostname():
         return False
+    if holder.beat is not None and time.time() - holder.beat < 3 * HEARTBEAT_S:
+        return False  # something still beats for it: a step that outlived the process that began the run
     for record in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ENGINE_EVENT):
         data = record.get_dagster_event().event_specific_data
         pid = data.metadata.get("pid") if data is not None and data.metadata else None
