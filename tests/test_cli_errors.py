@@ -5,6 +5,7 @@ import os
 import shutil
 import signal
 import socket
+import subprocess
 
 import dagster as dg
 import pytest
@@ -229,6 +230,23 @@ def test_retry_mark_failed_refuses_a_run_whose_process_still_runs(env, capsys):
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 1 and f"run {run.run_id[:8]} may still be running: it holds dev's deploy lease" in lines[0]
     assert "If its process is gone, retry in " in lines[0]
+    with open_instance(env["tmp"] / "state") as instance:
+        assert instance.get_run_by_id(run.run_id).status is dg.DagsterRunStatus.STARTED
+
+
+def test_retry_mark_failed_refuses_a_run_whose_step_outlived_its_process(env, capsys):
+    """The process that began the run is gone (a killed CLI), but a step it started still works and heartbeats the
+    lease (the process-per-step executor): marked failed, the retry would deploy beside it."""
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    with open_instance(env["tmp"] / "state") as instance:
+        run = dg.DagsterRun(job_name="deploy_job", status=dg.DagsterRunStatus.STARTED,
+                            tags={"coderemote/env": "dev", "coderemote/release": "main-ddddddd"})  # fmt: skip
+        instance.add_run(run)
+        instance.report_engine_event("executing", run, EngineEventData.in_process(dead.pid))
+        Lease(instance, "dev").acquire(run.run_id, log=print, describe=str)
+    assert main(["retry", "dev", "--mark-failed"]) == 2
+    assert f"run {run.run_id[:8]} may still be running" in capsys.readouterr().err
     with open_instance(env["tmp"] / "state") as instance:
         assert instance.get_run_by_id(run.run_id).status is dg.DagsterRunStatus.STARTED
 
