@@ -244,8 +244,8 @@ def test_retry_mark_failed_refuses_a_run_whose_step_outlived_its_process(env, ca
                             tags={"coderemote/env": "dev", "coderemote/release": "main-ddddddd"})  # fmt: skip
         instance.add_run(run)
         instance.report_engine_event("executing", run, EngineEventData.in_process(dead.pid))
-        Lease(instance, "dev").acquire(run.run_id, log=print, describe=str)
-    assert main(["retry", "dev", "--mark-failed"]) == 2
+        with Lease(instance, "dev").held(run.run_id, log=print, describe=str):  # the step, beating
+            assert main(["retry", "dev", "--mark-failed"]) == 2
     assert f"run {run.run_id[:8]} may still be running" in capsys.readouterr().err
     with open_instance(env["tmp"] / "state") as instance:
         assert instance.get_run_by_id(run.run_id).status is dg.DagsterRunStatus.STARTED

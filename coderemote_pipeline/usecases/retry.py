@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import dagster as dg
 
-from coderemote_pipeline.ledger.leases import HEARTBEAT_S, Lease
+from coderemote_pipeline.ledger.leases import HEARTBEAT_S, POLL_S, Holder, Lease
 from coderemote_pipeline.ledger.live import recorded_live
 from coderemote_pipeline.local_stack.processes import pid_alive
 from coderemote_pipeline.rules import names
@@ -89,19 +89,32 @@ def _refuse_if_superseded(instance: dg.DagsterInstance, run: dg.DagsterRun) -> N
 
 
 def _gone_from_here(instance: dg.DagsterInstance, run: dg.DagsterRun) -> bool:
-    """Whether the process that executed the run was on this machine and is gone: then nobody need wait out the
-    lease's reclaim time to know it is dead."""
-    holder = Lease(instance, run.tags[names.ENV_TAG]).holder()
+    """Whether the process that executed the run was on this machine and is gone, and nothing heartbeats for it
+    since: then nobody need wait out the lease's reclaim time to know it is dead."""
+    lease = Lease(instance, run.tags[names.ENV_TAG])
+    holder = lease.holder()
     if holder is None or holder.run_id != run.run_id or holder.where != socket.gethostname():
         return False
-    if holder.beat is not None and time.time() - holder.beat < 3 * HEARTBEAT_S:
-        return False  # something still beats for it: a step that outlived the process that began the run
     for record in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ENGINE_EVENT):
         data = record.get_dagster_event().event_specific_data
         pid = data.metadata.get("pid") if data is not None and data.metadata else None
         if pid is not None:  # "Executing steps in process (pid: N)", or the multiprocess executor's parent
-            return not pid_alive(int(str(pid.value)))
+            return not pid_alive(int(str(pid.value))) and _no_more_beats(lease, holder)
     return False
+
+
+def _no_more_beats(lease: Lease, holder: Holder) -> bool:
+    """A step started by a process-per-step executor outlives its killed parent and keeps beating: a few heartbeat
+    periods without a new beat tell it is gone too (seconds, against the lease's reclaim time)."""
+    quiet_s = 3 * HEARTBEAT_S
+    while holder.beat is not None and time.time() - holder.beat < quiet_s:
+        time.sleep(POLL_S)
+        now = lease.holder()
+        if now is None or now.run_id != holder.run_id:
+            return True  # freed or reclaimed meanwhile
+        if now.beat != holder.beat:
+            return False
+    return True
 
 
 def _to_mark_failed(instance: dg.DagsterInstance, run: dg.DagsterRun, mark_failed: bool) -> bool:
