@@ -342,9 +342,14 @@ def test_stable_tag_is_registered_and_held_for_prod_approval(settings, instance,
     assert result.logged("holding prod|v1.0.0") and "coderemote-pipeline approve prod v1.0.0`" in result.skip
 
 
-def test_stable_tag_deploys_prod_directly_where_no_approval_is_required(settings, instance, repo, monkeypatch):
+@pytest.fixture
+def no_approval(monkeypatch):
+    """Every env's policy with approval: none, so that what a tag meets is the gate or a window, then a deploy."""
     relaxed = {n: replace(p, approval=Approval.NONE) for n, p in load_policies().items()}
     monkeypatch.setattr("coderemote_pipeline.resources.environments.load_policies", lambda _dir: relaxed)
+
+
+def test_stable_tag_deploys_prod_directly_where_no_approval_is_required(settings, instance, repo, no_approval):
     baseline = _baseline(settings, instance)
     head = repo.git("rev-parse", "HEAD")
     repo.tag("v1.0.0")
@@ -364,12 +369,9 @@ def test_stable_tag_deploys_prod_directly_where_no_approval_is_required(settings
     assert tick(settings, instance, TAGS, result.cursor).run_requests == []
 
 
-def test_a_tag_pushed_while_an_older_one_waits_for_the_gate_goes_out_instead(settings, instance, repo,
-                                                                             monkeypatch):
+def test_a_tag_pushed_while_an_older_one_waits_for_the_gate_goes_out_instead(settings, instance, repo, no_approval):
     """The newest tag goes out, as the newest head of main does: an older one the gate still held never deploys
     over it once both commits pass in dev."""
-    relaxed = {n: replace(p, approval=Approval.NONE) for n, p in load_policies().items()}
-    monkeypatch.setattr("coderemote_pipeline.resources.environments.load_policies", lambda _dir: relaxed)
     baseline = _baseline(settings, instance)
     older = repo.git("rev-parse", "HEAD")
     repo.tag("v1.9.0")
@@ -387,9 +389,7 @@ def test_a_tag_pushed_while_an_older_one_waits_for_the_gate_goes_out_instead(set
     assert [r.partition_key for r in result.run_requests] == ["prod|v1.10.0"]
 
 
-def test_of_two_tags_pushed_together_the_older_never_deploys_over_the_newer(settings, instance, repo, monkeypatch):
-    relaxed = {n: replace(p, approval=Approval.NONE) for n, p in load_policies().items()}
-    monkeypatch.setattr("coderemote_pipeline.resources.environments.load_policies", lambda _dir: relaxed)
+def test_of_two_tags_pushed_together_the_older_never_deploys_over_the_newer(settings, instance, repo, no_approval):
     baseline = _baseline(settings, instance)
     older = repo.git("rev-parse", "HEAD")
     repo.tag("v1.9.0")  # its commit not verified in dev yet: the gate holds it
