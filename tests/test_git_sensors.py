@@ -402,12 +402,17 @@ def test_of_two_tags_pushed_together_the_older_never_deploys_over_the_newer(sett
     assert tick(settings, instance, TAGS, both.cursor).run_requests == []
 
 
-def test_a_refused_tag_deleted_and_pushed_again_on_main_is_a_new_tag(settings, instance, repo):
+def _refused_off_main(settings, instance, repo, tag: str):
+    """A new stable tag on a hotfix branch nobody merged: the tag sensor's tick that refuses it."""
     baseline = _baseline(settings, instance)
-    hotfix = repo.side_commit("hotfix/critical-fix", "fix: critical security patch")
-    repo.tag("v1.0.1", hotfix)
+    repo.tag(tag, repo.side_commit("hotfix/off-main", "a hotfix nobody merged"))
     refused = tick(settings, instance, TAGS, baseline.cursor)
-    assert refused.logged("refused tag v1.0.1")
+    assert refused.logged(f"refused tag {tag}")
+    return refused
+
+
+def test_a_refused_tag_deleted_and_pushed_again_on_main_is_a_new_tag(settings, instance, repo):
+    refused = _refused_off_main(settings, instance, repo, "v1.0.1")
     repo.git("push", "--quiet", "origin", ":refs/tags/v1.0.1")
     deleted = tick(settings, instance, TAGS, refused.cursor)
     assert "gone" not in deleted.cursor_json  # never released: nothing to remember
@@ -508,11 +513,7 @@ def test_a_tag_deleted_then_pushed_at_another_commit_is_a_moved_tag(settings, in
 
 
 def test_a_refused_tag_is_not_counted_as_the_newest_release(settings, instance, repo):
-    baseline = _baseline(settings, instance)
-    hotfix = repo.side_commit("hotfix/off-main", "a hotfix nobody merged")
-    repo.tag("v1.3.0", hotfix)
-    refused = tick(settings, instance, TAGS, baseline.cursor)
-    assert refused.logged("refused tag v1.3.0")
+    refused = _refused_off_main(settings, instance, repo, "v1.3.0")
     repo.tag("v1.0.1")
     result = tick(settings, instance, TAGS, refused.cursor)
     assert result.partitions == ["v1.0.1"]
