@@ -140,8 +140,8 @@ def _walk(instance: dg.DagsterInstance, env: str, since: float = 0.0) -> Iterato
         spans.pop(record.release, None)
         if found.timestamp < since and not spans and not unseen:
             return
-        yield found, max([*spans.values(), *([named[record.release]] if record.release in named else [])],
-                         default=None)  # fmt: skip
+        fled_at = [*spans.values(), named[record.release]] if record.release in named else list(spans.values())
+        yield found, max(fled_at, default=None)
         unseen.discard(record.release)
         if found.timestamp > since and _by_rollback(instance, record):
             for release in record.fled:

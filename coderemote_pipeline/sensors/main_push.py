@@ -20,7 +20,6 @@ from coderemote_pipeline.rules.deployment import Deployment
 from coderemote_pipeline.rules.environments import Trigger
 from coderemote_pipeline.rules.names import ENV_TAG, RELEASE_TAG
 from coderemote_pipeline.rules.release_keys import commit_release_key
-from coderemote_pipeline.sensors.abandoned import reap_abandoned
 from coderemote_pipeline.sensors.tick import MAIN_REF, WINDOW, Tick, load_cursor
 
 # Commits named in a tick's log when several pushes landed between two ticks; beyond that, a count.
@@ -36,12 +35,11 @@ IN_PROGRESS = [
 STALE_RUN_S = 30 * 60
 
 
-def deploy_in_progress(instance: dg.DagsterInstance, env: str, tick: Tick | None = None) -> dg.RunRecord | None:
+def deploy_in_progress(instance: dg.DagsterInstance, env: str, tick: Tick) -> dg.RunRecord | None:
     """The env's newest run that is still working: not one whose process is gone (marked failed here, so that the
     run queue does not hold the next deploy behind it) nor one older than STALE_RUN_S."""
-    for why in reap_abandoned(instance, env):
-        if tick is not None:
-            tick.note(f"not waiting for it: {why}; marked failed (the run queue would hold the next deploy behind it)")
+    for why in tick.reaped(env):
+        tick.note(f"not waiting for it: {why}; marked failed (the run queue would hold the next deploy behind it)")
     records = instance.get_run_records(dg.RunsFilter(tags={ENV_TAG: env}, statuses=IN_PROGRESS), limit=5)
     fresh = [r for r in records if time.time() - r.create_timestamp.timestamp() < STALE_RUN_S]
     return fresh[0] if fresh else None
@@ -137,7 +135,7 @@ def main_push_sensor_def(interval_s: int, jobs: Sequence[dg.UnresolvedAssetJobDe
             # cursor) requests nothing twice, while main force-pushed back to an earlier head deploys it again.
             run_key = f"{policy.name}:main@{head}#{moves}"
             outcome = tick.deploy_or_hold(deploy, trigger=Trigger.MAIN_PUSH.value, run_key=run_key, ref=MAIN_REF,
-                                          commit_time=remote.commit_time(head))  # fmt: skip
+                                          commit_time=lambda: remote.commit_time(head))  # fmt: skip
             if outcome == WINDOW:
                 # Cursor unchanged: every tick sees the move again, and the newest head deploys when the window ends.
                 return tick.result(cursor, idle=f"main at {head[:12]}, held by a deploy window")

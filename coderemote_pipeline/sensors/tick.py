@@ -7,6 +7,7 @@ a line there; when nothing is launched the same lines become the tick's skip rea
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -50,6 +51,7 @@ class Tick:
         # Each run records how its release is built, as the CLI's do: `retry` and a later deploy of the release
         # build it from that remote and layout, whoever runs them and with whichever settings.
         self._built = (app_source.remote_url, app_source.layout.to_json())
+        self._reaped: set[str] = set()
         self.messages: list[str] = []
         self.run_requests: list[dg.RunRequest] = []
         self.releases: list[str] = []
@@ -71,6 +73,13 @@ class Tick:
         if release not in self.releases:
             self.releases.append(release)
 
+    def reaped(self, env: str) -> list[str]:
+        """Mark failed the runs of `env` whose process is gone (sensors/abandoned.py), once per tick: why, for each."""
+        if env in self._reaped:
+            return []
+        self._reaped.add(env)
+        return reap_abandoned(self._context.instance, env)
+
     @staticmethod
     def closed_window(deploy: Deployment, extra_tags: dict[str, str] | None = None):
         """The deploy window of deploy's env that holds it now, if one does (an override passes every window)."""
@@ -85,19 +94,21 @@ class Tick:
         trigger: str,
         run_key: str,
         ref: str,
-        commit_time: float | None = None,
+        commit_time: Callable[[], float | None] = lambda: None,
         approved: bool = False,
         extra_tags: dict[str, str] | None = None,
-        notes: str = "",
+        notes: Callable[[], str] = lambda: "",
     ) -> str:
         """Request the deploy of `deploy` (at its commit), hold it for approval where the env's policy says so, or
-        say why not. Returns what was done: "requested", "held", "gated" (the promotion gate holds it), "live"."""
+        say why not. Returns what was done: "requested", "held", "gated" (the promotion gate holds it), "live".
+        `commit_time` and `notes` are asked only when a run is requested or a hold is written: a release a window
+        or the gate holds is decided again every tick, and each is a git read."""
         instance, label, commit = self._context.instance, deploy.label, deploy.commit
         if (closed := self.closed_window(deploy, extra_tags)) is not None:
             self.note(f"holding {label} (commit {commit[:12]}): {closed.describe(deploy.env)}; it deploys then")
             return WINDOW
         if not approved and approval_refusal(instance, deploy.policy, deploy.release.key, commit):
-            shown = {"release_notes": dg.MetadataValue.md(notes)} if notes else {}
+            shown = {"release_notes": dg.MetadataValue.md(text)} if (text := notes()) else {}
             gate = gate_status(instance, deploy.policy, commit)
             self.events.append(hold_event(deploy.env, deploy.release.key, commit, status=PENDING, trigger=trigger,
                                           ref=ref, approve=approve_command(deploy.env, deploy.release.key),
@@ -117,10 +128,10 @@ class Tick:
         if already_live(instance, deploy):
             self.note(f"{label} (commit {commit[:12]}) is already live in {deploy.env} and its last deploy succeeded")
             return "live"
-        for why in reap_abandoned(instance, deploy.env):
+        for why in self.reaped(deploy.env):
             self.note(f"marked failed: {why} (the run queue would hold {label} behind it forever)")
         job_name = choose_job()
-        tags = {**deploy.built_tags(trigger, *self._built, commit_time), **(extra_tags or {})}
+        tags = {**deploy.built_tags(trigger, *self._built, commit_time()), **(extra_tags or {})}
         self.run_requests.append(
             dg.RunRequest(
                 run_key=run_key,

@@ -9,6 +9,7 @@ tag needs its reachability from main checked.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import dagster as dg
@@ -130,12 +131,14 @@ def act_on_stable(
 
 
 def decide(remote: GitRemote, release: Release, commit: str, envs: list[str], tick: Tick,
-           policies: dict[str, EnvironmentPolicy], layout: AppLayout) -> tuple[list[str], set[str]]:  # fmt: skip
+           policies: dict[str, EnvironmentPolicy], layout: AppLayout, *, again: bool = False,
+           ) -> tuple[list[str], set[str]]:  # fmt: skip
     """Deploy (or hold for approval) an accepted tag in each of `envs`: the envs a deploy window or the promotion
-    gate holds it from (nothing launched there yet, decided again next tick), and the envs it went to."""
+    gate holds it from (nothing launched there yet, decided again next tick), and the envs it went to. `again`: a
+    held tag, whose signature passed when it was first decided (the tag still names that commit)."""
     held, went = [], set()
     for policy in (policies[name] for name in envs):
-        if policy.allowed_signers is not None:
+        if policy.allowed_signers is not None and not again:
             refusal = signature_refusal(remote, release, policy.allowed_signers)
             if refusal:
                 tick.warn(f"skipped {release.key} for {policy.name}: {refusal}")
@@ -146,8 +149,8 @@ def decide(remote: GitRemote, release: Release, commit: str, envs: list[str], ti
             trigger=Trigger.STABLE_TAG.value,
             run_key=f"{policy.name}:{release.key}@{commit}",
             ref=f"{TAG_PREFIX}{release.key}",
-            commit_time=remote.commit_time(commit),
-            notes=_notes(remote, layout, tick, policy, commit) if policy.approval_required else "",
+            commit_time=lambda: remote.commit_time(commit),
+            notes=functools.partial(_notes, remote, layout, tick, policy, commit),
         )
         if outcome in (WINDOW, GATED):
             held.append(policy.name)
@@ -173,13 +176,15 @@ def still_waiting(
             tick.note(f"{key} waits no more for {name}: a tag pushed since went there instead")
         envs = [n for n in envs if n not in newer]
         if key in tags and envs and (held := decide(remote, release_for_tag(key), tags[key], envs, tick, policies,
-                                                    layout)[0]):  # fmt: skip
+                                                    layout, again=True)[0]):  # fmt: skip
             left[key] = held
     return left
 
 
 def _notes(remote: GitRemote, layout: AppLayout, tick: Tick, policy: EnvironmentPolicy, commit: str) -> str:
-    """The release notes an approver sees on the hold (markdown in the UI)."""
+    """The release notes an approver sees on the hold (markdown in the UI); none where nobody approves."""
+    if not policy.approval_required:
+        return ""
     instance = tick.instance
     live = recorded_live(instance, policy.name)
     gate = gate_status(instance, policy, commit)

@@ -54,11 +54,15 @@ def find_run(instance: dg.DagsterInstance, run_id: str) -> dg.DagsterRun:
     return matches[0]
 
 
+def _newest_run(instance: dg.DagsterInstance, env: str) -> dg.DagsterRun | None:
+    runs = instance.get_runs(dg.RunsFilter(tags={names.ENV_TAG: env}), limit=1)  # deploy and rollback runs only
+    return runs[0] if runs else None
+
+
 def last_deploy_run(instance: dg.DagsterInstance, env: str) -> dg.DagsterRun:
     """`retry ENV`: the env's newest deploy or rollback run, which must be the one that failed; an older failure
     is not retried over a newer run (it would put an older release back)."""
-    runs = instance.get_runs(dg.RunsFilter(tags={names.ENV_TAG: env}), limit=1)  # deploy and rollback runs only
-    run = runs[0] if runs else None
+    run = _newest_run(instance, env)
     if run is None:
         raise DeployRefused(f"{env} has no deploy or rollback run to retry")
     if run.status not in RETRYABLE and run.status is not dg.DagsterRunStatus.STARTED:
@@ -73,10 +77,9 @@ def _refuse_if_superseded(instance: dg.DagsterInstance, run: dg.DagsterRun) -> N
     """A retry finishes the env's last run; re-executing an older one would put its release back over what came
     after (as `retry ENV` refuses: only the last run is retried)."""
     env, release = run.tags[names.ENV_TAG], run.tags[names.RELEASE_TAG]
-    newest = instance.get_runs(dg.RunsFilter(tags={names.ENV_TAG: env}), limit=1)
-    if not newest or newest[0].run_id == run.run_id:
+    later = _newest_run(instance, env)
+    if later is None or later.run_id == run.run_id:
         return
-    later = newest[0]
     commit = run.tags.get(names.COMMIT_TAG, "")
     ref = release if release.startswith("v") or not commit else commit[:12]
     raise DeployRefused(
