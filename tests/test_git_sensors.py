@@ -102,6 +102,10 @@ def test_first_tick_after_a_restart_does_not_redeploy_what_is_live(settings, ins
         quiet.skip
     )
     assert quiet.cursor_json == {"main": head, "moves": 1}  # seen: the next push deploys as usual
+    # A later deploy of another release failed and was put back: this release is still live and whole.
+    instance.add_run(dg.DagsterRun(job_name="deploy_job", run_id=str(uuid.uuid4()), status=dg.DagsterRunStatus.FAILURE,
+                                   tags={"coderemote/env": "dev", "coderemote/release": "main-0000000"}))  # fmt: skip
+    assert tick(settings, instance, MAIN, None).run_requests == []
     instance.add_run(dg.DagsterRun(job_name="deploy_job", run_id=str(uuid.uuid4()), status=dg.DagsterRunStatus.FAILURE,
                                    tags={"coderemote/env": "dev", "coderemote/release": release}))  # fmt: skip
     assert _only_request(tick(settings, instance, MAIN, None)).partition_key == f"dev|{release}"

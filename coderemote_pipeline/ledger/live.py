@@ -55,12 +55,16 @@ def moved(live: LiveRecord, **changes: object) -> LiveRecord:
 
 
 def already_live(instance: dg.DagsterInstance, deploy) -> bool:
-    """`deploy` (a Deployment at its commit) is what its env serves, and the env's latest deploy run succeeded:
-    deploying it again would change nothing (a sensor's first tick after a restart, a repeated tag)."""
+    """`deploy` (a Deployment at its commit) is what its env serves, and this release's latest run in that env
+    succeeded: deploying it again would change nothing (a sensor's first tick after a restart, a repeated tag).
+    Asked of the release's runs, not the env's: a later failed deploy of another release, put back, leaves this
+    one live and whole."""
     live = recorded_live(instance, deploy.env)
     if live is None or live.release != deploy.release.key or live.commit != deploy.commit:
         return False
-    runs = instance.get_runs(dg.RunsFilter(tags={names.ENV_TAG: deploy.env}), limit=1)
+    runs = instance.get_runs(
+        dg.RunsFilter(tags={names.ENV_TAG: deploy.env, names.RELEASE_TAG: deploy.release.key}), limit=1
+    )
     return bool(runs) and runs[0].status is dg.DagsterRunStatus.SUCCESS
 
 
