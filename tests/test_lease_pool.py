@@ -21,7 +21,7 @@ from coderemote_pipeline.ledger.leases import Lease
 instance = open_instance(Path(sys.argv[1]))
 time.sleep(max(0.0, float(sys.argv[2]) - time.time()))
 for env in sys.argv[3:]:
-    Lease(instance, env)._ensure_pool()
+    Lease(instance, env)._slot.ensure()
 """
 
 

@@ -3,6 +3,8 @@ failure Dagster may retry; settling a failed run (the failed/canceled sensors, s
 alone once a later run of it exists, which owns what the env serves; a bake counts only the promote or abort asked
 since it (or its shift) began."""
 
+import functools
+import threading
 import time
 from types import SimpleNamespace
 
@@ -14,6 +16,7 @@ from coderemote_pipeline.ledger.live import record_live
 from coderemote_pipeline.ledger.records import LiveRecord
 from coderemote_pipeline.rules import names
 from coderemote_pipeline.rules.environments import load_policies
+from coderemote_pipeline.rules.errors import InfrastructureError
 from testkit.ledger_seed import outputs_of
 
 
@@ -39,6 +42,64 @@ def test_a_failed_run_with_a_later_run_of_its_env_is_not_put_back(tmp_path):
     assert settled is not None and settled.whole is None and not settled.rolled_back
     said = f"not settled by this run: run {retry.run_id[:8]} (started), started after it, deploys dev now"
     assert said in settled.text
+
+
+def _failed_live_env(instance: dg.DagsterInstance, status=dg.DagsterRunStatus.FAILURE) -> dg.DagsterRun:
+    record_live(instance, "dev", LiveRecord("main-aaaaaaa", "a" * 40, 1, "sha256:a", "main-aaaaaaa", "deployed",
+                                            "r0", 0.0, outputs_of("dev")))  # fmt: skip
+    return _run(instance, status, "main-bbbbbbb")
+
+
+def test_a_deploy_requested_while_a_failed_run_is_settled_waits_for_the_settle(tmp_path):
+    """A sensor reaps a dead run and requests the next deploy at once: that deploy must not switch the env while
+    the dead run's settle reads and puts back what it serves. The settle holds the env's lease, under the ended
+    run's id, taken over from the run itself; the deploy waits, saying for what."""
+    from coderemote_pipeline.ledger.instance import open_instance
+    from coderemote_pipeline.ledger.leases import Lease, LeaseLost, describe_run
+
+    with open_instance(tmp_path / "state") as instance:
+        lease, said, got = Lease(instance, "dev"), [], threading.Event()
+        failed = _failed_live_env(instance, dg.DagsterRunStatus.STARTED)
+        lease.acquire(failed.run_id, log=print, describe=str)
+        instance.report_run_failed(failed, "a stage failed")  # it keeps the lease for a retry of its step
+        failed = instance.get_run_by_id(failed.run_id)
+
+        def reading(env: str, outputs: dict[str, str]):
+            assert (lease.holder().run_id, lease.holder().step) == (failed.run_id, "settle")
+            nxt = _run(instance, dg.DagsterRunStatus.STARTED, "main-ccccccc")  # created after the check for one
+            describe = functools.partial(describe_run, instance)
+            waiter = threading.Thread(target=lambda: (lease.acquire(nxt.run_id, said.append, describe), got.set()))
+            waiter.start()
+            time.sleep(1.5)
+            assert not got.is_set() and said[0].startswith(f"waiting for the settle of ended run {failed.run_id[:8]}")
+            with pytest.raises(LeaseLost):  # a step of the failed run that outlived it does not slip in either
+                lease.acquire(failed.run_id, log=print, describe=str)
+            raise InfrastructureError("the emulator is down")
+
+        settled = settle_failed_run(instance, failed, load_policies()["dev"], reading)
+        assert settled is not None and "what dev serves cannot be read now (the emulator is down)" in settled.text
+        assert got.wait(10) and lease.holder().step == "deploy"
+
+
+def test_a_settle_leaves_the_env_to_the_deploy_that_holds_its_lease(tmp_path):
+    """That deploy switches the env whole, or fails and is settled in turn; another settle of this same run at work
+    is left to finish (one verdict in the run's log)."""
+    from coderemote_pipeline.ledger.instance import open_instance
+    from coderemote_pipeline.ledger.leases import Lease
+
+    with open_instance(tmp_path / "state") as instance:
+        failed, lease = _failed_live_env(instance), Lease(instance, "dev")
+        with lease.settling(failed.run_id) as holder:
+            assert holder is None
+            assert settle_failed_run(instance, failed, load_policies()["dev"], _never_read) is None
+        working = _run(instance, dg.DagsterRunStatus.STARTED, "main-ccccccc")
+        lease.acquire(working.run_id, log=print, describe=str)
+        settled = settle_failed_run(instance, failed, load_policies()["dev"], _never_read)
+        assert settled is not None and f"not settled by this run: run {working.run_id[:8]} (dev|main-ccccccc" in (
+            settled.text
+        )
+        assert "holds dev's deploy lease, deploys it now and settles it" in settled.text
+        assert lease.holder().run_id == working.run_id
 
 
 class _Context:

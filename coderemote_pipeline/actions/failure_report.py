@@ -22,6 +22,7 @@ from coderemote_pipeline.actions.restore import restore_and_record
 from coderemote_pipeline.actions.serving import EnvTarget
 from coderemote_pipeline.actions.switch import SwitchFailed
 from coderemote_pipeline.actions.target_state import TargetState, drift, read_target, split_parts
+from coderemote_pipeline.ledger.leases import Lease, describe_run
 from coderemote_pipeline.ledger.live import recorded_live
 from coderemote_pipeline.ledger.records import StackRecord
 from coderemote_pipeline.ledger.stages import in_run
@@ -69,8 +70,17 @@ def settle_failed_run(
     env = run.tags.get(names.ENV_TAG)
     if not env or not names.is_deploy_run(run) or already_settled(instance, run.run_id):
         return None
-    settled = _settle(instance, run, env, policy, target_for)
-    instance.report_engine_event(f"{MARKER} {settled.text}", run)
+    # Under the env's lease: a deploy requested the moment this run ended (a sensor's, a retry) waits until what
+    # the env serves is read and put back, instead of switching it while this settle restores the old release.
+    with Lease(instance, env).settling(run.run_id) as holder:
+        if (holder is not None and holder.run_id == run.run_id) or already_settled(instance, run.run_id):
+            return None  # another process settles this run at this moment, or just did
+        if holder is not None:
+            settled = Settled(env, f"not settled by this run: {describe_run(instance, holder.run_id)} holds {env}'s "
+                              "deploy lease, deploys it now and settles it", None)  # fmt: skip
+        else:
+            settled = _settle(instance, run, env, policy, target_for)
+        instance.report_engine_event(f"{MARKER} {settled.text}", run)
     if policy.receivers:
         release, commit = run.tags.get(names.RELEASE_TAG, ""), run.tags.get(names.COMMIT_TAG, "")
         failed = nc.ReleaseEvent(nc.FAILED, env, release, commit, run.run_id, settled.text)

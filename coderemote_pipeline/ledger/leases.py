@@ -20,13 +20,12 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import dagster as dg
-import sqlalchemy.exc
-from sqlalchemy import text
 
+from coderemote_pipeline.ledger.lease_slot import SETTLE, STEP, Slot
 from coderemote_pipeline.rules.settings import lease_reclaim_s
 
 HEARTBEAT_S = 2.0
@@ -34,16 +33,10 @@ HEARTBEAT_S = 2.0
 # CODEREMOTE_LEASE_RECLAIM_S sets another, read when a waiter decides (tests use a few seconds).
 RECLAIM_AFTER_S = 30.0
 POLL_S = 0.5
-POOL_TRIES = 5
 REMIND_S = 30.0
-STEP = "deploy"
 LEASE_TAKEN = "took the deploy lease of"
 LEASE_RELEASED = "released the deploy lease of"
 TERMINAL = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
-# Pools this process has seen exist, per storage: every step of a run takes the lease, and asking the storage for
-# its pools each time was a query per step for a row that is created once. A pool removed meanwhile is created
-# again when a claim finds no row (acquire).
-_KNOWN_POOLS: set[tuple[int, str]] = set()
 
 
 def reclaim_after_s() -> float:
@@ -68,6 +61,10 @@ class Holder:
     run_id: str
     beat: float | None  # time of the holder's last heartbeat, if it wrote one
     where: str
+    step: str = STEP  # SETTLE: a process settles the ended run `run_id`
+
+    def describe(self, describe_run: Callable[[str], str]) -> str:
+        return f"the settle of ended {describe_run(self.run_id)}" if self.step == SETTLE else describe_run(self.run_id)
 
 
 class Lease:
@@ -75,65 +72,22 @@ class Lease:
 
     def __init__(self, instance: dg.DagsterInstance, env: str):
         self.instance, self.env, self.key = instance, env, pool(env)
-        self._storage = instance.event_log_storage
-
-    def _ensure_pool(self, *, again: bool = False) -> None:
-        known = (id(self._storage), self.key)
-        if known in _KNOWN_POOLS and not again:
-            return
-        for attempt in range(POOL_TRIES):
-            if self.key in self._storage.get_concurrency_keys():
-                break
-            try:
-                self._storage.set_concurrency_slots(self.key, 1)
-                break
-            except sqlalchemy.exc.DBAPIError:
-                # The env's first deploys, started at the same moment, create its pool at once: one writes it, the
-                # other is refused (SQLite: locked; Postgres: the key exists) and finds it on the next look.
-                if attempt == POOL_TRIES - 1:
-                    raise
-                time.sleep(POLL_S)
-        _KNOWN_POOLS.add(known)
-
-    def _claim(self, run_id: str) -> bool:
-        with self._storage.index_connection() as conn:
-            result = conn.execute(
-                text(
-                    "UPDATE concurrency_slots SET run_id = :run, step_key = :step "
-                    "WHERE concurrency_key = :key AND run_id IS NULL AND deleted = :no"
-                ),
-                {"run": run_id, "step": STEP, "key": self.key, "no": False},
-            )
-            return result.rowcount == 1
-
-    def _free(self, run_id: str) -> bool:
-        with self._storage.index_connection() as conn:
-            result = conn.execute(
-                text("UPDATE concurrency_slots SET run_id = NULL, step_key = NULL "
-                     "WHERE concurrency_key = :key AND run_id = :run"),
-                {"run": run_id, "key": self.key},
-            )  # fmt: skip
-            return result.rowcount > 0
-
-    def _holder_id(self) -> str | None:
-        with self._storage.index_connection() as conn:
-            row = conn.execute(
-                text("SELECT run_id FROM concurrency_slots WHERE concurrency_key = :key AND run_id IS NOT NULL"),
-                {"key": self.key},
-            ).fetchone()
-        return str(row[0]) if row is not None else None
+        self._slot = Slot(instance.event_log_storage, self.key)
 
     def holder(self) -> Holder | None:
-        holder_id = self._holder_id()
-        if holder_id is None:
+        held = self._slot.holder()
+        if held is None:
             return None
         raw = self.instance.run_storage.get_cursor_values({_heartbeat_key(self.env)}).get(_heartbeat_key(self.env))
         beat = json.loads(raw) if raw else {}
-        mine = beat.get("run_id") == holder_id
-        return Holder(holder_id, float(beat["at"]) if mine else None, str(beat.get("where", "")) if mine else "")
+        # A beat is the holder's own only for what it holds the lease for: a settle under an ended run's id must
+        # not be judged by that run's last beat, minutes old.
+        mine = (beat.get("run_id"), beat.get("step", STEP)) == held
+        where = str(beat.get("where", "")) if mine else ""
+        return Holder(held[0], float(beat["at"]) if mine else None, where, held[1])
 
-    def beat(self, run_id: str) -> None:
-        value = json.dumps({"run_id": run_id, "at": time.time(), "where": socket.gethostname()})
+    def beat(self, run_id: str, step: str = STEP) -> None:
+        value = json.dumps({"run_id": run_id, "step": step, "at": time.time(), "where": socket.gethostname()})
         self.instance.run_storage.set_cursor_values({_heartbeat_key(self.env): value})
 
     def _silent_for(self, holder: Holder) -> float | None:
@@ -143,7 +97,8 @@ class Lease:
 
     def _held_by(self, run_id: str) -> Holder | None:
         holder = self.holder()
-        return holder if holder is not None and holder.run_id == run_id and holder.beat is not None else None
+        mine = holder is not None and holder.run_id == run_id and holder.step == STEP
+        return holder if mine and holder.beat is not None else None
 
     def abandoned_by(self, run_id: str) -> str | None:
         """Why `run_id` counts as gone (it holds the lease and stopped heartbeating: its process was killed), or
@@ -165,6 +120,9 @@ class Lease:
 
     def _stale(self, holder: Holder) -> str | None:
         """Why the holder has lost its claim (its run ended, or its process went silent), or None."""
+        if holder.step == SETTLE:  # its run ended by definition: only silence tells its settle is gone
+            silent = self._silent_for(holder)
+            return None if silent is None else f"the settle of run {holder.run_id[:8]} went silent {silent:.0f} s ago"
         run = self.instance.get_run_by_id(holder.run_id)
         if run is None or run.status in TERMINAL:
             status = run.status.value.lower() if run else "gone"
@@ -178,36 +136,35 @@ class Lease:
     ) -> None:
         """Return once `run_id` holds the lease; meanwhile `log` says for which run it waits. `note` gets the
         moment the lease is taken (the start of this run's work on the environment, as the event log shows it)."""
-        self._ensure_pool()
+        self._slot.ensure()
         waited_since, reminded = None, 0.0
         while True:
-            if self._claim(run_id):
+            if self._slot.claim(run_id):
                 if self._ended(run_id):
-                    self._free(run_id)
+                    self._slot.free(run_id, STEP)
                     raise self._lost(run_id)
                 self.beat(run_id)
                 note(f"{LEASE_TAKEN} {self.env}")
                 if waited_since is not None:
                     log(f"{self.env} is free: going on after waiting {time.monotonic() - waited_since:.1f} s")
                 return
-            if self._holder_id() == run_id:  # an earlier step of this run took it: the usual case, two queries
+            if self._slot.holder() == (run_id, STEP):  # an earlier step of this run took it: the usual case
                 self.beat(run_id)
                 return
             holder = self.holder()
             if holder is None:
-                self._ensure_pool(again=True)  # freed between the queries, or the pool was removed: claim again
+                self._slot.ensure(again=True)  # freed between the queries, or the pool was removed: claim again
                 continue
-            if holder.run_id == run_id:
+            if (holder.run_id, holder.step) == (run_id, STEP):
                 self.beat(run_id)
                 return
             stale = self._stale(holder)
             if holder.beat is None and stale is None:
                 # A holder that never wrote a heartbeat gets one on our clock: silent that long, it is gone.
-                self.instance.run_storage.set_cursor_values(
-                    {_heartbeat_key(self.env): json.dumps({"run_id": holder.run_id, "at": time.time()})}
-                )
+                given = {"run_id": holder.run_id, "step": holder.step, "at": time.time()}
+                self.instance.run_storage.set_cursor_values({_heartbeat_key(self.env): json.dumps(given)})
             if stale is not None:
-                if self._free(holder.run_id):
+                if self._slot.free(holder.run_id, holder.step):
                     self._fail_if_running(holder.run_id, stale)
                     log(f"reclaimed {self.env}'s deploy lease: {stale}")
                 continue
@@ -215,14 +172,14 @@ class Lease:
                 raise self._lost(run_id)
             now = time.monotonic()
             if waited_since is None or now - reminded > REMIND_S:
-                log(f"waiting for {describe(holder.run_id)} to finish: one deploy of {self.env} at a time")
+                log(f"waiting for {holder.describe(describe)} to finish: one deploy of {self.env} at a time")
                 waited_since, reminded = waited_since or now, now
             time.sleep(POLL_S)
 
     def reap(self, run_id: str, why: str) -> bool:
         """Free the lease `run_id` holds, if it does, and mark the run failed (`why`: its process is gone): a
         deploy queued behind it would wait forever. True if it was still running."""
-        self._free(run_id)
+        self._slot.free(run_id, STEP)
         return self._fail_if_running(run_id, why)
 
     def _lost(self, run_id: str) -> LeaseLost:
@@ -243,19 +200,47 @@ class Lease:
         return True
 
     def release(self, run_id: str, note=lambda _: None) -> None:
-        if self._free(run_id):
+        if self._slot.free(run_id, STEP):
             note(f"{LEASE_RELEASED} {self.env}")
 
     @contextlib.contextmanager
     def held(self, run_id: str, log: Callable[[str], None], describe: Callable[[str], str], note=lambda _: None):
         """Hold the lease for the duration of one step, heartbeating from a thread while it works."""
         self.acquire(run_id, log, describe, note)
+        with self._beating(run_id):
+            yield
+
+    @contextlib.contextmanager
+    def settling(self, run_id: str) -> Iterator[Holder | None]:
+        """Hold the lease while the ended run `run_id` is settled, so that no deploy of the env starts meanwhile.
+        Yields None when held; else the holder, without waiting: a deploy that holds it owns what the env serves
+        and settles it, and another settle of this run is already at work."""
+        self._slot.ensure()
+        while not self._slot.claim(run_id, SETTLE):
+            holder = self.holder()
+            if holder is None:
+                self._slot.ensure(again=True)
+                continue
+            if (stale := self._stale(holder)) is None:
+                yield holder
+                return
+            if self._slot.free(holder.run_id, holder.step):
+                self._fail_if_running(holder.run_id, stale)
+        self.beat(run_id, SETTLE)
+        try:
+            with self._beating(run_id, SETTLE):
+                yield None
+        finally:
+            self._slot.free(run_id, SETTLE)
+
+    @contextlib.contextmanager
+    def _beating(self, run_id: str, step: str = STEP) -> Iterator[None]:
         stop = threading.Event()
 
         def beat() -> None:
             while not stop.wait(HEARTBEAT_S):
                 with contextlib.suppress(Exception):  # a missed beat only shortens the reclaim margin
-                    self.beat(run_id)
+                    self.beat(run_id, step)
 
         thread = threading.Thread(target=beat, name=f"lease-{self.env}", daemon=True)
         thread.start()
