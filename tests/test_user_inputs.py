@@ -1,11 +1,14 @@
 """What a user types into variables and options, refused in one line before anything runs: a remote git would read
 as an option or that carries a credential, empty values, a lease reclaim time that would break the lease, a state
-directory or Dagster instance that cannot be used, half-set AWS credentials; and a release redeployed with another
-app layout than it was built with. No local stack: each is refused first."""
+directory or Dagster instance that cannot be used, half-set AWS credentials, a team Postgres that does not answer;
+and a release redeployed with another app layout than it was built with. No local stack: each is refused first."""
 
 import json
 import os
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -98,6 +101,24 @@ def test_a_team_instance_without_its_database_variables_names_the_variable(env, 
     said = _one_line(capsys, ["history", "dev"])
     assert said.endswith("dagster.yaml reads DAGSTER_PG_USERNAME from the environment, which is not set or not valid: "
                          "set DAGSTER_PG_USERNAME (deploy/README.md)")  # not "move it away": a team's config is kept
+
+
+def test_a_team_postgres_that_does_not_answer_is_one_line_naming_why(env, tmp_path):
+    """Dagster retries the connection for about 13 s and warns on the root logger at each try (multi-line, several
+    per storage): the command says one line at the end, with the refusal under Dagster's "too many retries"."""
+    team = tmp_path / "team"
+    team.mkdir()
+    shutil.copy(PROJECT_ROOT / "deploy" / "dagster.yaml", team / "dagster.yaml")
+    pg = {"DAGSTER_PG_USERNAME": "u", "DAGSTER_PG_PASSWORD": "s3cr3t-pw", "DAGSTER_PG_HOST": "127.0.0.1",
+          "DAGSTER_PG_PORT": "1", "DAGSTER_PG_DB": "releases"}  # fmt: skip
+    done = subprocess.run([str(Path(sys.executable).parent / "coderemote-pipeline"), "history", "dev"],
+                          env={**os.environ, "DAGSTER_HOME": str(team), **pg}, capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr.splitlines() == [
+        "error: the instance's Postgres does not answer (connection to server at \"127.0.0.1\", port 1 failed: "
+        "Connection refused): check DAGSTER_PG_* and that the database is up"
+    ]
 
 
 def test_a_lease_reclaim_time_in_range_is_taken(env, monkeypatch):

@@ -7,6 +7,7 @@ it needs when it runs.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import signal
 import sys
@@ -63,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {garbled}", file=sys.stderr)
         return 2
     args = parser().parse_args(argv)
+    _quiet_postgres_retries()
     from coderemote_pipeline.rules.errors import UserError
 
     try:
@@ -101,14 +103,37 @@ def _not_text(argv: list[str], environ) -> str | None:
     return None
 
 
+def _pg_cause(exc: BaseException) -> str:
+    """The refusal under Dagster's "too many retries" (host and port refused, a name that does not resolve, a
+    password refused), without SQLAlchemy's class prefix and link."""
+    cause = exc.__cause__
+    lines = [line.strip() for line in str(cause or "").splitlines() if line.strip() and "sqlalche.me" not in line]
+    first = lines[0] if lines else ""
+    return first.split(") ", 1)[1] if first.startswith("(") and ") " in first else first
+
+
+class _PostgresRetries(logging.Filter):
+    """dagster_postgres warns on the root logger at each retry of a refused connection: several multi-line warnings
+    per storage over about 13 s, before the one line this command says about it at the end."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Retrying failed database")
+
+
+def _quiet_postgres_retries() -> None:
+    root = logging.getLogger()
+    if not any(isinstance(f, _PostgresRetries) for f in root.filters):
+        root.addFilter(_PostgresRetries())
+
+
 def _storage_problem(exc: BaseException) -> str | None:
     """The instance's database refusing (read-only, damaged, a team Postgres that does not answer), in one line."""
     seen: BaseException | None = exc
     while seen is not None:
         kind, first = type(seen).__name__, (str(seen).strip().splitlines() or [""])[0][:200]
         if kind == "DagsterPostgresException":
-            return (f"the instance's Postgres does not answer ({first}): check DAGSTER_PG_* and that the database "
-                    "is up")  # fmt: skip
+            return (f"the instance's Postgres does not answer ({_pg_cause(seen) or first}): check DAGSTER_PG_* and "
+                    "that the database is up")  # fmt: skip
         if type(seen).__module__ == "sqlite3":
             if "readonly" in first:
                 return (f"the state database cannot be written ({first}): give this account write access to the "
