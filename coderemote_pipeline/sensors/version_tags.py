@@ -10,7 +10,8 @@ tag needs its reachability from main checked.
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+import time
+from collections.abc import Collection, Sequence
 
 import dagster as dg
 import semver
@@ -27,6 +28,8 @@ from coderemote_pipeline.rules.app_layout import AppLayout
 from coderemote_pipeline.rules.deployment import Deployment
 from coderemote_pipeline.rules.environments import EnvironmentPolicy, Trigger
 from coderemote_pipeline.rules.release_keys import Release, ReleaseKeyError, is_version_tag_name, release_for_tag
+from coderemote_pipeline.sensors import off_main
+from coderemote_pipeline.sensors.off_main import OffMain
 from coderemote_pipeline.sensors.tick import GATED, MAIN_REF, TAG_PREFIX, WINDOW, Tick, dump_cursor, load_cursor
 
 
@@ -72,7 +75,11 @@ def classify(new: dict[str, str], tick: Tick) -> list[Release]:
                 f"{name} (commit {new[name][:12]}) is a pre-release: recorded as release {name}, never deployed to "
                 "prod (deploy it to dev or staging by hand if wanted)"
             )
-    return sorted(stable, key=lambda r: r.version or semver.Version(0))
+    return sorted(stable, key=_version)
+
+
+def _version(release: Release) -> semver.Version:
+    return release.version or semver.Version(0)
 
 
 def report_changes(seen: dict[str, str], tags: dict[str, str], gone: dict[str, str], tick: Tick) -> None:
@@ -98,25 +105,37 @@ def act_on_stable(
     tick: Tick,
     policies: dict[str, EnvironmentPolicy],
     layout: AppLayout,
-) -> tuple[dict[str, list[str]], set[str]]:
+    rechecked: frozenset[str] = frozenset(),
+) -> tuple[dict[str, list[str]], set[str], list[str]]:
     """Check each new stable tag is on main (and signed where an env requires it), then deploy it (or hold it) in
     every env triggered by stable tags. `accepted` (the releases taken so far, in the cursor) gains each tag that is
-    on main. Returns the envs a deploy window or the promotion gate holds each tag from (decided again next tick),
-    and the envs a new tag went to."""
+    on main. `rechecked`: tags refused earlier as off main, checked again now that main moved (sensors/off_main.py).
+    Returns the envs a deploy window or the promotion gate holds each tag from (decided again next tick), the envs
+    a new tag went to, and the tags not on main."""
     remote.fetch_refs(MAIN_REF, *[f"{TAG_PREFIX}{r.key}" for r in stable])
     highest_before = _highest_stable(accepted)
+    on_main = {r.key for r in stable if remote.is_ancestor(tags[r.key], MAIN_REF)}
+    # A late tag is not deployed over a newer version, released before or arriving in this same tick.
+    newest = _highest_stable([*accepted, *(on_main - rechecked)])
     waiting: dict[str, list[str]] = {}
     went: set[str] = set()
+    off: list[str] = []
     for release in stable:
-        commit = tags[release.key]
-        if not remote.is_ancestor(commit, MAIN_REF):
-            tick.warn(
-                f"refused tag {release.key}: its commit {commit[:12]} is not reachable from main. Releases are tags "
-                "on main: merge the change (e.g. the hotfix branch) into main, then tag the merge commit"
-            )
+        commit, again = tags[release.key], release.key in rechecked
+        if release.key not in on_main:
+            if not again:  # said when it arrived; checked again quietly each time main moves
+                tick.warn(off_main.refusal(release.key, commit))
+            off.append(release.key)
             continue
-        if highest_before is not None and release.version is not None and release.version < highest_before:
+        if again and newest is not None and release.version is not None and release.version < newest:
+            tick.warn(f"{release.key} reached main after v{newest} was tagged: not deployed over it. To ship its "
+                      "commit, tag it with a new version")  # fmt: skip
+            continue
+        older = highest_before is not None and release.version is not None and release.version < highest_before
+        if older:
             tick.note(f"{release.key} is older than v{highest_before}, already tagged: deploying it like any new tag")
+        if again:
+            tick.note(f"{release.key} is on main now (commit {commit[:12]}): deploying it as a new tag")
         tick.register(release.key)
         envs = [name for name, policy in policies.items() if policy.trigger is Trigger.STABLE_TAG]
         held, decided = decide(remote, release, commit, envs, tick, policies, layout)
@@ -127,7 +146,7 @@ def act_on_stable(
         waiting = {key: left for key, envs_ in waiting.items() if (left := [e for e in envs_ if e not in decided])}
         if held:
             waiting[release.key] = held
-    return waiting, went
+    return waiting, went, off
 
 
 def decide(remote: GitRemote, release: Release, commit: str, envs: list[str], tick: Tick,
@@ -202,6 +221,12 @@ def _first_tick(tags: dict[str, str]) -> dg.SensorResult:
     )
 
 
+def _target_down(down: str, **kinds: Collection[str]) -> dg.SkipReason:
+    what = " and ".join(f"{kind.replace('_', '-')} tag(s) {', '.join(sorted(names))}"
+                        for kind, names in kinds.items() if names)  # fmt: skip
+    return dg.SkipReason(f"{what}; acting on them once the target is back: {down}")
+
+
 def _remembered(known: dict[str, str], tags: dict[str, str], accepted: list[str]) -> dict[str, str]:
     """The deleted tags to tell apart if pushed again. Not a stable tag that was refused: it may come back fixed
     (signed, on main)."""
@@ -228,9 +253,10 @@ def version_tag_sensor_def(interval_s: int, jobs: Sequence[dg.UnresolvedAssetJob
         remote = app_source.remote()
         cursor = load_cursor(context.cursor)
         try:
-            tags = version_tags(remote.ls_remote())
+            refs = remote.ls_remote()
         except GitError as exc:
             return dg.SkipReason(f"cannot read the app remote: {exc}")
+        tags, main, now = version_tags(refs), refs.get(MAIN_REF), time.time()
         if not isinstance(cursor.get("tags"), dict):
             return _first_tick(tags)
         seen: dict[str, str] = cursor["tags"]
@@ -239,28 +265,30 @@ def version_tag_sensor_def(interval_s: int, jobs: Sequence[dg.UnresolvedAssetJob
         # Tags refused (off main) are in `seen` but not here: "older than" compares with accepted releases only.
         accepted: list[str] = list(cursor.get("accepted", seen))
         new = {name: sha for name, sha in tags.items() if name not in seen and name not in gone}
-        if (new or waiting) and (down := readiness.blocker()) is not None:
-            what = " and ".join(f"{kind} tag(s) {', '.join(sorted(names))}"
-                                for kind, names in (("new", new), ("held", waiting)) if names)  # fmt: skip
-            return dg.SkipReason(f"{what}; acting on them once the target is back: {down}")
+        off_before = OffMain.load(cursor.get("off_main"))
+        recheck, off_kept, expired = off_before.split(tags, main, now)
+        if (new or waiting or recheck) and (down := readiness.blocker()) is not None:
+            return _target_down(down, new=new, held=waiting, off_main=recheck)
         tick = Tick(context, app_source)
         report_changes(seen, tags, gone, tick)
+        for name in expired:
+            tick.warn(off_main.expiry(name, tags[name]))
         gone = _remembered({**gone, **seen}, tags, accepted)
-        stable, policies = classify(new, tick), environments.policies()
+        stable = sorted(classify(new, tick) + [release_for_tag(name) for name in recheck], key=_version)
+        policies, layout = environments.policies(), app_source.layout
         try:
-            fresh: dict[str, list[str]] = {}
-            newer: set[str] = set()
-            if stable:
-                fresh, newer = act_on_stable(remote, stable, tags, accepted, tick, policies, app_source.layout)
+            fresh, newer, off = act_on_stable(remote, stable, tags, accepted, tick, policies, layout,
+                                              frozenset(recheck)) if stable else ({}, set(), [])  # fmt: skip
             held = {k: v for k, v in waiting.items() if seen.get(k) == tags.get(k)}
-            waiting = still_waiting(remote, held, tags, newer, tick, policies, app_source.layout) | fresh
+            waiting = still_waiting(remote, held, tags, newer, tick, policies, layout) | fresh
         except GitError as exc:
             # Cursor unchanged: the next tick decides these tags again, so none is lost.
             return dg.SkipReason(f"new or held tag(s): cannot read their history: {exc}")
         # A tag a deploy window or the promotion gate holds is known, and decided again each tick in the envs it
         # waits for, until it deploys there.
+        off_now = off_kept.with_refused(off, tags, main, now, off_before)
         cursor = {"tags": tags, "accepted": sorted(set(accepted)), **({"gone": gone} if gone else {}),
-                  **({"waiting": waiting} if waiting else {})}  # fmt: skip
-        return tick.result(cursor, idle=f"no new v* tags ({len(tags)} known)")
+                  **({"waiting": waiting} if waiting else {}), **off_now.to_cursor()}  # fmt: skip
+        return tick.result(cursor, idle=f"no new v* tags ({len(tags)} known){off_now.waits()}")
 
     return version_tag_sensor

@@ -1,0 +1,97 @@
+"""A stable tag whose commit is not on main when the tag arrives (`git push --tags && git push`), tick by tick
+against a real bare remote: checked again each time main moves, it deploys once main has it, within the grace
+time. After that, or once a newer version is out, it stays refused; a tag moved meanwhile is reported, not
+deployed."""
+
+import json
+
+import dagster as dg
+import pytest
+from sensor_kit import settings_for, tick
+
+from coderemote_pipeline.sensors.off_main import GRACE_S
+
+TAGS = "version_tag_sensor"
+
+
+@pytest.fixture
+def settings(tmp_path, repo):
+    return settings_for(tmp_path / "state", str(repo.remote))
+
+
+@pytest.fixture
+def instance():
+    with dg.instance_for_test() as inst:
+        yield inst
+
+
+def _tagged_before_main(settings, instance, repo, tag: str = "v1.1.0"):
+    """The release commit made on main in the clone and its tag pushed; main itself not pushed yet."""
+    baseline = tick(settings, instance, TAGS, None)
+    commit = repo.commit("the release")
+    repo.tag(tag, commit)
+    refused = tick(settings, instance, TAGS, baseline.cursor)
+    assert refused.run_requests == [] and refused.events == []
+    assert refused.logged(f"refused tag {tag}: its commit {commit[:12]} is not reachable from main")
+    assert refused.logged("If main is only behind (the tag was pushed first), it deploys once main has it")
+    assert set(refused.cursor_json["off_main"]) == {tag}
+    return commit, refused
+
+
+def _aged(result, seconds: float) -> str:
+    cursor = result.cursor_json
+    for entry in cursor["off_main"].values():
+        entry["since"] -= seconds
+    return json.dumps(cursor)
+
+
+def test_a_tag_pushed_before_main_deploys_once_main_has_its_commit(settings, instance, repo):
+    commit, refused = _tagged_before_main(settings, instance, repo)
+    idle = tick(settings, instance, TAGS, refused.cursor)  # main has not moved: nothing to check, nothing said
+    assert idle.logs == [] and idle.skip == "no new v* tags (1 known); v1.1.0 wait(s) for main to have its commit"
+    repo.git("push", "--quiet", "origin", "HEAD:main")
+    result = tick(settings, instance, TAGS, _aged(idle, GRACE_S - 60))
+    assert result.partitions == ["v1.1.0"] and result.logged(f"v1.1.0 is on main now (commit {commit[:12]})")
+    (hold,) = result.events  # prod requires approval: held for it, as any new tag
+    assert hold.partition == "prod|v1.1.0" and hold.metadata["commit"].value == commit
+    assert "off_main" not in result.cursor_json and "v1.1.0" in result.cursor_json["accepted"]
+    assert tick(settings, instance, TAGS, result.cursor).events == []  # decided once
+
+
+def test_main_moving_without_the_tag_keeps_it_waiting_quietly(settings, instance, repo):
+    _, refused = _tagged_before_main(settings, instance, repo)
+    repo.git("checkout", "--quiet", "-b", "elsewhere", "HEAD~1")
+    repo.git("commit", "--quiet", "--allow-empty", "-m", "another change")
+    repo.git("push", "--quiet", "origin", "HEAD:main")
+    again = tick(settings, instance, TAGS, refused.cursor)
+    assert again.events == [] and again.logs == []
+    assert again.cursor_json["off_main"]["v1.1.0"]["since"] == refused.cursor_json["off_main"]["v1.1.0"]["since"]
+
+
+def test_a_tag_still_off_main_after_the_grace_time_stays_refused(settings, instance, repo):
+    commit, refused = _tagged_before_main(settings, instance, repo)
+    expired = tick(settings, instance, TAGS, _aged(refused, GRACE_S + 1))
+    assert expired.logged(f"tag v1.1.0 (commit {commit[:12]}) is still not on main {int(GRACE_S // 60)} min after")
+    assert "off_main" not in expired.cursor_json
+    repo.git("push", "--quiet", "origin", "HEAD:main")  # a hotfix merged weeks later is not shipped by it
+    late = tick(settings, instance, TAGS, expired.cursor)
+    assert late.events == [] and late.run_requests == [] and late.logs == []
+
+
+def test_a_tag_that_reaches_main_after_a_newer_release_is_not_deployed_over_it(settings, instance, repo):
+    _, refused = _tagged_before_main(settings, instance, repo, "v1.1.0")
+    repo.push("the next release")  # main now has v1.1.0's commit too
+    repo.tag("v1.2.0")
+    both = tick(settings, instance, TAGS, refused.cursor)
+    assert [e.partition for e in both.events] == ["prod|v1.2.0"]
+    assert both.logged("v1.1.0 reached main after v1.2.0 was tagged: not deployed over it")
+    assert "off_main" not in both.cursor_json
+
+
+def test_a_waiting_tag_moved_is_reported_not_deployed(settings, instance, repo):
+    _, refused = _tagged_before_main(settings, instance, repo)
+    moved_to = repo.push("another commit")
+    repo.tag("v1.1.0", moved_to, force=True)
+    result = tick(settings, instance, TAGS, refused.cursor)
+    assert result.events == [] and result.logged("tag v1.1.0 moved from")
+    assert "off_main" not in result.cursor_json
