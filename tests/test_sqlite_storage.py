@@ -146,3 +146,20 @@ def test_readers_share_the_kept_connections_with_a_run_and_a_fork_opens_its_own(
         # The parent's kept connections still work after the child used and closed its own.
         _materialize(instance)
         assert len(instance.get_runs()) == 6
+
+
+def test_a_run_opens_no_connection_once_the_storage_is_warm(tmp_path, monkeypatch):
+    """Dagster asks whether a table exists over a new connection, for each asset event it stores and each dynamic
+    partition it looks up (about 1 ms apiece): a table once seen is known."""
+    import sqlite3.dbapi2
+
+    home = prepare_home(tmp_path / "home")
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        instance.add_dynamic_partitions("release", ["v1.0.0"])
+        _materialize(instance)
+        assert instance.has_dynamic_partition("release", "v1.0.0")
+        opened, connect = [], sqlite3.dbapi2.connect  # what SQLAlchemy's sqlite dialect calls
+        monkeypatch.setattr(sqlite3.dbapi2, "connect", lambda *a, **k: opened.append(a) or connect(*a, **k))
+        _materialize(instance)
+        assert all(instance.has_dynamic_partition("release", "v1.0.0") for _ in range(5))
+        assert opened == []

@@ -81,10 +81,23 @@ class PooledSqliteEventLogStorage(_KeepsConnections, ConsolidatedSqliteEventLogS
     def __init__(self, base_dir: str, inst_data: Any = None) -> None:
         # Before the parent's __init__: a new database is indexed there, through _connect.
         self._kept = _KeptEngine(create_db_conn_string(base_dir, SQLITE_EVENT_LOG_FILENAME))
+        self._tables: set[str] = set()
         super().__init__(base_dir, inst_data)
 
     def _connect(self) -> AbstractContextManager[Connection]:
         return self._kept.transaction()
+
+    def has_table(self, table_name: str) -> bool:
+        # Dagster's asks over a new connection each time, and asks often: each asset event stored, each dynamic
+        # partition looked up, each concurrency check (about 1 ms apiece here). A table once there stays: a wipe
+        # deletes rows, and migrations only add tables.
+        if table_name in self._tables:
+            return True
+        with self._kept.transaction() as conn:
+            found = bool(conn.dialect.has_table(conn, table_name))
+        if found:
+            self._tables.add(table_name)
+        return found
 
 
 class PooledSqliteRunStorage(_KeepsConnections, SqliteRunStorage):
