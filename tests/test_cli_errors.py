@@ -14,6 +14,8 @@ from dagster._core.events import EngineEventData
 from coderemote_pipeline.cli.main import main, parser
 from coderemote_pipeline.ledger.instance import open_instance
 from coderemote_pipeline.ledger.leases import Lease
+from coderemote_pipeline.local_stack.processes import process_place
+from coderemote_pipeline.rules import names
 from coderemote_pipeline.rules.environments import DEFAULT_INFRA_DIR
 from testkit.ledger_seed import Seeder
 
@@ -249,6 +251,29 @@ def test_retry_mark_failed_refuses_a_run_whose_step_outlived_its_process(env, ca
     assert f"run {run.run_id[:8]} may still be running" in capsys.readouterr().err
     with open_instance(env["tmp"] / "state") as instance:
         assert instance.get_run_by_id(run.run_id).status is dg.DagsterRunStatus.STARTED
+
+
+def test_retry_mark_failed_judges_a_cli_run_by_the_process_its_tag_names(env):
+    """A CLI run names its process (host, boot, pid namespace: pid), as the sensors read it: gone from here and no
+    beat since, it is marked failed at once; a process elsewhere is not judged, and its fresh lease refuses."""
+    from coderemote_pipeline.usecases.deploy import DeployRefused
+    from coderemote_pipeline.usecases.retry import _to_mark_failed
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    with open_instance(env["tmp"] / "state") as instance:
+        for place, gone in ((process_place(), True), ("elsewhere/boot/4026531836", False)):
+            tags = {"coderemote/env": "dev", "coderemote/release": "main-ddddddd",
+                    names.EXECUTED_BY_TAG: f"{place}:{dead.pid}"}  # fmt: skip
+            run = dg.DagsterRun(job_name="redeploy_job", status=dg.DagsterRunStatus.STARTED, tags=tags)
+            instance.add_run(run)
+            Lease(instance, "dev").acquire(run.run_id, log=print, describe=str)
+            if gone:
+                assert _to_mark_failed(instance, run, mark_failed=True)
+            else:
+                with pytest.raises(DeployRefused, match=f"run {run.run_id[:8]} may still be running"):
+                    _to_mark_failed(instance, run, mark_failed=True)
+            Lease(instance, "dev").release(run.run_id)
 
 
 def test_the_ui_warns_that_its_sensors_cannot_deploy_while_the_stack_is_down(env, monkeypatch, capsys):

@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 import dagster as dg
 
+from coderemote_pipeline.ledger.lease_slot import STEP
 from coderemote_pipeline.ledger.leases import HEARTBEAT_S, POLL_S, Holder, Lease
 from coderemote_pipeline.ledger.live import recorded_live
 from coderemote_pipeline.local_stack.processes import pid_alive
@@ -22,6 +23,7 @@ from coderemote_pipeline.rules import names
 from coderemote_pipeline.rules.deployment import Deployment
 from coderemote_pipeline.rules.environments import load_policies
 from coderemote_pipeline.rules.settings import Settings
+from coderemote_pipeline.sensors.abandoned import process_gone
 from coderemote_pipeline.usecases.deploy import DeployRefused
 from coderemote_pipeline.usecases.launch import DeployOutcome, launch
 from coderemote_pipeline.usecases.rollback import settings_of
@@ -96,8 +98,13 @@ def _gone_from_here(instance: dg.DagsterInstance, run: dg.DagsterRun) -> bool:
     since: then nobody need wait out the lease's reclaim time to know it is dead."""
     lease = Lease(instance, run.tags[names.ENV_TAG])
     holder = lease.holder()
-    if holder is None or holder.run_id != run.run_id or holder.where != socket.gethostname():
+    if holder is None or holder.run_id != run.run_id or holder.step != STEP:
         return False
+    if names.EXECUTED_BY_TAG in run.tags:  # the process, its host's boot and pid namespace: what the sensors judge
+        return process_gone(run) is not None and _no_more_beats(lease, holder)
+    if holder.where != socket.gethostname():
+        return False
+    # A run from before the tag, or a daemon's run worker: the pid its engine event names, on this host.
     for record in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ENGINE_EVENT):
         data = record.get_dagster_event().event_specific_data
         pid = data.metadata.get("pid") if data is not None and data.metadata else None
