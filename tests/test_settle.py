@@ -3,6 +3,7 @@ failure Dagster may retry; settling a failed run (the failed/canceled sensors, s
 alone once a later run of it exists, which owns what the env serves; a bake counts only the promote or abort asked
 since it (or its shift) began."""
 
+import contextlib
 import functools
 import threading
 import time
@@ -89,7 +90,7 @@ def test_a_settle_leaves_the_env_to_the_deploy_that_holds_its_lease(tmp_path):
 
     with open_instance(tmp_path / "state") as instance:
         failed, lease = _failed_live_env(instance), Lease(instance, "dev")
-        with lease.settling(failed.run_id) as holder:
+        with lease.settling(failed.run_id, defer_to=lambda _: True) as holder:
             assert holder is None
             assert settle_failed_run(instance, failed, load_policies()["dev"], _never_read) is None
         working = _run(instance, dg.DagsterRunStatus.STARTED, "main-ccccccc")
@@ -100,6 +101,55 @@ def test_a_settle_leaves_the_env_to_the_deploy_that_holds_its_lease(tmp_path):
         )
         assert "holds dev's deploy lease, deploys it now and settles it" in settled.text
         assert lease.holder().run_id == working.run_id
+
+
+def _waits_then_reads(instance, failed, hold_released_by) -> None:
+    """Settle `failed` in a thread while something else holds the lease: it must wait, then read the env itself."""
+    reads, verdicts = [], []
+
+    def reading(env: str, outputs: dict[str, str]):
+        reads.append(env)
+        raise InfrastructureError("the emulator is down")
+
+    settler = threading.Thread(target=lambda: verdicts.append(settle_failed_run(instance, failed,
+                                                                                load_policies()["dev"], reading)))
+    settler.start()
+    time.sleep(1.5)
+    assert reads == [] and settler.is_alive()
+    hold_released_by()
+    settler.join(10)
+    assert reads == ["dev"] and "what dev serves cannot be read now" in verdicts[0].text
+
+
+def test_a_settle_waits_for_a_run_that_deploys_nothing_then_settles(tmp_path):
+    """A stage materialized alone from the UI holds the lease but switches nothing, and nothing settles it: the
+    failed run's settle must not leave the env to it."""
+    from coderemote_pipeline.ledger.instance import open_instance
+    from coderemote_pipeline.ledger.leases import Lease
+
+    with open_instance(tmp_path / "state") as instance:
+        failed, lease = _failed_live_env(instance), Lease(instance, "dev")
+        image_only = dg.DagsterRun(job_name="__ASSET_JOB", status=dg.DagsterRunStatus.STARTED,
+                                   asset_selection=frozenset({names.key(names.API_IMAGE)}),
+                                   tags={names.ENV_TAG: "dev", names.RELEASE_TAG: "main-ccccccc"})  # fmt: skip
+        instance.add_run(image_only)
+        lease.acquire(image_only.run_id, log=print, describe=str)
+        _waits_then_reads(instance, failed, lambda: lease.release(image_only.run_id))
+
+
+def test_a_settle_waits_for_another_runs_settle_then_settles(tmp_path):
+    """Two failed runs settled at once (the sensor's and a CLI's): neither leaves the env to the other unread."""
+    from coderemote_pipeline.ledger.instance import open_instance
+    from coderemote_pipeline.ledger.leases import Lease
+
+    with open_instance(tmp_path / "state") as instance:
+        older, lease = _failed_live_env(instance), Lease(instance, "dev")
+        newer = _run(instance, dg.DagsterRunStatus.FAILURE, "main-ccccccc")
+        with contextlib.ExitStack() as other:
+            assert other.enter_context(lease.settling(older.run_id, defer_to=lambda _: True)) is None
+            _waits_then_reads(instance, newer, other.close)
+        later = settle_failed_run(instance, older, load_policies()["dev"], _never_read)
+        assert f"run {newer.run_id[:8]} (failure), started after it, is settled in its place" in later.text
 
 
 class _Context:

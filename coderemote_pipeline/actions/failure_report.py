@@ -70,9 +70,14 @@ def settle_failed_run(
     env = run.tags.get(names.ENV_TAG)
     if not env or not names.is_deploy_run(run) or already_settled(instance, run.run_id):
         return None
-    # Under the env's lease: a deploy requested the moment this run ended (a sensor's, a retry) waits until what
-    # the env serves is read and put back, instead of switching it while this settle restores the old release.
-    with Lease(instance, env).settling(run.run_id) as holder:
+
+    def deploys(run_id: str) -> bool:
+        holder = instance.get_run_by_id(run_id)
+        return holder is not None and names.is_deploy_run(holder)
+
+    # Under the env's lease: a deploy created while this settle reads and puts back what the env serves waits for
+    # it, instead of switching the env meanwhile.
+    with Lease(instance, env).settling(run.run_id, defer_to=deploys) as holder:
         if (holder is not None and holder.run_id == run.run_id) or already_settled(instance, run.run_id):
             return None  # another process settles this run at this moment, or just did
         if holder is not None:
@@ -94,14 +99,17 @@ def superseded_by(instance: dg.DagsterInstance, run: dg.DagsterRun, env: str) ->
     record = instance.get_run_record_by_id(run.run_id)
     if record is None:
         return None
-    later = instance.get_runs(dg.RunsFilter(tags={names.ENV_TAG: env}, created_after=record.create_timestamp), limit=2)
-    return next((r for r in later if r.run_id != run.run_id), None)
+    later = instance.get_runs(dg.RunsFilter(tags={names.ENV_TAG: env}, created_after=record.create_timestamp), limit=20)
+    # A run that deploys nothing (a stage or two from the UI) owns nothing users get, and nothing settles it.
+    return next((r for r in later if r.run_id != run.run_id and names.is_deploy_run(r)), None)
 
 
 def _settle(instance, run, env: str, policy: EnvironmentPolicy, target_for: TargetFor) -> Settled:
     if (later := superseded_by(instance, run, env)) is not None:
+        does = ("deployed it since" if later.is_success else "is settled in its place") if later.is_finished else (
+            f"deploys {env} now and settles it")
         return Settled(env, f"not settled by this run: run {later.run_id[:8]} ({later.status.value.lower()}), "
-                       f"started after it, deploys {env} now and settles it", None)  # fmt: skip
+                       f"started after it, {does}", None)  # fmt: skip
     recorded = recorded_live(instance, env)
     stack = in_run(instance, StackRecord, run)
     outputs = (recorded.stack_outputs if recorded else None) or (stack.record.stack_outputs if stack else None)

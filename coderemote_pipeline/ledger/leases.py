@@ -158,15 +158,7 @@ class Lease:
             if (holder.run_id, holder.step) == (run_id, STEP):
                 self.beat(run_id)
                 return
-            stale = self._stale(holder)
-            if holder.beat is None and stale is None:
-                # A holder that never wrote a heartbeat gets one on our clock: silent that long, it is gone.
-                given = {"run_id": holder.run_id, "step": holder.step, "at": time.time()}
-                self.instance.run_storage.set_cursor_values({_heartbeat_key(self.env): json.dumps(given)})
-            if stale is not None:
-                if self._slot.free(holder.run_id, holder.step):
-                    self._fail_if_running(holder.run_id, stale)
-                    log(f"reclaimed {self.env}'s deploy lease: {stale}")
+            if self._reclaimed(holder, log):
                 continue
             if self._ended(run_id):
                 raise self._lost(run_id)
@@ -175,6 +167,20 @@ class Lease:
                 log(f"waiting for {holder.describe(describe)} to finish: one deploy of {self.env} at a time")
                 waited_since, reminded = waited_since or now, now
             time.sleep(POLL_S)
+
+    def _reclaimed(self, holder: Holder, log: Callable[[str], None]) -> bool:
+        """Free the lease of a holder that lost its claim (True: claim again); else False, and a holder that never
+        wrote a heartbeat gets one on our clock: silent that long, it is gone."""
+        stale = self._stale(holder)
+        if stale is None:
+            if holder.beat is None:
+                given = {"run_id": holder.run_id, "step": holder.step, "at": time.time()}
+                self.instance.run_storage.set_cursor_values({_heartbeat_key(self.env): json.dumps(given)})
+            return False
+        if self._slot.free(holder.run_id, holder.step):
+            self._fail_if_running(holder.run_id, stale)
+            log(f"reclaimed {self.env}'s deploy lease: {stale}")
+        return True
 
     def reap(self, run_id: str, why: str) -> bool:
         """Free the lease `run_id` holds, if it does, and mark the run failed (`why`: its process is gone): a
@@ -211,21 +217,24 @@ class Lease:
             yield
 
     @contextlib.contextmanager
-    def settling(self, run_id: str) -> Iterator[Holder | None]:
+    def settling(self, run_id: str, defer_to: Callable[[str], bool]) -> Iterator[Holder | None]:
         """Hold the lease while the ended run `run_id` is settled, so that no deploy of the env starts meanwhile.
-        Yields None when held; else the holder, without waiting: a deploy that holds it owns what the env serves
-        and settles it, and another settle of this run is already at work."""
+        Yields None when held. Yields the holder, without waiting, when it is a run `defer_to` accepts (a deploy:
+        it owns what the env serves now, and is settled in turn if it fails) or another settle of this same run.
+        Any other holder is waited for: another run's settle (seconds), a run that deploys nothing (a stage or
+        two materialized from the UI), which would otherwise leave this env as this run left it."""
         self._slot.ensure()
         while not self._slot.claim(run_id, SETTLE):
             holder = self.holder()
             if holder is None:
                 self._slot.ensure(again=True)
                 continue
-            if (stale := self._stale(holder)) is None:
+            if self._reclaimed(holder, log=lambda _: None):
+                continue
+            if (holder.run_id, holder.step) == (run_id, SETTLE) or (holder.step == STEP and defer_to(holder.run_id)):
                 yield holder
                 return
-            if self._slot.free(holder.run_id, holder.step):
-                self._fail_if_running(holder.run_id, stale)
+            time.sleep(POLL_S)
         self.beat(run_id, SETTLE)
         try:
             with self._beating(run_id, SETTLE):

@@ -128,9 +128,11 @@ def launch(
         done.set()
         follower.join(timeout=10)
     # A failed run's settle takes the lease over from it (no other deploy of the env may start before the env is
-    # whole again) and frees it; released after, in case the settle had nothing to do.
-    failure = "" if success else _settle(instance, run_id, deploy, settings, why)
-    Lease(instance, deploy.env).release(run_id)
+    # whole again) and frees it; released after in any case: the settle may have had nothing to do, or failed.
+    try:
+        failure = "" if success else _settle(instance, run_id, deploy, settings, why)
+    finally:
+        Lease(instance, deploy.env).release(run_id)
     record_figures(instance, deploy.env, run_id)
     return DeployOutcome(run_id, job_name, deploy.env, deploy.release.key, deploy.commit, success,
                          time.monotonic() - started, _stage_metadata(instance, run_id), failure)  # fmt: skip

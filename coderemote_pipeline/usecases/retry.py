@@ -120,7 +120,7 @@ def _no_more_beats(lease: Lease, holder: Holder) -> bool:
     while holder.beat is not None and time.time() - holder.beat < quiet_s:
         time.sleep(POLL_S)
         now = lease.holder()
-        if now is None or now.run_id != holder.run_id:
+        if now is None or (now.run_id, now.step) != (holder.run_id, holder.step):
             return True  # freed or reclaimed meanwhile
         if now.beat != holder.beat:
             return False
