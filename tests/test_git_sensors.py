@@ -89,25 +89,50 @@ def test_first_tick_deploys_the_head_of_main_to_dev(settings, instance, repo):
     assert result.logged(f"first tick: main is at {head[:12]}")
 
 
+def _deploy_run(instance, release: str, status: dg.DagsterRunStatus, *, switched: bool = False) -> dg.DagsterRun:
+    """A deploy run of dev, ended with `status` (as its events end it: with an end time) unless it is running."""
+    run = dg.DagsterRun(job_name="deploy_job", run_id=str(uuid.uuid4()), status=dg.DagsterRunStatus.STARTED,
+                        tags={"coderemote/env": "dev", "coderemote/release": release})  # fmt: skip
+    instance.add_run(run)
+    if switched:  # it got as far as the switch
+        instance.report_dagster_event(dg.DagsterEvent(dg.DagsterEventType.STEP_START.value, run.job_name,
+                                                      step_key=names.TRAFFIC_SHIFT), run.run_id)  # fmt: skip
+    if status is dg.DagsterRunStatus.FAILURE:
+        instance.report_run_failed(run, "a stage failed")
+    elif status is dg.DagsterRunStatus.SUCCESS:
+        instance.report_dagster_event(dg.DagsterEvent(dg.DagsterEventType.RUN_SUCCESS.value, run.job_name), run.run_id)
+    time.sleep(0.01)
+    return run
+
+
 def test_first_tick_after_a_restart_does_not_redeploy_what_is_live(settings, instance, repo):
     head = repo.git("rev-parse", "HEAD")
     release = commit_release_key("main", head)
+    _deploy_run(instance, release, dg.DagsterRunStatus.SUCCESS)
     record_live(instance, "dev", release, head)
-    # The env's latest deploy run ended well: nothing to redo. Then one that failed: deploy again.
-    instance.add_run(dg.DagsterRun(job_name="deploy_job", run_id=str(uuid.uuid4()), status=dg.DagsterRunStatus.SUCCESS,
-                                   tags={"coderemote/env": "dev", "coderemote/release": release}))  # fmt: skip
     quiet = tick(settings, instance, MAIN, None)
     assert quiet.run_requests == []
     assert quiet.skip and f"{release} (commit {head[:12]}) is already live in dev and its last deploy succeeded" in (
         quiet.skip
     )
     assert quiet.cursor_json == {"main": head, "moves": 1}  # seen: the next push deploys as usual
-    # A later deploy of another release failed and was put back: this release is still live and whole.
-    instance.add_run(dg.DagsterRun(job_name="deploy_job", run_id=str(uuid.uuid4()), status=dg.DagsterRunStatus.FAILURE,
-                                   tags={"coderemote/env": "dev", "coderemote/release": "main-0000000"}))  # fmt: skip
+    # A later deploy of another release failed before the switch (its build): dev is as it was.
+    _deploy_run(instance, "main-0000000", dg.DagsterRunStatus.FAILURE)
     assert tick(settings, instance, MAIN, None).run_requests == []
-    instance.add_run(dg.DagsterRun(job_name="deploy_job", run_id=str(uuid.uuid4()), status=dg.DagsterRunStatus.FAILURE,
-                                   tags={"coderemote/env": "dev", "coderemote/release": release}))  # fmt: skip
+    # One failed at the switch, or after it with auto_rollback off: dev may serve that release. Deploy again...
+    _deploy_run(instance, "main-1111111", dg.DagsterRunStatus.FAILURE, switched=True)
+    assert _only_request(tick(settings, instance, MAIN, None)).partition_key == f"dev|{release}"
+    # ...unless dev was put back on this release since (the failure's settle records it).
+    time.sleep(0.01)
+    record_live(instance, "dev", release, head, reason="automatic rollback: run 1111 failed")
+    assert tick(settings, instance, MAIN, None).run_requests == []
+    # Another deploy of dev is running: the tick waits for it to end, then judges again.
+    running = _deploy_run(instance, "main-2222222", dg.DagsterRunStatus.STARTED)
+    assert "waiting for the dev deploy in progress" in tick(settings, instance, MAIN, None).skip
+    instance.report_run_failed(running, "stopped before the switch")
+    assert tick(settings, instance, MAIN, None).run_requests == []
+    # This release's own last deploy failed: deploy again.
+    _deploy_run(instance, release, dg.DagsterRunStatus.FAILURE)
     assert _only_request(tick(settings, instance, MAIN, None)).partition_key == f"dev|{release}"
 
 

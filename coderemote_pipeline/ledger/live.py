@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from datetime import UTC, datetime
 
 import dagster as dg
 
@@ -18,6 +19,8 @@ from coderemote_pipeline.ledger.stages import Found, history, latest
 from coderemote_pipeline.rules import names
 
 LogEvent = Callable[[dg.AssetMaterialization], None]
+# Deploys of an env since its live record that a sensor's tick looks through before it calls a release live.
+SINCE_LIMIT = 20
 
 
 def record_live(instance: dg.DagsterInstance, env: str, live: LiveRecord, log_event: LogEvent | None = None) -> None:
@@ -55,17 +58,40 @@ def moved(live: LiveRecord, **changes: object) -> LiveRecord:
 
 
 def already_live(instance: dg.DagsterInstance, deploy) -> bool:
-    """`deploy` (a Deployment at its commit) is what its env serves, and this release's latest run in that env
-    succeeded: deploying it again would change nothing (a sensor's first tick after a restart, a repeated tag).
-    Asked of the release's runs, not the env's: a later failed deploy of another release, put back, leaves this
-    one live and whole."""
-    live = recorded_live(instance, deploy.env)
-    if live is None or live.release != deploy.release.key or live.commit != deploy.commit:
+    """`deploy` (a Deployment at its commit) is what its env serves, whole: deploying it again would change nothing
+    (a sensor's first tick after a restart, a repeated tag). The live record names it, this release's own latest
+    run in the env succeeded, and no other deploy of the env that ran after the record reached the switch: one
+    that failed before it (a build, a check) left the env as it was, one that failed at or after it may have left
+    it on its own release (auto_rollback off), and one still running is changing it now."""
+    found = latest(instance, LiveRecord, deploy.env)
+    live = found.record if found else None
+    if found is None or live.release != deploy.release.key or live.commit != deploy.commit:
         return False
-    runs = instance.get_runs(
-        dg.RunsFilter(tags={names.ENV_TAG: deploy.env, names.RELEASE_TAG: deploy.release.key}), limit=1
-    )
-    return bool(runs) and runs[0].status is dg.DagsterRunStatus.SUCCESS
+    env, release = deploy.env, deploy.release.key
+    mine = instance.get_runs(dg.RunsFilter(tags={names.ENV_TAG: env, names.RELEASE_TAG: release}), limit=1)
+    if not mine or mine[0].status is not dg.DagsterRunStatus.SUCCESS:
+        return False
+    # Every run that moved after the record (a run queued before it may run after it). Run storage keeps update
+    # times to the second: a second earlier, then each run's own end time decides.
+    since = datetime.fromtimestamp(found.timestamp - 1, tz=UTC)
+    later = instance.get_run_records(dg.RunsFilter(tags={names.ENV_TAG: env}, updated_after=since),
+                                     limit=SINCE_LIMIT + 1)  # fmt: skip
+    if len(later) > SINCE_LIMIT:
+        return False  # too many to look through on a tick: deploying again is the safe answer
+    return not any(_touched_after(instance, record, found) for record in later)
+
+
+def _touched_after(instance: dg.DagsterInstance, record: dg.RunRecord, found: Found[LiveRecord]) -> bool:
+    """Whether this run may have changed what the env serves after the live record (not the run that wrote it)."""
+    run = record.dagster_run
+    if run.run_id == found.run_id or not names.is_deploy_run(run):
+        return False
+    if not run.is_finished:
+        return True
+    if record.end_time is not None and record.end_time < found.timestamp:
+        return False  # the record is newer: what put the env back, or made it live
+    started = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_START)
+    return any(event.step_key == names.TRAFFIC_SHIFT for event in started)
 
 
 def built_with_layout(instance: dg.DagsterInstance, env: str, release: str) -> str | None:
