@@ -9,7 +9,7 @@ import dagster as dg
 import pytest
 from sensor_kit import settings_for, tick
 
-from coderemote_pipeline.sensors.off_main import GRACE_S
+from coderemote_pipeline.sensors.off_main import GRACE_S, LAST_LOOK_S
 
 TAGS = "version_tag_sensor"
 
@@ -71,7 +71,7 @@ def test_main_moving_without_the_tag_keeps_it_waiting_quietly(settings, instance
 def test_a_tag_still_off_main_after_the_grace_time_stays_refused(settings, instance, repo):
     commit, refused = _tagged_before_main(settings, instance, repo)
     expired = tick(settings, instance, TAGS, _aged(refused, GRACE_S + 1))
-    assert expired.logged(f"tag v1.1.0 (commit {commit[:12]}) is still not on main {int(GRACE_S // 60)} min after")
+    assert expired.logged(f"tag v1.1.0 (commit {commit[:12]}) was not seen on main within {int(GRACE_S // 60)} min")
     assert "off_main" not in expired.cursor_json
     repo.git("push", "--quiet", "origin", "HEAD:main")  # a hotfix merged weeks later is not shipped by it
     late = tick(settings, instance, TAGS, expired.cursor)
@@ -95,3 +95,42 @@ def test_a_waiting_tag_moved_is_reported_not_deployed(settings, instance, repo):
     result = tick(settings, instance, TAGS, refused.cursor)
     assert result.events == [] and result.logged("tag v1.1.0 moved from")
     assert "off_main" not in result.cursor_json
+
+
+def test_a_merge_within_the_grace_time_seen_by_a_later_tick_still_deploys(settings, instance, repo):
+    """The first tick after the grace time (a slow interval, the target down for a while) still looks at a main
+    that moved since the last check: the merge may have landed in time."""
+    _, refused = _tagged_before_main(settings, instance, repo)
+    repo.git("push", "--quiet", "origin", "HEAD:main")
+    result = tick(settings, instance, TAGS, _aged(refused, GRACE_S + 60))
+    assert [e.partition for e in result.events] == ["prod|v1.1.0"] and "off_main" not in result.cursor_json
+    # Later than that, main is not looked at again for it.
+    _, refused = _tagged_before_main(settings, instance, repo, "v1.2.0")
+    repo.git("push", "--quiet", "origin", "HEAD:main")
+    late = tick(settings, instance, TAGS, _aged(refused, LAST_LOOK_S + 1))
+    assert late.events == [] and late.logged("tag v1.2.0 (commit") and "off_main" not in late.cursor_json
+
+
+def test_a_tag_seen_off_main_once_more_after_the_grace_time_is_dropped(settings, instance, repo):
+    commit, refused = _tagged_before_main(settings, instance, repo)
+    repo.git("checkout", "--quiet", "-b", "elsewhere", "HEAD~1")
+    repo.git("commit", "--quiet", "--allow-empty", "-m", "another change")
+    repo.git("push", "--quiet", "origin", "HEAD:main")
+    expired = tick(settings, instance, TAGS, _aged(refused, GRACE_S + 60))
+    assert expired.events == [] and "off_main" not in expired.cursor_json
+    assert [line for line in expired.logs if "was not seen on main" in line] == [
+        f"tag v1.1.0 (commit {commit[:12]}) was not seen on main within {int(GRACE_S // 60)} min of its push: it "
+        "stays refused. Merge the change into main, then tag the merge commit with a new version"
+    ]
+
+
+def test_of_two_waiting_tags_that_reach_main_together_only_the_newer_deploys(settings, instance, repo):
+    baseline = tick(settings, instance, TAGS, None)
+    repo.tag("v1.1.0", repo.commit("one release"))
+    repo.tag("v1.2.0", repo.commit("the next"))
+    both = tick(settings, instance, TAGS, baseline.cursor)
+    assert set(both.cursor_json["off_main"]) == {"v1.1.0", "v1.2.0"}
+    repo.git("push", "--quiet", "origin", "HEAD:main")
+    result = tick(settings, instance, TAGS, both.cursor)
+    assert [e.partition for e in result.events] == ["prod|v1.2.0"]
+    assert result.logged("v1.1.0 reached main after v1.2.0 was tagged: not deployed over it")

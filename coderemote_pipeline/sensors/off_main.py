@@ -3,8 +3,9 @@
 `git push --tags && git push`, or a tag pushed from a laptop a minute before the merge lands: the tag arrives
 before main has its commit. Refused for good, that release would never ship unless someone noticed and tagged it
 again. Each time main moves within GRACE_S of the tag's arrival, the tag is checked again and deploys once main
-has it. After that it stays refused: a hotfix-branch tag merged into main weeks later is not a release to ship
-then. A tag that reaches main after a newer version was released is not deployed over it.
+has it (the first tick after GRACE_S still looks, up to LAST_LOOK_S). After that it stays refused: a hotfix-branch
+tag merged into main weeks later is not a release to ship then. A tag that reaches main after a newer version was
+tagged is not deployed over it.
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 GRACE_S = 600.0
+# A main that moved since the last check is still looked at once this late: the tick that falls after the grace
+# time (the sensor's interval, a target-down skip, a daemon restart) may be the first to see a merge made within it.
+LAST_LOOK_S = 2 * GRACE_S
 
 
 @dataclass(frozen=True)
@@ -28,25 +32,29 @@ class OffMain:
 
     def split(self, tags: dict[str, str], main: str | None, now: float) -> tuple[list[str], OffMain, list[str]]:
         """(tags to check again this tick: main moved and they point where they did; the entries to keep as they
-        are; the tags whose grace ran out). A tag moved or deleted is dropped: the tag sensor reports it."""
+        are; the tags whose grace ran out unseen on main). A tag moved or deleted is dropped: the tag sensor
+        reports it."""
         due, kept, expired = [], {}, []
         for name, entry in self.entries.items():
             if tags.get(name) != entry["commit"]:
                 continue
-            if now - float(entry["since"]) > GRACE_S:
-                expired.append(name)
-            elif main is not None and main != entry.get("main"):
+            age = now - float(entry["since"])
+            if main is not None and main != entry.get("main") and age <= LAST_LOOK_S:
                 due.append(name)
+            elif age > GRACE_S:
+                expired.append(name)
             else:
                 kept[name] = entry
         return sorted(due), OffMain(kept), sorted(expired)
 
     def with_refused(self, refused: list[str], tags: dict[str, str], main: str | None, now: float,
-                     before: OffMain) -> OffMain:  # fmt: skip
-        """These entries and each tag refused this tick, since its first refusal (kept from `before`)."""
-        added = {name: {"commit": tags[name], "main": main,
-                        "since": before.entries.get(name, {}).get("since", now)} for name in refused}  # fmt: skip
-        return OffMain({**self.entries, **added})
+                     before: OffMain) -> tuple[OffMain, list[str]]:  # fmt: skip
+        """These entries and each tag refused this tick, since its first refusal (kept from `before`); and the
+        refused tags whose grace has run out, dropped."""
+        since = {name: float(before.entries.get(name, {}).get("since", now)) for name in refused}
+        added = {name: {"commit": tags[name], "main": main, "since": since[name]}
+                 for name in refused if now - since[name] <= GRACE_S}  # fmt: skip
+        return OffMain({**self.entries, **added}), sorted(set(refused) - set(added))
 
     def waits(self) -> str:
         """What an idle tick adds to its skip reason."""
@@ -67,6 +75,6 @@ def refusal(name: str, commit: str) -> str:
 
 def expiry(name: str, commit: str) -> str:
     return (
-        f"tag {name} (commit {commit[:12]}) is still not on main {int(GRACE_S // 60)} min after it was pushed: it "
+        f"tag {name} (commit {commit[:12]}) was not seen on main within {int(GRACE_S // 60)} min of its push: it "
         "stays refused. Merge the change into main, then tag the merge commit with a new version"
     )

@@ -115,8 +115,8 @@ def act_on_stable(
     remote.fetch_refs(MAIN_REF, *[f"{TAG_PREFIX}{r.key}" for r in stable])
     highest_before = _highest_stable(accepted)
     on_main = {r.key for r in stable if remote.is_ancestor(tags[r.key], MAIN_REF)}
-    # A late tag is not deployed over a newer version, released before or arriving in this same tick.
-    newest = _highest_stable([*accepted, *(on_main - rechecked)])
+    # A late tag is not deployed over a newer version, released before or reaching main in this same tick.
+    newest = _highest_stable([*accepted, *on_main])
     waiting: dict[str, list[str]] = {}
     went: set[str] = set()
     off: list[str] = []
@@ -271,8 +271,6 @@ def version_tag_sensor_def(interval_s: int, jobs: Sequence[dg.UnresolvedAssetJob
             return _target_down(down, new=new, held=waiting, off_main=recheck)
         tick = Tick(context, app_source)
         report_changes(seen, tags, gone, tick)
-        for name in expired:
-            tick.warn(off_main.expiry(name, tags[name]))
         gone = _remembered({**gone, **seen}, tags, accepted)
         stable = sorted(classify(new, tick) + [release_for_tag(name) for name in recheck], key=_version)
         policies, layout = environments.policies(), app_source.layout
@@ -286,7 +284,9 @@ def version_tag_sensor_def(interval_s: int, jobs: Sequence[dg.UnresolvedAssetJob
             return dg.SkipReason(f"new or held tag(s): cannot read their history: {exc}")
         # A tag a deploy window or the promotion gate holds is known, and decided again each tick in the envs it
         # waits for, until it deploys there.
-        off_now = off_kept.with_refused(off, tags, main, now, off_before)
+        off_now, late = off_kept.with_refused(off, tags, main, now, off_before)
+        for name in sorted({*expired, *late}):  # said once: after the tick can no longer be skipped and repeated
+            tick.warn(off_main.expiry(name, tags[name]))
         cursor = {"tags": tags, "accepted": sorted(set(accepted)), **({"gone": gone} if gone else {}),
                   **({"waiting": waiting} if waiting else {}), **off_now.to_cursor()}  # fmt: skip
         return tick.result(cursor, idle=f"no new v* tags ({len(tags)} known){off_now.waits()}")
