@@ -66,7 +66,7 @@ def test_a_deploy_requested_while_a_failed_run_is_settled_waits_for_the_settle(t
         failed = instance.get_run_by_id(failed.run_id)
 
         def reading(env: str, outputs: dict[str, str]):
-            assert (lease.holder().run_id, lease.holder().step) == (failed.run_id, "settle")
+            assert lease.holder().run_id == failed.run_id and lease.holder().step.startswith("settle:")
             nxt = _run(instance, dg.DagsterRunStatus.STARTED, "main-ccccccc")  # created after the check for one
             describe = functools.partial(describe_run, instance)
             waiter = threading.Thread(target=lambda: (lease.acquire(nxt.run_id, said.append, describe), got.set()))
@@ -200,3 +200,54 @@ def test_a_bake_counts_only_the_promote_or_abort_asked_for_it(tmp_path):
         assert shifts.asked(instance, "prod", since).action == shifts.PROMOTE
         mine = shifts.ShiftState("run-2", "v1.0.0", "3", "2", "v0.9.0", {"3": 100}, 1, "bake", started=since - 60)
         assert controls_since(mine, "run-2", time.time()) == since - 60  # its own shift: from the shift's start
+
+
+def test_two_settles_that_find_a_dead_settle_never_both_settle(tmp_path, monkeypatch):
+    """A settle of F was killed, its lease silent. Two settles of F judge it gone at once: the first frees it and
+    takes the lease, and the second, freeing what it judged, must not free the first's (each settle's step is its
+    own), so it finds the first at work and leaves F to it."""
+    import json
+
+    from coderemote_pipeline.ledger.instance import open_instance
+    from coderemote_pipeline.ledger.leases import Lease, _heartbeat_key
+
+    judged, go, bodies = threading.Event(), threading.Event(), []
+    real = Lease._stale
+
+    def second_pauses_once_judged(self, holder):
+        why = real(self, holder)
+        if why and threading.current_thread().name == "second" and not judged.is_set():
+            judged.set()
+            go.wait(10)
+        return why
+
+    monkeypatch.setattr(Lease, "_stale", second_pauses_once_judged)
+
+    def reading(env: str, outputs: dict[str, str]):
+        bodies.append(threading.current_thread().name)
+        time.sleep(0.5)
+        raise InfrastructureError("the emulator is down")
+
+    with open_instance(tmp_path / "state") as instance:
+        failed = _failed_live_env(instance)
+        Lease(instance, "dev")._slot.ensure()
+        assert Lease(instance, "dev")._slot.claim(failed.run_id, "settle:killed")
+        dead = {"run_id": failed.run_id, "step": "settle:killed", "at": time.time() - 100}
+        instance.run_storage.set_cursor_values({_heartbeat_key("dev"): json.dumps(dead)})
+        verdicts = {}
+
+        def settle() -> None:
+            name = threading.current_thread().name
+            verdicts[name] = settle_failed_run(instance, failed, load_policies()["dev"], reading)
+
+        second = threading.Thread(target=settle, name="second")
+        second.start()
+        assert judged.wait(10)
+        first = threading.Thread(target=settle, name="first")
+        first.start()
+        time.sleep(0.2)  # the first has freed the dead settle and is reading
+        go.set()
+        first.join(10)
+        second.join(10)
+        assert bodies == ["first"] and verdicts["second"] is None
+        assert Lease(instance, "dev").holder() is None

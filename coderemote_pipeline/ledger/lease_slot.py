@@ -8,13 +8,15 @@ ledger/leases.py.
 from __future__ import annotations
 
 import time
+import uuid
 
 import sqlalchemy.exc
 from sqlalchemy import text
 
 STEP = "deploy"
 # Held by a process settling an ended run (actions/failure_report.py) under that run's id: no deploy of the env
-# starts while it reads and restores what the env serves.
+# starts while it reads and restores what the env serves. Each settle adds its own token (settle_step): two settles
+# of one run never share a (run, step) pair, so freeing a dead one cannot free the one that replaced it.
 SETTLE = "settle"
 POOL_TRIES = 5
 POOL_RETRY_S = 0.5
@@ -22,6 +24,14 @@ POOL_RETRY_S = 0.5
 # its pools each time was a query per step for a row that is created once. A pool removed meanwhile is created
 # again when a claim finds no row (Lease.acquire).
 _KNOWN_POOLS: set[tuple[int, str]] = set()
+
+
+def settle_step() -> str:
+    return f"{SETTLE}:{uuid.uuid4().hex[:12]}"
+
+
+def is_settle(step: str) -> bool:
+    return step == SETTLE or step.startswith(f"{SETTLE}:")
 
 
 class Slot:
@@ -51,14 +61,14 @@ class Slot:
 
     def claim(self, run_id: str, step: str = STEP) -> bool:
         # A settle also takes over the lease its own ended run still holds: a failed run keeps it for Dagster's retry.
-        own = " OR (run_id = :run AND COALESCE(step_key, '') != :step)" if step == SETTLE else ""
+        own = " OR (run_id = :run AND COALESCE(step_key, '') = :deploy)" if is_settle(step) else ""
         with self._storage.index_connection() as conn:
             result = conn.execute(
                 text(
                     "UPDATE concurrency_slots SET run_id = :run, step_key = :step "
                     f"WHERE concurrency_key = :key AND deleted = :no AND (run_id IS NULL{own})"
                 ),
-                {"run": run_id, "step": step, "key": self.key, "no": False},
+                {"run": run_id, "step": step, "key": self.key, "no": False, "deploy": STEP},
             )
             return result.rowcount == 1
 
@@ -75,7 +85,7 @@ class Slot:
             return result.rowcount > 0
 
     def holder(self) -> tuple[str, str] | None:
-        """The holder's run id and what it holds the slot for (STEP, or SETTLE)."""
+        """The holder's run id and what it holds the slot for (STEP, or a settle's step)."""
         with self._storage.index_connection() as conn:
             row = conn.execute(
                 text("SELECT run_id, step_key FROM concurrency_slots "

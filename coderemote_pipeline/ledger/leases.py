@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import dagster as dg
 
-from coderemote_pipeline.ledger.lease_slot import SETTLE, STEP, Slot
+from coderemote_pipeline.ledger.lease_slot import STEP, Slot, is_settle, settle_step
 from coderemote_pipeline.rules.settings import lease_reclaim_s
 
 HEARTBEAT_S = 2.0
@@ -61,10 +61,10 @@ class Holder:
     run_id: str
     beat: float | None  # time of the holder's last heartbeat, if it wrote one
     where: str
-    step: str = STEP  # SETTLE: a process settles the ended run `run_id`
+    step: str = STEP  # a settle's step (is_settle): a process settles the ended run `run_id`
 
     def describe(self, describe_run: Callable[[str], str]) -> str:
-        return f"the settle of ended {describe_run(self.run_id)}" if self.step == SETTLE else describe_run(self.run_id)
+        return f"the settle of ended {describe_run(self.run_id)}" if is_settle(self.step) else describe_run(self.run_id)
 
 
 class Lease:
@@ -120,7 +120,7 @@ class Lease:
 
     def _stale(self, holder: Holder) -> str | None:
         """Why the holder has lost its claim (its run ended, or its process went silent), or None."""
-        if holder.step == SETTLE:  # its run ended by definition: only silence tells its settle is gone
+        if is_settle(holder.step):  # its run ended by definition: only silence tells its settle is gone
             silent = self._silent_for(holder)
             return None if silent is None else f"the settle of run {holder.run_id[:8]} went silent {silent:.0f} s ago"
         run = self.instance.get_run_by_id(holder.run_id)
@@ -224,23 +224,25 @@ class Lease:
         Any other holder is waited for: another run's settle (seconds), a run that deploys nothing (a stage or
         two materialized from the UI), which would otherwise leave this env as this run left it."""
         self._slot.ensure()
-        while not self._slot.claim(run_id, SETTLE):
+        step = settle_step()
+        while not self._slot.claim(run_id, step):
             holder = self.holder()
             if holder is None:
                 self._slot.ensure(again=True)
                 continue
             if self._reclaimed(holder, log=lambda _: None):
                 continue
-            if (holder.run_id, holder.step) == (run_id, SETTLE) or (holder.step == STEP and defer_to(holder.run_id)):
+            this_runs_settle = holder.run_id == run_id and is_settle(holder.step)
+            if this_runs_settle or (holder.step == STEP and defer_to(holder.run_id)):
                 yield holder
                 return
             time.sleep(POLL_S)
-        self.beat(run_id, SETTLE)
+        self.beat(run_id, step)
         try:
-            with self._beating(run_id, SETTLE):
+            with self._beating(run_id, step):
                 yield None
         finally:
-            self._slot.free(run_id, SETTLE)
+            self._slot.free(run_id, step)
 
     @contextlib.contextmanager
     def _beating(self, run_id: str, step: str = STEP) -> Iterator[None]:
