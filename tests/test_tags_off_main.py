@@ -11,26 +11,21 @@ from sensor_kit import settings_for, tick
 
 from coderemote_pipeline.sensors.off_main import GRACE_S, LAST_LOOK_S
 
-TAGS = "version_tag_sensor"
-
 
 @pytest.fixture
-def settings(tmp_path, repo):
-    return settings_for(tmp_path / "state", str(repo.remote))
+def tags_tick(tmp_path, repo):
+    """One tick of version_tag_sensor from a cursor, on its own instance and settings."""
+    settings = settings_for(tmp_path / "state", str(repo.remote))
+    with dg.instance_for_test() as instance:
+        yield lambda cursor: tick(settings, instance, "version_tag_sensor", cursor)
 
 
-@pytest.fixture
-def instance():
-    with dg.instance_for_test() as inst:
-        yield inst
-
-
-def _tagged_before_main(settings, instance, repo, tag: str = "v1.1.0"):
+def _tagged_before_main(tags_tick, repo, tag: str = "v1.1.0"):
     """The release commit made on main in the clone and its tag pushed; main itself not pushed yet."""
-    baseline = tick(settings, instance, TAGS, None)
+    baseline = tags_tick(None)
     commit = repo.commit("the release")
     repo.tag(tag, commit)
-    refused = tick(settings, instance, TAGS, baseline.cursor)
+    refused = tags_tick(baseline.cursor)
     assert refused.run_requests == [] and refused.events == []
     assert refused.logged(f"refused tag {tag}: its commit {commit[:12]} is not reachable from main")
     assert refused.logged("If main is only behind (the tag was pushed first), it deploys once main has it")
@@ -45,78 +40,78 @@ def _aged(result, seconds: float) -> str:
     return json.dumps(cursor)
 
 
-def test_a_tag_pushed_before_main_deploys_once_main_has_its_commit(settings, instance, repo):
-    commit, refused = _tagged_before_main(settings, instance, repo)
-    idle = tick(settings, instance, TAGS, refused.cursor)  # main has not moved: nothing to check, nothing said
+def test_a_tag_pushed_before_main_deploys_once_main_has_its_commit(tags_tick, repo):
+    commit, refused = _tagged_before_main(tags_tick, repo)
+    idle = tags_tick(refused.cursor)  # main has not moved: nothing to check, nothing said
     assert idle.logs == [] and idle.skip == "no new v* tags (1 known); v1.1.0 wait(s) for main to have its commit"
     repo.git("push", "--quiet", "origin", "HEAD:main")
-    result = tick(settings, instance, TAGS, _aged(idle, GRACE_S - 60))
+    result = tags_tick(_aged(idle, GRACE_S - 60))
     assert result.partitions == ["v1.1.0"] and result.logged(f"v1.1.0 is on main now (commit {commit[:12]})")
     (hold,) = result.events  # prod requires approval: held for it, as any new tag
     assert hold.partition == "prod|v1.1.0" and hold.metadata["commit"].value == commit
     assert "off_main" not in result.cursor_json and "v1.1.0" in result.cursor_json["accepted"]
-    assert tick(settings, instance, TAGS, result.cursor).events == []  # decided once
+    assert tags_tick(result.cursor).events == []  # decided once
 
 
-def test_main_moving_without_the_tag_keeps_it_waiting_quietly(settings, instance, repo):
-    _, refused = _tagged_before_main(settings, instance, repo)
+def test_main_moving_without_the_tag_keeps_it_waiting_quietly(tags_tick, repo):
+    _, refused = _tagged_before_main(tags_tick, repo)
     repo.git("checkout", "--quiet", "-b", "elsewhere", "HEAD~1")
     repo.git("commit", "--quiet", "--allow-empty", "-m", "another change")
     repo.git("push", "--quiet", "origin", "HEAD:main")
-    again = tick(settings, instance, TAGS, refused.cursor)
+    again = tags_tick(refused.cursor)
     assert again.events == [] and again.logs == []
     assert again.cursor_json["off_main"]["v1.1.0"]["since"] == refused.cursor_json["off_main"]["v1.1.0"]["since"]
 
 
-def test_a_tag_still_off_main_after_the_grace_time_stays_refused(settings, instance, repo):
-    commit, refused = _tagged_before_main(settings, instance, repo)
-    expired = tick(settings, instance, TAGS, _aged(refused, GRACE_S + 1))
+def test_a_tag_still_off_main_after_the_grace_time_stays_refused(tags_tick, repo):
+    commit, refused = _tagged_before_main(tags_tick, repo)
+    expired = tags_tick(_aged(refused, GRACE_S + 1))
     assert expired.logged(f"tag v1.1.0 (commit {commit[:12]}) was not seen on main within {int(GRACE_S // 60)} min")
     assert "off_main" not in expired.cursor_json
     repo.git("push", "--quiet", "origin", "HEAD:main")  # a hotfix merged weeks later is not shipped by it
-    late = tick(settings, instance, TAGS, expired.cursor)
+    late = tags_tick(expired.cursor)
     assert late.events == [] and late.run_requests == [] and late.logs == []
 
 
-def test_a_tag_that_reaches_main_after_a_newer_release_is_not_deployed_over_it(settings, instance, repo):
-    _, refused = _tagged_before_main(settings, instance, repo, "v1.1.0")
+def test_a_tag_that_reaches_main_after_a_newer_release_is_not_deployed_over_it(tags_tick, repo):
+    _, refused = _tagged_before_main(tags_tick, repo, "v1.1.0")
     repo.push("the next release")  # main now has v1.1.0's commit too
     repo.tag("v1.2.0")
-    both = tick(settings, instance, TAGS, refused.cursor)
+    both = tags_tick(refused.cursor)
     assert [e.partition for e in both.events] == ["prod|v1.2.0"]
     assert both.logged("v1.1.0 reached main after v1.2.0 was tagged: not deployed over it")
     assert "off_main" not in both.cursor_json
 
 
-def test_a_waiting_tag_moved_is_reported_not_deployed(settings, instance, repo):
-    _, refused = _tagged_before_main(settings, instance, repo)
+def test_a_waiting_tag_moved_is_reported_not_deployed(tags_tick, repo):
+    _, refused = _tagged_before_main(tags_tick, repo)
     moved_to = repo.push("another commit")
     repo.tag("v1.1.0", moved_to, force=True)
-    result = tick(settings, instance, TAGS, refused.cursor)
+    result = tags_tick(refused.cursor)
     assert result.events == [] and result.logged("tag v1.1.0 moved from")
     assert "off_main" not in result.cursor_json
 
 
-def test_a_merge_within_the_grace_time_seen_by_a_later_tick_still_deploys(settings, instance, repo):
+def test_a_merge_within_the_grace_time_seen_by_a_later_tick_still_deploys(tags_tick, repo):
     """The first tick after the grace time (a slow interval, the target down for a while) still looks at a main
     that moved since the last check: the merge may have landed in time."""
-    _, refused = _tagged_before_main(settings, instance, repo)
+    _, refused = _tagged_before_main(tags_tick, repo)
     repo.git("push", "--quiet", "origin", "HEAD:main")
-    result = tick(settings, instance, TAGS, _aged(refused, GRACE_S + 60))
+    result = tags_tick(_aged(refused, GRACE_S + 60))
     assert [e.partition for e in result.events] == ["prod|v1.1.0"] and "off_main" not in result.cursor_json
     # Later than that, main is not looked at again for it.
-    _, refused = _tagged_before_main(settings, instance, repo, "v1.2.0")
+    _, refused = _tagged_before_main(tags_tick, repo, "v1.2.0")
     repo.git("push", "--quiet", "origin", "HEAD:main")
-    late = tick(settings, instance, TAGS, _aged(refused, LAST_LOOK_S + 1))
+    late = tags_tick(_aged(refused, LAST_LOOK_S + 1))
     assert late.events == [] and late.logged("tag v1.2.0 (commit") and "off_main" not in late.cursor_json
 
 
-def test_a_tag_seen_off_main_once_more_after_the_grace_time_is_dropped(settings, instance, repo):
-    commit, refused = _tagged_before_main(settings, instance, repo)
+def test_a_tag_seen_off_main_once_more_after_the_grace_time_is_dropped(tags_tick, repo):
+    commit, refused = _tagged_before_main(tags_tick, repo)
     repo.git("checkout", "--quiet", "-b", "elsewhere", "HEAD~1")
     repo.git("commit", "--quiet", "--allow-empty", "-m", "another change")
     repo.git("push", "--quiet", "origin", "HEAD:main")
-    expired = tick(settings, instance, TAGS, _aged(refused, GRACE_S + 60))
+    expired = tags_tick(_aged(refused, GRACE_S + 60))
     assert expired.events == [] and "off_main" not in expired.cursor_json
     assert [line for line in expired.logs if "was not seen on main" in line] == [
         f"tag v1.1.0 (commit {commit[:12]}) was not seen on main within {int(GRACE_S // 60)} min of its push: it "
@@ -124,13 +119,13 @@ def test_a_tag_seen_off_main_once_more_after_the_grace_time_is_dropped(settings,
     ]
 
 
-def test_of_two_waiting_tags_that_reach_main_together_only_the_newer_deploys(settings, instance, repo):
-    baseline = tick(settings, instance, TAGS, None)
+def test_of_two_waiting_tags_that_reach_main_together_only_the_newer_deploys(tags_tick, repo):
+    baseline = tags_tick(None)
     repo.tag("v1.1.0", repo.commit("one release"))
     repo.tag("v1.2.0", repo.commit("the next"))
-    both = tick(settings, instance, TAGS, baseline.cursor)
+    both = tags_tick(baseline.cursor)
     assert set(both.cursor_json["off_main"]) == {"v1.1.0", "v1.2.0"}
     repo.git("push", "--quiet", "origin", "HEAD:main")
-    result = tick(settings, instance, TAGS, both.cursor)
+    result = tags_tick(both.cursor)
     assert [e.partition for e in result.events] == ["prod|v1.2.0"]
     assert result.logged("v1.1.0 reached main after v1.2.0 was tagged: not deployed over it")
