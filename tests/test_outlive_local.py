@@ -19,7 +19,8 @@ from coderemote_pipeline.ledger.leases import LEASE_TAKEN, Lease
 from coderemote_pipeline.ledger.live import recorded_live
 from coderemote_pipeline.resources.targets import local_resources, target_for
 from coderemote_pipeline.rules import names
-from coderemote_pipeline.sensors.failed_deploy import canceled_deploy_sensor
+from coderemote_pipeline.sensors.failed_deploy import PATIENCE_S, canceled_deploy_sensor
+from coderemote_pipeline.sensors.waiting_settles import waiting_settles_sensor
 from coderemote_pipeline.usecases.demo import EXAMPLE_APP, commit_and_push, make_app_repo
 from coderemote_pipeline.usecases.deploy import run_deployment
 
@@ -92,9 +93,10 @@ def test_kill_stops_the_deploy_in_its_stage_and_leaves_dev_whole(settings, insta
     assert Lease(instance, "dev").holder() is None
 
 
-def test_a_deploy_terminated_from_the_ui_half_switched_is_put_back_whole(settings, instance, app):
-    """A run the UI terminates ends CANCELED, which the failure sensor never sees: canceled_deploy_sensor settles
-    it as failed_deploy_sensor settles a failed one (here, an API left on the other release than the site)."""
+def _terminated_half_switched(settings, instance, app):
+    """A deploy run ended CANCELED (the UI's Terminate) with the API switched back to the release before and the site
+    not: the env split. Returns the run, its cancel event, the release it must be put back on, the target and the
+    resources."""
     repo = settings.for_app(str(app / "app.git"), settings.app_layout)
     first = _a_live_release(settings, instance, app)
     second = _a_live_release(settings, instance, app)
@@ -106,16 +108,66 @@ def test_a_deploy_terminated_from_the_ui_half_switched_is_put_back_whole(setting
     instance.add_run(run)
     instance.report_run_canceled(run)
     (canceled,) = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.RUN_CANCELED)
+    return run, canceled, second, target, resources
+
+
+def _put_back_whole(instance, run, second, target) -> None:
+    (account,) = [e for e in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ENGINE_EVENT)
+                  if second.release in (e.message or "") and "after this failure" in (e.message or "")]  # fmt: skip
+    assert f"rolled back automatically: dev serves {second.release} again" in account.message, account.message
+    state = read_target(target, probe=False)
+    assert (state.release, state.frontend_release) == (second.release, second.release)
+
+
+def _sensor_settles(instance, run, canceled, resources) -> None:
     with dg.build_run_status_sensor_context(
         "canceled_deploy_sensor", canceled.dagster_event, instance, instance.get_run_by_id(run.run_id),
         resources=resources,
     ) as context:  # fmt: skip
         canceled_deploy_sensor(context)
-    (account,) = [e for e in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ENGINE_EVENT)
-                  if second.release in (e.message or "")]  # fmt: skip
-    assert f"rolled back automatically: dev serves {second.release} again" in account.message, account.message
-    state = read_target(target, probe=False)
-    assert (state.release, state.frontend_release) == (second.release, second.release)
+
+
+def test_a_deploy_terminated_from_the_ui_half_switched_is_put_back_whole(settings, instance, app):
+    """A run the UI terminates ends CANCELED, which the failure sensor never sees: canceled_deploy_sensor settles
+    it as failed_deploy_sensor settles a failed one (here, an API left on the other release than the site)."""
+    run, canceled, second, target, resources = _terminated_half_switched(settings, instance, app)
+    _sensor_settles(instance, run, canceled, resources)
+    _put_back_whole(instance, run, second, target)
+
+
+def test_a_settle_behind_a_long_ui_build_is_left_to_the_waiting_settles_sensor(settings, instance, app):
+    """A stage built alone from the UI (minutes for a real app) holds dev's lease when a deploy is terminated half
+    switched. The sensor waits for it only PATIENCE_S: an evaluation outlasting the daemon's gRPC timeout would be
+    called again while it still waits. The run is tagged waiting, its log says for what, and waiting_settles_sensor
+    puts dev back whole once the build frees the lease."""
+    run, canceled, second, target, resources = _terminated_half_switched(settings, instance, app)
+    build = dg.DagsterRun(job_name="__ASSET_JOB", status=dg.DagsterRunStatus.STARTED,
+                          asset_selection=frozenset({names.key(names.API_IMAGE)}),
+                          tags={names.ENV_TAG: "dev", names.RELEASE_TAG: second.release})  # fmt: skip
+    instance.add_run(build)
+    lease = Lease(instance, "dev")
+    lease.acquire(build.run_id, log=print, describe=str)
+    try:
+        started = time.monotonic()
+        _sensor_settles(instance, run, canceled, resources)
+        assert time.monotonic() - started < PATIENCE_S + 10
+        assert instance.get_run_by_id(run.run_id).tags[names.SETTLE_TAG] == names.SETTLE_WAITING
+        said = [e.message for e in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ENGINE_EVENT)]
+        assert any(m.startswith(f"not settled yet: run {build.run_id[:8]} (dev|{second.release}") for m in said), said
+        assert read_target(target, probe=False).release != second.release  # still split: nothing was read or put
+        with dg.build_sensor_context(instance=instance, resources=resources) as context:
+            said = waiting_settles_sensor(context).skip_message
+        assert said == "settled 0 waiting run(s); 1 still waiting for their env's lease", said
+    finally:
+        lease.release(build.run_id)
+        instance.report_run_failed(build, "the test's build ends")
+    with dg.build_sensor_context(instance=instance, resources=resources) as context:
+        assert f"settled 1 waiting run(s): {run.run_id[:8]}" in waiting_settles_sensor(context).skip_message
+    _put_back_whole(instance, run, second, target)
+    assert instance.get_run_by_id(run.run_id).tags[names.SETTLE_TAG] == names.SETTLE_DONE
+    with dg.build_sensor_context(instance=instance, resources=resources) as context:
+        assert waiting_settles_sensor(context).skip_message == "no settle is waiting"
+    assert lease.holder() is None
 
 
 @contextlib.contextmanager

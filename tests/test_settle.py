@@ -137,6 +137,33 @@ def test_a_settle_waits_for_a_run_that_deploys_nothing_then_settles(tmp_path):
         _waits_then_reads(instance, failed, lambda: lease.release(image_only.run_id))
 
 
+def test_a_settle_out_of_patience_is_tagged_waiting_and_settled_by_a_later_try(tmp_path):
+    """A sensor cannot wait minutes for a UI build inside one evaluation: past its patience the run is tagged
+    waiting and its log says for what, once however often it is tried; the try that gets the lease settles it and
+    marks it settled."""
+    from coderemote_pipeline.ledger.instance import open_instance
+    from coderemote_pipeline.ledger.leases import Lease
+
+    with open_instance(tmp_path / "state") as instance:
+        failed, lease = _failed_live_env(instance), Lease(instance, "dev")
+        image_only = dg.DagsterRun(job_name="__ASSET_JOB", status=dg.DagsterRunStatus.STARTED,
+                                   asset_selection=frozenset({names.key(names.API_IMAGE)}),
+                                   tags={names.ENV_TAG: "dev", names.RELEASE_TAG: "main-ccccccc"})  # fmt: skip
+        instance.add_run(image_only)
+        lease.acquire(image_only.run_id, log=print, describe=str)
+        for _ in range(2):
+            failed = instance.get_run_by_id(failed.run_id)
+            settled = settle_failed_run(instance, failed, load_policies()["dev"], _never_read, patience=0.2)
+            assert settled.waiting and settled.whole is None
+            assert settled.text.startswith(f"not settled yet: run {image_only.run_id[:8]} (dev|main-ccccccc")
+        assert instance.get_run_by_id(failed.run_id).tags[names.SETTLE_TAG] == names.SETTLE_WAITING
+        said = [e.message for e in instance.all_logs(failed.run_id, of_type=dg.DagsterEventType.ENGINE_EVENT)]
+        assert said == [settled.text] and lease.holder().run_id == image_only.run_id
+        _waits_then_reads(instance, instance.get_run_by_id(failed.run_id), lambda: lease.release(image_only.run_id))
+        assert instance.get_run_by_id(failed.run_id).tags[names.SETTLE_TAG] == names.SETTLE_DONE
+        assert lease.holder() is None
+
+
 def test_a_settle_waits_for_another_runs_settle_then_settles(tmp_path):
     """Two failed runs settled at once (the sensor's and a CLI's): neither leaves the env to the other unread."""
     from coderemote_pipeline.ledger.instance import open_instance

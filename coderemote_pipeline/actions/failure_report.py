@@ -10,6 +10,7 @@ event in the failed run's log (once per run), so the UI and `deploy` show the sa
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -22,7 +23,7 @@ from coderemote_pipeline.actions.restore import restore_and_record
 from coderemote_pipeline.actions.serving import EnvTarget
 from coderemote_pipeline.actions.switch import SwitchFailed
 from coderemote_pipeline.actions.target_state import TargetState, drift, read_target, split_parts
-from coderemote_pipeline.ledger.leases import Lease, describe_run
+from coderemote_pipeline.ledger.leases import Holder, Lease, LeaseBusy, describe_run
 from coderemote_pipeline.ledger.live import recorded_live
 from coderemote_pipeline.ledger.records import StackRecord
 from coderemote_pipeline.ledger.stages import in_run
@@ -43,6 +44,7 @@ class Settled:
     text: str
     whole: bool | None  # None: what is live could not be read
     rolled_back: bool = False
+    waiting: bool = False  # not settled yet: the env's lease is held by a run it waits for (SETTLE_TAG)
 
 
 def _describe(env: str, run: dg.DagsterRun, state: TargetState) -> tuple[bool, str]:
@@ -64,9 +66,15 @@ def already_settled(instance: dg.DagsterInstance, run_id: str) -> bool:
 
 
 def settle_failed_run(
-    instance: dg.DagsterInstance, run: dg.DagsterRun, policy: EnvironmentPolicy, target_for: TargetFor
+    instance: dg.DagsterInstance,
+    run: dg.DagsterRun,
+    policy: EnvironmentPolicy,
+    target_for: TargetFor,
+    patience: float | None = None,
 ) -> Settled | None:
-    """Read what the failed run's env serves, restore it if needed, and write the verdict into the run's log."""
+    """Read what the failed run's env serves, restore it if needed, and write the verdict into the run's log.
+    `patience`: how long to wait for a run that holds the env's lease and deploys nothing (None: until it ends);
+    past it, the run is tagged as waiting and its settle is left to a later try."""
     env = run.tags.get(names.ENV_TAG)
     if not env or not names.is_deploy_run(run) or already_settled(instance, run.run_id):
         return None
@@ -77,20 +85,35 @@ def settle_failed_run(
 
     # Under the env's lease: a deploy created while this settle reads and puts back what the env serves waits for
     # it, instead of switching the env meanwhile.
-    with Lease(instance, env).settling(run.run_id, defer_to=deploys) as holder:
-        if (holder is not None and holder.run_id == run.run_id) or already_settled(instance, run.run_id):
-            return None  # another process settles this run at this moment, or just did
-        if holder is not None:
-            settled = Settled(env, f"not settled by this run: {describe_run(instance, holder.run_id)} holds {env}'s "
-                              "deploy lease, deploys it now and settles it", None)  # fmt: skip
-        else:
-            settled = _settle(instance, run, env, policy, target_for)
-        instance.report_engine_event(f"{MARKER} {settled.text}", run)
+    try:
+        with Lease(instance, env).settling(run.run_id, defer_to=deploys, patience=patience) as holder:
+            if (holder is not None and holder.run_id == run.run_id) or already_settled(instance, run.run_id):
+                return None  # another process settles this run at this moment, or just did
+            if holder is not None:
+                settled = Settled(env, f"not settled by this run: {describe_run(instance, holder.run_id)} holds "
+                                  f"{env}'s deploy lease, deploys it now and settles it", None)  # fmt: skip
+            else:
+                settled = _settle(instance, run, env, policy, target_for)
+            instance.report_engine_event(f"{MARKER} {settled.text}", run)
+            if run.tags.get(names.SETTLE_TAG) == names.SETTLE_WAITING:
+                instance.add_run_tags(run.run_id, {names.SETTLE_TAG: names.SETTLE_DONE})
+    except LeaseBusy as busy:
+        return _waiting(instance, run, env, busy.holder)
     if policy.receivers:
         release, commit = run.tags.get(names.RELEASE_TAG, ""), run.tags.get(names.COMMIT_TAG, "")
         failed = nc.ReleaseEvent(nc.FAILED, env, release, commit, run.run_id, settled.text)
         Notifier(list(policy.receivers), instance, lambda line: instance.report_engine_event(line, run)).send(failed)
     return settled
+
+
+def _waiting(instance: dg.DagsterInstance, run: dg.DagsterRun, env: str, holder: Holder) -> Settled:
+    """Tag `run` as waiting for its settle (once) and say so in its log: the sensors try again until it is done."""
+    text = (f"not settled yet: {holder.describe(functools.partial(describe_run, instance))} holds {env}'s deploy "
+            f"lease; {env} is settled as soon as it is free")  # fmt: skip
+    if run.tags.get(names.SETTLE_TAG) != names.SETTLE_WAITING:
+        instance.add_run_tags(run.run_id, {names.SETTLE_TAG: names.SETTLE_WAITING})
+        instance.report_engine_event(text, run)
+    return Settled(env, text, None, waiting=True)
 
 
 def superseded_by(instance: dg.DagsterInstance, run: dg.DagsterRun, env: str) -> dg.DagsterRun | None:

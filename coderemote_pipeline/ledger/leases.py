@@ -67,6 +67,14 @@ class Holder:
         return f"the settle of ended {describe_run(self.run_id)}" if is_settle(self.step) else describe_run(self.run_id)
 
 
+class LeaseBusy(RuntimeError):
+    """A settle waited as long as it was allowed to for the holder below."""
+
+    def __init__(self, holder: Holder):
+        super().__init__(f"{holder.run_id} holds the lease")
+        self.holder = holder
+
+
 class Lease:
     """The lease of one environment's deploys, in one instance."""
 
@@ -217,14 +225,17 @@ class Lease:
             yield
 
     @contextlib.contextmanager
-    def settling(self, run_id: str, defer_to: Callable[[str], bool]) -> Iterator[Holder | None]:
+    def settling(
+        self, run_id: str, defer_to: Callable[[str], bool], patience: float | None = None
+    ) -> Iterator[Holder | None]:
         """Hold the lease while the ended run `run_id` is settled, so that no deploy of the env starts meanwhile.
         Yields None when held. Yields the holder, without waiting, when it is a run `defer_to` accepts (a deploy:
         it owns what the env serves now, and is settled in turn if it fails) or another settle of this same run.
         Any other holder is waited for: another run's settle (seconds), a run that deploys nothing (a stage or
-        two materialized from the UI), which would otherwise leave this env as this run left it."""
+        two materialized from the UI), which would otherwise leave this env as this run left it: for `patience`
+        seconds at most, if given, and then LeaseBusy is raised."""
         self._slot.ensure()
-        step = settle_step()
+        step, deadline = settle_step(), None if patience is None else time.monotonic() + patience
         while not self._slot.claim(run_id, step):
             holder = self.holder()
             if holder is None:
@@ -236,6 +247,8 @@ class Lease:
             if this_runs_settle or (holder.step == STEP and defer_to(holder.run_id)):
                 yield holder
                 return
+            if deadline is not None and time.monotonic() >= deadline:
+                raise LeaseBusy(holder)
             time.sleep(POLL_S)
         self.beat(run_id, step)
         try:

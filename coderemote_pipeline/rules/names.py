@@ -63,6 +63,11 @@ SKIP_CHECKS_BY_TAG = "coderemote/skip_checks_by"
 # hand-written script runs them; what the overlap is measured against.
 BRANCHES_TAG = "coderemote/branches"
 BRANCHES_SERIAL = "serial"
+# "waiting": a failed run whose settle found its env's lease held by a run that deploys nothing (a UI build, minutes)
+# and left it to sensors/waiting_settles.py rather than wait inside a sensor evaluation; "settled" once it is.
+SETTLE_TAG = "coderemote/settle"
+SETTLE_WAITING = "waiting"
+SETTLE_DONE = "settled"
 RUN_KEY_TAG = "dagster/run_key"
 PARTITION_TAG = "dagster/partition"
 

@@ -14,6 +14,7 @@ from coderemote_pipeline.sensors.failed_deploy import (
 )
 from coderemote_pipeline.sensors.main_push import main_push_sensor_def
 from coderemote_pipeline.sensors.version_tags import version_tag_sensor_def
+from coderemote_pipeline.sensors.waiting_settles import waiting_settles_sensor
 
 
 def sensor_defs(interval_s: int, deploy_jobs: Sequence[dg.UnresolvedAssetJobDefinition]) -> dg.Definitions:
@@ -26,5 +27,6 @@ def sensor_defs(interval_s: int, deploy_jobs: Sequence[dg.UnresolvedAssetJobDefi
             failed_deploy_sensor,
             canceled_deploy_sensor,
             delivery_figures_sensor,
+            waiting_settles_sensor,
         ]
     )

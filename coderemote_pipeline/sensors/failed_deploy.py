@@ -4,7 +4,7 @@
 # No `from __future__ import annotations`: Dagster reads the sensors' annotations to find their resources.
 import dagster as dg
 
-from coderemote_pipeline.actions.failure_report import settle_failed_run
+from coderemote_pipeline.actions.failure_report import Settled, settle_failed_run
 from coderemote_pipeline.ledger.figures import record_figures
 from coderemote_pipeline.resources.app_source import AppSource
 from coderemote_pipeline.resources.env_targets import EnvTargets
@@ -14,6 +14,10 @@ from coderemote_pipeline.rules.app_layout import AppLayout
 
 # Deploys the CLI executes are settled by the CLI at once; this covers the daemon's, a few seconds later.
 INTERVAL_S = 15
+# How long a sensor waits for a run that holds the env's lease and deploys nothing (a UI build can take minutes)
+# before leaving the settle to waiting_settles_sensor: an evaluation that outlasts the daemon's gRPC timeout is
+# called again while the first still waits, and waiting evaluations pile up in the code server.
+PATIENCE_S = 5.0
 
 
 def run_layout(run: dg.DagsterRun, app_source: AppSource) -> AppLayout:
@@ -22,19 +26,22 @@ def run_layout(run: dg.DagsterRun, app_source: AppSource) -> AppLayout:
 
 
 def settle_ended_run(instance: dg.DagsterInstance, run: dg.DagsterRun, log, targets: EnvTargets,
-                     app_source: AppSource, environments: Environments) -> None:  # fmt: skip
+                     app_source: AppSource, environments: Environments,
+                     patience: float = PATIENCE_S) -> Settled | None:  # fmt: skip
     env = run.tags.get(names.ENV_TAG)
     if not env or not names.is_deploy_run(run):
-        return
+        return None
     layout = run_layout(run, app_source)
 
     def target(env_name: str, outputs: dict[str, str]):
         return targets.target(env_name, outputs, layout)
 
-    settled = settle_failed_run(instance, run, environments.policy(env), target)
+    settled = settle_failed_run(instance, run, environments.policy(env), target, patience)
     if settled is not None:
         log.info(f"run {run.run_id[:8]}: {settled.text}")
-    record_figures(instance, env, run.run_id)
+    if settled is None or not settled.waiting:
+        record_figures(instance, env, run.run_id)
+    return settled
 
 
 def _settling_sensor(status: dg.DagsterRunStatus, name: str, description: str) -> dg.SensorDefinition:

@@ -58,6 +58,8 @@ def run_tags(deploy: Deployment, settings: Settings, trigger: str, extra: dict[s
 
 
 CHECK_PREFIX = "check:"
+# How long a failed run's settle waits for a run that holds the env's lease and deploys nothing before saying so.
+SAY_WAIT_AFTER_S = 3.0
 _GC_SETTLED: list[bool] = []
 
 
@@ -130,7 +132,7 @@ def launch(
     # A failed run's settle takes the lease over from it (no other deploy of the env may start before the env is
     # whole again) and frees it; released after in any case: the settle may have had nothing to do, or failed.
     try:
-        failure = "" if success else _settle(instance, run_id, deploy, settings, why)
+        failure = "" if success else _settle(instance, run_id, deploy, settings, why, echo)
     finally:
         Lease(instance, deploy.env).release(run_id)
     record_figures(instance, deploy.env, run_id)
@@ -147,14 +149,20 @@ def _interrupted_run(instance: dg.DagsterInstance, request_id: str) -> str:
     return runs[0].run_id
 
 
-def _settle(instance: dg.DagsterInstance, run_id: str, deploy: Deployment, settings: Settings, why: str) -> str:
+def _settle(instance: dg.DagsterInstance, run_id: str, deploy: Deployment, settings: Settings, why: str,
+            echo: Callable[[str], None]) -> str:  # fmt: skip
     failures = [r.get_dagster_event() for r in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE)]
     text = "; ".join(f"{e.step_key}: {failure_text(e.step_failure_data.error)}" for e in failures)
     text = text or why or "run failed"
     run = instance.get_run_by_id(run_id)
     if run is not None:
-        settled = settle_failed_run(instance, run, deploy.policy,
-                                    target_for(resources_for(settings), settings.app_layout))  # fmt: skip
+        target = target_for(resources_for(settings), settings.app_layout)
+        settled = settle_failed_run(instance, run, deploy.policy, target, patience=SAY_WAIT_AFTER_S)
+        if settled is not None and settled.waiting:
+            # No daemon may be running to settle it later: the command waits, saying for what.
+            echo(f"{settled.text} (this command waits for it)")
+            run = instance.get_run_by_id(run_id) or run
+            settled = settle_failed_run(instance, run, deploy.policy, target)
         if settled is not None:
             text = f"{text}. {settled.text}"
     return text
