@@ -165,6 +165,31 @@ def test_signed_tags_required_only_an_allowed_signature_deploys(env, repo, setti
     assert [r.partition_key for r in fixed.run_requests] == ["prod|v1.0.0"]
 
 
+def test_a_late_tag_is_not_held_back_by_a_newer_tag_refused_for_its_signature(env, repo, settings_infra, tmp_path):
+    """A signed v1.1.0 pushed before main had its commit waits off main; main then gets it, and an unsigned v1.2.0
+    lands in the same tick. v1.2.0 is refused everywhere (its signature): it is no release to keep v1.1.0 from
+    going out."""
+    settings, instance = env
+    keys = _keys(tmp_path)
+    public = (tmp_path / "allowed.pub").read_text().strip()
+    (settings_infra / "allowed_signers").write_text(f'alice@example.com namespaces="git" {public}\n')
+    _policy(settings_infra, "prod", approvers=None, approvals_required=None, approval_expires=None, approval="none",
+            require_signed_tags=True, allowed_signers="allowed_signers")  # fmt: skip
+    baseline = tick(settings, instance, "version_tag_sensor", None)
+    verified_in_dev(instance, repo.commit("the release"))
+    ssh = ["-c", "gpg.format=ssh"]
+    repo.git(*ssh, "-c", f"user.signingkey={keys['allowed']}", "tag", "-s", "-m", "v1.1.0", "v1.1.0")
+    repo.git("push", "--quiet", "origin", "v1.1.0")
+    off = tick(settings, instance, "version_tag_sensor", baseline.cursor)
+    assert off.run_requests == [] and set(off.cursor_json["off_main"]) == {"v1.1.0"}
+    repo.push("the next change")  # main now has v1.1.0's commit
+    _tag_as(repo, "v1.2.0", "alice@example.com")  # annotated, unsigned
+    both = tick(settings, instance, "version_tag_sensor", off.cursor)
+    assert both.logged("skipped v1.2.0 for prod: tag v1.2.0 may not deploy: it is not signed")
+    assert [r.partition_key for r in both.run_requests] == ["prod|v1.1.0"], both.logs
+    assert not both.logged("reached main after") and "off_main" not in both.cursor_json
+
+
 def _window_around_now(hours: int = 2) -> dict:
     now = datetime.now(UTC)
     start, end = now - timedelta(hours=1), now + timedelta(hours=hours)

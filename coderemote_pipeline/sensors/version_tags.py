@@ -115,19 +115,21 @@ def act_on_stable(
     remote.fetch_refs(MAIN_REF, *[f"{TAG_PREFIX}{r.key}" for r in stable])
     highest_before = _highest_stable(accepted)
     on_main = {r.key for r in stable if remote.is_ancestor(tags[r.key], MAIN_REF)}
-    # A late tag is not deployed over a newer version, released before or reaching main in this same tick.
-    newest = _highest_stable([*accepted, *on_main])
     waiting: dict[str, list[str]] = {}
     went: set[str] = set()
     off: list[str] = []
-    for release in stable:
+    # Late tags after this tick's new ones, newest first: each is weighed against the versions released before or
+    # in this tick (a newer tag refused everywhere for its signature was not), the newest of them going out alone.
+    late = sorted((r for r in stable if r.key in rechecked), key=lambda r: r.version, reverse=True)
+    for release in [*(r for r in stable if r.key not in rechecked), *late]:
         commit, again = tags[release.key], release.key in rechecked
         if release.key not in on_main:
             if not again:  # said when it arrived; checked again quietly each time main moves
                 tick.warn(off_main.refusal(release.key, commit))
             off.append(release.key)
             continue
-        if again and newest is not None and release.version is not None and release.version < newest:
+        newest = _highest_stable(accepted) if again else None
+        if newest is not None and release.version is not None and release.version < newest:
             tick.warn(f"{release.key} reached main after v{newest} was tagged: not deployed over it. To ship its "
                       "commit, tag it with a new version")  # fmt: skip
             continue
