@@ -4,8 +4,8 @@
 before main has its commit. Refused for good, that release would never ship unless someone noticed and tagged it
 again. Each time main moves within GRACE_S of the tag's arrival, the tag is checked again and deploys once main
 has it (the first tick after GRACE_S still looks, up to LAST_LOOK_S). After that it stays refused: a hotfix-branch
-tag merged into main weeks later is not a release to ship then. A tag that reaches main after a newer version was
-tagged is not deployed over it.
+tag merged into main weeks later is not a release to ship then. A tag that reaches main after a newer version went
+out is not deployed over it (a newer tag refused everywhere for its signature did not go out).
 """
 
 from __future__ import annotations
