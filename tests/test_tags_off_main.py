@@ -92,12 +92,13 @@ def test_a_waiting_tag_moved_is_reported_not_deployed(tags_tick, repo):
     assert "off_main" not in result.cursor_json
 
 
-def test_a_merge_within_the_grace_time_seen_by_a_later_tick_still_deploys(tags_tick, repo):
-    """The first tick after the grace time (a slow interval, the target down for a while) still looks at a main
-    that moved since the last check: the merge may have landed in time."""
+@pytest.mark.parametrize("gap_s", [GRACE_S + 60, 3 * 3600], ids=["a slow tick", "the daemon stopped for hours"])
+def test_a_merge_within_the_grace_time_seen_by_a_later_tick_still_deploys(tags_tick, repo, gap_s):
+    """The first tick after the grace time (a slow interval, the target down for a while, the daemon stopped) still
+    looks at a main that moved since the last check: the merge may have landed in time."""
     _, refused = _tagged_before_main(tags_tick, repo)
     repo.git("push", "--quiet", "origin", "HEAD:main")
-    result = tags_tick(_aged(refused, GRACE_S + 60))
+    result = tags_tick(_aged(refused, gap_s))
     assert [e.partition for e in result.events] == ["prod|v1.1.0"] and "off_main" not in result.cursor_json
     # Later than that, main is not looked at again for it.
     _, refused = _tagged_before_main(tags_tick, repo, "v1.2.0")

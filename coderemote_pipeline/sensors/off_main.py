@@ -3,7 +3,8 @@
 `git push --tags && git push`, or a tag pushed from a laptop a minute before the merge lands: the tag arrives
 before main has its commit. Refused for good, that release would never ship unless someone noticed and tagged it
 again. Each time main moves within GRACE_S of the tag's arrival, the tag is checked again and deploys once main
-has it (the first tick after GRACE_S still looks, up to LAST_LOOK_S). After that it stays refused: a hotfix-branch
+has it (the first tick after GRACE_S still looks once, however late, up to LAST_LOOK_S). After that it stays
+refused: a hotfix-branch
 tag merged into main weeks later is not a release to ship then. A tag that reaches main after a newer version went
 out is not deployed over it (a newer tag refused everywhere for its signature did not go out).
 """
@@ -14,9 +15,11 @@ from dataclasses import dataclass
 from typing import Any
 
 GRACE_S = 600.0
-# A main that moved since the last check is still looked at once this late: the tick that falls after the grace
-# time (the sensor's interval, a target-down skip, a daemon restart) may be the first to see a merge made within it.
-LAST_LOOK_S = 2 * GRACE_S
+# A main that moved since the last check is still looked at once by the first tick after the grace time, as late
+# as this: that tick (the sensor's interval, a target-down skip, a daemon stopped for hours) may be the first to
+# see a merge made within it. A waiting tag outlives the grace only while no tick runs: each tick after it drops
+# the tag, so this bound only keeps a daemon stopped for days from shipping a hotfix merged days after its tag.
+LAST_LOOK_S = 24 * 3600.0
 
 
 @dataclass(frozen=True)
