@@ -164,6 +164,57 @@ def test_a_settle_out_of_patience_is_tagged_waiting_and_settled_by_a_later_try(t
         assert lease.holder() is None
 
 
+def test_a_retry_that_inherits_the_waiting_tag_is_not_settled_while_it_runs(tmp_path):
+    """A UI re-execution copies its parent's tags, `coderemote/settle=waiting` included: the waiting-settles sensor
+    must not settle (nor take the lease of) a run that has not ended."""
+    from coderemote_pipeline.ledger.instance import open_instance
+    from coderemote_pipeline.ledger.leases import Lease
+    from coderemote_pipeline.sensors.waiting_settles import settle_waiting_runs
+
+    with open_instance(tmp_path / "state") as instance:
+        record_live(instance, "dev", LiveRecord("main-aaaaaaa", "a" * 40, 1, "sha256:a", "main-aaaaaaa", "deployed",
+                                                "r0", 0.0, outputs_of("dev")))  # fmt: skip
+        retry = dg.DagsterRun(job_name=names.REDEPLOY_JOB, status=dg.DagsterRunStatus.STARTED,
+                              tags={names.ENV_TAG: "dev", names.RELEASE_TAG: "main-bbbbbbb",
+                                    names.SETTLE_TAG: names.SETTLE_WAITING})  # fmt: skip
+        instance.add_run(retry)
+        Lease(instance, "dev").acquire(retry.run_id, log=print, describe=str)
+        assert settle_failed_run(instance, retry, load_policies()["dev"], _never_read) is None
+        assert settle_waiting_runs(instance, None, None, None, None) == ([], 0)
+        assert Lease(instance, "dev").holder().run_id == retry.run_id and not instance.all_logs(retry.run_id)
+
+
+def test_one_waiting_settle_that_raises_does_not_keep_the_others_waiting(tmp_path):
+    from coderemote_pipeline.ledger.instance import open_instance
+    from coderemote_pipeline.sensors.waiting_settles import settle_waiting_runs
+
+    class _Environments:
+        def policy(self, env: str):
+            if env == "gone":
+                raise KeyError(f"no environment {env!r} in environments.yaml")
+            return load_policies()[env]
+
+    with open_instance(tmp_path / "state") as instance:
+        runs = []
+        for env in ("gone", "dev"):
+            run = dg.DagsterRun(job_name=names.REDEPLOY_JOB, status=dg.DagsterRunStatus.FAILURE,
+                                tags={names.ENV_TAG: env, names.RELEASE_TAG: "main-bbbbbbb",
+                                      names.SETTLE_TAG: names.SETTLE_WAITING})  # fmt: skip
+            instance.add_run(run)
+            runs.append(run)
+            time.sleep(0.01)
+        warned = []
+        log = SimpleNamespace(info=print, warning=warned.append)
+        app = SimpleNamespace(layout=None)
+        done, waiting = settle_waiting_runs(instance, log, None, app, _Environments())
+        assert (done, waiting) == ([runs[1].run_id], 2)  # dev: nothing ever deployed from here, said so
+        gone = instance.get_run_by_id(runs[0].run_id)
+        assert gone.tags[names.SETTLE_TAG] == names.SETTLE_FAILED and "settle failed: KeyError" in warned[0]
+        said = [e.message for e in instance.all_logs(gone.run_id, of_type=dg.DagsterEventType.ENGINE_EVENT)]
+        assert said and "coderemote-pipeline status gone" in said[0]
+        assert settle_waiting_runs(instance, log, None, app, _Environments()) == ([], 0)
+
+
 def test_a_settle_waits_for_another_runs_settle_then_settles(tmp_path):
     """Two failed runs settled at once (the sensor's and a CLI's): neither leaves the env to the other unread."""
     from coderemote_pipeline.ledger.instance import open_instance

@@ -60,9 +60,21 @@ def _describe(env: str, run: dg.DagsterRun, state: TargetState) -> tuple[bool, s
     )
 
 
+ENDED = (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)
+WAITS = "not settled yet:"
+
+
+def _said(instance: dg.DagsterInstance, run_id: str) -> list[str]:
+    return [e.message or "" for e in instance.all_logs(run_id, of_type=dg.DagsterEventType.ENGINE_EVENT)]
+
+
+def verdict(instance: dg.DagsterInstance, run_id: str) -> str | None:
+    """The settle's verdict in the run's log, if it has one."""
+    return next((m.removeprefix(MARKER).strip() for m in _said(instance, run_id) if m.startswith(MARKER)), None)
+
+
 def already_settled(instance: dg.DagsterInstance, run_id: str) -> bool:
-    events = instance.all_logs(run_id, of_type=dg.DagsterEventType.ENGINE_EVENT)
-    return any((e.message or "").startswith(MARKER) for e in events)
+    return verdict(instance, run_id) is not None
 
 
 def settle_failed_run(
@@ -76,7 +88,8 @@ def settle_failed_run(
     `patience`: how long to wait for a run that holds the env's lease and deploys nothing (None: until it ends);
     past it, the run is tagged as waiting and its settle is left to a later try."""
     env = run.tags.get(names.ENV_TAG)
-    if not env or not names.is_deploy_run(run) or already_settled(instance, run.run_id):
+    # Only an ended run: a UI re-execution copies its parent's tags, `coderemote/settle=waiting` included.
+    if not env or not names.is_deploy_run(run) or run.status not in ENDED or already_settled(instance, run.run_id):
         return None
 
     def deploys(run_id: str) -> bool:
@@ -95,7 +108,8 @@ def settle_failed_run(
             else:
                 settled = _settle(instance, run, env, policy, target_for)
             instance.report_engine_event(f"{MARKER} {settled.text}", run)
-            if run.tags.get(names.SETTLE_TAG) == names.SETTLE_WAITING:
+            now = instance.get_run_by_id(run.run_id) or run  # tagged waiting meanwhile, maybe, by another try
+            if now.tags.get(names.SETTLE_TAG) == names.SETTLE_WAITING:
                 instance.add_run_tags(run.run_id, {names.SETTLE_TAG: names.SETTLE_DONE})
     except LeaseBusy as busy:
         return _waiting(instance, run, env, busy.holder)
@@ -106,12 +120,16 @@ def settle_failed_run(
     return settled
 
 
-def _waiting(instance: dg.DagsterInstance, run: dg.DagsterRun, env: str, holder: Holder) -> Settled:
-    """Tag `run` as waiting for its settle (once) and say so in its log: the sensors try again until it is done."""
-    text = (f"not settled yet: {holder.describe(functools.partial(describe_run, instance))} holds {env}'s deploy "
-            f"lease; {env} is settled as soon as it is free")  # fmt: skip
-    if run.tags.get(names.SETTLE_TAG) != names.SETTLE_WAITING:
-        instance.add_run_tags(run.run_id, {names.SETTLE_TAG: names.SETTLE_WAITING})
+def _waiting(instance: dg.DagsterInstance, run: dg.DagsterRun, env: str, holder: Holder) -> Settled | None:
+    """Tag `run` as waiting for its settle and say so in its log, once: the sensors try again until it is done.
+    None if another try settled it meanwhile."""
+    said = _said(instance, run.run_id)
+    if any(m.startswith(MARKER) for m in said):
+        return None
+    text = (f"{WAITS} {holder.describe(functools.partial(describe_run, instance))} holds {env}'s deploy lease; "
+            f"{env} is settled as soon as it is free")  # fmt: skip
+    instance.add_run_tags(run.run_id, {names.SETTLE_TAG: names.SETTLE_WAITING})
+    if not any(m.startswith(WAITS) for m in said):
         instance.report_engine_event(text, run)
     return Settled(env, text, None, waiting=True)
 

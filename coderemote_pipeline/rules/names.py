@@ -68,6 +68,7 @@ BRANCHES_SERIAL = "serial"
 SETTLE_TAG = "coderemote/settle"
 SETTLE_WAITING = "waiting"
 SETTLE_DONE = "settled"
+SETTLE_FAILED = "failed"  # the settle raised: its log says so and what to check; not tried again
 RUN_KEY_TAG = "dagster/run_key"
 PARTITION_TAG = "dagster/partition"
 

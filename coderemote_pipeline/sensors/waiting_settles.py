@@ -7,6 +7,7 @@ import time
 
 import dagster as dg
 
+from coderemote_pipeline.actions.failure_report import ENDED, already_settled
 from coderemote_pipeline.resources.app_source import AppSource
 from coderemote_pipeline.resources.env_targets import EnvTargets
 from coderemote_pipeline.resources.environments import Environments
@@ -22,17 +23,37 @@ def settle_waiting_runs(instance: dg.DagsterInstance, log, targets: EnvTargets, 
                         environments: Environments, budget_s: float = BUDGET_S) -> tuple[list[str], int]:  # fmt: skip
     """Try the settle of each run tagged waiting, oldest first, within `budget_s`: the runs settled, and how many
     were waiting."""
-    waiting = instance.get_runs(dg.RunsFilter(tags={names.SETTLE_TAG: names.SETTLE_WAITING}), limit=BATCH)
-    deadline, done = time.monotonic() + budget_s, []
-    for run in reversed(waiting):
-        left = deadline - time.monotonic()
+    waiting = instance.get_runs(
+        dg.RunsFilter(tags={names.SETTLE_TAG: names.SETTLE_WAITING}, statuses=list(ENDED)), limit=BATCH, ascending=True
+    )
+    deadline, done, busy = time.monotonic() + budget_s, [], set()
+    for run in waiting:
+        env, left = run.tags.get(names.ENV_TAG), deadline - time.monotonic()
         if left <= 0:
             break
-        settled = settle_ended_run(instance, run, log, targets, app_source, environments, min(PATIENCE_S, left))
-        if settled is None or not settled.waiting:
+        if env in busy:
+            continue  # its lease is still held: the other runs of that env wait too, the other envs need not
+        try:
+            settled = settle_ended_run(instance, run, log, targets, app_source, environments, min(PATIENCE_S, left))
+        except Exception as exc:  # one run's error must not keep the others waiting behind it
+            _gave_up(instance, run, exc, log)
+            continue
+        if settled is not None and settled.waiting:
+            busy.add(env)
+        elif settled is not None or already_settled(instance, run.run_id) or not names.is_deploy_run(run):
             instance.add_run_tags(run.run_id, {names.SETTLE_TAG: names.SETTLE_DONE})
             done.append(run.run_id)
+        # else: another process settles it at this moment; it stays waiting until its verdict is in the log
     return done, len(waiting)
+
+
+def _gave_up(instance: dg.DagsterInstance, run: dg.DagsterRun, exc: Exception, log) -> None:
+    env = run.tags.get(names.ENV_TAG, "its env")
+    text = (f"settle failed: {type(exc).__name__}: {str(exc)[:300]}. Check what {env} serves with "
+            f"`coderemote-pipeline status {env}` and roll back by hand if it is split")  # fmt: skip
+    log.warning(f"run {run.run_id[:8]}: {text}")
+    instance.report_engine_event(text, run)
+    instance.add_run_tags(run.run_id, {names.SETTLE_TAG: names.SETTLE_FAILED})
 
 
 @dg.sensor(

@@ -19,7 +19,7 @@ from typing import Any
 
 import dagster as dg
 
-from coderemote_pipeline.actions.failure_report import settle_failed_run
+from coderemote_pipeline.actions.failure_report import settle_failed_run, verdict
 from coderemote_pipeline.actions.git_remote import GitRemote
 from coderemote_pipeline.definitions import reconstructable_deploy_job
 from coderemote_pipeline.ledger.figures import record_figures
@@ -163,6 +163,12 @@ def _settle(instance: dg.DagsterInstance, run_id: str, deploy: Deployment, setti
             echo(f"{settled.text} (this command waits for it)")
             run = instance.get_run_by_id(run_id) or run
             settled = settle_failed_run(instance, run, deploy.policy, target)
+            while settled is None and (said := verdict(instance, run_id)) is None:
+                # The waiting-settles sensor got the lease first: its verdict is on its way (or, if its process
+                # died, its lease goes silent and this try reclaims it and settles).
+                time.sleep(0.5)
+                settled = settle_failed_run(instance, run, deploy.policy, target)
+            text = f"{text}. {said}" if settled is None else text
         if settled is not None:
             text = f"{text}. {settled.text}"
     return text
