@@ -30,7 +30,11 @@ def env(tmp_path, cli_env):
     policy.write_text(policy.read_text().replace("    approval: required", "    aproval: required"))
     (tmp_path / "loop1").symlink_to(tmp_path / "loop2")
     (tmp_path / "loop2").symlink_to(tmp_path / "loop1")
-    return {"tmp": tmp_path, "typo": str(typo), "infra": str(infra)}
+    (tmp_path / "blocked" / "dagster_home").mkdir(parents=True)
+    (tmp_path / "blocked" / "dagster_home" / "history").write_text("")  # a file where the storage's directory goes
+    (tmp_path / "fifo_home").mkdir()
+    os.mkfifo(tmp_path / "fifo_home" / "dagster.yaml")  # reading it would wait for a writer forever
+    return {"tmp": tmp_path, "typo": str(typo), "infra": str(infra), "long": "d" * 300}
 
 
 CASES = [
@@ -118,6 +122,16 @@ CASES = [
     (["ui", "--host", "256.1.1.1"], {}, "--host '256.1.1.1' does not resolve to an address: use --host 127.0.0.1"),
     (["ui", "--host", "nosuchhost.invalid"], {}, "--host 'nosuchhost.invalid' does not resolve to an address"),
     (["ui", "--host", "192.0.2.1"], {}, "--host 192.0.2.1 is not an address of this machine: use --host 127.0.0.1"),
+    # Paths the file system refuses or that would break out of the instance's config: named, never a traceback.
+    (["status"], {"CODEREMOTE_STATE_DIR": "{tmp}/{long}"}, "cannot be made (File name too long)"),
+    (["approvals"], {"CODEREMOTE_INFRA_DIR": "{tmp}/{long}"}, "cannot be read (File name too long): set "
+                                                              "CODEREMOTE_INFRA_DIR"),
+    (["status"], {"DAGSTER_HOME": "relative/home"}, "DAGSTER_HOME='relative/home' is not an absolute path"),
+    (["status"], {"CODEREMOTE_STATE_DIR": '{tmp}/st"ate'}, "holds a quote, a backslash or a control character"),
+    (["history", "dev"], {"CODEREMOTE_STATE_DIR": "{tmp}/blocked"}, "/history): File exists. Move that away"),
+    (["status"], {"DAGSTER_HOME": "{tmp}/fifo_home"}, "dagster.yaml is not a regular file: fix it"),
+    # semver's own message would repeat the key raw: a carriage return would rewrite the line on the terminal.
+    (["approve", "prod", "v1.0.0\rFAKE", "--by", "x"], {}, "'v1.0.0\\rFAKE' is not semantic versioning"),
 ]
 
 
@@ -132,6 +146,25 @@ def test_broken_input_gets_one_line_and_exit_2(env, monkeypatch, capsys, argv, e
     assert "Traceback" not in out.err + out.out
     lines = out.err.splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], out.err
+
+
+def test_a_refusal_quotes_neither_a_config_value_nor_a_git_file(env, monkeypatch, capsys):
+    """Dagster quotes the value of a mistyped key (a password, here) and git the content of a `.git` file (any host
+    file it is pointed at): neither reaches the message."""
+    home = env["tmp"] / "pg_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("storage:\n  postgres:\n    postgres_db:\n      username: u\n"
+                                       "      password: 98765432\n      hostname: h\n      db_name: d\n")  # fmt: skip
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    assert main(["status"]) == 2
+    err = capsys.readouterr().err
+    assert "password" in err and "a value of type" in err and "98765432" not in err, err
+    monkeypatch.delenv("DAGSTER_HOME")
+    (env["tmp"] / "gf").mkdir()
+    (env["tmp"] / "gf" / ".git").write_text("gitdir: TOPSECRET-hunter2\n")
+    assert main(["deploy", "dev", "main", "--remote", str(env["tmp"] / "gf")]) == 2
+    err = capsys.readouterr().err
+    assert "is unreachable (not a git repository)" in err and "TOPSECRET" not in err, err
 
 
 KEYS = {"AWS_ACCESS_KEY_ID": "sekrit-key-id", "AWS_SECRET_ACCESS_KEY": "sekrit-access"}

@@ -47,4 +47,6 @@ def git(*args: str, cwd: Path | None = None, input_bytes: bytes | None = None) -
 
 
 def first_line(exc: Exception) -> str:
-    return next((line for line in str(exc).splitlines() if line.strip()), str(exc)).removeprefix("fatal: ")
+    line = next((line for line in str(exc).splitlines() if line.strip()), str(exc)).removeprefix("fatal: ")
+    # git names the directory a `.git` file points to: that file's content, which no message repeats.
+    return "not a git repository" if line.startswith("not a git repository") else line

@@ -46,7 +46,9 @@ class GitRemote(CommitTrees):
         # Refused here: an option git would run (`--upload-pack=...`), or a credential every message would show.
         self.url = check_remote(url, name="app git remote")
         digest = hashlib.sha256(url.encode()).hexdigest()[:12]
-        self.mirror = Path(mirror_root) / f"{Path(url.rstrip('/')).stem or 'app'}-{digest}.git"
+        # The stem only helps a reader: the digest keeps mirrors apart, and a long URL must not make a name the
+        # file system refuses.
+        self.mirror = Path(mirror_root) / f"{Path(url.rstrip('/')).stem[:60] or 'app'}-{digest}.git"
 
     @contextmanager
     def _locked(self):

@@ -54,6 +54,12 @@ def preflight(settings):
     return check
 
 
+def _shown(text: str) -> str:
+    """An argument echoed before it is checked: as typed, unless control characters or its length would garble the
+    terminal (the check that follows refuses it)."""
+    return repr(text[:80]) if has_controls(text) or len(text) > 80 else text
+
+
 def _override(args: argparse.Namespace):
     from coderemote_pipeline.usecases.deploy import DeployRefused, Override
 
@@ -78,7 +84,7 @@ def _finish(outcome) -> int:
 def cmd_deploy(args: argparse.Namespace, settings_from) -> int:
     outlive_the_terminal()
     # Said before the second of imports and git below, so the user sees at once that it started.
-    print(f"deploying {args.ref} to {args.env}: resolving the release on the remote…", flush=True)
+    print(f"deploying {_shown(args.ref)} to {_shown(args.env)}: resolving the release on the remote…", flush=True)
     from coderemote_pipeline.usecases.deploy import run_deployment
 
     settings = settings_from(args)
@@ -99,7 +105,7 @@ def cmd_promote(args: argparse.Namespace, settings_from) -> int:
 
 def cmd_rollback(args: argparse.Namespace, settings_from) -> int:
     outlive_the_terminal()
-    print(f"rollback of {args.env}: finding the release to go back to…", flush=True)  # before Dagster loads
+    print(f"rollback of {_shown(args.env)}: finding the release to go back to…", flush=True)  # before Dagster loads
     from coderemote_pipeline.ledger.instance import open_instance
     from coderemote_pipeline.usecases.rollback import AlreadyLive, rollback
 

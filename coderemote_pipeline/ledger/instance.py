@@ -16,7 +16,8 @@ import yaml
 
 from coderemote_pipeline.ledger.run_queue import DeployRunQueue
 from coderemote_pipeline.rules import names
-from coderemote_pipeline.rules.errors import UserError
+from coderemote_pipeline.rules.errors import UserError, has_controls
+from coderemote_pipeline.rules.schema import ConfigError, read_config_text
 
 LEGACY_DEFAULT = "telemetry:\n  enabled: false\n"
 # Dagster's queued coordinator, which earlier versions named: ours tags a deploy launched from the UI with its
@@ -94,6 +95,13 @@ def _home_variable() -> str:
 def dagster_home(state_dir: Path) -> Path:
     """DAGSTER_HOME if set, else the project's own instance inside the state directory."""
     home = Path(os.environ.get("DAGSTER_HOME") or state_dir / "dagster_home")
+    if not home.is_absolute() and os.environ.get("DAGSTER_HOME"):
+        raise InstanceUnusable(f"DAGSTER_HOME={str(home)[:120]!r} is not an absolute path, which Dagster's UI and "
+                               "daemon refuse: set it to one")  # fmt: skip
+    if has_controls(str(home)) or any(c in str(home) for c in '"\\'):
+        # The instance's config names its storage by this path, in a YAML string it would break out of.
+        raise InstanceUnusable(f"the instance directory {str(home)[:120]!r} holds a quote, a backslash or a control "
+                               f"character: set {_home_variable()} to a plain path")  # fmt: skip
     try:
         return prepare_home(home)
     except OSError as exc:
@@ -110,7 +118,11 @@ def prepare_home(home: Path) -> Path:
     if not config.exists():
         config.write_text(single_user_config(home))
         return home
-    written = config.read_text()
+    try:
+        # Not a plain read: a FIFO there would block the command, a binary file raise a decode error.
+        written = read_config_text(config, str(config))
+    except ConfigError as exc:
+        raise InstanceUnusable(f"{exc}: fix it, or move it away for a new one to be written") from None
     ours = _here(written, home).replace(DAGSTER_QUEUE, DEPLOY_QUEUE)
     if ours == LEGACY_DEFAULT:
         ours = PREVIOUS_CONFIG + NO_COMPUTE_LOGS
@@ -141,10 +153,17 @@ def open_instance(state_dir: Path) -> dg.DagsterInstance:
     home = dagster_home(state_dir)
     try:
         return dg.DagsterInstance.from_config(str(home))
+    except OSError as exc:  # a file where the storage's directory goes, a directory it may not write
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise InstanceUnusable(f"the instance's storage cannot be opened{where}: {exc.strerror}. Move that away, or "
+                               f"set {_home_variable()} to a directory you can write") from None  # fmt: skip
     except (dg.DagsterInvalidConfigError, yaml.YAMLError) as exc:
         # Dagster's own text runs to a page, with the file's values in it: the file and the first problem suffice.
-        problem = next((line.strip() for line in str(exc).splitlines()[1:] if line.strip()), type(exc).__name__)
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        problem = (lines[1:] or lines or [type(exc).__name__])[0]
         problem = re.sub(r"^Error \d+: ", "", problem).split(" Expected:")[0].rstrip(".")
+        # The file's values (a password among them) are not repeated: the key's path and the type suffice.
+        problem = re.sub(r'Value ".*?" of type', "a value of type", problem, flags=re.DOTALL)
         if variable := re.search(r"\{'env': '([A-Za-z_][A-Za-z0-9_]*)'\}", problem):
             # The team profile reads its database settings from the environment: the fix is the variable.
             raise InstanceUnusable(f"{home / 'dagster.yaml'} reads {variable[1]} from the environment, which is not "

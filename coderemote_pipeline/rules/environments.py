@@ -195,9 +195,14 @@ def load_policies(infra_dir: Path | None = None) -> dict[str, EnvironmentPolicy]
 def _inside(infra_dir: Path) -> None:
     """The policy files are the repository's own: one that is a symlink out of infra/ is refused, as a path out of
     the repository is anywhere else."""
-    top = infra_dir.resolve()
-    for path in policy_files(infra_dir):
-        if path.is_symlink() and not resolved(path, str(path)).is_relative_to(top):
+    try:
+        top = infra_dir.resolve()
+        links = [path for path in policy_files(infra_dir) if path.is_symlink()]
+    except OSError as exc:  # a name too long, a loop: the path itself is unusable
+        raise ConfigError(f"infra directory {str(infra_dir)[:120]!r} cannot be read ({exc.strerror}): set "
+                          "CODEREMOTE_INFRA_DIR to the repository's infra/ directory") from None  # fmt: skip
+    for path in links:
+        if not resolved(path, str(path)).is_relative_to(top):
             raise ConfigError(f"{path} is a symbolic link out of infra/: keep the file itself there")
 
 

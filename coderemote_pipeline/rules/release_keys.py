@@ -52,10 +52,11 @@ def parse_version_tag(tag: str) -> semver.Version:
     text = tag[len(_TAG_PREFIX) :]
     try:
         version = semver.Version.parse(text)
-    except ValueError as exc:
+    except ValueError:
+        # semver's own message repeats the tag unquoted: control characters would reach the terminal raw.
         raise ReleaseKeyError(
-            f"version tag {tag!r} is not semantic versioning vMAJOR.MINOR.PATCH[-PRERELEASE] "
-            f"(e.g. v1.2.3 or v2.0.0-beta.1): {exc}"
+            f"version tag {tag[:80]!r} is not semantic versioning vMAJOR.MINOR.PATCH[-PRERELEASE] "
+            "(e.g. v1.2.3 or v2.0.0-beta.1)"
         ) from None
     if version.build:
         raise ReleaseKeyError(f"version tag {tag!r} carries build metadata '+{version.build}', which is not allowed")

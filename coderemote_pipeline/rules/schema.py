@@ -83,7 +83,7 @@ def _construct_map(loader: _StrictLoader, node: yaml.MappingNode) -> typing.Iter
 _StrictLoader.add_constructor("tag:yaml.org,2002:map", _construct_map)
 
 
-def _read_text(path: Path, label: str) -> str:
+def read_config_text(path: Path, label: str) -> str:
     try:
         if not stat.S_ISREG(path.stat().st_mode):
             raise ConfigError(f"{label} is not a regular file")
@@ -136,7 +136,7 @@ def _parse(text: str) -> Any:
 def read_yaml_mapping(path: Path, *, what: str = "") -> dict[str, Any]:
     """The YAML mapping in `path`; a missing, unreadable or non-mapping file is a one-line ConfigError."""
     label = f"{what} {path}".strip()
-    text = _read_text(Path(path), label)
+    text = read_config_text(Path(path), label)
     try:
         data = _parse(text)
     except ConfigError as exc:

@@ -144,11 +144,11 @@ class Settings:
 
 def _usable(state_dir: Path, variable: str) -> Path:
     """`state_dir`, made if missing, once this user can keep state in it."""
-    named = f"{variable}={str(state_dir)!r}" if variable else f"the state directory {str(state_dir)!r}"
+    named = f"{variable}={str(state_dir)[:120]!r}" if variable else f"the state directory {str(state_dir)[:120]!r}"
     fix = f"set {variable or 'CODEREMOTE_STATE_DIR'} to a directory you can write"
-    if state_dir.exists() and not state_dir.is_dir():
-        raise SettingsError(f"{named} is a file, not a directory: {fix}")
     try:
+        if state_dir.exists() and not state_dir.is_dir():
+            raise SettingsError(f"{named} is a file, not a directory: {fix}")
         state_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise SettingsError(f"{named} cannot be made ({exc.strerror}): {fix}") from None
