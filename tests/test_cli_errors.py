@@ -130,6 +130,10 @@ CASES = [
     (["status"], {"CODEREMOTE_STATE_DIR": '{tmp}/st"ate'}, "holds a quote, a backslash or a control character"),
     (["history", "dev"], {"CODEREMOTE_STATE_DIR": "{tmp}/blocked"}, "/history): File exists. Move that away"),
     (["status"], {"DAGSTER_HOME": "{tmp}/fifo_home"}, "dagster.yaml is not a regular file: fix it"),
+    (["promote", "dev", "staging", "--reason", "x"], {}, "--reason goes with --force (the reason"),
+    (["approve", "prod", "v1.0.0", "--by", "b" * 65], {}, "argument --by: is 65 characters: give a name of at most"),
+    (["reject", "prod", "v1.0.0", "--reason", "r" * 501], {}, "argument --reason: is 501 characters: say it in"),
+    (["deploy", "dev", "main", "--reason", "x"], {"USER": "bob\nEVIL"}, "--reason goes with --force or --skip-chec"),
     # semver's own message would repeat the key raw: a carriage return would rewrite the line on the terminal.
     (["approve", "prod", "v1.0.0\rFAKE", "--by", "x"], {}, "'v1.0.0\\rFAKE' is not semantic versioning"),
 ]

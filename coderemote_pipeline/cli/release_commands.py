@@ -21,12 +21,19 @@ def _when(ts: float | None) -> str:
     return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S") if ts else "-"
 
 
+# Recorded on runs and approvals and listed one per line: a name, a sentence, not a document.
+MAX_PERSON = 64
+MAX_REASON = 500
+
+
 def person(text: str) -> str:
     """A `--by` value: who, without the spaces around it; empty is nobody, refused rather than recorded."""
     if not text.strip():
         raise argparse.ArgumentTypeError(f"{text!r} names nobody: give who you are, or leave --by out for $USER")
     if has_controls(text.strip()):
         raise argparse.ArgumentTypeError("has a control character (a newline, an escape): give a plain name")
+    if len(text.strip()) > MAX_PERSON:
+        raise argparse.ArgumentTypeError(f"is {len(text.strip())} characters: give a name of at most {MAX_PERSON}")
     return text.strip()
 
 
@@ -34,11 +41,17 @@ def one_line(text: str) -> str:
     """A `--reason`: one line of text, as it is listed."""
     if has_controls(text):
         raise argparse.ArgumentTypeError("has a control character (a newline, an escape): write it on one line")
+    if len(text) > MAX_REASON:
+        raise argparse.ArgumentTypeError(f"is {len(text)} characters: say it in at most {MAX_REASON} (it is listed "
+                                         "on one line)")  # fmt: skip
     return text
 
 
 def default_person() -> str:
-    return os.environ.get("USER", "").strip() or "unknown"
+    """$USER, for `--by` left out: a plain name only (argparse checks a default as if it were typed, and blaming
+    `--by` for a $USER nobody typed would mislead)."""
+    user = os.environ.get("USER", "").strip()
+    return user if user and not has_controls(user) and len(user) <= MAX_PERSON else "unknown"
 
 
 def preflight(settings):
@@ -64,7 +77,8 @@ def _override(args: argparse.Namespace):
     from coderemote_pipeline.usecases.deploy import DeployRefused, Override
 
     if args.reason and not (args.force or getattr(args, "skip_checks", False)):
-        raise DeployRefused("--reason goes with --force or --skip-checks (the reason for overriding)")
+        with_ = "--force or --skip-checks" if hasattr(args, "skip_checks") else "--force"
+        raise DeployRefused(f"--reason goes with {with_} (the reason for overriding)")
     return Override(reason=args.reason or "", by=args.by) if args.force else None
 
 

@@ -85,7 +85,7 @@ class Settings:
         check_variables(env)
         target = env.get("CODEREMOTE_TARGET", "local")
         if target not in TARGETS:
-            raise SettingsError(f"CODEREMOTE_TARGET={target!r} is not a target: use one of {', '.join(TARGETS)}")
+            raise SettingsError(f"CODEREMOTE_TARGET={target[:40]!r} is not a target: use one of {', '.join(TARGETS)}")
         state_dir = _usable(state_dir_from(env), "CODEREMOTE_STATE_DIR" if env.get("CODEREMOTE_STATE_DIR") else "")
         remote = env.get("CODEREMOTE_APP_REMOTE") or str(state_dir / "demo" / "code-remote-app.git")
         check_remote(remote, name="CODEREMOTE_APP_REMOTE")
