@@ -134,6 +134,7 @@ CASES = [
     (["approve", "prod", "v1.0.0", "--by", "b" * 65], {}, "argument --by: is 65 characters: give a name of at most"),
     (["reject", "prod", "v1.0.0", "--reason", "r" * 501], {}, "argument --reason: is 501 characters: say it in"),
     (["deploy", "dev", "main", "--reason", "x"], {"USER": "bob\nEVIL"}, "--reason goes with --force or --skip-chec"),
+    (["history", "d" * 5000], {}, "unknown environment 'ddd"),  # quoted, shortened: one line of at most ~1 kB
     # semver's own message would repeat the key raw: a carriage return would rewrite the line on the terminal.
     (["approve", "prod", "v1.0.0\rFAKE", "--by", "x"], {}, "'v1.0.0\\rFAKE' is not semantic versioning"),
 ]
@@ -150,6 +151,7 @@ def test_broken_input_gets_one_line_and_exit_2(env, monkeypatch, capsys, argv, e
     assert "Traceback" not in out.err + out.out
     lines = out.err.splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], out.err
+    assert len(lines[0]) < 1100
 
 
 def test_a_refusal_quotes_neither_a_config_value_nor_a_git_file(env, monkeypatch, capsys):

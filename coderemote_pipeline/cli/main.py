@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
                 return code
         return args.func(args, settings_from)
     except UserError as exc:
-        print(f"error: {str(exc).strip()}", file=sys.stderr)
+        print(f"error: {_short(str(exc).strip())}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -86,6 +86,15 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {said}", file=sys.stderr)
         return 2
+
+
+MAX_MESSAGE = 1000
+
+
+def _short(message: str) -> str:
+    """A refusal quotes what it refuses: a 5 kB argument pasted by mistake is shortened in the middle, keeping the
+    start (what is wrong) and the end (the fix)."""
+    return message if len(message) <= MAX_MESSAGE else f"{message[:600]} … {message[-300:]}"
 
 
 def _not_text(argv: list[str], environ) -> str | None:
