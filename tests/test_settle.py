@@ -121,6 +121,16 @@ def _waits_then_reads(instance, failed, hold_released_by) -> None:
     assert reads == ["dev"] and "what dev serves cannot be read now" in verdicts[0].text
 
 
+def _image_build_holding(instance: dg.DagsterInstance, lease) -> dg.DagsterRun:
+    """A run that deploys nothing (api_image materialized alone from the UI), holding dev's lease."""
+    image_only = dg.DagsterRun(job_name="__ASSET_JOB", status=dg.DagsterRunStatus.STARTED,
+                               asset_selection=frozenset({names.key(names.API_IMAGE)}),
+                               tags={names.ENV_TAG: "dev", names.RELEASE_TAG: "main-ccccccc"})  # fmt: skip
+    instance.add_run(image_only)
+    lease.acquire(image_only.run_id, log=print, describe=str)
+    return image_only
+
+
 def test_a_settle_waits_for_a_run_that_deploys_nothing_then_settles(tmp_path):
     """A stage materialized alone from the UI holds the lease but switches nothing, and nothing settles it: the
     failed run's settle must not leave the env to it."""
@@ -129,11 +139,7 @@ def test_a_settle_waits_for_a_run_that_deploys_nothing_then_settles(tmp_path):
 
     with open_instance(tmp_path / "state") as instance:
         failed, lease = _failed_live_env(instance), Lease(instance, "dev")
-        image_only = dg.DagsterRun(job_name="__ASSET_JOB", status=dg.DagsterRunStatus.STARTED,
-                                   asset_selection=frozenset({names.key(names.API_IMAGE)}),
-                                   tags={names.ENV_TAG: "dev", names.RELEASE_TAG: "main-ccccccc"})  # fmt: skip
-        instance.add_run(image_only)
-        lease.acquire(image_only.run_id, log=print, describe=str)
+        image_only = _image_build_holding(instance, lease)
         _waits_then_reads(instance, failed, lambda: lease.release(image_only.run_id))
 
 
@@ -146,11 +152,7 @@ def test_a_settle_out_of_patience_is_tagged_waiting_and_settled_by_a_later_try(t
 
     with open_instance(tmp_path / "state") as instance:
         failed, lease = _failed_live_env(instance), Lease(instance, "dev")
-        image_only = dg.DagsterRun(job_name="__ASSET_JOB", status=dg.DagsterRunStatus.STARTED,
-                                   asset_selection=frozenset({names.key(names.API_IMAGE)}),
-                                   tags={names.ENV_TAG: "dev", names.RELEASE_TAG: "main-ccccccc"})  # fmt: skip
-        instance.add_run(image_only)
-        lease.acquire(image_only.run_id, log=print, describe=str)
+        image_only = _image_build_holding(instance, lease)
         for _ in range(2):
             failed = instance.get_run_by_id(failed.run_id)
             settled = settle_failed_run(instance, failed, load_policies()["dev"], _never_read, patience=0.2)

@@ -134,14 +134,20 @@ def _keys(tmp_path) -> dict[str, str]:
     return {name: str(tmp_path / name) for name in ("allowed", "stranger")}
 
 
-def test_signed_tags_required_only_an_allowed_signature_deploys(env, repo, settings_infra, tmp_path):
-    settings, instance = env
+def _signed_prod(settings_infra, tmp_path) -> dict[str, str]:
+    """prod requires tags signed by the key `allowed` (alice's); the keys made for the test."""
     keys = _keys(tmp_path)
     public = (tmp_path / "allowed.pub").read_text().strip()
     (settings_infra / "allowed_signers").write_text(f'alice@example.com namespaces="git" {public}\n')
     # No approval here, so that what the signature lets through is a deploy (prod's other gates stay on).
     _policy(settings_infra, "prod", approvers=None, approvals_required=None, approval_expires=None, approval="none",
             require_signed_tags=True, allowed_signers="allowed_signers")  # fmt: skip
+    return keys
+
+
+def test_signed_tags_required_only_an_allowed_signature_deploys(env, repo, settings_infra, tmp_path):
+    settings, instance = env
+    keys = _signed_prod(settings_infra, tmp_path)
     baseline = tick(settings, instance, "version_tag_sensor", None)
     verified_in_dev(instance, repo.push("a release"))
     _tag_as(repo, "v1.0.0", "alice@example.com")  # annotated, unsigned
@@ -170,11 +176,7 @@ def test_a_late_tag_is_not_held_back_by_a_newer_tag_refused_for_its_signature(en
     lands in the same tick. v1.2.0 is refused everywhere (its signature): it is no release to keep v1.1.0 from
     going out."""
     settings, instance = env
-    keys = _keys(tmp_path)
-    public = (tmp_path / "allowed.pub").read_text().strip()
-    (settings_infra / "allowed_signers").write_text(f'alice@example.com namespaces="git" {public}\n')
-    _policy(settings_infra, "prod", approvers=None, approvals_required=None, approval_expires=None, approval="none",
-            require_signed_tags=True, allowed_signers="allowed_signers")  # fmt: skip
+    keys = _signed_prod(settings_infra, tmp_path)
     baseline = tick(settings, instance, "version_tag_sensor", None)
     verified_in_dev(instance, repo.commit("the release"))
     ssh = ["-c", "gpg.format=ssh"]
