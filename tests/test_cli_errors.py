@@ -130,6 +130,7 @@ CASES = [
     (["status"], {"CODEREMOTE_STATE_DIR": '{tmp}/st"ate'}, "holds a quote, a backslash or a control character"),
     (["history", "dev"], {"CODEREMOTE_STATE_DIR": "{tmp}/blocked"}, "/history): File exists. Move that away"),
     (["status"], {"DAGSTER_HOME": "{tmp}/fifo_home"}, "dagster.yaml is not a regular file: fix it"),
+    (["deploy", "dev", "main", "--remote", "ssh://git@host:notaport/x"], {}, "has a port that is not a number"),
     (["promote", "dev", "staging", "--reason", "x"], {}, "--reason goes with --force (the reason"),
     (["approve", "prod", "v1.0.0", "--by", "b" * 65], {}, "argument --by: is 65 characters: give a name of at most"),
     (["reject", "prod", "v1.0.0", "--reason", "r" * 501], {}, "argument --reason: is 501 characters: say it in"),

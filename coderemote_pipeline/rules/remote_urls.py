@@ -33,6 +33,14 @@ def shown(url: str) -> str:
     return url
 
 
+def _port_ok(url: str) -> bool:
+    try:
+        port = urlsplit(url).port  # raises for a port that is not a number in range
+    except ValueError:
+        return False
+    return port is None or port >= 0
+
+
 def check_remote(url: str, *, name: str) -> str:
     """`url`, once it is something git can only read as a repository (a path or a URL), never as an option."""
     if not url.strip():
@@ -42,6 +50,9 @@ def check_remote(url: str, *, name: str) -> str:
         raise RemoteUrlError(f"{name} {shown(url)!r} is not a git URL or path: it starts with '-'")
     if any(ch in url for ch in "\n\r\0"):
         raise RemoteUrlError(f"{name} is not a git URL or path: it holds a line break or a NUL")
+    if "://" in url and not _port_ok(url):
+        raise RemoteUrlError(f"{name} {shown(url)!r} has a port that is not a number from 0 to 65535: fix the "
+                             "port, or leave it out for the scheme's own")  # fmt: skip
     if shown(url) != url:
         # The remote is recorded with every release (run tags, the live record, the UI's resources page).
         raise RemoteUrlError(
