@@ -331,3 +331,48 @@ def test_two_settles_that_find_a_dead_settle_never_both_settle(tmp_path, monkeyp
         second.join(10)
         assert bodies == ["first"] and verdicts["second"] is None
         assert Lease(instance, "dev").holder() is None
+
+
+def test_a_deploy_command_that_waits_shows_the_verdict_of_the_sensor_that_settled_first(tmp_path, monkeypatch):
+    """The CLI says what it waits for and waits; when the lease frees, the waiting-settles sensor (another process)
+    may take it first. The command must then print that sensor's verdict, neither settle the run a second time nor
+    hang."""
+    from coderemote_pipeline.actions.failure_report import MARKER
+    from coderemote_pipeline.ledger.instance import open_instance
+    from coderemote_pipeline.ledger.leases import Lease
+    from coderemote_pipeline.rules.settings import Settings
+    from coderemote_pipeline.usecases import launch
+
+    monkeypatch.setattr(launch, "SAY_WAIT_AFTER_S", 0.2)
+    verdict = "dev serves main-aaaaaaa (alias version 1, site main-aaaaaaa) as one whole release"
+    with open_instance(tmp_path / "state") as instance:
+        failed, lease = _failed_live_env(instance), Lease(instance, "dev")
+        image_only = _image_build_holding(instance, lease)
+        said, sensor_holds = [], threading.Event()
+
+        def sensor_settles() -> None:
+            with lease.settling(failed.run_id, defer_to=lambda _: True) as holder:
+                assert holder is None
+                sensor_holds.set()
+                time.sleep(1.2)  # the command polls meanwhile and finds this run's own settle at work
+                instance.report_engine_event(f"{MARKER} {verdict}", failed)
+
+        sensor = threading.Thread(target=sensor_settles)
+
+        def echo(line: str) -> None:  # said once the command gave up its first try: the build ends, the sensor wins
+            said.append(line)
+            lease.release(image_only.run_id)
+            sensor.start()
+            assert sensor_holds.wait(10)
+
+        # No local stack runs: had the command read dev itself, its verdict would say dev cannot be read.
+        settings = Settings("local", tmp_path / "unused", "unused", None)
+        deploy = SimpleNamespace(policy=load_policies()["dev"])
+        text = launch._settle(instance, failed.run_id, deploy, settings, "a stage failed", echo)
+        sensor.join(10)
+        logged = [e.message for e in instance.all_logs(failed.run_id, of_type=dg.DagsterEventType.ENGINE_EVENT)]
+    assert len(said) == 1 and said[0].startswith(f"not settled yet: run {image_only.run_id[:8]} (dev|main-ccccccc")
+    assert said[0].endswith("dev is settled as soon as it is free (this command waits for it)")
+    assert text == f"a stage failed. {verdict}"
+    assert [m for m in logged if m.startswith(MARKER)] == [f"{MARKER} {verdict}"]
+    assert lease.holder() is None
