@@ -95,7 +95,7 @@ CASES = [
     (["history", "dev", "--days", "inf"], {}, "--days inf must be a number of days"),
     (["history", "dev", "--days", "1e300"], {}, "--days 1e+300 must be a number of days"),
     (["history", "dev", "--days", "1e6"], {}, "--days 1e+06 must be a number of days"),
-    (["history", "dev", "--days", "many"], {}, "invalid float value: 'many'"),
+    (["history", "dev", "--days", "many"], {}, "argument --days: many is not a number of days: write it in digits"),
     (["traffic", "staging", "--abort", "--by", ""], {}, "argument --by: '' names nobody: give who you are"),
     (["traffic", "staging", "--promote", "--by", "  "], {}, "argument --by: '  ' names nobody"),
     (["traffic", "dev", "--reason", "x"], {}, "--reason goes with --promote or --abort"),
@@ -135,6 +135,7 @@ CASES = [
     (["approve", "prod", "v1.0.0", "--by", "b" * 65], {}, "argument --by: is 65 characters: give a name of at most"),
     (["reject", "prod", "v1.0.0", "--reason", "r" * 501], {}, "argument --reason: is 501 characters: say it in"),
     (["deploy", "dev", "main", "--reason", "x"], {"USER": "bob\nEVIL"}, "--reason goes with --force or --skip-chec"),
+    (["history", "dev", "--days", "1_0"], {}, "argument --days: 1_0 is not a number of days: write it in digits"),
     (["history", "d" * 5000], {}, "unknown environment 'ddd"),  # quoted, shortened: one line of at most ~1 kB
     # semver's own message would repeat the key raw: a carriage return would rewrite the line on the terminal.
     (["approve", "prod", "v1.0.0\rFAKE", "--by", "x"], {}, "'v1.0.0\\rFAKE' is not semantic versioning"),
@@ -153,6 +154,8 @@ def test_broken_input_gets_one_line_and_exit_2(env, monkeypatch, capsys, argv, e
     lines = out.err.splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], out.err
     assert len(lines[0]) < 1100
+    if "unknown environment '" in message:  # checked before any progress line: the error is the only line
+        assert out.out == ""
 
 
 def test_a_refusal_quotes_neither_a_config_value_nor_a_git_file(env, monkeypatch, capsys):
@@ -233,6 +236,13 @@ def test_a_damaged_state_database_or_stack_record_is_one_line(env, capsys):
     assert main(["deploy", "dev", "main"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1 and "stack.json is unreadable (a JSON list" in err
+    (env["tmp"] / "state" / "local" / "stack.json").write_text('{"stack_id": "x", "moto_pid": 1}')  # half of one
+    assert main(["deploy", "dev", "main"]) == 2
+    err = capsys.readouterr().err
+    assert "stack.json is unreadable (it lacks moto_endpoint, registry_host" in err and "__init__" not in err
+    assert "then `coderemote-pipeline local up`" in err
+    assert main(["local", "down"]) == 0  # what the message says to run works past the damaged record
+    assert not (env["tmp"] / "state" / "local" / "stack.json").exists()
     (runs_db,) = (env["tmp"] / "state").rglob("runs.db")
     runs_db.write_text("not a database\n")
     assert main(["history", "dev"]) == 2
@@ -355,6 +365,12 @@ def test_the_run_ids_retry_asks_for_are_in_history(env, capsys):
     assert main(["history", "dev"]) == 0
     listed = [line for line in capsys.readouterr().out.splitlines() if "main-ccccccc" in line]
     assert len(listed) == 1 and f"  {failed[:8]}  " in listed[0]
+
+
+def test_version_is_printed_without_a_command(capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0 and capsys.readouterr().out == "coderemote-pipeline 0.1.0\n"
 
 
 def test_by_is_who_without_the_spaces_around_it(monkeypatch):

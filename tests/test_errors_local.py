@@ -14,7 +14,7 @@ from coderemote_pipeline.cli.main import main
 from coderemote_pipeline.local_stack import EmulatorDown, LocalStackNotRunning, check_parts, load_stack_info
 from coderemote_pipeline.resources.local_stack import LocalStackResource
 from coderemote_pipeline.resources.targets import local_resources
-from coderemote_pipeline.rules.partitions import UnknownEnvironmentError
+from coderemote_pipeline.rules.env_names import UnknownEnvironmentError
 from coderemote_pipeline.rules.release_keys import commit_release_key
 from coderemote_pipeline.usecases.demo import EXAMPLE_APP, commit_and_push, git, make_app_repo
 from coderemote_pipeline.usecases.deploy import DeployRefused, run_deployment

@@ -2,12 +2,9 @@ import dagster as dg
 import pytest
 
 from coderemote_pipeline.rules.deployment import Deployment
+from coderemote_pipeline.rules.env_names import UnknownEnvironmentError, check_env
 from coderemote_pipeline.rules.environments import load_policies
-from coderemote_pipeline.rules.partitions import (
-    UnknownEnvironmentError,
-    check_env,
-    partition_key,
-)
+from coderemote_pipeline.rules.partitions import partition_key
 from coderemote_pipeline.rules.release_keys import (
     ReleaseKeyError,
     ReleaseKind,

@@ -16,8 +16,8 @@ import botocore.exceptions
 from coderemote_pipeline.actions.scratch import scratch_dir
 from coderemote_pipeline.rules import stack_outputs as out
 from coderemote_pipeline.rules.aws_errors import error_code
+from coderemote_pipeline.rules.env_names import ENVIRONMENTS
 from coderemote_pipeline.rules.images import ImageRef
-from coderemote_pipeline.rules.partitions import ENVIRONMENTS
 
 
 def build_tag(build_key: str) -> str:

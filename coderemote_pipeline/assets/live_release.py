@@ -12,7 +12,8 @@ from coderemote_pipeline.resources.app_source import AppSource
 from coderemote_pipeline.resources.env_targets import EnvTargets
 from coderemote_pipeline.rules import names
 from coderemote_pipeline.rules.app_layout import AppLayout
-from coderemote_pipeline.rules.partitions import ENV_DIMENSION, ENVIRONMENTS, env_partitions_def
+from coderemote_pipeline.rules.env_names import ENVIRONMENTS
+from coderemote_pipeline.rules.partitions import ENV_DIMENSION, env_partitions_def
 
 with warnings.catch_warnings():
     # Beta in Dagster 1.13, and exactly the mapping this lineage is: every env|release smoke → that env's record.

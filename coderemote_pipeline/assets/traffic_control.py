@@ -7,7 +7,7 @@ import dagster as dg
 
 from coderemote_pipeline.ledger import shifts
 from coderemote_pipeline.rules import names
-from coderemote_pipeline.rules.partitions import ENVIRONMENTS
+from coderemote_pipeline.rules.env_names import ENVIRONMENTS
 
 
 class TrafficControl(dg.Config):

@@ -44,8 +44,26 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"error: {message} (see `{self.prog} --help`)\n")
 
 
+class _Version(argparse.Action):
+    """`--version`, read from the installed package's metadata only when asked (every command builds this parser)."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, help="print the installed version and exit")
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            shown = version("coderemote-pipeline")
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            shown = "not installed (run from source)"
+        print(f"coderemote-pipeline {shown}")
+        parser.exit(0)
+
+
 def parser() -> argparse.ArgumentParser:
     top = OneLineParser(prog="coderemote-pipeline", description="The release system of Code Remote.")
+    top.add_argument("--version", action=_Version)
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=OneLineParser)
     stack_commands.add_parsers(sub)
     release_commands.add_parsers(sub)

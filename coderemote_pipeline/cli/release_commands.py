@@ -8,6 +8,7 @@ import os
 import sys
 
 from coderemote_pipeline.cli.outlive import outlive_the_terminal
+from coderemote_pipeline.rules.env_names import check_env
 from coderemote_pipeline.rules.errors import has_controls
 
 EXECUTOR_HELP = (
@@ -45,6 +46,18 @@ def one_line(text: str) -> str:
         raise argparse.ArgumentTypeError(f"is {len(text)} characters: say it in at most {MAX_REASON} (it is listed "
                                          "on one line)")  # fmt: skip
     return text
+
+
+def day_count(text: str) -> float:
+    """A `--days` value: float()'s forms (the window's check in history.py says which are too big or small), except
+    the digit separators it also takes: `1_0` would be 10 days, unsaid."""
+    try:
+        if "_" in text:
+            raise ValueError(text)
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{_shown(text)} is not a number of days: write it in digits (e.g. "
+                                         "--days 30)") from None  # fmt: skip
 
 
 def default_person() -> str:
@@ -97,8 +110,9 @@ def _finish(outcome) -> int:
 
 def cmd_deploy(args: argparse.Namespace, settings_from) -> int:
     outlive_the_terminal()
+    check_env(args.env)  # a mistyped env is one line, not a progress line and then the error
     # Said before the second of imports and git below, so the user sees at once that it started.
-    print(f"deploying {_shown(args.ref)} to {_shown(args.env)}: resolving the release on the remote…", flush=True)
+    print(f"deploying {_shown(args.ref)} to {args.env}: resolving the release on the remote…", flush=True)
     from coderemote_pipeline.usecases.deploy import run_deployment
 
     settings = settings_from(args)
@@ -119,7 +133,8 @@ def cmd_promote(args: argparse.Namespace, settings_from) -> int:
 
 def cmd_rollback(args: argparse.Namespace, settings_from) -> int:
     outlive_the_terminal()
-    print(f"rollback of {_shown(args.env)}: finding the release to go back to…", flush=True)  # before Dagster loads
+    check_env(args.env)
+    print(f"rollback of {args.env}: finding the release to go back to…", flush=True)  # before Dagster loads
     from coderemote_pipeline.ledger.instance import open_instance
     from coderemote_pipeline.usecases.rollback import AlreadyLive, rollback
 
@@ -246,5 +261,5 @@ def add_parsers(sub) -> None:
     status.set_defaults(func=cmd_status)
     history = sub.add_parser("history", help="deploys and rollbacks of ENV, and its five delivery figures")
     history.add_argument("env")
-    history.add_argument("--days", type=float, default=30.0)
+    history.add_argument("--days", type=day_count, default=30.0, help="the window, in days (default: 30)")
     history.set_defaults(func=cmd_history)

@@ -19,7 +19,8 @@ from coderemote_pipeline.local_stack.errors import (
 )
 from coderemote_pipeline.local_stack.lifecycle import LocalStack
 from coderemote_pipeline.local_stack.moto_server import ACCOUNT_ID, DUMMY_CREDENTIALS, REGION
-from coderemote_pipeline.local_stack.stack_info import ENVIRONMENTS, StackInfo, load_stack_info
+from coderemote_pipeline.local_stack.stack_info import StackInfo, load_stack_info
+from coderemote_pipeline.rules.env_names import ENVIRONMENTS
 
 __all__ = [
     "ACCOUNT_ID",

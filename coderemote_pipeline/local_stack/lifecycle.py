@@ -19,10 +19,9 @@ from coderemote_pipeline.local_stack import companions, dockerd, edges, moto_ser
 from coderemote_pipeline.local_stack import registry_server as registry
 from coderemote_pipeline.local_stack.base_image import BASE_IMAGE, default_cache_dir, ensure_base_image
 from coderemote_pipeline.local_stack.checks import check_parts
-from coderemote_pipeline.local_stack.errors import LocalStackNotRunning
+from coderemote_pipeline.local_stack.errors import LocalStackError, LocalStackNotRunning
 from coderemote_pipeline.local_stack.processes import free_port, pid_matches, stop_pid
 from coderemote_pipeline.local_stack.stack_info import (
-    ENVIRONMENTS,
     StackInfo,
     StackPaths,
     load_stack_info,
@@ -31,6 +30,7 @@ from coderemote_pipeline.local_stack.stack_info import (
     write_atomically,
 )
 from coderemote_pipeline.local_stack.stack_status import stack_status
+from coderemote_pipeline.rules.env_names import ENVIRONMENTS
 
 LEGACY = {"moto": moto_server.LEGACY_CMDLINE_FRAGMENT}
 
@@ -210,10 +210,16 @@ class LocalStack:
         """Remove this stack's containers, stop what it started, forget the running record. Idempotent."""
         with self._locked():
             companions.stop_all(self.state_dir)  # first: no command starts on a stack going down
-            info = self.read_info()
+            hosts: set[str] = set()
+            try:
+                info = self.read_info()
+            except LocalStackError:
+                # A damaged record is what `down` is told to clear: the pidfiles and the containers' stack label
+                # still name what this stack started, in our engine or in the one someone else runs.
+                info, hosts = None, {h for h in [dockerd.external_engine()] if h}
             engine_pid = dockerd.read_pidfile(self.engine)
             own_engine = pid_matches(engine_pid, dockerd.CMDLINE_FRAGMENT)
-            hosts = {info.docker_host} if info is not None else set()
+            hosts |= {info.docker_host} if info is not None else set()
             if own_engine:
                 hosts.add(self.engine.docker_host)
             # API containers first: they belong to the stack even when the engine is not ours.

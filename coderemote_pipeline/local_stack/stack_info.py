@@ -10,13 +10,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from coderemote_pipeline.local_stack.errors import UP_COMMAND, LocalStackError, LocalStackNotRunning
-
-ENVIRONMENTS = ("dev", "staging", "prod")
 
 
 @dataclass(frozen=True)
@@ -50,8 +48,16 @@ class StackInfo:
         data: dict[str, Any] = json.loads(text)
         if not isinstance(data, dict):
             raise ValueError(f"a JSON {type(data).__name__}, not the stack's record")
+        known = {f.name: f for f in fields(cls)}
+        if unknown := sorted(set(data) - set(known)):
+            raise ValueError(f"unknown keys {', '.join(map(repr, unknown))[:200]}: not written by this version")
+        needed = (n for n, f in known.items() if f.default is MISSING and f.default_factory is MISSING)
+        if missing := [n for n in needed if n not in data]:
+            raise ValueError(f"it lacks {', '.join(missing)}")
         for ports in ("api_ports", "site_ports"):
-            data[ports] = {env: int(port) for env, port in data.get(ports, {}).items()}
+            value = data.get(ports, {})
+            if not isinstance(value, dict) or not all(isinstance(p, int) for p in value.values()):
+                raise ValueError(f"{ports} is not a map of environment to port number")
         return cls(**data)
 
 

@@ -11,14 +11,9 @@ from dataclasses import dataclass, replace
 import dagster as dg
 
 from coderemote_pipeline.rules import names
+from coderemote_pipeline.rules.env_names import check_env
 from coderemote_pipeline.rules.environments import EnvironmentPolicy
-from coderemote_pipeline.rules.partitions import (
-    ENV_DIMENSION,
-    RELEASE_DIMENSION,
-    check_env,
-    partition_key,
-    split_partition_key,
-)
+from coderemote_pipeline.rules.partitions import ENV_DIMENSION, RELEASE_DIMENSION, partition_key, split_partition_key
 from coderemote_pipeline.rules.release_keys import Release, parse_release_key
 
 

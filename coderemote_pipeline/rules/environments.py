@@ -19,9 +19,9 @@ from pydantic import Field, StrictBool, StrictInt, model_validator
 
 from coderemote_pipeline.rules.approvers import ApprovalRule, Approvers
 from coderemote_pipeline.rules.deploy_windows import DeployWindows, WindowPlan
+from coderemote_pipeline.rules.env_names import ENVIRONMENTS, check_env
 from coderemote_pipeline.rules.errors import resolved
 from coderemote_pipeline.rules.notify_config import Receiver
-from coderemote_pipeline.rules.partitions import ENVIRONMENTS, check_env
 from coderemote_pipeline.rules.release_keys import Release, ReleaseKind
 from coderemote_pipeline.rules.rollout import Delivery, Lifetime, RolloutPlan, plan, seconds
 from coderemote_pipeline.rules.schema import ConfigError, StrictModel, read_yaml_mapping, said, validate

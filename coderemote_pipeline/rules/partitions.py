@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import dagster as dg
 
-from coderemote_pipeline.rules.errors import UserError
+from coderemote_pipeline.rules.env_names import ENVIRONMENTS
 from coderemote_pipeline.rules.release_keys import ReleaseKeyError
 
-ENVIRONMENTS = ("dev", "staging", "prod")
 ENV_DIMENSION = "env"
 RELEASE_DIMENSION = "release"
 
@@ -16,19 +15,6 @@ release_partitions_def = dg.DynamicPartitionsDefinition(name="release")
 deployment_partitions_def = dg.MultiPartitionsDefinition(
     {ENV_DIMENSION: env_partitions_def, RELEASE_DIMENSION: release_partitions_def}
 )
-
-
-class UnknownEnvironmentError(UserError, ValueError):
-    pass
-
-
-def check_env(env: str) -> str:
-    if env not in ENVIRONMENTS:
-        raise UnknownEnvironmentError(
-            f"unknown environment {env!r}: choose one of {', '.join(ENVIRONMENTS)} "
-            "(environments are declared in infra/environments.yaml)"
-        )
-    return env
 
 
 def partition_key(env: str, release: str) -> str:

@@ -18,8 +18,9 @@ from coderemote_pipeline.ledger.approvals import (
 )
 from coderemote_pipeline.ledger.releases import register_release
 from coderemote_pipeline.rules import names
+from coderemote_pipeline.rules.env_names import check_env
 from coderemote_pipeline.rules.environments import load_policies
-from coderemote_pipeline.rules.partitions import RELEASE_DIMENSION, check_env, partition_key
+from coderemote_pipeline.rules.partitions import RELEASE_DIMENSION, partition_key
 from coderemote_pipeline.rules.release_keys import Release, ReleaseKind
 from coderemote_pipeline.rules.settings import Settings
 from coderemote_pipeline.usecases.approval_view import Waiting, approval_view

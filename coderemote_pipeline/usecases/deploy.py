@@ -28,9 +28,9 @@ from coderemote_pipeline.rules import names
 from coderemote_pipeline.rules import notify_config as nc
 from coderemote_pipeline.rules.app_layout import AppLayout
 from coderemote_pipeline.rules.deployment import Deployment
+from coderemote_pipeline.rules.env_names import check_env
 from coderemote_pipeline.rules.environments import EnvironmentPolicy, load_policies
 from coderemote_pipeline.rules.errors import DeployRefused
-from coderemote_pipeline.rules.partitions import check_env
 from coderemote_pipeline.rules.release_keys import ReleaseKeyError
 from coderemote_pipeline.rules.settings import Settings
 from coderemote_pipeline.usecases.launch import DeployOutcome, launch

@@ -9,8 +9,8 @@ import dagster as dg
 
 from coderemote_pipeline.ledger.figures import figures
 from coderemote_pipeline.rules.delivery import Deploy
+from coderemote_pipeline.rules.env_names import check_env
 from coderemote_pipeline.rules.errors import DeployRefused
-from coderemote_pipeline.rules.partitions import check_env
 
 # Ten years: more than any ledger holds, and far below where a window's start leaves the dates Python and SQL
 # can hold (a million days reaches year -711).

@@ -13,8 +13,8 @@ from coderemote_pipeline.ledger.records import StackRecord
 from coderemote_pipeline.ledger.stages import in_run
 from coderemote_pipeline.resources.targets import resources_for
 from coderemote_pipeline.rules import names
+from coderemote_pipeline.rules.env_names import check_env
 from coderemote_pipeline.rules.environments import policy_for
-from coderemote_pipeline.rules.partitions import check_env
 from coderemote_pipeline.rules.settings import Settings
 
 RECENT_RUNS = 30

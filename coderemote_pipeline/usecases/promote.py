@@ -13,8 +13,8 @@ from coderemote_pipeline.ledger.releases import register_release
 from coderemote_pipeline.resources.aws import warm_clients
 from coderemote_pipeline.resources.targets import resources_for
 from coderemote_pipeline.rules.deployment import Deployment
+from coderemote_pipeline.rules.env_names import check_env
 from coderemote_pipeline.rules.environments import load_policies
-from coderemote_pipeline.rules.partitions import check_env
 from coderemote_pipeline.rules.settings import Settings
 from coderemote_pipeline.usecases.deploy import (
     DeployRefused,

@@ -19,9 +19,9 @@ from coderemote_pipeline.resources.targets import resources_for
 from coderemote_pipeline.rules import names
 from coderemote_pipeline.rules.app_layout import AppLayout
 from coderemote_pipeline.rules.deployment import Deployment
+from coderemote_pipeline.rules.env_names import check_env
 from coderemote_pipeline.rules.environments import Accepts, EnvironmentPolicy, load_policies
 from coderemote_pipeline.rules.errors import UserError
-from coderemote_pipeline.rules.partitions import check_env
 from coderemote_pipeline.rules.release_keys import Release, ReleaseKind, parse_release_key
 from coderemote_pipeline.rules.settings import Settings
 from coderemote_pipeline.usecases.deploy import DeployRefused

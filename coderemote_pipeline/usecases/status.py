@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from coderemote_pipeline.ledger.live import recorded_live
 from coderemote_pipeline.ledger.records import LiveRecord
 from coderemote_pipeline.rules.app_layout import AppLayout
-from coderemote_pipeline.rules.partitions import ENVIRONMENTS, check_env
+from coderemote_pipeline.rules.env_names import ENVIRONMENTS, check_env
 from coderemote_pipeline.rules.settings import Settings
 
 if TYPE_CHECKING:

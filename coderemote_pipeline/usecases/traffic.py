@@ -14,8 +14,8 @@ from coderemote_pipeline.ledger import shifts
 from coderemote_pipeline.ledger.live import recorded_live
 from coderemote_pipeline.resources.targets import resources_for
 from coderemote_pipeline.rules.app_layout import AppLayout
+from coderemote_pipeline.rules.env_names import check_env
 from coderemote_pipeline.rules.errors import UserError
-from coderemote_pipeline.rules.partitions import check_env
 from coderemote_pipeline.rules.settings import Settings
 from coderemote_pipeline.rules.traffic import Traffic
 
