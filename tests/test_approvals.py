@@ -271,3 +271,16 @@ def test_force_before_the_approval_travels_with_the_hold(env, repo):
     (request,) = tick(settings, instance, "approved_release_sensor", None).run_requests
     assert request.tags["coderemote/override"] == "dev is down, hotfix"
     assert request.tags["coderemote/override_by"] == "carol"
+
+
+def test_an_approval_whose_commit_the_remote_cannot_give_is_refused_before_a_run(env, repo, tmp_path, capsys):
+    """No hold names v1.0.0's commit, so the decision reads it from the remote: an unreachable one is a one-line
+    refusal, not a failed approval run in the release's history each time it is tried."""
+    _, instance = env
+    repo.tag("v1.0.0")
+    instance.add_dynamic_partitions("release", ["v1.0.0"])  # registered (an earlier deploy attempt), never held
+    before = len(instance.get_runs())
+    assert main(["approve", "prod", "v1.0.0", "--by", "alice", "--remote", str(tmp_path / "nowhere.git")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "nowhere.git' is unreachable" in err
+    assert len(instance.get_runs()) == before

@@ -15,6 +15,7 @@ from coderemote_pipeline.ledger.approvals import (
     decision_refusal,
     held_run_key,
     latest_decision,
+    latest_hold,
 )
 from coderemote_pipeline.ledger.releases import register_release
 from coderemote_pipeline.rules import names
@@ -59,6 +60,10 @@ def record_decision(
     if not by.strip():
         raise ApprovalError("say who decides: --by NAME must not be empty")
     ensure_registered(instance, settings, release)
+    if latest_hold(instance, env, release.key) is None:
+        # The run binds the decision to the commit the release names now, read from the mirror, or from the remote
+        # when the mirror lacks it: a remote that cannot give it is refused here, not recorded as a failed run.
+        app_source(settings).commit_of(release)
     config = {"by": by, "decision": decision, "reason": reason}
     result = (
         build_defs(settings)
