@@ -162,7 +162,8 @@ def test_stack_files_in_several_regions_are_refused_at_load(monkeypatch: pytest.
     monkeypatch.setattr(
         targets_module, "load_policies", lambda _dir: {"dev": policy("us-east-1"), "prod": policy("eu-west-1")}
     )
-    with pytest.raises(SettingsError, match=r"one region.*\['eu-west-1', 'us-east-1'\]"):
+    said = r"one region.*eu-west-1 in Pulumi.prod.yaml; us-east-1 in Pulumi.dev.yaml: set the same aws:region"
+    with pytest.raises(SettingsError, match=said):
         targets_module.aws_region(aws_settings(tmp_path))
 
 

@@ -28,13 +28,17 @@ def env(tmp_path, cli_env):
     shutil.copytree(DEFAULT_INFRA_DIR, infra, ignore=shutil.ignore_patterns("__pycache__"))
     policy = infra / "environments.yaml"
     policy.write_text(policy.read_text().replace("    approval: required", "    aproval: required"))
+    regions = tmp_path / "regions"
+    shutil.copytree(DEFAULT_INFRA_DIR, regions, ignore=shutil.ignore_patterns("__pycache__"))
+    prod_stack = regions / "pulumi" / "Pulumi.prod.yaml"
+    prod_stack.write_text(prod_stack.read_text().replace("aws:region: us-east-1", "aws:region: eu-west-1"))
     (tmp_path / "loop1").symlink_to(tmp_path / "loop2")
     (tmp_path / "loop2").symlink_to(tmp_path / "loop1")
     (tmp_path / "blocked" / "dagster_home").mkdir(parents=True)
     (tmp_path / "blocked" / "dagster_home" / "history").write_text("")  # a file where the storage's directory goes
     (tmp_path / "fifo_home").mkdir()
     os.mkfifo(tmp_path / "fifo_home" / "dagster.yaml")  # reading it would wait for a writer forever
-    return {"tmp": tmp_path, "typo": str(typo), "infra": str(infra), "long": "d" * 300}
+    return {"tmp": tmp_path, "typo": str(typo), "infra": str(infra), "regions": str(regions), "long": "d" * 300}
 
 
 CASES = [
@@ -87,6 +91,8 @@ CASES = [
     (["approve", "prod", "v1.0.0", "--by", "pat\udcff"], {}, "argument 5 ('pat\ufffd') is not UTF-8 text"),
     (["status"], {"CODEREMOTE_STATE_DIR": "{tmp}/st\udcff"}, "CODEREMOTE_STATE_DIR is not UTF-8 text: type it again"),
     (["status"], {"CODEREMOTE_INFRA_DIR": "{infra}"}, "unknown key 'aproval'"),  # said before the next deploy fails
+    (["status"], {"CODEREMOTE_TARGET": "aws", "CODEREMOTE_INFRA_DIR": "{regions}"},
+     "one region, but infra/pulumi sets aws:region to eu-west-1 in Pulumi.prod.yaml; us-east-1 in Pulumi.dev.yaml"),
     (["status", ""], {}, "unknown environment ''"),
     (["history", "qa"], {}, "unknown environment 'qa'"),
     (["history", "dev", "--days", "0"], {}, "--days 0 must be a number of days more than 0 and at most 3650"),

@@ -191,12 +191,17 @@ def cmd_status(args: argparse.Namespace, settings_from) -> int:
 
 
 def _policy_problem(settings) -> str | None:
-    """A typo in infra/environments.yaml stops every deploy and sensor tick: said here, before the next one fails."""
+    """A typo in infra/environments.yaml (or, for the aws target, stack files in two regions) stops every deploy and
+    sensor tick: said here, before the next one fails."""
+    from coderemote_pipeline.resources.targets import aws_region
     from coderemote_pipeline.rules.environments import PolicyError, load_policies
+    from coderemote_pipeline.rules.settings import SettingsError
 
     try:
         load_policies(settings.infra_dir)
-    except PolicyError as exc:
+        if settings.target == "aws":
+            aws_region(settings)
+    except (PolicyError, SettingsError) as exc:
         return f"{str(exc).strip()} (every deploy, promote and sensor tick stops until it is fixed)"
     return None
 

@@ -56,13 +56,15 @@ def _gemini_api_key() -> dg.EnvVar | None:
 
 def aws_region(settings: Settings) -> str:
     """The region of every stack file (`aws:region` in infra/pulumi/Pulumi.<env>.yaml): one for all envs."""
-    regions = {policy.stack.region for policy in load_policies(settings.infra_dir).values()}
-    if len(regions) != 1:
-        raise SettingsError(
-            f"CODEREMOTE_TARGET=aws runs every environment in one region, but infra/pulumi/Pulumi.*.yaml set "
-            f"aws:region to {sorted(regions)}"
-        )
-    return regions.pop()
+    by_region: dict[str, list[str]] = {}
+    for env, policy in load_policies(settings.infra_dir).items():
+        by_region.setdefault(policy.stack.region, []).append(env)
+    if len(by_region) != 1:
+        said = "; ".join(f"{region} in {', '.join(f'Pulumi.{e}.yaml' for e in envs)}" for region, envs in
+                         sorted(by_region.items()))  # fmt: skip
+        raise SettingsError(f"CODEREMOTE_TARGET=aws runs every environment in one region, but infra/pulumi sets "
+                            f"aws:region to {said}: set the same aws:region in each")  # fmt: skip
+    return next(iter(by_region))
 
 
 def aws_resources(settings: Settings) -> dict[str, Any]:
