@@ -24,7 +24,6 @@ from sensor_kit import tick
 
 from coderemote_pipeline.definitions import build_defs
 from coderemote_pipeline.resources import lambda_url_runtime
-from coderemote_pipeline.resources import targets as targets_module
 from coderemote_pipeline.resources.app_source import AppSource
 from coderemote_pipeline.resources.aws import AwsCredentialsMissing, RealAws
 from coderemote_pipeline.resources.docker_engine import HostDockerEngine
@@ -38,6 +37,7 @@ from coderemote_pipeline.resources.readiness import AwsReadiness
 from coderemote_pipeline.resources.runtime import ApiUnhealthy, ServedVersion
 from coderemote_pipeline.resources.site_edge import CloudFrontOriginEdge
 from coderemote_pipeline.resources.targets import aws_resources, check_ready, local_resources, resources_for
+from coderemote_pipeline.rules import settings as settings_module
 from coderemote_pipeline.rules import stack_outputs
 from coderemote_pipeline.rules.names import DEPLOY_JOB, DEPLOY_JOBS, REDEPLOY_JOB, ROLLBACK_JOB
 from coderemote_pipeline.rules.settings import Settings, SettingsError
@@ -160,11 +160,11 @@ def test_stack_files_in_several_regions_are_refused_at_load(monkeypatch: pytest.
         return type("P", (), {"stack": type("S", (), {"region": region})()})()
 
     monkeypatch.setattr(
-        targets_module, "load_policies", lambda _dir: {"dev": policy("us-east-1"), "prod": policy("eu-west-1")}
+        settings_module, "load_policies", lambda _dir: {"dev": policy("us-east-1"), "prod": policy("eu-west-1")}
     )
     said = r"one region.*eu-west-1 in Pulumi.prod.yaml; us-east-1 in Pulumi.dev.yaml: set the same aws:region"
     with pytest.raises(SettingsError, match=said):
-        targets_module.aws_region(aws_settings(tmp_path))
+        settings_module.aws_region(aws_settings(tmp_path))
 
 
 class FunctionUrl(BaseHTTPRequestHandler):

@@ -193,9 +193,8 @@ def cmd_status(args: argparse.Namespace, settings_from) -> int:
 def _policy_problem(settings) -> str | None:
     """A typo in infra/environments.yaml (or, for the aws target, stack files in two regions) stops every deploy and
     sensor tick: said here, before the next one fails."""
-    from coderemote_pipeline.resources.targets import aws_region
     from coderemote_pipeline.rules.environments import PolicyError, load_policies
-    from coderemote_pipeline.rules.settings import SettingsError
+    from coderemote_pipeline.rules.settings import SettingsError, aws_region
 
     try:
         load_policies(settings.infra_dir)

@@ -23,8 +23,7 @@ from coderemote_pipeline.resources.readiness import AwsReadiness, TargetReadines
 from coderemote_pipeline.resources.site_edge import CloudFrontOriginEdge, LocalSiteEdge
 from coderemote_pipeline.rules import names
 from coderemote_pipeline.rules.app_layout import AppLayout
-from coderemote_pipeline.rules.environments import load_policies
-from coderemote_pipeline.rules.settings import Settings, SettingsError
+from coderemote_pipeline.rules.settings import Settings, SettingsError, aws_region
 
 
 def local_resources(settings: Settings) -> dict[str, Any]:
@@ -52,19 +51,6 @@ def _gemini_api_key() -> dg.EnvVar | None:
     """The local target passes the key on like the aws one (a secret in the function's environment) when the
     variable is set where definitions load; the value itself is read only at launch, through dg.EnvVar."""
     return dg.EnvVar("GEMINI_API_KEY") if "GEMINI_API_KEY" in os.environ else None
-
-
-def aws_region(settings: Settings) -> str:
-    """The region of every stack file (`aws:region` in infra/pulumi/Pulumi.<env>.yaml): one for all envs."""
-    by_region: dict[str, list[str]] = {}
-    for env, policy in load_policies(settings.infra_dir).items():
-        by_region.setdefault(policy.stack.region, []).append(env)
-    if len(by_region) != 1:
-        said = "; ".join(f"{region} in {', '.join(f'Pulumi.{e}.yaml' for e in envs)}" for region, envs in
-                         sorted(by_region.items()))  # fmt: skip
-        raise SettingsError(f"CODEREMOTE_TARGET=aws runs every environment in one region, but infra/pulumi sets "
-                            f"aws:region to {said}: set the same aws:region in each")  # fmt: skip
-    return next(iter(by_region))
 
 
 def aws_resources(settings: Settings) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from coderemote_pipeline.rules.app_layout import AppLayout, load_app_layout
-from coderemote_pipeline.rules.environments import default_infra_dir
+from coderemote_pipeline.rules.environments import default_infra_dir, load_policies
 from coderemote_pipeline.rules.errors import UserError
 from coderemote_pipeline.rules.remote_urls import check_remote
 from coderemote_pipeline.rules.schema import nearest
@@ -184,3 +184,16 @@ def lease_reclaim_s(env: Mapping[str, str]) -> float | None:
             f"{MAX_LEASE_RECLAIM_S:g}: a run silent that long loses its env's deploy lease (unset: 30)"
         )
     return value
+
+
+def aws_region(settings: Settings) -> str:
+    """The region of every stack file (`aws:region` in infra/pulumi/Pulumi.<env>.yaml): one for all envs."""
+    by_region: dict[str, list[str]] = {}
+    for env, policy in load_policies(settings.infra_dir).items():
+        by_region.setdefault(policy.stack.region, []).append(env)
+    if len(by_region) != 1:
+        said = "; ".join(f"{region} in {', '.join(f'Pulumi.{e}.yaml' for e in envs)}" for region, envs in
+                         sorted(by_region.items()))  # fmt: skip
+        raise SettingsError(f"CODEREMOTE_TARGET=aws runs every environment in one region, but infra/pulumi sets "
+                            f"aws:region to {said}: set the same aws:region in each")  # fmt: skip
+    return next(iter(by_region))
