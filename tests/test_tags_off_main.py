@@ -4,6 +4,8 @@ time. After that, or once a newer version is out, it stays refused; a tag moved 
 deployed."""
 
 import json
+import os
+import subprocess
 
 import dagster as dg
 import pytest
@@ -105,6 +107,37 @@ def test_a_merge_within_the_grace_time_seen_by_a_later_tick_still_deploys(tags_t
     repo.git("push", "--quiet", "origin", "HEAD:main")
     late = tags_tick(_aged(refused, LAST_LOOK_S + 1))
     assert late.events == [] and late.logged("tag v1.2.0 (commit") and "off_main" not in late.cursor_json
+
+
+def _merged_into_main(repo, branch: str, at: float) -> None:
+    """`branch` merged into main (a merge commit made at `at`, as its committer time says) and main pushed."""
+    merged = {**os.environ, "GIT_COMMITTER_DATE": f"@{int(at)} +0000"}
+    subprocess.run(["git", "merge", "--quiet", "--no-ff", branch, "-m", f"merge {branch}"], cwd=repo.clone,
+                   env=merged, check=True, capture_output=True)  # fmt: skip
+    repo.git("push", "--quiet", "origin", "HEAD:main")
+
+
+@pytest.mark.parametrize("in_time", [True, False], ids=["merged in time", "merged hours later"])
+def test_a_late_look_tells_a_merge_in_time_from_a_later_one(tags_tick, repo, in_time):
+    """The daemon stopped for hours: the first tick back looks once at a tag left waiting for main. A hotfix tag
+    whose merge came within the grace time deploys; one merged hours later (which that tick alone cannot tell from
+    the other) stays refused, as main's merge commit says when."""
+    baseline = tags_tick(None)
+    commit = repo.side_commit("hotfix", "the fix")
+    repo.tag("v1.1.0", commit)
+    refused = tags_tick(baseline.cursor)
+    assert set(refused.cursor_json["off_main"]) == {"v1.1.0"}
+    gap = 3 * 3600
+    since = refused.cursor_json["off_main"]["v1.1.0"]["since"] - gap
+    _merged_into_main(repo, "hotfix", since + (GRACE_S / 2 if in_time else gap))
+    result = tags_tick(_aged(refused, gap))
+    assert "off_main" not in result.cursor_json
+    if in_time:
+        assert [e.partition for e in result.events] == ["prod|v1.1.0"]
+        return
+    assert result.events == [] and result.run_requests == [] and "v1.1.0" not in result.cursor_json["accepted"]
+    assert result.logged(f"tag v1.1.0 (commit {commit[:12]}) reached main through a merge made ")
+    assert result.logged(f"more than {int(GRACE_S // 60)} min after the tag's push: it stays refused")
 
 
 def test_a_tag_seen_off_main_once_more_after_the_grace_time_is_dropped(tags_tick, repo):

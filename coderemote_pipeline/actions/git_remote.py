@@ -189,6 +189,19 @@ class GitRemote(CommitTrees):
         except (GitError, ValueError):
             return None
 
+    def merged_at(self, commit: str, ref: str) -> float | None:
+        """When `ref` got `commit` through a merge: the committer time of the first commit on its first-parent
+        line that has it. None when `commit` is on that line itself (a direct push or a fast-forward, which leave no
+        trace of when) or is not in `ref`."""
+        try:
+            line = git("rev-list", "--first-parent", "--reverse", "--ancestry-path", f"{commit}..{ref}", "--",
+                       cwd=self.mirror).decode().split()  # fmt: skip
+        except GitError:
+            return None
+        if not line or self.rev_parse(f"{line[0]}^1") == commit:
+            return None
+        return self.commit_time(line[0])
+
     def describe_commit(self, commit: str) -> dict[str, str]:
         fmt = "%H%x00%an%x00%aI%x00%s"
         sha, author, date, subject = git("show", "-s", f"--format={fmt}", commit, cwd=self.mirror).decode().split("\0")

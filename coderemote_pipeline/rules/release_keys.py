@@ -8,6 +8,7 @@ the UI, and unambiguous: a tag key parses as strict semver, a commit key is `<br
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -102,3 +103,16 @@ def release_for_tag(tag: str) -> Release:
     version = parse_version_tag(tag)
     kind = ReleaseKind.PRERELEASE if version.prerelease else ReleaseKind.STABLE
     return Release(key=tag, kind=kind, version=version)
+
+
+def highest_stable(names: Sequence[str]) -> semver.Version | None:
+    """The highest stable version among these tag names (others are skipped)."""
+    versions = []
+    for name in names:
+        try:
+            release = release_for_tag(name)
+        except ReleaseKeyError:
+            continue
+        if release.is_stable and release.version is not None:
+            versions.append(release.version)
+    return max(versions, default=None)

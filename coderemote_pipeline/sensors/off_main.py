@@ -11,14 +11,18 @@ out is not deployed over it (a newer tag refused everywhere for its signature di
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 GRACE_S = 600.0
 # A main that moved since the last check is still looked at once by the first tick after the grace time, as late
 # as this: that tick (the sensor's interval, a target-down skip, a daemon stopped for hours) may be the first to
-# see a merge made within it. A waiting tag outlives the grace only while no tick runs: each tick after it drops
-# the tag, so this bound only keeps a daemon stopped for days from shipping a hotfix merged days after its tag.
+# see a merge made within it. That look ships the tag only if main's merge commit is dated within the grace time
+# (late_merge); a fast-forward has no such date and is taken as in time. A waiting tag outlives the grace only
+# while no tick runs: each tick after it drops the tag, so this bound only keeps a daemon stopped for days from
+# shipping a fast-forwarded hotfix days after its tag.
 LAST_LOOK_S = 24 * 3600.0
 
 
@@ -59,6 +63,12 @@ class OffMain:
                  for name in refused if now - since[name] <= GRACE_S}  # fmt: skip
         return OffMain({**self.entries, **added}), sorted(set(refused) - set(added))
 
+    def merge_by(self, name: str, now: float) -> float | None:
+        """The latest time a merge bringing `name`'s commit into main is in time, once that time has passed (a late
+        look must tell an in-time merge from a later one); None within the grace time."""
+        deadline = float(self.entries[name]["since"]) + GRACE_S
+        return deadline if now > deadline else None
+
     def waits(self) -> str:
         """What an idle tick adds to its skip reason."""
         return f"; {', '.join(sorted(self.entries))} wait(s) for main to have its commit" if self.entries else ""
@@ -80,4 +90,17 @@ def expiry(name: str, commit: str) -> str:
     return (
         f"tag {name} (commit {commit[:12]}) was not seen on main within {int(GRACE_S // 60)} min of its push: it "
         "stays refused. Merge the change into main, then tag the merge commit with a new version"
+    )
+
+
+def late_merge(name: str, commit: str, merge_by: float | None, merged_at: Callable[[str], float | None]) -> str | None:
+    """The refusal of a tag a late look finds on main through a merge made after its grace time; None when the
+    merge was in time or main's history cannot tell (a fast-forward: see merged_at), as within the grace time."""
+    if merge_by is None or (at := merged_at(commit)) is None or at <= merge_by:
+        return None
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(at))
+    return (
+        f"tag {name} (commit {commit[:12]}) reached main through a merge made {when}, more than "
+        f"{int(GRACE_S // 60)} min after the tag's push: it stays refused. To ship it, tag the merge commit with a "
+        "new version"
     )

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from types import MappingProxyType
 
 import dagster as dg
 import semver
@@ -27,7 +28,13 @@ from coderemote_pipeline.resources.readiness import TargetReadiness
 from coderemote_pipeline.rules.app_layout import AppLayout
 from coderemote_pipeline.rules.deployment import Deployment
 from coderemote_pipeline.rules.environments import EnvironmentPolicy, Trigger
-from coderemote_pipeline.rules.release_keys import Release, ReleaseKeyError, is_version_tag_name, release_for_tag
+from coderemote_pipeline.rules.release_keys import (
+    Release,
+    ReleaseKeyError,
+    highest_stable,
+    is_version_tag_name,
+    release_for_tag,
+)
 from coderemote_pipeline.sensors import off_main
 from coderemote_pipeline.sensors.off_main import OffMain
 from coderemote_pipeline.sensors.tick import GATED, MAIN_REF, TAG_PREFIX, WINDOW, Tick, dump_cursor, load_cursor
@@ -44,18 +51,6 @@ def _stable_name(name: str) -> bool:
         return release_for_tag(name).is_stable
     except ReleaseKeyError:
         return False
-
-
-def _highest_stable(names: Sequence[str]) -> semver.Version | None:
-    versions = []
-    for name in names:
-        try:
-            release = release_for_tag(name)
-        except ReleaseKeyError:
-            continue
-        if release.is_stable and release.version is not None:
-            versions.append(release.version)
-    return max(versions, default=None)
 
 
 def classify(new: dict[str, str], tick: Tick) -> list[Release]:
@@ -105,15 +100,16 @@ def act_on_stable(
     tick: Tick,
     policies: dict[str, EnvironmentPolicy],
     layout: AppLayout,
-    rechecked: frozenset[str] = frozenset(),
+    rechecked: Mapping[str, float | None] = MappingProxyType({}),
 ) -> tuple[dict[str, list[str]], set[str], list[str]]:
     """Check each new stable tag is on main (and signed where an env requires it), then deploy it (or hold it) in
     every env triggered by stable tags. `accepted` (the releases taken so far, in the cursor) gains each tag that is
-    on main. `rechecked`: tags refused earlier as off main, checked again now that main moved (sensors/off_main.py).
+    on main. `rechecked`: tags refused earlier as off main, checked again now that main moved, each with the time
+    its merge must not be later than once that time has passed (sensors/off_main.py).
     Returns the envs a deploy window or the promotion gate holds each tag from (decided again next tick), the envs
     a new tag went to, and the tags not on main."""
     remote.fetch_refs(MAIN_REF, *[f"{TAG_PREFIX}{r.key}" for r in stable])
-    highest_before = _highest_stable(accepted)
+    highest_before = highest_stable(accepted)
     on_main = {r.key for r in stable if remote.is_ancestor(tags[r.key], MAIN_REF)}
     waiting: dict[str, list[str]] = {}
     went: set[str] = set()
@@ -128,7 +124,11 @@ def act_on_stable(
                 tick.warn(off_main.refusal(release.key, commit))
             off.append(release.key)
             continue
-        newest = _highest_stable(accepted) if again else None
+        if again and (late := off_main.late_merge(release.key, commit, rechecked[release.key],
+                                                  functools.partial(remote.merged_at, ref=MAIN_REF))):  # fmt: skip
+            tick.warn(late)
+            continue
+        newest = highest_stable(accepted) if again else None
         if newest is not None and release.version is not None and release.version < newest:
             tick.warn(f"{release.key} reached main after v{newest} was tagged: not deployed over it. To ship its "
                       "commit, tag it with a new version")  # fmt: skip
@@ -277,8 +277,9 @@ def version_tag_sensor_def(interval_s: int, jobs: Sequence[dg.UnresolvedAssetJob
         stable = sorted(classify(new, tick) + [release_for_tag(name) for name in recheck], key=_version)
         policies, layout = environments.policies(), app_source.layout
         try:
+            merge_by = {name: off_before.merge_by(name, now) for name in recheck}
             fresh, newer, off = act_on_stable(remote, stable, tags, accepted, tick, policies, layout,
-                                              frozenset(recheck)) if stable else ({}, set(), [])  # fmt: skip
+                                              merge_by) if stable else ({}, set(), [])  # fmt: skip
             held = {k: v for k, v in waiting.items() if seen.get(k) == tags.get(k)}
             waiting = still_waiting(remote, held, tags, newer, tick, policies, layout) | fresh
         except GitError as exc:
