@@ -36,6 +36,9 @@ def env(tmp_path, cli_env):
     (tmp_path / "loop2").symlink_to(tmp_path / "loop1")
     (tmp_path / "blocked" / "dagster_home").mkdir(parents=True)
     (tmp_path / "blocked" / "dagster_home" / "history").write_text("")  # a file where the storage's directory goes
+    (tmp_path / "frees_slots").mkdir()  # a team's dagster.yaml with the daemon freeing ended runs' slots
+    (tmp_path / "frees_slots" / "dagster.yaml").write_text("run_monitoring:\n  enabled: true\n"
+                                                           "  free_slots_after_run_end_seconds: 60\n")
     (tmp_path / "fifo_home").mkdir()
     os.mkfifo(tmp_path / "fifo_home" / "dagster.yaml")  # reading it would wait for a writer forever
     return {"tmp": tmp_path, "typo": str(typo), "infra": str(infra), "regions": str(regions), "long": "d" * 300}
@@ -136,6 +139,8 @@ CASES = [
     (["status"], {"CODEREMOTE_STATE_DIR": '{tmp}/st"ate'}, "holds a quote, a backslash or a control character"),
     (["history", "dev"], {"CODEREMOTE_STATE_DIR": "{tmp}/blocked"}, "/history): File exists. Move that away"),
     (["status"], {"DAGSTER_HOME": "{tmp}/fifo_home"}, "dagster.yaml is not a regular file: fix it"),
+    (["deploy", "dev", "main"], {"DAGSTER_HOME": "{tmp}/frees_slots"},
+     "frees_slots/dagster.yaml sets run_monitoring.free_slots_after_run_end_seconds, which would free an environment"),
     (["deploy", "dev", "main", "--remote", "ssh://git@host:notaport/x"], {}, "has a port that is not a number"),
     (["promote", "dev", "staging", "--reason", "x"], {}, "--reason goes with --force (the reason"),
     (["approve", "prod", "v1.0.0", "--by", "b" * 65], {}, "argument --by: is 65 characters: give a name of at most"),

@@ -152,7 +152,7 @@ def _here(written: str, home: Path) -> str:
 def open_instance(state_dir: Path) -> dg.DagsterInstance:
     home = dagster_home(state_dir)
     try:
-        return dg.DagsterInstance.from_config(str(home))
+        instance = dg.DagsterInstance.from_config(str(home))
     except OSError as exc:  # a file where the storage's directory goes, a directory it may not write
         where = f" ({exc.filename})" if exc.filename else ""
         raise InstanceUnusable(f"the instance's storage cannot be opened{where}: {exc.strerror}. Move that away, or "
@@ -170,6 +170,14 @@ def open_instance(state_dir: Path) -> dg.DagsterInstance:
                                    f"set or not valid: set {variable[1]} (deploy/README.md)") from None  # fmt: skip
         raise InstanceUnusable(f"{home / 'dagster.yaml'} is not a valid Dagster instance config ({problem[:160]}): "
                                "fix it, or move it away for a new one to be written") from None  # fmt: skip
+    if instance.run_monitoring_settings.get("free_slots_after_run_end_seconds"):
+        # The daemon would free the slots of an ended run: an environment's deploy lease, which a failed run keeps
+        # for its retry and its settle holds while it puts the environment back whole (ledger/leases.py).
+        instance.dispose()
+        raise InstanceUnusable(f"{home / 'dagster.yaml'} sets run_monitoring.free_slots_after_run_end_seconds, which "
+                               "would free an environment's deploy lease while a failed run is being put back: "
+                               "remove it (stale leases are reclaimed without it)")  # fmt: skip
+    return instance
 
 
 def queue_note(instance: dg.DagsterInstance) -> str | None:
