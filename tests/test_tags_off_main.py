@@ -125,6 +125,9 @@ def test_a_late_look_tells_a_merge_in_time_from_a_later_one(tags_tick, repo, in_
     baseline = tags_tick(None)
     commit = repo.side_commit("hotfix", "the fix")
     repo.tag("v1.1.0", commit)
+    repo.git("checkout", "--quiet", "hotfix")  # the branch goes on after the tagged commit, then is merged
+    repo.commit("a follow-up on the branch")
+    repo.git("checkout", "--quiet", "main")
     refused = tags_tick(baseline.cursor)
     assert set(refused.cursor_json["off_main"]) == {"v1.1.0"}
     gap = 3 * 3600

@@ -191,16 +191,20 @@ class GitRemote(CommitTrees):
 
     def merged_at(self, commit: str, ref: str) -> float | None:
         """When `ref` got `commit` through a merge: the committer time of the first commit on its first-parent
-        line that has it. None when `commit` is on that line itself (a direct push or a fast-forward, which leave no
-        trace of when) or is not in `ref`."""
+        line that has it (found by bisection: having it only grows along that line). None when `commit` is on
+        that line itself, or its first parent (a direct push, a fast-forward: no trace of when), or not in `ref`."""
         try:
-            line = git("rev-list", "--first-parent", "--reverse", "--ancestry-path", f"{commit}..{ref}", "--",
+            line = git("rev-list", "--first-parent", "--reverse", f"{commit}..{ref}", "--",
                        cwd=self.mirror).decode().split()  # fmt: skip
         except GitError:
             return None
-        if not line or self.rev_parse(f"{line[0]}^1") == commit:
+        low, high = 0, len(line)
+        while low < high:
+            mid = (low + high) // 2
+            low, high = (low, mid) if self.is_ancestor(commit, line[mid]) else (mid + 1, high)
+        if low == len(line) or self.rev_parse(f"{line[low]}^1") == commit:
             return None
-        return self.commit_time(line[0])
+        return self.commit_time(line[low])
 
     def describe_commit(self, commit: str) -> dict[str, str]:
         fmt = "%H%x00%an%x00%aI%x00%s"
