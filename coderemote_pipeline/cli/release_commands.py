@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import os
 import sys
@@ -51,13 +52,10 @@ def one_line(text: str) -> str:
 def day_count(text: str) -> float:
     """A `--days` value: float()'s forms (the window's check in history.py says which are too big or small), except
     the digit separators it also takes: `1_0` would be 10 days, unsaid."""
-    try:
-        if "_" in text:
-            raise ValueError(text)
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{_shown(text)} is not a number of days: write it in digits (e.g. "
-                                         "--days 30)") from None  # fmt: skip
+    if "_" not in text:
+        with contextlib.suppress(ValueError):
+            return float(text)
+    raise argparse.ArgumentTypeError(f"{_shown(text)} is not a number of days: write it in digits (e.g. --days 30)")
 
 
 def default_person() -> str:

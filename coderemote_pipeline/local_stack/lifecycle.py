@@ -210,16 +210,15 @@ class LocalStack:
         """Remove this stack's containers, stop what it started, forget the running record. Idempotent."""
         with self._locked():
             companions.stop_all(self.state_dir)  # first: no command starts on a stack going down
-            hosts: set[str] = set()
             try:
                 info = self.read_info()
+                hosts = {info.docker_host} if info is not None else set()
             except LocalStackError:
                 # A damaged record is what `down` is told to clear: the pidfiles and the containers' stack label
                 # still name what this stack started, in our engine or in the one someone else runs.
                 info, hosts = None, {h for h in [dockerd.external_engine()] if h}
             engine_pid = dockerd.read_pidfile(self.engine)
             own_engine = pid_matches(engine_pid, dockerd.CMDLINE_FRAGMENT)
-            hosts |= {info.docker_host} if info is not None else set()
             if own_engine:
                 hosts.add(self.engine.docker_host)
             # API containers first: they belong to the stack even when the engine is not ours.
