@@ -7,6 +7,7 @@ one per environment by the lease (ledger/leases.py), which every stage takes.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 from pathlib import Path
@@ -94,19 +95,26 @@ def _home_variable() -> str:
 
 def dagster_home(state_dir: Path) -> Path:
     """DAGSTER_HOME if set, else the project's own instance inside the state directory."""
-    home = Path(os.environ.get("DAGSTER_HOME") or state_dir / "dagster_home")
+    # Dagster expands a leading ~ in DAGSTER_HOME: so do we, for the CLI and the daemon to share one instance.
+    home = Path(os.path.expanduser(os.environ.get("DAGSTER_HOME") or state_dir / "dagster_home"))
     if not home.is_absolute() and os.environ.get("DAGSTER_HOME"):
         raise InstanceUnusable(f"DAGSTER_HOME={str(home)[:120]!r} is not an absolute path, which Dagster's UI and "
                                "daemon refuse: set it to one")  # fmt: skip
-    if has_controls(str(home)) or any(c in str(home) for c in '"\\'):
-        # The instance's config names its storage by this path, in a YAML string it would break out of.
-        raise InstanceUnusable(f"the instance directory {str(home)[:120]!r} holds a quote, a backslash or a control "
-                               f"character: set {_home_variable()} to a plain path")  # fmt: skip
     try:
         return prepare_home(home)
     except OSError as exc:
-        raise InstanceUnusable(f"the Dagster instance directory {str(home)!r} cannot be used ({exc.strerror}): set "
+        why = exc.strerror or "not usable"
+        raise InstanceUnusable(f"the Dagster instance directory {str(home)!r} cannot be used ({why}): set "
                                f"{_home_variable()} to a directory you can write") from None  # fmt: skip
+
+
+def _check_writable_name(home: Path) -> None:
+    """The config we write names the storage by the resolved path, in a YAML string that a quote or a backslash
+    would break out of (and a control character garble): refused before writing, never for a team's own config."""
+    where = str(home.resolve())
+    if has_controls(where) or any(c in where for c in '"\\'):
+        raise InstanceUnusable(f"the instance directory {where[:120]!r} holds a quote, a backslash or a control "
+                               f"character: set {_home_variable()} to a plain path")  # fmt: skip
 
 
 def prepare_home(home: Path) -> Path:
@@ -116,6 +124,7 @@ def prepare_home(home: Path) -> Path:
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
     if not config.exists():
+        _check_writable_name(home)
         config.write_text(single_user_config(home))
         return home
     try:
@@ -131,6 +140,7 @@ def prepare_home(home: Path) -> Path:
     elif ours not in (PREVIOUS_CONFIG + NO_COMPUTE_LOGS, single_user_config(home)):
         return home
     if ours != written:
+        _check_writable_name(home)
         config.write_text(ours)
     return home
 
@@ -149,13 +159,26 @@ def _here(written: str, home: Path) -> str:
     return written.replace(f'base_dir: "{found["home"]}/', f'base_dir: "{home.resolve()}/')
 
 
+_STORAGE_ERRNOS = frozenset({errno.EEXIST, errno.ENOTDIR, errno.EISDIR, errno.EACCES, errno.EPERM, errno.EROFS,
+                             errno.ENOSPC, errno.EDQUOT})  # fmt: skip
+
+
+def _storage_error(exc: OSError, home: Path) -> bool:
+    """An error of the instance's files, which the user fixes by moving a file or choosing another home."""
+    if isinstance(exc.filename, str | bytes):
+        return Path(os.fsdecode(exc.filename)).resolve().is_relative_to(home.resolve()) or exc.errno in _STORAGE_ERRNOS
+    return exc.errno in _STORAGE_ERRNOS
+
+
 def open_instance(state_dir: Path) -> dg.DagsterInstance:
     home = dagster_home(state_dir)
     try:
         instance = dg.DagsterInstance.from_config(str(home))
     except OSError as exc:  # a file where the storage's directory goes, a directory it may not write
-        where = f" ({exc.filename})" if exc.filename else ""
-        raise InstanceUnusable(f"the instance's storage cannot be opened{where}: {exc.strerror}. Move that away, or "
+        if not _storage_error(exc, home):
+            raise  # a network error of a team database, or a bug: its own text and traceback say more
+        where, why = f" ({exc.filename})" if exc.filename else "", exc.strerror or "not usable"
+        raise InstanceUnusable(f"the instance's storage cannot be opened{where}: {why}. Move that away, or "
                                f"set {_home_variable()} to a directory you can write") from None  # fmt: skip
     except (dg.DagsterInvalidConfigError, yaml.YAMLError) as exc:
         # Dagster's own text runs to a page, with the file's values in it: the file and the first problem suffice.

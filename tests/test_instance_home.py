@@ -1,0 +1,67 @@
+"""Where the Dagster instance lives: DAGSTER_HOME as Dagster reads it, and what we refuse to write there."""
+
+from __future__ import annotations
+
+import errno
+
+import dagster as dg
+import pytest
+
+from coderemote_pipeline.ledger.instance import InstanceUnusable, dagster_home, open_instance
+
+
+def test_a_home_under_tilde_is_the_one_dagster_opens(tmp_path, monkeypatch):
+    """Dagster expands `~` in DAGSTER_HOME: refusing it, or writing under a literal `~` directory, would split the
+    CLI's instance from the daemon's."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("DAGSTER_HOME", "~/instance")
+    assert dagster_home(tmp_path / "state") == tmp_path / "instance"
+    assert (tmp_path / "instance" / "dagster.yaml").is_file()
+    open_instance(tmp_path / "state").dispose()
+
+
+def test_a_home_whose_real_path_has_a_quote_is_refused_before_a_config_is_written(tmp_path, monkeypatch):
+    """Our config names the storage by the resolved path, in a YAML string: a link to a quoted directory would
+    write a config that breaks out of it."""
+    (tmp_path / 'q"uoted').mkdir()
+    (tmp_path / "plain").symlink_to(tmp_path / 'q"uoted')
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "plain"))
+    with pytest.raises(InstanceUnusable, match="holds a quote, a backslash or a control character"):
+        dagster_home(tmp_path / "state")
+    assert not (tmp_path / 'q"uoted' / "dagster.yaml").exists()
+
+
+def test_a_team_config_in_an_oddly_named_home_is_left_alone(tmp_path, monkeypatch):
+    """We never rewrite a config someone else wrote, so its directory's name is none of our business."""
+    home = tmp_path / "team\\home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n# kept by the team\n")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    assert dagster_home(tmp_path / "state") == home
+    assert (home / "dagster.yaml").read_text().endswith("# kept by the team\n")
+
+
+@pytest.mark.parametrize(
+    ("error", "turned"),
+    [
+        (ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused"), False),  # a team database down
+        (OSError(errno.ENOENT, "No such file or directory", "/usr/lib/python3/missing.py"), False),  # a bug
+        (OSError(errno.ENOENT, "No such file or directory", "{home}/history/runs.db"), True),
+        (PermissionError(errno.EACCES, "Permission denied", "/elsewhere/storage"), True),
+    ],
+)
+def test_only_the_instance_s_own_file_errors_become_a_one_line_fix(tmp_path, monkeypatch, error, turned):
+    """A refused connection or a bug is not fixed by moving the home: its own text and traceback say more."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    if isinstance(error.filename, str):
+        error.filename = error.filename.format(home=home)
+
+    def fails(*_args, **_kwargs):
+        raise error
+
+    monkeypatch.setattr(dg.DagsterInstance, "from_config", fails)
+    with pytest.raises(InstanceUnusable if turned else type(error)) as raised:
+        open_instance(tmp_path / "state")
+    if turned:
+        assert "None" not in str(raised.value) and str(error.filename) in str(raised.value)
