@@ -2,6 +2,7 @@
 traceback, exit code 2. None of these needs the local stack: each mistake is caught before anything runs."""
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -11,7 +12,7 @@ import dagster as dg
 import pytest
 from dagster._core.events import EngineEventData
 
-from coderemote_pipeline.cli.main import main, parser
+from coderemote_pipeline.cli.main import _short, main, parser
 from coderemote_pipeline.ledger.instance import open_instance
 from coderemote_pipeline.ledger.leases import Lease
 from coderemote_pipeline.local_stack.processes import process_place
@@ -148,6 +149,7 @@ CASES = [
     (["deploy", "dev", "main", "--reason", "x"], {"USER": "bob\nEVIL"}, "--reason goes with --force or --skip-chec"),
     (["history", "dev", "--days", "1_0"], {}, "argument --days: 1_0 is not a number of days: write it in digits"),
     (["history", "d" * 5000], {}, "unknown environment 'ddd"),  # quoted, shortened: one line of at most ~1 kB
+    (["approve", "prod", "v1.0.0+" + "b" * 3000, "--by", "x"], {}, "which is not allowed: tag the release without"),
     # semver's own message would repeat the key raw: a carriage return would rewrite the line on the terminal.
     (["approve", "prod", "v1.0.0\rFAKE", "--by", "x"], {}, "'v1.0.0\\rFAKE' is not semantic versioning"),
 ]
@@ -399,3 +401,13 @@ def test_the_ui_on_a_port_in_use_says_so(env, capsys):
         assert main(["ui", "--port", str(port)]) == 2
     lines = capsys.readouterr().err.splitlines()
     assert lines == [f"error: port {port} on 127.0.0.1 is in use: choose another with `ui --port N`"]
+
+
+def test_a_message_ending_in_a_log_is_cut_between_its_lines():
+    """What failed (the first line) and why (the log's last lines) survive; no line is cut in the middle."""
+    log = [f"line {i}: " + "x" * 60 for i in range(100)]
+    said = _short("\n".join(["emulator (moto): process 42 exited", "--- last lines of moto.log ---", *log]))
+    lines = said.splitlines()
+    assert lines[0] == "emulator (moto): process 42 exited" and lines[-1] == log[-1], said
+    assert re.fullmatch(r"… \(\d+ lines left out\)", lines[1]) and set(lines[2:]) <= set(log), said
+    assert len(said) <= 1100

@@ -111,8 +111,24 @@ MAX_MESSAGE = 1000
 
 def _short(message: str) -> str:
     """A refusal quotes what it refuses: a 5 kB argument pasted by mistake is shortened in the middle, keeping the
-    start (what is wrong) and the end (the fix)."""
-    return message if len(message) <= MAX_MESSAGE else f"{message[:600]} … {message[-300:]}"
+    start (what is wrong) and the end (the fix). A message that ends in a tool's log is cut between its lines: the
+    first says what failed, the last ones why."""
+    if len(message) <= MAX_MESSAGE:
+        return message
+    first, *rest = message.splitlines()
+    if not rest:
+        return f"{message[:600]} … {message[-300:]}"
+    kept: list[str] = []
+    budget = MAX_MESSAGE - min(len(first), 600)
+    for line in reversed(rest):
+        line = line if len(line) <= 200 else f"{line[:150]} … {line[-40:]}"
+        if len(line) + 1 > budget:
+            break
+        kept.insert(0, line)
+        budget -= len(line) + 1
+    left_out = len(rest) - len(kept)
+    head = first if len(first) <= 600 else f"{first[:450]} … {first[-140:]}"
+    return "\n".join([head, *([f"… ({left_out} lines left out)"] if left_out else []), *kept])
 
 
 def _not_text(argv: list[str], environ) -> str | None:

@@ -49,7 +49,7 @@ class Release:
 def parse_version_tag(tag: str) -> semver.Version:
     """`v1.2.3[-pre]` → Version. Refuses `v1.2`, `vnext`, `v01.2.3`, build metadata and a missing `v`."""
     if not tag.startswith(_TAG_PREFIX):
-        raise ReleaseKeyError(f"version tag {tag!r} must start with 'v' (e.g. v1.2.3)")
+        raise ReleaseKeyError(f"version tag {tag[:80]!r} must start with 'v' (e.g. v1.2.3)")
     text = tag[len(_TAG_PREFIX) :]
     try:
         version = semver.Version.parse(text)
@@ -60,7 +60,8 @@ def parse_version_tag(tag: str) -> semver.Version:
             "(e.g. v1.2.3 or v2.0.0-beta.1)"
         ) from None
     if version.build:
-        raise ReleaseKeyError(f"version tag {tag!r} carries build metadata '+{version.build}', which is not allowed")
+        raise ReleaseKeyError(f"version tag {tag[:80]!r} carries build metadata '+{version.build[:40]}', which is not "
+                              "allowed: tag the release without it")  # fmt: skip
     return version
 
 
