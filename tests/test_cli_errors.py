@@ -143,8 +143,9 @@ CASES = [
     (["deploy", "dev", "main"], {"DAGSTER_HOME": "{tmp}/frees_slots"},
      "frees_slots/dagster.yaml sets run_monitoring.free_slots_after_run_end_seconds, which would free an environment"),
     (["deploy", "dev", "main", "--remote", "ssh://git@host:notaport/x"], {}, "has a port that is not a number"),
+    (["deploy", "dev", "main", "--remote", "https://[::1/x"], {}, "is not a valid URL (an unclosed '['"),
     (["promote", "dev", "staging", "--reason", "x"], {}, "--reason goes with --force (the reason"),
-    (["approve", "prod", "v1.0.0", "--by", "b" * 65], {}, "argument --by: is 65 characters: give a name of at most"),
+    (["approve", "prod", "v1.0.0", "--by", "b" * 129], {}, "argument --by: is 129 characters: give a name of at most"),
     (["reject", "prod", "v1.0.0", "--reason", "r" * 501], {}, "argument --reason: is 501 characters: say it in"),
     (["deploy", "dev", "main", "--reason", "x"], {"USER": "bob\nEVIL"}, "--reason goes with --force or --skip-chec"),
     (["history", "dev", "--days", "1_0"], {}, "argument --days: 1_0 is not a number of days: write it in digits"),
@@ -389,6 +390,8 @@ def test_version_is_printed_without_a_command(capsys):
 def test_by_is_who_without_the_spaces_around_it(monkeypatch):
     assert parser().parse_args(["traffic", "dev", "--abort", "--by", "  pat "]).by == "pat"
     assert parser().parse_args(["deploy", "dev", "main", "--by", "\tpat"]).by == "pat"
+    name = "Ada Lovelace <ada.lovelace@analytical-engines.example.org>"  # how many teams write who approved
+    assert parser().parse_args(["approve", "prod", "v1.0.0", "--by", name]).by == name
     monkeypatch.setenv("USER", " ")  # an account name that names nobody is not recorded as one
     assert parser().parse_args(["promote", "dev", "staging"]).by == "unknown"
 

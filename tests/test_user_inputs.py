@@ -45,6 +45,17 @@ def test_a_remote_that_git_would_read_as_an_option_runs_nothing(env, capsys):
         GitRemote("--upload-pack=touch x", env["tmp"] / "git")
 
 
+def test_a_remote_named_in_emoji_gets_a_mirror_the_file_system_takes(env, tmp_path):
+    """A mirror's name is cut to bytes, not characters: 60 emoji would be 240 bytes, near the 255 a name may have."""
+    app = tmp_path / ("\U0001f680" * 60 + ".git")  # 244 bytes: a name the file system takes
+    subprocess.run(["git", "init", "-q", "--bare", str(app)], check=True)
+    remote = GitRemote(str(app), tmp_path / "git")
+    assert len(remote.mirror.name.encode()) <= 60 + len("-123456789abc.git")
+    assert remote.mirror.name.startswith("\U0001f680" * 15)
+    remote.sync()  # the mirror is made under that name
+    assert remote.mirror.is_dir()
+
+
 def test_a_credential_in_the_remote_url_is_refused_and_never_shown(env, capsys, monkeypatch):
     monkeypatch.setenv("CODEREMOTE_APP_REMOTE", "https://deployer:ghp_sekrit123@git.example.invalid/app.git")
     said = _one_line(capsys, ["status"])

@@ -47,8 +47,9 @@ class GitRemote(CommitTrees):
         self.url = check_remote(url, name="app git remote")
         digest = hashlib.sha256(url.encode()).hexdigest()[:12]
         # The stem only helps a reader: the digest keeps mirrors apart, and a long URL must not make a name the
-        # file system refuses.
-        self.mirror = Path(mirror_root) / f"{Path(url.rstrip('/')).stem[:60] or 'app'}-{digest}.git"
+        # file system refuses (255 bytes, not characters: 60 emoji are 240).
+        stem = Path(url.rstrip("/")).stem.encode()[:60].decode(errors="ignore")
+        self.mirror = Path(mirror_root) / f"{stem or 'app'}-{digest}.git"
 
     @contextmanager
     def _locked(self):

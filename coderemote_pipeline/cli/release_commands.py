@@ -24,7 +24,7 @@ def _when(ts: float | None) -> str:
 
 
 # Recorded on runs and approvals and listed one per line: a name, a sentence, not a document.
-MAX_PERSON = 64
+MAX_PERSON = 128  # "Ada Lovelace <ada.lovelace@analytical-engines.example.org>" fits
 MAX_REASON = 500
 
 

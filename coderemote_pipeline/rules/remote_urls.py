@@ -33,6 +33,14 @@ def shown(url: str) -> str:
     return url
 
 
+def _splits(url: str) -> bool:
+    try:
+        urlsplit(url)  # raises for brackets that do not enclose an IPv6 address
+    except ValueError:
+        return False
+    return True
+
+
 def _port_ok(url: str) -> bool:
     try:
         port = urlsplit(url).port  # raises for a port that is not a number in range
@@ -50,6 +58,9 @@ def check_remote(url: str, *, name: str) -> str:
         raise RemoteUrlError(f"{name} {shown(url)!r} is not a git URL or path: it starts with '-'")
     if any(ch in url for ch in "\n\r\0"):
         raise RemoteUrlError(f"{name} is not a git URL or path: it holds a line break or a NUL")
+    if "://" in url and not _splits(url):
+        raise RemoteUrlError(f"{name} {shown(url)!r} is not a valid URL (an unclosed '[' around an IPv6 address?): "
+                             "fix it, or give a path to a repository")  # fmt: skip
     if "://" in url and not _port_ok(url):
         raise RemoteUrlError(f"{name} {shown(url)!r} has a port that is not a number from 0 to 65535: fix the "
                              "port, or leave it out for the scheme's own")  # fmt: skip
