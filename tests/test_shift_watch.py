@@ -1,7 +1,9 @@
-"""The watch of a shift's step, on scripted traffic: what ends a step, and the row each end leaves for the UI."""
+"""The watch of a shift's step, on scripted traffic: what ends a step, the row each end leaves for the UI, and the
+request a person makes from the UI."""
 
 from types import SimpleNamespace
 
+import dagster as dg
 import pytest
 
 from coderemote_pipeline.actions.shift import PASSED, PROMOTED, Halted, Watcher
@@ -58,3 +60,24 @@ def test_a_person_promotes_or_aborts_and_the_row_says_who():
     with pytest.raises(Halted) as halted:
         _watch(Traffic(), Control(ABORT, "bob", "", 0.0), hold_s=60)
     assert str(halted.value) == "aborted by bob" and halted.value.by == "bob"
+
+
+@pytest.mark.parametrize(
+    ("env", "by", "said"),
+    [
+        ("qa", "alice", "unknown environment 'qa': choose one of dev, staging, prod"),
+        ("dev", "  ", "say who asks: config `by` must not be empty"),
+        ("dev", "alice\nbob", "must be one line of text"),
+        ("dev", "alice", "no traffic shift is in flight in dev: nothing to promote"),
+    ],
+)
+def test_the_ui_s_traffic_control_refuses_what_the_cli_refuses(env, by, said):
+    """Launched from the UI, the request meets the CLI's rules: a known env, someone named on one line."""
+    from coderemote_pipeline.assets.traffic_control import traffic_control_job
+
+    config = {"ops": {"ask_shift": {"config": {"env": env, "action": PROMOTE, "by": by, "reason": "ok"}}}}
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = traffic_control_job.execute_in_process(run_config=config, instance=instance, raise_on_error=False)
+    assert not result.success
+    failure = result.get_step_failure_events()[0].step_failure_data.user_failure_data
+    assert said in failure.description

@@ -7,7 +7,8 @@ import dagster as dg
 
 from coderemote_pipeline.ledger import shifts
 from coderemote_pipeline.rules import names
-from coderemote_pipeline.rules.env_names import ENVIRONMENTS
+from coderemote_pipeline.rules.env_names import UnknownEnvironmentError, check_env
+from coderemote_pipeline.rules.errors import has_controls
 
 
 class TrafficControl(dg.Config):
@@ -19,14 +20,22 @@ class TrafficControl(dg.Config):
 
 @dg.op(description="Ask the env's shift in flight to promote to 100% now, or to abort (weight 0, the run fails).")
 def ask_shift(context: dg.OpExecutionContext, config: TrafficControl) -> None:
-    if config.env not in ENVIRONMENTS:
-        raise dg.Failure(description=f"unknown environment {config.env!r}: use one of {', '.join(ENVIRONMENTS)}")
+    try:
+        check_env(config.env)
+    except UnknownEnvironmentError as exc:
+        raise dg.Failure(description=str(exc)) from None
     if config.action not in (shifts.PROMOTE, shifts.ABORT):
         raise dg.Failure(description=f"unknown action {config.action!r}: use promote or abort")
+    # Recorded in the shift's verdict ("promoted by alice: ok") and listed: the CLI's --by and --reason rules.
+    if not config.by.strip():
+        raise dg.Failure(description="say who asks: config `by` must not be empty")
+    if has_controls(config.by) or has_controls(config.reason):
+        raise dg.Failure(description="config `by` and `reason` must be one line of text: no newline, escape or "
+                                     "direction override")  # fmt: skip
     state = shifts.read_state(context.instance, config.env)
     if state is None or not state.in_flight:
         raise dg.Failure(description=f"no traffic shift is in flight in {config.env}: nothing to {config.action}")
-    shifts.ask(context.instance, config.env, config.action, config.by, config.reason)
+    shifts.ask(context.instance, config.env, config.action, config.by.strip(), config.reason)
     context.log.info(f"asked the shift of {state.release} in {config.env} (run {state.run_id}) to {config.action}")
 
 
