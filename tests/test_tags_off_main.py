@@ -11,7 +11,7 @@ import dagster as dg
 import pytest
 from sensor_kit import settings_for, tick
 
-from coderemote_pipeline.sensors.off_main import GRACE_S, LAST_LOOK_S
+from coderemote_pipeline.sensors.off_main import CLOCK_SKEW_S, GRACE_S, LAST_LOOK_S
 
 
 @pytest.fixture
@@ -117,8 +117,10 @@ def _merged_into_main(repo, branch: str, at: float) -> None:
     repo.git("push", "--quiet", "origin", "HEAD:main")
 
 
-@pytest.mark.parametrize("in_time", [True, False], ids=["merged in time", "merged hours later"])
-def test_a_late_look_tells_a_merge_in_time_from_a_later_one(tags_tick, repo, in_time):
+@pytest.mark.parametrize(("merged_after_s", "in_time"),
+                         [(GRACE_S / 2, True), (GRACE_S + CLOCK_SKEW_S - 30, True), (3 * 3600, False)],
+                         ids=["merged in time", "by a clock a little ahead", "merged hours later"])  # fmt: skip
+def test_a_late_look_tells_a_merge_in_time_from_a_later_one(tags_tick, repo, merged_after_s, in_time):
     """The daemon stopped for hours: the first tick back looks once at a tag left waiting for main. A hotfix tag
     whose merge came within the grace time deploys; one merged hours later (which that tick alone cannot tell from
     the other) stays refused, as main's merge commit says when."""
@@ -132,7 +134,7 @@ def test_a_late_look_tells_a_merge_in_time_from_a_later_one(tags_tick, repo, in_
     assert set(refused.cursor_json["off_main"]) == {"v1.1.0"}
     gap = 3 * 3600
     since = refused.cursor_json["off_main"]["v1.1.0"]["since"] - gap
-    _merged_into_main(repo, "hotfix", since + (GRACE_S / 2 if in_time else gap))
+    _merged_into_main(repo, "hotfix", since + merged_after_s)
     result = tags_tick(_aged(refused, gap))
     assert "off_main" not in result.cursor_json
     if in_time:

@@ -24,6 +24,10 @@ GRACE_S = 600.0
 # while no tick runs: each tick after it drops the tag, so this bound only keeps a daemon stopped for days from
 # shipping a fast-forwarded hotfix days after its tag.
 LAST_LOOK_S = 24 * 3600.0
+# The merge's date comes from the merging machine's clock (a laptop, the forge's server), the grace time from the
+# daemon's: a merge dated this much past the grace time is still taken as in time, so that a clock running a little
+# ahead does not refuse a merge that was in time. Only the late look compares the two.
+CLOCK_SKEW_S = 120.0
 
 
 @dataclass(frozen=True)
@@ -96,7 +100,7 @@ def expiry(name: str, commit: str) -> str:
 def late_merge(name: str, commit: str, merge_by: float | None, merged_at: Callable[[str], float | None]) -> str | None:
     """The refusal of a tag a late look finds on main through a merge made after its grace time; None when the
     merge was in time or main's history cannot tell (a fast-forward: see merged_at), as within the grace time."""
-    if merge_by is None or (at := merged_at(commit)) is None or at <= merge_by:
+    if merge_by is None or (at := merged_at(commit)) is None or at <= merge_by + CLOCK_SKEW_S:
         return None
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(at))
     return (
