@@ -108,12 +108,12 @@ def _finish(outcome) -> int:
 
 def cmd_deploy(args: argparse.Namespace, settings_from) -> int:
     outlive_the_terminal()
-    check_env(args.env)  # a mistyped env is one line, not a progress line and then the error
+    check_env(args.env)  # a mistyped env, --remote or variable is one line, not a progress line and then the error
+    settings = settings_from(args)
     # Said before the second of imports and git below, so the user sees at once that it started.
     print(f"deploying {_shown(args.ref)} to {args.env}: resolving the release on the remote…", flush=True)
     from coderemote_pipeline.usecases.deploy import run_deployment
 
-    settings = settings_from(args)
     return _finish(run_deployment(args.env, args.ref, settings=settings, preflight=preflight(settings),
                                   executor=args.executor, override=_override(args),
                                   skip_checks=_skip_checks(args)))  # fmt: skip
