@@ -111,6 +111,12 @@ TOKEN = "ghp_" + "a1B2c3D4e5" * 3 + "f6G7h8"
         ({"webhook": {"url_env": "AWS_SECRET_ACCESS_KEY"}}, "webhook.url_env: names AWS_SECRET_ACCESS_KEY, the "
          "pipeline's own: it would be sent to the receiver. Give the receiver a variable of its own (e.g. "
          "SLACK_WEBHOOK_URL)", "XXXXSECRET"),
+        ({"github": {"repository": "acme/app", "token_env": "PULUMI_ACCESS_TOKEN"}}, "github.token_env: names "
+         "PULUMI_ACCESS_TOKEN, the pipeline's own: it would be sent to the receiver. Give the receiver a variable of "
+         "its own (e.g. GITHUB_TOKEN)", "XXXXSECRET"),
+        ({"webhook": {"url_env": "PULUMI_CONFIG_PASSPHRASE"}}, "webhook.url_env: names PULUMI_CONFIG_PASSPHRASE, "
+         "the pipeline's own: it would be sent to the receiver. Give the receiver a variable of its own (e.g. "
+         "SLACK_WEBHOOK_URL)", "XXXXSECRET"),
         ({"github": {"repository": "acme/app", "api_url": "http://ghe.example.com/api/v3"}}, "github.api_url must "
          "be https:// (the token goes with every request), or http:// to this machine", "XXXXSECRET"),
         ({"webhook": {"url": "https://bot:XXXXSECRET@hooks.example.com/x"}}, "webhook.url: carries credentials: "

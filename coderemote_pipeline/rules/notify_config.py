@@ -30,7 +30,8 @@ _REPOSITORY = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+\Z")
 
 # The pipeline's own secrets: a receiver naming one would send it to the receiver's host.
 _OWN_SECRETS = ("GEMINI_API_KEY", "DAGSTER_PG_PASSWORD")
-_OWN_PREFIXES = ("AWS_", "CODEREMOTE_", "DAGSTER_")
+# PULUMI_: the aws target's Pulumi token and passphrase (PULUMI_ACCESS_TOKEN, PULUMI_CONFIG_PASSPHRASE).
+_OWN_PREFIXES = ("AWS_", "CODEREMOTE_", "DAGSTER_", "PULUMI_")
 _LOOPBACK = ("localhost", "127.0.0.1", "::1")
 
 
