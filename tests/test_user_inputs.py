@@ -18,7 +18,7 @@ from coderemote_pipeline.cli.main import main
 from coderemote_pipeline.ledger.instance import open_instance
 from coderemote_pipeline.rules import names
 from coderemote_pipeline.rules.app_layout import AppLayout
-from coderemote_pipeline.rules.remote_urls import shown
+from coderemote_pipeline.rules.remote_urls import absolute, shown
 from coderemote_pipeline.rules.settings import PROJECT_ROOT, Settings
 from testkit.ledger_seed import Seeder
 
@@ -43,6 +43,17 @@ def test_a_remote_that_git_would_read_as_an_option_runs_nothing(env, capsys):
     assert not made.exists()
     with pytest.raises(ValueError, match="starts with '-'"):
         GitRemote("--upload-pack=touch x", env["tmp"] / "git")
+
+
+def test_a_relative_remote_path_is_the_user_s_directory_s(tmp_path, monkeypatch):
+    """git reads the remote from inside the mirror: `app.git` is made absolute where the user typed it."""
+    subprocess.run(["git", "init", "-q", "--bare", str(tmp_path / "app.git")], check=True)
+    monkeypatch.chdir(tmp_path)
+    settings = Settings.from_env({"CODEREMOTE_STATE_DIR": str(tmp_path / "state"), "CODEREMOTE_APP_REMOTE": "app.git"})
+    assert settings.app_remote == str(tmp_path / "app.git")
+    GitRemote(settings.app_remote, tmp_path / "git").sync()  # reachable from the mirror's directory
+    for kept in ("git@github.com:acme/app.git", "https://github.com/acme/app.git", "/srv/app.git"):
+        assert absolute(kept) == kept
 
 
 def test_a_remote_named_in_emoji_gets_a_mirror_the_file_system_takes(env, tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from urllib.parse import urlsplit, urlunsplit
 
@@ -72,3 +73,11 @@ def check_remote(url: str, *, name: str) -> str:
             "credential.helper store`)"
         )
     return url
+
+
+def absolute(url: str) -> str:
+    """A relative path made absolute against the user's directory: git reads a remote from inside the mirror, where
+    `app.git` or `../app` would name nothing. URLs and scp-like `host:path` remotes are left as they are."""
+    if "://" in url or re.match(r"^[^/]*:", url) or os.path.isabs(url):
+        return url
+    return os.path.abspath(url)

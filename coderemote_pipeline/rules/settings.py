@@ -19,7 +19,7 @@ from typing import Any
 from coderemote_pipeline.rules.app_layout import AppLayout, load_app_layout
 from coderemote_pipeline.rules.environments import default_infra_dir, load_policies
 from coderemote_pipeline.rules.errors import UserError
-from coderemote_pipeline.rules.remote_urls import check_remote
+from coderemote_pipeline.rules.remote_urls import absolute, check_remote
 from coderemote_pipeline.rules.schema import nearest
 from coderemote_pipeline.rules.state_dir import PROJECT_ROOT, state_dir_from
 
@@ -88,7 +88,7 @@ class Settings:
             raise SettingsError(f"CODEREMOTE_TARGET={target[:40]!r} is not a target: use one of {', '.join(TARGETS)}")
         state_dir = _usable(state_dir_from(env), "CODEREMOTE_STATE_DIR" if env.get("CODEREMOTE_STATE_DIR") else "")
         remote = env.get("CODEREMOTE_APP_REMOTE") or str(state_dir / "demo" / "code-remote-app.git")
-        check_remote(remote, name="CODEREMOTE_APP_REMOTE")
+        remote = absolute(check_remote(remote, name="CODEREMOTE_APP_REMOTE"))
         lease_reclaim_s(env)
         config = env.get("CODEREMOTE_APP_CONFIG")
         interval = env.get("CODEREMOTE_SENSOR_INTERVAL_S") or str(DEFAULT_SENSOR_INTERVAL_S)
