@@ -168,7 +168,8 @@ def test_broken_input_gets_one_line_and_exit_2(env, monkeypatch, capsys, argv, e
     lines = out.err.splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], out.err
     assert len(lines[0]) < 1100
-    if "unknown environment '" in message or "not a valid URL" in message:  # checked before any progress line
+    before_progress = ("unknown environment '", "not a valid URL")
+    if any(said in message for said in before_progress):  # checked before any progress line
         assert out.out == ""
 
 
@@ -414,3 +415,13 @@ def test_a_message_ending_in_a_log_is_cut_between_its_lines():
     assert lines[0] == "emulator (moto): process 42 exited" and lines[-1] == log[-1], said
     assert re.fullmatch(r"… \(\d+ lines left out\)", lines[1]) and set(lines[2:]) <= set(log), said
     assert len(said) <= 1100
+
+
+def test_a_first_deploy_without_a_remote_or_the_demo_says_which_to_give(env, monkeypatch, capsys):
+    """The default remote is the demo's example app: never made, the fix is a remote or the demo, not the URL."""
+    monkeypatch.delenv("CODEREMOTE_APP_REMOTE")
+    assert main(["deploy", "dev", "main"]) == 2
+    out = capsys.readouterr()
+    assert out.out == "" and out.err == ("error: no app remote is set, and the demo app it defaults to is not made: "
+                                         "give --remote URL or set CODEREMOTE_APP_REMOTE, or run ./scripts/demo.sh "
+                                         "for the demo\n")  # fmt: skip

@@ -110,6 +110,11 @@ def cmd_deploy(args: argparse.Namespace, settings_from) -> int:
     outlive_the_terminal()
     check_env(args.env)  # a mistyped env, --remote or variable is one line, not a progress line and then the error
     settings = settings_from(args)
+    if settings.missing_demo:
+        from coderemote_pipeline.rules.settings import SettingsError
+
+        raise SettingsError("no app remote is set, and the demo app it defaults to is not made: give --remote URL or "
+                            "set CODEREMOTE_APP_REMOTE, or run ./scripts/demo.sh for the demo")  # fmt: skip
     # Said before the second of imports and git below, so the user sees at once that it started.
     print(f"deploying {_shown(args.ref)} to {args.env}: resolving the release on the remote…", flush=True)
     from coderemote_pipeline.usecases.deploy import run_deployment

@@ -76,6 +76,12 @@ class Settings:
         return self.state_dir / "dagster_home"
 
     @property
+    def missing_demo(self) -> bool:
+        """No remote was given and the demo's example app, the default, was never made (`./scripts/demo.sh`)."""
+        demo = self.state_dir / "demo" / "code-remote-app.git"
+        return self.app_remote == str(demo) and not demo.exists()
+
+    @property
     def work_dir(self) -> Path:
         return self.state_dir / "work"
 
