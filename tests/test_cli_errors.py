@@ -425,3 +425,11 @@ def test_a_first_deploy_without_a_remote_or_the_demo_says_which_to_give(env, mon
     assert out.out == "" and out.err == ("error: no app remote is set, and the demo app it defaults to is not made: "
                                          "give --remote URL or set CODEREMOTE_APP_REMOTE, or run ./scripts/demo.sh "
                                          "for the demo\n")  # fmt: skip
+
+
+def test_history_with_nothing_to_measure_says_n_a(env, capsys):
+    """Zeros would read as measured: an instant lead time, an instant recovery."""
+    assert main(["history", "dev"]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last == ("last 30 days in dev: 0.0 deploys/day, lead time n/a, change fail rate n/a, recovery time n/a "
+                    "(no failures), rework rate n/a"), last  # fmt: skip

@@ -224,10 +224,14 @@ def cmd_history(args: argparse.Namespace, settings_from) -> int:
                                      d.failure) if n)  # fmt: skip
         print(f"{_when(d.started):<20} {d.release:<16} {d.commit[:12]:<12} {d.how:<14} {d.outcome:<12} "
               f"{seconds:>8}  {d.run_id[:8]:<8}  {note}")  # fmt: skip
+    # A figure with nothing to measure is n/a, not a zero that reads as measured.
+    counted, failed = figures["deploys"], figures["failed_deploys"]
+    lead = f"{figures['lead_time_s']:.0f}s (median)" if counted > failed else "n/a"
+    recovery = f"{figures['recovery_time_s']:.0f}s (mean)" if failed else "n/a (no failures)"
+    fail_rate, rework = (f"{figures[k]:.0%}" if counted else "n/a" for k in ("change_failure_rate", "rework_rate"))
     print(
         f"\nlast {args.days:g} days in {args.env}: {figures['deploy_frequency_per_day']} deploys/day, "
-        f"lead time {figures['lead_time_s']:.0f}s (median), change fail rate {figures['change_failure_rate']:.0%}, "
-        f"recovery time {figures['recovery_time_s']:.0f}s (mean), rework rate {figures['rework_rate']:.0%}"
+        f"lead time {lead}, change fail rate {fail_rate}, recovery time {recovery}, rework rate {rework}"
         + (f"; {figures['stopped_before_release']:.0f} stopped before release (not counted: {args.env} kept its "
            "release)" if figures["stopped_before_release"] else "")
     )  # fmt: skip
