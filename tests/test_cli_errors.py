@@ -85,6 +85,8 @@ CASES = [
                                 "ENV` lists an environment's runs with their ids"),
     (["retry", "abcdef"], {}, "no run's id starts with 'abcdef'"),
     (["retry", "ab"], {}, "run id 'ab' is too short: give its first 4+ characters"),
+    (["retry", "prodd"], {}, "'prodd' is neither an environment (dev, staging, prod) nor a run id: give one"),
+    (["retry", "qa"], {}, "'qa' is neither an environment (dev, staging, prod) nor a run id"),
     (["retry", "dev"], {}, "dev has no deploy or rollback run to retry"),
     (["infra", "dev", "frob"], {}, "unknown infra action 'frob': use history, preview, refresh"),
     (["status", "qa"], {}, "unknown environment 'qa'"),

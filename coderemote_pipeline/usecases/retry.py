@@ -9,6 +9,7 @@ STARTED in the instance; `mark_failed` records it as failed first. `retry ENV` t
 
 from __future__ import annotations
 
+import re
 import socket
 import time
 from collections.abc import Callable
@@ -29,6 +30,7 @@ from coderemote_pipeline.usecases.launch import DeployOutcome, launch
 from coderemote_pipeline.usecases.rollback import settings_of
 
 PAGE = 500
+_RUN_ID = re.compile(r"[0-9a-f-]+")
 RETRYABLE = {dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
 
 
@@ -152,6 +154,11 @@ def retry_from_failure(
 ) -> DeployOutcome:
     """`preflight`: raises when the target cannot take a run, before the failed run is marked or a new one made."""
     envs = load_policies(settings.infra_dir)
+    if run_id not in envs and not _RUN_ID.fullmatch(run_id):
+        # Not hex: a mistyped environment (`prodd`) rather than a run id, which `too short` would misname.
+        raise DeployRefused(f"{run_id[:80]!r} is neither an environment ({', '.join(envs)}) nor a run id: give "
+                            "one (`coderemote-pipeline history ENV` lists an environment's runs and their "
+                            "ids)")  # fmt: skip
     run = last_deploy_run(instance, run_id) if run_id in envs else find_run(instance, run_id)
     if names.ENV_TAG not in run.tags or names.RELEASE_TAG not in run.tags:
         raise DeployRefused(f"run {run.run_id[:8]} ({run.job_name}) is not a deploy or rollback run")
