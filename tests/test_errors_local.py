@@ -72,6 +72,17 @@ def test_a_tag_outside_the_version_namespace_is_its_commit(tmp_path, capsys):
     assert f"'{commit_release_key('main', head)}' is a commit, not a version tag" in capsys.readouterr().err
 
 
+def test_a_commit_id_in_capitals_is_that_commit_and_a_short_one_says_how_long(tmp_path):
+    remote, clone = tmp_path / "app.git", tmp_path / "clone"
+    make_app_repo(EXAMPLE_APP, remote, clone)
+    head = git("rev-parse", "HEAD", cwd=clone).strip()
+    mirror = GitRemote(str(remote), tmp_path / "mirrors")
+    assert mirror.resolve(head[:10].upper()).commit == head  # as some UIs show it
+    with pytest.raises(RefNotFound, match=f"'{head[:6]}' is no branch or tag of the app remote, and too short for "
+                                          "a commit id: give at least a commit's first 7 characters"):  # fmt: skip
+        mirror.resolve(head[:6])
+
+
 def test_unreachable_remote(settings, tmp_path):
     missing = replace(settings, app_remote=str(tmp_path / "nowhere.git"))
     with pytest.raises(

@@ -110,15 +110,19 @@ class GitRemote(CommitTrees):
             return ResolvedRef(ref=ref, commit=branch_commit, release_key=commit_release_key(ref, branch_commit))
         # A tag outside the `v*` namespace (`release-1`, `last-good`) is a name for a commit, not a release: it
         # deploys as that commit, where commits may go.
-        is_sha = all(c in "0123456789abcdef" for c in ref) and len(ref) >= 7
-        commit = tagged or (self.rev_parse(ref) if is_sha else None)
+        hex_digits = bool(ref) and all(c in "0123456789abcdef" for c in ref.lower())
+        # Copied from a UI that shows commits in capitals, a commit id is still that commit.
+        commit = tagged or (self.rev_parse(ref.lower()) if hex_digits and len(ref) >= 7 else None)
         if commit:
             return ResolvedRef(
                 ref=ref, commit=commit, release_key=commit_release_key(self._home_branch(commit), commit)
             )
+        if hex_digits and len(ref) < 7:
+            raise RefNotFound(f"{ref!r} is no branch or tag of the app remote, and too short for a commit id: give "
+                              "at least a commit's first 7 characters")  # fmt: skip
         raise RefNotFound(
             f"{ref!r} is not a branch, version tag or commit of the app remote {self.url!r}. "
-            f"List what exists with `git ls-remote {self.url}`"
+            f"List its branches and tags with `git ls-remote {self.url}`"
         )
 
     def _home_branch(self, commit: str) -> str:
