@@ -40,6 +40,9 @@ def env(tmp_path, cli_env):
     (tmp_path / "frees_slots").mkdir()  # a team's dagster.yaml with the daemon freeing ended runs' slots
     (tmp_path / "frees_slots" / "dagster.yaml").write_text("run_monitoring:\n  enabled: true\n"
                                                            "  free_slots_after_run_end_seconds: 60\n")
+    (tmp_path / "pg_driver").mkdir()  # a team config written the usual Dagster way: no scheme, so psycopg 3
+    (tmp_path / "pg_driver" / "dagster.yaml").write_text("storage:\n  postgres:\n    postgres_db:\n      username: u\n"
+                                                         "      password: p\n      hostname: h\n      db_name: d\n")
     (tmp_path / "fifo_home").mkdir()
     os.mkfifo(tmp_path / "fifo_home" / "dagster.yaml")  # reading it would wait for a writer forever
     return {"tmp": tmp_path, "typo": str(typo), "infra": str(infra), "regions": str(regions), "long": "d" * 300}
@@ -142,6 +145,8 @@ CASES = [
     (["status"], {"CODEREMOTE_STATE_DIR": '{tmp}/st"ate'}, "holds a quote, a backslash or a control character"),
     (["history", "dev"], {"CODEREMOTE_STATE_DIR": "{tmp}/blocked"}, "/history): File exists. Move that away"),
     (["status"], {"DAGSTER_HOME": "{tmp}/fifo_home"}, "dagster.yaml is not a regular file: fix it"),
+    (["history", "dev"], {"DAGSTER_HOME": "{tmp}/pg_driver"}, "needs the Postgres driver psycopg, which is not "
+     "installed: add `scheme: postgresql+psycopg2` under postgres_db"),
     (["deploy", "dev", "main"], {"DAGSTER_HOME": "{tmp}/frees_slots"},
      "frees_slots/dagster.yaml sets run_monitoring.free_slots_after_run_end_seconds, which would free an environment"),
     (["deploy", "dev", "main", "--remote", "ssh://git@host:notaport/x"], {}, "has a port that is not a number"),

@@ -174,6 +174,11 @@ def _storage_problem(exc: BaseException) -> str | None:
     seen: BaseException | None = exc
     while seen is not None:
         kind, first = type(seen).__name__, (str(seen).strip().splitlines() or [""])[0][:200]
+        if isinstance(seen, ModuleNotFoundError) and seen.name in ("psycopg", "pg8000", "asyncpg"):
+            # Dagster's Postgres storage names the newer driver unless told the scheme; this installation has psycopg2.
+            return (f"the instance's dagster.yaml needs the Postgres driver {seen.name}, which is not installed: "
+                    "add `scheme: postgresql+psycopg2` under postgres_db (as deploy/dagster.yaml does), or begin "
+                    "postgres_url with postgresql+psycopg2://")  # fmt: skip
         if kind == "DagsterPostgresException":
             return (f"the instance's Postgres does not answer ({_pg_cause(seen) or first}): check DAGSTER_PG_* and "
                     "that the database is up")  # fmt: skip
