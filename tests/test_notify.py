@@ -89,6 +89,11 @@ SLACK_URL = "https://hooks.slack.com/services/T000/B000/XXXXSECRET"
 TOKEN = "ghp_" + "a1B2c3D4e5" * 3 + "f6G7h8"
 
 
+def _own(field: str, name: str, example: str) -> str:
+    return (f"{field}: names {name}, the pipeline's own: it would be sent to the receiver. Give the receiver a "
+            f"variable of its own (e.g. {example})")
+
+
 @pytest.mark.parametrize(
     ("entry", "message", "secret"),
     [
@@ -105,18 +110,10 @@ TOKEN = "ghp_" + "a1B2c3D4e5" * 3 + "f6G7h8"
         ({"webhook": {"url_env": "HOOK"}, "events": "live"}, "events must be a list of names, got the text 'live'",
          "Input should"),
         # A receiver never gets the pipeline's own secrets, nor a token over the network in clear text.
-        ({"github": {"repository": "acme/app", "token_env": "GEMINI_API_KEY"}}, "github.token_env: names "
-         "GEMINI_API_KEY, the pipeline's own: it would be sent to the receiver. Give the receiver a variable of its "
-         "own (e.g. GITHUB_TOKEN)", "XXXXSECRET"),
-        ({"webhook": {"url_env": "AWS_SECRET_ACCESS_KEY"}}, "webhook.url_env: names AWS_SECRET_ACCESS_KEY, the "
-         "pipeline's own: it would be sent to the receiver. Give the receiver a variable of its own (e.g. "
-         "SLACK_WEBHOOK_URL)", "XXXXSECRET"),
-        ({"github": {"repository": "acme/app", "token_env": "PULUMI_ACCESS_TOKEN"}}, "github.token_env: names "
-         "PULUMI_ACCESS_TOKEN, the pipeline's own: it would be sent to the receiver. Give the receiver a variable of "
-         "its own (e.g. GITHUB_TOKEN)", "XXXXSECRET"),
-        ({"webhook": {"url_env": "PULUMI_CONFIG_PASSPHRASE"}}, "webhook.url_env: names PULUMI_CONFIG_PASSPHRASE, "
-         "the pipeline's own: it would be sent to the receiver. Give the receiver a variable of its own (e.g. "
-         "SLACK_WEBHOOK_URL)", "XXXXSECRET"),
+        *[({"github": {"repository": "acme/app", "token_env": name}}, _own("github.token_env", name, "GITHUB_TOKEN"),
+           "XXXXSECRET") for name in ("GEMINI_API_KEY", "PULUMI_ACCESS_TOKEN")],
+        *[({"webhook": {"url_env": name}}, _own("webhook.url_env", name, "SLACK_WEBHOOK_URL"), "XXXXSECRET")
+          for name in ("AWS_SECRET_ACCESS_KEY", "PULUMI_CONFIG_PASSPHRASE")],
         ({"github": {"repository": "acme/app", "api_url": "http://ghe.example.com/api/v3"}}, "github.api_url must "
          "be https:// (the token goes with every request), or http:// to this machine", "XXXXSECRET"),
         ({"webhook": {"url": "https://bot:XXXXSECRET@hooks.example.com/x"}}, "webhook.url: carries credentials: "
