@@ -65,3 +65,18 @@ def test_only_the_instance_s_own_file_errors_become_a_one_line_fix(tmp_path, mon
         open_instance(tmp_path / "state")
     if turned:
         assert "None" not in str(raised.value) and str(error.filename) in str(raised.value)
+
+
+def test_a_storage_directory_the_team_config_names_elsewhere_is_the_instance_s_own(tmp_path, monkeypatch):
+    """A base_dir outside the home that cannot be made is the config's to fix: one line, naming it."""
+    home, elsewhere = tmp_path / "home", tmp_path / "elsewhere" / "storage"
+    home.mkdir()
+    (home / "dagster.yaml").write_text(f"storage:\n  sqlite:\n    base_dir: {elsewhere}\n")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+
+    def fails(*_args, **_kwargs):
+        raise FileNotFoundError(errno.ENOENT, "No such file or directory", str(elsewhere / "history" / "runs.db"))
+
+    monkeypatch.setattr(dg.DagsterInstance, "from_config", fails)
+    with pytest.raises(InstanceUnusable, match=r"storage cannot be opened .*elsewhere/storage/history/runs\.db"):
+        open_instance(tmp_path / "state")

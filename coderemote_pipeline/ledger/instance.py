@@ -164,10 +164,21 @@ _STORAGE_ERRNOS = frozenset({errno.EEXIST, errno.ENOTDIR, errno.EISDIR, errno.EA
 
 
 def _storage_error(exc: OSError, home: Path) -> bool:
-    """An error of the instance's files, which the user fixes by moving a file or choosing another home."""
-    if isinstance(exc.filename, str | bytes):
-        return Path(os.fsdecode(exc.filename)).resolve().is_relative_to(home.resolve()) or exc.errno in _STORAGE_ERRNOS
-    return exc.errno in _STORAGE_ERRNOS
+    """An error of the instance's files, which the user fixes by moving a file or choosing another home: one under
+    the home, one the home's dagster.yaml names (a base_dir elsewhere), or one the file system refused."""
+    if exc.errno in _STORAGE_ERRNOS:
+        return True
+    if not isinstance(exc.filename, str | bytes):
+        return False
+    failed = Path(os.fsdecode(exc.filename))
+    if failed.resolve().is_relative_to(home.resolve()):
+        return True
+    try:
+        named = (home / "dagster.yaml").read_text(errors="replace")
+    except OSError:
+        return False
+    # The path itself or a directory above it, as the config writes it (the root and top directories say nothing).
+    return any(str(place) in named for place in (failed, *failed.parents) if len(place.parts) > 2)
 
 
 def open_instance(state_dir: Path) -> dg.DagsterInstance:
