@@ -19,7 +19,7 @@ from coderemote_pipeline.assets.stage import OWNERS
 from coderemote_pipeline.ledger.approvals import APPROVAL_ASSET, decision_refusal, latest_hold
 from coderemote_pipeline.resources.app_source import AppSource
 from coderemote_pipeline.resources.environments import Environments
-from coderemote_pipeline.rules.errors import has_controls
+from coderemote_pipeline.rules.errors import config_text_refusal
 from coderemote_pipeline.rules.partitions import deployment_partitions_def
 
 
@@ -47,8 +47,7 @@ def release_approval(
     refusal = decision_refusal(deploy.policy, release)
     if not refusal and not config.by.strip():
         refusal = "say who decides: config `by` (or `--by NAME` on the command line) must not be empty"
-    if not refusal and (has_controls(config.by.strip()) or has_controls(config.reason)):
-        refusal = "config `by` and `reason` must be one line of text: no newline, escape or direction override"
+    refusal = refusal or config_text_refusal(config.by, config.reason)
     if refusal:
         raise dg.Failure(description=refusal, allow_retries=False)
     # The decision binds a commit: the one the sensor held when there is a hold (what the approver was shown),

@@ -8,7 +8,7 @@ import dagster as dg
 from coderemote_pipeline.ledger import shifts
 from coderemote_pipeline.rules import names
 from coderemote_pipeline.rules.env_names import UnknownEnvironmentError, check_env
-from coderemote_pipeline.rules.errors import has_controls
+from coderemote_pipeline.rules.errors import config_text_refusal
 
 
 class TrafficControl(dg.Config):
@@ -29,9 +29,8 @@ def ask_shift(context: dg.OpExecutionContext, config: TrafficControl) -> None:
     # Recorded in the shift's verdict ("promoted by alice: ok") and listed: the CLI's --by and --reason rules.
     if not config.by.strip():
         raise dg.Failure(description="say who asks: config `by` must not be empty")
-    if has_controls(config.by) or has_controls(config.reason):
-        raise dg.Failure(description="config `by` and `reason` must be one line of text: no newline, escape or "
-                                     "direction override")  # fmt: skip
+    if refusal := config_text_refusal(config.by, config.reason):
+        raise dg.Failure(description=refusal)
     state = shifts.read_state(context.instance, config.env)
     if state is None or not state.in_flight:
         raise dg.Failure(description=f"no traffic shift is in flight in {config.env}: nothing to {config.action}")

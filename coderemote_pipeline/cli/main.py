@@ -24,12 +24,12 @@ from coderemote_pipeline.cli import (
 def settings_from(args: argparse.Namespace):
     """The settings of this installation, with the command's --remote and --app-config applied."""
     from coderemote_pipeline.rules.errors import resolved
-    from coderemote_pipeline.rules.remote_urls import absolute, check_remote
+    from coderemote_pipeline.rules.remote_urls import check_remote
     from coderemote_pipeline.rules.settings import Settings, SettingsError
 
     environ = dict(os.environ)
     if (remote := getattr(args, "remote", None)) is not None:
-        environ["CODEREMOTE_APP_REMOTE"] = absolute(check_remote(remote, name="--remote"))
+        environ["CODEREMOTE_APP_REMOTE"] = check_remote(remote, name="--remote")  # made absolute in Settings
     if (config := getattr(args, "app_config", None)) is not None:
         if not config.strip():
             raise SettingsError("--app-config is empty: give the app config file's path, or leave the option out")

@@ -33,3 +33,10 @@ def has_controls(text: str) -> bool:
     """A newline, an escape, a direction override or an invisible character: in a name or reason that is recorded
     and listed, one would forge or hide a line of `approvals` and `history`, or make one name look like another."""
     return any(unicodedata.category(c) in ("Cc", "Cf", "Cs", "Co", "Zl", "Zp") and c not in _JOINERS for c in text)
+
+
+def config_text_refusal(by: str, reason: str) -> str | None:
+    """Why a UI run's `by` and `reason` (recorded and listed one per line) cannot be taken, or None."""
+    if has_controls(by.strip()) or has_controls(reason):
+        return "config `by` and `reason` must be one line of text: no newline, escape or direction override"
+    return None

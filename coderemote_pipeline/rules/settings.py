@@ -50,6 +50,11 @@ class SettingsError(UserError, ValueError):
     pass
 
 
+def demo_remote(state_dir: Path) -> Path:
+    """The remote a deploy uses when none is given: the example app `./scripts/demo.sh` makes."""
+    return state_dir / "demo" / "code-remote-app.git"
+
+
 @dataclass(frozen=True)
 class Settings:
     target: str
@@ -78,7 +83,7 @@ class Settings:
     @property
     def missing_demo(self) -> bool:
         """No remote was given and the demo's example app, the default, was never made (`./scripts/demo.sh`)."""
-        demo = self.state_dir / "demo" / "code-remote-app.git"
+        demo = demo_remote(self.state_dir)
         return self.app_remote == str(demo) and not demo.exists()
 
     @property
@@ -93,7 +98,7 @@ class Settings:
         if target not in TARGETS:
             raise SettingsError(f"CODEREMOTE_TARGET={target[:40]!r} is not a target: use one of {', '.join(TARGETS)}")
         state_dir = _usable(state_dir_from(env), "CODEREMOTE_STATE_DIR" if env.get("CODEREMOTE_STATE_DIR") else "")
-        remote = env.get("CODEREMOTE_APP_REMOTE") or str(state_dir / "demo" / "code-remote-app.git")
+        remote = env.get("CODEREMOTE_APP_REMOTE") or str(demo_remote(state_dir))
         remote = absolute(check_remote(remote, name="CODEREMOTE_APP_REMOTE"))
         lease_reclaim_s(env)
         config = env.get("CODEREMOTE_APP_CONFIG")
