@@ -12,7 +12,9 @@ import docker
 import pytest
 from app_bugs import plant
 
-from coderemote_pipeline.actions.target_state import drift, read_target
+from coderemote_pipeline.actions.failure_report import settle_failed_run
+from coderemote_pipeline.actions.target_state import drift, read_target, split_parts
+from coderemote_pipeline.assets import smoke_result
 from coderemote_pipeline.cli.main import main
 from coderemote_pipeline.definitions import build_defs
 from coderemote_pipeline.ledger.history import deploys
@@ -21,13 +23,14 @@ from coderemote_pipeline.local_stack import LocalStack, load_stack_info
 from coderemote_pipeline.local_stack.processes import process_place, stop_pid
 from coderemote_pipeline.resources.targets import local_resources, target_for
 from coderemote_pipeline.rules import names
+from coderemote_pipeline.rules.environments import load_policies
 from coderemote_pipeline.rules.release_keys import parse_release_key
 from coderemote_pipeline.rules.settings import Settings
 from coderemote_pipeline.usecases.approve import record_decision
 from coderemote_pipeline.usecases.demo import EXAMPLE_APP, commit_and_push, git, make_app_repo
 from coderemote_pipeline.usecases.deploy import DeployRefused, Override, run_deployment
 from coderemote_pipeline.usecases.progress import QUIET as RUN_QUIET
-from coderemote_pipeline.usecases.rollback import rollback, rollback_target
+from coderemote_pipeline.usecases.rollback import AlreadyLive, rollback, rollback_target
 
 pytestmark = pytest.mark.stack
 QUIET = {"echo": lambda _: None}
@@ -244,3 +247,74 @@ def test_rollback_promote_and_retry_with_a_stack_part_down_make_no_run(prod, ins
     finally:
         instance.delete_run(failed.run_id)
         LocalStack(mine.state_dir).up()  # the registry restarts on its port, its storage intact
+
+
+def _serves(instance, release: str) -> None:
+    outputs = env_outputs(instance, "prod")
+    assert _get_json(outputs["api_url"] + "/health")["release"] == release
+    assert _get_json(outputs["frontend_url"] + "/config.json")["release"] == release
+
+
+def _move_alias(settings, instance, version: str):
+    target = target_for(local_resources(settings))("prod", env_outputs(instance, "prod"))
+    target.lam.update_alias(FunctionName=target.outputs["lambda_function_name"], Name="live", FunctionVersion=version)
+    return target
+
+
+def test_rollback_to_the_recorded_release_puts_a_split_env_back_whole(prod, instance):
+    """The repair a failure prints (`rollback prod --to <recorded>`) was refused as "already live" while prod was
+    split; it now puts the recorded release back through the stages. On a whole env it still changes nothing."""
+    settings, _, v100, v110 = prod
+    live = recorded_live(instance, "prod")
+    other = v100 if live.release != "v1.0.0" else v110
+    with pytest.raises(AlreadyLive, match=f"{live.release} is already live in prod"):
+        _rollback(settings, instance, to=live.release)
+    target = _move_alias(settings, instance, str(other.stages["lambda_version"]["version"]))
+    assert split_parts(read_target(target, probe=False))
+    lines: list[str] = []
+    fixed = rollback("prod", live.release, settings=settings, instance=instance, echo=lines.append)
+    assert fixed.success, fixed.failure
+    assert lines[0].startswith(f"prod does not serve its recorded release {live.release} whole (the API serves ")
+    assert lines[0].endswith("): putting it back")
+    now = read_target(target, probe=False)
+    assert not split_parts(now) and drift(recorded_live(instance, "prod"), now) == []
+    _serves(instance, live.release)
+
+
+def test_a_rollback_whose_smoke_fails_stays_on_the_release_it_went_back_to(prod, instance, monkeypatch):
+    """prod rolls back automatically after a failed smoke; a rollback's failed smoke took prod back to the release
+    the rollback fled, and the settle after it did too. Now it stays where it went, recorded, and says so."""
+    settings, _, v100, _ = prod
+    fled = recorded_live(instance, "prod").release
+    assert fled != "v1.0.0"
+    real = smoke_result.smoke_checks
+    monkeypatch.setattr(smoke_result, "smoke_checks", lambda **kw: real(**{**kw, "release": "a-flaky-probe"}))
+    back = _rollback(settings, instance, to="v1.0.0")
+    monkeypatch.undo()
+    assert not back.success
+    assert f"this was a rollback: prod stays on v1.0.0, not back on {fled}, which the rollback fled" in back.failure
+    assert "prod serves v1.0.0 (alias version" in back.failure and "as one whole release" in back.failure  # settle
+    _serves(instance, "v1.0.0")
+    live = recorded_live(instance, "prod")
+    assert live.release == "v1.0.0" and live.version == v100.stages["lambda_version"]["version"]
+    assert live.by_rollback and live.fled[0] == fled and "its smoke failed" in live.reason
+
+
+def test_a_failed_rollback_run_that_left_prod_split_is_settled_on_its_target(prod, instance):
+    """A rollback run to v1.1.0 died after moving the API only. Its settle put prod back on the recorded release,
+    which is what the rollback fled; now it finishes the rollback's switch and records it."""
+    settings, _, _, v110 = prod
+    fled = recorded_live(instance, "prod").release
+    assert fled != "v1.1.0"
+    died = dg.DagsterRun(job_name=names.ROLLBACK_JOB, status=dg.DagsterRunStatus.FAILURE,
+                         tags={names.ENV_TAG: "prod", names.RELEASE_TAG: "v1.1.0"})  # fmt: skip
+    instance.add_run(died)
+    _move_alias(settings, instance, str(v110.stages["lambda_version"]["version"]))
+    settled = settle_failed_run(instance, died, load_policies(settings.infra_dir)["prod"],
+                                target_for(local_resources(settings)))  # fmt: skip
+    assert settled.whole and not settled.rolled_back
+    assert settled.text.startswith("prod serves v1.1.0, the release this rollback went back to (version ")
+    assert f"not back on {fled}, which it fled; recorded as live" in settled.text
+    _serves(instance, "v1.1.0")
+    live = recorded_live(instance, "prod")
+    assert live.release == "v1.1.0" and live.by_rollback and live.fled == [fled] and live.run_id == died.run_id

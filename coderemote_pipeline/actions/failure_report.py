@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import botocore.exceptions
 import dagster as dg
@@ -24,8 +24,9 @@ from coderemote_pipeline.actions.serving import EnvTarget
 from coderemote_pipeline.actions.switch import SwitchFailed
 from coderemote_pipeline.actions.target_state import TargetState, drift, read_target, split_parts
 from coderemote_pipeline.ledger.leases import Holder, Lease, LeaseBusy, describe_run
-from coderemote_pipeline.ledger.live import recorded_live
-from coderemote_pipeline.ledger.records import StackRecord
+from coderemote_pipeline.ledger.live import last_live_as, recorded_live
+from coderemote_pipeline.ledger.records import ROLLED_BACK_TO, LiveRecord, StackRecord
+from coderemote_pipeline.ledger.releases import fled_by_rollback_to
 from coderemote_pipeline.ledger.stages import in_run
 from coderemote_pipeline.rules import names
 from coderemote_pipeline.rules import notify_config as nc
@@ -47,17 +48,30 @@ class Settled:
     waiting: bool = False  # not settled yet: the env's lease is held by a run it waits for (SETTLE_TAG)
 
 
-def _describe(env: str, run: dg.DagsterRun, state: TargetState) -> tuple[bool, str]:
+def _describe(env: str, run: dg.DagsterRun, state: TargetState, recorded: LiveRecord | None) -> tuple[bool, str]:
     parts = split_parts(state)
     live = f"{state.release or 'no release'} (alias version {state.version}, site {state.frontend_release})"
     if not parts:
         return True, f"{env} serves {live} as one whole release"
     release = run.tags.get(names.RELEASE_TAG, "the release")
+    back = f" --to {recorded.release}" if recorded else ""  # without --to: the release before the recorded one
     return False, (
         f"{env} is NOT one whole release: {'; '.join(parts)}. Re-execute this run from failure to finish {release} "
-        f"(`coderemote-pipeline retry {run.run_id[:8]}`, or the UI), or roll back with "
-        f"`coderemote-pipeline rollback {env}`"
+        f"(`coderemote-pipeline retry {run.run_id[:8]}`, or the UI), or put it back with "
+        f"`coderemote-pipeline rollback {env}{back}`"
     )
+
+
+def _rollback_goal(instance, run: dg.DagsterRun, recorded: LiveRecord | None, state: TargetState,
+                   whole: bool) -> LiveRecord | None:  # fmt: skip
+    """Where a failed rollback run leaves its env: on the release it went back to, when its switch left the env
+    split or whole on it and not yet recorded. Never back on the recorded release, which is what it fled."""
+    release = run.tags.get(names.RELEASE_TAG)
+    if not names.is_rollback_run(run) or not release:
+        return None
+    if whole and (state.release != release or (recorded is not None and recorded.release == release)):
+        return None
+    return last_live_as(instance, state.env, release)
 
 
 ENDED = (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)
@@ -162,17 +176,27 @@ def _settle(instance, run, env: str, policy: EnvironmentPolicy, target_for: Targ
     except UNREADABLE as exc:
         return Settled(env, f"what {env} serves cannot be read now ({exc}); check it with "
                        f"`coderemote-pipeline status {env}` once that is fixed", None)  # fmt: skip
-    whole, text = _describe(env, run, state)
-    split = not whole
-    if recorded is None or not (split or (policy.auto_rollback and drift(recorded, state))):
+    whole, text = _describe(env, run, state, recorded)
+    goal = _rollback_goal(instance, run, recorded, state, whole)
+    if goal is None and (recorded is None or (whole and not (policy.auto_rollback and drift(recorded, state)))):
         return Settled(env, text, whole)
-    reason = f"automatic rollback: run {run.run_id[:8]} failed and left {env} serving {state.release}"
+    to = goal or recorded
+    if goal is not None:
+        to = replace(goal, fled=fled_by_rollback_to(instance, env, goal.release))
+        reason = f"{ROLLED_BACK_TO} {goal.release} (rollback run {run.run_id[:8]} failed after its switch)"
+    else:
+        reason = f"automatic rollback: run {run.run_id[:8]} failed and left {env} serving {state.release}"
     try:
-        restored = restore_and_record(instance, target, recorded, reason=reason, run_id=run.run_id)
+        restored = restore_and_record(instance, target, to, reason=reason, run_id=run.run_id)
     except (*UNREADABLE, SwitchFailed, RuntimeError) as exc:
-        return Settled(env, f"{text}. Putting {env} back on {recorded.release} FAILED: {exc}. Roll back by hand: "
-                       f"coderemote-pipeline rollback {env}", whole)  # fmt: skip
+        return Settled(env, f"{text}. Putting {env} on {to.release} FAILED: {exc}. Put it there by hand: "
+                       f"coderemote-pipeline rollback {env} --to {to.release}", whole)  # fmt: skip
     live = restored.live
+    if goal is not None:
+        away = recorded.release if recorded and recorded.release != live.release else ""
+        fled = f", not back on {away}, which it fled" if away else ""
+        return Settled(env, f"{env} serves {live.release}, the release this rollback went back to (version "
+                       f"{live.version}, site {live.frontend_release}){fled}; recorded as live", True)  # fmt: skip
     return Settled(
         env,
         f"rolled back automatically: {env} serves {live.release} again (version {live.version}, site "

@@ -76,7 +76,10 @@ def smoke_result(
         _record_live(context, deploy, shift, outputs, app_source, baked)
         return dg.MaterializeResult(metadata={**record.to_metadata(), **timings, "cold_start_s": shift.cold_start_s},
                                     data_version=SmokeRecord.data_version(True, deploy.commit))  # fmt: skip
-    after = _after_failure(context, deploy, reason, target, force=baked is not None)
+    if names.is_rollback_run(context.run):
+        after = _rollback_failed(context, deploy, shift, outputs, app_source, reason)
+    else:
+        after = _after_failure(context, deploy, reason, target, force=baked is not None)
     failed = SmokeRecord(False, deploy.release.key, deploy.commit, record.checks, bool(after[1]), after[1], after[0],
                          record.seconds)  # fmt: skip
     context.log_event(dg.AssetMaterialization(asset_key=names.key(names.SMOKE_RESULT), partition=deploy.partition,
@@ -87,14 +90,17 @@ def smoke_result(
 
 
 def _record_live(context, deploy: Deployment, shift: ShiftRecord, outputs: dict[str, str], app_source,
-                 baked: Baked | None) -> None:  # fmt: skip
-    """The release is live: recorded with how to reach the env and how the release was built (for rollbacks)."""
+                 baked: Baked | None, failed: str = "") -> None:  # fmt: skip
+    """The release is live: recorded with how to reach the env and how the release was built (for rollbacks).
+    `failed`: why a rollback's smoke failed, where the env stays on the release it went back to."""
     delivery = shift.strategy + (f": baked {baked.seconds:.0f} s on live traffic, {baked.outcome}" if baked else "")
+    delivery += f"; its smoke failed: {failed}" if failed else ""
     rollback = names.is_rollback_run(context.run)
     live = LiveRecord(
         release=deploy.release.key, commit=deploy.commit, version=shift.version,
         digest=upstream(context, VersionRecord).image_digest, frontend_release=shift.site_release,
-        reason=f"{ROLLED_BACK_TO if rollback else 'deployed'} {deploy.release.key}", run_id=context.run.run_id,
+        reason=f"{ROLLED_BACK_TO if rollback else 'deployed'} {deploy.release.key}" + (
+            " (its smoke failed)" if failed else ""), run_id=context.run.run_id,
         since=time.time(),
         stack_outputs=outputs, app_remote=app_source.remote_url, app_layout=app_source.layout.to_json(),
         delivery=delivery, fled=fled_by_rollback_to(context.instance, deploy.env, deploy.release.key) if rollback
@@ -104,6 +110,18 @@ def _record_live(context, deploy: Deployment, shift: ShiftRecord, outputs: dict[
     shifts.finish(context.instance, deploy.env, context.run.run_id, "done")
     announce(context.instance, deploy, nc.ROLLED_BACK if rollback else nc.LIVE, run_id=context.run.run_id,
              detail=delivery, log=context.log.warning)  # fmt: skip
+
+
+def _rollback_failed(context, deploy: Deployment, shift: ShiftRecord, outputs: dict[str, str], app_source,
+                     reason: str) -> tuple[str, str]:  # fmt: skip
+    """A rollback whose smoke failed stays where it went: going back to the recorded release would serve again
+    what the rollback fled. It is recorded as live, so status shows no drift and no settle undoes it."""
+    fled = recorded_live(context.instance, deploy.env)
+    _record_live(context, deploy, shift, outputs, app_source, None, failed=reason)
+    fled_key = fled.release if fled and fled.release != deploy.release.key else ""
+    away = f", not back on {fled_key}, which the rollback fled" if fled_key else ""
+    return (f"this was a rollback: {deploy.env} stays on {deploy.release.key}{away}. Find why its smoke failed, "
+            f"then roll back further (`coderemote-pipeline rollback {deploy.env} --to RELEASE`) or deploy a fix"), ""
 
 
 def _after_failure(context, deploy: Deployment, reason: str, target: EnvTarget, force: bool) -> tuple[str, str]:
@@ -118,8 +136,8 @@ def _after_failure(context, deploy: Deployment, reason: str, target: EnvTarget, 
         restored = restore_and_record(context.instance, target, previous, reason=f"automatic rollback: {reason}",
                                       run_id=context.run.run_id, log_event=context.log_event)  # fmt: skip
     except (SwitchFailed, RuntimeError) as exc:
-        return (f"automatic rollback to {previous.release} FAILED: {exc}. Roll back by hand: "
-                f"coderemote-pipeline rollback {deploy.env}"), ""  # fmt: skip
+        return (f"automatic rollback to {previous.release} FAILED: {exc}. Put it back by hand: "
+                f"coderemote-pipeline rollback {deploy.env} --to {previous.release}"), ""  # fmt: skip
     shifts.finish(context.instance, deploy.env, context.run.run_id, "rolled_back")
     context.log.warning(f"rolled {deploy.env} back to {previous.release} in {restored.seconds:.1f}s")
     announce(context.instance, deploy, nc.AUTOMATIC_ROLLBACK, run_id=context.run.run_id,

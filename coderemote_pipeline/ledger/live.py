@@ -47,6 +47,11 @@ def live_history(instance: dg.DagsterInstance, env: str) -> Iterator[Found[LiveR
     return history(instance, LiveRecord, env)
 
 
+def last_live_as(instance: dg.DagsterInstance, env: str, release: str) -> LiveRecord | None:
+    """The newest record of `env` serving `release` (what putting it back restores), or None."""
+    return next((found.record for found in live_history(instance, env) if found.record.release == release), None)
+
+
 def env_outputs(instance: dg.DagsterInstance, env: str) -> dict[str, str] | None:
     """The stack outputs of the environment as its live record keeps them, or None if nothing was ever live."""
     live = recorded_live(instance, env)

@@ -94,6 +94,19 @@ def rollback_target(
     raise DeployRefused(_nothing_earlier(env, live, policy or load_policies()[env], passed_by))
 
 
+def off_record(settings: Settings, instance: dg.DagsterInstance, env: str) -> list[str]:
+    """How what `env` serves differs from its live record, read from the target (empty: it serves it whole)."""
+    from coderemote_pipeline.actions.target_state import drift, read_target, split_parts
+    from coderemote_pipeline.resources.targets import target_for
+
+    live = recorded_live(instance, env)
+    if live is None or not live.stack_outputs:
+        return []
+    layout = AppLayout.from_json(live.app_layout) if live.app_layout else None
+    state = read_target(target_for(resources_for(settings), layout)(env, live.stack_outputs), probe=False)
+    return split_parts(state) or drift(live, state)
+
+
 def built_with(record: LiveRecord) -> dict[str, str]:
     return {names.APP_REMOTE_TAG: record.app_remote, names.APP_LAYOUT_TAG: record.app_layout}
 
@@ -122,7 +135,16 @@ def rollback(
     # do: in the steps they cost 0.2-0.8 s each, several times the rollback's own work.
     warm_clients(resources_for(settings)["aws"])
     policies = load_policies(settings.infra_dir)
-    release, commit, built = rollback_target(instance, env, to, policies[env])
+    try:
+        release, commit, built = rollback_target(instance, env, to, policies[env])
+    except AlreadyLive:
+        # The repair a failure message prints (`rollback ENV --to <recorded>`): the record names it, the env does
+        # not serve it whole, so it is put back through the stages like any other rollback.
+        if not (off := off_record(settings, instance, env)):
+            raise
+        live = recorded_live(instance, env)
+        release, commit, built = live.release, live.commit, built_with(live)
+        echo(f"{env} does not serve its recorded release {release} whole ({'; '.join(off)}): putting it back")
     if preflight is not None:
         preflight()
     deploy = Deployment.of(env, release, policies, commit)
