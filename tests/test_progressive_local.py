@@ -14,9 +14,11 @@ import sys
 import time
 from pathlib import Path
 
+import dagster as dg
 import pytest
 
 from coderemote_pipeline.actions import lambda_versions as lv
+from coderemote_pipeline.actions import shift
 from coderemote_pipeline.ledger import shifts
 from coderemote_pipeline.ledger.history import deploys
 from coderemote_pipeline.ledger.live import env_outputs, recorded_live
@@ -248,3 +250,36 @@ def test_a_person_promotes_a_shift_from_the_ui_job_and_the_cli_refuses_when_none
     assert refused.returncode == 2
     assert refused.stderr == (f"error: no traffic shift is in flight in {ENV}: nothing to abort "
                               f"(see `coderemote-pipeline traffic {ENV}`)\n")  # fmt: skip
+
+
+def test_a_halt_whose_weigh_back_fails_is_not_retried_past_the_halt(canary, instance, monkeypatch):
+    """A canary halted, then taking its weight back to 0 failed once (the emulator hiccuped). That error replaced the
+    halt, the stage's retry found the alias at 10 % and resumed the canary past its halt (or a person's abort)."""
+    settings, clone = canary
+    before = recorded_live(instance, ENV)
+    # No load: a step nobody can judge halts at its end, as a breach or an abort would.
+    set_delivery(settings.infra_dir, ENV, {**CANARY, "interval": "3s", "analysis": {**ANALYSIS, "min_requests": 999}})
+    _change(clone, "a canary whose weigh-back hiccups")
+    real, hiccups = shift.weigh, []
+
+    def weigh(target, primary, extra=None):
+        if not extra and not hiccups:  # the weigh-back, once
+            hiccups.append(primary)
+            raise ConnectionError("the emulator is restarting")
+        return real(target, primary, extra)
+
+    monkeypatch.setattr(shift, "weigh", weigh)
+    try:
+        failed = run_deployment(ENV, "main", settings=settings, instance=instance, executor="serial", **QUIET)
+    finally:
+        monkeypatch.undo()
+        set_delivery(settings.infra_dir, ENV, CANARY)
+    assert not failed.success and hiccups == [str(before.version)]
+    assert "step at 10% ended with" in failed.failure, failed.failure
+    assert "weight back to 0 failed too (the emulator is restarting)" in failed.failure
+    starts = instance.all_logs(failed.run_id, of_type=dg.DagsterEventType.STEP_START)
+    assert [e.step_key for e in starts].count("traffic_shift") == 1  # not retried
+    # The run's settle found staging split and put it back whole.
+    assert f"rolled back automatically: {ENV} serves {before.release} again" in failed.failure
+    assert _edge_weights(settings, instance) == {str(before.version): 100}
+    assert recorded_live(instance, ENV).release == before.release

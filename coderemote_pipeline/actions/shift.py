@@ -59,6 +59,11 @@ class Halted(RuntimeError):
         self.verdict, self.by = verdict, by
 
 
+class WeightStuck(RuntimeError):
+    """The steps stopped (a halt, an abort, an error) and taking the new version's weight back to 0 failed too. Never
+    retried: a retry would resume the steps from the weight left behind, past the halt or the abort."""
+
+
 @dataclass
 class Watcher:
     """How a shift sees the world: the target, what a person asked, and where each window's figures go."""
@@ -131,8 +136,14 @@ def steps(
                                     step=index, weight=step.weight)  # fmt: skip
             if outcome == PROMOTED:
                 return PROMOTED, state
-    except BaseException:  # a breach, an abort, an error, or the run being stopped: never a weight left behind
-        back = weigh(target, state.previous_version)
+    except BaseException as stopped:  # a breach, an abort, an error, or the run being stopped: no weight left behind
+        try:
+            back = weigh(target, state.previous_version)
+        except Exception as failed:
+            if not isinstance(stopped, Exception):
+                raise stopped from failed  # a stop stays a stop; the run's settle puts the env back
+            raise WeightStuck(f"{stopped}; taking version {state.version}'s weight back to 0 failed too ({failed})"
+                              ) from stopped  # fmt: skip
         record(replace(state, weights=back, phase="rolled_back"))
         raise
     return PASSED, state

@@ -15,7 +15,7 @@ import dagster as dg
 
 from coderemote_pipeline.actions.notify import announce
 from coderemote_pipeline.actions.serving import EnvTarget
-from coderemote_pipeline.actions.shift import Halted, Watcher, resume_from, steps
+from coderemote_pipeline.actions.shift import Halted, Watcher, WeightStuck, resume_from, steps
 from coderemote_pipeline.actions.switch import Serving, SwitchFailed, is_release, serving, switch
 from coderemote_pipeline.assets.frontend_bundle import frontend_bundle
 from coderemote_pipeline.assets.lambda_version import lambda_version
@@ -132,6 +132,14 @@ def _steps(context, deploy: Deployment, target: EnvTarget, plan: RolloutPlan, be
             description=f"{deploy.label}: {exc}. The new version's weight is back to 0: {deploy.env} serves "
             f"{before.release} (version {before.version}) to every request",
             metadata={"halted_by": exc.by, "steps": dg.MetadataValue.json(windows)},
+            allow_retries=False,
+        ) from exc
+    except WeightStuck as exc:
+        raise dg.Failure(
+            description=f"{deploy.label}: {exc}. {deploy.env} may still send {deploy.release.key} part of its "
+            f"requests: the settle after this run puts {before.release} back whole; if it cannot, "
+            f"`coderemote-pipeline rollback {deploy.env} --to {before.release}` does",
+            metadata={"steps": dg.MetadataValue.json(windows)},
             allow_retries=False,
         ) from exc
     if outcome != "passed":
