@@ -23,8 +23,8 @@ import pytest
 from app_bugs import plant
 from team_kit import app_repo
 
+from coderemote_pipeline.actions import restore, switch
 from coderemote_pipeline.actions import site_store as frontend_store
-from coderemote_pipeline.actions import switch
 from coderemote_pipeline.assets import smoke_result
 from coderemote_pipeline.ledger.instance import prepare_home
 from coderemote_pipeline.ledger.live import env_outputs
@@ -195,6 +195,40 @@ def test_a_retry_after_an_automatic_rollback_switches_again(faults, monkeypatch,
     assert not {"api_image", "lambda_version", "frontend_bundle"} & set(retried.stages)  # nothing rebuilt
     faults.verified.append(commit)
     faults.assert_whole(failed.release)
+
+
+def test_an_automatic_rollback_retried_after_its_invalidation_failed_still_invalidates(faults, monkeypatch, tmp_path):
+    """The restore flipped the site back, then CloudFront answered 503: the stage's retry found nothing left to flip,
+    so it invalidated nothing, and CloudFront kept the failed release's index.html and config.json."""
+    infra = tmp_path / "infra"
+    shutil.copytree(faults.settings.infra_dir, infra, ignore=shutil.ignore_patterns("__pycache__"))
+    set_policy(infra, "dev", auto_rollback=True)
+    settings = replace(faults.settings, infra_dir=infra)
+    before = faults.live()["alias"]
+    commit = faults.change("smoke fails, then the CDN hiccups")
+    real_smoke, real_invalidate, calls = smoke_result.smoke_checks, restore.invalidate, []
+
+    def invalidate(cf, distribution, paths, caller_reference):
+        calls.append((caller_reference, paths))
+        if len(calls) == 1:
+            error = {"Error": {"Code": "ServiceUnavailable", "Message": "try again"}}
+            raise botocore.exceptions.ClientError(error, "CreateInvalidation")
+        return real_invalidate(cf, distribution, paths, caller_reference)
+
+    monkeypatch.setattr(smoke_result, "smoke_checks", lambda **kw: real_smoke(**{**kw, "release": "a-flaky-probe"}))
+    monkeypatch.setattr(restore, "invalidate", invalidate)
+    failed = run_deployment("dev", commit, settings=settings, instance=faults.instance, executor="serial", **QUIET)
+    monkeypatch.undo()
+    assert not failed.success and f"rolled back automatically: dev serves {before} again" in failed.failure
+    faults.assert_whole(before)
+    assert len(calls) == 2 and calls[0] == calls[1], calls  # the retry asked for the same invalidation
+    assert "/config.json" in calls[1][1] and calls[1][0] == f"restore-{failed.run_id}-{before}"
+    target = target_for(local_resources(settings))("dev", env_outputs(faults.instance, "dev"))
+    distribution = target.outputs["cloudfront_distribution_id"]
+    made = target.cf.list_invalidations(DistributionId=distribution)["InvalidationList"].get("Items", [])
+    batches = [target.cf.get_invalidation(DistributionId=distribution, Id=i["Id"])["Invalidation"]["InvalidationBatch"]
+               for i in made]  # fmt: skip
+    assert any(b["CallerReference"] == calls[1][0] and "/config.json" in b["Paths"]["Items"] for b in batches)
 
 
 def test_a_retry_where_the_env_kept_the_release_only_finishes_it(faults, monkeypatch):

@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 
 import dagster as dg
 
+from coderemote_pipeline.actions import site_store as store
 from coderemote_pipeline.actions.cdn import invalidate
 from coderemote_pipeline.actions.serving import EnvTarget
 from coderemote_pipeline.actions.switch import Serving, switch
@@ -30,15 +31,23 @@ class Restored:
     seconds: float
 
 
-def restore(target: EnvTarget, to: LiveRecord, caller_reference: str) -> list[str]:
-    """Make `target` serve `to` again (API, then site, then the CDN); the site paths that changed."""
+def restore(target: EnvTarget, to: LiveRecord, caller_reference: str, away_from: str | None = None) -> list[str]:
+    """Make `target` serve `to` again (API, then site, then the CDN); the site paths that changed.
+    `away_from`: the site release being left. The CDN forgets what differs between the two snapshots, not only what
+    this flip changed: a retried restore finds the site flipped already while the CDN may still hold the release
+    it left (and the same paths make the same caller reference return the same invalidation)."""
     wanted = Serving(str(to.version), to.release, to.commit, to.digest, to.frontend_release or None)
     switched = switch(target, wanted)
-    paths = ff.invalidation_paths(switched.changed_paths)
+    changed = switched.changed_paths
+    bucket = target.outputs[out.FRONTEND_BUCKET]
+    if away_from and to.frontend_release and away_from != to.frontend_release:
+        manifest = store.read_manifest(target.s3, bucket, to.frontend_release)  # there: the switch just used it
+        changed = store.changed_between(target.s3, bucket, away_from, manifest) if manifest else changed
+    paths = ff.invalidation_paths(changed)
     if paths:
         invalidate(target.cf, target.outputs[out.CLOUDFRONT_DISTRIBUTION_ID], paths, caller_reference)
         target.site.forget(target.env, paths)
-    return switched.changed_paths
+    return changed
 
 
 def restore_and_record(
@@ -49,10 +58,11 @@ def restore_and_record(
     reason: str,
     run_id: str,
     log_event: LogEvent | None = None,
+    away_from: str | None = None,
 ) -> Restored:
     """Restore `to` and record it as what the environment serves, with the reason and the run that did it."""
     started = time.monotonic()
-    changed = restore(target, to, caller_reference=f"restore-{run_id}-{to.release}")
+    changed = restore(target, to, caller_reference=f"restore-{run_id}-{to.release}", away_from=away_from)
     live = replace(to, reason=reason, run_id=run_id, since=time.time())
     record_live(instance, target.env, live, log_event)
     return Restored(live, changed, time.monotonic() - started)

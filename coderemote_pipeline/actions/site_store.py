@@ -91,15 +91,20 @@ def live_release(s3: Any, bucket: str) -> str | None:
     return pointer(s3, bucket).get("release") or None
 
 
+def changed_between(s3: Any, bucket: str, previous: str | None, manifest: dict[str, Any]) -> list[str]:
+    """The paths of `manifest`'s release whose bytes differ from `previous`'s snapshot (all of them: none)."""
+    old = read_json(s3, bucket, snapshot_key(previous, MANIFEST)) if previous else None
+    old_files = {f["path"]: f["md5"] for f in (old or {}).get("files", [])}
+    return sorted(f["path"] for f in manifest["files"] if old_files.get(f["path"]) != f["md5"])
+
+
 def flip(s3: Any, bucket: str, manifest: dict[str, Any], acl: str | None) -> SiteSwitch:
     """Make the manifest's release the live one: one write of the pointer. The paths that changed are for the CDN
     to forget (CloudFront keys its cache by path; the local edge keys it by release and needs none)."""
     before = pointer(s3, bucket)
     previous = before.get("release") or None
     release = manifest["release"]
-    old = read_json(s3, bucket, snapshot_key(previous, MANIFEST)) if previous else None
-    old_files = {f["path"]: f["md5"] for f in (old or {}).get("files", [])}
-    changed = sorted(f["path"] for f in manifest["files"] if old_files.get(f["path"]) != f["md5"])
+    changed = changed_between(s3, bucket, previous, manifest)
     if previous != release:
         metadata = {"release": release, "previous": previous or release, "commit": str(manifest.get("commit", "")),
                     "content_hash": str(manifest.get("content_hash", ""))}  # fmt: skip

@@ -79,7 +79,7 @@ def smoke_result(
     if names.is_rollback_run(context.run):
         after = _rollback_failed(context, deploy, shift, outputs, app_source, reason)
     else:
-        after = _after_failure(context, deploy, reason, target, force=baked is not None)
+        after = _after_failure(context, deploy, reason, target, bundle.release, force=baked is not None)
     failed = SmokeRecord(False, deploy.release.key, deploy.commit, record.checks, bool(after[1]), after[1], after[0],
                          record.seconds)  # fmt: skip
     context.log_event(dg.AssetMaterialization(asset_key=names.key(names.SMOKE_RESULT), partition=deploy.partition,
@@ -124,7 +124,8 @@ def _rollback_failed(context, deploy: Deployment, shift: ShiftRecord, outputs: d
             f"then roll back further (`coderemote-pipeline rollback {deploy.env} --to RELEASE`) or deploy a fix"), ""
 
 
-def _after_failure(context, deploy: Deployment, reason: str, target: EnvTarget, force: bool) -> tuple[str, str]:
+def _after_failure(context, deploy: Deployment, reason: str, target: EnvTarget, site: str,
+                   force: bool) -> tuple[str, str]:  # fmt: skip
     """(what the environment serves now, the release it was rolled back to or ""). A failed bake always goes back:
     taking the new version's weight to 0 is what a bake is for."""
     previous = recorded_live(context.instance, deploy.env)
@@ -134,7 +135,8 @@ def _after_failure(context, deploy: Deployment, reason: str, target: EnvTarget, 
         return f"no previous release of {deploy.env} to roll back to; {deploy.env} serves this failed release", ""
     try:
         restored = restore_and_record(context.instance, target, previous, reason=f"automatic rollback: {reason}",
-                                      run_id=context.run.run_id, log_event=context.log_event)  # fmt: skip
+                                      run_id=context.run.run_id, log_event=context.log_event,
+                                      away_from=site)  # fmt: skip
     except (SwitchFailed, RuntimeError) as exc:
         return (f"automatic rollback to {previous.release} FAILED: {exc}. Put it back by hand: "
                 f"coderemote-pipeline rollback {deploy.env} --to {previous.release}"), ""  # fmt: skip
