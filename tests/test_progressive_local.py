@@ -19,6 +19,7 @@ import pytest
 
 from coderemote_pipeline.actions import lambda_versions as lv
 from coderemote_pipeline.actions import shift
+from coderemote_pipeline.assets import smoke_result
 from coderemote_pipeline.ledger import shifts
 from coderemote_pipeline.ledger.history import deploys
 from coderemote_pipeline.ledger.live import env_outputs, recorded_live
@@ -283,3 +284,27 @@ def test_a_halt_whose_weigh_back_fails_is_not_retried_past_the_halt(canary, inst
     assert f"rolled back automatically: {ENV} serves {before.release} again" in failed.failure
     assert _edge_weights(settings, instance) == {str(before.version): 100}
     assert recorded_live(instance, ENV).release == before.release
+
+
+def test_a_release_users_already_have_unjudged_still_bakes_and_invalidates(canary, instance, monkeypatch):
+    """Staging kept a release whose smoke failed (auto_rollback off), as it keeps one whose run was killed after the
+    switch. Deployed again, the switch found the alias on it already: "all at once", no bake, and no changed paths
+    for the CDN to forget, so CloudFront kept the recorded release's index.html and config.json."""
+    settings, clone = canary
+    before = recorded_live(instance, ENV)
+    _change(clone, "smoke fails once, staging keeps it")
+    real = smoke_result.smoke_checks
+    monkeypatch.setattr(smoke_result, "smoke_checks", lambda **kw: real(**{**kw, "release": "a-flaky-probe"}))
+    with Load(env_outputs(instance, ENV)["api_url"] + HELLO, rate=20):
+        failed = run_deployment(ENV, "main", settings=settings, instance=instance, executor="serial", **QUIET)
+        monkeypatch.undo()
+        assert not failed.success and f"auto_rollback is off for {ENV}" in failed.failure, failed.failure
+        assert recorded_live(instance, ENV).release == before.release
+        again = run_deployment(ENV, "main", settings=settings, instance=instance, **QUIET)
+    assert again.success, again.failure
+    shifted = again.stages["traffic_shift"]
+    assert shifted["strategy"] == "all at once, then bake 3 s" and not shifted["steps"]
+    assert shifted["previous_release"] == before.release and shifted["previous_version"] == before.version
+    assert "config.json" in shifted["changed_paths"]
+    assert again.stages["cloudfront_invalidation"]["paths"] and again.stages["smoke_result"]["bake_outcome"] == "passed"
+    assert recorded_live(instance, ENV).delivery.startswith("all at once, then bake 3 s: baked 3 s on live traffic")

@@ -39,10 +39,8 @@ def restore(target: EnvTarget, to: LiveRecord, caller_reference: str, away_from:
     wanted = Serving(str(to.version), to.release, to.commit, to.digest, to.frontend_release or None)
     switched = switch(target, wanted)
     changed = switched.changed_paths
-    bucket = target.outputs[out.FRONTEND_BUCKET]
     if away_from and to.frontend_release and away_from != to.frontend_release:
-        manifest = store.read_manifest(target.s3, bucket, to.frontend_release)  # there: the switch just used it
-        changed = store.changed_between(target.s3, bucket, away_from, manifest) if manifest else changed
+        changed = store.changed_since(target.s3, target.outputs[out.FRONTEND_BUCKET], away_from, to.frontend_release)
     paths = ff.invalidation_paths(changed)
     if paths:
         invalidate(target.cf, target.outputs[out.CLOUDFRONT_DISTRIBUTION_ID], paths, caller_reference)

@@ -98,6 +98,12 @@ def changed_between(s3: Any, bucket: str, previous: str | None, manifest: dict[s
     return sorted(f["path"] for f in manifest["files"] if old_files.get(f["path"]) != f["md5"])
 
 
+def changed_since(s3: Any, bucket: str, previous: str | None, release: str) -> list[str]:
+    """changed_between for `release`'s snapshot; none when it is gone (its switch says so)."""
+    manifest = read_manifest(s3, bucket, release)
+    return changed_between(s3, bucket, previous, manifest) if manifest else []
+
+
 def flip(s3: Any, bucket: str, manifest: dict[str, Any], acl: str | None) -> SiteSwitch:
     """Make the manifest's release the live one: one write of the pointer. The paths that changed are for the CDN
     to forget (CloudFront keys its cache by path; the local edge keys it by release and needs none)."""

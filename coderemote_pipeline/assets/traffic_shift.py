@@ -13,6 +13,7 @@ from dataclasses import replace
 
 import dagster as dg
 
+from coderemote_pipeline.actions import site_store as store
 from coderemote_pipeline.actions.notify import announce
 from coderemote_pipeline.actions.serving import EnvTarget
 from coderemote_pipeline.actions.shift import Halted, Watcher, WeightStuck, resume_from, steps
@@ -61,17 +62,23 @@ def traffic_shift(
     target = targets.target(deploy.env, outputs, app_source.layout)
     wanted = Serving(str(version.version), deploy.release.key, version.commit, version.image_digest, bundle.release)
     before = serving(target)
-    plan = _plan(context, deploy, before, wanted)
+    unjudged = _unjudged(context, deploy, before, wanted)
+    plan = _plan(context, deploy, before, wanted, unjudged is not None)
     windows = _steps(context, deploy, target, plan, before, wanted) if plan.steps else []
     try:
         # Canary steps move weights: what served is read again after them; at once, it is what was just read.
         switched = switch(target, wanted, None if plan.steps else before)
     except SwitchFailed as exc:
         raise dg.Failure(description=f"the switch of {deploy.label} failed: {exc}", allow_retries=False) from exc
+    changed = switched.changed_paths
+    if unjudged is not None:
+        # Users moved from the recorded release in an earlier attempt: the CDN may still hold its files.
+        before = unjudged
+        changed = store.changed_since(target.s3, outputs[out.FRONTEND_BUCKET], unjudged.site_release, bundle.release)
     _record_state(context, deploy, plan, before, wanted, "bake" if plan.bake_s else "done")
     context.log.info(
         f"{deploy.env} serves {deploy.release.key} ({plan.describe()}): version {before.version} → {version.version}, "
-        f"site {before.site_release or 'none'} → {bundle.release}, {len(switched.changed_paths)} path(s) changed"
+        f"site {before.site_release or 'none'} → {bundle.release}, {len(changed)} path(s) changed"
     )
     record = ShiftRecord(
         strategy=plan.describe(),
@@ -82,7 +89,7 @@ def traffic_shift(
         site_release=bundle.release,
         alias_moved=switched.alias_moved,
         api_url=outputs[out.API_URL],
-        changed_paths=switched.changed_paths,
+        changed_paths=changed,
         cold_start_s=round(switched.api.cold_start_s or 0.0, 3),
         runtime=switched.api.detail,
         switched_at=time.time(),
@@ -92,13 +99,29 @@ def traffic_shift(
     return dg.MaterializeResult(metadata={**record.to_metadata(), "seconds": round(switched.seconds, 3)})
 
 
-def _plan(context: dg.AssetExecutionContext, deploy: Deployment, before: Serving, wanted: Serving) -> RolloutPlan:
+def _unjudged(context, deploy: Deployment, before: Serving, wanted: Serving) -> Serving | None:
+    """What the record names as live, where the env already serves `wanted` but the record does not: an earlier
+    attempt switched and ended unjudged (killed before it recorded, or its smoke failed with auto_rollback off)."""
+    if before.version != wanted.version or names.is_rollback_run(context.run):
+        return None
+    live = recorded_live(context.instance, deploy.env)
+    if live is None or live.release == wanted.release or not is_release(live.release):
+        return None
+    return Serving(str(live.version), live.release, live.commit, live.digest, live.frontend_release or None)
+
+
+def _plan(context: dg.AssetExecutionContext, deploy: Deployment, before: Serving, wanted: Serving,
+          unjudged: bool) -> RolloutPlan:  # fmt: skip
     """The policy's plan, except where there is nothing to judge the release against or it must be quick: a
-    rollback (users go back at once), the first release of an env, or the release already live."""
+    rollback (users go back at once), the first release of an env, or the release already live. One that users
+    already have but nothing judged yet takes no steps back down to a few percent, but still owes its bake."""
     plan = deploy.policy.rollout
     rollback = names.is_rollback_run(context.run)
-    if rollback or not is_release(before.release) or before.version == wanted.version:
+    if rollback or not is_release(before.release):
         return RolloutPlan.at_once()
+    if before.version == wanted.version:
+        return replace(RolloutPlan.at_once(), bake_s=plan.bake_s, analysis=plan.analysis) if unjudged else (
+            RolloutPlan.at_once())
     return plan
 
 
