@@ -267,3 +267,27 @@ def test_traffic_reads_cloudwatch_per_executed_version_of_the_alias(emulated_aws
 
     assert (figures[old].requests, figures[old].errors) == (90, 0)
     assert (figures[new].requests, figures[new].errors) == (10, 3) and figures[new].error_rate == 0.3
+
+
+def test_cloudfront_follows_the_pointer_once_and_says_what_it_serves(emulated_aws: MotoAws) -> None:
+    """The edge's own word on the release: a process killed between the pointer's flip and `follow` leaves
+    CloudFront's origin path on the release before, which only reading it back shows. Following again is free."""
+    cf = emulated_aws.client("cloudfront")
+    origin = {"Id": "site", "DomainName": "site.s3.amazonaws.com", "S3OriginConfig": {"OriginAccessIdentity": ""}}
+    created = cf.create_distribution(DistributionConfig={
+        "CallerReference": "edge-test", "Comment": "", "Enabled": True,
+        "Origins": {"Quantity": 1, "Items": [origin]},
+        "DefaultCacheBehavior": {"TargetOriginId": "site", "ViewerProtocolPolicy": "allow-all",
+                                 "MinTTL": 0, "ForwardedValues": {"QueryString": False, "Cookies": {"Forward": "none"}},
+                                 "TrustedSigners": {"Enabled": False, "Quantity": 0}},
+    })["Distribution"]  # fmt: skip
+    outputs = {stack_outputs.CLOUDFRONT_DISTRIBUTION_ID: created["Id"]}
+    edge = CloudFrontOriginEdge(aws=emulated_aws)
+    assert edge.serves("dev", outputs) is None  # nothing followed yet
+    assert edge.follow("dev", outputs, "v1.0.0").endswith("serves origin path /_releases/v1.0.0")
+    assert edge.serves("dev", outputs) == "v1.0.0"
+    etag = cf.get_distribution_config(Id=created["Id"])["ETag"]
+    assert "already serves" in edge.follow("dev", outputs, "v1.0.0")
+    assert cf.get_distribution_config(Id=created["Id"])["ETag"] == etag  # no update, no redeploy of the edge
+    edge.follow("dev", outputs, "v1.1.0")
+    assert edge.serves("dev", outputs) == "v1.1.0"

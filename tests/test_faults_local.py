@@ -25,10 +25,11 @@ from team_kit import app_repo
 
 from coderemote_pipeline.actions import restore, switch
 from coderemote_pipeline.actions import site_store as frontend_store
+from coderemote_pipeline.actions.target_state import drift, read_target, split_parts
 from coderemote_pipeline.assets import smoke_result
 from coderemote_pipeline.ledger.instance import prepare_home
-from coderemote_pipeline.ledger.live import env_outputs
-from coderemote_pipeline.local_stack import LocalStack, load_stack_info
+from coderemote_pipeline.ledger.live import env_outputs, recorded_live
+from coderemote_pipeline.local_stack import LocalStack, load_stack_info, site_edge
 from coderemote_pipeline.local_stack.dockerd import engine_paths, stop_dockerd
 from coderemote_pipeline.local_stack.processes import stop_pid
 from coderemote_pipeline.resources.image_registry import LocalRegistry
@@ -37,6 +38,7 @@ from coderemote_pipeline.rules.settings import Settings
 from coderemote_pipeline.usecases.demo import commit_and_push
 from coderemote_pipeline.usecases.deploy import run_deployment
 from coderemote_pipeline.usecases.retry import retry_from_failure
+from coderemote_pipeline.usecases.rollback import rollback
 from testkit.traffic import set_policy
 
 pytestmark = pytest.mark.stack
@@ -292,6 +294,32 @@ def test_a_switch_stopped_by_ctrl_c_half_way_puts_the_api_back_itself(faults, mo
     # The switch put the API back before the run ended: the settling found dev whole, it restored nothing.
     assert f"dev serves {before} " in stopped.failure and "as one whole release" in stopped.failure
     faults.assert_whole(before)
+
+
+def test_a_site_edge_that_never_followed_the_flip_is_split_and_rollback_to_the_record_repairs_it(faults):
+    """Killed between the pointer's flip and telling the edge: the pointer names the new release, the edge (varnish
+    here, CloudFront's origin path on AWS) still serves the one before. Nothing read the edge, so nothing saw it."""
+    previous = faults.live()["alias"]
+    done = faults.deploy(ref=faults.change("a flip the edge never hears of"))
+    assert done.success, done.failure
+    target = target_for(local_resources(faults.settings))("dev", env_outputs(faults.instance, "dev"))
+    bucket, port = target.outputs["frontend_bucket"], load_stack_info(faults.settings.state_dir).site_ports["dev"]
+    for release, tell_the_edge in ((previous, True), (done.release, False)):
+        frontend_store.flip(target.s3, bucket, frontend_store.read_manifest(target.s3, bucket, release), target.acl)
+        if tell_the_edge:
+            site_edge.forget_pointer(port)
+            assert _get_json(target.outputs["frontend_url"] + "/config.json")["release"] == previous  # cached
+    state = read_target(target, probe=False)
+    assert state.frontend_release == done.release and state.site_edge == previous
+    assert split_parts(state) == [f"the site's edge serves {previous} but its live pointer names {done.release}"]
+    recorded = recorded_live(faults.instance, "dev")
+    assert drift(recorded, state) == [f"the site's edge serves {previous}, its live pointer {done.release}"]
+    lines: list[str] = []
+    fixed = rollback("dev", done.release, settings=faults.settings, instance=faults.instance, echo=lines.append)
+    assert fixed.success, fixed.failure
+    assert "the site's edge serves" in lines[0] and lines[0].endswith("putting it back")
+    assert read_target(target, probe=False).site_edge == done.release
+    faults.assert_whole(done.release)
 
 
 def test_emulator_stopped_during_the_upload(faults, monkeypatch):

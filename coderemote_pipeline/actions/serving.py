@@ -65,6 +65,8 @@ class SiteServing(Protocol):
 
     def forget(self, env: str, paths: list[str]) -> None: ...
 
+    def serves(self, env: str, outputs: dict[str, str]) -> str | None: ...
+
 
 @dataclass(frozen=True)
 class EnvTarget:

@@ -113,6 +113,10 @@ def switch(target: EnvTarget, to: Serving, before: Serving | None = None) -> Swi
     if to.site_release and to.site_release != before.site_release:
         with _put_back_on_failure(target, before, f"the site did not switch to {to.site_release}", site=True):
             changed = switch_site(target, to.site_release)
+    elif to.site_release:
+        # The pointer names it already, but a process killed right after its flip never told the edge.
+        with _put_back_on_failure(target, before, f"the site's edge did not follow {to.site_release}", site=False):
+            target.site.follow(target.env, target.outputs, to.site_release)
     # The version before stays warm (weight 0): going back to it is a weight change, not a cold start.
     target.runtime.retire(target.env, keep={to.version, before.version})
     return Switched(before, to, api, changed, time.monotonic() - started)

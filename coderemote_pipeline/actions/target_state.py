@@ -28,6 +28,7 @@ class TargetState:
     runtime: dict[str, str] | None
     api: http_probe.Probe | None = None
     site: http_probe.Probe | None = None
+    site_edge: str | None = None  # the release the site's edge serves, as it says (the pointer names another: split)
 
     @property
     def version(self) -> str:
@@ -70,8 +71,9 @@ def read_target(target: EnvTarget, *, probe: bool = True) -> TargetState:
     with present(target):
         now = switch.serving(target)
     runtime = target.runtime.current(target.env)
+    edge = target.site.serves(target.env, target.outputs) if now.site_release else None
     if not probe:
-        return TargetState(target.env, now, runtime)
+        return TargetState(target.env, now, runtime, site_edge=edge)
     health = http_probe.probe(
         "api_health",
         target.outputs[out.API_URL] + target.health_path,
@@ -79,7 +81,7 @@ def read_target(target: EnvTarget, *, probe: bool = True) -> TargetState:
         start_budget_s=STATUS_BUDGET_S,
         settle_s=0.0,
     )
-    return TargetState(target.env, now, runtime, health, _site_probe(target, now.site_release))
+    return TargetState(target.env, now, runtime, health, _site_probe(target, now.site_release), edge)
 
 
 def _reports(answer: http_probe.Answer, now: switch.Serving) -> str:
@@ -112,6 +114,8 @@ def split_parts(state: TargetState) -> list[str]:
     parts = []
     if state.frontend_release is not None and state.frontend_release != state.release:
         parts.append(f"the API serves {state.release or 'no release'} but the site serves {state.frontend_release}")
+    if state.site_edge is not None and state.frontend_release is not None and state.site_edge != state.frontend_release:
+        parts.append(f"the site's edge serves {state.site_edge} but its live pointer names {state.frontend_release}")
     served = (state.runtime or {}).get("version")
     if state.runtime is None:
         parts.append(f"nothing serves the API (no runtime runs alias version {state.version})")
@@ -148,6 +152,8 @@ def drift(recorded: LiveRecord | None, state: TargetState) -> list[str]:
         problems.append(f"site serves {state.frontend_release}, recorded {recorded.frontend_release}")
     if state.runtime is not None and state.runtime.get("version") not in (None, state.version):
         problems.append(f"the API runtime serves version {state.runtime.get('version')}, alias {state.version}")
+    if state.site_edge is not None and state.frontend_release is not None and state.site_edge != state.frontend_release:
+        problems.append(f"the site's edge serves {state.site_edge}, its live pointer {state.frontend_release}")
     if state.api is not None and not state.api.ok:
         down = state.api_down
         problems.append(

@@ -139,6 +139,18 @@ def _send(port: int, method: str, headers: dict[str, str]) -> int:
         conn.close()
 
 
+def edge_release(port: int) -> str | None:
+    """The release the edge serves now, from the pointer as it last read it (None: no live release)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request("HEAD", "/")
+        response = conn.getresponse()
+        response.read()
+        return response.getheader("x-release") or None if response.status != 503 else None
+    finally:
+        conn.close()
+
+
 def forget_pointer(port: int) -> int:
     """The edge re-reads the live-release pointer on the next request (after a flip)."""
     return _send(port, "PURGE", {})

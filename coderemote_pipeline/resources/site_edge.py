@@ -14,6 +14,8 @@ from coderemote_pipeline.resources.aws import AwsResource
 from coderemote_pipeline.resources.local_stack import LocalStackResource
 from coderemote_pipeline.rules import stack_outputs as out
 
+RELEASES = "/_releases/"  # the origin path of a release's snapshot in the bucket (actions/site_store.py)
+
 
 class SiteEdge(dg.ConfigurableResource, ABC):
     @abstractmethod
@@ -23,6 +25,11 @@ class SiteEdge(dg.ConfigurableResource, ABC):
     @abstractmethod
     def forget(self, env: str, paths: list[str]) -> None:
         """Drop the cached copies of `paths` (CloudFront does it itself from the invalidation)."""
+
+    @abstractmethod
+    def serves(self, env: str, outputs: dict[str, str]) -> str | None:
+        """The release the edge serves now, as the edge itself says (None: none). A process killed between the
+        pointer's flip and `follow` leaves the edge on the release before: the pointer alone would not tell."""
 
 
 class LocalSiteEdge(SiteEdge):
@@ -39,6 +46,9 @@ class LocalSiteEdge(SiteEdge):
         if paths:
             site_edge.ban_paths(self.stack.info().site_ports[env], paths)
 
+    def serves(self, env: str, outputs: dict[str, str]) -> str | None:
+        return site_edge.edge_release(self.stack.info().site_ports[env])
+
 
 class CloudFrontOriginEdge(SiteEdge):
     """CloudFront's origin path is the live release's prefix: the distribution follows the pointer by an update of
@@ -51,11 +61,21 @@ class CloudFrontOriginEdge(SiteEdge):
         distribution = outputs[out.CLOUDFRONT_DISTRIBUTION_ID]
         current = cf.get_distribution_config(Id=distribution)
         config, etag = current["DistributionConfig"], current["ETag"]
-        path = f"/_releases/{release}"
-        for origin in config["Origins"]["Items"]:
+        path = f"{RELEASES}{release}"
+        origins = config["Origins"]["Items"]
+        if all(origin.get("OriginPath") == path for origin in origins):
+            # Asked again after a flip it already followed: an update would redeploy the distribution for nothing.
+            return f"CloudFront {distribution} already serves origin path {path}"
+        for origin in origins:
             origin["OriginPath"] = path
         cf.update_distribution(Id=distribution, IfMatch=etag, DistributionConfig=config)
         return f"CloudFront {distribution} serves origin path {path}"
 
     def forget(self, env: str, paths: list[str]) -> None:
         return None
+
+    def serves(self, env: str, outputs: dict[str, str]) -> str | None:
+        config = self.aws.client("cloudfront").get_distribution_config(Id=outputs[out.CLOUDFRONT_DISTRIBUTION_ID])
+        paths = {origin.get("OriginPath", "") for origin in config["DistributionConfig"]["Origins"]["Items"]}
+        path = paths.pop() if len(paths) == 1 else ""
+        return path.removeprefix(RELEASES) or None if path.startswith(RELEASES) else None
