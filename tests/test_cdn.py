@@ -1,0 +1,48 @@
+"""The invalidation waits for the distribution's last change (the site's edge following a flip) to be deployed:
+an edge still on the old origin path would cache the release before again, after the invalidation.
+A hand-written CloudFront that answers from a script: the order of the calls is the logic under test."""
+
+import pytest
+
+from coderemote_pipeline.actions import cdn
+
+
+class ScriptedCloudFront:
+    def __init__(self, distribution: list[str], invalidation: list[str]):
+        self.distribution, self.invalidation, self.calls = distribution, invalidation, []
+
+    def get_distribution(self, Id):
+        self.calls.append(("get_distribution", self.distribution[0]))
+        return {"Distribution": {"Status": self.distribution.pop(0) if len(self.distribution) > 1 else
+                                 self.distribution[0]}}  # fmt: skip
+
+    def create_invalidation(self, DistributionId, InvalidationBatch):
+        self.calls.append(("create_invalidation", InvalidationBatch["Paths"]["Items"]))
+        return {"Invalidation": {"Id": "I1", "Status": self.invalidation.pop(0)}}
+
+    def get_invalidation(self, DistributionId, Id):
+        self.calls.append(("get_invalidation", Id))
+        return {"Invalidation": {"Id": Id, "Status": self.invalidation.pop(0)}}
+
+
+@pytest.fixture
+def no_sleep(monkeypatch):
+    monkeypatch.setattr(cdn.time, "sleep", lambda _: None)
+
+
+@pytest.mark.usefixtures("no_sleep")
+def test_the_invalidation_is_made_once_the_distribution_is_deployed():
+    cf = ScriptedCloudFront(["InProgress", "InProgress", "Deployed"], ["InProgress", "Completed"])
+    done = cdn.invalidate(cf, "E1", ["/index.html"], "run-1")
+    assert done.status == "Completed"
+    assert [c[0] for c in cf.calls] == ["get_distribution"] * 3 + ["create_invalidation", "get_invalidation"]
+
+
+@pytest.mark.usefixtures("no_sleep")
+def test_a_distribution_that_never_deploys_fails_naming_it_and_invalidates_nothing(monkeypatch):
+    clock = iter(range(0, 10**6, 60))
+    monkeypatch.setattr(cdn.time, "monotonic", lambda: next(clock))
+    cf = ScriptedCloudFront(["InProgress"], [])
+    with pytest.raises(cdn.InvalidationTimeout, match="distribution E1 is still InProgress after 20 min, so nothing"):
+        cdn.invalidate(cf, "E1", ["/index.html"], "run-1")
+    assert "create_invalidation" not in [c[0] for c in cf.calls]
