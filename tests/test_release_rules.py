@@ -119,5 +119,5 @@ def test_a_rollback_goes_back_at_once_whoever_launched_it(job, tags, rollback):
     canary = RolloutPlan("canary", (Step(10, 300.0),), 900.0, Analysis())
     deploy = replace(deploy, policy=replace(deploy.policy, rollout=canary))
     before, wanted = Serving("3", "v1.1.0", "b" * 40, "d", "v1.1.0"), Serving("2", "v1.0.0", "a" * 40, "d", "v1.0.0")
-    plan = _plan(SimpleNamespace(run=run), deploy, before, wanted)
+    plan = _plan(SimpleNamespace(run=run), deploy, before, wanted, unjudged=False)
     assert plan == (RolloutPlan.at_once() if rollback else canary)

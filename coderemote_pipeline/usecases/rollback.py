@@ -95,7 +95,9 @@ def rollback_target(
 
 
 def off_record(settings: Settings, instance: dg.DagsterInstance, env: str) -> list[str]:
-    """How what `env` serves differs from its live record, read from the target (empty: it serves it whole)."""
+    """How what `env` serves differs from its live record, read from the target (empty: it serves it whole, or it
+    cannot be read now, and the record is all there is to go by: `status` says why)."""
+    from coderemote_pipeline.actions.failure_report import UNREADABLE
     from coderemote_pipeline.actions.target_state import drift, read_target, split_parts
     from coderemote_pipeline.resources.targets import target_for
 
@@ -103,7 +105,10 @@ def off_record(settings: Settings, instance: dg.DagsterInstance, env: str) -> li
     if live is None or not live.stack_outputs:
         return []
     layout = AppLayout.from_json(live.app_layout) if live.app_layout else None
-    state = read_target(target_for(resources_for(settings), layout)(env, live.stack_outputs), probe=False)
+    try:
+        state = read_target(target_for(resources_for(settings), layout)(env, live.stack_outputs), probe=False)
+    except UNREADABLE:
+        return []
     return split_parts(state) or drift(live, state)
 
 
