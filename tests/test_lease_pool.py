@@ -67,3 +67,35 @@ def test_a_run_ended_while_it_waited_does_not_take_the_lease_once_it_is_free(tmp
         with pytest.raises(LeaseLost, match=f"run {ended.run_id[:8]} was marked ended"):
             lease.acquire(ended.run_id, log=lambda _: None, describe=str)
         assert lease.holder() is None
+
+
+def test_a_run_marked_ended_while_its_step_works_keeps_the_lease_until_the_step_ends(tmp_path):
+    """A forced terminate from the UI, or run monitoring, marks a run ended without stopping its step: the next
+    deploy took the lease at once, and two deploys worked on one environment."""
+    with open_instance(tmp_path / "state") as instance:
+        working, waiter = (dg.DagsterRun(job_name="redeploy_job", status=dg.DagsterRunStatus.STARTED) for _ in "ab")
+        for run in (working, waiter):
+            instance.add_run(run)
+        lease, step_done, taken = Lease(instance, "dev"), threading.Event(), threading.Event()
+
+        def step() -> None:
+            with lease.held(working.run_id, log=print, describe=str):
+                step_done.wait(timeout=60)
+
+        def next_deploy() -> None:
+            lease.acquire(waiter.run_id, log=lambda _: None, describe=str)
+            taken.set()
+
+        threads = [threading.Thread(target=step), threading.Thread(target=next_deploy)]
+        threads[0].start()
+        while lease.holder() is None:
+            time.sleep(0.05)
+        instance.report_run_canceled(working, "force-terminated from the UI")  # its step goes on
+        threads[1].start()
+        assert not taken.wait(timeout=3.0), "the lease was taken from a step still at work"
+        assert lease.holder().run_id == working.run_id
+        step_done.set()  # the step ends, keeping the lease (as a failure does): now it may be reclaimed
+        assert taken.wait(timeout=30)
+        for thread in threads:
+            thread.join(timeout=30)
+        assert lease.holder().run_id == waiter.run_id

@@ -8,8 +8,9 @@ that run ends. Different environments have different pools and deploy side by si
 
 Taking the slot is one conditional UPDATE (`... WHERE run_id IS NULL`), atomic in SQLite and Postgres alike, so
 it is safe across processes and machines sharing the instance. The holder writes a heartbeat every few seconds
-while a step runs; a holder whose run ended, or whose heartbeat is older than RECLAIM_AFTER_S (its process was
-killed), is reclaimed by the next run that waits, and the message says so.
+while a step runs; a holder whose run ended (and whose step is not still at work: a run can be marked ended from
+outside), or whose heartbeat is older than RECLAIM_AFTER_S (its process was killed), is reclaimed by the next run
+that waits, and the message says so.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from coderemote_pipeline.ledger.lease_slot import STEP, Slot, is_settle, settle_
 from coderemote_pipeline.rules.settings import lease_reclaim_s
 
 HEARTBEAT_S = 2.0
+# A step whose heartbeat is this fresh is working, whatever its run's status says (see Lease._stale).
+ALIVE_S = 3 * HEARTBEAT_S
 # Longer than any pause between two steps of one run (the multiprocess executor starts a process per step);
 # CODEREMOTE_LEASE_RECLAIM_S sets another, read when a waiter decides (tests use a few seconds).
 RECLAIM_AFTER_S = 30.0
@@ -62,6 +65,7 @@ class Holder:
     beat: float | None  # time of the holder's last heartbeat, if it wrote one
     where: str
     step: str = STEP  # a settle's step (is_settle): a process settles the ended run `run_id`
+    working: bool = False  # its last beat came from a step at work (not one that ended keeping the lease)
 
     def describe(self, describe_run: Callable[[str], str]) -> str:
         return f"the settle of ended {describe_run(self.run_id)}" if is_settle(self.step) else describe_run(self.run_id)
@@ -92,10 +96,11 @@ class Lease:
         # not be judged by that run's last beat, minutes old.
         mine = (beat.get("run_id"), beat.get("step", STEP)) == held
         where = str(beat.get("where", "")) if mine else ""
-        return Holder(held[0], float(beat["at"]) if mine else None, where, held[1])
+        return Holder(held[0], float(beat["at"]) if mine else None, where, held[1], mine and bool(beat.get("working")))
 
-    def beat(self, run_id: str, step: str = STEP) -> None:
-        value = json.dumps({"run_id": run_id, "step": step, "at": time.time(), "where": socket.gethostname()})
+    def beat(self, run_id: str, step: str = STEP, working: bool = True) -> None:
+        value = json.dumps({"run_id": run_id, "step": step, "at": time.time(), "where": socket.gethostname(),
+                            "working": working})  # fmt: skip
         self.instance.run_storage.set_cursor_values({_heartbeat_key(self.env): value})
 
     def _silent_for(self, holder: Holder) -> float | None:
@@ -133,6 +138,10 @@ class Lease:
             return None if silent is None else f"the settle of run {holder.run_id[:8]} went silent {silent:.0f} s ago"
         run = self.instance.get_run_by_id(holder.run_id)
         if run is None or run.status in TERMINAL:
+            if holder.working and time.time() - (holder.beat or 0.0) < ALIVE_S:
+                # Marked ended from outside (a forced terminate, run monitoring, a deleted run) while its step still
+                # works: taking the env from it would put two deploys on it. It goes silent, or frees it, soon.
+                return None
             status = run.status.value.lower() if run else "gone"
             return f"run {holder.run_id[:8]} ({status}) still held {self.env}'s lease"
         if (silent := self._silent_for(holder)) is not None:
@@ -273,6 +282,9 @@ class Lease:
         finally:
             stop.set()
             thread.join(timeout=HEARTBEAT_S + 1)
+            if self._slot.holder() == (run_id, step):  # kept past the step (a failure, for its settle): idle now
+                with contextlib.suppress(Exception):
+                    self.beat(run_id, step, working=False)
 
 
 def describe_run(instance: dg.DagsterInstance, run_id: str) -> str:
