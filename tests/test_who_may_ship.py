@@ -120,6 +120,18 @@ def test_a_partial_approval_says_how_many_more_wherever_it_is_read(env, repo, se
     assert f"is held for approval: {partly}. Approve it with" in capsys.readouterr().err
 
 
+def test_an_approval_of_a_release_the_gate_holds_promises_no_deploy(env, repo, settings_infra, capsys):
+    """Approved, but never verified in dev: `approve` said "deploy it with ..." and that deploy was refused."""
+    me = pwd.getpwuid(os.geteuid()).pw_name
+    _policy(settings_infra, "prod", approvers={me: f"{me}@example.org", **APPROVERS})
+    _tag_as(repo, "v1.0.0", "alice@example.com")
+    assert main(["approve", "prod", "v1.0.0"]) == 0
+    out = capsys.readouterr().out
+    commit = repo.git("rev-parse", "HEAD")[:12]
+    assert f"not deployable yet: prod is held: commit {commit} has not passed smoke in dev. Deploy it to dev" in out
+    assert "deploy it with" not in out and "approved_release_sensor" not in out, out
+
+
 def test_from_a_terminal_the_approver_is_the_account_not_a_typed_name(env, repo, capsys):
     _tag_as(repo, "v1.0.0", "alice@example.com")
     assert main(["approve", "prod", "v1.0.0", "--by", "bob"]) == 2

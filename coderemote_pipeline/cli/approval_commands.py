@@ -19,6 +19,7 @@ def _when(timestamp: float) -> str:
 
 def _decide(args: argparse.Namespace, settings_from, decision: str) -> int:
     from coderemote_pipeline.ledger.approvals import approval_reason
+    from coderemote_pipeline.ledger.gate import gate_refusal
     from coderemote_pipeline.ledger.instance import open_instance
     from coderemote_pipeline.rules.environments import policy_for
     from coderemote_pipeline.rules.release_keys import parse_release_key
@@ -34,7 +35,10 @@ def _decide(args: argparse.Namespace, settings_from, decision: str) -> int:
     print(f"{PAST[recorded.decision]} {label} (commit {recorded.commit[:12]}) by {recorded.by}, recorded")
     if decision != APPROVE:
         return 0
-    if still := approval_reason(instance, policy_for(args.env, settings.infra_dir), release.key, recorded.commit):
+    policy = policy_for(args.env, settings.infra_dir)
+    # The gate too: a release approved but not verified where it must be first would be refused by deploy.
+    if still := approval_reason(instance, policy, release.key, recorded.commit) or gate_refusal(
+            instance, policy, recorded.commit):  # fmt: skip
         print(f"not deployable yet: {still}")
     elif recorded.hold_id is None:
         print(f"nothing was holding it; deploy it with `coderemote-pipeline deploy {args.env} {release.key}`")
