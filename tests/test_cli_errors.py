@@ -55,6 +55,7 @@ CASES = [
     (["deploy", "dev", "main", "--remote", "{tmp}/nowhere.git"], {}, "is unreachable"),
     (["deploy", "prod", "main"], {}, "prod deploys only stable version tags"),
     (["deploy", "prod", "v9.9.9-rc.1"], {}, "'v9.9.9-rc.1' is a pre-release tag"),  # said without asking the remote
+    (["deploy", "prod", "V1.3.0"], {}, "'V1.3.0' is not a version tag: version tags start with a lowercase v"),
     (["deploy", "dev", "main", "--app-config", "{typo}"], {}, "unknown key 'dockerfil'; did you mean 'dockerfile'?"),
     (["deploy", "dev", "main", "--app-config", "{tmp}/missing.yaml"], {}, "missing.yaml: file not found"),
     (["deploy", "dev", "main", "--reason", "x"], {}, "--reason goes with --force"),

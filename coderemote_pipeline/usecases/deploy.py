@@ -29,7 +29,7 @@ from coderemote_pipeline.rules import notify_config as nc
 from coderemote_pipeline.rules.app_layout import AppLayout
 from coderemote_pipeline.rules.deployment import Deployment
 from coderemote_pipeline.rules.env_names import check_env
-from coderemote_pipeline.rules.environments import EnvironmentPolicy, load_policies
+from coderemote_pipeline.rules.environments import Accepts, EnvironmentPolicy, load_policies
 from coderemote_pipeline.rules.errors import DeployRefused
 from coderemote_pipeline.rules.release_keys import ReleaseKeyError
 from coderemote_pipeline.rules.settings import Settings
@@ -128,6 +128,11 @@ def _opening(settings: Settings) -> Future[dg.DagsterInstance]:
 def _refuse_by_name(env: str, ref: str, policies: dict[str, EnvironmentPolicy]) -> None:
     """A version tag's name alone says whether the env's policy takes it (prod refuses a pre-release): said before
     the remote is asked, whether or not the tag exists there yet."""
+    lower = f"v{ref[1:]}"
+    if ref[:1] == "V" and ref[1:2].isdigit() and policies[env].accepts is Accepts.STABLE_TAGS:
+        # Git would resolve it as a commit, and the refusal would name a commit key nobody typed.
+        raise DeployRefused(f"{ref!r} is not a version tag: version tags start with a lowercase v ({lower!r}), and "
+                            f"{env} deploys only those. Tag it: `git tag {lower} {ref} && git push origin {lower}`")
     try:
         deploy = Deployment.of(env, ref, policies)
     except ReleaseKeyError:
