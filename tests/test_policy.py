@@ -87,6 +87,11 @@ def _edit(path: Path, old: str, new: str) -> None:
         ("pulumi/Pulumi.prod.yaml", 'az_count: "3"', "az_count: 9", "between 1 and 6"),
         ("pulumi/Pulumi.dev.yaml", "aws:region: us-east-1", "aws:zone: us-east-1", "unknown key 'aws:zone' in config"),
         ("pulumi/Pulumi.dev.yaml", "gemini_model", "gemini_mdl", "did you mean 'code-remote:gemini_model'?"),
+        ("pulumi/Pulumi.dev.yaml", "aws:region: us-east-1", "aws:region: us-east-1\n  aws:profile: work",
+         "config.aws:profile: AWS credentials come from the environment, for the pipeline and the Pulumi program "
+         "alike: remove it and set AWS_PROFILE where the pipeline runs"),
+        ("pulumi/Pulumi.dev.yaml", "aws:region: us-east-1", "aws:region: us-east-1\n  aws:assumeRole: {roleArn: x}",
+         "assume the role in a profile (role_arn in ~/.aws/config) and set AWS_PROFILE"),
         ("pulumi/Pulumi.dev.yaml", "  aws:region: us-east-1\n", "", "config.aws:region is required"),
     ],
 )

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
-from coderemote_pipeline.rules.schema import StrictModel, read_yaml_mapping, said, validate
+from coderemote_pipeline.rules.schema import ConfigError, StrictModel, read_yaml_mapping, said, validate
 
 PULUMI_PROJECT = "code-remote"
 _REGION = re.compile(r"[a-z]{2,4}(?:-[a-z]+){1,3}-[0-9]{1,2}")  # us-east-1, us-gov-west-1, eusc-de-east-1
@@ -102,8 +102,28 @@ class StackConfig:
     az_count: int | None
 
 
+# Pulumi's AWS provider reads these from a stack file; the pipeline's own clients would not, and would act as
+# another account than the program's. The environment is the one place both read.
+_PROVIDER_CREDENTIALS = {"aws:profile": "AWS_PROFILE", "aws:accessKey": "AWS_ACCESS_KEY_ID",
+                         "aws:secretKey": "AWS_SECRET_ACCESS_KEY", "aws:token": "AWS_SESSION_TOKEN",
+                         "aws:sharedCredentialsFiles": "AWS_SHARED_CREDENTIALS_FILE"}  # fmt: skip
+
+
+def _credentials_in(path: Path, data: dict[str, Any]) -> None:
+    config = data.get("config")
+    for key in config if isinstance(config, dict) else ():
+        if (variable := _PROVIDER_CREDENTIALS.get(str(key))) is not None:
+            raise ConfigError(f"{path}: config.{key}: AWS credentials come from the environment, for the pipeline "
+                              f"and the Pulumi program alike: remove it and set {variable} where the pipeline runs")
+        if str(key) == "aws:assumeRole":
+            raise ConfigError(f"{path}: config.{key}: assume the role in a profile (role_arn in ~/.aws/config) and "
+                              "set AWS_PROFILE where the pipeline runs: the pipeline's own clients need it too")
+
+
 def load_stack_config(path: Path) -> StackConfig:
-    values = validate(StackFile, read_yaml_mapping(path), source=str(path)).config
+    data = read_yaml_mapping(path)
+    _credentials_in(path, data)
+    values = validate(StackFile, data, source=str(path)).config
     return StackConfig(
         region=values.region, gemini_model=values.gemini_model, vpc_cidr=values.vpc_cidr, az_count=values.az_count
     )
