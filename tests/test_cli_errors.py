@@ -43,6 +43,9 @@ def env(tmp_path, cli_env):
     (tmp_path / "pg_driver").mkdir()  # a team config written the usual Dagster way: no scheme, so psycopg 3
     (tmp_path / "pg_driver" / "dagster.yaml").write_text("storage:\n  postgres:\n    postgres_db:\n      username: u\n"
                                                          "      password: p\n      hostname: h\n      db_name: d\n")
+    (tmp_path / "bad_module").mkdir()  # a team config's storage class, misspelled
+    (tmp_path / "bad_module" / "dagster.yaml").write_text("run_storage:\n  module: dagster._core.storage.runz\n"
+                                                          "  class: SqliteRunStorage\n  config: {base_dir: runs}\n")
     (tmp_path / "fifo_home").mkdir()
     os.mkfifo(tmp_path / "fifo_home" / "dagster.yaml")  # reading it would wait for a writer forever
     return {"tmp": tmp_path, "typo": str(typo), "infra": str(infra), "regions": str(regions), "long": "d" * 300}
@@ -146,6 +149,8 @@ CASES = [
     (["status"], {"CODEREMOTE_STATE_DIR": '{tmp}/st"ate'}, "holds a quote, a backslash or a control character"),
     (["history", "dev"], {"CODEREMOTE_STATE_DIR": "{tmp}/blocked"}, "/history): File exists. Move that away"),
     (["status"], {"DAGSTER_HOME": "{tmp}/fifo_home"}, "dagster.yaml is not a regular file: fix it"),
+    (["history", "dev"], {"DAGSTER_HOME": "{tmp}/bad_module"},
+     "Couldn't import module dagster._core.storage.runz when attempting to load the configurable class"),
     (["history", "dev"], {"DAGSTER_HOME": "{tmp}/pg_driver"}, "needs the Postgres driver psycopg, which is not "
      "installed: add `scheme: postgresql+psycopg2` under postgres_db"),
     (["deploy", "dev", "main"], {"DAGSTER_HOME": "{tmp}/frees_slots"},

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import dagster as dg
 import yaml
+from dagster_shared.check import CheckError
 
 from coderemote_pipeline.ledger.run_queue import DeployRunQueue
 from coderemote_pipeline.rules import names
@@ -191,6 +192,14 @@ def open_instance(state_dir: Path) -> dg.DagsterInstance:
         where, why = f" ({exc.filename})" if exc.filename else "", exc.strerror or "not usable"
         raise InstanceUnusable(f"the instance's storage cannot be opened{where}: {why}. Move that away, or "
                                f"set {_home_variable()} to a directory you can write") from None  # fmt: skip
+    except CheckError as exc:
+        # A `module:`/`class:` of a storage, launcher or coordinator that does not import: Dagster says it as a
+        # failed internal check, with a traceback.
+        said = str(exc).removeprefix("Failure condition: ")
+        if "configurable class" not in said:
+            raise
+        raise InstanceUnusable(f"{home / 'dagster.yaml'}: {said[:240]}: fix the module or class name, or move the "
+                               "file away for a new one to be written") from None  # fmt: skip
     except (dg.DagsterInvalidConfigError, yaml.YAMLError) as exc:
         # Dagster's own text runs to a page, with the file's values in it: the file and the first problem suffice.
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
