@@ -201,3 +201,17 @@ def test_release_notes_that_cannot_be_read_say_so(env, tmp_path):
     notes = release_notes(remote, AppLayout(), None, "", "a" * 40)
     assert notes.lines()[0].startswith("release notes unavailable: app git remote")
     assert "commit(s)" not in "\n".join(notes.lines()) and "unavailable" in notes.markdown()
+
+
+def test_release_notes_of_a_first_release_do_not_say_no_files_changed(tmp_path):
+    """Nothing deployed yet: every file is new to the env, and the notes said "files changed: none"."""
+    repo = tmp_path / "app"
+    repo.mkdir()
+    for argv in (["init", "-q", "-b", "main"], ["-c", "user.name=t", "-c", "user.email=t@e", "commit", "-q",
+                                                "--allow-empty", "-m", "first"]):  # fmt: skip
+        subprocess.run(["git", *argv], cwd=repo, check=True)
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, check=True, capture_output=True, text=True)
+    notes = release_notes(GitRemote(str(repo), tmp_path / "git"), AppLayout(), None, "", head.stdout.strip())
+    assert notes.lines()[0] == "1 commit(s) since nothing deployed"
+    assert notes.lines()[-1] == "  files changed: all of the app's (nothing deployed to compare with)"
+    assert "**files changed**: all of the app's" in notes.markdown()

@@ -12,6 +12,7 @@ from coderemote_pipeline.rules.app_layout import AppLayout
 
 MAX_COMMITS = 30
 AREAS = ("backend", "frontend", "infra", "other")
+FIRST = "all of the app's (nothing deployed to compare with)"
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,7 @@ class ReleaseNotes:
             head = f"{len(self.commits)}{'+' if self.more else ''} commit(s) since {self.since or 'nothing deployed'}"
             out = [head, *(f"  {sha[:12]} {subject} ({author})" for sha, author, subject in self.commits)]
             areas = ", ".join(f"{area} {len(paths)}" for area, paths in self.files.items() if paths)
-            out.append(f"  files changed: {areas or 'none'}")
+            out.append(f"  files changed: {areas or 'none'}" if self.since else f"  files changed: {FIRST}")
         if self.verified:
             out.append(f"  promotion gate: {self.verified}")
         if self.infra is not None:
@@ -44,6 +45,8 @@ class ReleaseNotes:
             return f"**release notes unavailable**: {self.unavailable}"
         rows = [f"**{len(self.commits)}{'+' if self.more else ''} commit(s) since {self.since or 'nothing deployed'}**",
                 "", *(f"- `{sha[:12]}` {subject} — {author}" for sha, author, subject in self.commits), ""]  # fmt: skip
+        if not self.since:
+            rows += [f"**files changed**: {FIRST}", ""]
         for area, paths in self.files.items():
             if paths:
                 rows += [f"**{area}** ({len(paths)} files): " + ", ".join(f"`{p}`" for p in paths[:20])

@@ -8,6 +8,7 @@ import pwd
 from datetime import UTC, datetime
 
 from coderemote_pipeline.cli.release_commands import one_line, person
+from coderemote_pipeline.rules.env_names import ENV_HELP
 
 APPROVE, REJECT = "approve", "reject"
 PAST = {APPROVE: "approved", REJECT: "rejected"}
@@ -112,7 +113,7 @@ def cmd_approvals(args: argparse.Namespace, settings_from) -> int:
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     for name, func, verb in (("approve", cmd_approve, "approve"), ("reject", cmd_reject, "reject")):
         cmd = sub.add_parser(name, help=f"{verb} deploying RELEASE to ENV (an env whose policy asks for approval)")
-        cmd.add_argument("env")
+        cmd.add_argument("env", help=ENV_HELP)
         cmd.add_argument("release", help="release key, e.g. v1.2.3")
         cmd.add_argument("--by", type=person, help="who decides (default: the account running this command; where "
                          "the env lists approvers, only that account)")

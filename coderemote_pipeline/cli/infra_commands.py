@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 
+from coderemote_pipeline.rules.env_names import ENV_HELP
 from coderemote_pipeline.rules.errors import UserError
 
 ACTIONS = ("history", "preview", "refresh")
@@ -26,6 +27,6 @@ def cmd_infra(args: argparse.Namespace, settings_from) -> int:
 
 def add_parsers(sub) -> None:
     cmd = sub.add_parser("infra", help="ENV's stack: the updates the pipeline applied, a preview, or a refresh")
-    cmd.add_argument("env", help="dev, staging or prod (infra/environments.yaml)")
+    cmd.add_argument("env", help=ENV_HELP)
     cmd.add_argument("action", metavar="{" + ",".join(ACTIONS) + "}", help="the stack's updates, a preview, a refresh")
     cmd.set_defaults(func=cmd_infra)

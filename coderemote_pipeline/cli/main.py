@@ -40,8 +40,18 @@ def settings_from(args: argparse.Namespace):
 class OneLineParser(argparse.ArgumentParser):
     """A usage mistake is one line naming it and where the help is, like every other error of the command."""
 
+    commands: dict[str, argparse.ArgumentParser] | None = None
+
     def error(self, message: str):  # type: ignore[override]
         self.exit(2, f"error: {message} (see `{self.prog} --help`)\n")
+
+    def parse_args(self, args=None, namespace=None):  # type: ignore[override]
+        # An option the command lacks is the command's mistake: its own help lists what it takes.
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            chosen = (self.commands or {}).get(getattr(parsed, "command", None) or "", self)
+            chosen.error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed
 
 
 class _Version(argparse.Action):
@@ -70,6 +80,7 @@ def parser() -> argparse.ArgumentParser:
     approval_commands.add_parsers(sub)
     traffic_commands.add_parsers(sub)
     infra_commands.add_parsers(sub)
+    top.commands = sub.choices
     return top
 
 

@@ -9,7 +9,7 @@ import os
 import sys
 
 from coderemote_pipeline.cli.outlive import outlive_the_terminal
-from coderemote_pipeline.rules.env_names import check_env
+from coderemote_pipeline.rules.env_names import ENV_HELP, check_env
 from coderemote_pipeline.rules.errors import has_controls
 
 EXECUTOR_HELP = (
@@ -246,21 +246,22 @@ def _force_options(cmd: argparse.ArgumentParser) -> None:
 
 def add_parsers(sub) -> None:
     deploy = sub.add_parser("deploy", help="deploy REF (branch, tag or commit of the app remote) to ENV")
-    deploy.add_argument("env")
-    deploy.add_argument("ref")
+    deploy.add_argument("env", help=ENV_HELP)
+    deploy.add_argument("ref", help="a branch, version tag (v1.2.3) or commit of the app remote")
     deploy.add_argument("--remote", help="app git remote URL (default: CODEREMOTE_APP_REMOTE or the demo's)")
-    deploy.add_argument("--app-config", help="YAML file with the app's layout (AppSource fields)")
+    deploy.add_argument("--app-config", help="YAML file with the app's layout: where its backend, frontend and "
+                        "checks are (README, Configuration)")
     deploy.add_argument("--executor", choices=["auto", "parallel", "serial"], default="auto", help=EXECUTOR_HELP)
     deploy.add_argument("--skip-checks", action="store_true", help="deploy without the app's checks (needs --reason)")
     _force_options(deploy)
     deploy.set_defaults(func=cmd_deploy)
     promote = sub.add_parser("promote", help="deploy to TO_ENV exactly what is live in FROM_ENV (same bytes)")
-    promote.add_argument("from_env")
-    promote.add_argument("to_env")
+    promote.add_argument("from_env", help="the environment whose live release goes")
+    promote.add_argument("to_env", help="the environment it goes to")
     _force_options(promote)
     promote.set_defaults(func=cmd_promote)
     rollback = sub.add_parser("rollback", help="put ENV back on a release it ran before, rebuilding nothing")
-    rollback.add_argument("env")
+    rollback.add_argument("env", help=ENV_HELP)
     rollback.add_argument("--to", help="release key (default: the newest earlier release that passed smoke in ENV)")
     rollback.set_defaults(func=cmd_rollback)
     retry = sub.add_parser("retry", help="re-execute a failed deploy or rollback run from its failure")
@@ -268,9 +269,9 @@ def add_parsers(sub) -> None:
     retry.add_argument("--mark-failed", action="store_true", help="the run's process is gone: mark it failed first")
     retry.set_defaults(func=cmd_retry)
     status = sub.add_parser("status", help="what is live per environment, checked against what answers (drift)")
-    status.add_argument("env", nargs="?")
+    status.add_argument("env", nargs="?", help=f"{ENV_HELP}; default: every one")
     status.set_defaults(func=cmd_status)
     history = sub.add_parser("history", help="deploys and rollbacks of ENV, and its five delivery figures")
-    history.add_argument("env")
+    history.add_argument("env", help=ENV_HELP)
     history.add_argument("--days", type=day_count, default=30.0, help="the window, in days (default: 30)")
     history.set_defaults(func=cmd_history)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from coderemote_pipeline.cli.release_commands import default_person, one_line, person
+from coderemote_pipeline.rules.env_names import ENV_HELP
 
 
 def cmd_traffic(args: argparse.Namespace, settings_from) -> int:
@@ -46,7 +47,7 @@ def cmd_traffic(args: argparse.Namespace, settings_from) -> int:
 
 def add_parsers(sub) -> None:
     traffic = sub.add_parser("traffic", help="the split of ENV's API requests, live figures, and the shift in flight")
-    traffic.add_argument("env")
+    traffic.add_argument("env", help=ENV_HELP)
     what = traffic.add_mutually_exclusive_group()
     what.add_argument("--promote", action="store_true", help="take the shift in flight to 100%% now")
     what.add_argument("--abort", action="store_true", help="take the new version back to 0%% now; the run fails")

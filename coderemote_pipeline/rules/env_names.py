@@ -9,6 +9,7 @@ from __future__ import annotations
 from coderemote_pipeline.rules.errors import UserError
 
 ENVIRONMENTS = ("dev", "staging", "prod")
+ENV_HELP = f"{', '.join(ENVIRONMENTS)} (their policies: infra/environments.yaml)"
 
 
 class UnknownEnvironmentError(UserError, ValueError):
