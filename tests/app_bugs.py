@@ -2,7 +2,8 @@
 
 The app's own checks run its tests with ``CI=true`` (actions/app_checks.py), and a deployed API never has ``CI`` in
 its environment: a bug guarded by it passes every check and fails in the environment, which is what the fault and
-rollback tests need to reach the switch and the smoke stage.
+rollback tests need to reach the switch and the smoke stage. `smoke_fails` is the other fault: a probe that
+expects another release than the one deployed, so smoke fails after the switch whatever the app does.
 """
 
 from pathlib import Path
@@ -17,3 +18,11 @@ def plant(server: Path, *bug_lines: str) -> str:
     guarded = "".join(f"        {line}\n" for line in bug_lines)
     server.write_text(good.replace(MAIN, f'{MAIN}    if not os.environ.get("CI"):\n{guarded}', 1))
     return good
+
+
+def smoke_fails(monkeypatch) -> None:
+    """Every smoke check of runs in this process fails after the switch, until ``monkeypatch.undo()``."""
+    from coderemote_pipeline.assets import smoke_result
+
+    real = smoke_result.smoke_checks
+    monkeypatch.setattr(smoke_result, "smoke_checks", lambda **kw: real(**{**kw, "release": "a-flaky-probe"}))

@@ -20,13 +20,12 @@ from pathlib import Path
 import botocore.exceptions
 import dagster as dg
 import pytest
-from app_bugs import plant
+from app_bugs import plant, smoke_fails
 from team_kit import app_repo
 
 from coderemote_pipeline.actions import restore, switch
 from coderemote_pipeline.actions import site_store as frontend_store
 from coderemote_pipeline.actions.target_state import drift, read_target, split_parts
-from coderemote_pipeline.assets import smoke_result
 from coderemote_pipeline.ledger.instance import prepare_home
 from coderemote_pipeline.ledger.live import env_outputs, recorded_live
 from coderemote_pipeline.local_stack import LocalStack, load_stack_info, site_edge
@@ -62,6 +61,13 @@ class Faults:
         (self.clone / "backend" / "app" / "fault.txt").write_text(f"{what} {time.time()}\n")
         (self.clone / "frontend" / "src" / "fault.css").write_text(f"/* {what} {time.time()} */\n")
         return commit_and_push(self.clone, what)
+
+    def auto_rollback(self, tmp_path: Path) -> Settings:
+        """These settings with a policy of their own where dev rolls back automatically, as prod does."""
+        infra = tmp_path / "infra"
+        shutil.copytree(self.settings.infra_dir, infra, ignore=shutil.ignore_patterns("__pycache__"))
+        set_policy(infra, "dev", auto_rollback=True)
+        return replace(self.settings, infra_dir=infra)
 
     def deploy(self, env: str = "dev", ref: str = "main", **kwargs):
         # redeploy_job (in-process): the faults below are injected into this very process.
@@ -177,14 +183,10 @@ def test_docker_engine_unreachable(faults):
 def test_a_retry_after_an_automatic_rollback_switches_again(faults, monkeypatch, tmp_path):
     """Smoke failed after the switch (once: a flaky probe) and dev, with auto_rollback on, went back. Re-executing
     only smoke_result tested a release nobody served and failed every time: the retry runs from the switch."""
-    infra = tmp_path / "infra"
-    shutil.copytree(faults.settings.infra_dir, infra, ignore=shutil.ignore_patterns("__pycache__"))
-    set_policy(infra, "dev", auto_rollback=True)
-    settings = replace(faults.settings, infra_dir=infra)
+    settings = faults.auto_rollback(tmp_path)
     before = faults.live()["alias"]
     commit = faults.change("smoke fails once")
-    real = smoke_result.smoke_checks
-    monkeypatch.setattr(smoke_result, "smoke_checks", lambda **kw: real(**{**kw, "release": "a-flaky-probe"}))
+    smoke_fails(monkeypatch)
     failed = run_deployment("dev", commit, settings=settings, instance=faults.instance, executor="serial", **QUIET)
     monkeypatch.undo()
     assert not failed.success and f"rolled back automatically: dev serves {before} again" in failed.failure
@@ -202,13 +204,10 @@ def test_a_retry_after_an_automatic_rollback_switches_again(faults, monkeypatch,
 def test_an_automatic_rollback_retried_after_its_invalidation_failed_still_invalidates(faults, monkeypatch, tmp_path):
     """The restore flipped the site back, then CloudFront answered 503: the stage's retry found nothing left to flip,
     so it invalidated nothing, and CloudFront kept the failed release's index.html and config.json."""
-    infra = tmp_path / "infra"
-    shutil.copytree(faults.settings.infra_dir, infra, ignore=shutil.ignore_patterns("__pycache__"))
-    set_policy(infra, "dev", auto_rollback=True)
-    settings = replace(faults.settings, infra_dir=infra)
+    settings = faults.auto_rollback(tmp_path)
     before = faults.live()["alias"]
     commit = faults.change("smoke fails, then the CDN hiccups")
-    real_smoke, real_invalidate, calls = smoke_result.smoke_checks, restore.invalidate, []
+    real_invalidate, calls = restore.invalidate, []
 
     def invalidate(cf, distribution, paths, caller_reference):
         calls.append((caller_reference, paths))
@@ -217,7 +216,7 @@ def test_an_automatic_rollback_retried_after_its_invalidation_failed_still_inval
             raise botocore.exceptions.ClientError(error, "CreateInvalidation")
         return real_invalidate(cf, distribution, paths, caller_reference)
 
-    monkeypatch.setattr(smoke_result, "smoke_checks", lambda **kw: real_smoke(**{**kw, "release": "a-flaky-probe"}))
+    smoke_fails(monkeypatch)
     monkeypatch.setattr(restore, "invalidate", invalidate)
     failed = run_deployment("dev", commit, settings=settings, instance=faults.instance, executor="serial", **QUIET)
     monkeypatch.undo()
@@ -237,8 +236,7 @@ def test_a_retry_where_the_env_kept_the_release_only_finishes_it(faults, monkeyp
     """auto_rollback off (dev): the failed release stays served, so the retry re-runs what failed, not the switch
     (re-switching a release already at 100 % would skip a canary's steps and its bake)."""
     commit = faults.change("smoke fails once, nothing rolls back")
-    real = smoke_result.smoke_checks
-    monkeypatch.setattr(smoke_result, "smoke_checks", lambda **kw: real(**{**kw, "release": "a-flaky-probe"}))
+    smoke_fails(monkeypatch)
     failed = faults.deploy(ref=commit)
     monkeypatch.undo()
     assert not failed.success and "auto_rollback is off for dev" in failed.failure

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from app_bugs import smoke_fails
 
 from coderemote_pipeline.actions import lambda_versions as lv
 from coderemote_pipeline.actions import shift
-from coderemote_pipeline.assets import smoke_result
 from coderemote_pipeline.ledger import shifts
 from coderemote_pipeline.ledger.history import deploys
 from coderemote_pipeline.ledger.live import env_outputs, recorded_live
@@ -293,8 +293,7 @@ def test_a_release_users_already_have_unjudged_still_bakes_and_invalidates(canar
     settings, clone = canary
     before = recorded_live(instance, ENV)
     _change(clone, "smoke fails once, staging keeps it")
-    real = smoke_result.smoke_checks
-    monkeypatch.setattr(smoke_result, "smoke_checks", lambda **kw: real(**{**kw, "release": "a-flaky-probe"}))
+    smoke_fails(monkeypatch)
     with Load(env_outputs(instance, ENV)["api_url"] + HELLO, rate=20):
         failed = run_deployment(ENV, "main", settings=settings, instance=instance, executor="serial", **QUIET)
         monkeypatch.undo()

@@ -10,11 +10,10 @@ from pathlib import Path
 import dagster as dg
 import docker
 import pytest
-from app_bugs import plant
+from app_bugs import plant, smoke_fails
 
 from coderemote_pipeline.actions.failure_report import settle_failed_run
 from coderemote_pipeline.actions.target_state import drift, read_target, split_parts
-from coderemote_pipeline.assets import smoke_result
 from coderemote_pipeline.cli.main import main
 from coderemote_pipeline.definitions import build_defs
 from coderemote_pipeline.ledger.history import deploys
@@ -287,8 +286,7 @@ def test_a_rollback_whose_smoke_fails_stays_on_the_release_it_went_back_to(prod,
     settings, _, v100, _ = prod
     fled = recorded_live(instance, "prod").release
     assert fled != "v1.0.0"
-    real = smoke_result.smoke_checks
-    monkeypatch.setattr(smoke_result, "smoke_checks", lambda **kw: real(**{**kw, "release": "a-flaky-probe"}))
+    smoke_fails(monkeypatch)
     back = _rollback(settings, instance, to="v1.0.0")
     monkeypatch.undo()
     assert not back.success
