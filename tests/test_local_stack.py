@@ -227,3 +227,16 @@ def test_a_deep_state_dir_leaves_no_engine_run_dir_in_tmp(tmp_path: Path) -> Non
     (paths.exec_root / "containerd").mkdir(parents=True)
     stop_dockerd(None, paths)
     assert not paths.run_dir.exists()
+
+
+def test_a_site_edge_that_does_not_answer_serves_nothing_it_can_say(tmp_path: Path) -> None:
+    """status and the settle read the edge's release beside the pointer: varnish down is the site probe's finding
+    (HTTP 0, "connection refused"), never an exception that stops status for every env."""
+    import socket
+
+    from coderemote_pipeline.local_stack.site_edge import edge_release
+
+    with socket.socket() as placeholder:  # a port nothing listens on once it is closed
+        placeholder.bind(("127.0.0.1", 0))
+        port = placeholder.getsockname()[1]
+    assert edge_release(port) is None

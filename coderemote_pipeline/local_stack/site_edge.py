@@ -140,15 +140,18 @@ def _send(port: int, method: str, headers: dict[str, str]) -> int:
 
 
 def edge_release(port: int) -> str | None:
-    """The release the edge serves now, from the pointer as it last read it (None: no live release)."""
+    """The release the edge serves now, from the pointer as it last read it (None: no live release, or the edge
+    does not answer, which the site's probe reports)."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
     try:
         conn.request("HEAD", "/")
         response = conn.getresponse()
         response.read()
-        return response.getheader("x-release") or None if response.status != 503 else None
+    except OSError:
+        return None
     finally:
         conn.close()
+    return response.getheader("x-release") or None if response.status != 503 else None
 
 
 def forget_pointer(port: int) -> int:
