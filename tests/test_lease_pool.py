@@ -11,7 +11,7 @@ import dagster as dg
 import pytest
 
 from coderemote_pipeline.ledger.instance import open_instance
-from coderemote_pipeline.ledger.leases import Lease, LeaseLost, pool
+from coderemote_pipeline.ledger.leases import Lease, LeaseBusy, LeaseLost, pool
 
 RACER = """
 import sys, time
@@ -71,7 +71,7 @@ def test_a_run_ended_while_it_waited_does_not_take_the_lease_once_it_is_free(tmp
 
 def test_a_run_marked_ended_while_its_step_works_keeps_the_lease_until_the_step_ends(tmp_path):
     """A forced terminate from the UI, or run monitoring, marks a run ended without stopping its step: the next
-    deploy took the lease at once, and two deploys worked on one environment."""
+    deploy, or the run's own settle, took the lease at once, and two wrote to one environment."""
     with open_instance(tmp_path / "state") as instance:
         working, waiter = (dg.DagsterRun(job_name="redeploy_job", status=dg.DagsterRunStatus.STARTED) for _ in "ab")
         for run in (working, waiter):
@@ -91,6 +91,10 @@ def test_a_run_marked_ended_while_its_step_works_keeps_the_lease_until_the_step_
         while lease.holder() is None:
             time.sleep(0.05)
         instance.report_run_canceled(working, "force-terminated from the UI")  # its step goes on
+        # Nor does its own settle go on beside it: it is tagged waiting, and a later try settles it.
+        with pytest.raises(LeaseBusy), lease.settling(working.run_id, defer_to=lambda _: True, patience=1.0):
+            pass
+        assert lease.holder().run_id == working.run_id
         threads[1].start()
         assert not taken.wait(timeout=3.0), "the lease was taken from a step still at work"
         assert lease.holder().run_id == working.run_id

@@ -56,7 +56,8 @@ def test_a_deploy_requested_while_a_failed_run_is_settled_waits_for_the_settle(t
     the dead run's settle reads and puts back what it serves. The settle holds the env's lease, under the ended
     run's id, taken over from the run itself; the deploy waits, saying for what."""
     from coderemote_pipeline.ledger.instance import open_instance
-    from coderemote_pipeline.ledger.leases import Lease, LeaseLost, describe_run
+    from coderemote_pipeline.ledger.lease_slot import describe_run
+    from coderemote_pipeline.ledger.leases import Lease, LeaseLost
 
     with open_instance(tmp_path / "state") as instance:
         lease, said, got = Lease(instance, "dev"), [], threading.Event()

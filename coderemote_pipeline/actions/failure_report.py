@@ -23,7 +23,8 @@ from coderemote_pipeline.actions.restore import restore_and_record
 from coderemote_pipeline.actions.serving import EnvTarget
 from coderemote_pipeline.actions.switch import SwitchFailed
 from coderemote_pipeline.actions.target_state import TargetState, drift, read_target, split_parts
-from coderemote_pipeline.ledger.leases import Holder, Lease, LeaseBusy, describe_run
+from coderemote_pipeline.ledger.lease_slot import describe_run
+from coderemote_pipeline.ledger.leases import Holder, Lease, LeaseBusy
 from coderemote_pipeline.ledger.live import last_live_as, recorded_live
 from coderemote_pipeline.ledger.records import ROLLED_BACK_TO, LiveRecord, StackRecord
 from coderemote_pipeline.ledger.releases import fled_by_rollback_to

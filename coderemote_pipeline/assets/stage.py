@@ -18,7 +18,8 @@ import dagster as dg
 from coderemote_pipeline.assets.retries import STAGE_RETRY_POLICY, permanent_failures_fail_fast
 from coderemote_pipeline.ledger.approvals import clearance
 from coderemote_pipeline.ledger.gate import gate_refusal
-from coderemote_pipeline.ledger.leases import Lease, describe_run
+from coderemote_pipeline.ledger.lease_slot import describe_run
+from coderemote_pipeline.ledger.leases import Lease
 from coderemote_pipeline.ledger.records import Record
 from coderemote_pipeline.ledger.releases import passed
 from coderemote_pipeline.ledger.stages import latest

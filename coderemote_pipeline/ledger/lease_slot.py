@@ -2,7 +2,7 @@
 
 Each change is one conditional UPDATE, atomic in SQLite and Postgres alike, so two processes or machines sharing
 the instance never both hold it. What the holder does with it (heartbeats, reclaiming a silent holder) is
-ledger/leases.py.
+ledger/leases.py. Who holds it, in words: describe_run.
 """
 
 from __future__ import annotations
@@ -10,8 +10,11 @@ from __future__ import annotations
 import time
 import uuid
 
+import dagster as dg
 import sqlalchemy.exc
 from sqlalchemy import text
+
+from coderemote_pipeline.rules import names
 
 STEP = "deploy"
 # Held by a process settling an ended run (actions/failure_report.py) under that run's id: no deploy of the env
@@ -93,3 +96,13 @@ class Slot:
                 {"key": self.key},
             ).fetchone()  # fmt: skip
         return (str(row[0]), str(row[1] or STEP)) if row is not None else None
+
+
+def describe_run(instance: dg.DagsterInstance, run_id: str) -> str:
+    run = instance.get_run_by_id(run_id)
+    if run is None:
+        return f"run {run_id[:8]}"
+    return (
+        f"run {run_id[:8]} ({run.tags.get(names.ENV_TAG, '?')}|{run.tags.get(names.RELEASE_TAG, '?')}, "
+        f"{run.tags.get(names.TRIGGER_TAG, run.job_name)})"
+    )

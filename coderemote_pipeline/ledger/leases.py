@@ -71,6 +71,11 @@ class Holder:
         return f"the settle of ended {describe_run(self.run_id)}" if is_settle(self.step) else describe_run(self.run_id)
 
 
+def _at_work(holder: Holder) -> bool:
+    """Its last beat came from a step still at work, whatever its run's status says."""
+    return holder.working and time.time() - (holder.beat or 0.0) < ALIVE_S
+
+
 class LeaseBusy(RuntimeError):
     """A settle waited as long as it was allowed to for the holder below."""
 
@@ -138,10 +143,8 @@ class Lease:
             return None if silent is None else f"the settle of run {holder.run_id[:8]} went silent {silent:.0f} s ago"
         run = self.instance.get_run_by_id(holder.run_id)
         if run is None or run.status in TERMINAL:
-            if holder.working and time.time() - (holder.beat or 0.0) < ALIVE_S:
-                # Marked ended from outside (a forced terminate, run monitoring, a deleted run) while its step still
-                # works: taking the env from it would put two deploys on it. It goes silent, or frees it, soon.
-                return None
+            if _at_work(holder):
+                return None  # marked ended from outside (a forced terminate, a deleted run): two would deploy
             status = run.status.value.lower() if run else "gone"
             return f"run {holder.run_id[:8]} ({status}) still held {self.env}'s lease"
         if (silent := self._silent_for(holder)) is not None:
@@ -245,8 +248,16 @@ class Lease:
         seconds at most, if given, and then LeaseBusy is raised."""
         self._slot.ensure()
         step, deadline = settle_step(), None if patience is None else time.monotonic() + patience
-        while not self._slot.claim(run_id, step):
+        while True:
             holder = self.holder()
+            if holder is not None and (holder.run_id, holder.step) == (run_id, STEP) and _at_work(holder):
+                # Its own run was marked ended while its step still works: settling now would be a second writer.
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise LeaseBusy(holder)
+                time.sleep(POLL_S)
+                continue
+            if self._slot.claim(run_id, step):
+                break
             if holder is None:
                 self._slot.ensure(again=True)
                 continue
@@ -282,18 +293,7 @@ class Lease:
         finally:
             stop.set()
             thread.join(timeout=HEARTBEAT_S + 1)
-            if self._slot.holder() == (run_id, step):  # kept past the step (a failure, for its settle): idle now
-                with contextlib.suppress(Exception):
+            with contextlib.suppress(Exception):
+                if self._slot.holder() == (run_id, step):  # kept past the step (a failure, for its settle): idle
                     self.beat(run_id, step, working=False)
 
-
-def describe_run(instance: dg.DagsterInstance, run_id: str) -> str:
-    from coderemote_pipeline.rules import names
-
-    run = instance.get_run_by_id(run_id)
-    if run is None:
-        return f"run {run_id[:8]}"
-    return (
-        f"run {run_id[:8]} ({run.tags.get(names.ENV_TAG, '?')}|{run.tags.get(names.RELEASE_TAG, '?')}, "
-        f"{run.tags.get(names.TRIGGER_TAG, run.job_name)})"
-    )
