@@ -316,6 +316,8 @@ def test_a_site_edge_that_never_followed_the_flip_is_split_and_rollback_to_the_r
     fixed = rollback("dev", done.release, settings=faults.settings, instance=faults.instance, echo=lines.append)
     assert fixed.success, fixed.failure
     assert "the site's edge serves" in lines[0] and lines[0].endswith("putting it back")
+    # A CDN keyed by path (CloudFront) still holds what the edge served: the repair has it forget what differs.
+    assert "config.json" in fixed.stages["traffic_shift"]["changed_paths"]
     assert read_target(target, probe=False).site_edge == done.release
     faults.assert_whole(done.release)
 

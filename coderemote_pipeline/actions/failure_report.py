@@ -177,25 +177,27 @@ def _settle(instance, run, env: str, policy: EnvironmentPolicy, target_for: Targ
     except UNREADABLE as exc:
         return Settled(env, f"what {env} serves cannot be read now ({exc}); check it with "
                        f"`coderemote-pipeline status {env}` once that is fixed", None)  # fmt: skip
-    whole, text = _describe(env, run, state, recorded)
-    goal = _rollback_goal(instance, run, recorded, state, whole)
+    goal = _rollback_goal(instance, run, recorded, state, not split_parts(state))
+    whole, text = _describe(env, run, state, goal or recorded)  # a failed rollback is repaired onto its target
     if goal is None and (recorded is None or (whole and not (policy.auto_rollback and drift(recorded, state)))):
         return Settled(env, text, whole)
     to = goal or recorded
     if goal is not None:
-        to = replace(goal, fled=fled_by_rollback_to(instance, env, goal.release))
+        to = replace(goal, fled=fled_by_rollback_to(instance, env, goal.release), stack_outputs=outputs)
         reason = f"{ROLLED_BACK_TO} {goal.release} (rollback run {run.run_id[:8]} failed after its switch)"
     else:
         reason = f"automatic rollback: run {run.run_id[:8]} failed and left {env} serving {state.release}"
     try:
-        restored = restore_and_record(instance, target, to, reason=reason, run_id=run.run_id)
+        # The CDN may hold the site of what the env left: the fled release's, for a rollback finished here.
+        away = recorded.frontend_release if goal is not None and recorded else state.site_edge
+        restored = restore_and_record(instance, target, to, reason=reason, run_id=run.run_id, away_from=away)
     except (*UNREADABLE, SwitchFailed, RuntimeError) as exc:
         return Settled(env, f"{text}. Putting {env} on {to.release} FAILED: {exc}. Put it there by hand: "
                        f"coderemote-pipeline rollback {env} --to {to.release}", whole)  # fmt: skip
     live = restored.live
     if goal is not None:
-        away = recorded.release if recorded and recorded.release != live.release else ""
-        fled = f", not back on {away}, which it fled" if away else ""
+        left = recorded.release if recorded and recorded.release != live.release else ""
+        fled = f", not back on {left}, which it fled" if left else ""
         return Settled(env, f"{env} serves {live.release}, the release this rollback went back to (version "
                        f"{live.version}, site {live.frontend_release}){fled}; recorded as live", True)  # fmt: skip
     return Settled(

@@ -114,9 +114,12 @@ def switch(target: EnvTarget, to: Serving, before: Serving | None = None) -> Swi
         with _put_back_on_failure(target, before, f"the site did not switch to {to.site_release}", site=True):
             changed = switch_site(target, to.site_release)
     elif to.site_release:
-        # The pointer names it already, but a process killed right after its flip never told the edge.
+        # The pointer names it already, but a process killed right after its flip may never have told the edge: the
+        # edge follows, and a CDN keyed by path forgets what differs from what the edge served (all of it: unknown).
         with _put_back_on_failure(target, before, f"the site's edge did not follow {to.site_release}", site=False):
-            target.site.follow(target.env, target.outputs, to.site_release)
+            if (edge := target.site.serves(target.env, target.outputs)) != to.site_release:
+                target.site.follow(target.env, target.outputs, to.site_release)
+                changed = store.changed_since(target.s3, target.outputs[out.FRONTEND_BUCKET], edge, to.site_release)
     # The version before stays warm (weight 0): going back to it is a weight change, not a cold start.
     target.runtime.retire(target.env, keep={to.version, before.version})
     return Switched(before, to, api, changed, time.monotonic() - started)
