@@ -131,6 +131,14 @@ def test_an_approval_of_a_release_the_gate_holds_promises_no_deploy(env, repo, s
     assert f"not deployable yet: prod is held: commit {commit} has not passed smoke in dev. Deploy it to dev" in out
     assert "deploy it with" not in out and "approved_release_sensor" not in out, out
 
+    # Held with the gate overridden (`deploy --force --reason`): its deploy carries the override, so it is no wait.
+    _tag_as(repo, "v1.0.1", "alice@example.com")
+    assert main(["deploy", "prod", "v1.0.1", "--force", "--reason", "hotfix, verified by hand"]) == 2
+    capsys.readouterr()
+    assert main(["approve", "prod", "v1.0.1"]) == 0
+    out = capsys.readouterr().out
+    assert "not deployable yet" not in out and "approved_release_sensor launches the held deploy" in out, out
+
 
 def test_from_a_terminal_the_approver_is_the_account_not_a_typed_name(env, repo, capsys):
     _tag_as(repo, "v1.0.0", "alice@example.com")

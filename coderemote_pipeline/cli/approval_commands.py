@@ -19,7 +19,7 @@ def _when(timestamp: float) -> str:
 
 
 def _decide(args: argparse.Namespace, settings_from, decision: str) -> int:
-    from coderemote_pipeline.ledger.approvals import approval_reason
+    from coderemote_pipeline.ledger.approvals import approval_reason, latest_hold
     from coderemote_pipeline.ledger.gate import gate_refusal
     from coderemote_pipeline.ledger.instance import open_instance
     from coderemote_pipeline.rules.environments import policy_for
@@ -37,10 +37,14 @@ def _decide(args: argparse.Namespace, settings_from, decision: str) -> int:
     if decision != APPROVE:
         return 0
     policy = policy_for(args.env, settings.infra_dir)
-    # The gate too: a release approved but not verified where it must be first would be refused by deploy.
-    if still := approval_reason(instance, policy, release.key, recorded.commit) or gate_refusal(
-            instance, policy, recorded.commit):  # fmt: skip
-        print(f"not deployable yet: {still}")
+    hold = latest_hold(instance, args.env, release.key) if recorded.hold_id is not None else None
+    # The gate too, with the override a held deploy carries: approved but not yet verified where it must be first,
+    # it waits (held, the sensor launches it once the gate opens; else a deploy would be refused).
+    still = approval_reason(instance, policy, release.key, recorded.commit)
+    gated = None if still else gate_refusal(instance, policy, recorded.commit, hold.override_tags if hold else None)
+    if still or gated:
+        waits = "; approved_release_sensor launches it once the gate opens" if gated and hold else ""
+        print(f"not deployable yet: {still or gated}{waits}")
     elif recorded.hold_id is None:
         print(f"nothing was holding it; deploy it with `coderemote-pipeline deploy {args.env} {release.key}`")
     elif (run := held_deploy(instance, recorded)) is not None:
