@@ -1,7 +1,8 @@
 """CloudFront invalidations: wait until the distribution's last change is deployed, create, then wait until the
-CDN reports them complete."""
+CDN reports them complete (one poll, one budget)."""
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,36 +22,37 @@ class Invalidation:
 
 
 def invalidate(cf: Any, distribution: str, paths: list[str], caller_reference: str) -> Invalidation:
-    """One invalidation of `paths`; the same caller reference (a retried step) returns the same invalidation."""
+    """One invalidation of `paths`; the same caller reference (a retried step) returns the same invalidation.
+    It waits first for the distribution's last change (the site's edge following a flip) to be deployed: made
+    before, it would let an edge still on the old origin cache the release before again, for a day."""
     started = time.monotonic()
-    _wait_deployed(cf, distribution, started)
+
+    def deployment() -> str:
+        return cf.get_distribution(Id=distribution)["Distribution"]["Status"]
+
+    _wait(deployment(), {"Deployed"}, deployment, started, f"distribution {distribution}",
+          ", so nothing was invalidated")
     invalidation = cf.create_invalidation(
         DistributionId=distribution,
         InvalidationBatch={"Paths": {"Quantity": len(paths), "Items": paths}, "CallerReference": caller_reference},
     )["Invalidation"]
-    status, delay = invalidation["Status"], 0.2
-    while status not in _DONE:
-        if time.monotonic() - started > INVALIDATION_TIMEOUT_S:
-            raise InvalidationTimeout(
-                f"invalidation {invalidation['Id']} of distribution {distribution} is still {status} after "
-                f"{INVALIDATION_TIMEOUT_S // 60} min; the files are live in the bucket, edge caches may be stale"
-            )
-        time.sleep(delay)
-        delay = min(delay * 2, 10.0)
-        status = cf.get_invalidation(DistributionId=distribution, Id=invalidation["Id"])["Invalidation"]["Status"]
+
+    def progress() -> str:
+        return cf.get_invalidation(DistributionId=distribution, Id=invalidation["Id"])["Invalidation"]["Status"]
+
+    what = f"invalidation {invalidation['Id']} of distribution {distribution}"
+    status = _wait(invalidation["Status"], _DONE, progress, started, what, "")
     return Invalidation(invalidation["Id"], status, time.monotonic() - started)
 
 
-def _wait_deployed(cf: Any, distribution: str, started: float) -> None:
-    """A new origin path (the site's edge following a flip) reaches the edges over minutes: an invalidation done
-    before that lets an edge still on the old origin cache the release before again, for a day."""
-    status, delay = cf.get_distribution(Id=distribution)["Distribution"]["Status"], 0.2
-    while status != "Deployed":
+def _wait(status: str, done: set[str], again: Callable[[], str], started: float, what: str, outcome: str) -> str:
+    """Poll `again` until the status is one of `done`, backing off, within the invalidation's budget."""
+    delay = 0.2
+    while status not in done:
         if time.monotonic() - started > INVALIDATION_TIMEOUT_S:
-            raise InvalidationTimeout(
-                f"distribution {distribution} is still {status} after {INVALIDATION_TIMEOUT_S // 60} min, so nothing "
-                "was invalidated; the files are live in the bucket, edge caches may be stale"
-            )
+            raise InvalidationTimeout(f"{what} is still {status} after {INVALIDATION_TIMEOUT_S // 60} min{outcome}; "
+                                      "the files are live in the bucket, edge caches may be stale")  # fmt: skip
         time.sleep(delay)
         delay = min(delay * 2, 10.0)
-        status = cf.get_distribution(Id=distribution)["Distribution"]["Status"]
+        status = again()
+    return status

@@ -31,6 +31,11 @@ class TargetState:
     site_edge: str | None = None  # the release the site's edge serves, as it says (the pointer names another: split)
 
     @property
+    def edge_behind(self) -> bool:
+        """The site's edge serves another release than its live pointer names (it never heard of a flip)."""
+        return None not in (self.site_edge, self.frontend_release) and self.site_edge != self.frontend_release
+
+    @property
     def version(self) -> str:
         return self.serving.version
 
@@ -114,7 +119,7 @@ def split_parts(state: TargetState) -> list[str]:
     parts = []
     if state.frontend_release is not None and state.frontend_release != state.release:
         parts.append(f"the API serves {state.release or 'no release'} but the site serves {state.frontend_release}")
-    if state.site_edge is not None and state.frontend_release is not None and state.site_edge != state.frontend_release:
+    if state.edge_behind:
         parts.append(f"the site's edge serves {state.site_edge} but its live pointer names {state.frontend_release}")
     served = (state.runtime or {}).get("version")
     if state.runtime is None:
@@ -152,7 +157,7 @@ def drift(recorded: LiveRecord | None, state: TargetState) -> list[str]:
         problems.append(f"site serves {state.frontend_release}, recorded {recorded.frontend_release}")
     if state.runtime is not None and state.runtime.get("version") not in (None, state.version):
         problems.append(f"the API runtime serves version {state.runtime.get('version')}, alias {state.version}")
-    if state.site_edge is not None and state.frontend_release is not None and state.site_edge != state.frontend_release:
+    if state.edge_behind:
         problems.append(f"the site's edge serves {state.site_edge}, its live pointer {state.frontend_release}")
     if state.api is not None and not state.api.ok:
         down = state.api_down

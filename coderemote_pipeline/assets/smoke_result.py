@@ -95,12 +95,12 @@ def _record_live(context, deploy: Deployment, shift: ShiftRecord, outputs: dict[
     `failed`: why a rollback's smoke failed, where the env stays on the release it went back to."""
     delivery = shift.strategy + (f": baked {baked.seconds:.0f} s on live traffic, {baked.outcome}" if baked else "")
     delivery += f"; its smoke failed: {failed}" if failed else ""
+    note = " (its smoke failed)" if failed else ""
     rollback = names.is_rollback_run(context.run)
     live = LiveRecord(
         release=deploy.release.key, commit=deploy.commit, version=shift.version,
         digest=upstream(context, VersionRecord).image_digest, frontend_release=shift.site_release,
-        reason=f"{ROLLED_BACK_TO if rollback else 'deployed'} {deploy.release.key}" + (
-            " (its smoke failed)" if failed else ""), run_id=context.run.run_id,
+        reason=f"{ROLLED_BACK_TO if rollback else 'deployed'} {deploy.release.key}{note}", run_id=context.run.run_id,
         since=time.time(),
         stack_outputs=outputs, app_remote=app_source.remote_url, app_layout=app_source.layout.to_json(),
         delivery=delivery, fled=fled_by_rollback_to(context.instance, deploy.env, deploy.release.key) if rollback

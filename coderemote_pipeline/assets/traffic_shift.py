@@ -120,8 +120,8 @@ def _plan(context: dg.AssetExecutionContext, deploy: Deployment, before: Serving
     if rollback or not is_release(before.release):
         return RolloutPlan.at_once()
     if before.version == wanted.version:
-        return replace(RolloutPlan.at_once(), bake_s=plan.bake_s, analysis=plan.analysis) if unjudged else (
-            RolloutPlan.at_once())
+        at_once = RolloutPlan.at_once()
+        return replace(at_once, bake_s=plan.bake_s, analysis=plan.analysis) if unjudged else at_once
     return plan
 
 
