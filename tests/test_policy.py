@@ -90,6 +90,8 @@ def _edit(path: Path, old: str, new: str) -> None:
         ("pulumi/Pulumi.dev.yaml", "aws:region: us-east-1", "aws:region: us-east-1\n  aws:profile: work",
          "config.aws:profile: AWS credentials come from the environment, for the pipeline and the Pulumi program "
          "alike: remove it and set AWS_PROFILE where the pipeline runs"),
+        ("pulumi/Pulumi.dev.yaml", "aws:region: us-east-1", "aws:region: us-east-1\n  aws:profle: work",
+         "config.aws:profle (aws:profile?): AWS credentials come from the environment"),
         ("pulumi/Pulumi.dev.yaml", "aws:region: us-east-1", "aws:region: us-east-1\n  aws:assumeRole: {roleArn: x}",
          "assume the role in a profile (role_arn in ~/.aws/config) and set AWS_PROFILE"),
         ("pulumi/Pulumi.dev.yaml", "  aws:region: us-east-1\n", "", "config.aws:region is required"),

@@ -3,6 +3,7 @@ reads, and the pipeline reads from the very same file."""
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import re
 from dataclasses import dataclass
@@ -111,12 +112,18 @@ _PROVIDER_CREDENTIALS = {"aws:profile": "AWS_PROFILE", "aws:accessKey": "AWS_ACC
 
 def _credentials_in(path: Path, data: dict[str, Any]) -> None:
     config = data.get("config")
-    for key in config if isinstance(config, dict) else ():
-        if (variable := _PROVIDER_CREDENTIALS.get(str(key))) is not None:
-            raise ConfigError(f"{path}: config.{key}: AWS credentials come from the environment, for the pipeline "
+    for written in config if isinstance(config, dict) else ():
+        # A misspelled one (aws:profle) is still a credential: its nearest key says which.
+        names = [k.removeprefix("aws:") for k in ("aws:region", "aws:assumeRole", *_PROVIDER_CREDENTIALS)]
+        meant = difflib.get_close_matches(str(written).removeprefix("aws:"), names, n=1, cutoff=0.8)
+        close = str(written).startswith("aws:") and meant and meant[0] != "region"
+        key = f"aws:{meant[0]}" if close else str(written)
+        named = written if key == written else f"{written} ({key}?)"
+        if (variable := _PROVIDER_CREDENTIALS.get(key)) is not None:
+            raise ConfigError(f"{path}: config.{named}: AWS credentials come from the environment, for the pipeline "
                               f"and the Pulumi program alike: remove it and set {variable} where the pipeline runs")
-        if str(key) == "aws:assumeRole":
-            raise ConfigError(f"{path}: config.{key}: assume the role in a profile (role_arn in ~/.aws/config) and "
+        if key == "aws:assumeRole":
+            raise ConfigError(f"{path}: config.{named}: assume the role in a profile (role_arn in ~/.aws/config) and "
                               "set AWS_PROFILE where the pipeline runs: the pipeline's own clients need it too")
 
 
