@@ -5,6 +5,7 @@ A hand-written CloudFront that answers from a script: the order of the calls is 
 import pytest
 
 from coderemote_pipeline.actions import cdn
+from coderemote_pipeline.actions.restore import CdnNotCleared
 
 
 class ScriptedCloudFront:
@@ -46,3 +47,14 @@ def test_a_distribution_that_never_deploys_fails_naming_it_and_invalidates_nothi
     with pytest.raises(cdn.InvalidationTimeout, match="distribution E1 is still InProgress after 20 min, so nothing"):
         cdn.invalidate(cf, "E1", ["/index.html"], "run-1")
     assert "create_invalidation" not in [c[0] for c in cf.calls]
+
+
+def test_the_hint_of_a_restore_whose_invalidation_failed_is_a_command_that_clears_those_paths():
+    few = CdnNotCleared("E2ABC", ["/", "/index.html", "/my file.json"], cdn.InvalidationTimeout("still InProgress"))
+    assert few.hint().endswith(
+        "Invalidate them: `aws cloudfront create-invalidation --distribution-id E2ABC --paths / /index.html "
+        "'/my file.json'`"
+    )
+    many = CdnNotCleared("E2ABC", [f"/page{n}.html" for n in range(11)], cdn.InvalidationTimeout("still InProgress"))
+    assert many.hint().endswith("--paths '/*'`") and "/page0.html, /page1.html" in many.hint()
+    assert "/page5.html" not in many.hint()  # five named, the rest elided

@@ -23,9 +23,10 @@ import pytest
 from app_bugs import plant, smoke_fails
 from team_kit import app_repo
 
-from coderemote_pipeline.actions import restore, switch
+from coderemote_pipeline.actions import cdn, restore, switch
 from coderemote_pipeline.actions import site_store as frontend_store
 from coderemote_pipeline.actions.target_state import drift, read_target, split_parts
+from coderemote_pipeline.assets import cloudfront_invalidation
 from coderemote_pipeline.ledger.instance import prepare_home
 from coderemote_pipeline.ledger.live import env_outputs, recorded_live
 from coderemote_pipeline.local_stack import LocalStack, load_stack_info, site_edge
@@ -230,6 +231,92 @@ def test_an_automatic_rollback_retried_after_its_invalidation_failed_still_inval
     batches = [target.cf.get_invalidation(DistributionId=distribution, Id=i["Id"])["Invalidation"]["InvalidationBatch"]
                for i in made]  # fmt: skip
     assert any(b["CallerReference"] == calls[1][0] and "/config.json" in b["Paths"]["Items"] for b in batches)
+
+
+def _invalidation_times_out(monkeypatch) -> list[list[str]]:
+    """Every restore's invalidation waits past its budget (CloudFront still InProgress): the paths it was asked."""
+    asked: list[list[str]] = []
+
+    def invalidate(cf, distribution, paths, caller_reference):
+        asked.append(paths)
+        raise cdn.InvalidationTimeout(f"invalidation I1 of distribution {distribution} is still InProgress after "
+                                      "20 min; the files are live in the bucket, edge caches may be stale")  # fmt: skip
+
+    monkeypatch.setattr(restore, "invalidate", invalidate)
+    return asked
+
+
+def _assert_invalidation_hint(failure: str, before: str, asked: list[list[str]], cause: str) -> None:
+    """Said as a rollback that worked, with the command that clears the CDN: not "rollback --to", which would find
+    the env already whole on `before` and invalidate nothing."""
+    assert f"dev serves {before} again" in failure and "FAILED" not in failure and "--to" not in failure, failure
+    assert asked and "/config.json" in asked[-1], asked
+    assert "but the CDN may still serve cached files of the release it left" in failure
+    assert cause in failure
+    assert "`aws cloudfront create-invalidation --distribution-id " in failure and " /config.json" in failure
+
+
+def test_an_automatic_rollback_whose_invalidation_times_out_says_the_env_is_back_and_how_to_clear_the_cdn(
+    faults, monkeypatch, tmp_path
+):
+    settings = faults.auto_rollback(tmp_path)
+    before = faults.live()["alias"]
+    commit = faults.change("smoke fails, then the CDN never completes")
+    smoke_fails(monkeypatch)
+    asked = _invalidation_times_out(monkeypatch)
+    failed = run_deployment("dev", commit, settings=settings, instance=faults.instance, executor="serial", **QUIET)
+    monkeypatch.undo()
+    assert not failed.success and "rolled back automatically" in failed.failure
+    _assert_invalidation_hint(failed.failure, before, asked, "still InProgress after 20 min")
+    assert len(asked) == 1  # a timeout is not retried: the step already waited its whole budget
+    assert recorded_live(faults.instance, "dev").release == before
+    faults.assert_whole(before)
+
+
+def test_an_automatic_rollback_whose_cdn_answers_503_every_time_says_so_after_the_stage_retries(
+    faults, monkeypatch, tmp_path
+):
+    settings = faults.auto_rollback(tmp_path)
+    before = faults.live()["alias"]
+    commit = faults.change("smoke fails, then the CDN is down")
+    asked: list[list[str]] = []
+
+    def unavailable(cf, distribution, paths, caller_reference):
+        asked.append(paths)
+        error = {"Error": {"Code": "ServiceUnavailable", "Message": "try again"}}
+        raise botocore.exceptions.ClientError(error, "CreateInvalidation")
+
+    smoke_fails(monkeypatch)
+    monkeypatch.setattr(restore, "invalidate", unavailable)
+    failed = run_deployment("dev", commit, settings=settings, instance=faults.instance, executor="serial", **QUIET)
+    monkeypatch.undo()
+    assert len(asked) == 3 and asked[0] == asked[2]  # the first try and the stage's two retries, the same paths
+    _assert_invalidation_hint(failed.failure, before, asked, "(ServiceUnavailable) when calling")
+    assert recorded_live(faults.instance, "dev").release == before
+    faults.assert_whole(before)
+
+
+def test_a_settle_whose_invalidation_times_out_records_the_env_back_and_says_how_to_clear_the_cdn(
+    faults, monkeypatch, tmp_path
+):
+    """The deploy's own invalidation was refused after the switch; the settle put dev back, then its invalidation
+    timed out."""
+    settings = faults.auto_rollback(tmp_path)
+    before = faults.live()["alias"]
+    commit = faults.change("its invalidation is refused, then the settle's times out")
+
+    def refused(cf, distribution, paths, caller_reference):
+        error = {"Error": {"Code": "AccessDenied", "Message": "not allowed to invalidate"}}
+        raise botocore.exceptions.ClientError(error, "CreateInvalidation")
+
+    monkeypatch.setattr(cloudfront_invalidation, "invalidate", refused)
+    asked = _invalidation_times_out(monkeypatch)
+    failed = run_deployment("dev", commit, settings=settings, instance=faults.instance, executor="serial", **QUIET)
+    monkeypatch.undo()
+    assert not failed.success and failed.failure.startswith("cloudfront_invalidation:"), failed.failure
+    _assert_invalidation_hint(failed.failure, before, asked, "still InProgress after 20 min")
+    assert recorded_live(faults.instance, "dev").release == before
+    faults.assert_whole(before)
 
 
 def test_a_retry_where_the_env_kept_the_release_only_finishes_it(faults, monkeypatch):

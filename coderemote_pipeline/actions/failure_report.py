@@ -19,7 +19,7 @@ import dagster as dg
 import docker.errors
 
 from coderemote_pipeline.actions.notify import Notifier
-from coderemote_pipeline.actions.restore import restore_and_record
+from coderemote_pipeline.actions.restore import CdnNotCleared, restore_and_record
 from coderemote_pipeline.actions.serving import EnvTarget
 from coderemote_pipeline.actions.switch import SwitchFailed
 from coderemote_pipeline.actions.target_state import TargetState, drift, read_target, split_parts
@@ -187,23 +187,25 @@ def _settle(instance, run, env: str, policy: EnvironmentPolicy, target_for: Targ
         reason = f"{ROLLED_BACK_TO} {goal.release} (rollback run {run.run_id[:8]} failed after its switch)"
     else:
         reason = f"automatic rollback: run {run.run_id[:8]} failed and left {env} serving {state.release}"
+    cdn = ""
     try:
         # The CDN may hold the site of what the env left: the fled release's, for a rollback finished here.
         away = recorded.frontend_release if goal is not None and recorded else state.site_edge
-        restored = restore_and_record(instance, target, to, reason=reason, run_id=run.run_id, away_from=away)
+        live = restore_and_record(instance, target, to, reason=reason, run_id=run.run_id, away_from=away).live
+    except CdnNotCleared as stale:
+        live, cdn = stale.live or to, f", {stale.hint()}"
     except (*UNREADABLE, SwitchFailed, RuntimeError) as exc:
         return Settled(env, f"{text}. Putting {env} on {to.release} FAILED: {exc}. Put it there by hand: "
                        f"coderemote-pipeline rollback {env} --to {to.release}", whole)  # fmt: skip
-    live = restored.live
     if goal is not None:
         left = recorded.release if recorded and recorded.release != live.release else ""
         fled = f", not back on {left}, which it fled" if left else ""
         return Settled(env, f"{env} serves {live.release}, the release this rollback went back to (version "
-                       f"{live.version}, site {live.frontend_release}){fled}; recorded as live", True)  # fmt: skip
+                       f"{live.version}, site {live.frontend_release}){fled}; recorded as live{cdn}", True)  # fmt: skip
     return Settled(
         env,
         f"rolled back automatically: {env} serves {live.release} again (version {live.version}, site "
-        f"{live.frontend_release}); deploy {run.tags.get(names.RELEASE_TAG, 'the release')} again to retry",
+        f"{live.frontend_release}); deploy {run.tags.get(names.RELEASE_TAG, 'the release')} again to retry{cdn}",
         True,
         rolled_back=True,
     )

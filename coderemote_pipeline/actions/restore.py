@@ -9,6 +9,7 @@ A manual rollback is a redeploy of the old partition, which reaches the same sta
 
 from __future__ import annotations
 
+import shlex
 import time
 from dataclasses import dataclass, replace
 
@@ -23,12 +24,33 @@ from coderemote_pipeline.ledger.records import LiveRecord
 from coderemote_pipeline.rules import frontend_files as ff
 from coderemote_pipeline.rules import stack_outputs as out
 
+# More paths than this in a printed command: one wildcard instead (CloudFront bills a wildcard as one path).
+_LISTED_PATHS = 10
+
 
 @dataclass(frozen=True)
 class Restored:
     live: LiveRecord
     changed_paths: list[str]
     seconds: float
+
+
+class CdnNotCleared(RuntimeError):
+    """The environment serves the release again, whole; only the CDN's forgetting of the release it left failed.
+    Not a failed restore: putting the env back "by hand" would find it already there and invalidate nothing."""
+
+    def __init__(self, distribution: str, paths: list[str], cause: BaseException):
+        self.distribution, self.paths, self.cause = distribution, paths, cause
+        self.live: LiveRecord | None = None  # set once the restored release is recorded
+        super().__init__(f"invalidating {len(paths)} path(s) on CloudFront distribution {distribution} failed: "
+                         f"{cause}")  # fmt: skip
+
+    def hint(self) -> str:
+        listed = self.paths if len(self.paths) <= _LISTED_PATHS else ["/*"]
+        command = shlex.join(["aws", "cloudfront", "create-invalidation", "--distribution-id", self.distribution,
+                              "--paths", *listed])  # fmt: skip
+        return (f"but the CDN may still serve cached files of the release it left ({', '.join(self.paths[:5])}"
+                f"{', ...' if len(self.paths) > 5 else ''}): {self}. Invalidate them: `{command}`")
 
 
 def restore(target: EnvTarget, to: LiveRecord, caller_reference: str, away_from: str | None = None) -> list[str]:
@@ -43,8 +65,12 @@ def restore(target: EnvTarget, to: LiveRecord, caller_reference: str, away_from:
         changed = store.changed_since(target.s3, target.outputs[out.FRONTEND_BUCKET], away_from, to.frontend_release)
     paths = ff.invalidation_paths(changed)
     if paths:
-        invalidate(target.cf, target.outputs[out.CLOUDFRONT_DISTRIBUTION_ID], paths, caller_reference)
-        target.site.forget(target.env, paths)
+        distribution = target.outputs[out.CLOUDFRONT_DISTRIBUTION_ID]
+        try:
+            invalidate(target.cf, distribution, paths, caller_reference)
+            target.site.forget(target.env, paths)
+        except Exception as exc:  # any cause: the env serves `to` now, and the caller must say so, then this
+            raise CdnNotCleared(distribution, paths, exc) from exc
     return changed
 
 
@@ -58,9 +84,15 @@ def restore_and_record(
     log_event: LogEvent | None = None,
     away_from: str | None = None,
 ) -> Restored:
-    """Restore `to` and record it as what the environment serves, with the reason and the run that did it."""
+    """Restore `to` and record it as what the environment serves, with the reason and the run that did it.
+    Raises CdnNotCleared with the record made when only the CDN's invalidation failed."""
     started = time.monotonic()
-    changed = restore(target, to, caller_reference=f"restore-{run_id}-{to.release}", away_from=away_from)
     live = replace(to, reason=reason, run_id=run_id, since=time.time())
+    try:
+        changed = restore(target, to, caller_reference=f"restore-{run_id}-{to.release}", away_from=away_from)
+    except CdnNotCleared as stale:
+        record_live(instance, target.env, live, log_event)
+        stale.live = live
+        raise
     record_live(instance, target.env, live, log_event)
     return Restored(live, changed, time.monotonic() - started)

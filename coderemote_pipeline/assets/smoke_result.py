@@ -6,12 +6,13 @@ import time
 import dagster as dg
 
 from coderemote_pipeline.actions.notify import announce
-from coderemote_pipeline.actions.restore import restore_and_record
+from coderemote_pipeline.actions.restore import CdnNotCleared, restore_and_record
 from coderemote_pipeline.actions.serving import EnvTarget
 from coderemote_pipeline.actions.smoke import smoke_checks
 from coderemote_pipeline.actions.switch import SwitchFailed
 from coderemote_pipeline.assets.bake import Baked, bake
 from coderemote_pipeline.assets.cloudfront_invalidation import cloudfront_invalidation
+from coderemote_pipeline.assets.retries import STAGE_RETRY_POLICY, is_transient
 from coderemote_pipeline.assets.stage import STAGE_KWARGS, deploy_stage, deployment, upstream
 from coderemote_pipeline.ledger import shifts
 from coderemote_pipeline.ledger.live import record_live, recorded_live
@@ -133,16 +134,21 @@ def _after_failure(context, deploy: Deployment, reason: str, target: EnvTarget, 
         return f"{deploy.env} now serves this failed release: auto_rollback is off for {deploy.env}", ""
     if previous is None or previous.release == deploy.release.key:
         return f"no previous release of {deploy.env} to roll back to; {deploy.env} serves this failed release", ""
+    started, cdn = time.monotonic(), ""
     try:
-        restored = restore_and_record(context.instance, target, previous, reason=f"automatic rollback: {reason}",
-                                      run_id=context.run.run_id, log_event=context.log_event,
-                                      away_from=site)  # fmt: skip
+        restore_and_record(context.instance, target, previous, reason=f"automatic rollback: {reason}",
+                           run_id=context.run.run_id, log_event=context.log_event, away_from=site)  # fmt: skip
+    except CdnNotCleared as stale:
+        if is_transient(stale) and context.retry_number < STAGE_RETRY_POLICY.max_retries:
+            raise  # the step's retry restores again (nothing left to flip) and asks for the same paths
+        cdn = f", {stale.hint()}"
     except (SwitchFailed, RuntimeError) as exc:
         return (f"automatic rollback to {previous.release} FAILED: {exc}. Put it back by hand: "
                 f"coderemote-pipeline rollback {deploy.env} --to {previous.release}"), ""  # fmt: skip
     shifts.finish(context.instance, deploy.env, context.run.run_id, "rolled_back")
-    context.log.warning(f"rolled {deploy.env} back to {previous.release} in {restored.seconds:.1f}s")
+    context.log.warning(f"rolled {deploy.env} back to {previous.release} in {time.monotonic() - started:.1f}s{cdn}")
     announce(context.instance, deploy, nc.AUTOMATIC_ROLLBACK, run_id=context.run.run_id,
-             detail=f"{reason}; {deploy.env} serves {previous.release} again", log=context.log.warning)  # fmt: skip
+             detail=f"{reason}; {deploy.env} serves {previous.release} again{cdn}",
+             log=context.log.warning)  # fmt: skip
     return (f"rolled back automatically: {deploy.env} serves {previous.release} again "
-            f"(version {previous.version}, site {previous.frontend_release})"), previous.release  # fmt: skip
+            f"(version {previous.version}, site {previous.frontend_release}){cdn}"), previous.release  # fmt: skip
