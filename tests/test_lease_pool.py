@@ -103,3 +103,61 @@ def test_a_run_marked_ended_while_its_step_works_keeps_the_lease_until_the_step_
         for thread in threads:
             thread.join(timeout=30)
         assert lease.holder().run_id == waiter.run_id
+
+
+def test_a_run_deleted_from_the_ui_while_its_step_works_keeps_the_lease_until_the_step_ends(tmp_path):
+    """Deleting a run frees its concurrency slots (Dagster's delete_events), our deploy lease among them, whatever
+    its step still does: the next deploy claimed the free slot at once, and two wrote to one environment."""
+    with open_instance(tmp_path / "state") as instance:
+        working, waiter = (dg.DagsterRun(job_name="redeploy_job", status=dg.DagsterRunStatus.STARTED) for _ in "ab")
+        for run in (working, waiter):
+            instance.add_run(run)
+        lease, step_done, taken, said = Lease(instance, "dev"), threading.Event(), threading.Event(), []
+
+        def step() -> None:
+            with lease.held(working.run_id, log=print, describe=str):
+                step_done.wait(timeout=60)
+
+        def next_deploy() -> None:
+            Lease(instance, "dev").acquire(waiter.run_id, log=said.append, describe=str)
+            taken.set()
+
+        threads = [threading.Thread(target=step), threading.Thread(target=next_deploy)]
+        threads[0].start()
+        while lease.holder() is None:
+            time.sleep(0.05)
+        instance.delete_run(working.run_id)  # from the UI: its slot row is freed, its step goes on
+        assert lease.holder() is None
+        threads[1].start()
+        assert not taken.wait(timeout=5.0), "the lease was taken from a step still at work"
+        assert lease.holder().run_id == working.run_id  # the working step took its slot back
+        assert said and f"waiting for {working.run_id} to finish" in said[0]
+        # Its own settle does not start beside it either.
+        with pytest.raises(LeaseBusy), Lease(instance, "dev").settling(working.run_id, defer_to=lambda _: True,
+                                                                       patience=1.0):  # fmt: skip
+            pass
+        step_done.set()  # the step ends keeping the slot; its run is gone, so the next deploy reclaims it
+        assert taken.wait(timeout=30)
+        for thread in threads:
+            thread.join(timeout=30)
+        assert lease.holder().run_id == waiter.run_id
+        # Its next step finds its run gone: it does not deploy.
+        with pytest.raises(LeaseLost):
+            Lease(instance, "dev").acquire(working.run_id, log=lambda _: None, describe=str)
+
+
+def test_a_step_that_releases_the_lease_lets_the_next_deploy_go_at_once(tmp_path):
+    """smoke_result releases the lease inside its step: the release says the step is idle before freeing the slot,
+    so the next deploy does not take the step's last working beat for a step still at work and wait it out."""
+    with open_instance(tmp_path / "state") as instance:
+        first, second = (dg.DagsterRun(job_name="redeploy_job", status=dg.DagsterRunStatus.STARTED) for _ in "ab")
+        for run in (first, second):
+            instance.add_run(run)
+        lease, said = Lease(instance, "dev"), []
+        with lease.held(first.run_id, log=print, describe=str):
+            time.sleep(2.5)  # a beat from the step's thread
+            lease.release(first.run_id)
+            Lease(instance, "dev").acquire(second.run_id, log=said.append, describe=str)
+            time.sleep(2.5)  # the first step's thread does not beat for it any more
+        assert said == [] and lease.holder().run_id == second.run_id
+        assert lease.heart.read().run_id == second.run_id

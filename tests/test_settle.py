@@ -290,7 +290,7 @@ def test_two_settles_that_find_a_dead_settle_never_both_settle(tmp_path, monkeyp
     import json
 
     from coderemote_pipeline.ledger.instance import open_instance
-    from coderemote_pipeline.ledger.leases import Lease, _heartbeat_key
+    from coderemote_pipeline.ledger.leases import Lease
 
     judged, go, bodies = threading.Event(), threading.Event(), []
     real = Lease._stale
@@ -314,7 +314,7 @@ def test_two_settles_that_find_a_dead_settle_never_both_settle(tmp_path, monkeyp
         Lease(instance, "dev")._slot.ensure()
         assert Lease(instance, "dev")._slot.claim(failed.run_id, "settle:killed")
         dead = {"run_id": failed.run_id, "step": "settle:killed", "at": time.time() - 100}
-        instance.run_storage.set_cursor_values({_heartbeat_key("dev"): json.dumps(dead)})
+        instance.run_storage.set_cursor_values({Lease(instance, "dev").heart.key: json.dumps(dead)})
         verdicts = {}
 
         def settle() -> None:

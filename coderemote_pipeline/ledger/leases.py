@@ -8,30 +8,27 @@ that run ends. Different environments have different pools and deploy side by si
 
 Taking the slot is one conditional UPDATE (`... WHERE run_id IS NULL`), atomic in SQLite and Postgres alike, so
 it is safe across processes and machines sharing the instance. The holder writes a heartbeat every few seconds
-while a step runs; a holder whose run ended (and whose step is not still at work: a run can be marked ended from
-outside), or whose heartbeat is older than RECLAIM_AFTER_S (its process was killed), is reclaimed by the next run
-that waits, and the message says so.
+while a step runs (ledger/lease_beat.py); a holder whose run ended (and whose step is not still at work: a run can
+be marked ended from outside), or whose heartbeat is older than RECLAIM_AFTER_S (its process was killed), is
+reclaimed by the next run that waits, and the message says so. A slot freed from outside while its step works (a
+run deleted from the UI) is not free: the claim that finds another step's fresh working beat gives it back.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import dagster as dg
 
+from coderemote_pipeline.ledger.lease_beat import ALIVE_S, HEARTBEAT_S, Beat, Heart
 from coderemote_pipeline.ledger.lease_slot import STEP, Slot, is_settle, settle_step
 from coderemote_pipeline.rules.settings import lease_reclaim_s
 
-HEARTBEAT_S = 2.0
-# A step whose heartbeat is this fresh is working, whatever its run's status says (see Lease._stale).
-ALIVE_S = 3 * HEARTBEAT_S
+__all__ = ["ALIVE_S", "HEARTBEAT_S", "Holder", "Lease", "LeaseBusy", "LeaseLost", "pool"]
 # Longer than any pause between two steps of one run (the multiprocess executor starts a process per step);
 # CODEREMOTE_LEASE_RECLAIM_S sets another, read when a waiter decides (tests use a few seconds).
 RECLAIM_AFTER_S = 30.0
@@ -51,10 +48,6 @@ def pool(env: str) -> str:
     return f"coderemote/deploy/{env}"
 
 
-def _heartbeat_key(env: str) -> str:
-    return f"coderemote/lease/{env}"
-
-
 class LeaseLost(RuntimeError):
     """The run waiting for the lease was ended meanwhile: it must not take the lease and deploy."""
 
@@ -69,6 +62,11 @@ class Holder:
 
     def describe(self, describe_run: Callable[[str], str]) -> str:
         return f"the settle of ended {describe_run(self.run_id)}" if is_settle(self.step) else describe_run(self.run_id)
+
+    @classmethod
+    def beating(cls, beat: Beat) -> Holder:
+        """The step a working beat shows, holding the lease whatever the slot row says."""
+        return cls(beat.run_id, beat.at, beat.where, beat.step, True)
 
 
 def _at_work(holder: Holder) -> bool:
@@ -90,23 +88,18 @@ class Lease:
     def __init__(self, instance: dg.DagsterInstance, env: str):
         self.instance, self.env, self.key = instance, env, pool(env)
         self._slot = Slot(instance.event_log_storage, self.key)
+        self.heart = Heart(instance, env)
 
     def holder(self) -> Holder | None:
         held = self._slot.holder()
         if held is None:
             return None
-        raw = self.instance.run_storage.get_cursor_values({_heartbeat_key(self.env)}).get(_heartbeat_key(self.env))
-        beat = json.loads(raw) if raw else {}
+        beat = self.heart.read()
         # A beat is the holder's own only for what it holds the lease for: a settle under an ended run's id must
         # not be judged by that run's last beat, minutes old.
-        mine = (beat.get("run_id"), beat.get("step", STEP)) == held
-        where = str(beat.get("where", "")) if mine else ""
-        return Holder(held[0], float(beat["at"]) if mine else None, where, held[1], mine and bool(beat.get("working")))
-
-    def beat(self, run_id: str, step: str = STEP, working: bool = True) -> None:
-        value = json.dumps({"run_id": run_id, "step": step, "at": time.time(), "where": socket.gethostname(),
-                            "working": working})  # fmt: skip
-        self.instance.run_storage.set_cursor_values({_heartbeat_key(self.env): value})
+        if beat is None or (beat.run_id, beat.step) != held:
+            return Holder(held[0], None, "", held[1])
+        return Holder(held[0], beat.at, beat.where, held[1], beat.working)
 
     def _silent_for(self, holder: Holder) -> float | None:
         """How long the holder has not heartbeaten, when longer than the reclaim time (its process is gone)."""
@@ -163,22 +156,24 @@ class Lease:
                 if self._ended(run_id):
                     self._slot.free(run_id, STEP)
                     raise self._lost(run_id)
-                self.beat(run_id)
-                note(f"{LEASE_TAKEN} {self.env}")
-                if waited_since is not None:
-                    log(f"{self.env} is free: going on after waiting {time.monotonic() - waited_since:.1f} s")
+                if (working := self.heart.elsewhere(run_id, STEP)) is None:
+                    self.heart.write(run_id)
+                    note(f"{LEASE_TAKEN} {self.env}")
+                    if waited_since is not None:
+                        log(f"{self.env} is free: going on after waiting {time.monotonic() - waited_since:.1f} s")
+                    return
+                self._slot.free(run_id, STEP)  # freed from outside while that step works: still its, it takes it back
+                holder = Holder.beating(working)
+            elif self._slot.holder() == (run_id, STEP):  # an earlier step of this run took it: the usual case
+                self.heart.write(run_id)
                 return
-            if self._slot.holder() == (run_id, STEP):  # an earlier step of this run took it: the usual case
-                self.beat(run_id)
-                return
-            holder = self.holder()
-            if holder is None:
+            elif (holder := self.holder()) is None:
                 self._slot.ensure(again=True)  # freed between the queries, or the pool was removed: claim again
                 continue
-            if (holder.run_id, holder.step) == (run_id, STEP):
-                self.beat(run_id)
+            elif (holder.run_id, holder.step) == (run_id, STEP):
+                self.heart.write(run_id)
                 return
-            if self._reclaimed(holder, log):
+            elif self._reclaimed(holder, log):
                 continue
             if self._ended(run_id):
                 raise self._lost(run_id)
@@ -194,8 +189,7 @@ class Lease:
         stale = self._stale(holder)
         if stale is None:
             if holder.beat is None:
-                given = {"run_id": holder.run_id, "step": holder.step, "at": time.time()}
-                self.instance.run_storage.set_cursor_values({_heartbeat_key(self.env): json.dumps(given)})
+                self.heart.give(holder.run_id, holder.step)
             return False
         if self._slot.free(holder.run_id, holder.step):
             self._fail_if_running(holder.run_id, stale)
@@ -216,7 +210,7 @@ class Lease:
 
     def _ended(self, run_id: str) -> bool:
         run = self.instance.get_run_by_id(run_id)
-        return run is not None and run.status in TERMINAL
+        return run is None or run.status in TERMINAL  # None: deleted (from the UI), which ends it as surely
 
     def _fail_if_running(self, run_id: str, why: str) -> bool:
         run = self.instance.get_run_by_id(run_id)
@@ -226,14 +220,14 @@ class Lease:
         return True
 
     def release(self, run_id: str, note=lambda _: None) -> None:
-        if self._slot.free(run_id, STEP):
+        if self.heart.let_go(run_id, STEP, lambda: self._slot.free(run_id, STEP)):
             note(f"{LEASE_RELEASED} {self.env}")
 
     @contextlib.contextmanager
     def held(self, run_id: str, log: Callable[[str], None], describe: Callable[[str], str], note=lambda _: None):
         """Hold the lease for the duration of one step, heartbeating from a thread while it works."""
         self.acquire(run_id, log, describe, note)
-        with self._beating(run_id):
+        with self.heart.beating(run_id, STEP, keep=lambda: self._take_back(run_id, STEP)):
             yield
 
     @contextlib.contextmanager
@@ -252,12 +246,14 @@ class Lease:
             holder = self.holder()
             if holder is not None and (holder.run_id, holder.step) == (run_id, STEP) and _at_work(holder):
                 # Its own run was marked ended while its step still works: settling now would be a second writer.
-                if deadline is not None and time.monotonic() >= deadline:
-                    raise LeaseBusy(holder)
-                time.sleep(POLL_S)
+                _pause(holder, deadline)
                 continue
             if self._slot.claim(run_id, step):
-                break
+                if (working := self.heart.elsewhere(run_id, step)) is None:
+                    break
+                self._slot.free(run_id, step)  # freed from outside while that step works: it takes it back
+                _pause(Holder.beating(working), deadline)
+                continue
             if holder is None:
                 self._slot.ensure(again=True)
                 continue
@@ -267,33 +263,22 @@ class Lease:
             if this_runs_settle or (holder.step == STEP and defer_to(holder.run_id)):
                 yield holder
                 return
-            if deadline is not None and time.monotonic() >= deadline:
-                raise LeaseBusy(holder)
-            time.sleep(POLL_S)
-        self.beat(run_id, step)
+            _pause(holder, deadline)
+        self.heart.write(run_id, step)
         try:
-            with self._beating(run_id, step):
+            with self.heart.beating(run_id, step, keep=lambda: self._take_back(run_id, step)):
                 yield None
         finally:
-            self._slot.free(run_id, step)
+            self.heart.let_go(run_id, step, lambda: self._slot.free(run_id, step))
 
-    @contextlib.contextmanager
-    def _beating(self, run_id: str, step: str = STEP) -> Iterator[None]:
-        stop = threading.Event()
+    def _take_back(self, run_id: str, step: str) -> None:
+        """A step at work whose slot was freed from outside (its run deleted from the UI) holds it again."""
+        if self._slot.holder() is None:
+            self._slot.claim(run_id, step)
 
-        def beat() -> None:
-            while not stop.wait(HEARTBEAT_S):
-                with contextlib.suppress(Exception):  # a missed beat only shortens the reclaim margin
-                    self.beat(run_id, step)
 
-        thread = threading.Thread(target=beat, name=f"lease-{self.env}", daemon=True)
-        thread.start()
-        try:
-            yield
-        finally:
-            stop.set()
-            thread.join(timeout=HEARTBEAT_S + 1)
-            with contextlib.suppress(Exception):
-                if self._slot.holder() == (run_id, step):  # kept past the step (a failure, for its settle): idle
-                    self.beat(run_id, step, working=False)
-
+def _pause(holder: Holder, deadline: float | None) -> None:
+    """Wait a poll for `holder`; LeaseBusy past the deadline."""
+    if deadline is not None and time.monotonic() >= deadline:
+        raise LeaseBusy(holder)
+    time.sleep(POLL_S)

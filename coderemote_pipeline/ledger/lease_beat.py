@@ -1,0 +1,114 @@
+"""The heartbeat beside an environment's deploy lease: who last said it was at work, when, and where.
+
+One cursor value in the run storage per environment, written every HEARTBEAT_S by the step that holds the lease.
+It is the lease's second witness: the slot row can be freed from outside (deleting a run from the UI frees its
+concurrency slots, whatever its step still does), so a fresh "working" beat of another run counts as holding the
+lease, and the step that lost its slot that way takes it back on its next beat (ledger/leases.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import dagster as dg
+
+from coderemote_pipeline.ledger.lease_slot import STEP
+
+HEARTBEAT_S = 2.0
+# A step whose heartbeat is this fresh is working, whatever its run's status or the slot row says.
+ALIVE_S = 3 * HEARTBEAT_S
+
+
+@dataclass(frozen=True)
+class Beat:
+    run_id: str
+    step: str
+    at: float | None  # None: a beat given on a waiter's clock to a holder that never wrote one
+    where: str
+    working: bool
+
+    def at_work(self) -> bool:
+        """It came from a step still at work, recently enough that the step is alive."""
+        return self.working and time.time() - (self.at or 0.0) < ALIVE_S
+
+
+class Heart:
+    """The heartbeat of one environment's lease, in one instance."""
+
+    def __init__(self, instance: dg.DagsterInstance, env: str):
+        self._storage, self.key = instance.run_storage, f"coderemote/lease/{env}"
+        # Serializes this process's writes: a release's idle beat is never overwritten by its own thread's last one.
+        self._lock = threading.Lock()
+        self._let_go: set[tuple[str, str]] = set()
+
+    def read(self) -> Beat | None:
+        raw = self._storage.get_cursor_values({self.key}).get(self.key)
+        beat = json.loads(raw) if raw else None
+        if not beat:
+            return None
+        return Beat(str(beat.get("run_id", "")), str(beat.get("step", STEP)), float(beat["at"]),
+                    str(beat.get("where", "")), bool(beat.get("working")))  # fmt: skip
+
+    def write(self, run_id: str, step: str = STEP, working: bool = True) -> None:
+        with self._lock:
+            self._write(run_id, step, working)
+
+    def _write(self, run_id: str, step: str, working: bool, where: str | None = None) -> None:
+        value = {"run_id": run_id, "step": step, "at": time.time(), "where": socket.gethostname() if where is None
+                 else where, "working": working}  # fmt: skip
+        self._storage.set_cursor_values({self.key: json.dumps(value)})
+
+    def give(self, run_id: str, step: str) -> None:
+        """A beat on the caller's clock for a holder that never wrote one: silent from now on, it is gone."""
+        with self._lock:
+            self._write(run_id, step, working=False, where="")
+
+    def _last_is(self, run_id: str, step: str) -> bool:
+        beat = self.read()
+        return beat is not None and (beat.run_id, beat.step) == (run_id, step)
+
+    def elsewhere(self, run_id: str, step: str) -> Beat | None:
+        """A fresh "working" beat of another holder than (run_id, step): a step at work, whoever the slot names."""
+        beat = self.read()
+        return beat if beat is not None and (beat.run_id, beat.step) != (run_id, step) and beat.at_work() else None
+
+    def let_go(self, run_id: str, step: str, free: Callable[[], bool]) -> bool:
+        """Stop beating for (run_id, step), say so with an idle beat, then `free` the slot: a waiter reading the
+        beat after the slot is free never takes this step for one still at work."""
+        with self._lock:
+            self._let_go.add((run_id, step))
+            if self._last_is(run_id, step):
+                self._write(run_id, step, working=False)
+            return free()
+
+    @contextlib.contextmanager
+    def beating(self, run_id: str, step: str, keep: Callable[[], None]) -> Iterator[None]:
+        """Beat "working" from a thread while the block runs, calling `keep` first each time (it takes back a slot
+        freed from outside). Ends with an idle beat if the step keeps the lease (a failure, for its settle) or lost
+        its slot from outside: a waiter then goes on at once."""
+        self._let_go.discard((run_id, step))
+        stop = threading.Event()
+
+        def beat() -> None:
+            while not stop.wait(HEARTBEAT_S):
+                with contextlib.suppress(Exception), self._lock:  # a missed beat only shortens the reclaim margin
+                    if (run_id, step) not in self._let_go:
+                        keep()
+                        self._write(run_id, step, working=True)
+
+        thread = threading.Thread(target=beat, name=f"lease-beat-{self.key}", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join(timeout=HEARTBEAT_S + 1)
+            with contextlib.suppress(Exception), self._lock:
+                if (run_id, step) not in self._let_go and self._last_is(run_id, step):
+                    self._write(run_id, step, working=False)
