@@ -298,6 +298,22 @@ def test_a_rollback_whose_smoke_fails_stays_on_the_release_it_went_back_to(prod,
     assert live.by_rollback and live.fled[0] == fled and "its smoke failed" in live.reason
 
 
+def test_the_release_a_failed_rollback_stayed_on_is_put_back_whole_by_rollback_to_it(prod, instance):
+    """After the test above prod is recorded on v1.0.0, whose latest smoke failed. Split off it (the alias moved),
+    the repair the messages print (`rollback prod --to v1.0.0`) was held for a new approval: a release whose last
+    smoke failed did not count as one that served prod."""
+    settings, _, _, v110 = prod
+    assert recorded_live(instance, "prod").release == "v1.0.0"
+    target = _move_alias(settings, instance, str(v110.stages["lambda_version"]["version"]))
+    assert split_parts(read_target(target, probe=False))
+    lines: list[str] = []
+    fixed = rollback("prod", "v1.0.0", settings=settings, instance=instance, echo=lines.append)
+    assert fixed.success, fixed.failure
+    assert lines[0].startswith("prod does not serve its recorded release v1.0.0 whole")
+    assert not split_parts(read_target(target, probe=False))
+    _serves(instance, "v1.0.0")
+
+
 def test_a_failed_rollback_run_that_left_prod_split_is_settled_on_its_target(prod, instance):
     """A rollback run to v1.1.0 died after moving the API only. Its settle put prod back on the recorded release,
     which is what the rollback fled; now it finishes the rollback's switch and records it."""

@@ -8,7 +8,7 @@ from ledger_kit import record_live, record_smoke
 
 from coderemote_pipeline.ledger.instance import prepare_home
 from coderemote_pipeline.ledger.records import ROLLED_BACK_TO
-from coderemote_pipeline.ledger.releases import fled_by_rollback_to
+from coderemote_pipeline.ledger.releases import fled_by_rollback_to, known_good_commit
 from coderemote_pipeline.rules import names
 from coderemote_pipeline.usecases.deploy import DeployRefused
 from coderemote_pipeline.usecases.rollback import rollback_target
@@ -128,3 +128,27 @@ def test_registering_a_release_another_deploy_registered_first_is_no_error(insta
         sqlalchemy.exc.IntegrityError("INSERT", {}, Exception("another constraint"))))  # fmt: skip
     with pytest.raises(sqlalchemy.exc.IntegrityError):
         register_release(instance, "v9.9.8")  # not there after all: a real error, raised
+
+
+def test_a_release_whose_latest_smoke_failed_is_refused_as_such_not_as_never_passed(instance):
+    for release in COMMITS:
+        _deployed(instance, release)
+    record_smoke(instance, ENV, "v1.0.0", COMMITS["v1.0.0"], passed=False, run_id="0f1e2d3c-aaaa")
+    with pytest.raises(DeployRefused) as refused:
+        rollback_target(instance, ENV, "v1.0.0")
+    assert str(refused.value).startswith("v1.0.0's latest smoke in prod failed")
+    assert "not a verified release to roll back to. Deploy it instead: coderemote-pipeline deploy prod v1.0.0" in str(
+        refused.value
+    )
+
+
+def test_the_recorded_release_is_known_good_at_its_commit_whatever_its_last_smoke_said(instance):
+    """A rollback whose smoke failed stays on its target, recorded live: putting that release back whole (the repair
+    of a split env) needs no new approval, as any rollback to what served the env."""
+    _deployed(instance, "v1.2.0")
+    _rolled_back(instance, "v1.0.0")
+    record_smoke(instance, ENV, "v1.0.0", COMMITS["v1.0.0"], passed=False)
+    assert known_good_commit(instance, ENV, "v1.0.0") == COMMITS["v1.0.0"]
+    record_smoke(instance, ENV, "v1.1.0", COMMITS["v1.1.0"], passed=False)
+    assert known_good_commit(instance, ENV, "v1.1.0") is None  # neither passing last nor live
+    assert known_good_commit(instance, ENV, "v1.2.0") == COMMITS["v1.2.0"]

@@ -21,7 +21,7 @@ from coderemote_pipeline.ledger.gate import gate_refusal
 from coderemote_pipeline.ledger.lease_slot import describe_run
 from coderemote_pipeline.ledger.leases import Lease
 from coderemote_pipeline.ledger.records import Record
-from coderemote_pipeline.ledger.releases import passed
+from coderemote_pipeline.ledger.releases import known_good_commit
 from coderemote_pipeline.ledger.stages import latest
 from coderemote_pipeline.resources.app_source import AppSource
 from coderemote_pipeline.resources.environments import Environments
@@ -94,8 +94,10 @@ def require_cleared(context: dg.AssetExecutionContext, deploy: Deployment) -> tu
     rollback = puts_back_what_served(context, deploy)
     cleared = clearance(context.instance, deploy.policy, deploy.release.key, deploy.commit or None,
                         rollback=rollback, at=_started(context))  # fmt: skip
+    # What served the env (a rollback) needs no new proof from the env before it either.
+    gated = deploy.commit and not rollback
     refusal = cleared.refusal(deploy.env, deploy.release.key) or (
-        gate_refusal(context.instance, deploy.policy, deploy.commit, context.run.tags) if deploy.commit else None
+        gate_refusal(context.instance, deploy.policy, deploy.commit, context.run.tags) if gated else None
     )
     if refusal:
         raise dg.Failure(description=refusal, allow_retries=False)
@@ -103,12 +105,12 @@ def require_cleared(context: dg.AssetExecutionContext, deploy: Deployment) -> tu
 
 
 def puts_back_what_served(context: dg.AssetExecutionContext, deploy: Deployment) -> bool:
-    """A rollback to what passed smoke in the env at this commit: it served the env with its approval, which stands
-    however old, or voided since (a trigger tag alone does not make a deploy a rollback)."""
+    """A rollback to what passed smoke in the env at this commit (or is recorded live there: the repair of a split
+    env): it served the env with its approval, which stands however old, or voided since (a trigger tag alone does
+    not make a deploy a rollback)."""
     if not names.is_rollback_run(context.run) or not deploy.commit:
         return False
-    proof = passed(context.instance, deploy.env, deploy.release.key)
-    return proof is not None and proof.commit == deploy.commit
+    return known_good_commit(context.instance, deploy.env, deploy.release.key) == deploy.commit
 
 
 def _started(context: dg.AssetExecutionContext) -> float:
@@ -133,12 +135,12 @@ def _rollback_commit(context: dg.AssetExecutionContext, deploy: Deployment) -> s
     env, not the one the tag names now; a release that never passed there is no rollback (and would skip checks)."""
     if not names.is_rollback_run(context.run):
         return None
-    proof = passed(context.instance, deploy.env, deploy.release.key)
-    if proof is None:
+    commit = known_good_commit(context.instance, deploy.env, deploy.release.key)
+    if commit is None:
         raise dg.Failure(description=f"{deploy.release.key} never passed smoke in {deploy.env}: rollback_job puts back "
                          f"only a release that did. Deploy it instead (deploy_job, or `coderemote-pipeline deploy "
                          f"{deploy.env} {deploy.release.key}`)", allow_retries=False)  # fmt: skip
-    return proof.commit
+    return commit
 
 
 def _pin_launch_tags(context: dg.AssetExecutionContext, app_source: AppSource, deploy: Deployment) -> None:

@@ -40,6 +40,22 @@ def passed(instance: dg.DagsterInstance, env: str, release: str) -> Passed | Non
     return Passed(env, release, found.record.commit, found.run_id, found.timestamp)
 
 
+def known_good_commit(instance: dg.DagsterInstance, env: str, release: str) -> str | None:
+    """The commit a rollback may put `release` back at in env without a new approval: the one its latest smoke there
+    passed with, or, for the release recorded live, the one users have now. Putting that one back is the repair of
+    an env split off its record, whatever its last smoke said (a rollback whose smoke failed stays on its target)."""
+    if (proof := passed(instance, env, release)) is not None:
+        return proof.commit
+    live = recorded_live(instance, env)
+    return live.commit if live is not None and live.release == release and live.commit else None
+
+
+def last_smoke_failed(instance: dg.DagsterInstance, env: str, release: str) -> str | None:
+    """The run of the release's latest smoke in env ("" when none is known), if that smoke failed; else None."""
+    found = latest(instance, SmokeRecord, partition_key(env, release))
+    return found.run_id if found is not None and not found.record.passed else None
+
+
 def verification(instance: dg.DagsterInstance, env: str, commit: str) -> Passed | None:
     """The newest passed smoke of `commit` in `env`, under whichever release key it ran there."""
     tags = instance.get_event_tags_for_asset(

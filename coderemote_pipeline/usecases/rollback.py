@@ -13,7 +13,7 @@ import dagster as dg
 
 from coderemote_pipeline.ledger.live import recorded_live
 from coderemote_pipeline.ledger.records import LiveRecord
-from coderemote_pipeline.ledger.releases import passed, rollback_candidates
+from coderemote_pipeline.ledger.releases import last_smoke_failed, passed, rollback_candidates
 from coderemote_pipeline.resources.aws import warm_clients
 from coderemote_pipeline.resources.targets import resources_for
 from coderemote_pipeline.rules import names
@@ -46,9 +46,13 @@ def _deploy_command(env: str, ref: str) -> str:
     return f"coderemote-pipeline deploy {shlex.quote(env)} {shlex.quote(ref)}"
 
 
-def _never_passed(env: str, release: Release, policy: EnvironmentPolicy) -> str:
-    """The refusal of a rollback to a release that never passed smoke in env, with a deploy env would take."""
+def _never_passed(env: str, release: Release, policy: EnvironmentPolicy, failed_in: str | None = None) -> str:
+    """The refusal of a rollback to a release that never passed smoke in env (or whose latest smoke there, in run
+    `failed_in`, failed), with a deploy env would take."""
     said = f"{release.key} never passed smoke in {env}: nothing verified to roll back to"
+    if failed_in is not None:
+        run = f" (run {failed_in[:8]})" if failed_in else ""
+        said = f"{release.key}'s latest smoke in {env} failed{run}: not a verified release to roll back to"
     if refusal := policy.refusal(release):
         return f"{said}, and it cannot be deployed there either: {refusal}"
     # A commit key is no ref of the remote; its commit is.
@@ -83,7 +87,8 @@ def rollback_target(
             raise AlreadyLive(f"{wanted.key} is already live in {env}: nothing to roll back to")
         proof = passed(instance, env, wanted.key)
         if proof is None:
-            raise DeployRefused(_never_passed(env, wanted, policy or load_policies()[env]))
+            failed_in = last_smoke_failed(instance, env, wanted.key)
+            raise DeployRefused(_never_passed(env, wanted, policy or load_policies()[env], failed_in))
         run = instance.get_run_by_id(proof.run_id) if proof.run_id else None
         return wanted.key, proof.commit, dict(run.tags) if run else {}
     passed_by: list[str] = []
