@@ -58,3 +58,5 @@ def test_the_hint_of_a_restore_whose_invalidation_failed_is_a_command_that_clear
     many = CdnNotCleared("E2ABC", [f"/page{n}.html" for n in range(11)], cdn.InvalidationTimeout("still InProgress"))
     assert many.hint().endswith("--paths '/*'`") and "/page0.html, /page1.html" in many.hint()
     assert "/page5.html" not in many.hint()  # five named, the rest elided
+    local = CdnNotCleared("E2ABC", ["/"], cdn.InvalidationTimeout("still InProgress"), "http://127.0.0.1:5000")
+    assert local.hint().endswith("--paths / --endpoint-url http://127.0.0.1:5000`")

@@ -254,6 +254,7 @@ def _assert_invalidation_hint(failure: str, before: str, asked: list[list[str]],
     assert "but the CDN may still serve cached files of the release it left" in failure
     assert cause in failure
     assert "`aws cloudfront create-invalidation --distribution-id " in failure and " /config.json" in failure
+    assert " --endpoint-url http://127.0.0.1:" in failure  # the emulator's: the command must not go to AWS
 
 
 def test_an_automatic_rollback_whose_invalidation_times_out_says_the_env_is_back_and_how_to_clear_the_cdn(

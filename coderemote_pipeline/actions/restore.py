@@ -39,8 +39,9 @@ class CdnNotCleared(RuntimeError):
     """The environment serves the release again, whole; only the CDN's forgetting of the release it left failed.
     Not a failed restore: putting the env back "by hand" would find it already there and invalidate nothing."""
 
-    def __init__(self, distribution: str, paths: list[str], cause: BaseException):
+    def __init__(self, distribution: str, paths: list[str], cause: BaseException, endpoint: str = ""):
         self.distribution, self.paths, self.cause = distribution, paths, cause
+        self.endpoint = endpoint  # the emulator's, locally: the command must not go to AWS
         self.live: LiveRecord | None = None  # set once the restored release is recorded
         super().__init__(f"invalidating {len(paths)} path(s) on CloudFront distribution {distribution} failed: "
                          f"{cause}")  # fmt: skip
@@ -48,7 +49,7 @@ class CdnNotCleared(RuntimeError):
     def hint(self) -> str:
         listed = self.paths if len(self.paths) <= _LISTED_PATHS else ["/*"]
         command = shlex.join(["aws", "cloudfront", "create-invalidation", "--distribution-id", self.distribution,
-                              "--paths", *listed])  # fmt: skip
+                              "--paths", *listed, *(["--endpoint-url", self.endpoint] if self.endpoint else [])])
         return (f"but the CDN may still serve cached files of the release it left ({', '.join(self.paths[:5])}"
                 f"{', ...' if len(self.paths) > 5 else ''}): {self}. Invalidate them: `{command}`")
 
@@ -70,8 +71,14 @@ def restore(target: EnvTarget, to: LiveRecord, caller_reference: str, away_from:
             invalidate(target.cf, distribution, paths, caller_reference)
             target.site.forget(target.env, paths)
         except Exception as exc:  # any cause: the env serves `to` now, and the caller must say so, then this
-            raise CdnNotCleared(distribution, paths, exc) from exc
+            raise CdnNotCleared(distribution, paths, exc, _emulated(target.cf)) from exc
     return changed
+
+
+def _emulated(cf) -> str:
+    """The endpoint of a CloudFront client that does not talk to AWS (the local emulator), else ""."""
+    endpoint = str(getattr(getattr(cf, "meta", None), "endpoint_url", "") or "")
+    return "" if not endpoint or endpoint.endswith(".amazonaws.com") else endpoint
 
 
 def restore_and_record(
