@@ -58,5 +58,20 @@ def test_the_hint_of_a_restore_whose_invalidation_failed_is_a_command_that_clear
     many = CdnNotCleared("E2ABC", [f"/page{n}.html" for n in range(11)], cdn.InvalidationTimeout("still InProgress"))
     assert many.hint().endswith("--paths '/*'`") and "/page0.html, /page1.html" in many.hint()
     assert "/page5.html" not in many.hint()  # five named, the rest elided
-    local = CdnNotCleared("E2ABC", ["/"], cdn.InvalidationTimeout("still InProgress"), "http://127.0.0.1:5000")
-    assert local.hint().endswith("--paths / --endpoint-url http://127.0.0.1:5000`")
+    profiled = CdnNotCleared("E2ABC", ["/"], RuntimeError("no"), ("aws", "--profile", "release team"))
+    assert profiled.hint().endswith("`aws --profile 'release team' cloudfront create-invalidation --distribution-id "
+                                    "E2ABC --paths /`")  # fmt: skip
+
+
+@pytest.mark.usefixtures("no_sleep")
+def test_an_invalidation_still_in_progress_is_watched_not_made_again(monkeypatch):
+    """The wait ran out after CloudFront took the invalidation: a second one of the same paths changes nothing."""
+    clock = iter(range(0, 10**6, 60))
+    monkeypatch.setattr(cdn.time, "monotonic", lambda: next(clock))
+    cf = ScriptedCloudFront(["Deployed"], ["InProgress"] * 100)
+    with pytest.raises(cdn.InvalidationTimeout) as timed_out:
+        cdn.invalidate(cf, "E2ABC", ["/index.html"], "ref-1")
+    assert timed_out.value.invalidation_id == "I1"
+    hint = CdnNotCleared("E2ABC", ["/", "/index.html"], timed_out.value).hint()
+    assert "CloudFront has not finished invalidating what the release it left changed (/, /index.html)" in hint
+    assert hint.endswith("Watch it: `aws cloudfront get-invalidation --distribution-id E2ABC --id I1`")

@@ -161,3 +161,21 @@ def test_a_step_that_releases_the_lease_lets_the_next_deploy_go_at_once(tmp_path
             time.sleep(2.5)  # the first step's thread does not beat for it any more
         assert said == [] and lease.holder().run_id == second.run_id
         assert lease.heart.read().run_id == second.run_id
+
+
+def test_the_next_step_of_a_run_deleted_while_it_held_the_lease_does_not_deploy(tmp_path):
+    """Deleted from the UI while a step worked, the run kept its slot (the step took it back) and ended that step
+    holding it: its next step found the slot its own and went on deploying, a run nothing would ever settle."""
+    with open_instance(tmp_path / "state") as instance:
+        deleted = dg.DagsterRun(job_name="redeploy_job", status=dg.DagsterRunStatus.STARTED)
+        instance.add_run(deleted)
+        lease = Lease(instance, "dev")
+        with lease.held(deleted.run_id, log=print, describe=str):
+            instance.delete_run(deleted.run_id)
+            while lease.holder() is None:  # the working step takes its slot back on its next beat
+                time.sleep(0.1)
+        assert lease.holder().run_id == deleted.run_id
+        with pytest.raises(LeaseLost, match=f"run {deleted.run_id[:8]} was marked ended"):
+            Lease(instance, "dev").acquire(deleted.run_id, log=lambda _: None, describe=str)
+        assert lease.holder() is None  # and the next deploy takes it at once
+

@@ -147,7 +147,7 @@ def test_rollback_job_from_the_ui_takes_only_a_release_that_passed_there(prod, i
                                     run_config=RUN_QUIET)  # fmt: skip
     assert not result.success
     failures = [e.step_failure_data.error.message for e in result.get_step_failure_events()]
-    assert any("v1.0.9 never passed smoke in prod: rollback_job puts back only a release that did" in f
+    assert any("v1.0.9 never passed smoke in prod: rollback_job puts back only a release that passed there" in f
                for f in failures), failures  # fmt: skip
     assert recorded_live(instance, "prod").release != "v1.0.9"
 

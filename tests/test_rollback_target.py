@@ -6,10 +6,12 @@ import ledger_kit
 import pytest
 from ledger_kit import record_live, record_smoke
 
+from coderemote_pipeline.ledger.gate import gate_refusal
 from coderemote_pipeline.ledger.instance import prepare_home
 from coderemote_pipeline.ledger.records import ROLLED_BACK_TO
 from coderemote_pipeline.ledger.releases import fled_by_rollback_to, known_good_commit
 from coderemote_pipeline.rules import names
+from coderemote_pipeline.rules.environments import load_policies
 from coderemote_pipeline.usecases.deploy import DeployRefused
 from coderemote_pipeline.usecases.rollback import rollback_target
 
@@ -152,3 +154,15 @@ def test_the_recorded_release_is_known_good_at_its_commit_whatever_its_last_smok
     record_smoke(instance, ENV, "v1.1.0", COMMITS["v1.1.0"], passed=False)
     assert known_good_commit(instance, ENV, "v1.1.0") is None  # neither passing last nor live
     assert known_good_commit(instance, ENV, "v1.2.0") == COMMITS["v1.2.0"]
+
+
+def test_the_promotion_gate_lets_the_commit_prod_serves_go_back_whole(instance):
+    """prod's gate asks for a commit verified in dev, or in prod itself. The commit prod serves now, after a
+    rollback whose smoke failed, is neither by smoke record, and putting it back whole is no promotion."""
+    policy = load_policies()["prod"]
+    _deployed(instance, "v1.2.0")
+    _rolled_back(instance, "v1.0.0")
+    record_smoke(instance, ENV, "v1.0.0", COMMITS["v1.0.0"], passed=False)
+    assert gate_refusal(instance, policy, COMMITS["v1.0.0"]) is None
+    record_smoke(instance, ENV, "v1.1.0", COMMITS["v1.1.0"], passed=False)
+    assert gate_refusal(instance, policy, COMMITS["v1.1.0"]).startswith("prod is held: commit 222222222222 has not")

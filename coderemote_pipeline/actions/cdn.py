@@ -11,7 +11,7 @@ _DONE = {"Completed", "COMPLETED"}  # AWS says Completed; the emulator says COMP
 
 
 class InvalidationTimeout(RuntimeError):
-    pass
+    invalidation_id: str | None = None  # set when the invalidation exists and is still in progress
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,11 @@ def invalidate(cf: Any, distribution: str, paths: list[str], caller_reference: s
         return cf.get_invalidation(DistributionId=distribution, Id=invalidation["Id"])["Invalidation"]["Status"]
 
     what = f"invalidation {invalidation['Id']} of distribution {distribution}"
-    status = _wait(invalidation["Status"], _DONE, progress, started, what, "")
+    try:
+        status = _wait(invalidation["Status"], _DONE, progress, started, what, "")
+    except InvalidationTimeout as exc:
+        exc.invalidation_id = invalidation["Id"]
+        raise
     return Invalidation(invalidation["Id"], status, time.monotonic() - started)
 
 

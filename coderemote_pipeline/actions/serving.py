@@ -82,6 +82,7 @@ class EnvTarget:
     acl: str | None
     container_command: str
     health_path: str
+    aws_cli: tuple[str, ...] = ("aws",)  # the AWS CLI's first words for this target, in commands printed for people
 
 
 class TargetUnreadable(InfrastructureError):

@@ -21,7 +21,7 @@ from coderemote_pipeline.ledger.gate import gate_refusal
 from coderemote_pipeline.ledger.lease_slot import describe_run
 from coderemote_pipeline.ledger.leases import Lease
 from coderemote_pipeline.ledger.records import Record
-from coderemote_pipeline.ledger.releases import known_good_commit
+from coderemote_pipeline.ledger.releases import known_good_commit, last_smoke_failed
 from coderemote_pipeline.ledger.stages import latest
 from coderemote_pipeline.resources.app_source import AppSource
 from coderemote_pipeline.resources.environments import Environments
@@ -94,10 +94,8 @@ def require_cleared(context: dg.AssetExecutionContext, deploy: Deployment) -> tu
     rollback = puts_back_what_served(context, deploy)
     cleared = clearance(context.instance, deploy.policy, deploy.release.key, deploy.commit or None,
                         rollback=rollback, at=_started(context))  # fmt: skip
-    # What served the env (a rollback) needs no new proof from the env before it either.
-    gated = deploy.commit and not rollback
     refusal = cleared.refusal(deploy.env, deploy.release.key) or (
-        gate_refusal(context.instance, deploy.policy, deploy.commit, context.run.tags) if gated else None
+        gate_refusal(context.instance, deploy.policy, deploy.commit, context.run.tags) if deploy.commit else None
     )
     if refusal:
         raise dg.Failure(description=refusal, allow_retries=False)
@@ -137,8 +135,10 @@ def _rollback_commit(context: dg.AssetExecutionContext, deploy: Deployment) -> s
         return None
     commit = known_good_commit(context.instance, deploy.env, deploy.release.key)
     if commit is None:
-        raise dg.Failure(description=f"{deploy.release.key} never passed smoke in {deploy.env}: rollback_job puts back "
-                         f"only a release that did. Deploy it instead (deploy_job, or `coderemote-pipeline deploy "
+        failed_in = last_smoke_failed(context.instance, deploy.env, deploy.release.key)
+        said = "never passed smoke" if failed_in is None else "did not pass its latest smoke"
+        raise dg.Failure(description=f"{deploy.release.key} {said} in {deploy.env}: rollback_job puts back only a "
+                         f"release that passed there. Deploy it instead (deploy_job, or `coderemote-pipeline deploy "
                          f"{deploy.env} {deploy.release.key}`)", allow_retries=False)  # fmt: skip
     return commit
 

@@ -78,20 +78,21 @@ class Heart:
         beat = self.read()
         return beat if beat is not None and (beat.run_id, beat.step) != (run_id, step) and beat.at_work() else None
 
-    def let_go(self, run_id: str, step: str, free: Callable[[], bool]) -> bool:
-        """Stop beating for (run_id, step), say so with an idle beat, then `free` the slot: a waiter reading the
-        beat after the slot is free never takes this step for one still at work."""
+    def let_go(self, run_id: str, step: str, free: Callable[[], bool], *, held: bool) -> bool:
+        """Stop beating for (run_id, step), say so with an idle beat while its slot is `held` (once the slot is
+        free, the beat may be the next holder's), then `free` the slot: a waiter reading the beat after the slot is
+        free never takes this step for one still at work."""
         with self._lock:
             self._let_go.add((run_id, step))
-            if self._last_is(run_id, step):
+            if held and self._last_is(run_id, step):
                 self._write(run_id, step, working=False)
             return free()
 
     @contextlib.contextmanager
-    def beating(self, run_id: str, step: str, keep: Callable[[], None]) -> Iterator[None]:
+    def beating(self, run_id: str, step: str, keep: Callable[[], None], held: Callable[[], bool]) -> Iterator[None]:
         """Beat "working" from a thread while the block runs, calling `keep` first each time (it takes back a slot
-        freed from outside). Ends with an idle beat if the step keeps the lease (a failure, for its settle) or lost
-        its slot from outside: a waiter then goes on at once."""
+        freed from outside). Ends with an idle beat if the step keeps the lease (`held`: a failure, for its
+        settle): a waiter then goes on at once."""
         self._let_go.discard((run_id, step))
         stop = threading.Event()
 
@@ -110,5 +111,5 @@ class Heart:
             stop.set()
             thread.join(timeout=HEARTBEAT_S + 1)
             with contextlib.suppress(Exception), self._lock:
-                if (run_id, step) not in self._let_go and self._last_is(run_id, step):
+                if (run_id, step) not in self._let_go and held() and self._last_is(run_id, step):
                     self._write(run_id, step, working=False)

@@ -165,13 +165,13 @@ class Lease:
                 self._slot.free(run_id, STEP)  # freed from outside while that step works: still its, it takes it back
                 holder = Holder.beating(working)
             elif self._slot.holder() == (run_id, STEP):  # an earlier step of this run took it: the usual case
-                self.heart.write(run_id)
+                self._go_on(run_id)
                 return
             elif (holder := self.holder()) is None:
                 self._slot.ensure(again=True)  # freed between the queries, or the pool was removed: claim again
                 continue
             elif (holder.run_id, holder.step) == (run_id, STEP):
-                self.heart.write(run_id)
+                self._go_on(run_id)
                 return
             elif self._reclaimed(holder, log):
                 continue
@@ -182,6 +182,14 @@ class Lease:
                 log(f"waiting for {holder.describe(describe)} to finish: one deploy of {self.env} at a time")
                 waited_since, reminded = waited_since or now, now
             time.sleep(POLL_S)
+
+    def _go_on(self, run_id: str) -> None:
+        """The next step of a run that holds the lease: it goes on unless its run was ended or deleted meanwhile
+        (a run deleted from the UI keeps its slot while a step works; its next one must not deploy)."""
+        if self._ended(run_id):
+            self.heart.let_go(run_id, STEP, lambda: self._slot.free(run_id, STEP), held=True)
+            raise self._lost(run_id)
+        self.heart.write(run_id)
 
     def _reclaimed(self, holder: Holder, log: Callable[[str], None]) -> bool:
         """Free the lease of a holder that lost its claim (True: claim again); else False, and a holder that never
@@ -220,14 +228,16 @@ class Lease:
         return True
 
     def release(self, run_id: str, note=lambda _: None) -> None:
-        if self.heart.let_go(run_id, STEP, lambda: self._slot.free(run_id, STEP)):
+        held = self._slot.holder() == (run_id, STEP)
+        if self.heart.let_go(run_id, STEP, lambda: self._slot.free(run_id, STEP), held=held):
             note(f"{LEASE_RELEASED} {self.env}")
 
     @contextlib.contextmanager
     def held(self, run_id: str, log: Callable[[str], None], describe: Callable[[str], str], note=lambda _: None):
         """Hold the lease for the duration of one step, heartbeating from a thread while it works."""
         self.acquire(run_id, log, describe, note)
-        with self.heart.beating(run_id, STEP, keep=lambda: self._take_back(run_id, STEP)):
+        with self.heart.beating(run_id, STEP, keep=lambda: self._take_back(run_id, STEP),
+                                held=lambda: self._slot.holder() == (run_id, STEP)):  # fmt: skip
             yield
 
     @contextlib.contextmanager
@@ -266,10 +276,12 @@ class Lease:
             _pause(holder, deadline)
         self.heart.write(run_id, step)
         try:
-            with self.heart.beating(run_id, step, keep=lambda: self._take_back(run_id, step)):
+            with self.heart.beating(run_id, step, keep=lambda: self._take_back(run_id, step),
+                                    held=lambda: self._slot.holder() == (run_id, step)):  # fmt: skip
                 yield None
         finally:
-            self.heart.let_go(run_id, step, lambda: self._slot.free(run_id, step))
+            self.heart.let_go(run_id, step, lambda: self._slot.free(run_id, step),
+                              held=self._slot.holder() == (run_id, step))  # fmt: skip
 
     def _take_back(self, run_id: str, step: str) -> None:
         """A step at work whose slot was freed from outside (its run deleted from the UI) holds it again."""

@@ -49,6 +49,10 @@ class AwsResource(dg.ConfigurableResource, ABC):
     def max_attempts(self) -> int:
         return _CLIENT_CONFIG.retries["max_attempts"]
 
+    def cli(self) -> tuple[str, ...]:
+        """The AWS CLI's first words, reaching what these clients reach: for a command printed for a person."""
+        return ("aws",)
+
     def client(self, service: str) -> Any:
         kwargs = tuple(sorted(self._session_kwargs().items()))
         chain = tuple(os.environ.get(name) for name in _CHAIN_VARIABLES)
@@ -157,6 +161,10 @@ class EmulatorAws(AwsResource):
         # moto accepts any credentials; fixed ones keep a user's real keys from ever being sent to it.
         return {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 
+    def cli(self) -> tuple[str, ...]:
+        return ("env", "AWS_ACCESS_KEY_ID=testing", "AWS_SECRET_ACCESS_KEY=testing", "aws", "--endpoint-url",
+                self.stack.info().moto_endpoint)  # fmt: skip
+
     def endpoint_url(self) -> str | None:
         endpoint = self.stack.info().moto_endpoint
         _emulator_answers(endpoint)
@@ -191,6 +199,9 @@ class RealAws(AwsResource):
 
     def _session_kwargs(self) -> dict[str, Any]:
         return {"profile_name": self.profile} if self.profile else {}
+
+    def cli(self) -> tuple[str, ...]:
+        return ("aws", "--profile", self.profile) if self.profile else ("aws",)
 
     def endpoint_url(self) -> str | None:
         return None

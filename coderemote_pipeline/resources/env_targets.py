@@ -32,4 +32,5 @@ class EnvTargets(dg.ConfigurableResource):
             acl=self.aws.object_acl,
             container_command=layout.container_command,
             health_path=layout.health_path,
+            aws_cli=self.aws.cli(),
         )
