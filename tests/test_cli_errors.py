@@ -309,7 +309,7 @@ def test_retry_mark_failed_refuses_a_run_whose_process_still_runs(env, capsys):
     assert main(["retry", "dev", "--mark-failed"]) == 2
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 1 and f"run {run.run_id[:8]} may still be running: it holds dev's deploy lease" in lines[0]
-    assert "If its process is gone, retry in " in lines[0]
+    assert "If its process is gone, retry in " in lines[0] and f" (pid {os.getpid()}). " in lines[0]
     with open_instance(env["tmp"] / "state") as instance:
         assert instance.get_run_by_id(run.run_id).status is dg.DagsterRunStatus.STARTED
 

@@ -2,6 +2,7 @@
 create its one-slot pool (the deploy lease) once: none of them fails for it, and the pool has exactly one slot. A
 run ended while it waited for the lease never takes it."""
 
+import os
 import subprocess
 import sys
 import threading
@@ -131,7 +132,8 @@ def test_a_run_deleted_from_the_ui_while_its_step_works_keeps_the_lease_until_th
         threads[1].start()
         assert not taken.wait(timeout=5.0), "the lease was taken from a step still at work"
         assert lease.holder().run_id == working.run_id  # the working step took its slot back
-        assert said and f"waiting for {working.run_id} to finish" in said[0]
+        # It names the process to kill, should the step hang: deleting its run no longer frees the lease.
+        assert said and f"waiting for {working.run_id}, whose step works in pid {os.getpid()} on " in said[0]
         # Its own settle does not start beside it either.
         with pytest.raises(LeaseBusy), Lease(instance, "dev").settling(working.run_id, defer_to=lambda _: True,
                                                                        patience=1.0):  # fmt: skip

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import socket
 import threading
 import time
@@ -32,6 +33,7 @@ class Beat:
     at: float | None  # None: a beat given on a waiter's clock to a holder that never wrote one
     where: str
     working: bool
+    pid: int | None = None  # the process that beats, on host `where`: the one to kill if its step hangs
 
     def at_work(self) -> bool:
         """It came from a step still at work, recently enough that the step is alive."""
@@ -52,16 +54,18 @@ class Heart:
         beat = json.loads(raw) if raw else None
         if not beat:
             return None
+        pid = beat.get("pid")
         return Beat(str(beat.get("run_id", "")), str(beat.get("step", STEP)), float(beat["at"]),
-                    str(beat.get("where", "")), bool(beat.get("working")))  # fmt: skip
+                    str(beat.get("where", "")), bool(beat.get("working")), int(pid) if pid else None)  # fmt: skip
 
     def write(self, run_id: str, step: str = STEP, working: bool = True) -> None:
         with self._lock:
             self._write(run_id, step, working)
 
     def _write(self, run_id: str, step: str, working: bool, where: str | None = None) -> None:
-        value = {"run_id": run_id, "step": step, "at": time.time(), "where": socket.gethostname() if where is None
-                 else where, "working": working}  # fmt: skip
+        mine = where is None
+        value = {"run_id": run_id, "step": step, "at": time.time(), "where": socket.gethostname() if mine else where,
+                 "working": working, "pid": os.getpid() if mine else None}  # fmt: skip
         self._storage.set_cursor_values({self.key: json.dumps(value)})
 
     def give(self, run_id: str, step: str) -> None:

@@ -59,14 +59,17 @@ class Holder:
     where: str
     step: str = STEP  # a settle's step (is_settle): a process settles the ended run `run_id`
     working: bool = False  # its last beat came from a step at work (not one that ended keeping the lease)
+    pid: int | None = None
 
     def describe(self, describe_run: Callable[[str], str]) -> str:
-        return f"the settle of ended {describe_run(self.run_id)}" if is_settle(self.step) else describe_run(self.run_id)
+        who = f"the settle of ended {describe_run(self.run_id)}" if is_settle(self.step) else describe_run(self.run_id)
+        # Where it works: a step that hangs keeps the lease however its run is ended, until its process is killed.
+        return who + (f", whose step works in pid {self.pid} on {self.where}," if self.working and self.pid else "")
 
     @classmethod
     def beating(cls, beat: Beat) -> Holder:
         """The step a working beat shows, holding the lease whatever the slot row says."""
-        return cls(beat.run_id, beat.at, beat.where, beat.step, True)
+        return cls(beat.run_id, beat.at, beat.where, beat.step, True, beat.pid)
 
 
 def _at_work(holder: Holder) -> bool:
@@ -99,7 +102,7 @@ class Lease:
         # not be judged by that run's last beat, minutes old.
         if beat is None or (beat.run_id, beat.step) != held:
             return Holder(held[0], None, "", held[1])
-        return Holder(held[0], beat.at, beat.where, held[1], beat.working)
+        return Holder(held[0], beat.at, beat.where, held[1], beat.working, beat.pid)
 
     def _silent_for(self, holder: Holder) -> float | None:
         """How long the holder has not heartbeaten, when longer than the reclaim time (its process is gone)."""
@@ -125,8 +128,8 @@ class Lease:
         if holder is None or self._silent_for(holder) is not None:
             return None
         silent = time.time() - (holder.beat or 0.0)
-        left = reclaim_after_s() - silent
-        return (f"it holds {self.env}'s deploy lease, its last heartbeat {silent:.0f} s ago on {holder.where}. If "
+        left, pid = reclaim_after_s() - silent, f" (pid {holder.pid})" if holder.pid else ""
+        return (f"it holds {self.env}'s deploy lease, its last heartbeat {silent:.0f} s ago on {holder.where}{pid}. If "
                 f"its process is gone, retry in {left:.0f} s, when the lease counts as abandoned")  # fmt: skip
 
     def _stale(self, holder: Holder) -> str | None:
