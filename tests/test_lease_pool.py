@@ -2,6 +2,7 @@
 create its one-slot pool (the deploy lease) once: none of them fails for it, and the pool has exactly one slot. A
 run ended while it waited for the lease never takes it."""
 
+import json
 import os
 import subprocess
 import sys
@@ -181,3 +182,43 @@ def test_the_next_step_of_a_run_deleted_while_it_held_the_lease_does_not_deploy(
             Lease(instance, "dev").acquire(deleted.run_id, log=lambda _: None, describe=str)
         assert lease.holder() is None  # and the next deploy takes it at once
 
+
+
+def _beat_from_another_process(lease: Lease, run_id: str) -> None:
+    """A working beat of `run_id` written by another process (deploy_job's other parallel step)."""
+    beat = {"run_id": run_id, "step": "deploy", "at": time.time(), "where": "this-host", "working": True,
+            "pid": os.getpid() + 1}  # fmt: skip
+    lease.instance.run_storage.set_cursor_values({lease.heart.key: json.dumps(beat)})
+
+
+def test_a_step_of_a_deleted_run_leaves_the_lease_to_its_parallel_sibling_at_work(tmp_path):
+    """deploy_job runs two steps at once under one run. Deleted, the run's next step stops, but freed the slot its
+    sibling step (another process) still worked under, and the next deploy went on beside it."""
+    with open_instance(tmp_path / "state") as instance:
+        run = dg.DagsterRun(job_name="deploy_job", status=dg.DagsterRunStatus.STARTED)
+        instance.add_run(run)
+        lease = Lease(instance, "dev")
+        lease.acquire(run.run_id, log=print, describe=str)
+        instance.delete_run(run.run_id)
+        lease._slot.claim(run.run_id)  # the sibling's beat took its slot back
+        _beat_from_another_process(lease, run.run_id)
+        with pytest.raises(LeaseLost):
+            Lease(instance, "dev").acquire(run.run_id, log=lambda _: None, describe=str)
+        assert lease.holder().run_id == run.run_id and lease.heart.read().working  # still the sibling's
+
+
+def test_a_waiter_never_gives_a_claimer_a_beat_over_a_step_at_work(tmp_path):
+    """Two waiters: one claims the freed slot only to find another run's step at work; the other, seeing a holder
+    without a beat of its own, gave it one, over that step's working beat: the claimer then saw nobody at work."""
+    with open_instance(tmp_path / "state") as instance:
+        working, claimer = (dg.DagsterRun(job_name="redeploy_job", status=dg.DagsterRunStatus.STARTED) for _ in "ab")
+        for run in (working, claimer):
+            instance.add_run(run)
+        lease = Lease(instance, "dev")
+        lease._slot.ensure()
+        _beat_from_another_process(lease, working.run_id)
+        assert lease._slot.claim(claimer.run_id)
+        holder = lease.holder()
+        assert holder.run_id == claimer.run_id and holder.beat is None
+        assert not lease._reclaimed(holder, log=print)
+        assert lease.heart.read().run_id == working.run_id and lease.heart.read().working

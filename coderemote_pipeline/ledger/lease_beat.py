@@ -1,4 +1,5 @@
-"""The heartbeat beside an environment's deploy lease: who last said it was at work, when, and where.
+"""The heartbeat beside an environment's deploy lease: who last said it was at work, when, and where (Beat), and who
+holds the lease as the slot and its beat tell together (Holder).
 
 One cursor value in the run storage per environment, written every HEARTBEAT_S by the step that holds the lease.
 It is the lease's second witness: the slot row can be freed from outside (deleting a run from the UI frees its
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 
 import dagster as dg
 
-from coderemote_pipeline.ledger.lease_slot import STEP
+from coderemote_pipeline.ledger.lease_slot import STEP, is_settle
 
 HEARTBEAT_S = 2.0
 # A step whose heartbeat is this fresh is working, whatever its run's status or the slot row says.
@@ -38,6 +39,35 @@ class Beat:
     def at_work(self) -> bool:
         """It came from a step still at work, recently enough that the step is alive."""
         return self.working and time.time() - (self.at or 0.0) < ALIVE_S
+
+    def from_here(self) -> bool:
+        """Written by this very process: deploy_job's parallel steps beat under one (run, step) from two."""
+        return self.pid == os.getpid() and self.where == socket.gethostname()
+
+
+@dataclass(frozen=True)
+class Holder:
+    run_id: str
+    beat: float | None  # time of the holder's last heartbeat, if it wrote one
+    where: str
+    step: str = STEP  # a settle's step (is_settle): a process settles the ended run `run_id`
+    working: bool = False  # its last beat came from a step at work (not one that ended keeping the lease)
+    pid: int | None = None
+
+    def describe(self, describe_run: Callable[[str], str]) -> str:
+        who = f"the settle of ended {describe_run(self.run_id)}" if is_settle(self.step) else describe_run(self.run_id)
+        # Where it works: a step that hangs keeps the lease however its run is ended, until its process is killed.
+        return who + (f", whose step works in pid {self.pid} on {self.where}," if self.working and self.pid else "")
+
+    @classmethod
+    def beating(cls, beat: Beat) -> Holder:
+        """The step a working beat shows, holding the lease whatever the slot row says."""
+        return cls(beat.run_id, beat.at, beat.where, beat.step, True, beat.pid)
+
+
+def at_work(holder: Holder) -> bool:
+    """Its last beat came from a step still at work, whatever its run's status says."""
+    return holder.working and time.time() - (holder.beat or 0.0) < ALIVE_S
 
 
 class Heart:
@@ -69,13 +99,22 @@ class Heart:
         self._storage.set_cursor_values({self.key: json.dumps(value)})
 
     def give(self, run_id: str, step: str) -> None:
-        """A beat on the caller's clock for a holder that never wrote one: silent from now on, it is gone."""
+        """A beat on the caller's clock for a holder that never wrote one: silent from now on, it is gone. Never
+        over a step's working beat: the holder may be a waiter that claimed only to find that step at work."""
         with self._lock:
-            self._write(run_id, step, working=False, where="")
+            beat = self.read()
+            if beat is None or not beat.at_work():
+                self._write(run_id, step, working=False, where="")
 
-    def _last_is(self, run_id: str, step: str) -> bool:
+    def _last_mine(self, run_id: str, step: str) -> bool:
         beat = self.read()
-        return beat is not None and (beat.run_id, beat.step) == (run_id, step)
+        return beat is not None and (beat.run_id, beat.step) == (run_id, step) and beat.from_here()
+
+    def sibling_at_work(self, run_id: str, step: str) -> bool:
+        """Another process's step of this same run works (deploy_job runs two at once)."""
+        beat = self.read()
+        return beat is not None and (beat.run_id, beat.step) == (run_id, step) and beat.at_work() and (
+            not beat.from_here())
 
     def elsewhere(self, run_id: str, step: str) -> Beat | None:
         """A fresh "working" beat of another holder than (run_id, step): a step at work, whoever the slot names."""
@@ -88,7 +127,7 @@ class Heart:
         free never takes this step for one still at work."""
         with self._lock:
             self._let_go.add((run_id, step))
-            if held and self._last_is(run_id, step):
+            if held and self._last_mine(run_id, step):
                 self._write(run_id, step, working=False)
             return free()
 
@@ -115,5 +154,5 @@ class Heart:
             stop.set()
             thread.join(timeout=HEARTBEAT_S + 1)
             with contextlib.suppress(Exception), self._lock:
-                if (run_id, step) not in self._let_go and held() and self._last_is(run_id, step):
+                if (run_id, step) not in self._let_go and held() and self._last_mine(run_id, step):
                     self._write(run_id, step, working=False)

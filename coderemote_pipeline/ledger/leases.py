@@ -20,11 +20,10 @@ import contextlib
 import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 
 import dagster as dg
 
-from coderemote_pipeline.ledger.lease_beat import ALIVE_S, HEARTBEAT_S, Beat, Heart
+from coderemote_pipeline.ledger.lease_beat import ALIVE_S, HEARTBEAT_S, Heart, Holder, at_work
 from coderemote_pipeline.ledger.lease_slot import STEP, Slot, is_settle, settle_step
 from coderemote_pipeline.rules.settings import lease_reclaim_s
 
@@ -50,31 +49,6 @@ def pool(env: str) -> str:
 
 class LeaseLost(RuntimeError):
     """The run waiting for the lease was ended meanwhile: it must not take the lease and deploy."""
-
-
-@dataclass(frozen=True)
-class Holder:
-    run_id: str
-    beat: float | None  # time of the holder's last heartbeat, if it wrote one
-    where: str
-    step: str = STEP  # a settle's step (is_settle): a process settles the ended run `run_id`
-    working: bool = False  # its last beat came from a step at work (not one that ended keeping the lease)
-    pid: int | None = None
-
-    def describe(self, describe_run: Callable[[str], str]) -> str:
-        who = f"the settle of ended {describe_run(self.run_id)}" if is_settle(self.step) else describe_run(self.run_id)
-        # Where it works: a step that hangs keeps the lease however its run is ended, until its process is killed.
-        return who + (f", whose step works in pid {self.pid} on {self.where}," if self.working and self.pid else "")
-
-    @classmethod
-    def beating(cls, beat: Beat) -> Holder:
-        """The step a working beat shows, holding the lease whatever the slot row says."""
-        return cls(beat.run_id, beat.at, beat.where, beat.step, True, beat.pid)
-
-
-def _at_work(holder: Holder) -> bool:
-    """Its last beat came from a step still at work, whatever its run's status says."""
-    return holder.working and time.time() - (holder.beat or 0.0) < ALIVE_S
 
 
 class LeaseBusy(RuntimeError):
@@ -139,7 +113,7 @@ class Lease:
             return None if silent is None else f"the settle of run {holder.run_id[:8]} went silent {silent:.0f} s ago"
         run = self.instance.get_run_by_id(holder.run_id)
         if run is None or run.status in TERMINAL:
-            if _at_work(holder):
+            if at_work(holder):
                 return None  # marked ended from outside (a forced terminate, a deleted run): two would deploy
             status = run.status.value.lower() if run else "gone"
             return f"run {holder.run_id[:8]} ({status}) still held {self.env}'s lease"
@@ -190,7 +164,8 @@ class Lease:
         """The next step of a run that holds the lease: it goes on unless its run was ended or deleted meanwhile
         (a run deleted from the UI keeps its slot while a step works; its next one must not deploy)."""
         if self._ended(run_id):
-            self.heart.let_go(run_id, STEP, lambda: self._slot.free(run_id, STEP), held=True)
+            if not self.heart.sibling_at_work(run_id, STEP):  # else the slot is that step's until it ends
+                self.heart.let_go(run_id, STEP, lambda: self._slot.free(run_id, STEP), held=True)
             raise self._lost(run_id)
         self.heart.write(run_id)
 
@@ -257,7 +232,7 @@ class Lease:
         step, deadline = settle_step(), None if patience is None else time.monotonic() + patience
         while True:
             holder = self.holder()
-            if holder is not None and (holder.run_id, holder.step) == (run_id, STEP) and _at_work(holder):
+            if holder is not None and (holder.run_id, holder.step) == (run_id, STEP) and at_work(holder):
                 # Its own run was marked ended while its step still works: settling now would be a second writer.
                 _pause(holder, deadline)
                 continue
