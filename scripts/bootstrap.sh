@@ -11,7 +11,7 @@ if [ "$(id -u)" != 0 ]; then sudo_cmd=(sudo); fi
 # the Python base image (no image can be pulled here), nodejs/npm build the frontend, postgresql the team profile.
 missing=()
 for pair in dockerd:docker.io docker-registry:docker-registry mmdebstrap:mmdebstrap git:git node:nodejs npm:npm \
-            tar:tar; do
+            tar:tar curl:curl; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair##*:}")
 done
 # The Postgres server binaries (not on PATH): the team profile's tests start throwaway servers from them.

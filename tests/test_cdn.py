@@ -2,10 +2,12 @@
 an edge still on the old origin path would cache the release before again, after the invalidation.
 A hand-written CloudFront that answers from a script: the order of the calls is the logic under test."""
 
+from types import SimpleNamespace
+
 import pytest
 
 from coderemote_pipeline.actions import cdn
-from coderemote_pipeline.actions.restore import CdnNotCleared
+from coderemote_pipeline.actions.restore import cloudfront_not_cleared
 
 
 class ScriptedCloudFront:
@@ -49,18 +51,25 @@ def test_a_distribution_that_never_deploys_fails_naming_it_and_invalidates_nothi
     assert "create_invalidation" not in [c[0] for c in cf.calls]
 
 
+def _target(*aws_cli: str) -> SimpleNamespace:
+    return SimpleNamespace(aws_cli=aws_cli or ("aws",), outputs={"cloudfront_distribution_id": "E2ABC"})
+
+
 def test_the_hint_of_a_restore_whose_invalidation_failed_is_a_command_that_clears_those_paths():
-    few = CdnNotCleared("E2ABC", ["/", "/index.html", "/my file.json"], cdn.InvalidationTimeout("still InProgress"))
+    """It waits for the distribution's last change first (an invalidation made before would let an edge on the old
+    origin cache the release it left again), then invalidates, under the target's own profile."""
+    few = cloudfront_not_cleared(_target(), ["/", "/index.html", "/my file.json"], RuntimeError("AccessDenied"))
     assert few.hint().endswith(
-        "Invalidate them: `aws cloudfront create-invalidation --distribution-id E2ABC --paths / /index.html "
-        "'/my file.json'`"
+        "Invalidate them: `aws cloudfront wait distribution-deployed --id E2ABC && aws cloudfront create-invalidation "
+        "--distribution-id E2ABC --paths / /index.html '/my file.json'`"
     )
-    many = CdnNotCleared("E2ABC", [f"/page{n}.html" for n in range(11)], cdn.InvalidationTimeout("still InProgress"))
+    many = cloudfront_not_cleared(_target(), [f"/page{n}.html" for n in range(11)], RuntimeError("AccessDenied"))
     assert many.hint().endswith("--paths '/*'`") and "/page0.html, /page1.html" in many.hint()
     assert "/page5.html" not in many.hint()  # five named, the rest elided
-    profiled = CdnNotCleared("E2ABC", ["/"], RuntimeError("no"), ("aws", "--profile", "release team"))
-    assert profiled.hint().endswith("`aws --profile 'release team' cloudfront create-invalidation --distribution-id "
-                                    "E2ABC --paths /`")  # fmt: skip
+    profiled = cloudfront_not_cleared(_target("aws", "--profile", "release team"), ["/"], RuntimeError("no"))
+    assert profiled.hint().endswith("`aws --profile 'release team' cloudfront wait distribution-deployed --id E2ABC "
+                                    "&& aws --profile 'release team' cloudfront create-invalidation "
+                                    "--distribution-id E2ABC --paths /`")  # fmt: skip
 
 
 @pytest.mark.usefixtures("no_sleep")
@@ -72,6 +81,6 @@ def test_an_invalidation_still_in_progress_is_watched_not_made_again(monkeypatch
     with pytest.raises(cdn.InvalidationTimeout) as timed_out:
         cdn.invalidate(cf, "E2ABC", ["/index.html"], "ref-1")
     assert timed_out.value.invalidation_id == "I1"
-    hint = CdnNotCleared("E2ABC", ["/", "/index.html"], timed_out.value).hint()
+    hint = cloudfront_not_cleared(_target(), ["/", "/index.html"], timed_out.value).hint()
     assert "CloudFront has not finished invalidating what the release it left changed (/, /index.html)" in hint
     assert hint.endswith("Watch it: `aws cloudfront get-invalidation --distribution-id E2ABC --id I1`")

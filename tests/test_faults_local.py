@@ -257,12 +257,14 @@ def _assert_invalidation_hint(failure: str, before: str, asked: list[list[str]],
     assert asked and "/config.json" in asked[-1], asked
     assert "but the CDN may still serve cached files of the release it left" in failure
     assert cause in failure
-    command = shlex.split(failure.split("Invalidate them: `", 1)[1].split("`", 1)[0])
-    # The emulator's endpoint and its test keys: the command goes neither to AWS nor with the user's own keys.
-    assert command[:6] == ["env", "AWS_ACCESS_KEY_ID=testing", "AWS_SECRET_ACCESS_KEY=testing", "aws",
-                           "--endpoint-url", command[5]] and command[5].startswith("http://127.0.0.1:"), command
-    assert command[6:9] == ["cloudfront", "create-invalidation", "--distribution-id"], command
-    distribution, paths, endpoint = command[9], command[command.index("--paths") + 1:], command[5]
+    wait, make = (shlex.split(c) for c in failure.split("Invalidate them: `", 1)[1].split("`", 1)[0].split(" && "))
+    # The emulator's endpoint, region and test keys: the command goes neither to AWS nor with the user's own keys.
+    cli = ["env", "AWS_ACCESS_KEY_ID=testing", "AWS_SECRET_ACCESS_KEY=testing", "aws", "--region", "us-east-1",
+           "--endpoint-url", make[7]]  # fmt: skip
+    assert make[:8] == cli and make[7].startswith("http://127.0.0.1:"), make
+    assert wait == [*cli, "cloudfront", "wait", "distribution-deployed", "--id", make[11]], wait
+    assert make[8:11] == ["cloudfront", "create-invalidation", "--distribution-id"], make
+    distribution, paths, endpoint = make[11], make[make.index("--paths") + 1:], make[7]
     assert paths == asked[-1]
     # The command, run as the AWS CLI would: the emulator takes that batch for that distribution.
     cf = boto3.client("cloudfront", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
@@ -309,6 +311,32 @@ def test_an_automatic_rollback_whose_cdn_answers_503_every_time_says_so_after_it
     assert len(asked) == 3 and asked[0] == asked[2]  # the first try and two more, the same paths
     assert failed.failure.startswith("smoke_result: smoke failed for dev|")  # the cause, not a retry's mismatch
     _assert_invalidation_hint(failed.failure, before, asked, "(ServiceUnavailable) when calling")
+    assert recorded_live(faults.instance, "dev").release == before
+    faults.assert_whole(before)
+
+
+def test_an_automatic_rollback_whose_edge_does_not_forget_prints_the_ban_that_clears_it(faults, monkeypatch, tmp_path):
+    """Locally users hit varnish, not the emulator's CloudFront: when only varnish's BAN fails, the message says so
+    and gives that BAN, not an invalidation in the emulator that would clear nothing users see."""
+    settings = faults.auto_rollback(tmp_path)
+    before = faults.live()["alias"]
+    commit = faults.change("smoke fails, then varnish refuses the ban")
+
+    def refused(port, paths):
+        raise ConnectionRefusedError(111, "Connection refused")
+
+    smoke_fails(monkeypatch)
+    monkeypatch.setattr(site_edge, "ban_paths", refused)
+    failed = run_deployment("dev", commit, settings=settings, instance=faults.instance, executor="serial", **QUIET)
+    monkeypatch.undo()
+    assert f"rolled back automatically: dev serves {before} again" in failed.failure, failed.failure
+    assert "path(s) on the site's edge failed: [Errno 111] Connection refused" in failed.failure
+    ban = shlex.split(failed.failure.split("Invalidate them: `", 1)[1].split("`", 1)[0])
+    port = load_stack_info(settings.state_dir).site_ports["dev"]
+    assert ban[:5] == ["curl", "-fsS", "-X", "BAN", "-H"] and ban[-1] == f"http://127.0.0.1:{port}/"
+    assert ban[5].startswith("X-Path-Regex: ^(") and "config\\.json" in ban[5], ban
+    done = subprocess.run(ban, capture_output=True, text=True, timeout=30)  # the command, run as printed
+    assert done.returncode == 0, done.stderr
     assert recorded_live(faults.instance, "dev").release == before
     faults.assert_whole(before)
 

@@ -156,13 +156,12 @@ def test_the_recorded_release_is_known_good_at_its_commit_whatever_its_last_smok
     assert known_good_commit(instance, ENV, "v1.2.0") == COMMITS["v1.2.0"]
 
 
-def test_the_promotion_gate_lets_the_commit_prod_serves_go_back_whole(instance):
-    """prod's gate asks for a commit verified in dev, or in prod itself. The commit prod serves now, after a
-    rollback whose smoke failed, is neither by smoke record, and putting it back whole is no promotion."""
+def test_the_promotion_gate_still_holds_a_deploy_of_the_commit_prod_serves_after_a_failed_smoke(instance):
+    """Only a rollback of that release (assets/stage.py puts_back_what_served) passes it: a new tag of the commit
+    prod was left on by a rollback whose smoke failed, never verified in dev, is held like any other."""
     policy = load_policies()["prod"]
     _deployed(instance, "v1.2.0")
     _rolled_back(instance, "v1.0.0")
     record_smoke(instance, ENV, "v1.0.0", COMMITS["v1.0.0"], passed=False)
-    assert gate_refusal(instance, policy, COMMITS["v1.0.0"]) is None
-    record_smoke(instance, ENV, "v1.1.0", COMMITS["v1.1.0"], passed=False)
-    assert gate_refusal(instance, policy, COMMITS["v1.1.0"]).startswith("prod is held: commit 222222222222 has not")
+    assert known_good_commit(instance, ENV, "v1.0.0") == COMMITS["v1.0.0"]
+    assert gate_refusal(instance, policy, COMMITS["v1.0.0"]).startswith("prod is held: commit 111111111111 has not")

@@ -46,28 +46,35 @@ class CdnNotCleared(RuntimeError):
     """The environment serves the release again, whole; only the CDN's forgetting of the release it left failed.
     Not a failed restore: putting the env back "by hand" would find it already there and invalidate nothing."""
 
-    def __init__(self, distribution: str, paths: list[str], cause: BaseException, aws_cli: tuple[str, ...] = ("aws",)):
-        self.distribution, self.paths, self.cause, self.aws_cli = distribution, paths, cause, aws_cli
-        # An invalidation made, still in progress: it needs watching, not a second one.
-        self.pending: str | None = getattr(cause, "invalidation_id", None)
+    def __init__(self, part: str, paths: list[str], cause: BaseException, command: str, watch: str = ""):
+        self.paths, self.cause, self.command, self.watch = paths, cause, command, watch
         self.live: LiveRecord | None = None  # set once the restored release is recorded
-        super().__init__(f"invalidating {len(paths)} path(s) on CloudFront distribution {distribution} failed: "
-                         f"{cause}")  # fmt: skip
+        super().__init__(f"invalidating {len(paths)} path(s) on {part} failed: {cause}")
 
     def hint(self) -> str:
-        """What the CDN may still hold, and the AWS CLI command (this target's profile or endpoint) that clears it."""
+        """What the CDN may still hold, and the command that clears it (or watches the invalidation under way)."""
         held = f"{', '.join(self.paths[:5])}{', ...' if len(self.paths) > 5 else ''}"
-        if self.pending:
-            command = shlex.join([*self.aws_cli, "cloudfront", "get-invalidation", "--distribution-id",
-                                  self.distribution, "--id", self.pending])  # fmt: skip
+        if self.watch:
             return (f"but CloudFront has not finished invalidating what the release it left changed ({held}): "
                     f"{self}. Until it completes, some edges may serve cached files of that release. Watch it: "
-                    f"`{command}`")  # fmt: skip
-        listed = self.paths if len(self.paths) <= _LISTED_PATHS else ["/*"]
-        command = shlex.join([*self.aws_cli, "cloudfront", "create-invalidation", "--distribution-id",
-                              self.distribution, "--paths", *listed])  # fmt: skip
+                    f"`{self.watch}`")  # fmt: skip
         return (f"but the CDN may still serve cached files of the release it left ({held}): {self}. Invalidate "
-                f"them: `{command}`")  # fmt: skip
+                f"them: `{self.command}`")  # fmt: skip
+
+
+def cloudfront_not_cleared(target: EnvTarget, paths: list[str], cause: BaseException) -> CdnNotCleared:
+    """The AWS CLI commands for this target (its profile, or the emulator's endpoint and keys)."""
+    cli, distribution = target.aws_cli, target.outputs[out.CLOUDFRONT_DISTRIBUTION_ID]
+    pending = getattr(cause, "invalidation_id", None)  # taken by CloudFront, still in progress: watch, not redo
+    watch = pending and shlex.join([*cli, "cloudfront", "get-invalidation", "--distribution-id", distribution, "--id",
+                                    pending])  # fmt: skip
+    # Made before the distribution's last change is deployed, an invalidation lets an edge still on the old origin
+    # cache the release before again: the command waits for it first, as cdn.invalidate does.
+    wait = shlex.join([*cli, "cloudfront", "wait", "distribution-deployed", "--id", distribution])
+    listed = paths if len(paths) <= _LISTED_PATHS else ["/*"]
+    make = shlex.join([*cli, "cloudfront", "create-invalidation", "--distribution-id", distribution, "--paths",
+                       *listed])  # fmt: skip
+    return CdnNotCleared(f"CloudFront distribution {distribution}", paths, cause, f"{wait} && {make}", watch or "")
 
 
 def restore(target: EnvTarget, to: LiveRecord, caller_reference: str, away_from: str | None = None,
@@ -90,17 +97,20 @@ def restore(target: EnvTarget, to: LiveRecord, caller_reference: str, away_from:
 
 
 def _forget(target: EnvTarget, paths: list[str], caller_reference: str, retry: Callable[[BaseException], bool]):
-    distribution = target.outputs[out.CLOUDFRONT_DISTRIBUTION_ID]
+    """CloudFront invalidates `paths`, then the site's edge forgets them (locally varnish, which users hit)."""
     for attempt in range(CDN_TRIES):
         try:
-            invalidate(target.cf, distribution, paths, caller_reference)
-            target.site.forget(target.env, paths)
-            return
+            invalidate(target.cf, target.outputs[out.CLOUDFRONT_DISTRIBUTION_ID], paths, caller_reference)
+            break
         except CDN_ERRORS as exc:
             if attempt + 1 < CDN_TRIES and retry(exc):
                 time.sleep(2**attempt)
                 continue
-            raise CdnNotCleared(distribution, paths, exc, target.aws_cli) from exc
+            raise cloudfront_not_cleared(target, paths, exc) from exc
+    try:
+        target.site.forget(target.env, paths)
+    except CDN_ERRORS as exc:
+        raise CdnNotCleared("the site's edge", paths, exc, target.site.forget_command(target.env, paths)) from exc
 
 
 def restore_and_record(

@@ -94,8 +94,11 @@ def require_cleared(context: dg.AssetExecutionContext, deploy: Deployment) -> tu
     rollback = puts_back_what_served(context, deploy)
     cleared = clearance(context.instance, deploy.policy, deploy.release.key, deploy.commit or None,
                         rollback=rollback, at=_started(context))  # fmt: skip
+    # Putting back what served the env (rollback: known good here at this commit, recorded live included) needs
+    # no proof from the env before: the gate would hold the release prod serves when its last smoke failed.
+    gated = bool(deploy.commit) and not rollback
     refusal = cleared.refusal(deploy.env, deploy.release.key) or (
-        gate_refusal(context.instance, deploy.policy, deploy.commit, context.run.tags) if deploy.commit else None
+        gate_refusal(context.instance, deploy.policy, deploy.commit, context.run.tags) if gated else None
     )
     if refusal:
         raise dg.Failure(description=refusal, allow_retries=False)

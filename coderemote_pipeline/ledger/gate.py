@@ -12,7 +12,6 @@ from collections.abc import Mapping
 
 import dagster as dg
 
-from coderemote_pipeline.ledger.live import recorded_live
 from coderemote_pipeline.ledger.releases import latest_failed_deploy, verification
 from coderemote_pipeline.rules import names
 from coderemote_pipeline.rules.environments import EnvironmentPolicy
@@ -31,8 +30,6 @@ def gate_refusal(
         return None
     if verification(instance, policy.name, commit) is not None:
         return None  # it already passed smoke in this very env: going back to it (a rollback) needs no new proof
-    if (live := recorded_live(instance, policy.name)) is not None and live.commit == commit:
-        return None  # the env serves it now (a rollback whose smoke failed stays there): putting it back whole
     fix = (
         f"Deploy it to {source} first (`coderemote-pipeline deploy {source} {commit[:12]}`), or override with "
         "--force --reason TEXT"

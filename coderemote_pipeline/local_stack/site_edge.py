@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import http.client
 import re
+import shlex
 from pathlib import Path
 
 from coderemote_pipeline.local_stack.processes import spawn, wait_until
@@ -161,5 +162,15 @@ def forget_pointer(port: int) -> int:
 
 def ban_paths(port: int, paths: list[str]) -> int:
     """Invalidate CloudFront-style paths (`/index.html`, `/assets/*`, `/*`) in every release cached on `port`."""
+    return _send(port, "BAN", {"X-Path-Regex": _path_regex(paths)})
+
+
+def ban_command(port: int, paths: list[str]) -> str:
+    """The same BAN as a command a person runs."""
+    return shlex.join(["curl", "-fsS", "-X", "BAN", "-H", f"X-Path-Regex: {_path_regex(paths)}",
+                       f"http://127.0.0.1:{port}/"])  # fmt: skip
+
+
+def _path_regex(paths: list[str]) -> str:
     parts = [re.escape(p).replace(r"\*", ".*") for p in paths]
-    return _send(port, "BAN", {"X-Path-Regex": f"^({'|'.join(parts)})$"})
+    return f"^({'|'.join(parts)})$"

@@ -162,8 +162,8 @@ class EmulatorAws(AwsResource):
         return {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 
     def cli(self) -> tuple[str, ...]:
-        return ("env", "AWS_ACCESS_KEY_ID=testing", "AWS_SECRET_ACCESS_KEY=testing", "aws", "--endpoint-url",
-                self.stack.info().moto_endpoint)  # fmt: skip
+        return ("env", "AWS_ACCESS_KEY_ID=testing", "AWS_SECRET_ACCESS_KEY=testing", "aws", "--region", self.region,
+                "--endpoint-url", self.stack.info().moto_endpoint)  # fmt: skip
 
     def endpoint_url(self) -> str | None:
         endpoint = self.stack.info().moto_endpoint

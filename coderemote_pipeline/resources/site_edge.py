@@ -26,6 +26,10 @@ class SiteEdge(dg.ConfigurableResource, ABC):
     def forget(self, env: str, paths: list[str]) -> None:
         """Drop the cached copies of `paths` (CloudFront does it itself from the invalidation)."""
 
+    def forget_command(self, env: str, paths: list[str]) -> str:
+        """`forget` as a command a person runs, when it failed ("": it does nothing here)."""
+        return ""
+
     @abstractmethod
     def serves(self, env: str, outputs: dict[str, str]) -> str | None:
         """The release the edge serves now, as the edge itself says (None: none). A process killed between the
@@ -45,6 +49,9 @@ class LocalSiteEdge(SiteEdge):
     def forget(self, env: str, paths: list[str]) -> None:
         if paths:
             site_edge.ban_paths(self.stack.info().site_ports[env], paths)
+
+    def forget_command(self, env: str, paths: list[str]) -> str:
+        return site_edge.ban_command(self.stack.info().site_ports[env], paths)
 
     def serves(self, env: str, outputs: dict[str, str]) -> str | None:
         return site_edge.edge_release(self.stack.info().site_ports[env])
