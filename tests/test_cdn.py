@@ -2,12 +2,14 @@
 an edge still on the old origin path would cache the release before again, after the invalidation.
 A hand-written CloudFront that answers from a script: the order of the calls is the logic under test."""
 
+import shlex
 from types import SimpleNamespace
 
 import pytest
 
 from coderemote_pipeline.actions import cdn
 from coderemote_pipeline.actions.restore import cloudfront_not_cleared
+from coderemote_pipeline.local_stack.site_edge import ban_command
 
 
 class ScriptedCloudFront:
@@ -84,3 +86,10 @@ def test_an_invalidation_still_in_progress_is_watched_not_made_again(monkeypatch
     hint = cloudfront_not_cleared(_target(), ["/", "/index.html"], timed_out.value).hint()
     assert "CloudFront has not finished invalidating what the release it left changed (/, /index.html)" in hint
     assert hint.endswith("Watch it: `aws cloudfront get-invalidation --distribution-id E2ABC --id I1`")
+
+
+def test_the_edge_ban_matches_the_percent_encoded_urls_the_edge_sees():
+    """varnish matches request URLs (a key with a space is /my%20file.json there), and a raw space in the regex was
+    a compile error varnish answered 200 to, banning nothing."""
+    ban = shlex.split(ban_command(6081, ["/my file.json", "/assets/*"]))
+    assert ban[5] == "X-Path-Regex: ^(/my%20file\\.json|/assets/.*)$" and ban[-1] == "http://127.0.0.1:6081/"

@@ -259,12 +259,15 @@ def _assert_invalidation_hint(failure: str, before: str, asked: list[list[str]],
     assert cause in failure
     wait, make = (shlex.split(c) for c in failure.split("Invalidate them: `", 1)[1].split("`", 1)[0].split(" && "))
     # The emulator's endpoint, region and test keys: the command goes neither to AWS nor with the user's own keys.
-    cli = ["env", "AWS_ACCESS_KEY_ID=testing", "AWS_SECRET_ACCESS_KEY=testing", "aws", "--region", "us-east-1",
-           "--endpoint-url", make[7]]  # fmt: skip
-    assert make[:8] == cli and make[7].startswith("http://127.0.0.1:"), make
-    assert wait == [*cli, "cloudfront", "wait", "distribution-deployed", "--id", make[11]], wait
-    assert make[8:11] == ["cloudfront", "create-invalidation", "--distribution-id"], make
-    distribution, paths, endpoint = make[11], make[make.index("--paths") + 1:], make[7]
+    at = make.index("--endpoint-url") + 1
+    cli = ["env", "-u", "AWS_SESSION_TOKEN", "-u", "AWS_SECURITY_TOKEN", "-u", "AWS_PROFILE",
+           "AWS_ACCESS_KEY_ID=testing", "AWS_SECRET_ACCESS_KEY=testing", "aws", "--region", "us-east-1",
+           "--endpoint-url", make[at]]  # fmt: skip
+    assert make[: at + 1] == cli and make[at].startswith("http://127.0.0.1:"), make
+    distribution = make[at + 4]
+    assert wait == [*cli, "cloudfront", "wait", "distribution-deployed", "--id", distribution], wait
+    assert make[at + 1 : at + 4] == ["cloudfront", "create-invalidation", "--distribution-id"], make
+    paths, endpoint = make[make.index("--paths") + 1 :], make[at]
     assert paths == asked[-1]
     # The command, run as the AWS CLI would: the emulator takes that batch for that distribution.
     cf = boto3.client("cloudfront", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",

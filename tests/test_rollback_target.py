@@ -9,7 +9,7 @@ from ledger_kit import record_live, record_smoke
 from coderemote_pipeline.ledger.gate import gate_refusal
 from coderemote_pipeline.ledger.instance import prepare_home
 from coderemote_pipeline.ledger.records import ROLLED_BACK_TO
-from coderemote_pipeline.ledger.releases import fled_by_rollback_to, known_good_commit
+from coderemote_pipeline.ledger.releases import fled_by_rollback_to, known_good, known_good_commit
 from coderemote_pipeline.rules import names
 from coderemote_pipeline.rules.environments import load_policies
 from coderemote_pipeline.usecases.deploy import DeployRefused
@@ -165,3 +165,13 @@ def test_the_promotion_gate_still_holds_a_deploy_of_the_commit_prod_serves_after
     record_smoke(instance, ENV, "v1.0.0", COMMITS["v1.0.0"], passed=False)
     assert known_good_commit(instance, ENV, "v1.0.0") == COMMITS["v1.0.0"]
     assert gate_refusal(instance, policy, COMMITS["v1.0.0"]).startswith("prod is held: commit 111111111111 has not")
+
+
+def test_the_recorded_release_stays_known_good_at_its_commit_after_its_tag_moved(instance):
+    """The split-env repair puts back the commit the env serves; a later passed smoke of the same key at another
+    commit (its tag moved) must not make that repair a new release needing approval."""
+    _deployed(instance, "v1.1.0")
+    record_smoke(instance, ENV, "v1.1.0", "f" * 40)  # the tag moved, and that commit passed too
+    assert known_good(instance, ENV, "v1.1.0", COMMITS["v1.1.0"])  # what the env serves
+    assert known_good(instance, ENV, "v1.1.0", "f" * 40)  # what last passed
+    assert not known_good(instance, ENV, "v1.1.0", "e" * 40)

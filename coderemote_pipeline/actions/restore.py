@@ -97,20 +97,33 @@ def restore(target: EnvTarget, to: LiveRecord, caller_reference: str, away_from:
 
 
 def _forget(target: EnvTarget, paths: list[str], caller_reference: str, retry: Callable[[BaseException], bool]):
-    """CloudFront invalidates `paths`, then the site's edge forgets them (locally varnish, which users hit)."""
+    """CloudFront invalidates `paths` and the site's edge forgets them (locally varnish, which users hit), each
+    whatever the other did; the edge's failure is the one reported, as the cache users hit."""
+    distribution = target.outputs[out.CLOUDFRONT_DISTRIBUTION_ID]
+    cloudfront = _tried(lambda: invalidate(target.cf, distribution, paths, caller_reference), retry)
+    edge = _tried(lambda: target.site.forget(target.env, paths), retry)
+    if edge is not None:
+        try:
+            command = target.site.forget_command(target.env, paths)
+        except Exception:  # a hint that cannot be built must not hide that the env is back
+            command = "coderemote-pipeline local up"  # the local stack is down: its edge starts again empty
+        raise CdnNotCleared("the site's edge", paths, edge, command) from edge
+    if cloudfront is not None:
+        raise cloudfront_not_cleared(target, paths, cloudfront) from cloudfront
+
+
+def _tried(act: Callable[[], object], retry: Callable[[BaseException], bool]) -> BaseException | None:
+    """Run `act`, again after 1 s then 2 s while `retry` says its failure is worth it; the last failure, or None."""
     for attempt in range(CDN_TRIES):
         try:
-            invalidate(target.cf, target.outputs[out.CLOUDFRONT_DISTRIBUTION_ID], paths, caller_reference)
-            break
+            act()
+            return None
         except CDN_ERRORS as exc:
             if attempt + 1 < CDN_TRIES and retry(exc):
                 time.sleep(2**attempt)
                 continue
-            raise cloudfront_not_cleared(target, paths, exc) from exc
-    try:
-        target.site.forget(target.env, paths)
-    except CDN_ERRORS as exc:
-        raise CdnNotCleared("the site's edge", paths, exc, target.site.forget_command(target.env, paths)) from exc
+            return exc
+    return None
 
 
 def restore_and_record(

@@ -21,7 +21,7 @@ from coderemote_pipeline.ledger.gate import gate_refusal
 from coderemote_pipeline.ledger.lease_slot import describe_run
 from coderemote_pipeline.ledger.leases import Lease
 from coderemote_pipeline.ledger.records import Record
-from coderemote_pipeline.ledger.releases import known_good_commit, last_smoke_failed
+from coderemote_pipeline.ledger.releases import known_good, known_good_commit, last_smoke_failed
 from coderemote_pipeline.ledger.stages import latest
 from coderemote_pipeline.resources.app_source import AppSource
 from coderemote_pipeline.resources.environments import Environments
@@ -96,7 +96,8 @@ def require_cleared(context: dg.AssetExecutionContext, deploy: Deployment) -> tu
                         rollback=rollback, at=_started(context))  # fmt: skip
     # Putting back what served the env (rollback: known good here at this commit, recorded live included) needs
     # no proof from the env before: the gate would hold the release prod serves when its last smoke failed.
-    gated = bool(deploy.commit) and not rollback
+    # rollback_job only: it reuses what was built; a deploy job tagged "rollback" by hand builds anew.
+    gated = bool(deploy.commit) and not (rollback and context.run.job_name == names.ROLLBACK_JOB)
     refusal = cleared.refusal(deploy.env, deploy.release.key) or (
         gate_refusal(context.instance, deploy.policy, deploy.commit, context.run.tags) if gated else None
     )
@@ -111,7 +112,7 @@ def puts_back_what_served(context: dg.AssetExecutionContext, deploy: Deployment)
     not make a deploy a rollback)."""
     if not names.is_rollback_run(context.run) or not deploy.commit:
         return False
-    return known_good_commit(context.instance, deploy.env, deploy.release.key) == deploy.commit
+    return known_good(context.instance, deploy.env, deploy.release.key, deploy.commit)
 
 
 def _started(context: dg.AssetExecutionContext) -> float:

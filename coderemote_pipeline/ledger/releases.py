@@ -50,6 +50,15 @@ def known_good_commit(instance: dg.DagsterInstance, env: str, release: str) -> s
     return live.commit if live is not None and live.release == release and live.commit else None
 
 
+def known_good(instance: dg.DagsterInstance, env: str, release: str, commit: str) -> bool:
+    """Whether `release` at `commit` may go back on env without a new approval: its latest smoke there passed at that
+    commit, or it is the env's recorded live release at that commit (a tag moved since does not matter)."""
+    if (proof := passed(instance, env, release)) is not None and proof.commit == commit:
+        return True
+    live = recorded_live(instance, env)
+    return live is not None and live.release == release and live.commit == commit
+
+
 def last_smoke_failed(instance: dg.DagsterInstance, env: str, release: str) -> str | None:
     """The run of the release's latest smoke in env ("" when none is known), if that smoke failed; else None."""
     found = latest(instance, SmokeRecord, partition_key(env, release))

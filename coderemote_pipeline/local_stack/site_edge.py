@@ -13,6 +13,7 @@ from __future__ import annotations
 import http.client
 import re
 import shlex
+import urllib.parse
 from pathlib import Path
 
 from coderemote_pipeline.local_stack.processes import spawn, wait_until
@@ -172,5 +173,6 @@ def ban_command(port: int, paths: list[str]) -> str:
 
 
 def _path_regex(paths: list[str]) -> str:
-    parts = [re.escape(p).replace(r"\*", ".*") for p in paths]
+    # The edge matches request URLs, which are percent-encoded: a key with a space is /my%20file.json there.
+    parts = [re.escape(urllib.parse.quote(p, safe="/*")).replace(r"\*", ".*") for p in paths]
     return f"^({'|'.join(parts)})$"

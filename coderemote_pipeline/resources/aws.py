@@ -162,7 +162,9 @@ class EmulatorAws(AwsResource):
         return {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 
     def cli(self) -> tuple[str, ...]:
-        return ("env", "AWS_ACCESS_KEY_ID=testing", "AWS_SECRET_ACCESS_KEY=testing", "aws", "--region", self.region,
+        # Nothing of the user's own AWS identity goes with it: the test keys only, as the pipeline's clients.
+        return ("env", "-u", "AWS_SESSION_TOKEN", "-u", "AWS_SECURITY_TOKEN", "-u", "AWS_PROFILE",
+                "AWS_ACCESS_KEY_ID=testing", "AWS_SECRET_ACCESS_KEY=testing", "aws", "--region", self.region,
                 "--endpoint-url", self.stack.info().moto_endpoint)  # fmt: skip
 
     def endpoint_url(self) -> str | None:

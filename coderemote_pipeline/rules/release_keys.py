@@ -50,17 +50,18 @@ def parse_version_tag(tag: str) -> semver.Version:
     """`v1.2.3[-pre]` → Version. Refuses `v1.2`, `vnext`, `v01.2.3`, build metadata and a missing `v`."""
     if not tag.startswith(_TAG_PREFIX):
         raise ReleaseKeyError(f"version tag {tag[:80]!r} must start with 'v' (e.g. v1.2.3)")
-    text = tag[len(_TAG_PREFIX) :]
+    # Build metadata is judged apart: semver >= 3.2 refuses a version string over 255 characters before saying why.
+    text, plus, build = tag[len(_TAG_PREFIX) :].partition("+")
     try:
-        version = semver.Version.parse(text)
+        version = semver.Version.parse(text + (f"+{build}" if plus and len(text) + len(build) < 250 else ""))
     except ValueError:
         # semver's own message repeats the tag unquoted: control characters would reach the terminal raw.
         raise ReleaseKeyError(
             f"version tag {tag[:80]!r} is not semantic versioning vMAJOR.MINOR.PATCH[-PRERELEASE] "
             "(e.g. v1.2.3 or v2.0.0-beta.1)"
         ) from None
-    if version.build:
-        raise ReleaseKeyError(f"version tag {tag[:80]!r} carries build metadata '+{version.build[:40]}', which is not "
+    if plus:
+        raise ReleaseKeyError(f"version tag {tag[:80]!r} carries build metadata '+{build[:40]}', which is not "
                               "allowed: tag the release without it")  # fmt: skip
     return version
 
