@@ -186,8 +186,9 @@ def test_the_next_step_of_a_run_deleted_while_it_held_the_lease_does_not_deploy(
 
 def _beat_from_another_process(lease: Lease, run_id: str) -> None:
     """A working beat of `run_id` written by another process (deploy_job's other parallel step)."""
-    beat = {"run_id": run_id, "step": "deploy", "at": time.time(), "where": "this-host", "working": True,
-            "pid": os.getpid() + 1}  # fmt: skip
+    now, pid = time.time(), os.getpid() + 1
+    beat = {"run_id": run_id, "step": "deploy", "at": now, "where": "this-host", "working": True, "pid": pid,
+            "workers": {f"{pid}@this-host": now}}  # fmt: skip
     lease.instance.run_storage.set_cursor_values({lease.heart.key: json.dumps(beat)})
 
 
@@ -222,3 +223,25 @@ def test_a_waiter_never_gives_a_claimer_a_beat_over_a_step_at_work(tmp_path):
         assert holder.run_id == claimer.run_id and holder.beat is None
         assert not lease._reclaimed(holder, log=print)
         assert lease.heart.read().run_id == working.run_id and lease.heart.read().working
+
+
+def test_a_parallel_step_that_ends_leaves_its_sibling_at_work(tmp_path):
+    """deploy_job: two steps of one run beat under one (run, step) from two processes. The one that ended wrote an
+    idle beat over the other's, and for a heartbeat the other looked idle: a forced terminate or a UI delete then let
+    the next deploy, or the run's settle, go beside it."""
+    with open_instance(tmp_path / "state") as instance:
+        run = dg.DagsterRun(job_name="deploy_job", status=dg.DagsterRunStatus.STARTED)
+        instance.add_run(run)
+        lease = Lease(instance, "dev")
+        with lease.held(run.run_id, log=print, describe=str):
+            _beat_from_another_process(lease, run.run_id)  # the sibling step beats
+            time.sleep(2.5)  # this step beats too, keeping the sibling's beat beside its own
+            assert len(lease.heart.read().workers) == 2
+        # This step ended keeping the lease: the beat still shows the sibling at work, and names its process.
+        holder = lease.holder()
+        assert holder.working and holder.pid == os.getpid() + 1 and holder.where == "this-host"
+        assert lease.heart.sibling_at_work(run.run_id, "deploy")
+        instance.report_run_canceled(run, "force-terminated from the UI")
+        # Its settle waits for the sibling.
+        with pytest.raises(LeaseBusy), lease.settling(run.run_id, defer_to=lambda _: True, patience=1.0):
+            pass

@@ -16,7 +16,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import dagster as dg
 
@@ -35,14 +35,32 @@ class Beat:
     where: str
     working: bool
     pid: int | None = None  # the process that beats, on host `where`: the one to kill if its step hangs
+    # Each process whose step works under (run_id, step), with its last beat: deploy_job runs two steps at once,
+    # and one ending must not make the other look idle.
+    workers: dict[str, float] = field(default_factory=dict)
 
     def at_work(self) -> bool:
-        """It came from a step still at work, recently enough that the step is alive."""
-        return self.working and time.time() - (self.at or 0.0) < ALIVE_S
+        """A step of it is still at work, recently enough that the step is alive."""
+        now = time.time()
+        if self.workers:
+            return any(now - at < ALIVE_S for at in self.workers.values())
+        return self.working and now - (self.at or 0.0) < ALIVE_S
 
-    def from_here(self) -> bool:
-        """Written by this very process: deploy_job's parallel steps beat under one (run, step) from two."""
-        return self.pid == os.getpid() and self.where == socket.gethostname()
+    def others_at_work(self) -> bool:
+        """A step of it works in another process than this one."""
+        now = time.time()
+        return any(now - at < ALIVE_S for token, at in self.workers.items() if token != _token())
+
+    def worker(self) -> tuple[int | None, str]:
+        """(pid, host) of its freshest worker, else of its writer."""
+        if not self.workers:
+            return self.pid, self.where
+        pid, _, host = max(self.workers, key=lambda t: self.workers[t]).partition("@")
+        return int(pid), host
+
+
+def _token() -> str:
+    return f"{os.getpid()}@{socket.gethostname()}"
 
 
 @dataclass(frozen=True)
@@ -62,7 +80,8 @@ class Holder:
     @classmethod
     def beating(cls, beat: Beat) -> Holder:
         """The step a working beat shows, holding the lease whatever the slot row says."""
-        return cls(beat.run_id, beat.at, beat.where, beat.step, True, beat.pid)
+        pid, host = beat.worker()
+        return cls(beat.run_id, beat.at, host, beat.step, True, pid)
 
 
 def at_work(holder: Holder) -> bool:
@@ -84,18 +103,27 @@ class Heart:
         beat = json.loads(raw) if raw else None
         if not beat:
             return None
-        pid = beat.get("pid")
+        pid, workers = beat.get("pid"), beat.get("workers") or {}
         return Beat(str(beat.get("run_id", "")), str(beat.get("step", STEP)), float(beat["at"]),
-                    str(beat.get("where", "")), bool(beat.get("working")), int(pid) if pid else None)  # fmt: skip
+                    str(beat.get("where", "")), bool(beat.get("working")), int(pid) if pid else None,
+                    {str(token): float(at) for token, at in workers.items()})  # fmt: skip
 
     def write(self, run_id: str, step: str = STEP, working: bool = True) -> None:
         with self._lock:
             self._write(run_id, step, working)
 
     def _write(self, run_id: str, step: str, working: bool, where: str | None = None) -> None:
-        mine = where is None
-        value = {"run_id": run_id, "step": step, "at": time.time(), "where": socket.gethostname() if mine else where,
-                 "working": working, "pid": os.getpid() if mine else None}  # fmt: skip
+        """This process's beat for (run_id, step), keeping the fresh beats of its other workers (a read then a
+        write: a sibling's beat lost to a race is written again within HEARTBEAT_S, younger than ALIVE_S)."""
+        now, mine = time.time(), where is None
+        current, workers = self.read(), {}
+        if mine and current is not None and (current.run_id, current.step) == (run_id, step):
+            workers = {token: at for token, at in current.workers.items() if now - at < ALIVE_S}
+        workers.pop(_token(), None)
+        if mine and working:
+            workers[_token()] = now
+        value = {"run_id": run_id, "step": step, "at": now, "where": socket.gethostname() if mine else where,
+                 "working": bool(workers), "pid": os.getpid() if mine else None, "workers": workers}  # fmt: skip
         self._storage.set_cursor_values({self.key: json.dumps(value)})
 
     def give(self, run_id: str, step: str) -> None:
@@ -106,15 +134,14 @@ class Heart:
             if beat is None or not beat.at_work():
                 self._write(run_id, step, working=False, where="")
 
-    def _last_mine(self, run_id: str, step: str) -> bool:
+    def _last_is(self, run_id: str, step: str) -> bool:
         beat = self.read()
-        return beat is not None and (beat.run_id, beat.step) == (run_id, step) and beat.from_here()
+        return beat is not None and (beat.run_id, beat.step) == (run_id, step)
 
     def sibling_at_work(self, run_id: str, step: str) -> bool:
         """Another process's step of this same run works (deploy_job runs two at once)."""
         beat = self.read()
-        return beat is not None and (beat.run_id, beat.step) == (run_id, step) and beat.at_work() and (
-            not beat.from_here())
+        return beat is not None and (beat.run_id, beat.step) == (run_id, step) and beat.others_at_work()
 
     def elsewhere(self, run_id: str, step: str) -> Beat | None:
         """A fresh "working" beat of another holder than (run_id, step): a step at work, whoever the slot names."""
@@ -127,7 +154,7 @@ class Heart:
         free never takes this step for one still at work."""
         with self._lock:
             self._let_go.add((run_id, step))
-            if held and self._last_mine(run_id, step):
+            if held and self._last_is(run_id, step):
                 self._write(run_id, step, working=False)
             return free()
 
@@ -154,5 +181,5 @@ class Heart:
             stop.set()
             thread.join(timeout=HEARTBEAT_S + 1)
             with contextlib.suppress(Exception), self._lock:
-                if (run_id, step) not in self._let_go and held() and self._last_mine(run_id, step):
+                if (run_id, step) not in self._let_go and held() and self._last_is(run_id, step):
                     self._write(run_id, step, working=False)

@@ -76,7 +76,8 @@ class Lease:
         # not be judged by that run's last beat, minutes old.
         if beat is None or (beat.run_id, beat.step) != held:
             return Holder(held[0], None, "", held[1])
-        return Holder(held[0], beat.at, beat.where, held[1], beat.working, beat.pid)
+        pid, host = beat.worker()
+        return Holder(held[0], beat.at, host, held[1], beat.at_work(), pid)
 
     def _silent_for(self, holder: Holder) -> float | None:
         """How long the holder has not heartbeaten, when longer than the reclaim time (its process is gone)."""
