@@ -245,3 +245,24 @@ def test_a_parallel_step_that_ends_leaves_its_sibling_at_work(tmp_path):
         # Its settle waits for the sibling.
         with pytest.raises(LeaseBusy), lease.settling(run.run_id, defer_to=lambda _: True, patience=1.0):
             pass
+
+
+def test_a_lock_left_taken_by_a_signal_never_hangs_a_step_or_its_release(tmp_path):
+    """`kill PID` landing as a `with lock:` is entered can leave the beat's lock taken (CPython does not guard that
+    window); the step's end and the lease's release waited on it forever, and the killed deploy never exited."""
+    with open_instance(tmp_path / "state") as instance:
+        run = dg.DagsterRun(job_name="redeploy_job", status=dg.DagsterRunStatus.STARTED)
+        instance.add_run(run)
+        lease = Lease(instance, "dev")
+
+        def step_then_release() -> None:
+            with lease.held(run.run_id, log=print, describe=str):
+                lease.heart._lock.acquire()  # left taken, as by the signal
+                time.sleep(2.5)  # the beat thread meets the taken lock
+            lease.release(run.run_id)
+
+        worker = threading.Thread(target=step_then_release, daemon=True)
+        worker.start()
+        worker.join(timeout=60)
+        assert not worker.is_alive(), "the step's end or the release hung on the beat's lock"
+        assert lease.holder() is None

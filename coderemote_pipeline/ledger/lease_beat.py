@@ -98,6 +98,18 @@ class Heart:
         self._lock = threading.Lock()
         self._let_go: set[tuple[str, str]] = set()
 
+    @contextlib.contextmanager
+    def _serialized(self) -> Iterator[None]:
+        """This process's writes one at a time, but never waiting long for it: a signal (Ctrl-C, `kill`) that lands
+        as a `with lock:` is entered can leave the lock taken (CPython does not guard that window), and a step's end
+        must not hang on it. Unserialized, the worst is a stale working beat: a waiter waits ALIVE_S."""
+        taken = self._lock.acquire(timeout=HEARTBEAT_S)
+        try:
+            yield
+        finally:
+            if taken:
+                self._lock.release()
+
     def read(self) -> Beat | None:
         raw = self._storage.get_cursor_values({self.key}).get(self.key)
         beat = json.loads(raw) if raw else None
@@ -109,7 +121,7 @@ class Heart:
                     {str(token): float(at) for token, at in workers.items()})  # fmt: skip
 
     def write(self, run_id: str, step: str = STEP, working: bool = True) -> None:
-        with self._lock:
+        with self._serialized():
             self._write(run_id, step, working)
 
     def _write(self, run_id: str, step: str, working: bool, where: str | None = None) -> None:
@@ -129,7 +141,7 @@ class Heart:
     def give(self, run_id: str, step: str) -> None:
         """A beat on the caller's clock for a holder that never wrote one: silent from now on, it is gone. Never
         over a step's working beat: the holder may be a waiter that claimed only to find that step at work."""
-        with self._lock:
+        with self._serialized():
             beat = self.read()
             if beat is None or not beat.at_work():
                 self._write(run_id, step, working=False, where="")
@@ -152,7 +164,7 @@ class Heart:
         """Stop beating for (run_id, step), say so with an idle beat while its slot is `held` (once the slot is
         free, the beat may be the next holder's), then `free` the slot: a waiter reading the beat after the slot is
         free never takes this step for one still at work."""
-        with self._lock:
+        with self._serialized():
             self._let_go.add((run_id, step))
             if held and self._last_is(run_id, step):
                 self._write(run_id, step, working=False)
@@ -168,7 +180,8 @@ class Heart:
 
         def beat() -> None:
             while not stop.wait(HEARTBEAT_S):
-                with contextlib.suppress(Exception), self._lock:  # a missed beat only shortens the reclaim margin
+                # A missed beat only shortens the reclaim margin.
+                with contextlib.suppress(Exception), self._serialized():
                     if (run_id, step) not in self._let_go:
                         keep()
                         self._write(run_id, step, working=True)
@@ -180,6 +193,6 @@ class Heart:
         finally:
             stop.set()
             thread.join(timeout=HEARTBEAT_S + 1)
-            with contextlib.suppress(Exception), self._lock:
+            with contextlib.suppress(Exception), self._serialized():
                 if (run_id, step) not in self._let_go and held() and self._last_is(run_id, step):
                     self._write(run_id, step, working=False)
