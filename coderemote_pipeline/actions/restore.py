@@ -141,11 +141,13 @@ def restore_and_record(
     Raises CdnNotCleared with the record made when only the CDN's invalidation failed."""
     started = time.monotonic()
     live = replace(to, reason=reason, run_id=run_id, since=time.time())
+    stale: CdnNotCleared | None = None
     try:
         changed = restore(target, to, f"restore-{run_id}-{to.release}", away_from, retry_cdn)
-    except CdnNotCleared as stale:
-        record_live(instance, target.env, live, log_event)
-        stale.live = live
-        raise
+    except CdnNotCleared as exc:  # the env serves `to` whole: recorded all the same
+        changed, stale = exc.paths, exc
     record_live(instance, target.env, live, log_event)
+    if stale is not None:
+        stale.live = live
+        raise stale
     return Restored(live, changed, time.monotonic() - started)

@@ -134,14 +134,12 @@ class Lease:
                 if self._ended(run_id):
                     self._slot.free(run_id, STEP)
                     raise self._lost(run_id)
-                if (working := self.heart.elsewhere(run_id, STEP)) is None:
+                if (holder := self._given_back(run_id, STEP)) is None:
                     self.heart.write(run_id)
                     note(f"{LEASE_TAKEN} {self.env}")
                     if waited_since is not None:
                         log(f"{self.env} is free: going on after waiting {time.monotonic() - waited_since:.1f} s")
                     return
-                self._slot.free(run_id, STEP)  # freed from outside while that step works: still its, it takes it back
-                holder = Holder.beating(working)
             elif self._slot.holder() == (run_id, STEP):  # an earlier step of this run took it: the usual case
                 self._go_on(run_id)
                 return
@@ -166,7 +164,7 @@ class Lease:
         (a run deleted from the UI keeps its slot while a step works; its next one must not deploy)."""
         if self._ended(run_id):
             if not self.heart.sibling_at_work(run_id, STEP):  # else the slot is that step's until it ends
-                self.heart.let_go(run_id, STEP, lambda: self._slot.free(run_id, STEP), held=True)
+                self._let_go(run_id, STEP)
             raise self._lost(run_id)
         self.heart.write(run_id)
 
@@ -207,16 +205,14 @@ class Lease:
         return True
 
     def release(self, run_id: str, note=lambda _: None) -> None:
-        held = self._slot.holder() == (run_id, STEP)
-        if self.heart.let_go(run_id, STEP, lambda: self._slot.free(run_id, STEP), held=held):
+        if self._let_go(run_id, STEP):
             note(f"{LEASE_RELEASED} {self.env}")
 
     @contextlib.contextmanager
     def held(self, run_id: str, log: Callable[[str], None], describe: Callable[[str], str], note=lambda _: None):
         """Hold the lease for the duration of one step, heartbeating from a thread while it works."""
         self.acquire(run_id, log, describe, note)
-        with self.heart.beating(run_id, STEP, keep=lambda: self._take_back(run_id, STEP),
-                                held=lambda: self._slot.holder() == (run_id, STEP)):  # fmt: skip
+        with self._beating(run_id, STEP):
             yield
 
     @contextlib.contextmanager
@@ -238,10 +234,9 @@ class Lease:
                 _pause(holder, deadline)
                 continue
             if self._slot.claim(run_id, step):
-                if (working := self.heart.elsewhere(run_id, step)) is None:
+                if (working := self._given_back(run_id, step)) is None:
                     break
-                self._slot.free(run_id, step)  # freed from outside while that step works: it takes it back
-                _pause(Holder.beating(working), deadline)
+                _pause(working, deadline)
                 continue
             if holder is None:
                 self._slot.ensure(again=True)
@@ -255,12 +250,27 @@ class Lease:
             _pause(holder, deadline)
         self.heart.write(run_id, step)
         try:
-            with self.heart.beating(run_id, step, keep=lambda: self._take_back(run_id, step),
-                                    held=lambda: self._slot.holder() == (run_id, step)):  # fmt: skip
+            with self._beating(run_id, step):
                 yield None
         finally:
-            self.heart.let_go(run_id, step, lambda: self._slot.free(run_id, step),
-                              held=self._slot.holder() == (run_id, step))  # fmt: skip
+            self._let_go(run_id, step)
+
+    def _given_back(self, run_id: str, step: str) -> Holder | None:
+        """Just after a claim: the step at work that still holds the lease, its slot row freed from outside (a run
+        deleted from the UI). The claim is given back; that step takes its slot back on its next beat."""
+        if (working := self.heart.elsewhere(run_id, step)) is None:
+            return None
+        self._slot.free(run_id, step)
+        return Holder.beating(working)
+
+    def _beating(self, run_id: str, step: str):
+        return self.heart.beating(run_id, step, keep=lambda: self._take_back(run_id, step),
+                                  held=lambda: self._slot.holder() == (run_id, step))  # fmt: skip
+
+    def _let_go(self, run_id: str, step: str) -> bool:
+        """Free the slot `run_id` holds for `step`, its beat made idle first while it is held."""
+        held = self._slot.holder() == (run_id, step)
+        return self.heart.let_go(run_id, step, lambda: self._slot.free(run_id, step), held=held)
 
     def _take_back(self, run_id: str, step: str) -> None:
         """A step at work whose slot was freed from outside (its run deleted from the UI) holds it again."""

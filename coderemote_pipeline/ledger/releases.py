@@ -40,23 +40,22 @@ def passed(instance: dg.DagsterInstance, env: str, release: str) -> Passed | Non
     return Passed(env, release, found.record.commit, found.run_id, found.timestamp)
 
 
-def known_good_commit(instance: dg.DagsterInstance, env: str, release: str) -> str | None:
-    """The commit a rollback may put `release` back at in env without a new approval: the one its latest smoke there
-    passed with, or, for the release recorded live, the one users have now. Putting that one back is the repair of
-    an env split off its record, whatever its last smoke said (a rollback whose smoke failed stays on its target)."""
-    if (proof := passed(instance, env, release)) is not None:
-        return proof.commit
+def _good_commits(instance: dg.DagsterInstance, env: str, release: str) -> list[str]:
+    """The commits a rollback may put `release` back at in env without a new approval, best first: the one its
+    latest smoke there passed with, and, for the release recorded live, the one users have now. Putting that one
+    back is the repair of an env split off its record, whatever its last smoke said (a rollback whose smoke failed
+    stays on its target), and a tag moved since does not matter."""
+    found = [proof.commit] if (proof := passed(instance, env, release)) is not None else []
     live = recorded_live(instance, env)
-    return live.commit if live is not None and live.release == release and live.commit else None
+    return found + ([live.commit] if live is not None and live.release == release and live.commit else [])
+
+
+def known_good_commit(instance: dg.DagsterInstance, env: str, release: str) -> str | None:
+    return next(iter(_good_commits(instance, env, release)), None)
 
 
 def known_good(instance: dg.DagsterInstance, env: str, release: str, commit: str) -> bool:
-    """Whether `release` at `commit` may go back on env without a new approval: its latest smoke there passed at that
-    commit, or it is the env's recorded live release at that commit (a tag moved since does not matter)."""
-    if (proof := passed(instance, env, release)) is not None and proof.commit == commit:
-        return True
-    live = recorded_live(instance, env)
-    return live is not None and live.release == release and live.commit == commit
+    return commit in _good_commits(instance, env, release)
 
 
 def last_smoke_failed(instance: dg.DagsterInstance, env: str, release: str) -> str | None:
