@@ -15,7 +15,7 @@ from dagster._core.events import EngineEventData
 from coderemote_pipeline.cli.main import _short, main, parser
 from coderemote_pipeline.ledger.instance import open_instance
 from coderemote_pipeline.ledger.leases import Lease
-from coderemote_pipeline.local_stack.processes import process_place
+from coderemote_pipeline.ledger.process_place import process_place
 from coderemote_pipeline.rules import names
 from coderemote_pipeline.rules.environments import DEFAULT_INFRA_DIR
 from testkit.ledger_seed import Seeder

@@ -21,7 +21,7 @@ from sensor_kit import apply, settings_for, tick, verified_in_dev
 from coderemote_pipeline.actions.git_remote import GitRemote
 from coderemote_pipeline.definitions import build_defs
 from coderemote_pipeline.ledger.leases import Lease
-from coderemote_pipeline.local_stack.processes import process_place
+from coderemote_pipeline.ledger.process_place import process_place
 from coderemote_pipeline.resources.targets import local_resources
 from coderemote_pipeline.rules import names
 from coderemote_pipeline.rules.environments import Approval, load_policies

@@ -266,3 +266,46 @@ def test_a_lock_left_taken_by_a_signal_never_hangs_a_step_or_its_release(tmp_pat
         worker.join(timeout=60)
         assert not worker.is_alive(), "the step's end or the release hung on the beat's lock"
         assert lease.holder() is None
+
+
+HOLDER = """
+import sys, time
+from pathlib import Path
+from coderemote_pipeline.ledger.instance import open_instance
+from coderemote_pipeline.ledger.leases import Lease
+instance = open_instance(Path(sys.argv[1]))
+with Lease(instance, "dev").held(sys.argv[2], log=print, describe=str):
+    print("working", flush=True)
+    time.sleep(600)
+"""
+
+
+def test_a_step_killed_at_work_is_seen_gone_at_once_on_its_host(tmp_path):
+    """A step killed while at work, its run ended from outside (a forced terminate), left a working beat: the next
+    deploy waited it out (ALIVE_S), naming a pid that no longer existed. On the step's own host, its process is
+    known gone at once."""
+    with open_instance(tmp_path / "state") as instance:
+        ended, waiter = (dg.DagsterRun(job_name="redeploy_job", status=dg.DagsterRunStatus.STARTED) for _ in "ab")
+        for run in (ended, waiter):
+            instance.add_run(run)
+        step = subprocess.Popen([sys.executable, "-c", HOLDER, str(tmp_path / "state"), ended.run_id],
+                                stdout=subprocess.PIPE, text=True)  # fmt: skip
+        try:
+            assert step.stdout.readline().strip() == "working"
+            time.sleep(2.5)  # a beat from the step's thread
+            instance.report_run_canceled(ended, "force-terminated from the UI")
+            lease = Lease(instance, "dev")
+            assert lease.holder().working and lease.holder().pid == step.pid  # at work: not reclaimed
+            said: list[str] = []
+            with pytest.raises(LeaseBusy), lease.settling(waiter.run_id, defer_to=lambda _: False, patience=0.0):
+                pass
+            step.kill()
+            step.wait(timeout=30)
+            lease.acquire(waiter.run_id, log=said.append, describe=str)
+        finally:
+            if step.poll() is None:
+                step.kill()
+                step.wait(timeout=30)
+        assert lease.holder().run_id == waiter.run_id
+        assert not [line for line in said if line.startswith("waiting for")], said
+        assert any("reclaimed dev's deploy lease" in line for line in said), said

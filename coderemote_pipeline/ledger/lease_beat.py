@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import dagster as dg
 
 from coderemote_pipeline.ledger.lease_slot import STEP, is_settle
+from coderemote_pipeline.ledger.process_place import gone_from_here, process_place
 
 HEARTBEAT_S = 2.0
 # A step whose heartbeat is this fresh is working, whatever its run's status or the slot row says.
@@ -41,26 +42,39 @@ class Beat:
 
     def at_work(self) -> bool:
         """A step of it is still at work, recently enough that the step is alive."""
-        now = time.time()
         if self.workers:
-            return any(now - at < ALIVE_S for at in self.workers.values())
-        return self.working and now - (self.at or 0.0) < ALIVE_S
+            return bool(_alive(self.workers))
+        return self.working and time.time() - (self.at or 0.0) < ALIVE_S
 
     def others_at_work(self) -> bool:
         """A step of it works in another process than this one."""
-        now = time.time()
-        return any(now - at < ALIVE_S for token, at in self.workers.items() if token != _token())
+        return any(token != _token() for token in _alive(self.workers))
 
     def worker(self) -> tuple[int | None, str]:
-        """(pid, host) of its freshest worker, else of its writer."""
-        if not self.workers:
+        """(pid, host) of its freshest living worker, else of its freshest one, else of its writer."""
+        workers = _alive(self.workers) or self.workers
+        if not workers:
             return self.pid, self.where
-        pid, _, host = max(self.workers, key=lambda t: self.workers[t]).partition("@")
-        return int(pid), host
+        pid, _, place = max(workers, key=lambda t: workers[t]).partition("@")
+        return int(pid), place.partition("/")[0]
 
 
 def _token() -> str:
-    return f"{os.getpid()}@{socket.gethostname()}"
+    """This process as the beat names it: its pid where that pid means it (the host, its boot, its pid namespace)."""
+    return f"{os.getpid()}@{process_place() or socket.gethostname()}"
+
+
+def _alive(workers: dict[str, float]) -> dict[str, float]:
+    """The workers that beat within ALIVE_S and whose process is not known to have exited. A step killed while at
+    work (SIGKILL, or `kill` landing as its idle beat was skipped) is seen gone at once on its own host, instead of
+    making the next deploy wait out ALIVE_S for a process that no longer exists."""
+    now = time.time()
+    return {token: at for token, at in workers.items() if now - at < ALIVE_S and not _gone(token)}
+
+
+def _gone(token: str) -> bool:
+    pid, _, place = token.partition("@")
+    return pid.isdigit() and gone_from_here(place, int(pid))
 
 
 @dataclass(frozen=True)
@@ -130,7 +144,7 @@ class Heart:
         now, mine = time.time(), where is None
         current, workers = self.read(), {}
         if mine and current is not None and (current.run_id, current.step) == (run_id, step):
-            workers = {token: at for token, at in current.workers.items() if now - at < ALIVE_S}
+            workers = _alive(current.workers)
         workers.pop(_token(), None)
         if mine and working:
             workers[_token()] = now

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from coderemote_pipeline.ledger.process_place import process_exists
 from coderemote_pipeline.local_stack.errors import PartDidNotStart
 
 POLL_SECONDS = 0.1
@@ -63,36 +64,12 @@ def spawn(
     return process.pid
 
 
-def process_place() -> str:
-    """Where this process's pid means this process: the host, its boot (two machines may share a host name, and
-    every host's own pid namespace has the same number), and the pid namespace (two containers of one host)."""
-    try:
-        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-        namespace = str(os.stat("/proc/self/ns/pid").st_ino)
-    except OSError:
-        return ""  # nowhere to tell: a pid recorded here is never judged from elsewhere
-    return f"{socket.gethostname()}/{boot}/{namespace}"
-
-
 def pid_alive(pid: int | None) -> bool:
-    if not pid or pid <= 0:
-        return False
-    child = _CHILDREN.get(pid)
+    child = _CHILDREN.get(pid) if pid else None
     if child is not None and child.poll() is not None:
         del _CHILDREN[pid]
         return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    # The state letter follows the parenthesised command name, which may itself contain spaces.
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+    return process_exists(pid)
 
 
 def pid_matches(pid: int | None, fragment: str) -> bool:

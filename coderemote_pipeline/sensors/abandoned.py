@@ -13,7 +13,8 @@ from __future__ import annotations
 import dagster as dg
 
 from coderemote_pipeline.ledger.leases import Lease
-from coderemote_pipeline.local_stack.processes import pid_alive, process_place
+from coderemote_pipeline.ledger.process_place import process_place
+from coderemote_pipeline.local_stack.processes import pid_alive
 from coderemote_pipeline.rules import names
 
 # Queued and not-started runs have no process yet: the queue, not a process, holds them.

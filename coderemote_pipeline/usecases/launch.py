@@ -24,7 +24,7 @@ from coderemote_pipeline.actions.git_remote import GitRemote
 from coderemote_pipeline.definitions import reconstructable_deploy_job
 from coderemote_pipeline.ledger.figures import record_figures
 from coderemote_pipeline.ledger.leases import Lease
-from coderemote_pipeline.local_stack.processes import process_place
+from coderemote_pipeline.ledger.process_place import process_place
 from coderemote_pipeline.resources.targets import check_ready, resources_for, target_for
 from coderemote_pipeline.rules import names
 from coderemote_pipeline.rules.deployment import Deployment

@@ -1,0 +1,52 @@
+"""Where a pid means a process, and whether that process still exists: the ledger records which process works
+for a run or a step, and a record from this host, boot and pid namespace can be judged at once, without waiting
+out a heartbeat or a reclaim time."""
+
+from __future__ import annotations
+
+import functools
+import os
+import socket
+from pathlib import Path
+
+
+@functools.cache
+def _boot_and_namespace() -> str:
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        namespace = str(os.stat("/proc/self/ns/pid").st_ino)
+    except OSError:
+        return ""
+    return f"{boot}/{namespace}"
+
+
+def process_place() -> str:
+    """Where this process's pid means this process: the host, its boot (two machines may share a host name, and
+    every host's own pid namespace has the same number), and the pid namespace (two containers of one host)."""
+    here = _boot_and_namespace()
+    return f"{socket.gethostname()}/{here}" if here else ""  # "": nowhere to tell, never judged from elsewhere
+
+
+def process_exists(pid: int | None) -> bool:
+    """`pid` names a process of this pid namespace that has not exited (a zombie has)."""
+    if not pid or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    # The state letter follows the parenthesised command name, which may itself contain spaces.
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
+def gone_from_here(place: str, pid: int) -> bool:
+    """The process `pid` recorded at `place` is known to have exited: `place` is here and no such process exists.
+    A pid from elsewhere, or from before places were recorded, is never judged (False). A reused pid looks alive,
+    which only leaves the judging to the heartbeat's age."""
+    return bool(place) and place == process_place() and not process_exists(pid)
