@@ -367,6 +367,37 @@ def test_a_settle_whose_invalidation_times_out_records_the_env_back_and_says_how
     faults.assert_whole(before)
 
 
+def test_a_settle_whose_invalidation_hiccups_tries_it_again_and_clears_the_cdn(faults, monkeypatch, tmp_path):
+    """The settle put dev back, then CloudFront answered 503 once: nothing retries a settle, so it said the CDN may
+    still serve the failed release and printed a command to clear it by hand. It now tries again itself, as the
+    automatic rollback in smoke_result does."""
+    settings = faults.auto_rollback(tmp_path)
+    before = faults.live()["alias"]
+    commit = faults.change("its invalidation is refused, then the settle's hiccups once")
+    real_invalidate, calls = restore.invalidate, []
+
+    def refused(cf, distribution, paths, caller_reference):
+        error = {"Error": {"Code": "AccessDenied", "Message": "not allowed to invalidate"}}
+        raise botocore.exceptions.ClientError(error, "CreateInvalidation")
+
+    def hiccup(cf, distribution, paths, caller_reference):
+        calls.append((caller_reference, paths))
+        if len(calls) == 1:
+            raise botocore.exceptions.ClientError({"Error": {"Code": "ServiceUnavailable", "Message": "again"}},
+                                                  "CreateInvalidation")  # fmt: skip
+        return real_invalidate(cf, distribution, paths, caller_reference)
+
+    monkeypatch.setattr(cloudfront_invalidation, "invalidate", refused)
+    monkeypatch.setattr(restore, "invalidate", hiccup)
+    failed = run_deployment("dev", commit, settings=settings, instance=faults.instance, executor="serial", **QUIET)
+    monkeypatch.undo()
+    assert not failed.success and f"rolled back automatically: dev serves {before} again" in failed.failure
+    assert "CDN may still serve" not in failed.failure, failed.failure
+    assert len(calls) == 2 and calls[0] == calls[1] and "/config.json" in calls[1][1], calls
+    assert recorded_live(faults.instance, "dev").release == before
+    faults.assert_whole(before)
+
+
 def test_a_retry_where_the_env_kept_the_release_only_finishes_it(faults, monkeypatch):
     """auto_rollback off (dev): the failed release stays served, so the retry re-runs what failed, not the switch
     (re-switching a release already at 100 % would skip a canary's steps and its bake)."""

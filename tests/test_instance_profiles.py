@@ -9,20 +9,23 @@ import botocore.exceptions
 import dagster as dg
 import docker.errors
 import pytest
+import requests.exceptions
 import yaml
 
-from coderemote_pipeline.assets.retries import is_transient
+from coderemote_pipeline.actions.git_cli import RemoteUnreachable
 from coderemote_pipeline.cli.main import main
 from coderemote_pipeline.ledger.instance import open_instance, queue_note
 from coderemote_pipeline.ledger.run_queue import DeployRunQueue, missing_deploy_tags
-from coderemote_pipeline.local_stack.errors import DockerEngineDown, EmulatorDown, LocalStackNotRunning
+from coderemote_pipeline.local_stack.errors import DockerEngineDown, EmulatorDown, LocalStackNotRunning, RegistryDown
 from coderemote_pipeline.resources.docker_engine import ImageBuildFailed
 from coderemote_pipeline.resources.image_registry import RegistryError
 from coderemote_pipeline.rules import names
 from coderemote_pipeline.rules.deployment import Deployment
 from coderemote_pipeline.rules.environments import load_policies
 from coderemote_pipeline.rules.partitions import deployment_partitions_def, partition_key
+from coderemote_pipeline.rules.pulumi_update import StackBusy
 from coderemote_pipeline.rules.settings import Settings
+from coderemote_pipeline.rules.transient import is_transient
 from testkit.queue import RunWindow, max_in_progress_per_env
 from testkit.services import PROFILES_DIR, write_home
 
@@ -173,6 +176,12 @@ def _client_error(code: str, status: int) -> botocore.exceptions.ClientError:
         (docker.errors.APIError("nope", response=type("R", (), {"status_code": 404})()), False),
         (LocalStackNotRunning("no stack"), False),
         (ValueError("bad"), False),
+        (RegistryDown("registry restarting"), True),
+        (RemoteUnreachable("git remote did not answer"), True),
+        (StackBusy("another update is in progress"), True),
+        (requests.exceptions.ConnectionError("reset"), True),
+        # A deployed API answering 500 is the release's fault, for smoke to judge: not a part to try again.
+        (requests.exceptions.HTTPError("500", response=type("R", (), {"status_code": 500})()), False),
     ],
 )
 def test_only_infrastructure_hiccups_are_retried(exc, transient):

@@ -6,7 +6,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from coderemote_pipeline.rules.errors import UserError
+from coderemote_pipeline.rules.errors import Transient, UserError
 
 GIT_TIMEOUT_S = 120
 SYMLINK_MODE = "120000"
@@ -16,7 +16,7 @@ class GitError(UserError, RuntimeError):
     pass
 
 
-class RemoteUnreachable(GitError):
+class RemoteUnreachable(GitError, Transient):
     pass
 
 

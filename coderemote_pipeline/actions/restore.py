@@ -26,6 +26,7 @@ from coderemote_pipeline.ledger.records import LiveRecord
 from coderemote_pipeline.rules import frontend_files as ff
 from coderemote_pipeline.rules import stack_outputs as out
 from coderemote_pipeline.rules.errors import InfrastructureError
+from coderemote_pipeline.rules.transient import is_transient
 
 # More paths than this in a printed command: one wildcard instead (CloudFront bills a wildcard as one path).
 _LISTED_PATHS = 10
@@ -77,14 +78,13 @@ def cloudfront_not_cleared(target: EnvTarget, paths: list[str], cause: BaseExcep
     return CdnNotCleared(f"CloudFront distribution {distribution}", paths, cause, f"{wait} && {make}", watch or "")
 
 
-def restore(target: EnvTarget, to: LiveRecord, caller_reference: str, away_from: str | None = None,
-            retry_cdn: Callable[[BaseException], bool] = lambda _: False) -> list[str]:  # fmt: skip
+def restore(target: EnvTarget, to: LiveRecord, caller_reference: str, away_from: str | None = None) -> list[str]:
     """Make `target` serve `to` again (API, then site, then the CDN); the site paths that changed.
     `away_from`: the site release being left. The CDN forgets what differs between the two snapshots, not only what
     this flip changed: a retried restore finds the site flipped already while the CDN may still hold the release
     it left (and the same paths make the same caller reference return the same invalidation).
-    `retry_cdn`: which failures of the CDN's forgetting are worth another try here (the env serves `to` already:
-    retrying the whole step would judge the release it fled against what it serves now)."""
+    A transient failure of the CDN's forgetting is tried again here: the env serves `to` already, and retrying the
+    whole step would judge the release it fled against what it serves now (a settle has no retry at all)."""
     wanted = Serving(str(to.version), to.release, to.commit, to.digest, to.frontend_release or None)
     switched = switch(target, wanted)
     changed = switched.changed_paths
@@ -92,16 +92,16 @@ def restore(target: EnvTarget, to: LiveRecord, caller_reference: str, away_from:
         changed = store.changed_since(target.s3, target.outputs[out.FRONTEND_BUCKET], away_from, to.frontend_release)
     paths = ff.invalidation_paths(changed)
     if paths:
-        _forget(target, paths, caller_reference, retry_cdn)
+        _forget(target, paths, caller_reference)
     return changed
 
 
-def _forget(target: EnvTarget, paths: list[str], caller_reference: str, retry: Callable[[BaseException], bool]):
+def _forget(target: EnvTarget, paths: list[str], caller_reference: str):
     """CloudFront invalidates `paths` and the site's edge forgets them (locally varnish, which users hit), each
     whatever the other did; the edge's failure is the one reported, as the cache users hit."""
     distribution = target.outputs[out.CLOUDFRONT_DISTRIBUTION_ID]
-    cloudfront = _tried(lambda: invalidate(target.cf, distribution, paths, caller_reference), retry)
-    edge = _tried(lambda: target.site.forget(target.env, paths), retry)
+    cloudfront = _tried(lambda: invalidate(target.cf, distribution, paths, caller_reference))
+    edge = _tried(lambda: target.site.forget(target.env, paths))
     if edge is not None:
         try:
             command = target.site.forget_command(target.env, paths)
@@ -112,14 +112,14 @@ def _forget(target: EnvTarget, paths: list[str], caller_reference: str, retry: C
         raise cloudfront_not_cleared(target, paths, cloudfront) from cloudfront
 
 
-def _tried(act: Callable[[], object], retry: Callable[[BaseException], bool]) -> BaseException | None:
-    """Run `act`, again after 1 s then 2 s while `retry` says its failure is worth it; the last failure, or None."""
+def _tried(act: Callable[[], object]) -> BaseException | None:
+    """Run `act`, again after 1 s then 2 s while its failure is transient; the last failure, or None."""
     for attempt in range(CDN_TRIES):
         try:
             act()
             return None
         except CDN_ERRORS as exc:
-            if attempt + 1 < CDN_TRIES and retry(exc):
+            if attempt + 1 < CDN_TRIES and is_transient(exc):
                 time.sleep(2**attempt)
                 continue
             return exc
@@ -135,7 +135,6 @@ def restore_and_record(
     run_id: str,
     log_event: LogEvent | None = None,
     away_from: str | None = None,
-    retry_cdn: Callable[[BaseException], bool] = lambda _: False,
 ) -> Restored:
     """Restore `to` and record it as what the environment serves, with the reason and the run that did it.
     Raises CdnNotCleared with the record made when only the CDN's invalidation failed."""
@@ -143,7 +142,7 @@ def restore_and_record(
     live = replace(to, reason=reason, run_id=run_id, since=time.time())
     stale: CdnNotCleared | None = None
     try:
-        changed = restore(target, to, f"restore-{run_id}-{to.release}", away_from, retry_cdn)
+        changed = restore(target, to, f"restore-{run_id}-{to.release}", away_from)
     except CdnNotCleared as exc:  # the env serves `to` whole: recorded all the same
         changed, stale = exc.paths, exc
     record_live(instance, target.env, live, log_event)

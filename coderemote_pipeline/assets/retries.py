@@ -1,7 +1,6 @@
-"""Which stage failures are worth retrying: a part of the infrastructure that did not answer (the emulator or
-registry restarting, the Docker engine briefly away, a dropped connection, AWS throttling or a 5xx) is retried by
-the stages' RetryPolicy; anything else (a Dockerfile that fails, a refused release, an access error, a bad ref)
-fails at once with its own message, because repeating it cannot change the outcome.
+"""The stages' retries: a transient failure (rules/transient.py: a part of the infrastructure that did not answer)
+is retried by the RetryPolicy; anything else fails at once with its own message, because repeating it cannot change
+the outcome.
 
 Every stage is safe to repeat: infra is idempotent, images are found by build key, a published version is reused,
 uploads skip unchanged files, an invalidation is reused by its caller reference.
@@ -10,20 +9,13 @@ uploads skip unchanged files, an invalidation is reused by its caller reference.
 from __future__ import annotations
 
 import functools
-import socket
-import urllib.error
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-import botocore.exceptions
 import dagster as dg
-import docker.errors
-import requests.exceptions
 
-from coderemote_pipeline.actions.git_remote import RemoteUnreachable
-from coderemote_pipeline.local_stack.errors import DockerEngineDown, EmulatorDown, RegistryDown
 from coderemote_pipeline.rules.failures import INTERRUPTED
-from coderemote_pipeline.rules.pulumi_update import StackBusy
+from coderemote_pipeline.rules.transient import is_transient
 
 # Two more tries, 1 s then 2 s later (±50%): long enough for a restarting part, short enough that a part that
 # stays down fails the run within seconds, with the message that names it and the fix.
@@ -31,55 +23,7 @@ STAGE_RETRY_POLICY = dg.RetryPolicy(
     max_retries=2, delay=1.0, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
 )
 
-TRANSIENT_TYPES: tuple[type[BaseException], ...] = (
-    EmulatorDown,
-    RegistryDown,
-    DockerEngineDown,
-    RemoteUnreachable,
-    StackBusy,
-    ConnectionError,
-    TimeoutError,
-    socket.timeout,
-    botocore.exceptions.EndpointConnectionError,
-    botocore.exceptions.ConnectionClosedError,
-    botocore.exceptions.ReadTimeoutError,
-    botocore.exceptions.ConnectTimeoutError,
-    requests.exceptions.ConnectionError,
-    requests.exceptions.Timeout,
-)
-TRANSIENT_AWS_CODES = {"Throttling", "ThrottlingException", "TooManyRequestsException", "RequestLimitExceeded",
-                       "ServiceUnavailable", "ServiceUnavailableException", "InternalError", "InternalFailure",
-                       "SlowDown", "ResourceConflictException"}  # fmt: skip
-MAX_CHAIN = 6
-
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _transient_itself(exc: BaseException) -> bool:
-    if isinstance(exc, urllib.error.HTTPError):
-        return exc.code >= 500 or exc.code == 429
-    if isinstance(exc, (*TRANSIENT_TYPES, urllib.error.URLError)):
-        return True
-    if isinstance(exc, botocore.exceptions.ClientError):
-        error = exc.response.get("Error", {})
-        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-        return error.get("Code") in TRANSIENT_AWS_CODES or status >= 500
-    if isinstance(exc, docker.errors.APIError):
-        return exc.is_server_error()
-    return False
-
-
-def is_transient(exc: BaseException) -> bool:
-    """True when `exc`, or what it was raised from or while handling (errors here often say `from None` to keep
-    messages short, which still records the original as the context), is an infrastructure hiccup."""
-    seen = 0
-    current: BaseException | None = exc
-    while current is not None and seen < MAX_CHAIN:
-        if _transient_itself(current):
-            return True
-        current = current.__cause__ or current.__context__
-        seen += 1
-    return False
 
 
 def permanent_failures_fail_fast(stage: F) -> F:

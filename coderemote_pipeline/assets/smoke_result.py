@@ -12,7 +12,6 @@ from coderemote_pipeline.actions.smoke import smoke_checks
 from coderemote_pipeline.actions.switch import SwitchFailed
 from coderemote_pipeline.assets.bake import Baked, bake
 from coderemote_pipeline.assets.cloudfront_invalidation import cloudfront_invalidation
-from coderemote_pipeline.assets.retries import is_transient
 from coderemote_pipeline.assets.stage import STAGE_KWARGS, deploy_stage, deployment, upstream
 from coderemote_pipeline.ledger import shifts
 from coderemote_pipeline.ledger.live import record_live, recorded_live
@@ -137,8 +136,7 @@ def _after_failure(context, deploy: Deployment, reason: str, target: EnvTarget, 
     started, cdn = time.monotonic(), ""
     try:
         restore_and_record(context.instance, target, previous, reason=f"automatic rollback: {reason}",
-                           run_id=context.run.run_id, log_event=context.log_event, away_from=site,
-                           retry_cdn=is_transient)  # fmt: skip
+                           run_id=context.run.run_id, log_event=context.log_event, away_from=site)  # fmt: skip
     except CdnNotCleared as stale:
         cdn = f", {stale.hint()}"
     except (SwitchFailed, RuntimeError) as exc:

@@ -4,7 +4,7 @@ Every message names the part, its address and the command that fixes it: these e
 logs and the CLI, where the reader did not start the stack themselves.
 """
 
-from coderemote_pipeline.rules.errors import InfrastructureError
+from coderemote_pipeline.rules.errors import InfrastructureError, Transient
 
 UP_COMMAND = "coderemote-pipeline local up"
 
@@ -25,15 +25,15 @@ class BaseImageError(LocalStackError):
     """The local Python base image could not be built or imported."""
 
 
-class EmulatorDown(LocalStackError):
+class EmulatorDown(LocalStackError, Transient):
     """The AWS API emulator (moto) does not answer."""
 
 
-class RegistryDown(LocalStackError):
+class RegistryDown(LocalStackError, Transient):
     """The image registry (docker-registry) does not answer."""
 
 
-class DockerEngineDown(LocalStackError):
+class DockerEngineDown(LocalStackError, Transient):
     """No Docker engine answers at the recorded address."""
 
 

@@ -16,6 +16,11 @@ class InfrastructureError(UserError):
     """A part of the target (the emulator, the registry, a Docker engine, AWS) that does not answer."""
 
 
+class Transient(Exception):
+    """A part that did not answer this time (restarting, busy, a dropped connection): trying again in seconds may
+    succeed, unlike a refused release or a failing build (rules/transient.py)."""
+
+
 class DeployRefused(UserError, RuntimeError):
     """A release this environment may not take now (its policy, the gate, a window, an approval): says why."""
 

@@ -16,7 +16,7 @@ from typing import Any
 from coderemote_pipeline.rules import stack_outputs
 from coderemote_pipeline.rules.aws_errors import AwsCredentialsMissing, error_code
 from coderemote_pipeline.rules.environments import DEFAULT_INFRA_DIR
-from coderemote_pipeline.rules.errors import UserError
+from coderemote_pipeline.rules.errors import Transient, UserError
 
 PROGRAM_DIR = DEFAULT_INFRA_DIR / "pulumi"
 BOOTSTRAP_IMAGE_KEY = f"{stack_outputs.PROJECT}:bootstrap_image_uri"
@@ -37,7 +37,7 @@ class PulumiCliMissing(PulumiError, UserError):
     pass
 
 
-class StackBusy(PulumiError):
+class StackBusy(PulumiError, Transient):
     pass
 
 
