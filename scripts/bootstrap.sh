@@ -38,9 +38,10 @@ fi
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
-if [ ! -f .venv/.installed ] || [ pyproject.toml -nt .venv/.installed ]; then
+if [ ! -f .venv/.installed ] || [ pyproject.toml -nt .venv/.installed ] || [ constraints.txt -nt .venv/.installed ]; then
   echo "installing the project into .venv"
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e '.[dev]'
+  # constraints.txt: the versions the suite last passed with, so a fresh machine gets what CI tested
+  .venv/bin/python -m pip install -q -c constraints.txt -e '.[dev]'
   touch .venv/.installed
 fi
