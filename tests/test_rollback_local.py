@@ -18,8 +18,9 @@ from coderemote_pipeline.cli.main import main
 from coderemote_pipeline.definitions import build_defs
 from coderemote_pipeline.ledger.history import deploys
 from coderemote_pipeline.ledger.live import env_outputs, recorded_live
+from coderemote_pipeline.ledger.process_place import process_place
 from coderemote_pipeline.local_stack import LocalStack, load_stack_info
-from coderemote_pipeline.local_stack.processes import process_place, stop_pid
+from coderemote_pipeline.local_stack.processes import stop_pid
 from coderemote_pipeline.resources.targets import local_resources, target_for
 from coderemote_pipeline.rules import names
 from coderemote_pipeline.rules.environments import load_policies
