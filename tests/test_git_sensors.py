@@ -231,10 +231,12 @@ def test_a_deploy_killed_mid_step_does_not_hold_dev_back(settings, instance, rep
     monkeypatch.setenv("CODEREMOTE_LEASE_RECLAIM_S", "30")
     held = tick(settings, instance, MAIN, first.cursor)  # its heartbeat is fresh: it may be working
     assert held.run_requests == [] and "waiting for the dev deploy in progress" in held.skip
-    # Its last heartbeat, moved back past the shortest reclaim time the settings allow.
+    # Its last heartbeat, moved back past the shortest reclaim time the settings allow; its worker row went with its
+    # process (a row of a pid gone from this host is dropped at once).
     instance.run_storage.set_cursor_values(
         {"coderemote/lease/dev": json.dumps({"run_id": killed.run_id, "at": time.time() - 10, "where": "gone"})}
     )
+    Lease(instance, "dev").heart.workers.unmark((killed.run_id, "deploy"))
     monkeypatch.setenv("CODEREMOTE_LEASE_RECLAIM_S", "3")
     result = tick(settings, instance, MAIN, first.cursor)
     assert _only_request(result).tags["coderemote/commit"] == pushed

@@ -4,6 +4,7 @@ run ended while it waited for the lease never takes it."""
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -14,6 +15,7 @@ import pytest
 
 from coderemote_pipeline.ledger.instance import open_instance
 from coderemote_pipeline.ledger.leases import Lease, LeaseBusy, LeaseLost, pool
+from coderemote_pipeline.ledger.process_place import process_place
 
 RACER = """
 import sys, time
@@ -187,8 +189,11 @@ def test_the_next_step_of_a_run_deleted_while_it_held_the_lease_does_not_deploy(
 def _beat_from_another_process(lease: Lease, run_id: str) -> None:
     """A working beat of `run_id` written by another process (deploy_job's other parallel step)."""
     now, pid = time.time(), os.getpid() + 1
-    beat = {"run_id": run_id, "step": "deploy", "at": now, "where": "this-host", "working": True, "pid": pid,
-            "workers": {f"{pid}@this-host": now}}  # fmt: skip
+    beat = {"run_id": run_id, "step": "deploy", "at": now, "where": "this-host", "working": True, "pid": pid}
+    row = {"run_id": run_id, "step": "deploy", "worker": f"{pid}@this-host", "at": now}  # its own worker row
+    row_key = f"{lease.heart.key}/at/{pid}@this-host/{run_id}/deploy"
+    # One key a call: Dagster's set_cursor_values inserts none of several keys when one of them exists.
+    lease.instance.run_storage.set_cursor_values({row_key: json.dumps(row)})
     lease.instance.run_storage.set_cursor_values({lease.heart.key: json.dumps(beat)})
 
 
@@ -309,3 +314,34 @@ def test_a_step_killed_at_work_is_seen_gone_at_once_on_its_host(tmp_path):
         assert lease.holder().run_id == waiter.run_id
         assert not [line for line in said if line.startswith("waiting for")], said
         assert any("reclaimed dev's deploy lease" in line for line in said), said
+
+
+def test_a_step_stays_at_work_when_its_parallel_sibling_dies_having_written_the_last_beat(tmp_path):
+    """deploy_job's two steps shared one beat value (read, add yourself, write): one step's write could drop the
+    other's entry, and once the writer died (its process known gone at once), nobody looked at work while the other
+    step still worked, and the next deploy went on beside it. Each process now has a worker row of its own."""
+    with open_instance(tmp_path / "state") as instance:
+        run, waiter = (dg.DagsterRun(job_name="deploy_job", status=dg.DagsterRunStatus.STARTED) for _ in "ab")
+        for each in (run, waiter):
+            instance.add_run(each)
+        step = subprocess.Popen([sys.executable, "-c", HOLDER, str(tmp_path / "state"), run.run_id],
+                                stdout=subprocess.PIPE, text=True)  # fmt: skip
+        try:
+            assert step.stdout.readline().strip() == "working"
+            dead = subprocess.Popen(["true"])
+            dead.wait()
+            # The sibling wrote last, as if it had read the beat before this step's first write, then died.
+            place = f"{dead.pid}@{process_place()}"
+            last = {"run_id": run.run_id, "step": "deploy", "at": time.time(), "where": socket.gethostname(),
+                    "working": True, "pid": dead.pid, "workers": {place: time.time()}}  # fmt: skip
+            instance.run_storage.set_cursor_values({Lease(instance, "dev").heart.key: json.dumps(last)})
+            instance.report_run_canceled(run, "force-terminated from the UI")
+            lease = Lease(instance, "dev")
+            holder = lease.holder()
+            assert holder.working and holder.pid == step.pid, holder
+            assert not lease._reclaimed(holder, log=print) and lease.holder().run_id == run.run_id
+            with pytest.raises(LeaseBusy), lease.settling(waiter.run_id, defer_to=lambda _: False, patience=0.0):
+                pass
+        finally:
+            step.kill()
+            step.wait(timeout=30)

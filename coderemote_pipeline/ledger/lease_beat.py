@@ -1,8 +1,9 @@
 """The heartbeat beside an environment's deploy lease: who last said it was at work, when, and where (Beat), and who
 holds the lease as the slot and its beat tell together (Holder).
 
-One cursor value in the run storage per environment, written every HEARTBEAT_S by the step that holds the lease.
-It is the lease's second witness: the slot row can be freed from outside (deleting a run from the UI frees its
+One cursor value in the run storage per environment, written every HEARTBEAT_S by the step that holds the lease,
+and beside it one row per process at work (ledger/lease_workers.py), which only that process writes. They are the
+lease's second witness: the slot row can be freed from outside (deleting a run from the UI frees its
 concurrency slots, whatever its step still does), so a fresh "working" beat of another run counts as holding the
 lease, and the step that lost its slot that way takes it back on its next beat (ledger/leases.py).
 """
@@ -21,7 +22,7 @@ from dataclasses import dataclass, field
 import dagster as dg
 
 from coderemote_pipeline.ledger.lease_slot import STEP, is_settle
-from coderemote_pipeline.ledger.process_place import gone_from_here, process_place
+from coderemote_pipeline.ledger.lease_workers import Work, Workers, gone, token
 
 HEARTBEAT_S = 2.0
 # A step whose heartbeat is this fresh is working, whatever its run's status or the slot row says.
@@ -34,21 +35,19 @@ class Beat:
     step: str
     at: float | None  # None: a beat given on a waiter's clock to a holder that never wrote one
     where: str
-    working: bool
+    working: bool  # what its last writer said; whether a step of it works is its workers' to tell (at_work)
     pid: int | None = None  # the process that beats, on host `where`: the one to kill if its step hangs
-    # Each process whose step works under (run_id, step), with its last beat: deploy_job runs two steps at once,
-    # and one ending must not make the other look idle.
+    # Each process whose step works under (run_id, step), with its last beat (ledger/lease_workers.py): deploy_job
+    # runs two steps at once, and one ending must not make the other look idle.
     workers: dict[str, float] = field(default_factory=dict)
 
     def at_work(self) -> bool:
         """A step of it is still at work, recently enough that the step is alive."""
-        if self.workers:
-            return bool(_alive(self.workers))
-        return self.working and time.time() - (self.at or 0.0) < ALIVE_S
+        return bool(_alive(self.workers))
 
     def others_at_work(self) -> bool:
         """A step of it works in another process than this one."""
-        return any(token != _token() for token in _alive(self.workers))
+        return any(worker != token() for worker in _alive(self.workers))
 
     def worker(self) -> tuple[int | None, str]:
         """(pid, host) of its freshest living worker, else of its freshest one, else of its writer."""
@@ -59,22 +58,12 @@ class Beat:
         return int(pid), place.partition("/")[0]
 
 
-def _token() -> str:
-    """This process as the beat names it: its pid where that pid means it (the host, its boot, its pid namespace)."""
-    return f"{os.getpid()}@{process_place() or socket.gethostname()}"
-
-
 def _alive(workers: dict[str, float]) -> dict[str, float]:
     """The workers that beat within ALIVE_S and whose process is not known to have exited. A step killed while at
     work (SIGKILL, or `kill` landing as its idle beat was skipped) is seen gone at once on its own host, instead of
     making the next deploy wait out ALIVE_S for a process that no longer exists."""
     now = time.time()
-    return {token: at for token, at in workers.items() if now - at < ALIVE_S and not _gone(token)}
-
-
-def _gone(token: str) -> bool:
-    pid, _, place = token.partition("@")
-    return pid.isdigit() and gone_from_here(place, int(pid))
+    return {worker: at for worker, at in workers.items() if now - at < ALIVE_S and not gone(worker)}
 
 
 @dataclass(frozen=True)
@@ -108,6 +97,7 @@ class Heart:
 
     def __init__(self, instance: dg.DagsterInstance, env: str):
         self._storage, self.key = instance.run_storage, f"coderemote/lease/{env}"
+        self.workers = Workers(self._storage, self.key)
         # Serializes this process's writes: a release's idle beat is never overwritten by its own thread's last one.
         self._lock = threading.Lock()
         self._let_go: set[tuple[str, str]] = set()
@@ -124,55 +114,75 @@ class Heart:
             if taken:
                 self._lock.release()
 
-    def read(self) -> Beat | None:
+    def _main(self) -> dict | None:
         raw = self._storage.get_cursor_values({self.key}).get(self.key)
-        beat = json.loads(raw) if raw else None
-        if not beat:
+        return json.loads(raw) if raw else None
+
+    def read(self, of: Work | None = None) -> Beat | None:
+        """The beat of `of` (default: of the last writer): when it last beat, and which processes work for it."""
+        return self._beat(self._main(), self.workers.read(), of)
+
+    @staticmethod
+    def _beat(main: dict | None, rows: dict[Work, dict[str, float]], of: Work | None) -> Beat | None:
+        of = of or ((str(main.get("run_id", "")), str(main.get("step", STEP))) if main else None)
+        if of is None:
             return None
-        pid, workers = beat.get("pid"), beat.get("workers") or {}
-        return Beat(str(beat.get("run_id", "")), str(beat.get("step", STEP)), float(beat["at"]),
-                    str(beat.get("where", "")), bool(beat.get("working")), int(pid) if pid else None,
-                    {str(token): float(at) for token, at in workers.items()})  # fmt: skip
+        last = main if main and (main.get("run_id"), main.get("step", STEP)) == of else None
+        workers = rows.get(of, {})
+        if last is None and not workers:
+            return None
+        at = max(([float(last["at"])] if last else []) + list(workers.values()))
+        pid = last.get("pid") if last else None
+        return Beat(of[0], of[1], at, str(last.get("where", "")) if last else "", bool(last and last.get("working")),
+                    int(pid) if pid else None, workers)  # fmt: skip
 
     def write(self, run_id: str, step: str = STEP, working: bool = True) -> None:
         with self._serialized():
             self._write(run_id, step, working)
 
     def _write(self, run_id: str, step: str, working: bool, where: str | None = None) -> None:
-        """This process's beat for (run_id, step), keeping the fresh beats of its other workers (a read then a
-        write: a sibling's beat lost to a race is written again within HEARTBEAT_S, younger than ALIVE_S)."""
-        now, mine = time.time(), where is None
-        current, workers = self.read(), {}
-        if mine and current is not None and (current.run_id, current.step) == (run_id, step):
-            workers = _alive(current.workers)
-        workers.pop(_token(), None)
+        """This process's beat for (run_id, step): its own worker row (at work, or gone once idle), then the last
+        beat. In that order each way, so a process killed between the two never leaves a beat that says "at work"
+        with no row behind it, nor a row of a step that said it is idle."""
+        mine = where is None
         if mine and working:
-            workers[_token()] = now
-        value = {"run_id": run_id, "step": step, "at": now, "where": socket.gethostname() if mine else where,
-                 "working": bool(workers), "pid": os.getpid() if mine else None, "workers": workers}  # fmt: skip
+            self.workers.mark((run_id, step))
+        value = {"run_id": run_id, "step": step, "at": time.time(), "working": mine and working,
+                 "where": socket.gethostname() if mine else where, "pid": os.getpid() if mine else None}  # fmt: skip
         self._storage.set_cursor_values({self.key: json.dumps(value)})
+        if mine and not working:
+            self.workers.unmark((run_id, step))
 
     def give(self, run_id: str, step: str) -> None:
         """A beat on the caller's clock for a holder that never wrote one: silent from now on, it is gone. Never
-        over a step's working beat: the holder may be a waiter that claimed only to find that step at work."""
+        while a step is at work: the holder may be a waiter that claimed only to find that step at work."""
         with self._serialized():
-            beat = self.read()
-            if beat is None or not beat.at_work():
+            if not any(_alive(workers) for workers in self.workers.read().values()):
                 self._write(run_id, step, working=False, where="")
 
     def _last_is(self, run_id: str, step: str) -> bool:
-        beat = self.read()
-        return beat is not None and (beat.run_id, beat.step) == (run_id, step)
+        main = self._main()
+        return main is not None and (main.get("run_id"), main.get("step", STEP)) == (run_id, step)
 
     def sibling_at_work(self, run_id: str, step: str) -> bool:
         """Another process's step of this same run works (deploy_job runs two at once)."""
-        beat = self.read()
-        return beat is not None and (beat.run_id, beat.step) == (run_id, step) and beat.others_at_work()
+        beat = self.read((run_id, step))
+        return beat is not None and beat.others_at_work()
 
     def elsewhere(self, run_id: str, step: str) -> Beat | None:
-        """A fresh "working" beat of another holder than (run_id, step): a step at work, whoever the slot names."""
-        beat = self.read()
-        return beat if beat is not None and (beat.run_id, beat.step) != (run_id, step) and beat.at_work() else None
+        """A step at work for another holder than (run_id, step), whoever the slot names: the freshest."""
+        main, rows = self._main(), self.workers.read()
+        beats = [self._beat(main, rows, work) for work, workers in rows.items() if work != (run_id, step)]
+        working = [beat for beat in beats if beat is not None and beat.at_work()]
+        return max(working, key=lambda beat: beat.at or 0.0) if working else None
+
+    def _idle(self, run_id: str, step: str, *, held: bool) -> None:
+        """This process stops working for (run_id, step): an idle last beat while its slot is `held` and the beat
+        is its own (once the slot is free, the beat may be the next holder's), and its worker row gone."""
+        if held and self._last_is(run_id, step):
+            self._write(run_id, step, working=False)
+        else:
+            self.workers.unmark((run_id, step))
 
     def let_go(self, run_id: str, step: str, free: Callable[[], bool], *, held: bool) -> bool:
         """Stop beating for (run_id, step), say so with an idle beat while its slot is `held` (once the slot is
@@ -180,8 +190,7 @@ class Heart:
         free never takes this step for one still at work."""
         with self._serialized():
             self._let_go.add((run_id, step))
-            if held and self._last_is(run_id, step):
-                self._write(run_id, step, working=False)
+            self._idle(run_id, step, held=held)
             return free()
 
     @contextlib.contextmanager
@@ -208,5 +217,5 @@ class Heart:
             stop.set()
             thread.join(timeout=HEARTBEAT_S + 1)
             with contextlib.suppress(Exception), self._serialized():
-                if (run_id, step) not in self._let_go and held() and self._last_is(run_id, step):
-                    self._write(run_id, step, working=False)
+                if (run_id, step) not in self._let_go:
+                    self._idle(run_id, step, held=held())

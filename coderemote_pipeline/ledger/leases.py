@@ -71,10 +71,10 @@ class Lease:
         held = self._slot.holder()
         if held is None:
             return None
-        beat = self.heart.read()
         # A beat is the holder's own only for what it holds the lease for: a settle under an ended run's id must
         # not be judged by that run's last beat, minutes old.
-        if beat is None or (beat.run_id, beat.step) != held:
+        beat = self.heart.read(held)
+        if beat is None:
             return Holder(held[0], None, "", held[1])
         pid, host = beat.worker()
         return Holder(held[0], beat.at, host, held[1], beat.at_work(), pid)
