@@ -1,9 +1,13 @@
 """One deploy process of the lease's stress test (tests/test_lease_stress.py): run after run of one environment,
-each of one or two steps under the lease, logging when each step starts and stops working."""
+logging when each step starts and stops working. A run is one or two steps in this process (redeploy_job), or two
+steps at once, here and in a forked process, then a last one (deploy_job's parallel branches, then smoke_result)."""
 
+import contextlib
+import os
 import random
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import dagster as dg
@@ -12,9 +16,36 @@ from coderemote_pipeline.ledger.instance import open_instance
 from coderemote_pipeline.ledger.leases import Lease, LeaseBusy, LeaseLost
 
 TERMINAL = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
+Say = Callable[[str, str], None]
 
 
-def settle(lease: Lease, run_id: str, say, rng: random.Random) -> None:
+@contextlib.contextmanager
+def logging_to(log: Path):
+    with log.open("a", buffering=1) as out:
+        yield lambda event, run_id: out.write(f"{event} {time.time():.6f} {run_id}\n")
+
+
+def step(lease: Lease, run_id: str, say: Say, rng: random.Random) -> None:
+    with lease.held(run_id, log=lambda _: None, describe=str):
+        say("start", run_id)
+        time.sleep(rng.uniform(0.05, 0.6))
+        say("end", run_id)
+
+
+def sibling(state: Path, logs: Path, run_id: str, seed: int) -> int:
+    """The other parallel step of `run_id`, in a process of its own (it outlives this one if this one is killed)."""
+    pid = os.fork()
+    if pid:
+        return pid
+    try:  # the child: its own instance (nothing of the parent's storage is used after the fork)
+        with (open_instance(state) as instance, logging_to(logs / f"child-{os.getpid()}.log") as say,
+              contextlib.suppress(LeaseLost)):
+            step(Lease(instance, "dev"), run_id, say, random.Random(seed))
+    finally:
+        os._exit(0)
+
+
+def settle(lease: Lease, run_id: str, say: Say, rng: random.Random) -> None:
     """What the CLI does after its run ended: put the env back, under the lease's settle step."""
     try:
         with lease.settling(run_id, defer_to=lambda _: True, patience=3.0) as holder:
@@ -26,30 +57,35 @@ def settle(lease: Lease, run_id: str, say, rng: random.Random) -> None:
         say("busy", run_id)
 
 
+def deploy(instance: dg.DagsterInstance, state: Path, log: Path, run_id: str, say: Say, rng: random.Random) -> None:
+    lease = Lease(instance, "dev")
+    if rng.random() < 0.3:
+        child = sibling(state, log.parent, run_id, rng.randrange(10**6))
+        try:
+            step(lease, run_id, say, rng)
+        finally:
+            os.waitpid(child, 0)
+    else:
+        for _ in range(rng.choice((1, 2))):
+            step(lease, run_id, say, rng)
+            time.sleep(rng.uniform(0.0, 0.2))  # the pause between two steps of one run
+    step(lease, run_id, say, rng)
+    lease.release(run_id)
+
+
 def main(state: Path, log: Path, seed: int, until: float) -> None:
     rng = random.Random(seed)
-    with open_instance(state) as instance, log.open("a", buffering=1) as out:
-
-        def say(event: str, run_id: str) -> None:
-            out.write(f"{event} {time.time():.6f} {run_id}\n")
-
+    with open_instance(state) as instance, logging_to(log) as say:
         while time.time() < until:
-            run = dg.DagsterRun(job_name="redeploy_job", status=dg.DagsterRunStatus.STARTED)
+            run = dg.DagsterRun(job_name="deploy_job", status=dg.DagsterRunStatus.STARTED)
             instance.add_run(run)
             say("run", run.run_id)
-            lease = Lease(instance, "dev")
             try:
-                for _ in range(rng.choice((1, 2))):
-                    with lease.held(run.run_id, log=lambda _: None, describe=str):
-                        say("start", run.run_id)
-                        time.sleep(rng.uniform(0.05, 0.6))
-                        say("end", run.run_id)
-                    time.sleep(rng.uniform(0.0, 0.2))  # the pause between two steps of one run
-                lease.release(run.run_id)
+                deploy(instance, state, log, run.run_id, say, rng)
                 say("done", run.run_id)
             except LeaseLost:
                 say("lost", run.run_id)
-                settle(lease, run.run_id, say, rng)
+                settle(Lease(instance, "dev"), run.run_id, say, rng)
             ended = instance.get_run_by_id(run.run_id)
             if ended is not None and ended.status not in TERMINAL:
                 instance.report_run_canceled(ended, "the stress test's run ended")
