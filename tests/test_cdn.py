@@ -5,9 +5,10 @@ A hand-written CloudFront that answers from a script: the order of the calls is 
 import shlex
 from types import SimpleNamespace
 
+import botocore.exceptions
 import pytest
 
-from coderemote_pipeline.actions import cdn
+from coderemote_pipeline.actions import cdn, restore
 from coderemote_pipeline.actions.restore import cloudfront_not_cleared
 from coderemote_pipeline.local_stack.site_edge import ban_command
 
@@ -93,3 +94,31 @@ def test_the_edge_ban_matches_the_percent_encoded_urls_the_edge_sees():
     a compile error varnish answered 200 to, banning nothing."""
     ban = shlex.split(ban_command(6081, ["/my file.json", "/assets/*"]))
     assert ban[5] == "X-Path-Regex: ^(/my%20file\\.json|/assets/.*)$" and ban[-1] == "http://127.0.0.1:6081/"
+
+
+@pytest.mark.usefixtures("no_sleep")
+def test_the_tries_of_a_restores_invalidation_share_one_budget(monkeypatch):
+    """A transient error late in a 20-min wait is tried again in place: each try began its own budget, so three
+    tries could hold a settle (and the env's lease) for an hour. The script: a distribution that never deploys,
+    a clock a minute a call, and a throttled answer near the end of the first budget."""
+    clock = iter(range(0, 10**6, 60))
+    monkeypatch.setattr(cdn.time, "monotonic", lambda: next(clock))
+    monkeypatch.setattr(restore.time, "monotonic", lambda: next(clock))
+    monkeypatch.setattr(restore.time, "sleep", lambda _: None)
+    cf, tries = ScriptedCloudFront(["InProgress"], []), []
+    real_get = cf.get_distribution
+
+    def throttled_once(Id):
+        if len(cf.calls) == 15 and not tries:
+            tries.append("throttled")
+            raise botocore.exceptions.ClientError({"Error": {"Code": "Throttling", "Message": "slow down"}},
+                                                  "GetDistribution")  # fmt: skip
+        return real_get(Id)
+
+    cf.get_distribution = throttled_once
+    target = SimpleNamespace(env="dev", cf=cf, outputs={"cloudfront_distribution_id": "E1"}, aws_cli=("aws",),
+                             site=SimpleNamespace(forget=lambda env, paths: None))  # fmt: skip
+    with pytest.raises(restore.CdnNotCleared, match="still InProgress after 20 min"):
+        restore._forget(target, ["/index.html"], "restore-1")
+    assert tries == ["throttled"]
+    assert len(cf.calls) < 25, "the try after the throttled one began a budget of its own"

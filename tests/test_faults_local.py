@@ -214,7 +214,7 @@ def test_an_automatic_rollback_retried_after_its_invalidation_failed_still_inval
     commit = faults.change("smoke fails, then the CDN hiccups")
     real_invalidate, calls = restore.invalidate, []
 
-    def invalidate(cf, distribution, paths, caller_reference):
+    def invalidate(cf, distribution, paths, caller_reference, **_):
         calls.append((caller_reference, paths))
         if len(calls) == 1:
             error = {"Error": {"Code": "ServiceUnavailable", "Message": "try again"}}
@@ -241,7 +241,7 @@ def _invalidation_times_out(monkeypatch) -> list[list[str]]:
     """Every restore's invalidation waits past its budget (CloudFront still InProgress): the paths it was asked."""
     asked: list[list[str]] = []
 
-    def invalidate(cf, distribution, paths, caller_reference):
+    def invalidate(cf, distribution, paths, caller_reference, **_):
         asked.append(paths)
         raise cdn.InvalidationTimeout(f"invalidation I1 of distribution {distribution} is still InProgress after "
                                       "20 min; the files are live in the bucket, edge caches may be stale")  # fmt: skip
@@ -302,7 +302,7 @@ def test_an_automatic_rollback_whose_cdn_answers_503_every_time_says_so_after_it
     commit = faults.change("smoke fails, then the CDN is down")
     asked: list[list[str]] = []
 
-    def unavailable(cf, distribution, paths, caller_reference):
+    def unavailable(cf, distribution, paths, caller_reference, **_):
         asked.append(paths)
         error = {"Error": {"Code": "ServiceUnavailable", "Message": "try again"}}
         raise botocore.exceptions.ClientError(error, "CreateInvalidation")
@@ -353,7 +353,7 @@ def test_a_settle_whose_invalidation_times_out_records_the_env_back_and_says_how
     before = faults.live()["alias"]
     commit = faults.change("its invalidation is refused, then the settle's times out")
 
-    def refused(cf, distribution, paths, caller_reference):
+    def refused(cf, distribution, paths, caller_reference, **_):
         error = {"Error": {"Code": "AccessDenied", "Message": "not allowed to invalidate"}}
         raise botocore.exceptions.ClientError(error, "CreateInvalidation")
 
@@ -376,11 +376,11 @@ def test_a_settle_whose_invalidation_hiccups_tries_it_again_and_clears_the_cdn(f
     commit = faults.change("its invalidation is refused, then the settle's hiccups once")
     real_invalidate, calls = restore.invalidate, []
 
-    def refused(cf, distribution, paths, caller_reference):
+    def refused(cf, distribution, paths, caller_reference, **_):
         error = {"Error": {"Code": "AccessDenied", "Message": "not allowed to invalidate"}}
         raise botocore.exceptions.ClientError(error, "CreateInvalidation")
 
-    def hiccup(cf, distribution, paths, caller_reference):
+    def hiccup(cf, distribution, paths, caller_reference, **_):
         calls.append((caller_reference, paths))
         if len(calls) == 1:
             raise botocore.exceptions.ClientError({"Error": {"Code": "ServiceUnavailable", "Message": "again"}},

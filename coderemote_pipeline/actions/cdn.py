@@ -21,11 +21,13 @@ class Invalidation:
     seconds: float
 
 
-def invalidate(cf: Any, distribution: str, paths: list[str], caller_reference: str) -> Invalidation:
+def invalidate(cf: Any, distribution: str, paths: list[str], caller_reference: str, *,
+               started: float | None = None) -> Invalidation:  # fmt: skip
     """One invalidation of `paths`; the same caller reference (a retried step) returns the same invalidation.
     It waits first for the distribution's last change (the site's edge following a flip) to be deployed: made
-    before, it would let an edge still on the old origin cache the release before again, for a day."""
-    started = time.monotonic()
+    before, it would let an edge still on the old origin cache the release before again, for a day.
+    `started` (time.monotonic()): when the budget began, for a try after a failed one: one budget for them all."""
+    started = time.monotonic() if started is None else started
 
     def deployment() -> str:
         return cf.get_distribution(Id=distribution)["Distribution"]["Status"]

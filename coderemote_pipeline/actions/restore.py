@@ -100,7 +100,8 @@ def _forget(target: EnvTarget, paths: list[str], caller_reference: str):
     """CloudFront invalidates `paths` and the site's edge forgets them (locally varnish, which users hit), each
     whatever the other did; the edge's failure is the one reported, as the cache users hit."""
     distribution = target.outputs[out.CLOUDFRONT_DISTRIBUTION_ID]
-    cloudfront = _tried(lambda: invalidate(target.cf, distribution, paths, caller_reference))
+    began = time.monotonic()  # one 20-min budget for all its tries: a hiccup late in the wait does not renew it
+    cloudfront = _tried(lambda: invalidate(target.cf, distribution, paths, caller_reference, started=began))
     edge = _tried(lambda: target.site.forget(target.env, paths))
     if edge is not None:
         try:
