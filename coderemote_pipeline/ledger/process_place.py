@@ -13,9 +13,13 @@ from pathlib import Path
 @functools.cache
 def _boot_and_namespace() -> str:
     try:
+        # A /proc mounted for another pid namespace (`unshare -p` without a fresh /proc) answers for other
+        # processes than the pids this process sees: nothing here can be judged by it.
+        if int(os.readlink("/proc/self")) != os.getpid():
+            return ""
         boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
         namespace = str(os.stat("/proc/self/ns/pid").st_ino)
-    except OSError:
+    except (OSError, ValueError):
         return ""
     return f"{boot}/{namespace}"
 
