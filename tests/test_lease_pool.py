@@ -345,3 +345,20 @@ def test_a_step_stays_at_work_when_its_parallel_sibling_dies_having_written_the_
         finally:
             step.kill()
             step.wait(timeout=30)
+
+
+def test_no_pid_is_judged_where_proc_answers_for_another_pid_namespace(monkeypatch):
+    """Under `unshare -p` without a fresh /proc, /proc/<pid> is another namespace's process: a live worker could be
+    taken for gone. There, no place is recorded, and no pid judged."""
+    from coderemote_pipeline.ledger import process_place as places
+
+    here = process_place()
+    monkeypatch.setattr(places.os, "readlink", lambda path: "1" if path == "/proc/self" else os.readlink(path))
+    places._boot_and_namespace.cache_clear()
+    try:
+        assert process_place() == ""
+        assert not places.gone_from_here(here, 2**22 + 1) and not places.gone_from_here("", 2**22 + 1)
+    finally:
+        monkeypatch.undo()
+        places._boot_and_namespace.cache_clear()
+    assert process_place() == here and places.gone_from_here(here, 2**22 + 1)
