@@ -362,3 +362,74 @@ def test_no_pid_is_judged_where_proc_answers_for_another_pid_namespace(monkeypat
         monkeypatch.undo()
         places._boot_and_namespace.cache_clear()
     assert process_place() == here and places.gone_from_here(here, 2**22 + 1)
+
+
+INTERRUPTED_AS_THE_BEAT_STARTS = """
+import signal, sys, threading, time
+from pathlib import Path
+import dagster as dg
+from coderemote_pipeline.ledger.instance import open_instance
+from coderemote_pipeline.ledger.leases import Lease
+instance = open_instance(Path(sys.argv[1]))
+run = dg.DagsterRun(job_name="redeploy_job", status=dg.DagsterRunStatus.STARTED)
+instance.add_run(run)
+start = threading.Thread.start
+def start_then_interrupted(thread):
+    start(thread)
+    if thread.name.startswith("lease-beat"):
+        signal.raise_signal(signal.SIGINT)  # `kill PID` or Ctrl-C, the moment the beat's thread runs
+threading.Thread.start = start_then_interrupted
+try:
+    with Lease(instance, "dev").held(run.run_id, log=print, describe=str):
+        time.sleep(1)
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+time.sleep(2 * 2.0 + 0.5)  # two heartbeats
+beating = [t.name for t in threading.enumerate() if t.name.startswith("lease-beat")]
+print("still beating" if beating else "not beating", flush=True)
+"""
+
+
+def test_a_ctrl_c_as_the_beat_starts_never_leaves_it_beating(tmp_path):
+    """`kill PID` landing just as a step's beat thread started, before the block that stops it was entered: the
+    thread beat "working" for as long as the process lived, and the run's own settle, in that process, waited for
+    its step forever (fresh-clone CI and the suite: a killed deploy that never exited)."""
+    done = subprocess.run([sys.executable, "-c", INTERRUPTED_AS_THE_BEAT_STARTS, str(tmp_path / "state")],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.stdout.split() == ["interrupted", "not", "beating"], done.stdout + done.stderr[-2000:]
+
+
+@pytest.mark.parametrize("first_step", [True, False])
+def test_a_settle_never_works_beside_a_step_whose_run_ends_as_it_goes_on(tmp_path, monkeypatch, first_step):
+    """A step judged its run not ended, then said it was at work: a run ended in between was settled (the settle
+    takes over the slot its run holds, and saw no step at work) while the step went on deploying beside it. The
+    step now says it is at work first, then judges."""
+    with open_instance(tmp_path / "state") as instance:
+        run = dg.DagsterRun(job_name="redeploy_job", status=dg.DagsterRunStatus.STARTED)
+        instance.add_run(run)
+        lease, said = Lease(instance, "dev"), []
+        if not first_step:
+            with lease.held(run.run_id, log=print, describe=str):
+                pass  # the run's first step: it keeps the slot for the next one
+        judged = Lease._ended
+
+        def ended_then_settled(self, run_id: str) -> bool:
+            was = judged(self, run_id)
+            if run_id == run.run_id and not said:  # the run ends right after the step's look
+                instance.report_run_canceled(instance.get_run_by_id(run_id), "force-terminated from the UI")
+
+                def settle() -> None:
+                    try:
+                        with Lease(instance, "dev").settling(run_id, defer_to=lambda _: True, patience=1.0) as h:
+                            said.append("settled beside the step" if h is None else "deferred")
+                    except LeaseBusy:
+                        said.append("waited for the step")
+
+                settling = threading.Thread(target=settle)
+                settling.start()
+                settling.join(timeout=60)
+            return was
+
+        monkeypatch.setattr(Lease, "_ended", ended_then_settled)
+        lease.acquire(run.run_id, log=print, describe=str)  # it goes on: its run was not ended when it looked
+        assert said == ["waited for the step"]

@@ -129,6 +129,8 @@ class Heart:
             return None
         last = main if main and (main.get("run_id"), main.get("step", STEP)) == of else None
         workers = rows.get(of, {})
+        if not workers and last and last.get("workers"):  # written by the version before worker rows, until its
+            workers = {str(worker): float(at) for worker, at in last["workers"].items()}  # runs end: still at work
         if last is None and not workers:
             return None
         at = max(([float(last["at"])] if last else []) + list(workers.values()))
@@ -141,17 +143,15 @@ class Heart:
             self._write(run_id, step, working)
 
     def _write(self, run_id: str, step: str, working: bool, where: str | None = None) -> None:
-        """This process's beat for (run_id, step): its own worker row (at work, or gone once idle), then the last
-        beat. In that order each way, so a process killed between the two never leaves a beat that says "at work"
-        with no row behind it, nor a row of a step that said it is idle."""
+        """This process's beat for (run_id, step): its own worker row first (at work, or gone once idle), then the
+        last beat. Only rows tell who is at work, so a process killed between the two leaves no row of a step
+        that said it is idle."""
         mine = where is None
-        if mine and working:
-            self.workers.mark((run_id, step))
+        if mine:
+            (self.workers.mark if working else self.workers.unmark)((run_id, step))
         value = {"run_id": run_id, "step": step, "at": time.time(), "working": mine and working,
                  "where": socket.gethostname() if mine else where, "pid": os.getpid() if mine else None}  # fmt: skip
         self._storage.set_cursor_values({self.key: json.dumps(value)})
-        if mine and not working:
-            self.workers.unmark((run_id, step))
 
     def give(self, run_id: str, step: str) -> None:
         """A beat on the caller's clock for a holder that never wrote one: silent from now on, it is gone. Never
@@ -210,8 +210,8 @@ class Heart:
                         self._write(run_id, step, working=True)
 
         thread = threading.Thread(target=beat, name=f"lease-beat-{self.key}", daemon=True)
-        thread.start()
         try:
+            thread.start()  # inside: a signal landing as it returns still stops the thread
             yield
         finally:
             stop.set()

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator
 
 import dagster as dg
 
+from coderemote_pipeline.ledger.deferred_signals import signals_deferred
 from coderemote_pipeline.ledger.lease_beat import ALIVE_S, HEARTBEAT_S, Heart, Holder, at_work
 from coderemote_pipeline.ledger.lease_slot import STEP, Slot, is_settle, settle_step
 from coderemote_pipeline.rules.settings import lease_reclaim_s
@@ -131,15 +132,17 @@ class Lease:
         waited_since, reminded = None, 0.0
         while True:
             if self._slot.claim(run_id):
+                # At work before judged: a settle of this run that takes the slot over meanwhile finds this step.
+                self.heart.write(run_id)
                 if self._ended(run_id):
-                    self._slot.free(run_id, STEP)
+                    self._let_go(run_id, STEP)
                     raise self._lost(run_id)
                 if (holder := self._given_back(run_id, STEP)) is None:
-                    self.heart.write(run_id)
                     note(f"{LEASE_TAKEN} {self.env}")
                     if waited_since is not None:
                         log(f"{self.env} is free: going on after waiting {time.monotonic() - waited_since:.1f} s")
                     return
+                self.heart.workers.unmark((run_id, STEP))
             elif self._slot.holder() == (run_id, STEP):  # an earlier step of this run took it: the usual case
                 self._go_on(run_id)
                 return
@@ -162,11 +165,13 @@ class Lease:
     def _go_on(self, run_id: str) -> None:
         """The next step of a run that holds the lease: it goes on unless its run was ended or deleted meanwhile
         (a run deleted from the UI keeps its slot while a step works; its next one must not deploy)."""
+        self.heart.write(run_id)  # at work before judged, as in acquire
         if self._ended(run_id):
-            if not self.heart.sibling_at_work(run_id, STEP):  # else the slot is that step's until it ends
+            if self.heart.sibling_at_work(run_id, STEP):  # the slot is that step's until it ends
+                self.heart.workers.unmark((run_id, STEP))
+            else:
                 self._let_go(run_id, STEP)
             raise self._lost(run_id)
-        self.heart.write(run_id)
 
     def _reclaimed(self, holder: Holder, log: Callable[[str], None]) -> bool:
         """Free the lease of a holder that lost its claim (True: claim again); else False, and a holder that never
@@ -212,7 +217,9 @@ class Lease:
     def held(self, run_id: str, log: Callable[[str], None], describe: Callable[[str], str], note=lambda _: None):
         """Hold the lease for the duration of one step, heartbeating from a thread while it works."""
         self.acquire(run_id, log, describe, note)
-        with self._beating(run_id, STEP):
+        with contextlib.ExitStack() as beat:
+            with signals_deferred():  # the beat's thread never starts without the block that stops it
+                beat.enter_context(self._beating(run_id, STEP))
             yield
 
     @contextlib.contextmanager
@@ -250,7 +257,9 @@ class Lease:
             _pause(holder, deadline)
         self.heart.write(run_id, step)
         try:
-            with self._beating(run_id, step):
+            with contextlib.ExitStack() as beat:
+                with signals_deferred():
+                    beat.enter_context(self._beating(run_id, step))
                 yield None
         finally:
             self._let_go(run_id, step)
