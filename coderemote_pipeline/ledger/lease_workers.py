@@ -10,6 +10,7 @@ lease's beat (ledger/lease_beat.py), read by their common prefix.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -71,8 +72,8 @@ class Workers:
                 dropped.append((key, value))
                 continue
             found.setdefault((row["run_id"], row["step"]), {})[row["worker"]] = float(row["at"])
-        if dropped:
-            with self._storage.connect() as conn:
+        if dropped:  # housekeeping: a storage refusing it (busy, read-only) must not fail the read
+            with contextlib.suppress(Exception), self._storage.connect() as conn:
                 for key, value in dropped:  # a value rewritten meanwhile is a live process's: kept
                     conn.execute(KeyValueStoreTable.delete().where(and_(column.key == key, column.value == value)))
         return found

@@ -124,7 +124,7 @@ def _no_more_beats(lease: Lease, holder: Holder) -> bool:
         now = lease.holder()
         if now is None or (now.run_id, now.step) != (holder.run_id, holder.step):
             return True  # freed or reclaimed meanwhile
-        if now.beat != holder.beat:
+        if (now.beat or 0.0) > (holder.beat or 0.0):  # a new beat (a row dropped meanwhile only makes it older)
             return False
     return True
 
