@@ -2,6 +2,7 @@
 create its one-slot pool (the deploy lease) once: none of them fails for it, and the pool has exactly one slot. A
 run ended while it waited for the lease never takes it."""
 
+import contextlib
 import json
 import os
 import socket
@@ -285,66 +286,89 @@ with Lease(instance, "dev").held(sys.argv[2], log=print, describe=str):
 """
 
 
+@contextlib.contextmanager
+def _step_at_work(instance, tmp_path, job: str):
+    """A run whose step works under dev's lease in a process of its own, and a run that waits: (run, waiter, step)."""
+    run, waiter = (dg.DagsterRun(job_name=job, status=dg.DagsterRunStatus.STARTED) for _ in "ab")
+    for each in (run, waiter):
+        instance.add_run(each)
+    step = subprocess.Popen([sys.executable, "-c", HOLDER, str(tmp_path / "state"), run.run_id],
+                            stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert step.stdout.readline().strip() == "working"
+        yield run, waiter, step
+    finally:
+        if step.poll() is None:
+            step.kill()
+            step.wait(timeout=30)
+
+
 def test_a_step_killed_at_work_is_seen_gone_at_once_on_its_host(tmp_path):
     """A step killed while at work, its run ended from outside (a forced terminate), left a working beat: the next
     deploy waited it out (ALIVE_S), naming a pid that no longer existed. On the step's own host, its process is
     known gone at once."""
-    with open_instance(tmp_path / "state") as instance:
-        ended, waiter = (dg.DagsterRun(job_name="redeploy_job", status=dg.DagsterRunStatus.STARTED) for _ in "ab")
-        for run in (ended, waiter):
-            instance.add_run(run)
-        step = subprocess.Popen([sys.executable, "-c", HOLDER, str(tmp_path / "state"), ended.run_id],
-                                stdout=subprocess.PIPE, text=True)  # fmt: skip
-        try:
-            assert step.stdout.readline().strip() == "working"
-            time.sleep(2.5)  # a beat from the step's thread
-            instance.report_run_canceled(ended, "force-terminated from the UI")
-            lease = Lease(instance, "dev")
-            assert lease.holder().working and lease.holder().pid == step.pid  # at work: not reclaimed
-            said: list[str] = []
-            with pytest.raises(LeaseBusy), lease.settling(waiter.run_id, defer_to=lambda _: False, patience=0.0):
-                pass
-            step.kill()
-            step.wait(timeout=30)
-            lease.acquire(waiter.run_id, log=said.append, describe=str)
-        finally:
-            if step.poll() is None:
-                step.kill()
-                step.wait(timeout=30)
+    with open_instance(tmp_path / "state") as instance, _step_at_work(instance, tmp_path, "redeploy_job") as (
+        ended, waiter, step
+    ):
+        time.sleep(2.5)  # a beat from the step's thread
+        instance.report_run_canceled(ended, "force-terminated from the UI")
+        lease = Lease(instance, "dev")
+        assert lease.holder().working and lease.holder().pid == step.pid  # at work: not reclaimed
+        said: list[str] = []
+        with pytest.raises(LeaseBusy), lease.settling(waiter.run_id, defer_to=lambda _: False, patience=0.0):
+            pass
+        step.kill()
+        step.wait(timeout=30)
+        lease.acquire(waiter.run_id, log=said.append, describe=str)
         assert lease.holder().run_id == waiter.run_id
-        assert not [line for line in said if line.startswith("waiting for")], said
-        assert any("reclaimed dev's deploy lease" in line for line in said), said
+    assert not [line for line in said if line.startswith("waiting for")], said
+    assert any("reclaimed dev's deploy lease" in line for line in said), said
 
 
 def test_a_step_stays_at_work_when_its_parallel_sibling_dies_having_written_the_last_beat(tmp_path):
     """deploy_job's two steps shared one beat value (read, add yourself, write): one step's write could drop the
     other's entry, and once the writer died (its process known gone at once), nobody looked at work while the other
     step still worked, and the next deploy went on beside it. Each process now has a worker row of its own."""
-    with open_instance(tmp_path / "state") as instance:
-        run, waiter = (dg.DagsterRun(job_name="deploy_job", status=dg.DagsterRunStatus.STARTED) for _ in "ab")
-        for each in (run, waiter):
-            instance.add_run(each)
-        step = subprocess.Popen([sys.executable, "-c", HOLDER, str(tmp_path / "state"), run.run_id],
-                                stdout=subprocess.PIPE, text=True)  # fmt: skip
-        try:
-            assert step.stdout.readline().strip() == "working"
-            dead = subprocess.Popen(["true"])
-            dead.wait()
-            # The sibling wrote last, as if it had read the beat before this step's first write, then died.
-            place = f"{dead.pid}@{process_place()}"
-            last = {"run_id": run.run_id, "step": "deploy", "at": time.time(), "where": socket.gethostname(),
-                    "working": True, "pid": dead.pid, "workers": {place: time.time()}}  # fmt: skip
-            instance.run_storage.set_cursor_values({Lease(instance, "dev").heart.key: json.dumps(last)})
-            instance.report_run_canceled(run, "force-terminated from the UI")
-            lease = Lease(instance, "dev")
-            holder = lease.holder()
-            assert holder.working and holder.pid == step.pid, holder
-            assert not lease._reclaimed(holder, log=print) and lease.holder().run_id == run.run_id
-            with pytest.raises(LeaseBusy), lease.settling(waiter.run_id, defer_to=lambda _: False, patience=0.0):
-                pass
-        finally:
-            step.kill()
-            step.wait(timeout=30)
+    with open_instance(tmp_path / "state") as instance, _step_at_work(instance, tmp_path, "deploy_job") as (
+        run, waiter, step
+    ):
+        dead = subprocess.Popen(["true"])
+        dead.wait()
+        # The sibling wrote last, as if it had read the beat before this step's first write, then died.
+        place = f"{dead.pid}@{process_place()}"
+        last = {"run_id": run.run_id, "step": "deploy", "at": time.time(), "where": socket.gethostname(),
+                "working": True, "pid": dead.pid, "workers": {place: time.time()}}  # fmt: skip
+        instance.run_storage.set_cursor_values({Lease(instance, "dev").heart.key: json.dumps(last)})
+        instance.report_run_canceled(run, "force-terminated from the UI")
+        lease = Lease(instance, "dev")
+        holder = lease.holder()
+        assert holder.working and holder.pid == step.pid, holder
+        assert not lease._reclaimed(holder, log=print) and lease.holder().run_id == run.run_id
+        with pytest.raises(LeaseBusy), lease.settling(waiter.run_id, defer_to=lambda _: False, patience=0.0):
+            pass
+
+
+def test_a_step_never_goes_on_under_a_slot_its_parallel_sibling_claimed_only_for_a_moment(tmp_path):
+    """deploy_job's two first steps wait for dev while a deleted run's step still works (its slot freed). One
+    claims the slot, finds that step at work and gives it back; in that moment the other saw the slot its own
+    run's, went on, and deployed beside the deleted run's step (the lease's stress test found it)."""
+    with open_instance(tmp_path / "state") as instance, _step_at_work(instance, tmp_path, "deploy_job") as (
+        deleted, run, step
+    ):
+        instance.delete_run(deleted.run_id)  # Dagster frees its slot; its step works on
+        lease, said, went_on = Lease(instance, "dev"), [], threading.Event()
+        assert lease._slot.claim(run.run_id)  # one sibling's claim, about to be given back
+
+        def other_sibling() -> None:
+            lease.acquire(run.run_id, log=said.append, describe=str)
+            went_on.set()
+
+        threading.Thread(target=other_sibling, daemon=True).start()
+        assert not went_on.wait(timeout=1.5), "went on beside a step of another run at work"
+        assert said and said[0].startswith(f"waiting for {deleted.run_id}, whose step works in pid {step.pid}")
+        step.kill()
+        step.wait(timeout=30)
+        assert went_on.wait(timeout=30)  # that step gone, the slot its run holds is its own again
 
 
 def test_no_pid_is_judged_where_proc_answers_for_another_pid_namespace(monkeypatch):

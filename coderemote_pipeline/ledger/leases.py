@@ -143,15 +143,12 @@ class Lease:
                         log(f"{self.env} is free: going on after waiting {time.monotonic() - waited_since:.1f} s")
                     return
                 self.heart.workers.unmark((run_id, STEP))
-            elif self._slot.holder() == (run_id, STEP):  # an earlier step of this run took it: the usual case
-                self._go_on(run_id)
-                return
             elif (holder := self.holder()) is None:
                 self._slot.ensure(again=True)  # freed between the queries, or the pool was removed: claim again
                 continue
-            elif (holder.run_id, holder.step) == (run_id, STEP):
-                self._go_on(run_id)
-                return
+            elif (holder.run_id, holder.step) == (run_id, STEP):  # an earlier step of this run took it: the usual
+                if (holder := self._go_on(run_id)) is None:  # case, or a sibling that claimed it for a moment
+                    return
             elif self._reclaimed(holder, log):
                 continue
             if self._ended(run_id):
@@ -162,9 +159,11 @@ class Lease:
                 waited_since, reminded = waited_since or now, now
             time.sleep(POLL_S)
 
-    def _go_on(self, run_id: str) -> None:
-        """The next step of a run that holds the lease: it goes on unless its run was ended or deleted meanwhile
-        (a run deleted from the UI keeps its slot while a step works; its next one must not deploy)."""
+    def _go_on(self, run_id: str) -> Holder | None:
+        """The next step of a run that holds the lease: None, it goes on, unless its run was ended or deleted
+        meanwhile (a run deleted from the UI keeps its slot while a step works; its next one must not deploy).
+        Or the step of another run still at work, to wait for: the slot may be this run's only for a moment, a
+        parallel sibling's claim that it gives back on finding that step (a run deleted from the UI)."""
         self.heart.write(run_id)  # at work before judged, as in acquire
         if self._ended(run_id):
             if self.heart.sibling_at_work(run_id, STEP):  # the slot is that step's until it ends
@@ -172,6 +171,10 @@ class Lease:
             else:
                 self._let_go(run_id, STEP)
             raise self._lost(run_id)
+        if (working := self.heart.elsewhere(run_id, STEP)) is None:
+            return None
+        self.heart.workers.unmark((run_id, STEP))
+        return Holder.beating(working)
 
     def _reclaimed(self, holder: Holder, log: Callable[[str], None]) -> bool:
         """Free the lease of a holder that lost its claim (True: claim again); else False, and a holder that never
