@@ -457,3 +457,50 @@ def test_a_settle_never_works_beside_a_step_whose_run_ends_as_it_goes_on(tmp_pat
         monkeypatch.setattr(Lease, "_ended", ended_then_settled)
         lease.acquire(run.run_id, log=print, describe=str)  # it goes on: its run was not ended when it looked
         assert said == ["waited for the step"]
+
+
+def test_a_steps_beat_comes_at_once_not_a_heartbeat_after_it_starts(tmp_path):
+    """The claim's row had to stay fresh until the first beat, HEARTBEAT_S after the step started: a slow start (its
+    first event, a busy storage) let it age past ALIVE_S, and the run's own settle saw nobody at work."""
+    with open_instance(tmp_path / "state") as instance:
+        run = dg.DagsterRun(job_name="redeploy_job", status=dg.DagsterRunStatus.STARTED)
+        instance.add_run(run)
+        lease, taken = Lease(instance, "dev"), []
+        with lease.held(run.run_id, log=print, describe=str, note=lambda _: taken.append(time.time())):
+            time.sleep(0.5)
+            (at,) = lease.heart.read((run.run_id, "deploy")).workers.values()
+        assert at > taken[0], "no beat since the claim's"
+
+
+def test_a_beat_thread_that_cannot_start_fails_the_step_with_its_own_error(tmp_path, monkeypatch):
+    with open_instance(tmp_path / "state") as instance:
+        run = dg.DagsterRun(job_name="redeploy_job", status=dg.DagsterRunStatus.STARTED)
+        instance.add_run(run)
+        lease = Lease(instance, "dev")
+
+        def cannot_start(thread) -> None:
+            raise RuntimeError("can't start new thread")
+
+        monkeypatch.setattr(threading.Thread, "start", cannot_start)
+        with pytest.raises(RuntimeError, match="can't start new thread"), lease.held(run.run_id, print, str):
+            pass
+        monkeypatch.undo()
+        assert not lease.heart.read((run.run_id, "deploy")).workers  # and its row is gone
+
+
+def test_a_step_of_the_version_before_worker_rows_is_still_seen_at_work(tmp_path):
+    """A deploy started by the previous version (its beat names its workers in one value) and deleted from the UI
+    while at work: a claim by this version gives the slot back to it, as to a step with a row."""
+    with open_instance(tmp_path / "state") as instance:
+        old, new = (dg.DagsterRun(job_name="deploy_job", status=dg.DagsterRunStatus.STARTED) for _ in "ab")
+        for each in (old, new):
+            instance.add_run(each)
+        now = time.time()
+        beat = {"run_id": old.run_id, "step": "deploy", "at": now, "where": "vm", "working": True, "pid": 7,
+                "workers": {"7@vm": now}}  # fmt: skip
+        lease = Lease(instance, "dev")
+        instance.run_storage.set_cursor_values({lease.heart.key: json.dumps(beat)})
+        lease._slot.ensure()
+        assert lease._slot.claim(new.run_id)
+        assert lease._given_back(new.run_id, "deploy").run_id == old.run_id
+        assert lease._slot.holder() is None

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any, TypeVar
 
 import dagster as dg
@@ -55,16 +55,14 @@ def deploy_stage(stage: F) -> F:
     return permanent_failures_fail_fast(run)  # type: ignore[return-value]
 
 
-@contextmanager
-def lease_held(context, partition_key: str) -> Iterator[Lease]:
+def lease_held(context, partition_key: str) -> AbstractContextManager[Lease]:
     """The env's deploy lease, held and heartbeaten by this run's step for as long as it works: by every stage and by
     the app's checks, which are steps of their own between two stages (a check running minutes without a
-    heartbeat would let another deploy reclaim the lease from this working run)."""
+    heartbeat would let another deploy reclaim the lease from this working run). Lease.held itself, not wrapped in a
+    generator of its own: each one adds a moment where a Ctrl-C leaves the beat running until garbage collection."""
     env, _ = split_partition_key(partition_key)
-    lease = Lease(context.instance, env)
     describe = functools.partial(describe_run, context.instance)
-    with lease.held(context.run.run_id, context.log.warning, describe, context.log.info):
-        yield lease
+    return Lease(context.instance, env).held(context.run.run_id, context.log.warning, describe, context.log.info)
 
 
 def run_tags(context: dg.AssetExecutionContext) -> Mapping[str, str]:

@@ -21,17 +21,19 @@ STOPS = (signal.SIGINT, signal.SIGTERM)
 def signals_deferred() -> Iterator[None]:
     """Run the block whole; a stop signal that came meanwhile is raised again once it is done, to whatever handler
     was in place (only the main thread runs handlers: elsewhere there is nothing to hold back)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
+    before = {signum: signal.getsignal(signum) for signum in STOPS}
+    if threading.current_thread() is not threading.main_thread() or None in before.values():
+        yield  # None: a handler not set from Python, which could not be put back
         return
     came: list[int] = []
-    before = {signum: signal.getsignal(signum) for signum in STOPS}
-    for signum in STOPS:
-        signal.signal(signum, lambda received, _frame: came.append(received))
     try:
+        for signum in STOPS:  # inside the try: a signal landing between the two still gets both put back
+            signal.signal(signum, lambda received, _frame: came.append(received))
         yield
     finally:
-        for signum, handler in before.items():
-            signal.signal(signum, handler)
-        if came:
-            signal.raise_signal(came[0])
+        try:  # nested: a handler put back that raises at once never leaves the other one ours
+            signal.signal(signal.SIGTERM, before[signal.SIGTERM])
+        finally:
+            signal.signal(signal.SIGINT, before[signal.SIGINT])
+    if came:
+        signal.raise_signal(came[0])

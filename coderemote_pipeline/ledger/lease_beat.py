@@ -157,7 +157,7 @@ class Heart:
         """A beat on the caller's clock for a holder that never wrote one: silent from now on, it is gone. Never
         while a step is at work: the holder may be a waiter that claimed only to find that step at work."""
         with self._serialized():
-            if not any(_alive(workers) for workers in self.workers.read().values()):
+            if self.elsewhere("", "") is None:  # no step at work, of any run
                 self._write(run_id, step, working=False, where="")
 
     def _last_is(self, run_id: str, step: str) -> bool:
@@ -172,7 +172,8 @@ class Heart:
     def elsewhere(self, run_id: str, step: str) -> Beat | None:
         """A step at work for another holder than (run_id, step), whoever the slot names: the freshest."""
         main, rows = self._main(), self.workers.read()
-        beats = [self._beat(main, rows, work) for work, workers in rows.items() if work != (run_id, step)]
+        works = set(rows) | ({(main.get("run_id"), main.get("step", STEP))} if main and main.get("workers") else set())
+        beats = [self._beat(main, rows, work) for work in works if work != (run_id, step)]
         working = [beat for beat in beats if beat is not None and beat.at_work()]
         return max(working, key=lambda beat: beat.at or 0.0) if working else None
 
@@ -202,12 +203,16 @@ class Heart:
         stop = threading.Event()
 
         def beat() -> None:
-            while not stop.wait(HEARTBEAT_S):
+            # At once, then every HEARTBEAT_S: the row the claim wrote must not age past ALIVE_S while the step
+            # starts (its first event, a slow storage), or its own run's settle would see nobody at work.
+            while True:
                 # A missed beat only shortens the reclaim margin.
                 with contextlib.suppress(Exception), self._serialized():
                     if (run_id, step) not in self._let_go:
                         keep()
                         self._write(run_id, step, working=True)
+                if stop.wait(HEARTBEAT_S):
+                    return
 
         thread = threading.Thread(target=beat, name=f"lease-beat-{self.key}", daemon=True)
         try:
@@ -215,7 +220,8 @@ class Heart:
             yield
         finally:
             stop.set()
-            thread.join(timeout=HEARTBEAT_S + 1)
+            if thread.ident is not None:  # a thread that failed to start is not joined: its error is the one to see
+                thread.join(timeout=HEARTBEAT_S + 1)
             with contextlib.suppress(Exception), self._serialized():
                 if (run_id, step) not in self._let_go:
                     self._idle(run_id, step, held=held())

@@ -218,12 +218,12 @@ class Lease:
 
     @contextlib.contextmanager
     def held(self, run_id: str, log: Callable[[str], None], describe: Callable[[str], str], note=lambda _: None):
-        """Hold the lease for the duration of one step, heartbeating from a thread while it works."""
+        """Hold the lease for the duration of one step, heartbeating from a thread while it works. Yields itself."""
         self.acquire(run_id, log, describe, note)
         with contextlib.ExitStack() as beat:
             with signals_deferred():  # the beat's thread never starts without the block that stops it
                 beat.enter_context(self._beating(run_id, STEP))
-            yield
+            yield self
 
     @contextlib.contextmanager
     def settling(
