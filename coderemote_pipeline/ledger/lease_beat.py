@@ -59,11 +59,11 @@ class Beat:
 
 
 def _alive(workers: dict[str, float]) -> dict[str, float]:
-    """The workers that beat within ALIVE_S and whose process is not known to have exited. A step killed while at
-    work (SIGKILL, or `kill` landing as its idle beat was skipped) is seen gone at once on its own host, instead of
-    making the next deploy wait out ALIVE_S for a process that no longer exists."""
+    """The workers that beat within ALIVE_S. Those whose process is known to have exited are not among them (the
+    rows' reader drops them): a step killed at work is seen gone at once on its own host, instead of making the
+    next deploy wait out ALIVE_S for a process that no longer exists."""
     now = time.time()
-    return {worker: at for worker, at in workers.items() if now - at < ALIVE_S and not gone(worker)}
+    return {worker: at for worker, at in workers.items() if now - at < ALIVE_S}
 
 
 @dataclass(frozen=True)
@@ -130,7 +130,7 @@ class Heart:
         last = main if main and (main.get("run_id"), main.get("step", STEP)) == of else None
         workers = rows.get(of, {})
         if not workers and last and last.get("workers"):  # written by the version before worker rows, until its
-            workers = {str(worker): float(at) for worker, at in last["workers"].items()}  # runs end: still at work
+            workers = {str(w): float(at) for w, at in last["workers"].items() if not gone(w)}  # runs end: at work
         if last is None and not workers:
             return None
         at = max(([float(last["at"])] if last else []) + list(workers.values()))

@@ -132,22 +132,16 @@ class Lease:
         waited_since, reminded = None, 0.0
         while True:
             if self._slot.claim(run_id):
-                # At work before judged: a settle of this run that takes the slot over meanwhile finds this step.
-                self.heart.write(run_id)
-                if self._ended(run_id):
-                    self._let_go(run_id, STEP)
-                    raise self._lost(run_id)
-                if (holder := self._given_back(run_id, STEP)) is None:
+                if (holder := self._go_on(run_id, claimed=True)) is None:
                     note(f"{LEASE_TAKEN} {self.env}")
                     if waited_since is not None:
                         log(f"{self.env} is free: going on after waiting {time.monotonic() - waited_since:.1f} s")
                     return
-                self.heart.workers.unmark((run_id, STEP))
             elif (holder := self.holder()) is None:
                 self._slot.ensure(again=True)  # freed between the queries, or the pool was removed: claim again
                 continue
             elif (holder.run_id, holder.step) == (run_id, STEP):  # an earlier step of this run took it: the usual
-                if (holder := self._go_on(run_id)) is None:  # case, or a sibling that claimed it for a moment
+                if (holder := self._go_on(run_id, claimed=False)) is None:  # case, or a sibling's momentary claim
                     return
             elif self._reclaimed(holder, log):
                 continue
@@ -159,22 +153,26 @@ class Lease:
                 waited_since, reminded = waited_since or now, now
             time.sleep(POLL_S)
 
-    def _go_on(self, run_id: str) -> Holder | None:
-        """The next step of a run that holds the lease: None, it goes on, unless its run was ended or deleted
-        meanwhile (a run deleted from the UI keeps its slot while a step works; its next one must not deploy).
-        Or the step of another run still at work, to wait for: the slot may be this run's only for a moment, a
-        parallel sibling's claim that it gives back on finding that step (a run deleted from the UI)."""
-        self.heart.write(run_id)  # at work before judged, as in acquire
+    def _go_on(self, run_id: str, *, claimed: bool) -> Holder | None:
+        """A step of `run_id`, its run holding the slot (`claimed` by it just now, or by an earlier step): None, it
+        goes on. LeaseLost if its run was ended or deleted meanwhile (a run deleted from the UI keeps its slot while
+        a step works; its next one must not deploy). Or the step of another run still at work, to wait for: a claim
+        is given back to it, and a slot of this run may be a parallel sibling's claim about to be given back.
+        It says it is at work before it judges: a settle of this run taking the slot over meanwhile finds it."""
+        self.heart.write(run_id)
         if self._ended(run_id):
             if self.heart.sibling_at_work(run_id, STEP):  # the slot is that step's until it ends
                 self.heart.workers.unmark((run_id, STEP))
             else:
                 self._let_go(run_id, STEP)
             raise self._lost(run_id)
-        if (working := self.heart.elsewhere(run_id, STEP)) is None:
-            return None
-        self.heart.workers.unmark((run_id, STEP))
-        return Holder.beating(working)
+        if claimed:
+            working = self._given_back(run_id, STEP)
+        else:
+            working = Holder.beating(beat) if (beat := self.heart.elsewhere(run_id, STEP)) else None
+        if working is not None:
+            self.heart.workers.unmark((run_id, STEP))
+        return working
 
     def _reclaimed(self, holder: Holder, log: Callable[[str], None]) -> bool:
         """Free the lease of a holder that lost its claim (True: claim again); else False, and a holder that never
@@ -221,8 +219,7 @@ class Lease:
         """Hold the lease for the duration of one step, heartbeating from a thread while it works. Yields itself."""
         self.acquire(run_id, log, describe, note)
         with contextlib.ExitStack() as beat:
-            with signals_deferred():  # the beat's thread never starts without the block that stops it
-                beat.enter_context(self._beating(run_id, STEP))
+            self._start_beating(beat, run_id, STEP)
             yield self
 
     @contextlib.contextmanager
@@ -261,8 +258,7 @@ class Lease:
         self.heart.write(run_id, step)
         try:
             with contextlib.ExitStack() as beat:
-                with signals_deferred():
-                    beat.enter_context(self._beating(run_id, step))
+                self._start_beating(beat, run_id, step)
                 yield None
         finally:
             self._let_go(run_id, step)
@@ -275,9 +271,12 @@ class Lease:
         self._slot.free(run_id, step)
         return Holder.beating(working)
 
-    def _beating(self, run_id: str, step: str):
-        return self.heart.beating(run_id, step, keep=lambda: self._take_back(run_id, step),
-                                  held=lambda: self._slot.holder() == (run_id, step))  # fmt: skip
+    def _start_beating(self, stack: contextlib.ExitStack, run_id: str, step: str) -> None:
+        """The step's beat, entered on the caller's `stack` (already entered, so it always stops the beat) with stop
+        signals held back: its thread never starts without the block that stops it."""
+        with signals_deferred():
+            stack.enter_context(self.heart.beating(run_id, step, keep=lambda: self._take_back(run_id, step),
+                                                   held=lambda: self._slot.holder() == (run_id, step)))  # fmt: skip
 
     def _let_go(self, run_id: str, step: str) -> bool:
         """Free the slot `run_id` holds for `step`, its beat made idle first while it is held."""
