@@ -10,9 +10,15 @@ for its step forever.
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import ParamSpec, TypeVar
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 STOPS = (signal.SIGINT, signal.SIGTERM)
 
@@ -37,3 +43,33 @@ def signals_deferred() -> Iterator[None]:
             signal.signal(signal.SIGINT, before[signal.SIGINT])
     if came:
         signal.raise_signal(came[0])
+
+
+def entered_whole(func: Callable[P, Iterator[T]]) -> Callable[P, contextlib.AbstractContextManager[T]]:
+    """contextlib.contextmanager, whose generator is closed when its entry is cut by a stop signal after it
+    yielded: contextlib's `__enter__` still runs a few bytecodes there, and a signal's raise leaves the caller's
+    `with` never entered. The generator then stayed suspended inside its block (a lease's beat thread kept beating)
+    for as long as the raise's traceback was kept: the step's error, while the run's settle waited for that beat."""
+
+    @functools.wraps(func)
+    def whole(*args: P.args, **kwargs: P.kwargs) -> contextlib.AbstractContextManager[T]:
+        return _Whole(func(*args, **kwargs))
+
+    return whole
+
+
+class _Whole(contextlib.AbstractContextManager):
+    def __init__(self, generator: Iterator[T]) -> None:
+        self._generator = generator
+        self._entry = contextlib.contextmanager(lambda: generator)()
+
+    def __enter__(self) -> T:
+        try:
+            return self._entry.__enter__()
+        except BaseException:
+            if inspect.getgeneratorstate(self._generator) == inspect.GEN_SUSPENDED:
+                self._generator.close()  # it yielded: its block is left as if the caller's `with` had raised
+            raise
+
+    def __exit__(self, *exc_info):
+        return self._entry.__exit__(*exc_info)

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 
 import dagster as dg
 
-from coderemote_pipeline.ledger.deferred_signals import signals_deferred
+from coderemote_pipeline.ledger.deferred_signals import entered_whole, signals_deferred
 from coderemote_pipeline.ledger.lease_beat import ALIVE_S, HEARTBEAT_S, Heart, Holder, at_work
 from coderemote_pipeline.ledger.lease_slot import STEP, Slot, is_settle, settle_step
 from coderemote_pipeline.rules.settings import lease_reclaim_s
@@ -214,7 +214,7 @@ class Lease:
         if self._let_go(run_id, STEP):
             note(f"{LEASE_RELEASED} {self.env}")
 
-    @contextlib.contextmanager
+    @entered_whole
     def held(self, run_id: str, log: Callable[[str], None], describe: Callable[[str], str], note=lambda _: None):
         """Hold the lease for the duration of one step, heartbeating from a thread while it works. Yields itself."""
         self.acquire(run_id, log, describe, note)
@@ -222,7 +222,7 @@ class Lease:
             self._start_beating(beat, run_id, STEP)
             yield self
 
-    @contextlib.contextmanager
+    @entered_whole
     def settling(
         self, run_id: str, defer_to: Callable[[str], bool], patience: float | None = None
     ) -> Iterator[Holder | None]:
