@@ -92,3 +92,22 @@ def test_entered_whole_keeps_contextmanager_semantics():
 
     with pytest.raises(RuntimeError, match="didn't yield"), never_yields():
         pass
+
+
+def test_entering_one_entry_again_inside_its_block_leaves_the_outer_block_its_generator():
+    """contextlib refuses a second entry (its arguments are gone); that error must not close the first block."""
+    trail = []
+
+    @entered_whole
+    def block():
+        try:
+            yield
+        finally:
+            trail.append("closed")
+
+    entry = block()
+    with entry:
+        with pytest.raises(AttributeError), entry:
+            pass
+        trail.append("outer block goes on")
+    assert trail == ["outer block goes on", "closed"]

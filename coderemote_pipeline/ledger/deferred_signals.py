@@ -49,7 +49,8 @@ def entered_whole(func: Callable[P, Iterator[T]]) -> Callable[P, contextlib.Abst
     """contextlib.contextmanager, whose generator is closed when its entry is cut by a stop signal after it
     yielded: contextlib's `__enter__` still runs a few bytecodes there, and a signal's raise leaves the caller's
     `with` never entered. The generator then stayed suspended inside its block (a lease's beat thread kept beating)
-    for as long as the raise's traceback was kept: the step's error, while the run's settle waited for that beat."""
+    for as long as the raise's traceback was kept: the step's error, while the run's settle waited for that beat.
+    Only for a plain `with`: ExitStack.enter_context still runs a few lines before it registers the exit."""
 
     @functools.wraps(func)
     def whole(*args: P.args, **kwargs: P.kwargs) -> contextlib.AbstractContextManager[T]:
@@ -64,10 +65,11 @@ class _Whole(contextlib.AbstractContextManager):
         self._entry = contextlib.contextmanager(lambda: generator)()
 
     def __enter__(self) -> T:
+        starting = inspect.getgeneratorstate(self._generator) == inspect.GEN_CREATED  # not a re-entry's error
         try:
             return self._entry.__enter__()
         except BaseException:
-            if inspect.getgeneratorstate(self._generator) == inspect.GEN_SUSPENDED:
+            if starting and inspect.getgeneratorstate(self._generator) == inspect.GEN_SUSPENDED:
                 self._generator.close()  # it yielded: its block is left as if the caller's `with` had raised
             raise
 
