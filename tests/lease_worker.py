@@ -1,6 +1,7 @@
 """One deploy process of the lease's stress test (tests/test_lease_stress.py): run after run of one environment,
 logging when each step starts and stops working. A run is one or two steps in this process (redeploy_job), or two
-steps at once, here and in a forked process, then a last one (deploy_job's parallel branches, then smoke_result)."""
+steps at once, here and in a forked process, then a last one (deploy_job's parallel branches, then smoke_result).
+A stop signal (SIGINT) fails the run at work, which this process then settles, and it goes on with the next run."""
 
 import contextlib
 import os
@@ -28,8 +29,10 @@ def logging_to(log: Path):
 def step(lease: Lease, run_id: str, say: Say, rng: random.Random) -> None:
     with lease.held(run_id, log=lambda _: None, describe=str):
         say("start", run_id)
-        time.sleep(rng.uniform(0.05, 0.6))
-        say("end", run_id)
+        try:
+            time.sleep(rng.uniform(0.05, 0.6))
+        finally:  # a stop (Ctrl-C) ends the work here too
+            say("end", run_id)
 
 
 def sibling(state: Path, logs: Path, run_id: str, seed: int) -> int:
@@ -51,8 +54,10 @@ def settle(lease: Lease, run_id: str, say: Say, rng: random.Random) -> None:
         with lease.settling(run_id, defer_to=lambda _: True, patience=3.0) as holder:
             if holder is None:  # held: else a deploy of the env owns it now, and is settled in turn
                 say("start", f"{run_id}:settle")
-                time.sleep(rng.uniform(0.05, 0.3))
-                say("end", f"{run_id}:settle")
+                try:
+                    time.sleep(rng.uniform(0.05, 0.3))
+                finally:
+                    say("end", f"{run_id}:settle")
     except LeaseBusy:
         say("busy", run_id)
 
@@ -73,22 +78,38 @@ def deploy(instance: dg.DagsterInstance, state: Path, log: Path, run_id: str, sa
     lease.release(run_id)
 
 
+def one_run(instance: dg.DagsterInstance, state: Path, log: Path, say: Say, rng: random.Random) -> None:
+    run = dg.DagsterRun(job_name="deploy_job", status=dg.DagsterRunStatus.STARTED)
+    instance.add_run(run)
+    say("run", run.run_id)
+    try:
+        deploy(instance, state, log, run.run_id, say, rng)
+        say("done", run.run_id)
+    except LeaseLost:
+        say("lost", run.run_id)
+        settle(Lease(instance, "dev"), run.run_id, say, rng)
+    except KeyboardInterrupt:
+        # Ctrl-C or `kill PID` (cli/outlive.py): the run fails and this process settles it, the raise kept
+        # meanwhile, as Dagster keeps a step's error.
+        say("stopped", run.run_id)
+        if (stopped := instance.get_run_by_id(run.run_id)) is not None and stopped.status not in TERMINAL:
+            instance.report_run_failed(stopped, "stopped (Ctrl-C)")
+        settle(Lease(instance, "dev"), run.run_id, say, rng)
+    ended = instance.get_run_by_id(run.run_id)
+    if ended is not None and ended.status not in TERMINAL:
+        instance.report_run_canceled(ended, "the stress test's run ended")
+
+
 def main(state: Path, log: Path, seed: int, until: float) -> None:
     rng = random.Random(seed)
     with open_instance(state) as instance, logging_to(log) as say:
-        while time.time() < until:
-            run = dg.DagsterRun(job_name="deploy_job", status=dg.DagsterRunStatus.STARTED)
-            instance.add_run(run)
-            say("run", run.run_id)
+        while True:
             try:
-                deploy(instance, state, log, run.run_id, say, rng)
-                say("done", run.run_id)
-            except LeaseLost:
-                say("lost", run.run_id)
-                settle(Lease(instance, "dev"), run.run_id, say, rng)
-            ended = instance.get_run_by_id(run.run_id)
-            if ended is not None and ended.status not in TERMINAL:
-                instance.report_run_canceled(ended, "the stress test's run ended")
+                if time.time() >= until:
+                    break
+                one_run(instance, state, log, say, rng)
+            except KeyboardInterrupt:  # a stop between runs, or in a settle: its run is left to the reclaim time
+                say("stopped", "-")
 
 
 if __name__ == "__main__":

@@ -1,9 +1,9 @@
 """The deploy lease under a random mix of what happens to real deploys: several processes deploying one environment
-run after run, while runs are deleted from the UI, force-terminated, and their processes killed (then marked
-failed, as the abandoned-run sensor does, or left for the lease's reclaim time); a run ended from outside is
-settled by its own process; some runs work in two processes at once (deploy_job's parallel branches). Whatever
-the interleaving, steps of two runs (a settle is one) never work on the environment at the same time, and every
-process finishes.
+run after run, while runs are deleted from the UI, force-terminated, stopped (Ctrl-C: the run fails and its
+process settles it), and their processes killed (then marked failed, as the abandoned-run sensor does, or left for
+the lease's reclaim time); a run ended from outside is settled by its own process; some runs work in two processes
+at once (deploy_job's parallel branches). Whatever the interleaving, steps of two runs (a settle is one) never work
+on the environment at the same time, and every process finishes.
 
 Hand-written scenarios (tests/test_lease_pool.py) each pin one interleaving; this one looks for those nobody wrote.
 CODEREMOTE_LEASE_STRESS_SEED replays a failing mix (the seed is in the failure's message)."""
@@ -34,6 +34,7 @@ class Deploys:
         self.state, self.logs, self.seed, self.until = state, logs, seed, until
         self.processes: list[subprocess.Popen] = []
         self.killed: dict[Path, float] = {}
+        self.interrupted: dict[int, float] = {}
         self.env = {**os.environ, "CODEREMOTE_LEASE_RECLAIM_S": RECLAIM_S}
 
     def start(self) -> None:
@@ -57,6 +58,23 @@ class Deploys:
         runs = [line.split()[2] for line in lines if line.startswith("run ")]
         return runs[-1] if runs else None
 
+    def interrupt(self, rng: random.Random) -> bool:
+        """SIGINT (Ctrl-C) to one worker busy with its runs and not stopped in the last 5 s (one stop at a time,
+        as a user gives them)."""
+        if time.time() > self.until - 1.0:
+            return False  # a worker past its last run leaves its loop: a stop there would be the test's own error
+        now, ready = time.monotonic(), []
+        for i, process in enumerate(self.processes):
+            log = self.logs / f"worker-{i}.log"
+            if process.poll() is None and log.exists() and now - self.interrupted.get(i, 0.0) > 5.0:
+                ready += [i] if "run " in log.read_text() else []
+        if not ready:
+            return False
+        i = rng.choice(ready)
+        self.interrupted[i] = now
+        self.processes[i].send_signal(signal.SIGINT)
+        return True
+
     def stop(self) -> None:
         for process in self.processes:
             if process.poll() is None:
@@ -70,8 +88,10 @@ def _disturb(instance: dg.DagsterInstance, deploys: Deploys, rng: random.Random,
     running = [r.run_id for r in instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED]))]
     target = holder.run_id if holder is not None and rng.random() < 0.7 else (rng.choice(running) if running else None)
     run = instance.get_run_by_id(target) if target else None
-    action = rng.choice(("delete", "terminate", "kill", "nothing", "nothing"))
-    if action == "kill" and done["kill"] < 3:
+    action = rng.choice(("delete", "terminate", "kill", "stop", "nothing", "nothing"))
+    if action == "stop" and deploys.interrupt(rng):
+        pass
+    elif action == "kill" and done["kill"] < 3:
         orphan = deploys.kill(rng)
         deploys.start()
         lease = Lease(instance, "dev")
@@ -135,7 +155,7 @@ def test_two_steps_never_work_on_one_environment_at_once_whatever_happens_to_the
     logs.mkdir()
     open_instance(state).dispose()
     deploys = Deploys(state, logs, seed, until=time.time() + 4 + DURATION_S)  # 4 s: the workers load their modules
-    done = {"delete": 0, "terminate": 0, "kill": 0}
+    done = {"delete": 0, "terminate": 0, "kill": 0, "stop": 0}
     try:
         for _ in range(WORKERS):
             deploys.start()
