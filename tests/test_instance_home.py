@@ -80,3 +80,33 @@ def test_a_storage_directory_the_team_config_names_elsewhere_is_the_instance_s_o
     monkeypatch.setattr(dg.DagsterInstance, "from_config", fails)
     with pytest.raises(InstanceUnusable, match=r"storage cannot be opened .*elsewhere/storage/history/runs\.db"):
         open_instance(tmp_path / "state")
+
+
+@pytest.mark.parametrize(
+    ("written", "said", "never"),
+    [
+        ("root:x:0:0:SECRETNAME:/root:/bin/bash\n", ": expected a mapping of keys at the top level: fix it", "SECRET"),
+        ("- a list\n", ": expected a mapping of keys at the top level: fix it", "a list"),
+        ("alice:$6$salt$SECRETHASH:20228:0:99999:7::\n", "(an unknown key at the root that is not a key name (is this "
+         "the right file?))", "SECRET"),
+        ("telemtry:\n  enabled: false\n", "(unknown key 'telemtry' at the root; did you mean 'telemetry'?)", None),
+        ("telemetry:\n  enabld: false\n", "(unknown key 'enabld' in telemetry; did you mean 'enabled'?)", None),
+        ("run_storage:\n  module: x\n", "(missing key 'class' in run_storage)", None),
+        ("run_monitoring:\n  enabled: true\n  poll_interval_seconds: SECRETVALUE\n",
+         "(the value in run_monitoring.poll_interval_seconds is not Int)", "SECRET"),
+        ("telemetry:\n  enabled: 'SECRET\n", "(not valid YAML at line 3, column 1: while scanning a quoted scalar, "
+         "found unexpected end of stream)", "SECRET"),
+    ],
+    ids=["passwd-line", "list", "shadow-line", "typo", "nested-typo", "missing", "type", "yaml"],
+)  # fmt: skip
+def test_a_dagster_yaml_dagster_refuses_is_one_line_without_its_text(tmp_path, monkeypatch, written, said, never):
+    """Dagster quotes the file (a key it does not know verbatim, a value, a whole file that is no mapping): a
+    DAGSTER_HOME pointed at the wrong place printed a host file's lines."""
+    (tmp_path / "home").mkdir()
+    (tmp_path / "home" / "dagster.yaml").write_text(written)
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    with pytest.raises(InstanceUnusable) as refused:
+        open_instance(tmp_path / "state")
+    message = str(refused.value)
+    assert said in message and "\n" not in message and "Traceback" not in message
+    assert never is None or never not in message

@@ -99,7 +99,7 @@ def test_a_credential_in_the_remote_url_is_refused_and_never_shown(env, capsys, 
         (["history", "dev"], {"DAGSTER_HOME": "{tmp}/a-file"}, "the Dagster instance directory '{tmp}/a-file' "
                                                                "cannot be used (File exists): set DAGSTER_HOME"),
         (["history", "dev"], {"DAGSTER_HOME": "{tmp}/home"}, "{tmp}/home/dagster.yaml is not a valid Dagster "
-         "instance config (Received unexpected config entry \"run_launcherr\" at the root): fix it, or move it"),
+         "instance config (unknown key 'run_launcherr' at the root; did you mean 'run_launcher'?): fix it, or move it"),
     ],
     ids=["remote", "app-config", "state-dir", "app-config-var", "reclaim-word", "reclaim-0", "reclaim-nan",
          "reclaim-huge", "reclaim-underscore", "reclaim-arabic", "interval-arabic", "interval-huge", "state-dir-file",

@@ -16,10 +16,11 @@ import dagster as dg
 import yaml
 from dagster_shared.check import CheckError
 
+from coderemote_pipeline.ledger.instance_problems import config_problem
 from coderemote_pipeline.ledger.run_queue import DeployRunQueue
 from coderemote_pipeline.rules import names
 from coderemote_pipeline.rules.errors import UserError, has_controls
-from coderemote_pipeline.rules.schema import ConfigError, read_config_text
+from coderemote_pipeline.rules.schema import ConfigError, read_config_text, yaml_problem
 
 LEGACY_DEFAULT = "telemetry:\n  enabled: false\n"
 # Dagster's queued coordinator, which earlier versions named: ours tags a deploy launched from the UI with its
@@ -196,18 +197,21 @@ def open_instance(state_dir: Path) -> dg.DagsterInstance:
         # A `module:`/`class:` of a storage, launcher or coordinator that does not import: Dagster says it as a
         # failed internal check, with a traceback.
         said = str(exc).removeprefix("Failure condition: ")
+        if "to parse to dictionary" in said:  # its text follows: a file that is no config at all
+            raise InstanceUnusable(f"{home / 'dagster.yaml'}: expected a mapping of keys at the top level: fix it, "
+                                   "or move it away for a new one to be written") from None  # fmt: skip
         if "configurable class" not in said:
             raise
         raise InstanceUnusable(f"{home / 'dagster.yaml'}: {said[:240]}: fix the module or class name, or move the "
                                "file away for a new one to be written") from None  # fmt: skip
     except (dg.DagsterInvalidConfigError, yaml.YAMLError) as exc:
         # Dagster's own text runs to a page, with the file's values in it: the file and the first problem suffice.
-        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-        problem = (lines[1:] or lines or [type(exc).__name__])[0]
-        problem = re.sub(r"^Error \d+: ", "", problem).split(" Expected:")[0].rstrip(".")
-        # The file's values (a password among them) are not repeated: the key's path and the type suffice.
-        problem = re.sub(r'Value ".*?" of type', "a value of type", problem, flags=re.DOTALL)
-        if variable := re.search(r"\{'env': '([A-Za-z_][A-Za-z0-9_]*)'\}", problem):
+        if isinstance(exc, dg.DagsterInvalidConfigError):
+            problem = config_problem(exc)
+        else:
+            problem = "not valid YAML" + yaml_problem(exc, _text_or_nothing(home / "dagster.yaml"))
+        first = next(iter(getattr(exc, "errors", None) or ()), None)
+        if variable := re.search(r"\{'env': '([A-Za-z_][A-Za-z0-9_]*)'\}", str(getattr(first, "message", ""))):
             # The team profile reads its database settings from the environment: the fix is the variable.
             raise InstanceUnusable(f"{home / 'dagster.yaml'} reads {variable[1]} from the environment, which is not "
                                    f"set or not valid: set {variable[1]} (deploy/README.md)") from None  # fmt: skip
@@ -221,6 +225,13 @@ def open_instance(state_dir: Path) -> dg.DagsterInstance:
                                "would free an environment's deploy lease while a failed run is being put back: "
                                "remove it (stale leases are reclaimed without it)")  # fmt: skip
     return instance
+
+
+def _text_or_nothing(config: Path) -> str:
+    try:
+        return read_config_text(config, str(config))
+    except ConfigError:
+        return ""
 
 
 def queue_note(instance: dg.DagsterInstance) -> str | None:

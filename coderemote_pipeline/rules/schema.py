@@ -109,7 +109,7 @@ def read_config_text(path: Path, label: str) -> str:
     raise ConfigError(f"{label}: not a UTF-8 text file")
 
 
-def _yaml_problem(exc: yaml.YAMLError, text: str) -> str:
+def yaml_problem(exc: yaml.YAMLError, text: str) -> str:
     """Where and what, with the quoted file text PyYAML puts in its messages taken out (it may be a secret)."""
     if isinstance(exc, yaml.reader.ReaderError):
         return f" at line {text.count(chr(10), 0, exc.position) + 1}: a control character, not text"
@@ -142,7 +142,7 @@ def read_yaml_mapping(path: Path, *, what: str = "") -> dict[str, Any]:
     except ConfigError as exc:
         raise ConfigError(f"{label}: {exc}") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{label}: not valid YAML{_yaml_problem(exc, text)}") from None
+        raise ConfigError(f"{label}: not valid YAML{yaml_problem(exc, text)}") from None
     except (ValueError, RecursionError) as exc:  # PyYAML's own int() and date(), and its recursive composer
         kind = "nested too deeply" if isinstance(exc, RecursionError) else "an impossible date or a number too long"
         raise ConfigError(f"{label}: not valid YAML: {kind}") from None
