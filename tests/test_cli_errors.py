@@ -13,6 +13,7 @@ import pytest
 from dagster._core.events import EngineEventData
 
 from coderemote_pipeline.cli.main import _short, main, parser
+from coderemote_pipeline.cli.release_commands import _override
 from coderemote_pipeline.ledger.instance import open_instance
 from coderemote_pipeline.ledger.leases import Lease
 from coderemote_pipeline.ledger.process_place import process_place
@@ -121,6 +122,8 @@ CASES = [
     (["traffic", "dev", "--by", "pat"], {}, "--by goes with --promote or --abort"),
     (["deploy", "dev", "main", "--force", "--reason", "x", "--by", ""], {}, "argument --by: '' names nobody"),
     (["promote", "dev", "staging", "--by", " "], {}, "argument --by: ' ' names nobody"),
+    (["deploy", "dev", "main", "--by", "bob"], {}, "--by goes with --force or --skip-checks (who overrides"),
+    (["promote", "dev", "staging", "--by", "bob"], {}, "--by goes with --force (who overrides, recorded with the"),
     (["approve", "qa", "v1.0.0", "--by", "x"], {}, "unknown environment 'qa'"),
     (["approve", "prod", "v1.2", "--by", "x"], {}, "'v1.2' is not semantic versioning"),
     (["approve", "prod", "v1.0.0", "--by", " "], {}, "' ' names nobody: give who you are"),
@@ -196,7 +199,7 @@ def test_a_refusal_quotes_neither_a_config_value_nor_a_git_file(env, monkeypatch
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     assert main(["status"]) == 2
     err = capsys.readouterr().err
-    assert "password" in err and "a value of type" in err and "98765432" not in err, err
+    assert "the value in storage.postgres.postgres_db.password is not String" in err and "98765432" not in err, err
     monkeypatch.delenv("DAGSTER_HOME")
     (env["tmp"] / "gf").mkdir()
     (env["tmp"] / "gf" / ".git").write_text("gitdir: TOPSECRET-hunter2\n")
@@ -407,7 +410,8 @@ def test_by_is_who_without_the_spaces_around_it(monkeypatch):
     name = "Ada Lovelace <ada.lovelace@analytical-engines.example.org>"  # how many teams write who approved
     assert parser().parse_args(["approve", "prod", "v1.0.0", "--by", name]).by == name
     monkeypatch.setenv("USER", " ")  # an account name that names nobody is not recorded as one
-    assert parser().parse_args(["promote", "dev", "staging"]).by == "unknown"
+    forced = parser().parse_args(["promote", "dev", "staging", "--force", "--reason", "outage"])
+    assert forced.by is None and _override(forced).by == "unknown"
 
 
 def test_the_ui_on_a_port_in_use_says_so(env, capsys):

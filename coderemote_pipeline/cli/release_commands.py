@@ -87,16 +87,20 @@ def _shown(text: str) -> str:
 def _override(args: argparse.Namespace):
     from coderemote_pipeline.usecases.deploy import DeployRefused, Override
 
+    with_ = "--force or --skip-checks" if hasattr(args, "skip_checks") else "--force"
     if args.reason and not (args.force or getattr(args, "skip_checks", False)):
-        with_ = "--force or --skip-checks" if hasattr(args, "skip_checks") else "--force"
         raise DeployRefused(f"--reason goes with {with_} (the reason for overriding)")
-    return Override(reason=args.reason or "", by=args.by) if args.force else None
+    if args.by is not None and not (args.force or getattr(args, "skip_checks", False)):
+        # Only an override records who made it: a --by of a plain deploy would be dropped without a word.
+        raise DeployRefused(f"--by goes with {with_} (who overrides, recorded with the reason): add one, or leave "
+                            "--by out")  # fmt: skip
+    return Override(reason=args.reason or "", by=args.by or default_person()) if args.force else None
 
 
 def _skip_checks(args: argparse.Namespace):
     from coderemote_pipeline.usecases.deploy import SkipChecks
 
-    return SkipChecks(reason=args.reason or "", by=args.by) if args.skip_checks else None
+    return SkipChecks(reason=args.reason or "", by=args.by or default_person()) if args.skip_checks else None
 
 
 def _finish(outcome) -> int:
@@ -241,7 +245,7 @@ def cmd_history(args: argparse.Namespace, settings_from) -> int:
 def _force_options(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument("--force", action="store_true", help="deploy past the promotion gate (needs --reason)")
     cmd.add_argument("--reason", type=one_line, help="why the gate is overridden; recorded on the run and in history")
-    cmd.add_argument("--by", type=person, default=default_person(), help="who deploys (default: $USER)")
+    cmd.add_argument("--by", type=person, help="who overrides, with --force or --skip-checks (default: $USER)")
 
 
 def add_parsers(sub) -> None:
