@@ -123,6 +123,8 @@ CASES = [
     (["deploy", "dev", "main", "--force", "--reason", "x", "--by", ""], {}, "argument --by: '' names nobody"),
     (["promote", "dev", "staging", "--by", " "], {}, "argument --by: ' ' names nobody"),
     (["deploy", "dev", "main", "--by", "bob"], {}, "--by goes with --force or --skip-checks (who overrides"),
+    (["deploy", "dev", "main", "--remote", "/a.git", "--remote", "/b.git"], {}, "--remote given twice: give it once"),
+    (["rollback", "dev", "--to", "v1.2.3", "--to", "v1.2.4"], {}, "--to given twice: give it once"),
     (["promote", "dev", "staging", "--by", "bob"], {}, "--by goes with --force (who overrides, recorded with the"),
     (["approve", "qa", "v1.0.0", "--by", "x"], {}, "unknown environment 'qa'"),
     (["approve", "prod", "v1.2", "--by", "x"], {}, "'v1.2' is not semantic versioning"),

@@ -37,10 +37,27 @@ def settings_from(args: argparse.Namespace):
     return Settings.from_env(environ)
 
 
+class _StoreOnce(argparse.Action):
+    """An option's value, refused when the option comes again: argparse keeps the last one without a word, and
+    `--remote A ... --remote B` would deploy from B while the user reads A."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        given = namespace.__dict__.setdefault("_options_given", set())
+        if option_string is not None and self.dest in given:
+            parser.error(f"{option_string} given twice: give it once")
+        given.add(self.dest)
+        setattr(namespace, self.dest, values)
+
+
 class OneLineParser(argparse.ArgumentParser):
     """A usage mistake is one line naming it and where the help is, like every other error of the command."""
 
     commands: dict[str, argparse.ArgumentParser] | None = None
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.register("action", None, _StoreOnce)
+        self.register("action", "store", _StoreOnce)
 
     def error(self, message: str):  # type: ignore[override]
         self.exit(2, f"error: {message} (see `{self.prog} --help`)\n")
