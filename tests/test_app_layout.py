@@ -87,6 +87,9 @@ def _commit_links(clone: Path, links: dict[str, str]) -> None:
         ({"backend/app/hostfile": "/etc/passwd"}, "", "holds symlink(s) pointing outside it: 'backend/app/hostfile'"),
         ({"backend/app/up": "../../frontend"}, "", "holds symlink(s) pointing outside it: 'backend/app/up'"),
         ({"frontend/src/leak": "../../../../etc/passwd"}, "", "frontend_dir 'frontend' of commit"),
+        ({}, "backend_context: backnd\n", "backend_context 'backnd' does not exist in commit"),
+        ({}, "backend_context: backnd\n", "point backend_context in the app config at a path that commit has, or "
+                                          "deploy one that has it"),
     ],
 )  # fmt: skip
 def test_refused_against_the_commits_tree(app, capsys, links, config, message):

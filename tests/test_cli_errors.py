@@ -150,6 +150,10 @@ CASES = [
     (["status"], {"CODEREMOTE_STATE_DIR": "{tmp}/{long}"}, "cannot be made (File name too long)"),
     (["approvals"], {"CODEREMOTE_INFRA_DIR": "{tmp}/{long}"}, "cannot be read (File name too long): set "
                                                               "CODEREMOTE_INFRA_DIR"),
+    (["status"], {"CODEREMOTE_INFRA_DIR": "{tmp}/no-such-dir"}, "environments.yaml: file not found "
+     "(CODEREMOTE_INFRA_DIR chose that directory: set it to the repository's infra/ directory, or unset it)"),
+    (["status"], {"CODEREMOTE_INFRA_DIR": "{infra}/environments.yaml"}, "cannot read it (Not a directory) "
+     "(CODEREMOTE_INFRA_DIR chose that directory"),
     (["status"], {"DAGSTER_HOME": "relative/home"}, "DAGSTER_HOME='relative/home' is not an absolute path"),
     (["status"], {"CODEREMOTE_STATE_DIR": '{tmp}/st"ate'}, "holds a quote, a backslash or a control character"),
     (["history", "dev"], {"CODEREMOTE_STATE_DIR": "{tmp}/blocked"}, "/history): File exists. Move that away"),

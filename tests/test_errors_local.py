@@ -1,6 +1,7 @@
 """Errors a user can cause, each with a message that names the thing and the fix."""
 
 import json
+import re
 import socket
 from dataclasses import replace
 from pathlib import Path
@@ -55,6 +56,22 @@ def test_ref_missing_on_the_remote(settings, capsys):
         run_deployment("dev", "no-such-branch", settings=settings)
     assert main(["deploy", "dev", "v9.9.9", "--remote", settings.app_remote]) == 2
     assert "git ls-remote" in capsys.readouterr().err
+
+
+def test_a_version_written_without_its_v_names_the_tag_it_meant(tmp_path):
+    remote, clone = tmp_path / "app.git", tmp_path / "clone"
+    make_app_repo(EXAMPLE_APP, remote, clone)
+    git("tag", "v1.2.4", cwd=clone)
+    git("push", "-q", "origin", "v1.2.4", cwd=clone)
+    with pytest.raises(RefNotFound, match=re.escape("'1.2.4' is not a branch, version tag or commit of the app "
+                                                    "remote; its version tag is 'v1.2.4': deploy that")):  # fmt: skip
+        GitRemote(str(remote), tmp_path / "mirrors").resolve("1.2.4")
+
+
+def test_an_unreachable_remote_says_how_to_fix_it_whichever_git_command_found_it(tmp_path):
+    for ask in (GitRemote.ls_remote, GitRemote.sync):
+        with pytest.raises(RemoteUnreachable, match=r"is unreachable .*Check the URL and that git can read it"):
+            ask(GitRemote(str(tmp_path / "nowhere.git"), tmp_path / "mirrors"))
 
 
 def test_a_tag_outside_the_version_namespace_is_its_commit(tmp_path, capsys):

@@ -30,6 +30,9 @@ from coderemote_pipeline.rules.remote_urls import check_remote
 
 DEFAULT_BRANCH = "main"
 __all__ = ["GitError", "GitRemote", "LayoutPathError", "RefNotFound", "RemoteUnreachable", "ResolvedRef"]
+# How an unreachable remote is fixed, whichever git command found it so.
+REACH_FIX = ("Check the URL and that git can read it (CODEREMOTE_APP_REMOTE or --remote set it; a retry or rollback "
+             "uses its run's)")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -70,17 +73,16 @@ class GitRemote(CommitTrees):
                     cwd=self.mirror,
                 )  # fmt: skip
             except GitError as exc:
-                raise RemoteUnreachable(
-                    f"app git remote {self.url!r} is unreachable ({first_line(exc)}). Check the URL and that git can "
-                    "read it (CODEREMOTE_APP_REMOTE or --remote set it; a retry or rollback uses its run's)"
-                ) from None
+                raise RemoteUnreachable(f"app git remote {self.url!r} is unreachable ({first_line(exc)}). "
+                                        f"{REACH_FIX}") from None  # fmt: skip
 
     def ls_remote(self) -> dict[str, str]:
         """refs → commit on the remote, without fetching objects (cost independent of history length)."""
         try:
             out = git("ls-remote", "--heads", "--tags", "--", self.url).decode()
         except GitError as exc:
-            raise RemoteUnreachable(f"app git remote {self.url!r} is unreachable ({first_line(exc)})") from None
+            raise RemoteUnreachable(f"app git remote {self.url!r} is unreachable ({first_line(exc)}). "
+                                    f"{REACH_FIX}") from None  # fmt: skip
         refs: dict[str, str] = {}
         for line in out.splitlines():
             sha, _, ref = line.partition("\t")
@@ -120,6 +122,9 @@ class GitRemote(CommitTrees):
         if hex_digits and len(ref) < 7:
             raise RefNotFound(f"{ref!r} is no branch or tag of the app remote, and too short for a commit id: give "
                               "at least a commit's first 7 characters")  # fmt: skip
+        if is_version_tag_name(f"v{ref}") and self.rev_parse(f"refs/tags/v{ref}"):
+            raise RefNotFound(f"{ref!r} is not a branch, version tag or commit of the app remote; its version tag "
+                              f"is 'v{ref}': deploy that")  # fmt: skip
         raise RefNotFound(
             f"{ref!r} is not a branch, version tag or commit of the app remote {self.url!r}. "
             f"List its branches and tags with `git ls-remote {self.url}`"

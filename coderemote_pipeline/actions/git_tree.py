@@ -51,7 +51,9 @@ class CommitTrees:
             prefix = "/".join(parts[:depth])
             entry = self._entry(commit, prefix)
             if entry is None:
-                raise LayoutPathError(f"{what} {path!r} does not exist in commit {commit[:12]} of {self.url!r}")
+                raise LayoutPathError(f"{what} {path!r} does not exist in commit {commit[:12]} of {self.url!r}: point "
+                                      f"{what} in the app config at a path that commit has, or deploy one that has "
+                                      "it")  # fmt: skip
             mode, found = entry
             if mode == SYMLINK_MODE:
                 raise LayoutPathError(

@@ -232,7 +232,19 @@ def _load(infra_dir: Path, _stamps: tuple[tuple[str, int, int], ...]) -> dict[st
             for entry in [table.environments[name]]
         }
     except ConfigError as exc:
-        raise PolicyError(str(exc)) from None
+        raise PolicyError(f"{exc}{_from_variable(infra_dir)}") from None
+
+
+def _from_variable(infra_dir: Path) -> str:
+    """The fix, when CODEREMOTE_INFRA_DIR chose a directory without a readable environments.yaml: the variable."""
+    if not os.environ.get(INFRA_DIR_VARIABLE):
+        return ""
+    try:
+        if (infra_dir / "environments.yaml").is_file():
+            return ""
+    except OSError:
+        pass
+    return f" ({INFRA_DIR_VARIABLE} chose that directory: set it to the repository's infra/ directory, or unset it)"
 
 
 def _signers(infra_dir: Path, env: str, entry: EnvironmentEntry) -> Path:
