@@ -163,3 +163,25 @@ def test_a_run_opens_no_connection_once_the_storage_is_warm(tmp_path, monkeypatc
         _materialize(instance)
         assert all(instance.has_dynamic_partition("release", "v1.0.0") for _ in range(5))
         assert opened == []
+
+
+def test_kept_connections_commit_without_a_sync_only_in_wal_mode(tmp_path):
+    """A deploy's ~300 commits cost 0.3 ms apiece synced: WAL with synchronous=NORMAL never corrupts the database
+    (only a power cut may lose its last seconds). With a rollback journal it could: there commits stay synced."""
+    import sqlite3
+
+    from coderemote_pipeline.ledger.sqlite_storage import _KeptEngine
+
+    home = prepare_home(tmp_path / "home")
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        for storage in (instance.run_storage, instance.event_log_storage):
+            assert isinstance(storage, PooledSqliteRunStorage | PooledSqliteEventLogStorage)
+            with storage._kept.get().connect() as conn:
+                assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+                assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+    sqlite3.connect(tmp_path / "journal.db").execute("CREATE TABLE t (x)").connection.commit()
+    kept = _KeptEngine(f"sqlite:///{tmp_path / 'journal.db'}")
+    with kept.get().connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "delete"
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL, SQLite's default
+    kept.dispose()

@@ -23,12 +23,27 @@ from dagster._core.storage.event_log.sqlite.consolidated_sqlite_event_log import
 )
 from dagster._core.storage.runs.sqlite.sqlite_run_storage import SqliteRunStorage
 from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS, create_db_conn_string
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import QueuePool
 
 # Two connections stay open per database; more threads at once (the webserver) open extra ones, closed on return.
 KEPT = 2
+
+
+def _unsynced_commits(connection: Any, _record: Any) -> None:
+    """Each commit written to the WAL without an fsync; the WAL is synced when it is checkpointed into the database.
+    A deploy commits some 300 times (events, run status, lease beats): 0.3 ms apiece synced on this disk, 0.01 ms
+    not, 0.1 s of a 0.4 s rollback. Safe in WAL mode, which Dagster's SQLite storages set: a process killed at any
+    moment loses nothing, and the database is never corrupted; only a power cut or a kernel crash may lose the
+    last seconds of events, as it would the deploy that wrote them."""
+    cursor = connection.cursor()
+    try:
+        # Only there: with a rollback journal (a database made some other way), unsynced commits risk corruption.
+        if str(cursor.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal":
+            cursor.execute("PRAGMA synchronous=NORMAL")
+    finally:
+        cursor.close()
 
 
 class _KeptEngine:
@@ -51,6 +66,7 @@ class _KeptEngine:
                 # The pool hands a connection to one thread at a time; SQLite's own check would refuse the hand-over.
                 connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS, "check_same_thread": False},
             )
+            event.listen(self._engine, "connect", _unsynced_commits)
             self._pid = os.getpid()
         return self._engine
 
