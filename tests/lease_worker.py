@@ -28,8 +28,8 @@ def logging_to(log: Path):
 
 def step(lease: Lease, run_id: str, say: Say, rng: random.Random) -> None:
     with lease.held(run_id, log=lambda _: None, describe=str):
-        say("start", run_id)
-        try:
+        try:  # the start inside: a stop landing as its line is written still writes the end
+            say("start", run_id)
             time.sleep(rng.uniform(0.05, 0.6))
         finally:  # a stop (Ctrl-C) ends the work here too
             say("end", run_id)
@@ -53,8 +53,8 @@ def settle(lease: Lease, run_id: str, say: Say, rng: random.Random) -> None:
     try:
         with lease.settling(run_id, defer_to=lambda _: True, patience=3.0) as holder:
             if holder is None:  # held: else a deploy of the env owns it now, and is settled in turn
-                say("start", f"{run_id}:settle")
                 try:
+                    say("start", f"{run_id}:settle")
                     time.sleep(rng.uniform(0.05, 0.3))
                 finally:
                     say("end", f"{run_id}:settle")

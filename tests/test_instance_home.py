@@ -96,8 +96,18 @@ def test_a_storage_directory_the_team_config_names_elsewhere_is_the_instance_s_o
          "(the value in run_monitoring.poll_interval_seconds is not Int)", "SECRET"),
         ("telemetry:\n  enabled: 'SECRET\n", "(not valid YAML at line 3, column 1: while scanning a quoted scalar, "
          "found unexpected end of stream)", "SECRET"),
+        ("storage:\n  sqlite:\n    base_dir: {env: X, 'db pass hunter2 yes': 1}\n",
+         "(give exactly one key in storage.sqlite.base_dir (one of env))", "hunter2"),
+        ("run_storage:\n  module: dagster._core.storage.runs\n  class: SqliteRunStorage\n  config:\n"
+         "    base_dir: {env: 'pa$$w0rd-Hunter2'}\n", "(the environment variable named in base_dir is not set or not "
+         "valid: set it, or name another)", "Hunter2"),
+        ("storage:\n  sqlite: {}\n  postgres: {}\n", "(storage: give exactly one kind (one of postgres, mysql, "
+         "sqlite, custom))", None),
+        ("concurrency:\n  pools:\n    granularity: hunter2\n", "(Found a value for 'granularity', Expected value 'run' "
+         "or 'op')", "hunter2"),
     ],
-    ids=["passwd-line", "list", "shadow-line", "typo", "nested-typo", "missing", "type", "yaml"],
+    ids=["passwd-line", "list", "shadow-line", "typo", "nested-typo", "missing", "type", "yaml", "selector",
+         "env-value", "storage-kinds", "before-schema"],
 )  # fmt: skip
 def test_a_dagster_yaml_dagster_refuses_is_one_line_without_its_text(tmp_path, monkeypatch, written, said, never):
     """Dagster quotes the file (a key it does not know verbatim, a value, a whole file that is no mapping): a

@@ -30,9 +30,6 @@ from coderemote_pipeline.rules.remote_urls import check_remote
 
 DEFAULT_BRANCH = "main"
 __all__ = ["GitError", "GitRemote", "LayoutPathError", "RefNotFound", "RemoteUnreachable", "ResolvedRef"]
-# How an unreachable remote is fixed, whichever git command found it so.
-REACH_FIX = ("Check the URL and that git can read it (CODEREMOTE_APP_REMOTE or --remote set it; a retry or rollback "
-             "uses its run's)")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -73,16 +70,19 @@ class GitRemote(CommitTrees):
                     cwd=self.mirror,
                 )  # fmt: skip
             except GitError as exc:
-                raise RemoteUnreachable(f"app git remote {self.url!r} is unreachable ({first_line(exc)}). "
-                                        f"{REACH_FIX}") from None  # fmt: skip
+                raise RemoteUnreachable(
+                    f"app git remote {self.url!r} is unreachable ({first_line(exc)}). Check the URL and that git can "
+                    "read it (CODEREMOTE_APP_REMOTE or --remote set it; a retry or rollback uses its run's)"
+                ) from None
 
     def ls_remote(self) -> dict[str, str]:
         """refs → commit on the remote, without fetching objects (cost independent of history length)."""
         try:
             out = git("ls-remote", "--heads", "--tags", "--", self.url).decode()
         except GitError as exc:
-            raise RemoteUnreachable(f"app git remote {self.url!r} is unreachable ({first_line(exc)}). "
-                                    f"{REACH_FIX}") from None  # fmt: skip
+            # Read by the sensors too, where neither --remote nor a run's remote applies.
+            raise RemoteUnreachable(f"app git remote {self.url!r} is unreachable ({first_line(exc)}). Check the URL "
+                                    "and that git can read it") from None  # fmt: skip
         refs: dict[str, str] = {}
         for line in out.splitlines():
             sha, _, ref = line.partition("\t")

@@ -30,14 +30,35 @@ def config_problem(exc: Exception) -> str:
             return f"an unknown key{where} that is not a key name (is this the right file?)"
         named = ", ".join(repr(key) for key in keys)
         return f"unknown key{'s' if len(keys) > 1 else ''} {named}{where}{nearest(keys[0], allowed)}"
-    if not message:
-        return type(exc).__name__
+    if reason == "SELECTOR_FIELD_ERROR":  # one key of a few (storage's kind, `env:`), and a list of what was given
+        return f"give exactly one key{where}{_listed(message.partition('available fields are ')[2])}"
+    if reason == "FAILED_POST_PROCESSING":  # its text holds the value written under `env:`, a secret maybe
+        return f"the environment variable named{where} is not set or not valid: set it, or name another"
+    if first is None:  # a check Dagster makes before the schema's, in its own words: its values are masked
+        said = re.sub(r"Found value `[^`]*`", "Found a value", str(exc).split(", Expected one of:")[0].strip())
+        said = re.sub(r" at \S*dagster\.yaml", "", said).replace("Errors whilst loading dagster storage", "storage: "
+                                                                     "give exactly one kind")  # fmt: skip
+        return (_masked(said) + _listed(str(exc).partition("Expected one of:")[2])).rstrip(".")[:160]
     if expected := re.search(r'expected type "([\w\[\]]+)"|not in enum type (\w+)', message):
         return f"the value{where} is not {expected[1] or 'one of ' + expected[2]}"  # never the value itself
     # The others quote the schema's names, and may quote a value (after "got"): only what reads as a key is kept.
-    said = re.split(r"\s+got\s", message.split(" Expected:")[0])[0]
-    said = re.sub(r'"([^"]*)"', lambda quoted: repr(quoted[1]) if keylike(quoted[1]) else "a value", said)
-    return " ".join(said.split()).rstrip(".")[:160]
+    return _masked(re.split(r"\s+got\s", message.split(" Expected:")[0])[0]).rstrip(".")[:160]
+
+
+def _masked(text: str) -> str:
+    """`text` with every quoted part and list that does not read as a key name said as "a value"."""
+    text = re.sub(r"\[[^\]]*\]", "a list", text)
+    def kept(quoted: re.Match[str]) -> str:  # a key, or Dagster's path of keys (`pools > default_limit`)
+        return repr(quoted[2]) if all(keylike(part) for part in quoted[2].split(" > ")) else "a value"
+
+    text = re.sub(r"([\"'`])([^\"'`]*)\1", kept, text)
+    return " ".join(text.split())
+
+
+def _listed(choices: str) -> str:
+    """ (one of a, b): the schema's names Dagster listed ("['a', 'b']"), those that read as keys."""
+    names = [name for name in re.findall(r"'([^']*)'", choices) if keylike(name)]
+    return f" (one of {', '.join(names)})" if names else ""
 
 
 def _where(message: str) -> str:
