@@ -176,3 +176,11 @@ def test_two_steps_never_work_on_one_environment_at_once_whatever_happens_to_the
     assert len(spans) >= 10 and done["delete"] and done["terminate"], f"seed {seed}: too little happened: {done}"
     assert any(run_id.endswith(":settle") for *_, run_id in spans), f"seed {seed}: no settle worked: {done}"
     assert list(logs.glob("child-*.log")), f"seed {seed}: no run had parallel steps"
+
+
+def test_the_soak_refuses_a_duration_that_is_no_whole_number_of_minutes():
+    """scripts/soak_lease.sh runs this test round after round (a nightly soak); its one argument, checked first."""
+    soak = Path(__file__).parents[1] / "scripts" / "soak_lease.sh"
+    done = subprocess.run(["bash", str(soak), "1h"], capture_output=True, text=True, timeout=30)
+    assert (done.returncode, done.stderr) == (2, "error: minutes must be a whole number, got '1h': e.g. "
+                                                 "scripts/soak_lease.sh 60\n")  # fmt: skip
