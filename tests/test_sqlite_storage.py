@@ -166,7 +166,7 @@ def test_a_run_opens_no_connection_once_the_storage_is_warm(tmp_path, monkeypatc
 
 
 def test_kept_connections_commit_without_a_sync_only_in_wal_mode(tmp_path):
-    """A deploy's ~300 commits cost 0.3 ms apiece synced: WAL with synchronous=NORMAL never corrupts the database
+    """A deploy's ~300 commits cost 0.2 ms apiece synced: WAL with synchronous=NORMAL never corrupts the database
     (only a power cut may lose its last seconds). With a rollback journal it could: there commits stay synced."""
     import sqlite3
 

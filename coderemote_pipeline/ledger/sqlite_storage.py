@@ -33,10 +33,10 @@ KEPT = 2
 
 def _unsynced_commits(connection: Any, _record: Any) -> None:
     """Each commit written to the WAL without an fsync; the WAL is synced when it is checkpointed into the database.
-    A deploy commits some 300 times (events, run status, lease beats): 0.3 ms apiece synced on this disk, 0.01 ms
-    not, 0.1 s of a 0.4 s rollback. Safe in WAL mode, which Dagster's SQLite storages set: a process killed at any
-    moment loses nothing, and the database is never corrupted; only a power cut or a kernel crash may lose the
-    last seconds of events, as it would the deploy that wrote them."""
+    A deploy commits some 300 times (events, run status, lease beats): 0.2 ms apiece synced on this machine's disk,
+    0.01 ms not (a 4-step run of trivial assets 0.064 -> 0.049 s). Safe in WAL mode, which Dagster's SQLite storages
+    set: a process killed at any moment loses nothing, and the database is never corrupted; only a power cut or a
+    kernel crash may lose the last seconds of events, as it would the deploy that wrote them."""
     cursor = connection.cursor()
     try:
         # Only there: with a rollback journal (a database made some other way), unsynced commits risk corruption.
