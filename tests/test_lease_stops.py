@@ -53,6 +53,45 @@ print(n - 1, "points; left beating after", left_beating, flush=True)
 """
 
 
+STOPPED_AS_IT_SAYS_IT_WORKS = """
+import signal, sys, time
+from pathlib import Path
+import dagster as dg
+from coderemote_pipeline.ledger.instance import open_instance
+from coderemote_pipeline.ledger.lease_beat import Heart
+from coderemote_pipeline.ledger.leases import Lease
+instance = open_instance(Path(sys.argv[1]))
+run = dg.DagsterRun(job_name="redeploy_job", status=dg.DagsterRunStatus.STARTED)
+instance.add_run(run)
+write = Heart.write
+def write_then_stopped(heart, *args, **kwargs):
+    write(heart, *args, **kwargs)
+    signal.raise_signal(signal.SIGINT)  # its row says at work; its beat has not started
+Heart.write = write_then_stopped
+lease = Lease(instance, "dev")
+try:
+    if sys.argv[2] == "step":
+        with lease.held(run.run_id, log=print, describe=str):
+            print("entered", flush=True)
+    else:
+        with lease.settling(run.run_id, defer_to=lambda _: False):
+            print("entered", flush=True)
+except KeyboardInterrupt:
+    print("stopped", flush=True)
+Heart.write = write
+print("at work" if lease.heart.elsewhere("", "") else "nobody at work", flush=True)
+"""
+
+
+@pytest.mark.parametrize("entering", ["step", "settle"])
+def test_a_stop_as_the_lease_is_taken_leaves_nobody_at_work(tmp_path, entering):
+    """A step says it is at work as it takes the lease, before its beat starts (helper-34: a Ctrl-C there made the
+    stopped deploy's own settle wait 6 s for its own step, named as another holder)."""
+    done = subprocess.run([sys.executable, "-c", STOPPED_AS_IT_SAYS_IT_WORKS, str(tmp_path / "state"), entering],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.stdout.splitlines() == ["stopped", "nobody at work"], done.stdout + done.stderr[-2000:]
+
+
 @pytest.mark.parametrize("entering", ["step", "settle"])
 def test_a_stop_at_any_point_of_entering_the_lease_never_leaves_its_beat_running(tmp_path, entering):
     """Before: a stop landing as contextlib's `__enter__` returned, its generator already inside the beat's block,

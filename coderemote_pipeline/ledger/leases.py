@@ -87,8 +87,7 @@ class Lease:
 
     def _held_by(self, run_id: str) -> Holder | None:
         holder = self.holder()
-        mine = holder is not None and holder.run_id == run_id and holder.step == STEP
-        return holder if mine and holder.beat is not None else None
+        return holder if holder is not None and (holder.run_id, holder.step) == (run_id, STEP) and holder.beat else None
 
     def abandoned_by(self, run_id: str) -> str | None:
         """Why `run_id` counts as gone (it holds the lease and stopped heartbeating: its process was killed), or
@@ -217,10 +216,16 @@ class Lease:
     @entered_whole
     def held(self, run_id: str, log: Callable[[str], None], describe: Callable[[str], str], note=lambda _: None):
         """Hold the lease for the duration of one step, heartbeating from a thread while it works. Yields itself."""
-        self.acquire(run_id, log, describe, note)
-        with contextlib.ExitStack() as beat:
-            self._start_beating(beat, run_id, STEP)
-            yield self
+        beating = False
+        try:
+            self.acquire(run_id, log, describe, note)
+            with contextlib.ExitStack() as beat:
+                self._start_beating(beat, run_id, STEP)
+                beating = True
+                yield self
+        finally:
+            if not beating:  # stopped as it took the lease: its row says at work, and no beat's end removes it
+                self.heart.workers.unmark((run_id, STEP))
 
     @entered_whole
     def settling(
@@ -255,8 +260,8 @@ class Lease:
                 yield holder
                 return
             _pause(holder, deadline)
-        self.heart.write(run_id, step)
         try:
+            self.heart.write(run_id, step)
             with contextlib.ExitStack() as beat:
                 self._start_beating(beat, run_id, step)
                 yield None
@@ -290,7 +295,6 @@ class Lease:
 
 
 def _pause(holder: Holder, deadline: float | None) -> None:
-    """Wait a poll for `holder`; LeaseBusy past the deadline."""
-    if deadline is not None and time.monotonic() >= deadline:
+    if deadline is not None and time.monotonic() >= deadline:  # LeaseBusy past the deadline, else a poll's wait
         raise LeaseBusy(holder)
     time.sleep(POLL_S)
