@@ -8,12 +8,14 @@ uploads skip unchanged files, an invalidation is reused by its caller reference.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import dagster as dg
 
+from coderemote_pipeline.rules import names
 from coderemote_pipeline.rules.failures import INTERRUPTED
 from coderemote_pipeline.rules.transient import is_transient
 
@@ -37,6 +39,7 @@ def permanent_failures_fail_fast(stage: F) -> F:
         except (KeyboardInterrupt, dg.DagsterExecutionInterruptedError) as stop:
             # Dagster's RetryPolicy retries an interrupted step (a worker taken away); a person's Ctrl-C, or a
             # `kill`, asks the deploy to stop: the step fails here, and the run's end settles the environment.
+            _stopped(args[0] if args else None)
             raise dg.Failure(description=INTERRUPTED, allow_retries=False) from stop
         except dg.Failure:
             raise
@@ -46,3 +49,12 @@ def permanent_failures_fail_fast(stage: F) -> F:
             raise dg.Failure(description=str(exc), allow_retries=False) from exc
 
     return run  # type: ignore[return-value]
+
+
+def _stopped(context: Any) -> None:
+    """Tag the run as stopped, so that its other branch does not go on: Dagster runs whatever a failure does not
+    block, and a branch's builds and checks would go on for minutes after the Ctrl-C (assets/stage.lease_held)."""
+    run = getattr(context, "run", None)
+    if run is not None:
+        with contextlib.suppress(Exception):  # the stop goes on all the same; a later stage then starts as before
+            context.instance.add_run_tags(run.run_id, {names.STOPPED_TAG: "1"})

@@ -27,6 +27,7 @@ from coderemote_pipeline.resources.app_source import AppSource
 from coderemote_pipeline.resources.environments import Environments
 from coderemote_pipeline.rules import names
 from coderemote_pipeline.rules.deployment import Deployment
+from coderemote_pipeline.rules.failures import NOT_STARTED_AFTER_STOP
 from coderemote_pipeline.rules.partitions import deployment_partitions_def, split_partition_key
 
 OWNERS = ["team:platform"]
@@ -61,6 +62,8 @@ def lease_held(context, partition_key: str) -> AbstractContextManager[Lease]:
     heartbeat would let another deploy reclaim the lease from this working run). Lease.held itself, not wrapped in a
     generator of its own: each one adds a moment where a Ctrl-C leaves the beat running until garbage collection."""
     env, _ = split_partition_key(partition_key)
+    if (now := context.instance.get_run_by_id(context.run.run_id)) is not None and now.tags.get(names.STOPPED_TAG):
+        raise dg.Failure(description=NOT_STARTED_AFTER_STOP, allow_retries=False)
     describe = functools.partial(describe_run, context.instance)
     return Lease(context.instance, env).held(context.run.run_id, context.log.warning, describe, context.log.info)
 

@@ -11,6 +11,9 @@ QUALIFIED_CLASS = re.compile(r"^(?:[a-z_][a-z0-9_]*\.)+[A-Z]\w*: ")
 # What a step stopped by Ctrl-C or `kill` reports, whether the signal came in the stage's code or between steps.
 INTERRUPTED = "interrupted (Ctrl-C or a stop signal): the deploy stopped here"
 _INTERRUPTS = {"DagsterExecutionInterruptedError", "KeyboardInterrupt"}
+# What a step of that run says when it was due to start after the stop: Dagster runs every branch a failure does not
+# block, and the stop was meant for the whole deploy.
+NOT_STARTED_AFTER_STOP = "not started: the deploy was stopped (Ctrl-C or a stop signal) while another stage worked"
 
 
 def failure_text(error: Any) -> str:

@@ -69,6 +69,8 @@ SETTLE_TAG = "coderemote/settle"
 SETTLE_WAITING = "waiting"
 SETTLE_DONE = "settled"
 SETTLE_FAILED = "failed"  # the settle raised: its log says so and what to check; not tried again
+# Set as a stage of the run is stopped (Ctrl-C, `kill`): its other branch's stages and checks do not start after it.
+STOPPED_TAG = "coderemote/stopped"
 RUN_KEY_TAG = "dagster/run_key"
 PARTITION_TAG = "dagster/partition"
 
