@@ -147,3 +147,18 @@ def test_only_its_user_may_connect_and_the_stack_going_down_stops_it(warm, monke
     assert not pid_alive(pid) and not socket_path(state).exists()
     # With none running, the command runs in its own process.
     assert _cli(env, "history", "dev").returncode == 0
+
+
+def test_a_reader_gone_before_the_first_line_ends_it_as_quietly_as_its_own_process(warm):
+    """`history dev | head -1`: the fork dies of SIGPIPE writing into the closed pipe, as the command's own
+    process does (cli/main.py keeps SIGPIPE's default); the command line said it "was killed", exit 1."""
+    env, _, _, _ = warm
+    for own in ("0", "1"):
+        read, write = os.pipe()
+        os.close(read)  # the reader left before the first line
+        try:
+            done = subprocess.run([str(BIN), "history", "dev"], env={**env, "CODEREMOTE_WARM": own}, stdout=write,
+                                  stderr=subprocess.PIPE, text=True, timeout=120)  # fmt: skip
+        finally:
+            os.close(write)
+        assert (done.returncode, done.stderr) == (-13, ""), (own, done.returncode, done.stderr)

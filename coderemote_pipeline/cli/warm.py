@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import select
 import signal
 import socket
 import sys
@@ -80,10 +81,23 @@ def run_warm(argv: list[str], command: str | None) -> int | None:
         except OSError:
             last = b""
         if not last:
+            if _reader_gone(1):  # it wrote into a closed pipe (`| head -1`) and died of it: as this process would
+                signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+                os.kill(os.getpid(), signal.SIGPIPE)
             print(f"error: the command's process (pid {child}) ended without an exit status: it was killed",
                   file=sys.stderr)  # fmt: skip
             return 1
         return int(json.loads(last)["exit"])
+
+
+def _reader_gone(fd: int) -> bool:
+    """`fd` is a pipe whose reader has closed it: polling its writing end says POLLERR."""
+    try:
+        polled = select.poll()
+        polled.register(fd, select.POLLOUT)
+        return any(events & select.POLLERR for _, events in polled.poll(0))
+    except (OSError, ValueError):
+        return False
 
 
 def _forward(child: int, signum: int) -> None:
