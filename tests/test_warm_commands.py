@@ -118,6 +118,23 @@ def test_a_killed_command_line_leaves_its_deploy_to_end_as_the_run_decides(warm)
     assert warm_process.running_pid(state) == pid
 
 
+def test_a_reader_gone_before_the_first_line_ends_it_as_quietly_as_its_own_process(warm):
+    """`history dev | head -1`: the fork dies of SIGPIPE writing into the closed pipe, as the command's own
+    process does (cli/main.py keeps SIGPIPE's default); the command line said it "was killed", exit 1."""
+    env, state, _, _ = warm
+    before = _forks(state)
+    for own in ("0", "1"):
+        read, write = os.pipe()
+        os.close(read)  # the reader left before the first line
+        try:
+            done = subprocess.run([str(BIN), "history", "dev"], env={**env, "CODEREMOTE_WARM": own}, stdout=write,
+                                  stderr=subprocess.PIPE, text=True, timeout=120)  # fmt: skip
+        finally:
+            os.close(write)
+        assert (done.returncode, done.stderr) == (-13, ""), (own, done.returncode, done.stderr)
+    assert _forks(state)[len(before):] == ["history"]  # the second one was the warm process's fork
+
+
 def test_a_change_of_code_is_run_by_its_own_process_and_the_warm_process_reloads(warm):
     env, state, _clone, pid = warm
     touched = Path(warm_process.PACKAGE) / "rules" / "__init__.py"
@@ -147,18 +164,3 @@ def test_only_its_user_may_connect_and_the_stack_going_down_stops_it(warm, monke
     assert not pid_alive(pid) and not socket_path(state).exists()
     # With none running, the command runs in its own process.
     assert _cli(env, "history", "dev").returncode == 0
-
-
-def test_a_reader_gone_before_the_first_line_ends_it_as_quietly_as_its_own_process(warm):
-    """`history dev | head -1`: the fork dies of SIGPIPE writing into the closed pipe, as the command's own
-    process does (cli/main.py keeps SIGPIPE's default); the command line said it "was killed", exit 1."""
-    env, _, _, _ = warm
-    for own in ("0", "1"):
-        read, write = os.pipe()
-        os.close(read)  # the reader left before the first line
-        try:
-            done = subprocess.run([str(BIN), "history", "dev"], env={**env, "CODEREMOTE_WARM": own}, stdout=write,
-                                  stderr=subprocess.PIPE, text=True, timeout=120)  # fmt: skip
-        finally:
-            os.close(write)
-        assert (done.returncode, done.stderr) == (-13, ""), (own, done.returncode, done.stderr)
