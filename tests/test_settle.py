@@ -377,3 +377,26 @@ def test_a_deploy_command_that_waits_shows_the_verdict_of_the_sensor_that_settle
     assert text == f"a stage failed. {verdict}"
     assert [m for m in logged if m.startswith(MARKER)] == [f"{MARKER} {verdict}"]
     assert lease.holder() is None
+
+
+def test_a_second_ctrl_c_during_the_settle_leaves_the_run_to_the_waiting_settles_sensor(tmp_path, monkeypatch):
+    """helper-34: a second Ctrl-C while the command settled its stopped run left no verdict and no mark, so nothing
+    settled it later (a stop in the switch can leave the env half switched)."""
+    from coderemote_pipeline.ledger.instance import open_instance
+    from coderemote_pipeline.rules.settings import Settings
+    from coderemote_pipeline.usecases import launch
+
+    def stopped_again(*_args, **_kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(launch, "settle_failed_run", stopped_again)
+    said: list[str] = []
+    with open_instance(tmp_path / "state") as instance:
+        failed = _failed_live_env(instance)
+        settings = Settings("local", tmp_path / "unused", "unused", None)
+        deploy = SimpleNamespace(policy=load_policies()["dev"], env="dev")
+        with pytest.raises(KeyboardInterrupt):
+            launch._settle(instance, failed.run_id, deploy, settings, "interrupted", said.append)
+        assert instance.get_run_by_id(failed.run_id).tags[names.SETTLE_TAG] == names.SETTLE_WAITING
+    assert said == [f"stopped again while dev was being settled: run {failed.run_id[:8]} is left marked to settle "
+                    "(the daemon's waiting-settles sensor does it: `coderemote-pipeline ui`)"]  # fmt: skip

@@ -19,7 +19,7 @@ from typing import Any
 
 import dagster as dg
 
-from coderemote_pipeline.actions.failure_report import settle_failed_run, verdict
+from coderemote_pipeline.actions.failure_report import already_settled, settle_failed_run, verdict
 from coderemote_pipeline.actions.git_remote import GitRemote
 from coderemote_pipeline.definitions import reconstructable_deploy_job
 from coderemote_pipeline.ledger.figures import record_figures
@@ -157,7 +157,16 @@ def _settle(instance: dg.DagsterInstance, run_id: str, deploy: Deployment, setti
     run = instance.get_run_by_id(run_id)
     if run is not None:
         target = target_for(resources_for(settings), settings.app_layout)
-        settled = settle_failed_run(instance, run, deploy.policy, target, patience=SAY_WAIT_AFTER_S)
+        try:
+            settled = settle_failed_run(instance, run, deploy.policy, target, patience=SAY_WAIT_AFTER_S)
+        except KeyboardInterrupt:
+            # A second Ctrl-C: the env may be half switched. The run is left to the waiting-settles sensor, which
+            # settles it once the daemon runs, rather than to nobody.
+            if not already_settled(instance, run_id):
+                instance.add_run_tags(run_id, {names.SETTLE_TAG: names.SETTLE_WAITING})
+                echo(f"stopped again while {deploy.env} was being settled: run {run_id[:8]} is left marked to settle "
+                     "(the daemon's waiting-settles sensor does it: `coderemote-pipeline ui`)")  # fmt: skip
+            raise
         if settled is not None and settled.waiting:
             # No daemon may be running to settle it later: the command waits, saying for what.
             echo(f"{settled.text} (this command waits for it)")
