@@ -88,9 +88,10 @@ def _override(args: argparse.Namespace):
     from coderemote_pipeline.usecases.deploy import DeployRefused, Override
 
     with_ = "--force or --skip-checks" if hasattr(args, "skip_checks") else "--force"
-    if args.reason and not (args.force or getattr(args, "skip_checks", False)):
+    overriding = args.force or getattr(args, "skip_checks", False)
+    if args.reason and not overriding:
         raise DeployRefused(f"--reason goes with {with_} (the reason for overriding)")
-    if args.by is not None and not (args.force or getattr(args, "skip_checks", False)):
+    if args.by is not None and not overriding:
         # Only an override records who made it: a --by of a plain deploy would be dropped without a word.
         raise DeployRefused(f"--by goes with {with_} (who overrides, recorded with the reason): add one, or leave "
                             "--by out")  # fmt: skip

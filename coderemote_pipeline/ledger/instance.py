@@ -16,7 +16,7 @@ import dagster as dg
 import yaml
 from dagster_shared.check import CheckError
 
-from coderemote_pipeline.ledger.instance_problems import config_problem
+from coderemote_pipeline.ledger.instance_problems import config_problem, unset_variable
 from coderemote_pipeline.ledger.run_queue import DeployRunQueue
 from coderemote_pipeline.rules import names
 from coderemote_pipeline.rules.errors import UserError, has_controls
@@ -210,11 +210,10 @@ def open_instance(state_dir: Path) -> dg.DagsterInstance:
             problem = config_problem(exc)
         else:
             problem = "not valid YAML" + yaml_problem(exc, _text_or_nothing(home / "dagster.yaml"))
-        first = next(iter(getattr(exc, "errors", None) or ()), None)
-        if variable := re.search(r"\{'env': '([A-Za-z_][A-Za-z0-9_]*)'\}", str(getattr(first, "message", ""))):
+        if variable := unset_variable(exc):
             # The team profile reads its database settings from the environment: the fix is the variable.
-            raise InstanceUnusable(f"{home / 'dagster.yaml'} reads {variable[1]} from the environment, which is not "
-                                   f"set or not valid: set {variable[1]} (deploy/README.md)") from None  # fmt: skip
+            raise InstanceUnusable(f"{home / 'dagster.yaml'} reads {variable} from the environment, which is not "
+                                   f"set or not valid: set {variable} (deploy/README.md)") from None  # fmt: skip
         raise InstanceUnusable(f"{home / 'dagster.yaml'} is not a valid Dagster instance config ({problem[:160]}): "
                                "fix it, or move it away for a new one to be written") from None  # fmt: skip
     if instance.run_monitoring_settings.get("free_slots_after_run_end_seconds"):

@@ -14,22 +14,29 @@ from coderemote_pipeline.rules.schema_words import keylike
 _PATH = re.compile(r"at path (?P<path>\S+?)(?=[.:,]?\s|$)")
 
 
+def unset_variable(exc: Exception) -> str | None:
+    """The environment variable a DagsterInvalidConfigError says is not set or not valid (`{env: NAME}`), if it is
+    one and its name is a variable's name (a secret written in its place is never repeated)."""
+    found = re.search(r"\{'env': '([A-Za-z_][A-Za-z0-9_]*)'\}", str(getattr(_first(exc), "message", "")))
+    return found[1] if found else None
+
+
 def config_problem(exc: Exception) -> str:
     """The first problem of a DagsterInvalidConfigError: where, and what would be right; no value of the file's."""
-    first = next(iter(getattr(exc, "errors", None) or ()), None)
+    first = _first(exc)
     message = str(getattr(first, "message", "") or "")
     where = _where(message)
     data = getattr(first, "error_data", None)
     reason = getattr(getattr(first, "reason", None), "name", "")
     keys = [data.field_name] if hasattr(data, "field_name") else list(getattr(data, "field_names", None) or ())
+    named = f"key{'s' if len(keys) > 1 else ''} {', '.join(repr(key) for key in keys)}"
     if reason.startswith("MISSING_REQUIRED_FIELD") and keys and all(keylike(key) for key in keys):
-        return f"missing key{'s' if len(keys) > 1 else ''} {', '.join(repr(key) for key in keys)}{where}"
+        return f"missing {named}{where}"
     if reason in ("FIELD_NOT_DEFINED", "FIELDS_NOT_DEFINED") and keys:
-        allowed = _allowed(message.partition(' Expected: "')[2])
         if not all(keylike(key) for key in keys):
             return f"an unknown key{where} that is not a key name (is this the right file?)"
-        named = ", ".join(repr(key) for key in keys)
-        return f"unknown key{'s' if len(keys) > 1 else ''} {named}{where}{nearest(keys[0], allowed)}"
+        allowed = _allowed(message.partition(' Expected: "')[2])
+        return f"unknown {named}{where}{nearest(keys[0], allowed)}"
     if reason == "SELECTOR_FIELD_ERROR":  # one key of a few (storage's kind, `env:`), and a list of what was given
         return f"give exactly one key{where}{_listed(message.partition('available fields are ')[2])}"
     if reason == "FAILED_POST_PROCESSING":  # its text holds the value written under `env:`, a secret maybe
@@ -45,9 +52,14 @@ def config_problem(exc: Exception) -> str:
     return _masked(re.split(r"\s+got\s", message.split(" Expected:")[0])[0]).rstrip(".")[:160]
 
 
+def _first(exc: Exception):
+    return next(iter(getattr(exc, "errors", None) or ()), None)
+
+
 def _masked(text: str) -> str:
     """`text` with every quoted part and list that does not read as a key name said as "a value"."""
     text = re.sub(r"\[[^\]]*\]", "a list", text)
+
     def kept(quoted: re.Match[str]) -> str:  # a key, or Dagster's path of keys (`pools > default_limit`)
         return repr(quoted[2]) if all(keylike(part) for part in quoted[2].split(" > ")) else "a value"
 
@@ -57,8 +69,13 @@ def _masked(text: str) -> str:
 
 def _listed(choices: str) -> str:
     """ (one of a, b): the schema's names Dagster listed ("['a', 'b']"), those that read as keys."""
-    names = [name for name in re.findall(r"'([^']*)'", choices) if keylike(name)]
+    names = _names(choices)
     return f" (one of {', '.join(names)})" if names else ""
+
+
+def _names(listed: str) -> list[str]:
+    """The names in a list as Dagster prints it ("['a', 'b']"), those that read as keys."""
+    return [name for name in re.findall(r"'([^']*)'", listed) if keylike(name)]
 
 
 def _where(message: str) -> str:
@@ -75,7 +92,7 @@ def _where(message: str) -> str:
 def _allowed(expected: str) -> list[str]:
     """The keys Dagster expected at that place: listed ("['a', 'b']"), or the top level of a type ("{ a?: ... }")."""
     if expected.startswith("["):
-        return re.findall(r"'(\w+)'", expected)
+        return _names(expected)
     keys, depth = [], 0
     for token in re.finditer(r"[{}\[\]()]|(\w+)\??:", expected):
         if token[1] is None:
