@@ -33,6 +33,8 @@ from coderemote_pipeline.local_stack import (
 )
 from coderemote_pipeline.local_stack.dockerd import engine_paths, stop_dockerd
 from coderemote_pipeline.local_stack.processes import free_port, pid_alive, wait_gone
+from coderemote_pipeline.resources.aws import EmulatorAws
+from coderemote_pipeline.resources.local_stack import LocalStackResource
 
 pytestmark = [
     pytest.mark.stack,
@@ -124,8 +126,13 @@ def test_check_names_the_part_that_is_down(info: StackInfo) -> None:
 
 
 def test_killed_emulator_is_reported_then_restarted_on_its_port(stack: LocalStack, info: StackInfo) -> None:
+    lam = EmulatorAws(stack=LocalStackResource(state_dir=str(stack.state_dir))).client("lambda")
+    lam.list_functions()  # the emulator answered: this process no longer checks it before each client
     os.kill(info.moto_pid, signal.SIGKILL)
     assert wait_gone(info.moto_pid, 10.0)
+    # A stage's call after the emulator died names it and the fix, not botocore's "Could not connect".
+    with pytest.raises(EmulatorDown, match=f"AWS emulator \\(moto\\) at {info.moto_endpoint} .*{UP_HINT}"):
+        lam.list_functions()
 
     with pytest.raises(EmulatorDown) as raised:
         check_parts(info)

@@ -124,6 +124,18 @@ def test_a_killed_emulator_forgets_and_status_says_what_is_missing(deployed, mon
     shown = capsys.readouterr().out
     assert f"{FUNCTION} (or its live alias) does not exist" in shown and "deploy dev" in shown, shown
     assert "Traceback" not in shown
+    assert _cli(settings, instance, monkeypatch, "traffic", "dev") == 2  # one line, not botocore's traceback
+    said = capsys.readouterr().err
+    assert said.startswith(f"error: dev's function {FUNCTION} (or its live alias) does not exist"), said
+    # A rollback provisions nothing: refused before a run exists, with the deploy that provisions the env again.
+    live = recorded_live(instance, "dev").release
+    runs = len(instance.get_run_records())
+    for argv in (("rollback", "dev", "--to", live), ("rollback", "dev")):
+        assert _cli(settings, instance, monkeypatch, *argv) == 2, argv
+        said = capsys.readouterr().err.strip().splitlines()
+        assert len(said) == 1 and "A rollback provisions nothing: deploy " in said[0], said
+        assert "coderemote-pipeline deploy dev " in said[0], said
+    assert len(instance.get_run_records()) == runs
     # The next deploy provisions the environment again and serves it whole.
     again = run_deployment("dev", "main", settings=settings, instance=instance, **QUIET)
     assert again.success, again.failure

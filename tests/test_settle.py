@@ -18,6 +18,7 @@ from coderemote_pipeline.ledger.records import LiveRecord
 from coderemote_pipeline.rules import names
 from coderemote_pipeline.rules.environments import load_policies
 from coderemote_pipeline.rules.errors import InfrastructureError
+from coderemote_pipeline.rules.failures import each_reason_once
 from testkit.ledger_seed import outputs_of
 
 
@@ -400,3 +401,10 @@ def test_a_second_ctrl_c_during_the_settle_leaves_the_run_to_the_waiting_settles
         assert instance.get_run_by_id(failed.run_id).tags[names.SETTLE_TAG] == names.SETTLE_WAITING
     assert said == [f"stopped again while dev was being settled: run {failed.run_id[:8]} is left marked to settle "
                     "(the daemon's waiting-settles sensor does it: `coderemote-pipeline ui`)"]  # fmt: skip
+
+
+def test_a_reason_met_by_both_branches_is_said_once():
+    """An emulator that went down fails both branches with one message: the failure line says it once."""
+    down = "AWS emulator (moto) at http://127.0.0.1:5000 is not answering: start it with `coderemote-pipeline local up`"
+    said = each_reason_once([("api_image", down), ("frontend_bundle", down), ("frontend_checks", "lint failed")])
+    assert said == f"api_image, frontend_bundle: {down}; frontend_checks: lint failed"

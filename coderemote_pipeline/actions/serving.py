@@ -93,4 +93,8 @@ class TargetUnreadable(InfrastructureError):
 
 class TargetMissing(InfrastructureError):
     """The environment's function or alias is not in the target any more (an emulator that was killed, not stopped,
-    restarts empty; on AWS, someone deleted it)."""
+    restarts empty; on AWS, someone deleted it). `missing`: what is gone, without the fix (callers add their own)."""
+
+    def __init__(self, message: str, missing: str = "") -> None:
+        super().__init__(message)
+        self.missing = missing or message

@@ -64,10 +64,11 @@ def present(target: EnvTarget) -> Iterator[None]:
         if error_code(exc) != "ResourceNotFoundException":
             raise
         function = target.outputs[out.LAMBDA_FUNCTION_NAME]
+        missing = (f"{target.env}'s function {function} (or its {target.outputs[out.LAMBDA_ALIAS_NAME]} alias) does "
+                   "not exist in the target: on the local target the emulator was killed and restarted empty "
+                   "(`local down` keeps it)")  # fmt: skip
         raise TargetMissing(
-            f"{target.env}'s function {function} (or its {target.outputs[out.LAMBDA_ALIAS_NAME]} alias) does not "
-            f"exist in the target: on the local target the emulator was killed and restarted empty (`local down` "
-            f"keeps it). Deploy again to provision it: coderemote-pipeline deploy {target.env} <release>"
+            f"{missing}. Deploy again to provision it: coderemote-pipeline deploy {target.env} <release>", missing
         ) from None
 
 

@@ -172,6 +172,15 @@ class EmulatorAws(AwsResource):
         _emulator_answers(endpoint)
         return endpoint
 
+    def client(self, service: str) -> Any:
+        made = super().client(service)
+        # The check in endpoint_url remembers success for the process: an emulator that dies mid-deploy is found
+        # here, where a call could not connect, and named with its fix rather than as botocore's endpoint error.
+        endpoint = made.meta.endpoint_url
+        made.meta.events.register("after-call-error", functools.partial(_name_a_dead_emulator, endpoint),
+                                  unique_id=f"coderemote-dead-emulator:{endpoint}")  # fmt: skip
+        return made
+
     def check_reachable(self) -> None:
         self.endpoint_url()  # the stack is up (LocalStackNotRunning) and its emulator answers (EmulatorDown)
 
@@ -186,12 +195,26 @@ class EmulatorAws(AwsResource):
         return "public-read"
 
 
+def _emulator_down(endpoint: str) -> EmulatorDown:
+    return EmulatorDown(f"AWS emulator (moto) at {endpoint} is not answering: start it with `{UP_COMMAND}`")
+
+
 @functools.lru_cache(maxsize=8)
 def _emulator_answers(endpoint: str) -> bool:
     """Fail in milliseconds with the fix, rather than after boto3's retries, when the emulator is down."""
     if not moto_answers(endpoint):
-        raise EmulatorDown(f"AWS emulator (moto) at {endpoint} is not answering: start it with `{UP_COMMAND}`")
+        raise _emulator_down(endpoint)
     return True  # only success is cached; a down emulator is asked again next time
+
+
+_NO_CONNECTION = (botocore.exceptions.EndpointConnectionError, botocore.exceptions.ConnectionClosedError)
+
+
+def _name_a_dead_emulator(endpoint: str, exception: BaseException | None = None, **_: Any) -> None:
+    """botocore's `after-call-error` hook: a call that could not reach the emulator raises EmulatorDown (transient,
+    so the stage's RetryPolicy still retries it) when the emulator no longer answers at all."""
+    if isinstance(exception, _NO_CONNECTION) and not moto_answers(endpoint, timeout=0.5):
+        raise _emulator_down(endpoint) from exception
 
 
 class RealAws(AwsResource):

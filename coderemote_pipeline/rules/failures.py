@@ -33,3 +33,12 @@ def failure_text(error: Any) -> str:
     # "dagster._core.definitions.events.Failure: ", "botocore.exceptions.EndpointConnectionError: ": the class is
     # the reader's least concern.
     return QUALIFIED_CLASS.sub("", error.message.strip(), count=1) + tries
+
+
+def each_reason_once(failed: list[tuple[str, str]]) -> str:
+    """(step, reason) pairs as one line, each reason once after every step it stopped: a part that went down (the
+    emulator, the registry) fails both branches with one message, which the reader needs once."""
+    steps: dict[str, list[str]] = {}
+    for step, reason in failed:
+        steps.setdefault(reason, []).append(step)
+    return "; ".join(f"{', '.join(names)}: {reason}" for reason, names in steps.items())

@@ -28,7 +28,7 @@ from coderemote_pipeline.ledger.process_place import process_place
 from coderemote_pipeline.resources.targets import check_ready, resources_for, target_for
 from coderemote_pipeline.rules import names
 from coderemote_pipeline.rules.deployment import Deployment
-from coderemote_pipeline.rules.failures import INTERRUPTED
+from coderemote_pipeline.rules.failures import INTERRUPTED, each_reason_once
 from coderemote_pipeline.rules.settings import Settings
 from coderemote_pipeline.usecases.progress import QUIET, failure_text, follow, worker_output_to
 
@@ -152,7 +152,7 @@ def _interrupted_run(instance: dg.DagsterInstance, request_id: str) -> str:
 def _settle(instance: dg.DagsterInstance, run_id: str, deploy: Deployment, settings: Settings, why: str,
             echo: Callable[[str], None]) -> str:  # fmt: skip
     failures = [r.get_dagster_event() for r in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE)]
-    text = "; ".join(f"{e.step_key}: {failure_text(e.step_failure_data.error)}" for e in failures)
+    text = each_reason_once([(e.step_key, failure_text(e.step_failure_data.error)) for e in failures])
     text = text or why or "run failed"
     run = instance.get_run_by_id(run_id)
     if run is not None:

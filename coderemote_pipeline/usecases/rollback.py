@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 import dagster as dg
 
+from coderemote_pipeline.actions.serving import TargetMissing
 from coderemote_pipeline.ledger.live import recorded_live
 from coderemote_pipeline.ledger.records import LiveRecord
 from coderemote_pipeline.ledger.releases import last_smoke_failed, passed, rollback_candidates
@@ -46,6 +47,11 @@ def _deploy_command(env: str, ref: str) -> str:
     return f"coderemote-pipeline deploy {shlex.quote(env)} {shlex.quote(ref)}"
 
 
+def _ref(release: Release) -> str:
+    """What `deploy` takes for `release`: a commit key is no ref of the remote; its commit is."""
+    return release.commit_prefix if release.kind is ReleaseKind.COMMIT and release.commit_prefix else release.key
+
+
 def _never_passed(env: str, release: Release, policy: EnvironmentPolicy, failed_in: str | None = None) -> str:
     """The refusal of a rollback to a release that never passed smoke in env (or whose latest smoke there, in run
     `failed_in`, failed), with a deploy env would take."""
@@ -55,9 +61,7 @@ def _never_passed(env: str, release: Release, policy: EnvironmentPolicy, failed_
         said = f"{release.key}'s latest smoke in {env} failed{run}: not a verified release to roll back to"
     if refusal := policy.refusal(release):
         return f"{said}, and it cannot be deployed there either: {refusal}"
-    # A commit key is no ref of the remote; its commit is.
-    ref = release.commit_prefix if release.kind is ReleaseKind.COMMIT and release.commit_prefix else release.key
-    return f"{said}. Deploy it instead: {_deploy_command(env, ref)}"
+    return f"{said}. Deploy it instead: {_deploy_command(env, _ref(release))}"
 
 
 def _nothing_earlier(env: str, live: LiveRecord | None, policy: EnvironmentPolicy, rolled_away: list[str]) -> str:
@@ -99,19 +103,48 @@ def rollback_target(
     raise DeployRefused(_nothing_earlier(env, live, policy or load_policies()[env], passed_by))
 
 
+def _recorded_target(settings: Settings, env: str, live: LiveRecord):
+    from coderemote_pipeline.resources.targets import target_for
+
+    layout = AppLayout.from_json(live.app_layout) if live.app_layout else None
+    return target_for(resources_for(settings), layout)(env, live.stack_outputs)
+
+
+def _provisions_nothing(missing: TargetMissing, env: str, release: str) -> DeployRefused:
+    return DeployRefused(f"{missing.missing}. A rollback provisions nothing: deploy {release} instead, which "
+                         f"provisions it again: {_deploy_command(env, _ref(parse_release_key(release)))}")  # fmt: skip
+
+
+def check_provisioned(settings: Settings, instance: dg.DagsterInstance, env: str, release: str) -> None:
+    """Refuse, before a run exists, a rollback of an env whose function is gone (rollback_job has no infra stage:
+    its run would fail on the missing repository and bucket). One alias read; anything else is the run's to meet."""
+    from coderemote_pipeline.actions.lambda_versions import alias_version
+    from coderemote_pipeline.actions.target_state import present
+
+    live = recorded_live(instance, env)
+    if live is None or not live.stack_outputs:
+        return
+    target = _recorded_target(settings, env, live)
+    try:
+        with present(target):
+            alias_version(target.lam, target.outputs)
+    except TargetMissing as missing:
+        raise _provisions_nothing(missing, env, release) from None
+
+
 def off_record(settings: Settings, instance: dg.DagsterInstance, env: str) -> list[str]:
     """How what `env` serves differs from its live record, read from the target (empty: it serves it whole, or it
-    cannot be read now, and the record is all there is to go by: `status` says why)."""
+    cannot be read now, and the record is all there is to go by: `status` says why). Refused where it is gone."""
     from coderemote_pipeline.actions.failure_report import UNREADABLE
     from coderemote_pipeline.actions.target_state import drift, read_target, split_parts
-    from coderemote_pipeline.resources.targets import target_for
 
     live = recorded_live(instance, env)
     if live is None or not live.stack_outputs:
         return []
-    layout = AppLayout.from_json(live.app_layout) if live.app_layout else None
     try:
-        state = read_target(target_for(resources_for(settings), layout)(env, live.stack_outputs), probe=False)
+        state = read_target(_recorded_target(settings, env, live), probe=False)
+    except TargetMissing as missing:
+        raise _provisions_nothing(missing, env, live.release) from None
     except UNREADABLE:
         return []
     return split_parts(state) or drift(live, state)
@@ -155,6 +188,8 @@ def rollback(
         live = recorded_live(instance, env)
         release, commit, built = live.release, live.commit, built_with(live)
         echo(f"{env} does not serve its recorded release {release} whole ({'; '.join(off)}): putting it back")
+    else:
+        check_provisioned(settings, instance, env, release)
     if preflight is not None:
         preflight()
     deploy = Deployment.of(env, release, policies, commit)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import dagster as dg
 
 from coderemote_pipeline.actions import lambda_versions as lv
+from coderemote_pipeline.actions.target_state import present
 from coderemote_pipeline.ledger import shifts
 from coderemote_pipeline.ledger.live import recorded_live
 from coderemote_pipeline.resources.targets import resources_for
@@ -47,8 +48,10 @@ def split(settings: Settings, instance: dg.DagsterInstance, env: str) -> Split |
     releases = {str(live.version): live.release}
     if state is not None:
         releases.update({state.version: state.release, state.previous_version: state.previous_release})
+    with present(target):  # an emulator restarted empty: one line with the fix, as `status` says it
+        weights = lv.alias_weights(target.lam, target.outputs)
     current = target.runtime.current(env) or {}
-    return Split(env, lv.alias_weights(target.lam, target.outputs), current.get("weights", ""), releases,
+    return Split(env, weights, current.get("weights", ""), releases,
                  target.runtime.traffic(env, since=time.time() - WINDOW_S), state)  # fmt: skip
 
 
