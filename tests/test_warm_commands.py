@@ -105,6 +105,9 @@ def test_a_killed_command_line_leaves_its_deploy_to_end_as_the_run_decides(warm)
             break
     child = int((state / "local" / "logs" / "commands.log").read_text().split("deploy: pid ")[-1].split()[0])
     assert pid_alive(child)
+    # Its own process group, as a command started from a shell: `kill -- -PGID` of this deploy (what stops its
+    # docker builds too) must not reach the warm process, nor another command it forked.
+    assert os.getpgid(child) == child != os.getpgid(pid)
     client.kill()
     client.wait()
     deadline = time.monotonic() + 120

@@ -111,6 +111,9 @@ def _child(conn: socket.socket, listener: socket.socket, request: dict, fds: lis
     """Become the command line's process, run its command, report the status. Never returns."""
     code = 1
     try:
+        # A process group of its own, as the shell gives a command: `kill -- -PGID` of one deploy (what a person or
+        # a supervisor uses to stop it with what it started) must not take the warm process and the other commands.
+        os.setpgid(0, 0)
         listener.close()
         for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
             signal.signal(signum, signal.SIG_DFL)
