@@ -17,6 +17,7 @@ import pytest
 from coderemote_pipeline.ledger.instance import open_instance
 from coderemote_pipeline.ledger.leases import Lease, LeaseBusy, LeaseLost, pool
 from coderemote_pipeline.ledger.process_place import process_place
+from coderemote_pipeline.rules import names
 
 RACER = """
 import sys, time
@@ -323,6 +324,32 @@ def test_a_step_killed_at_work_is_seen_gone_at_once_on_its_host(tmp_path):
         assert lease.holder().run_id == waiter.run_id
     assert not [line for line in said if line.startswith("waiting for")], said
     assert any("reclaimed dev's deploy lease" in line for line in said), said
+
+
+def test_a_run_whose_process_was_killed_on_this_host_loses_the_lease_in_seconds(tmp_path, monkeypatch):
+    """A deploy killed with `kill -9` (its run still STARTED) held the lease: the next deploy waited out the whole
+    reclaim time, though its `executed_by` tag names a process of this host that no longer exists. A few beats'
+    silence is enough to know no step of it still works."""
+    monkeypatch.setenv("CODEREMOTE_LEASE_RECLAIM_S", "600")  # only the dead process can free it within the test
+    with open_instance(tmp_path / "state") as instance:
+        waiter, killed = (dg.DagsterRun(job_name="redeploy_job", status=dg.DagsterRunStatus.STARTED) for _ in "ab")
+        for each in (waiter, killed):
+            instance.add_run(each)
+        step = subprocess.Popen([sys.executable, "-c", HOLDER, str(tmp_path / "state"), killed.run_id],
+                                stdout=subprocess.PIPE, text=True)  # fmt: skip
+        instance.add_run_tags(killed.run_id, {names.EXECUTED_BY_TAG: f"{process_place()}:{step.pid}"})
+        try:
+            assert step.stdout.readline().strip() == "working"
+        finally:
+            step.kill()
+            step.wait(timeout=30)
+        said: list[str] = []
+        taker = threading.Thread(target=Lease(instance, "dev").acquire, args=(waiter.run_id, said.append, str))
+        taker.start()
+        taker.join(timeout=60)
+        assert not taker.is_alive(), said
+        assert any(f"was executed by process {step.pid} on this host, which is gone" in line for line in said), said
+        assert instance.get_run_by_id(killed.run_id).status is dg.DagsterRunStatus.FAILURE
 
 
 def test_a_step_stays_at_work_when_its_parallel_sibling_dies_having_written_the_last_beat(tmp_path):

@@ -66,6 +66,18 @@ def _alive(workers: dict[str, float]) -> dict[str, float]:
     return {worker: at for worker, at in workers.items() if now - at < ALIVE_S}
 
 
+class LeaseLost(RuntimeError):
+    """The run waiting for the lease was ended meanwhile: it must not take the lease and deploy."""
+
+
+class LeaseBusy(RuntimeError):
+    """A settle waited as long as it was allowed to for the holder below."""
+
+    def __init__(self, holder: Holder):
+        super().__init__(f"{holder.run_id} holds the lease")
+        self.holder = holder
+
+
 @dataclass(frozen=True)
 class Holder:
     run_id: str

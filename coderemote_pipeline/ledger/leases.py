@@ -24,8 +24,9 @@ from collections.abc import Callable, Iterator
 import dagster as dg
 
 from coderemote_pipeline.ledger.deferred_signals import entered_whole, signals_deferred
-from coderemote_pipeline.ledger.lease_beat import ALIVE_S, HEARTBEAT_S, Heart, Holder, at_work
+from coderemote_pipeline.ledger.lease_beat import ALIVE_S, HEARTBEAT_S, Heart, Holder, LeaseBusy, LeaseLost, at_work
 from coderemote_pipeline.ledger.lease_slot import STEP, Slot, is_settle, settle_step
+from coderemote_pipeline.ledger.process_place import process_gone
 from coderemote_pipeline.rules.settings import lease_reclaim_s
 
 __all__ = ["ALIVE_S", "HEARTBEAT_S", "Holder", "Lease", "LeaseBusy", "LeaseLost", "pool"]
@@ -46,18 +47,6 @@ def reclaim_after_s() -> float:
 
 def pool(env: str) -> str:
     return f"coderemote/deploy/{env}"
-
-
-class LeaseLost(RuntimeError):
-    """The run waiting for the lease was ended meanwhile: it must not take the lease and deploy."""
-
-
-class LeaseBusy(RuntimeError):
-    """A settle waited as long as it was allowed to for the holder below."""
-
-    def __init__(self, holder: Holder):
-        super().__init__(f"{holder.run_id} holds the lease")
-        self.holder = holder
 
 
 class Lease:
@@ -120,6 +109,9 @@ class Lease:
             return f"run {holder.run_id[:8]} ({status}) still held {self.env}'s lease"
         if (silent := self._silent_for(holder)) is not None:
             return f"run {holder.run_id[:8]} stopped heartbeating {silent:.0f} s ago (its process is gone)"
+        # Its process is known gone (this host): a few beats' silence tells no step it started still works.
+        if holder.beat is not None and time.time() - holder.beat > ALIVE_S and (gone := process_gone(run)):
+            return f"{gone}, and nothing has heartbeaten for it for {time.time() - holder.beat:.0f} s"
         return None
 
     def acquire(

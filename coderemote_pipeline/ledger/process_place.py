@@ -9,6 +9,10 @@ import os
 import socket
 from pathlib import Path
 
+import dagster as dg
+
+from coderemote_pipeline.rules import names
+
 
 @functools.cache
 def _boot_and_namespace() -> str:
@@ -54,3 +58,12 @@ def gone_from_here(place: str, pid: int) -> bool:
     A pid from elsewhere, or from before places were recorded, is never judged (False). A reused pid looks alive,
     which only leaves the judging to the heartbeat's age."""
     return bool(place) and place == process_place() and not process_exists(pid)
+
+
+def process_gone(run: dg.DagsterRun) -> str | None:
+    """Why `run`'s process is known gone, or None (another host's or container's process, or none recorded, is not
+    judged: its pid means nothing here)."""
+    place, _, pid = run.tags.get(names.EXECUTED_BY_TAG, "").rpartition(":")
+    if not pid.isdigit() or not gone_from_here(place, int(pid)):
+        return None
+    return f"run {run.run_id[:8]} was executed by process {pid} on this host, which is gone"

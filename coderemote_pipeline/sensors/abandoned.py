@@ -13,20 +13,11 @@ from __future__ import annotations
 import dagster as dg
 
 from coderemote_pipeline.ledger.leases import Lease
-from coderemote_pipeline.ledger.process_place import gone_from_here
+from coderemote_pipeline.ledger.process_place import process_gone
 from coderemote_pipeline.rules import names
 
 # Queued and not-started runs have no process yet: the queue, not a process, holds them.
 RUNNING = [dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
-
-
-def process_gone(run: dg.DagsterRun) -> str | None:
-    """Why `run`'s process is known gone, or None (another host's or container's process, or none recorded, is not
-    judged: its pid means nothing here)."""
-    place, _, pid = run.tags.get(names.EXECUTED_BY_TAG, "").rpartition(":")
-    if not pid.isdigit() or not gone_from_here(place, int(pid)):
-        return None
-    return f"run {run.run_id[:8]} was executed by process {pid} on this host, which is gone"
 
 
 def reap_abandoned(instance: dg.DagsterInstance, env: str) -> list[str]:

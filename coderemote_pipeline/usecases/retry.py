@@ -19,12 +19,12 @@ import dagster as dg
 from coderemote_pipeline.ledger.lease_slot import STEP
 from coderemote_pipeline.ledger.leases import HEARTBEAT_S, POLL_S, Holder, Lease
 from coderemote_pipeline.ledger.live import recorded_live
+from coderemote_pipeline.ledger.process_place import process_gone
 from coderemote_pipeline.local_stack.processes import pid_alive
 from coderemote_pipeline.rules import names
 from coderemote_pipeline.rules.deployment import Deployment
 from coderemote_pipeline.rules.environments import load_policies
 from coderemote_pipeline.rules.settings import Settings
-from coderemote_pipeline.sensors.abandoned import process_gone
 from coderemote_pipeline.usecases.deploy import DeployRefused
 from coderemote_pipeline.usecases.launch import DeployOutcome, launch
 from coderemote_pipeline.usecases.rollback import settings_of
