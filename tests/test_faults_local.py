@@ -29,6 +29,7 @@ from coderemote_pipeline.actions import cdn, restore, switch
 from coderemote_pipeline.actions import site_store as frontend_store
 from coderemote_pipeline.actions.target_state import drift, read_target, split_parts
 from coderemote_pipeline.assets import cloudfront_invalidation
+from coderemote_pipeline.cli.main import main
 from coderemote_pipeline.ledger.instance import prepare_home
 from coderemote_pipeline.ledger.live import env_outputs, recorded_live
 from coderemote_pipeline.local_stack import LocalStack, load_stack_info, site_edge
@@ -398,7 +399,7 @@ def test_a_settle_whose_invalidation_hiccups_tries_it_again_and_clears_the_cdn(f
     faults.assert_whole(before)
 
 
-def test_a_retry_where_the_env_kept_the_release_only_finishes_it(faults, monkeypatch):
+def test_a_retry_where_the_env_kept_the_release_only_finishes_it(faults, monkeypatch, capsys):
     """auto_rollback off (dev): the failed release stays served, so the retry re-runs what failed, not the switch
     (re-switching a release already at 100 % would skip a canary's steps and its bake)."""
     commit = faults.change("smoke fails once, nothing rolls back")
@@ -406,6 +407,19 @@ def test_a_retry_where_the_env_kept_the_release_only_finishes_it(faults, monkeyp
     failed = faults.deploy(ref=commit)
     monkeypatch.undo()
     assert not failed.success and "auto_rollback is off for dev" in failed.failure
+    # `status` says which run left dev on a release that never passed, and the way back: not drift from outside,
+    # and a headline that names the release whose version and image it shows.
+    verified = recorded_live(faults.instance, "dev").release
+    for name, value in (("CODEREMOTE_STATE_DIR", str(faults.settings.state_dir)), ("DAGSTER_HOME", str(faults.home)),
+                        ("CODEREMOTE_APP_REMOTE", faults.settings.app_remote)):  # fmt: skip
+        monkeypatch.setenv(name, value)
+    assert main(["status", "dev"]) == 3
+    shown = capsys.readouterr().out
+    assert f"dev      {failed.release} " in shown and f"run {failed.run_id[:8]}" in shown, shown
+    assert shown.count("UNVERIFIED") == 1 and "DRIFT" not in shown and "drift:" not in shown, shown
+    assert "smoke_result: smoke failed" in shown and f"the last release that passed is {verified}" in shown, shown
+    assert f"fix: `coderemote-pipeline rollback dev --to {verified}`" in shown, shown
+    monkeypatch.undo()
     lines: list[str] = []
     retried = retry_from_failure(failed.run_id, settings=faults.settings, instance=faults.instance,
                                  echo=lines.append)  # fmt: skip

@@ -213,7 +213,10 @@ def test_moving_the_alias_by_hand_is_drift(prod, instance, settings, monkeypatch
         monkeypatch.setenv("CODEREMOTE_APP_REMOTE", mine.app_remote)
         monkeypatch.setenv("DAGSTER_HOME", instance.root_directory)
         assert main(["status", "prod"]) == 3
-        assert "DRIFT" in capsys.readouterr().out
+        shown = capsys.readouterr().out
+        # The headline names the release whose version it shows beside the recorded one, and the way back.
+        assert "DRIFT" in shown and f"version {hand_moved} (v1.0.0)" in shown, shown
+        assert f"fix: `coderemote-pipeline rollback prod --to {recorded.release}`" in shown, shown
     finally:
         lam.update_alias(
             FunctionName=outputs["lambda_function_name"], Name="live", FunctionVersion=str(recorded.version)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime as dt
 import os
-import sys
 
+from coderemote_pipeline.cli import status_command
 from coderemote_pipeline.cli.outlive import outlive_the_terminal
+from coderemote_pipeline.cli.status_command import when
 from coderemote_pipeline.rules.env_names import ENV_HELP, check_env
 from coderemote_pipeline.rules.errors import has_controls
 
@@ -17,10 +17,6 @@ EXECUTOR_HELP = (
     "fastest on every app measured; serial: the same process, one branch after the other; parallel: deploy_job, a "
     "process per step"
 )
-
-
-def _when(ts: float | None) -> str:
-    return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S") if ts else "-"
 
 
 # Recorded on runs and approvals and listed one per line: a name, a sentence, not a document.
@@ -167,52 +163,6 @@ def cmd_retry(args: argparse.Namespace, settings_from) -> int:
                                       mark_failed=args.mark_failed, preflight=preflight(settings)))  # fmt: skip
 
 
-def cmd_status(args: argparse.Namespace, settings_from) -> int:
-    from coderemote_pipeline.ledger.instance import open_instance, queue_note
-    from coderemote_pipeline.usecases.status import status
-
-    settings = settings_from(args)
-    drifted, instance = False, open_instance(settings.state_dir)
-    for found in status(settings, instance, args.env):
-        if found.recorded is not None and found.state is None:
-            drifted = True
-            print(f"{found.env:<8} {found.recorded.release:<16} MISSING: {found.problems[0]}")
-            continue
-        if found.recorded is None or found.state is None:
-            print(f"{found.env:<8} nothing deployed")
-            continue
-        live, state = found.recorded, found.state
-        drifted |= bool(found.problems)
-        api = "API ok" if state.api and state.api.ok else "API DOWN" if state.api_down else "API ?"
-        print(f"{found.env:<8} {live.release:<16} since {_when(live.since)}  run {live.run_id[:8]}  version "
-              f"{state.version}  image {state.serving.digest[:19]}  site {state.frontend_release}  {api}  "
-              f"{'DRIFT' if found.problems else 'ok'}")  # fmt: skip
-        print(f"         {live.reason}")
-        for problem in found.problems:
-            print(f"         drift: {problem}")
-    if note := queue_note(instance):
-        print(note)
-    if broken := _policy_problem(settings):
-        print(f"error: {broken}", file=sys.stderr)
-        return 2
-    return 3 if drifted else 0
-
-
-def _policy_problem(settings) -> str | None:
-    """A typo in infra/environments.yaml (or, for the aws target, stack files in two regions) stops every deploy and
-    sensor tick: said here, before the next one fails."""
-    from coderemote_pipeline.rules.environments import PolicyError, load_policies
-    from coderemote_pipeline.rules.settings import SettingsError, aws_region
-
-    try:
-        load_policies(settings.infra_dir)
-        if settings.target == "aws":
-            aws_region(settings)
-    except (PolicyError, SettingsError) as exc:
-        return f"{str(exc).strip()} (every deploy, promote and sensor tick stops until it is fixed)"
-    return None
-
-
 def cmd_history(args: argparse.Namespace, settings_from) -> int:
     from coderemote_pipeline.ledger.instance import open_instance
     from coderemote_pipeline.usecases.history import history
@@ -227,7 +177,7 @@ def cmd_history(args: argparse.Namespace, settings_from) -> int:
                                      f"override: {d.override}" if d.override else "",
                                      f"checks skipped: {d.skipped_checks}" if d.skipped_checks else "",
                                      d.failure) if n)  # fmt: skip
-        print(f"{_when(d.started):<20} {d.release:<16} {d.commit[:12]:<12} {d.how:<14} {d.outcome:<12} "
+        print(f"{when(d.started):<20} {d.release:<16} {d.commit[:12]:<12} {d.how:<14} {d.outcome:<12} "
               f"{seconds:>8}  {d.run_id[:8]:<8}  {note}")  # fmt: skip
     # A figure with nothing to measure is n/a, not a zero that reads as measured.
     counted, failed = figures["deploys"], figures["failed_deploys"]
@@ -273,9 +223,7 @@ def add_parsers(sub) -> None:
     retry.add_argument("run_id", help="the failed run's id (or its first characters), or an environment: its last run")
     retry.add_argument("--mark-failed", action="store_true", help="the run's process is gone: mark it failed first")
     retry.set_defaults(func=cmd_retry)
-    status = sub.add_parser("status", help="what is live per environment, checked against what answers (drift)")
-    status.add_argument("env", nargs="?", help=f"{ENV_HELP}; default: every one")
-    status.set_defaults(func=cmd_status)
+    status_command.add_parser(sub)
     history = sub.add_parser("history", help="deploys and rollbacks of ENV, and its five delivery figures")
     history.add_argument("env", help=ENV_HELP)
     history.add_argument("--days", type=day_count, default=30.0, help="the window, in days (default: 30)")

@@ -8,13 +8,16 @@ that does not answer costs its probe's budget once, not once per environment.
 
 from __future__ import annotations
 
+import dataclasses
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from coderemote_pipeline.ledger.history import deploys
 from coderemote_pipeline.ledger.live import recorded_live
 from coderemote_pipeline.ledger.records import LiveRecord
 from coderemote_pipeline.rules.app_layout import AppLayout
+from coderemote_pipeline.rules.delivery import Deploy
 from coderemote_pipeline.rules.env_names import ENVIRONMENTS, check_env
 from coderemote_pipeline.rules.settings import Settings
 
@@ -31,6 +34,16 @@ class EnvStatus:
     recorded: LiveRecord | None
     state: TargetState | None
     problems: list[str]
+    # The pipeline's own run that left the env serving, whole, a release that never passed here (a failed smoke or
+    # a stop after its switch where auto_rollback is off): the difference is explained, not drift from outside.
+    unverified: Deploy | None = None
+
+    @property
+    def unexplained(self) -> list[str]:
+        """The problems `unverified` does not explain (the alias and site on its release, not the recorded one)."""
+        if self.unverified is None:
+            return self.problems
+        return [p for p in self.problems if not p.startswith(("alias points to version", "site serves "))]
 
 
 def _target(settings: Settings, resources: dict, env: str, live: LiveRecord):
@@ -55,6 +68,18 @@ def _check(env: str, live: LiveRecord, target: EnvTarget) -> EnvStatus:
     return EnvStatus(env, live, state, drift(live, state))
 
 
+def _explained(instance: dg.DagsterInstance, found: EnvStatus) -> EnvStatus:
+    """`found`, with the run that left its env serving another release than the record, whole, where one did."""
+    from coderemote_pipeline.actions.target_state import split_parts
+
+    live, state = found.recorded, found.state
+    if not found.problems or live is None or state is None or state.release == live.release or split_parts(state):
+        return found
+    # That run changed the env after the record was written: only runs since then are read (a minute for clocks).
+    newest = next((d for d in deploys(instance, found.env, since=live.since - 60) if d.release == state.release), None)
+    return dataclasses.replace(found, unverified=newest) if newest and newest.status != "SUCCESS" else found
+
+
 def status(settings: Settings, instance: dg.DagsterInstance, env: str | None = None) -> list[EnvStatus]:
     envs = [check_env(env)] if env is not None else list(ENVIRONMENTS)  # `status ''` is a mistake, not all
     deployed = _deployed(instance, envs)
@@ -69,7 +94,8 @@ def status(settings: Settings, instance: dg.DagsterInstance, env: str | None = N
     with ThreadPoolExecutor(max_workers=len(targets), thread_name_prefix="status") as pool:
         checks = {name: pool.submit(_check, name, deployed[name], target) for name, target in targets.items()}
         # In env order: an error (not a missing target) is raised for the first env it happened in, as one by one.
-        return [checks[name].result() if name in checks else EnvStatus(name, None, None, []) for name in envs]
+        found = [checks[name].result() if name in checks else EnvStatus(name, None, None, []) for name in envs]
+    return [_explained(instance, each) for each in found]  # the ledger read here, in one thread
 
 
 def revive_apis(settings: Settings, instance: dg.DagsterInstance) -> list[str]:
