@@ -165,5 +165,7 @@ def test_only_its_user_may_connect_and_the_stack_going_down_stops_it(warm, monke
     assert f"commands   running  answering      {socket_path(state)}  (pid {pid})" in capsys.readouterr().out
     LocalStack(state).down()  # what `local down` does, and every test stack's teardown
     assert not pid_alive(pid) and not socket_path(state).exists()
+    assert main(["local", "status"]) == 3  # a stack that cannot deploy says so by its exit code too
+    assert "not answering: moto, registry" in capsys.readouterr().out
     # With none running, the command runs in its own process.
     assert _cli(env, "history", "dev").returncode == 0

@@ -45,7 +45,8 @@ def cmd_local(args: argparse.Namespace, settings_from) -> int:
             print(f"  API revived:   {line}")
         print(f"  commands:      warm process pid {warm} (commands fork it)")
     elif args.action == "status":
-        for part, state in stack.status().items():
+        parts = stack.status()
+        for part, state in parts.items():
             answering = "answering" if state.get("answering") else "not answering"
             where = state.get("endpoint") or "-"
             pid = f"pid {state['pid']}" if state.get("pid") else "no process"
@@ -55,6 +56,11 @@ def cmd_local(args: argparse.Namespace, settings_from) -> int:
         pid = f"pid {warm}" if warm else "no process"
         where = socket_path(settings.state_dir)
         print(f"  {'commands':<10} {'running' if warm else 'stopped':<8} {answering:<14} {where}  ({pid})")
+        # As `status` does for an env: a script (or a health check) tells a stack that cannot deploy by the exit
+        # code. The warm process is not needed to deploy (commands then run in their own process).
+        if down := [part for part, state in parts.items() if not state.get("answering")]:
+            print(f"not answering: {', '.join(down)}: start the stack with `coderemote-pipeline local up`")
+            return 3
     else:
         stack.down()
         print(f"local stack under {stack.state_dir} is down")
