@@ -363,6 +363,22 @@ def test_retry_mark_failed_judges_a_cli_run_by_the_process_its_tag_names(env):
             Lease(instance, "dev").release(run.run_id)
 
 
+def test_history_shows_a_killed_cli_deploy_as_gone_not_started(env, capsys):
+    """A deploy killed with `kill -9` and no daemon to mark it stayed "started" in history until the next deploy of
+    its env: its `executed_by` process is gone from this host, and history says so, with the command that ends it."""
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    with open_instance(env["tmp"] / "state") as instance:
+        tags = {"coderemote/env": "dev", "coderemote/release": "main-eeeeeee", "coderemote/trigger": "cli",
+                names.EXECUTED_BY_TAG: f"{process_place()}:{dead.pid}"}  # fmt: skip
+        run = dg.DagsterRun(job_name="redeploy_job", status=dg.DagsterRunStatus.STARTED, tags=tags)
+        instance.add_run(run)
+    assert main(["history", "dev"]) == 0
+    (row,) = [line for line in capsys.readouterr().out.splitlines() if run.run_id[:8] in line]
+    assert " gone " in row and f"was executed by process {dead.pid} on this host, which is gone" in row, row
+    assert f"`coderemote-pipeline retry {run.run_id[:8]} --mark-failed` finishes it" in row, row
+
+
 def test_the_ui_warns_that_its_sensors_cannot_deploy_while_the_stack_is_down(env, monkeypatch, capsys):
     started: list[list[str]] = []
     monkeypatch.setattr(os, "execv", lambda path, argv: started.append(argv))

@@ -38,7 +38,7 @@ def _print(found) -> None:
     other = f" ({state.release})" if left is None and state.release and state.release != live.release else ""
     serving = f"version {state.version}{other}  image {state.serving.digest[:19]}  site {state.frontend_release}  {api}"
     if left is not None:
-        how = "in progress" if left.ended is None else left.outcome
+        how = "in progress" if left.status in ("STARTING", "STARTED") else left.outcome
         print(f"{found.env:<8} {state.release:<16} since {when(left.started)}  run {left.run_id[:8]}  {serving}  "
               "UNVERIFIED")  # fmt: skip
         print(f"         {'rollback' if left.rollback else 'deploy'} of {state.release} ({how}"

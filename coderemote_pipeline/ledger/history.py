@@ -11,12 +11,14 @@ import datetime as dt
 
 import dagster as dg
 
+from coderemote_pipeline.ledger.process_place import process_gone
 from coderemote_pipeline.ledger.records import LiveRecord
 from coderemote_pipeline.rules import names
 from coderemote_pipeline.rules.delivery import Deploy
 from coderemote_pipeline.rules.failures import failure_text
 
 PAGE = 200
+RUNNING = (dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED)
 
 
 def _runs(instance: dg.DagsterInstance, env: str, since: float) -> list[dg.RunRecord]:
@@ -74,13 +76,19 @@ def deploys(instance: dg.DagsterInstance, env: str, since: float = 0.0) -> list[
         started = record.start_time or record.create_timestamp.timestamp()
         override, skipped = run.tags.get(names.OVERRIDE_TAG, ""), run.tags.get(names.SKIP_CHECKS_TAG, "")
         step, failure = _failure(instance, run) if run.status is dg.DagsterRunStatus.FAILURE else ("", "")
+        status = run.status.value
+        if run.status in RUNNING and (gone := process_gone(run)) is not None:
+            # Killed (`kill -9`, a closed laptop) with no daemon to mark it: not "started" for ever. The next deploy
+            # of the env or the daemon's sensor marks it failed; `retry --mark-failed` finishes it.
+            status = "GONE"
+            failure = f"{gone}: `coderemote-pipeline retry {run.run_id[:8]} --mark-failed` finishes it"
         found.append(
             Deploy(
                 run_id=run.run_id,
                 release=run.tags.get(names.RELEASE_TAG, ""),
                 commit=run.tags.get(names.COMMIT_TAG, ""),
                 trigger=run.tags.get(names.TRIGGER_TAG, ""),
-                status=run.status.value,
+                status=status,
                 started=started,
                 # A run ended without its end event (marked failed from outside) ended when it was last updated.
                 ended=record.end_time or (record.update_timestamp.timestamp() if run.is_finished else None),
