@@ -184,6 +184,8 @@ def test_a_killed_shift_leaves_a_known_weight_and_the_next_run_resumes_it(canary
                            text=True, timeout=60)  # fmt: skip
     assert shown.returncode == 0, shown.stderr
     assert f"version {state.version} ({state.release}): 10%" in shown.stdout and "step" in shown.stdout
+    # Not "in flight": its run was killed, and nothing has marked it yet (no daemon here).
+    assert f"(run {state.run_id[:8]}, gone): interrupted at step 1" in shown.stdout, shown.stdout
 
     monkeypatch.setenv("CODEREMOTE_LEASE_RECLAIM_S", "3")
     set_delivery(settings.infra_dir, ENV, CANARY)

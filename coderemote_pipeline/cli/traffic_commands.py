@@ -40,8 +40,13 @@ def cmd_traffic(args: argparse.Namespace, settings_from) -> int:
         print(f"  version {version} ({found.releases.get(version, '?')}): {weight}%  — {live}")
     state = found.shift
     if state is not None:
-        print(f"shift of {state.release} (run {state.run_id[:8]}): {state.phase}, step {state.step + 1}, "
-              f"new version at {state.new_weight}% as last set")  # fmt: skip
+        # The last shift recorded is not always the one in flight: its run may have been killed part-way.
+        what = f"{state.phase}, step {state.step + 1}"
+        if found.shift_interrupted:
+            what = (f"interrupted at step {state.step + 1} (its run is {found.shift_run}): the next deploy of "
+                    f"{args.env} resumes it, or the run's settle takes the new version back")  # fmt: skip
+        print(f"shift of {state.release} (run {state.run_id[:8]}, {found.shift_run}): {what}, new version at "
+              f"{state.new_weight}% as last set")  # fmt: skip
     return 0
 
 

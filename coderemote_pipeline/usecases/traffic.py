@@ -13,6 +13,7 @@ from coderemote_pipeline.actions import lambda_versions as lv
 from coderemote_pipeline.actions.target_state import present
 from coderemote_pipeline.ledger import shifts
 from coderemote_pipeline.ledger.live import recorded_live
+from coderemote_pipeline.ledger.process_place import process_gone
 from coderemote_pipeline.resources.targets import resources_for
 from coderemote_pipeline.rules.app_layout import AppLayout
 from coderemote_pipeline.rules.env_names import check_env
@@ -35,6 +36,12 @@ class Split:
     releases: dict[str, str]  # version → release, where the records know it
     figures: dict[str, Traffic]  # version → the last WINDOW_S of its requests
     shift: shifts.ShiftState | None
+    shift_run: str = ""  # how the shift's run stands: "started", "failure", "gone" (killed, no one marked it), …
+
+    @property
+    def shift_interrupted(self) -> bool:
+        """The shift was left part-way by its run's end (killed, stopped): its weights stay until a run moves them."""
+        return self.shift is not None and self.shift.in_flight and self.shift_run not in ("started", "starting")
 
 
 def split(settings: Settings, instance: dg.DagsterInstance, env: str) -> Split | None:
@@ -51,8 +58,17 @@ def split(settings: Settings, instance: dg.DagsterInstance, env: str) -> Split |
     with present(target):  # an emulator restarted empty: one line with the fix, as `status` says it
         weights = lv.alias_weights(target.lam, target.outputs)
     current = target.runtime.current(env) or {}
-    return Split(env, weights, current.get("weights", ""), releases,
-                 target.runtime.traffic(env, since=time.time() - WINDOW_S), state)  # fmt: skip
+    figures = target.runtime.traffic(env, since=time.time() - WINDOW_S)
+    return Split(env, weights, current.get("weights", ""), releases, figures, state, _run_stands(instance, state))
+
+
+def _run_stands(instance: dg.DagsterInstance, state: shifts.ShiftState | None) -> str:
+    if state is None:
+        return ""
+    run = instance.get_run_by_id(state.run_id)
+    if run is None:
+        return "deleted"
+    return "gone" if not run.is_finished and process_gone(run) else run.status.value.lower()
 
 
 def control(instance: dg.DagsterInstance, env: str, action: str, by: str, reason: str) -> shifts.ShiftState:
