@@ -376,7 +376,22 @@ def test_history_shows_a_killed_cli_deploy_as_gone_not_started(env, capsys):
     assert main(["history", "dev"]) == 0
     (row,) = [line for line in capsys.readouterr().out.splitlines() if run.run_id[:8] in line]
     assert " gone " in row and f"was executed by process {dead.pid} on this host, which is gone" in row, row
-    assert f"`coderemote-pipeline retry {run.run_id[:8]} --mark-failed` finishes it" in row, row
+    assert f"`coderemote-pipeline retry {run.run_id[:8]} --mark-failed` re-executes it from there" in row, row
+
+
+def test_local_status_names_the_fix_of_an_engine_the_stack_did_not_start(env, monkeypatch, capsys):
+    """Every part answers but a Docker engine of the user's own: `local up` does not start that one."""
+    from coderemote_pipeline.local_stack import LocalStack
+
+    up = {"state": "running", "pid": 1, "endpoint": "-", "answering": True}
+    engine = {"state": "stopped", "pid": None, "endpoint": "unix:///run/docker.sock", "answering": False,
+              "managed": False}  # fmt: skip
+    parts = {"moto": up, "registry": up, "api edge": up, "site edge": up, "docker": engine}
+    monkeypatch.setattr(LocalStack, "status", lambda self: parts)
+    assert main(["local", "status"]) == 3
+    last = capsys.readouterr().out.splitlines()[-1]
+    fix = "start the Docker engine at unix:///run/docker.sock (the stack uses it, not started by it)"
+    assert last == f"not answering: docker: {fix}", last
 
 
 def test_the_ui_warns_that_its_sensors_cannot_deploy_while_the_stack_is_down(env, monkeypatch, capsys):

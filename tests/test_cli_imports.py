@@ -12,6 +12,7 @@ import pytest
 
 HEAVY = ("coderemote_pipeline.definitions", "coderemote_pipeline.resources.targets", "dagster", "boto3", "docker")
 LEDGER_ONLY = set(HEAVY) - {"dagster"}
+WITHOUT_DAGSTER = set(HEAVY) - {"docker"}
 
 
 def _loaded_after(code: str, env: dict[str, str] | None = None) -> set[str]:
@@ -27,6 +28,8 @@ def _loaded_after(code: str, env: dict[str, str] | None = None) -> set[str]:
         (("coderemote_pipeline.usecases.approval_view", "coderemote_pipeline.ledger.instance"), LEDGER_ONLY),
         (("coderemote_pipeline.usecases.history",), LEDGER_ONLY),
         (("coderemote_pipeline.usecases.status",), LEDGER_ONLY),
+        # `local up|status|down` and the warm process's client judge pids without Dagster (~0.5 s to load).
+        (("coderemote_pipeline.local_stack.processes", "coderemote_pipeline.cli.warm_process"), WITHOUT_DAGSTER),
     ],
 )
 def test_quick_command_modules_import_only_what_they_use(modules, absent):

@@ -15,7 +15,7 @@ import yaml
 from coderemote_pipeline.actions.git_cli import RemoteUnreachable
 from coderemote_pipeline.cli.main import main
 from coderemote_pipeline.ledger.instance import open_instance, queue_note
-from coderemote_pipeline.ledger.run_queue import DeployRunQueue, missing_deploy_tags
+from coderemote_pipeline.ledger.run_queue import DeployRunQueue, missing_deploy_tags, queue_tags
 from coderemote_pipeline.local_stack.errors import DockerEngineDown, EmulatorDown, LocalStackNotRunning, RegistryDown
 from coderemote_pipeline.resources.docker_engine import ImageBuildFailed
 from coderemote_pipeline.resources.image_registry import RegistryError
@@ -114,6 +114,10 @@ def test_the_queue_tags_a_deploy_launched_without_our_tags(tmp_path, monkeypatch
         cli = Deployment.of("dev", "main-abc1234", load_policies(), "abc1234" * 5).tags("cli")
         assert submitted(names.DEPLOY_JOB, cli) == cli
         assert names.ENV_TAG not in submitted(names.APPROVAL_JOB, ui)  # an approval does not wait for a deploy
+        # A UI re-execution of a CLI run copies its parent's process: the queue empties it (the daemon executes it).
+        again = instance.create_run_for_job(dg.GraphDefinition(names.REDEPLOY_JOB).to_job(),
+                                            tags={**cli, names.EXECUTED_BY_TAG: "host/boot/ns:4242"})  # fmt: skip
+        assert queue_tags(again) == {names.EXECUTED_BY_TAG: ""}
     # The asset graph's Materialize button: Dagster's implicit asset job, the stages selected, the switch among them;
     # an image alone changes nothing users get (its stage still holds the env's lease).
     stages = frozenset(names.key(stage) for stage in names.STAGES)

@@ -59,7 +59,10 @@ def cmd_local(args: argparse.Namespace, settings_from) -> int:
         # As `status` does for an env: a script (or a health check) tells a stack that cannot deploy by the exit
         # code. The warm process is not needed to deploy (commands then run in their own process).
         if down := [part for part, state in parts.items() if not state.get("answering")]:
-            print(f"not answering: {', '.join(down)}: start the stack with `coderemote-pipeline local up`")
+            fix = "start the stack with `coderemote-pipeline local up`"
+            if down == ["docker"] and parts["docker"].get("managed") is False:
+                fix = f"start the Docker engine at {parts['docker']['endpoint']} (the stack uses it, not started by it)"
+            print(f"not answering: {', '.join(down)}: {fix}")
             return 3
     else:
         stack.down()

@@ -1,6 +1,6 @@
 """`status [ENV]`: what each environment serves, beside what the ledger recorded as live, and the fix where they
-differ. Exit 3 when an environment is not on its recorded release as a whole (drift, or a release the pipeline left
-there unverified), 2 when a typo in the environment policy would stop the next deploy."""
+differ. Exit 3 when an environment is not on its recorded release as a whole (drift, a release the pipeline left
+there unverified, or a deploy mid-way), 2 when a typo in the environment policy would stop the next deploy."""
 
 from __future__ import annotations
 
@@ -38,21 +38,34 @@ def _print(found) -> None:
     other = f" ({state.release})" if left is None and state.release and state.release != live.release else ""
     serving = f"version {state.version}{other}  image {state.serving.digest[:19]}  site {state.frontend_release}  {api}"
     if left is not None:
-        how = "in progress" if left.status in ("STARTING", "STARTED") else left.outcome
         print(f"{found.env:<8} {state.release:<16} since {when(left.started)}  run {left.run_id[:8]}  {serving}  "
-              "UNVERIFIED")  # fmt: skip
-        print(f"         {'rollback' if left.rollback else 'deploy'} of {state.release} ({how}"
-              f"{': ' + left.failure if left.failure else ''}) left {found.env} serving it whole, never verified "
-              f"there; the last release that passed is {live.release}")  # fmt: skip
+              f"{'IN PROGRESS' if left.in_progress else 'UNVERIFIED'}")  # fmt: skip
+        print(f"         {_left_by(found.env, state.release, left, live.release)}")
     else:
         print(f"{found.env:<8} {live.release:<16} since {when(live.since)}  run {live.run_id[:8]}  {serving}  "
               f"{'DRIFT' if found.problems else 'ok'}")  # fmt: skip
         print(f"         {live.reason}")
     for problem in found.unexplained:
         print(f"         drift: {problem}")
-    if left is not None or state.release != live.release or state.frontend_release != live.frontend_release:
+    if left is not None and left.in_progress:
+        return  # its checks are still to come: no fix for what may be about to pass
+    if left is not None and left.rollback:
+        print(f"         fix: `coderemote-pipeline retry {left.run_id[:8]}` finishes the rollback; or deploy the "
+              "release you want")  # fmt: skip
+    elif left is not None or state.release != live.release or state.frontend_release != live.frontend_release:
         print(f"         fix: `coderemote-pipeline rollback {found.env} --to {live.release}` puts {live.release} "
               "back whole; or deploy the release you want")  # fmt: skip
+
+
+def _left_by(env: str, release: str, left, recorded: str) -> str:
+    """Which run put `release` in front of users without its checks passing, and where that leaves the record."""
+    what = f"{'rollback to' if left.rollback else 'deploy of'} {release}"
+    if left.in_progress:
+        return f"{what} in progress (run {left.run_id[:8]}): {env} serves it, its checks still to come"
+    said = f"{what} ({left.outcome}{': ' + left.failure if left.failure else ''}) left {env} serving it whole"
+    if left.rollback:  # a release that passed here before: it is this time's checks that did not
+        return f"{said}, without its checks passing this time; the recorded live release is still {recorded}"
+    return f"{said}, never verified there; the last release that passed is {recorded}"
 
 
 def cmd_status(args: argparse.Namespace, settings_from) -> int:

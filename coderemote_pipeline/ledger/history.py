@@ -79,9 +79,10 @@ def deploys(instance: dg.DagsterInstance, env: str, since: float = 0.0) -> list[
         status = run.status.value
         if run.status in RUNNING and (gone := process_gone(run)) is not None:
             # Killed (`kill -9`, a closed laptop) with no daemon to mark it: not "started" for ever. The next deploy
-            # of the env or the daemon's sensor marks it failed; `retry --mark-failed` finishes it.
-            status = "GONE"
-            failure = f"{gone}: `coderemote-pipeline retry {run.run_id[:8]} --mark-failed` finishes it"
+            # of the env or the daemon's sensor marks it failed. `retry` re-executes only the env's newest run.
+            status, failure = "GONE", gone
+            if not found:
+                failure += f": `coderemote-pipeline retry {run.run_id[:8]} --mark-failed` re-executes it from there"
         found.append(
             Deploy(
                 run_id=run.run_id,
@@ -103,3 +104,9 @@ def deploys(instance: dg.DagsterInstance, env: str, since: float = 0.0) -> list[
             )
         )
     return found
+
+
+def switched_in(instance: dg.DagsterInstance, run_id: str) -> bool:
+    """Whether the switch (`traffic_shift`) succeeded in run `run_id`: users got its release."""
+    done = instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_SUCCESS)
+    return any(record.step_key == names.TRAFFIC_SHIFT for record in done)

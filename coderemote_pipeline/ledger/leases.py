@@ -109,8 +109,9 @@ class Lease:
             return f"run {holder.run_id[:8]} ({status}) still held {self.env}'s lease"
         if (silent := self._silent_for(holder)) is not None:
             return f"run {holder.run_id[:8]} stopped heartbeating {silent:.0f} s ago (its process is gone)"
-        # Its process is known gone (this host): a few beats' silence tells no step it started still works.
-        if holder.beat is not None and time.time() - holder.beat > ALIVE_S and (gone := process_gone(run)):
+        # Its process is known gone (this host): silence twice as long as a step at work ever keeps tells no step it
+        # started (a process-per-step worker outlives its parent) still works; a stalled beat thread is not enough.
+        if holder.beat is not None and time.time() - holder.beat > 2 * ALIVE_S and (gone := process_gone(run)):
             return f"{gone}, and nothing has heartbeaten for it for {time.time() - holder.beat:.0f} s"
         return None
 

@@ -8,10 +8,10 @@ import functools
 import os
 import socket
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import dagster as dg
-
-from coderemote_pipeline.rules import names
+if TYPE_CHECKING:  # the local stack's processes judge pids here, and load no Dagster for it
+    import dagster as dg
 
 
 @functools.cache
@@ -63,6 +63,8 @@ def gone_from_here(place: str, pid: int) -> bool:
 def process_gone(run: dg.DagsterRun) -> str | None:
     """Why `run`'s process is known gone, or None (another host's or container's process, or none recorded, is not
     judged: its pid means nothing here)."""
+    from coderemote_pipeline.rules import names  # with Dagster: wanted only where runs are judged
+
     place, _, pid = run.tags.get(names.EXECUTED_BY_TAG, "").rpartition(":")
     if not pid.isdigit() or not gone_from_here(place, int(pid)):
         return None

@@ -35,12 +35,23 @@ def missing_deploy_tags(run: dg.DagsterRun) -> dict[str, str]:
             names.TRIGGER_TAG: run.tags.get(names.TRIGGER_TAG, names.TRIGGER_UI)}  # fmt: skip
 
 
+def queue_tags(run: dg.DagsterRun) -> dict[str, str]:
+    """The tags a run submitted through the queue is given: those of its partition it lacks, and no process of
+    another run. A re-execution from the UI copies every tag of its parent, the CLI's `executed_by` among them: the
+    daemon's run worker executes this one, and a dead parent's pid would mark it gone (its lease reclaimed, its
+    shift "interrupted") while it works."""
+    tags = missing_deploy_tags(run)
+    if run.tags.get(names.EXECUTED_BY_TAG):
+        tags[names.EXECUTED_BY_TAG] = ""  # tags cannot be removed; an empty one names no process
+    return tags
+
+
 class DeployRunQueue(dg.QueuedRunCoordinator):
     """Dagster's QueuedRunCoordinator, with every deploy run tagged with its environment before the limit reads it."""
 
     def submit_run(self, context: dg.SubmitRunContext) -> dg.DagsterRun:
         run = context.dagster_run
-        missing = missing_deploy_tags(run)
+        missing = queue_tags(run)
         if missing:
             self._instance.add_run_tags(run.run_id, missing)
             tagged = self._instance.get_run_by_id(run.run_id) or run

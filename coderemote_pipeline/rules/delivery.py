@@ -70,6 +70,10 @@ class Deploy:
         return {"SUCCESS": "live", "FAILURE": "failed"}.get(self.status, self.status.lower())
 
     @property
+    def in_progress(self) -> bool:
+        return self.status in ("STARTING", "STARTED")
+
+    @property
     def forward(self) -> bool:
         return not self.rollback and self.trigger != TRIGGER_ROLLBACK
 

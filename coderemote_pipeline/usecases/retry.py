@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 import dagster as dg
 
+from coderemote_pipeline.ledger.history import switched_in
 from coderemote_pipeline.ledger.lease_slot import STEP
 from coderemote_pipeline.ledger.leases import HEARTBEAT_S, POLL_S, Holder, Lease
 from coderemote_pipeline.ledger.live import recorded_live
@@ -200,7 +201,7 @@ def _steps_to_rerun(instance: dg.DagsterInstance, run: dg.DagsterRun, deploy: De
     if live is None or not live.automatic or live.release == deploy.release.key:
         return from_failure, "from failure"
     lineage = _lineage(instance, run)
-    if live.run_id not in {a.run_id for a in lineage} or not any(_switched(instance, a) for a in lineage):
+    if live.run_id not in {a.run_id for a in lineage} or not any(switched_in(instance, a.run_id) for a in lineage):
         return from_failure, "from failure"  # not put back by this run's failure, or the switch runs again anyway
     return (dg.ReexecutionOptions(run.run_id, step_selection=[f"{names.TRAFFIC_SHIFT}*"]),
             f"from {names.TRAFFIC_SHIFT} (the failure put {deploy.env} back on {live.release}, so the switch runs "
@@ -213,10 +214,3 @@ def _lineage(instance: dg.DagsterInstance, run: dg.DagsterRun) -> list[dg.Dagste
     while found[-1].parent_run_id and (parent := instance.get_run_by_id(found[-1].parent_run_id)) is not None:
         found.append(parent)
     return found
-
-
-def _switched(instance: dg.DagsterInstance, run: dg.DagsterRun) -> bool:
-    """Whether the switch succeeded in `run`: then re-execution from failure skips it (and with it every step before
-    it, which it depends on)."""
-    done = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_SUCCESS)
-    return any(record.step_key == names.TRAFFIC_SHIFT for record in done)

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from coderemote_pipeline.ledger.history import deploys
+from coderemote_pipeline.ledger.history import deploys, switched_in
 from coderemote_pipeline.ledger.live import recorded_live
 from coderemote_pipeline.ledger.records import LiveRecord
 from coderemote_pipeline.rules.app_layout import AppLayout
@@ -77,7 +77,12 @@ def _explained(instance: dg.DagsterInstance, found: EnvStatus) -> EnvStatus:
         return found
     # That run changed the env after the record was written: only runs since then are read (a minute for clocks).
     newest = next((d for d in deploys(instance, found.env, since=live.since - 60) if d.release == state.release), None)
-    return dataclasses.replace(found, unverified=newest) if newest and newest.status != "SUCCESS" else found
+    if newest is None or newest.status == "SUCCESS":
+        return found
+    # One that ended is the cause only if its switch went through (not one that failed before it, a queued retry).
+    if not newest.in_progress and not switched_in(instance, newest.run_id):
+        return found
+    return dataclasses.replace(found, unverified=newest)
 
 
 def status(settings: Settings, instance: dg.DagsterInstance, env: str | None = None) -> list[EnvStatus]:
