@@ -154,6 +154,11 @@ def test_a_change_of_code_is_run_by_its_own_process_and_the_warm_process_reloads
         assert _forks(state)[-1] == "history"
     finally:
         os.utime(touched, (times.st_atime, times.st_mtime))
+        # The code changed back: the next command is refused and the warm process reloads. That reload happens here,
+        # so the tests after this one find it taking commands, not mid-reload.
+        assert _cli(env, "history", "dev").returncode == 0
+        warm_process.ensure(state, wait=True)
+        assert _cli(env, "history", "dev").returncode == 0 and _forks(state)[-1] == "history"
 
 
 def test_only_its_user_may_connect_and_the_stack_going_down_stops_it(warm, monkeypatch, capsys):
