@@ -5,6 +5,7 @@ run ended while it waited for the lease never takes it."""
 import contextlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -350,6 +351,36 @@ def test_a_run_whose_process_was_killed_on_this_host_loses_the_lease_in_seconds(
         assert not taker.is_alive(), said
         assert any(f"was executed by process {step.pid} on this host, which is gone" in line for line in said), said
         assert instance.get_run_by_id(killed.run_id).status is dg.DagsterRunStatus.FAILURE
+
+
+def test_a_step_whose_process_is_stopped_keeps_the_lease_however_long_it_is_silent(tmp_path, monkeypatch):
+    """A deploy stopped mid-step (Ctrl-Z, SIGSTOP, a debugger) went silent, so the next deploy reclaimed its lease and
+    marked it failed; resumed, it finished its switch beside that deploy's, and users got a failed run's release.
+    Its process still runs on this host: it keeps the lease, and the waiter says how to resume or end it."""
+    monkeypatch.setenv("CODEREMOTE_LEASE_RECLAIM_S", "3")
+    with open_instance(tmp_path / "state") as instance, _step_at_work(instance, tmp_path, "redeploy_job") as (
+        frozen, waiter, step
+    ):
+        time.sleep(2.5)  # a beat from the step's thread
+        os.kill(step.pid, signal.SIGSTOP)
+        try:
+            said: list[str] = []
+            taker = threading.Thread(target=Lease(instance, "dev").acquire, args=(waiter.run_id, said.append, str),
+                                     daemon=True)  # fmt: skip
+            taker.start()
+            taker.join(timeout=3 * 3 + 5)  # three reclaim times of silence, and then some
+            assert taker.is_alive(), said  # still waiting: not reclaimed
+            assert Lease(instance, "dev").holder().run_id == frozen.run_id
+            assert instance.get_run_by_id(frozen.run_id).status is dg.DagsterRunStatus.STARTED
+            assert Lease(instance, "dev").holder().describe(str).endswith(
+                f"whose process {step.pid} is alive but silent (stopped? `kill -CONT {step.pid}` resumes it, "
+                f"`kill {step.pid}` ends it),")  # fmt: skip
+        finally:
+            step.kill()  # a stopped process takes SIGKILL at once
+            step.wait(timeout=30)
+        taker.join(timeout=60)
+        assert not taker.is_alive(), said
+        assert Lease(instance, "dev").holder().run_id == waiter.run_id
 
 
 def test_a_step_stays_at_work_when_its_parallel_sibling_dies_having_written_the_last_beat(tmp_path):

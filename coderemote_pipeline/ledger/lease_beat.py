@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import dagster as dg
 
 from coderemote_pipeline.ledger.lease_slot import STEP, is_settle
-from coderemote_pipeline.ledger.lease_workers import Work, Workers, gone, token
+from coderemote_pipeline.ledger.lease_workers import Work, Workers, alive, gone, token
 
 HEARTBEAT_S = 2.0
 # A step whose heartbeat is this fresh is working, whatever its run's status or the slot row says.
@@ -48,6 +48,10 @@ class Beat:
     def others_at_work(self) -> bool:
         """A step of it works in another process than this one."""
         return any(worker != token() for worker in _alive(self.workers))
+
+    def alive_here(self) -> bool:
+        """A process that worked for it still runs on this host, silent or not."""
+        return any(alive(worker, at) for worker, at in self.workers.items())
 
     def worker(self) -> tuple[int | None, str]:
         """(pid, host) of its freshest living worker, else of its freshest one, else of its writer."""
@@ -86,17 +90,25 @@ class Holder:
     step: str = STEP  # a settle's step (is_settle): a process settles the ended run `run_id`
     working: bool = False  # its last beat came from a step at work (not one that ended keeping the lease)
     pid: int | None = None
+    # A process of it still runs on this host, however silent: never reclaimed for silence (a stopped process that
+    # is resumed goes on with its switch).
+    alive: bool = False
 
     def describe(self, describe_run: Callable[[str], str]) -> str:
         who = f"the settle of ended {describe_run(self.run_id)}" if is_settle(self.step) else describe_run(self.run_id)
         # Where it works: a step that hangs keeps the lease however its run is ended, until its process is killed.
-        return who + (f", whose step works in pid {self.pid} on {self.where}," if self.working and self.pid else "")
+        if self.working and self.pid:
+            return f"{who}, whose step works in pid {self.pid} on {self.where},"
+        if self.alive and self.pid:
+            return (f"{who}, whose process {self.pid} is alive but silent (stopped? `kill -CONT {self.pid}` resumes "
+                    f"it, `kill {self.pid}` ends it),")  # fmt: skip
+        return who
 
     @classmethod
     def beating(cls, beat: Beat) -> Holder:
         """The step a working beat shows, holding the lease whatever the slot row says."""
         pid, host = beat.worker()
-        return cls(beat.run_id, beat.at, host, beat.step, True, pid)
+        return cls(beat.run_id, beat.at, host, beat.step, True, pid, beat.alive_here())
 
 
 def at_work(holder: Holder) -> bool:

@@ -19,9 +19,9 @@ import time
 from dagster._core.storage.runs.schema import KeyValueStoreTable
 from sqlalchemy import and_, select
 
-from coderemote_pipeline.ledger.process_place import gone_from_here, process_place
+from coderemote_pipeline.ledger.process_place import alive_here, gone_from_here, process_place
 
-# Rows older than this are of processes that were killed mid-step: dropped by the next reader.
+# Rows older than this are of processes that were killed mid-step (or elsewhere): dropped by the next reader.
 FORGET_S = 120.0
 
 Work = tuple[str, str]  # (run_id, step)
@@ -30,6 +30,13 @@ Work = tuple[str, str]  # (run_id, step)
 def token() -> str:
     """This process as the rows name it: its pid where that pid means it (the host, its boot, its pid namespace)."""
     return f"{os.getpid()}@{process_place() or socket.gethostname()}"
+
+
+def alive(worker: str, seen_at: float) -> bool:
+    """The worker's process, last seen at `seen_at`, is known to still run (on this host, boot and pid namespace),
+    however long it has been silent: stopped (Ctrl-Z, SIGSTOP, a debugger), it may go on where it was."""
+    pid, _, place = worker.partition("@")
+    return pid.isdigit() and alive_here(place, int(pid), seen_at)
 
 
 def gone(worker: str) -> bool:
@@ -68,7 +75,7 @@ class Workers:
             if not key.startswith(self._prefix):
                 continue  # LIKE's "_" matched another env's name
             row = json.loads(value)
-            if now - float(row["at"]) > FORGET_S or gone(row["worker"]):
+            if gone(row["worker"]) or (now - float(row["at"]) > FORGET_S and not alive(row["worker"], row["at"])):
                 dropped.append((key, value))
                 continue
             found.setdefault((row["run_id"], row["step"]), {})[row["worker"]] = float(row["at"])

@@ -67,12 +67,13 @@ class Lease:
         if beat is None:
             return Holder(held[0], None, "", held[1])
         pid, host = beat.worker()
-        return Holder(held[0], beat.at, host, held[1], beat.at_work(), pid)
+        return Holder(held[0], beat.at, host, held[1], beat.at_work(), pid, beat.alive_here())
 
     def _silent_for(self, holder: Holder) -> float | None:
-        """How long the holder has not heartbeaten, when longer than the reclaim time (its process is gone)."""
+        """How long the holder has not heartbeaten, when longer than the reclaim time (its process is gone). Never
+        for a holder whose process still runs on this host: stopped and resumed, it would switch beside the next."""
         silent = time.time() - holder.beat if holder.beat is not None else 0.0
-        return silent if silent > reclaim_after_s() else None
+        return silent if silent > reclaim_after_s() and not holder.alive else None
 
     def _held_by(self, run_id: str) -> Holder | None:
         holder = self.holder()
@@ -93,6 +94,9 @@ class Lease:
             return None
         silent = time.time() - (holder.beat or 0.0)
         left, pid = reclaim_after_s() - silent, f" (pid {holder.pid})" if holder.pid else ""
+        if holder.alive and left <= 0:
+            return (f"it holds {self.env}'s deploy lease, its process{pid} alive on this host but silent for "
+                    f"{silent:.0f} s (stopped?): resume it (kill -CONT) or end it (kill), then retry")  # fmt: skip
         return (f"it holds {self.env}'s deploy lease, its last heartbeat {silent:.0f} s ago on {holder.where}{pid}. If "
                 f"its process is gone, retry in {left:.0f} s, when the lease counts as abandoned")  # fmt: skip
 
@@ -103,7 +107,7 @@ class Lease:
             return None if silent is None else f"the settle of run {holder.run_id[:8]} went silent {silent:.0f} s ago"
         run = self.instance.get_run_by_id(holder.run_id)
         if run is None or run.status in TERMINAL:
-            if at_work(holder):
+            if at_work(holder) or holder.alive:
                 return None  # marked ended from outside (a forced terminate, a deleted run): two would deploy
             status = run.status.value.lower() if run else "gone"
             return f"run {holder.run_id[:8]} ({status}) still held {self.env}'s lease"

@@ -53,6 +53,34 @@ def process_exists(pid: int | None) -> bool:
     return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
+@functools.cache
+def _boot_time() -> float | None:
+    try:
+        line = next(x for x in Path("/proc/stat").read_text().splitlines() if x.startswith("btime "))
+        return float(line.split()[1])
+    except (OSError, ValueError, StopIteration):
+        return None
+
+
+def _started(pid: int) -> float | None:
+    """When process `pid` started (epoch seconds), where /proc tells."""
+    boot = _boot_time()
+    try:
+        ticks = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None if boot is None else boot + ticks / os.sysconf("SC_CLK_TCK")
+
+
+def alive_here(place: str, pid: int, seen_at: float) -> bool:
+    """The process `pid` recorded at `place`, seen at `seen_at`, is known to still run: `place` is here, and a process
+    `pid` exists that had started by then (a pid reused since, by a process started later, is not it)."""
+    if not place or place != process_place() or not process_exists(pid):
+        return False
+    started = _started(pid)
+    return started is None or started <= seen_at + 1.0  # its start is rounded to the clock's ticks
+
+
 def gone_from_here(place: str, pid: int) -> bool:
     """The process `pid` recorded at `place` is known to have exited: `place` is here and no such process exists.
     A pid from elsewhere, or from before places were recorded, is never judged (False). A reused pid looks alive,
