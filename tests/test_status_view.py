@@ -46,3 +46,30 @@ def test_a_stopped_rollback_is_finished_by_its_retry_not_undone(capsys):
     assert "rollback to main-2222222" in shown and "without its checks passing this time" in shown, shown
     assert "fix: `coderemote-pipeline retry cccccccc` finishes the rollback" in shown, shown
     assert "rollback dev --to" not in shown, shown
+
+
+def test_a_deploy_that_went_live_while_status_read_the_target_is_no_drift(tmp_path):
+    """`status` read the live record, then the target: a deploy finishing in between showed as drift, with a
+    "fix" that would have rolled it back. The record is read again where the two differ."""
+    from coderemote_pipeline.actions.switch import Serving
+    from coderemote_pipeline.actions.target_state import TargetState, drift
+    from coderemote_pipeline.ledger.instance import open_instance
+    from coderemote_pipeline.ledger.live import record_live
+    from coderemote_pipeline.ledger.records import LiveRecord
+    from coderemote_pipeline.usecases.status import EnvStatus, _explained
+    from testkit.ledger_seed import outputs_of
+
+    def live(release: str, version: int, run_id: str) -> LiveRecord:
+        return LiveRecord(release, release[-1] * 40, version, f"sha256:{version}", release, f"deployed {release}",
+                          run_id, float(version), outputs_of("dev"))  # fmt: skip
+
+    with open_instance(tmp_path / "state") as instance:
+        before = live("main-1111111", 6, "r1")
+        record_live(instance, "dev", before)
+        state = TargetState("dev", Serving("7", "main-2222222", "2" * 40, "sha256:7", "main-2222222"), {"version": "7"})
+        seen = EnvStatus("dev", before, state, drift(before, state))
+        assert seen.problems  # what the old record says of the new release
+        record_live(instance, "dev", live("main-2222222", 7, "r2"))  # the deploy went live meanwhile
+        explained = _explained(instance, seen)
+    assert explained.problems == [] and explained.unverified is None, explained
+    assert explained.recorded.release == "main-2222222"

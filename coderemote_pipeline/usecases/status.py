@@ -70,9 +70,14 @@ def _check(env: str, live: LiveRecord, target: EnvTarget) -> EnvStatus:
 
 def _explained(instance: dg.DagsterInstance, found: EnvStatus) -> EnvStatus:
     """`found`, with the run that left its env serving another release than the record, whole, where one did."""
-    from coderemote_pipeline.actions.target_state import split_parts
+    from coderemote_pipeline.actions.target_state import drift, split_parts
 
     live, state = found.recorded, found.state
+    if found.problems and live is not None and state is not None:
+        fresh = recorded_live(instance, found.env)
+        if fresh is not None and fresh.run_id != live.run_id:
+            # A deploy went live between the record's read and the target's: judged against its record, not the old.
+            live, found = fresh, dataclasses.replace(found, recorded=fresh, problems=drift(fresh, state))
     if not found.problems or live is None or state is None or state.release == live.release or split_parts(state):
         return found
     # That run changed the env after the record was written: only runs since then are read (a minute for clocks).
