@@ -514,8 +514,13 @@ def test_emulator_stopped_during_the_upload(faults, monkeypatch):
 
     monkeypatch.setattr(frontend_store, "store_snapshot", upload_after_stopping_the_emulator)
     try:
-        failed = faults.deploy(ref=commit)
+        lines: list[str] = []
+        failed = run_deployment("dev", commit, settings=faults.settings, instance=faults.instance, executor="serial",
+                                echo=lines.append)  # fmt: skip
         assert not failed.success
+        # Each retry is said as it happens, with its reason: a part that does not answer is not minutes of silence.
+        assert any(line.startswith("  ↻ frontend_bundle: AWS emulator (moto) at ") and "trying again in" in line
+                   for line in lines), "\n".join(lines)  # fmt: skip
         # Named with its fix, once for every stage that met it, not as botocore's "Could not connect".
         assert "Could not connect" not in failed.failure, failed.failure
         down = f"AWS emulator (moto) at {load_stack_info(faults.settings.state_dir).moto_endpoint} is not answering"

@@ -148,6 +148,22 @@ def test_killed_emulator_is_reported_then_restarted_on_its_port(stack: LocalStac
     check_parts(restarted)
 
 
+def test_a_hung_emulator_is_named_with_its_fix(stack: LocalStack, info: StackInfo, monkeypatch) -> None:
+    """An emulator that accepts connections and never answers (stopped, wedged) held each call for 60 s, tried again
+    by botocore and then by the stage: a deploy silent for many minutes. A short read timeout (1 s here instead of
+    the emulator's 15 s) and the same check as for a dead one name it."""
+    monkeypatch.setattr(EmulatorAws, "read_timeout", lambda self: 1.0)
+    lam = EmulatorAws(stack=LocalStackResource(state_dir=str(stack.state_dir))).client("lambda")
+    lam.list_functions()
+    os.kill(info.moto_pid, signal.SIGSTOP)
+    try:
+        with pytest.raises(EmulatorDown, match=f"AWS emulator \\(moto\\) at {info.moto_endpoint} .*{UP_HINT}"):
+            lam.list_functions()
+    finally:
+        os.kill(info.moto_pid, signal.SIGCONT)
+    lam.list_functions()  # resumed, it answers again: nothing was taken down
+
+
 def test_a_stack_on_someone_elses_engine_leaves_that_engine_running(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, info: StackInfo
 ) -> None:

@@ -49,6 +49,9 @@ class AwsResource(dg.ConfigurableResource, ABC):
     def max_attempts(self) -> int:
         return _CLIENT_CONFIG.retries["max_attempts"]
 
+    def read_timeout(self) -> float:
+        return float(_CLIENT_CONFIG.read_timeout)
+
     def cli(self) -> tuple[str, ...]:
         """The AWS CLI's first words, reaching what these clients reach: for a command printed for a person."""
         return ("aws",)
@@ -56,7 +59,8 @@ class AwsResource(dg.ConfigurableResource, ABC):
     def client(self, service: str) -> Any:
         kwargs = tuple(sorted(self._session_kwargs().items()))
         chain = tuple(os.environ.get(name) for name in _CHAIN_VARIABLES)
-        return _cached_client(service, self.region, self.endpoint_url(), kwargs, self.max_attempts(), chain)
+        limits = (self.max_attempts(), self.read_timeout())
+        return _cached_client(service, self.region, self.endpoint_url(), kwargs, limits, chain)
 
     def check_credentials(self) -> None:
         """Raise AwsCredentialsMissing, with the fix, when the credential chain finds nothing (no AWS call)."""
@@ -143,12 +147,14 @@ def preload_service_models(services: tuple[str, ...] = STAGE_SERVICES) -> None:
 
 @functools.lru_cache(maxsize=64)
 def _cached_client(
-    service: str, region: str, endpoint_url: str | None, session_kwargs: tuple, attempts: int, chain: tuple
+    service: str, region: str, endpoint_url: str | None, session_kwargs: tuple, limits: tuple[int, float], chain: tuple
 ) -> Any:
     # Making a client loads its service model (~0.1-0.3 s); one per process, endpoint and credential source is
     # enough, and boto3 clients are thread-safe. `chain` is only part of the key.
     session = _credentialed_session(region, dict(session_kwargs))
-    config = _CLIENT_CONFIG.merge(Config(retries={"mode": "adaptive", "max_attempts": attempts}))
+    attempts, read_timeout = limits
+    config = _CLIENT_CONFIG.merge(Config(retries={"mode": "adaptive", "max_attempts": attempts},
+                                         read_timeout=read_timeout))  # fmt: skip
     return session.client(service, endpoint_url=endpoint_url, config=config)
 
 
@@ -189,6 +195,11 @@ class EmulatorAws(AwsResource):
         # before failing. The stage's RetryPolicy retries instead, behind a check that names the emulator.
         return 2
 
+    def read_timeout(self) -> float:
+        # A local emulator answers in milliseconds; one that does not answer in this long is hung (stopped, wedged),
+        # and 60 s a call, tried again by botocore and the stage, left a deploy silent for many minutes.
+        return 15.0
+
     @property
     def object_acl(self) -> str | None:
         # moto's S3 serves an object over plain HTTP only when it is public-read.
@@ -207,12 +218,14 @@ def _emulator_answers(endpoint: str) -> bool:
     return True  # only success is cached; a down emulator is asked again next time
 
 
-_NO_CONNECTION = (botocore.exceptions.EndpointConnectionError, botocore.exceptions.ConnectionClosedError)
+_NO_CONNECTION = (botocore.exceptions.EndpointConnectionError, botocore.exceptions.ConnectionClosedError,
+                  botocore.exceptions.ReadTimeoutError, botocore.exceptions.ConnectTimeoutError)  # fmt: skip
 
 
 def _name_a_dead_emulator(endpoint: str, exception: BaseException | None = None, **_: Any) -> None:
-    """botocore's `after-call-error` hook: a call that could not reach the emulator raises EmulatorDown (transient,
-    so the stage's RetryPolicy still retries it) when the emulator no longer answers at all."""
+    """botocore's `after-call-error` hook: a call that could not reach the emulator, or got no answer in time, raises
+    EmulatorDown (transient, so the stage's RetryPolicy still retries it) when the emulator no longer answers at all
+    (killed, or hung: its dashboard does not answer either)."""
     if isinstance(exception, _NO_CONNECTION) and not moto_answers(endpoint, timeout=0.5):
         raise _emulator_down(endpoint) from exception
 

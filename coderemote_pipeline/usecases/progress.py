@@ -1,4 +1,4 @@
-"""What a deploy shows in the terminal while it runs: one line per step start and end, and the run's warnings
+"""What a deploy shows in the terminal while it runs: one line per step start, retry and end, and the run's warnings
 (a wait for another deploy of the environment, an image rebuilt because it was gone), read from the event log of
 the run being executed; and the failure, as the user's own message without Dagster's wrappers."""
 
@@ -32,6 +32,15 @@ def _line(record: dg.EventLogEntry, started: dict[str, float]) -> str | None:
         if record.level >= logging.WARNING and record.user_message:
             return f"  ! {record.user_message.splitlines()[0]}"
         return None
+    if event.event_type is dg.DagsterEventType.STEP_UP_FOR_RETRY and event.step_key:
+        # A part that did not answer (the emulator, the registry): said as it happens, not minutes later.
+        retry = event.event_specific_data
+        error = retry.error if retry else None
+        while error is not None and error.cls_name == "RetryRequestedFromPolicy" and error.cause is not None:
+            error = error.cause  # Dagster's request to retry, raised from what the stage met
+        said = failure_text(error).splitlines()[0] if error is not None else "failed"
+        wait = f"; trying again in {retry.seconds_to_wait:.1f} s" if retry and retry.seconds_to_wait else ""
+        return f"  ↻ {event.step_key}: {said}{wait}"
     if event.event_type not in MARKS or not event.step_key:
         return None
     if event.event_type is dg.DagsterEventType.STEP_START:
