@@ -15,6 +15,7 @@ import time
 import dagster as dg
 import pytest
 
+from coderemote_pipeline.ledger import leases
 from coderemote_pipeline.ledger.instance import open_instance
 from coderemote_pipeline.ledger.leases import Lease, LeaseBusy, LeaseLost, pool
 from coderemote_pipeline.ledger.process_place import process_place
@@ -332,6 +333,7 @@ def test_a_run_whose_process_was_killed_on_this_host_loses_the_lease_in_seconds(
     reclaim time, though its `executed_by` tag names a process of this host that no longer exists. A few beats'
     silence is enough to know no step of it still works."""
     monkeypatch.setenv("CODEREMOTE_LEASE_RECLAIM_S", "600")  # only the dead process can free it within the test
+    monkeypatch.setattr(leases, "ALIVE_S", 1.0)  # the silence asked of a dead executor: 2 s here, 12 s in use
     with open_instance(tmp_path / "state") as instance:
         waiter, killed = (dg.DagsterRun(job_name="redeploy_job", status=dg.DagsterRunStatus.STARTED) for _ in "ab")
         for each in (waiter, killed):
@@ -368,7 +370,7 @@ def test_a_step_whose_process_is_stopped_keeps_the_lease_however_long_it_is_sile
             taker = threading.Thread(target=Lease(instance, "dev").acquire, args=(waiter.run_id, said.append, str),
                                      daemon=True)  # fmt: skip
             taker.start()
-            taker.join(timeout=3 * 3 + 5)  # three reclaim times of silence, and then some
+            taker.join(timeout=3 + 4)  # past the reclaim time (3 s) of silence, and a few polls
             assert taker.is_alive(), said  # still waiting: not reclaimed
             assert Lease(instance, "dev").holder().run_id == frozen.run_id
             assert instance.get_run_by_id(frozen.run_id).status is dg.DagsterRunStatus.STARTED
