@@ -37,21 +37,12 @@ def pytest_unconfigure(config):
         shutil.rmtree(infra.parent, ignore_errors=True)
 
 
-# The longest files (minutes each, measured with --durations=0), started first: with `--dist loadfile` a worker takes
-# the next file as it finishes one, so one of these started last kept a single worker busy for minutes at the end.
-LONGEST_FIRST = ("test_faults_local.py", "test_team_postgres.py", "test_progressive_local.py",
-                 "test_run_launcher_docker.py", "test_lease_pool.py", "test_outlive_local.py", "test_sensors_daemon.py",
-                 "test_deploy_local.py", "test_restart_local.py", "test_warm_commands.py")  # fmt: skip
-
-
 def pytest_collection_modifyitems(config, items):
     has_aws = bool(os.environ.get("AWS_PROFILE") or os.environ.get("AWS_ACCESS_KEY_ID")) and shutil.which("pulumi")
     skip = pytest.mark.skip(reason="needs real AWS credentials and the Pulumi CLI (see docs/aws.md)")
     for item in items:
         if "aws" in item.keywords and not has_aws:
             item.add_marker(skip)
-    rank = {name: place for place, name in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
 
 
 @pytest.fixture(autouse=True)
