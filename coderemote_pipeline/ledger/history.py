@@ -18,7 +18,13 @@ from coderemote_pipeline.rules.delivery import Deploy
 from coderemote_pipeline.rules.failures import failure_text
 
 PAGE = 200
-RUNNING = (dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED)
+# Queued and not-started runs have no process yet: the queue, not a process, holds them.
+RUNNING = [dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
+
+
+def running_but_gone(run: dg.DagsterRun) -> str | None:
+    """Why `run`, still marked running, is known to have lost its process (killed, no one marked it), or None."""
+    return process_gone(run) if run.status in RUNNING else None
 
 
 def _runs(instance: dg.DagsterInstance, env: str, since: float) -> list[dg.RunRecord]:
@@ -77,7 +83,7 @@ def deploys(instance: dg.DagsterInstance, env: str, since: float = 0.0) -> list[
         override, skipped = run.tags.get(names.OVERRIDE_TAG, ""), run.tags.get(names.SKIP_CHECKS_TAG, "")
         step, failure = _failure(instance, run) if run.status is dg.DagsterRunStatus.FAILURE else ("", "")
         status = run.status.value
-        if run.status in RUNNING and (gone := process_gone(run)) is not None:
+        if (gone := running_but_gone(run)) is not None:
             # Killed (`kill -9`, a closed laptop) with no daemon to mark it: not "started" for ever. The next deploy
             # of the env or the daemon's sensor marks it failed. `retry` re-executes only the env's newest run.
             status, failure = "GONE", gone

@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import dagster as dg
 
+from coderemote_pipeline.ledger.history import RUNNING
 from coderemote_pipeline.ledger.leases import Lease
 from coderemote_pipeline.ledger.process_place import process_gone
 from coderemote_pipeline.rules import names
-
-# Queued and not-started runs have no process yet: the queue, not a process, holds them.
-RUNNING = [dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
 
 
 def reap_abandoned(instance: dg.DagsterInstance, env: str) -> list[str]:

@@ -12,8 +12,8 @@ import dagster as dg
 from coderemote_pipeline.actions import lambda_versions as lv
 from coderemote_pipeline.actions.target_state import present
 from coderemote_pipeline.ledger import shifts
+from coderemote_pipeline.ledger.history import running_but_gone
 from coderemote_pipeline.ledger.live import recorded_live
-from coderemote_pipeline.ledger.process_place import process_gone
 from coderemote_pipeline.resources.targets import resources_for
 from coderemote_pipeline.rules.app_layout import AppLayout
 from coderemote_pipeline.rules.env_names import check_env
@@ -68,7 +68,7 @@ def _run_stands(instance: dg.DagsterInstance, state: shifts.ShiftState | None) -
     run = instance.get_run_by_id(state.run_id)
     if run is None:
         return "deleted"
-    return "gone" if not run.is_finished and process_gone(run) else run.status.value.lower()
+    return "gone" if running_but_gone(run) else run.status.value.lower()
 
 
 def control(instance: dg.DagsterInstance, env: str, action: str, by: str, reason: str) -> shifts.ShiftState:
