@@ -31,12 +31,15 @@ from coderemote_pipeline.actions.target_state import drift, read_target, split_p
 from coderemote_pipeline.assets import cloudfront_invalidation
 from coderemote_pipeline.cli.main import main
 from coderemote_pipeline.ledger.instance import prepare_home
+from coderemote_pipeline.ledger.lease_slot import STEP
+from coderemote_pipeline.ledger.leases import Lease
 from coderemote_pipeline.ledger.live import env_outputs, recorded_live
 from coderemote_pipeline.local_stack import LocalStack, load_stack_info, site_edge
 from coderemote_pipeline.local_stack.dockerd import engine_paths, stop_dockerd
 from coderemote_pipeline.local_stack.processes import stop_pid
 from coderemote_pipeline.resources.image_registry import LocalRegistry
 from coderemote_pipeline.resources.targets import local_resources, target_for
+from coderemote_pipeline.rules import names
 from coderemote_pipeline.rules.settings import Settings
 from coderemote_pipeline.usecases.demo import commit_and_push
 from coderemote_pipeline.usecases.deploy import run_deployment
@@ -472,6 +475,37 @@ def test_a_switch_stopped_by_ctrl_c_half_way_puts_the_api_back_itself(faults, mo
     # The switch put the API back before the run ended: the settling found dev whole, it restored nothing.
     assert f"dev serves {before} " in stopped.failure and "as one whole release" in stopped.failure
     faults.assert_whole(before)
+
+
+def test_a_deploy_that_lost_its_lease_mid_switch_writes_nothing_more_and_puts_nothing_back(faults, monkeypatch):
+    """A deploy whose host froze mid-switch for longer than the reclaim time (a paused VM: no other host can see its
+    process) lost its lease to the next deploy, which marked it failed. Resumed, it went on with its switch beside
+    that deploy's. Here the lease is taken the way that deploy takes it, between the API's switch and the site's:
+    the frozen one must write nothing more (the site stays), nor put the API back (the env is the other's now)."""
+    before = faults.live()["alias"]
+    commit = faults.change("its host froze mid-switch")
+    lease, switch_site = Lease(faults.instance, "dev"), switch.switch_site
+    reclaimer = dg.DagsterRun(job_name=names.REDEPLOY_JOB, status=dg.DagsterRunStatus.STARTED)
+    faults.instance.add_run(reclaimer)
+
+    def reclaimed_meanwhile(target, release):
+        frozen = lease.holder().run_id
+        assert lease._slot.free(frozen, STEP) and lease._slot.claim(reclaimer.run_id)
+        faults.instance.report_run_failed(faults.instance.get_run_by_id(frozen), "deploy lease reclaimed: silent")
+        return switch_site(target, release)
+
+    monkeypatch.setattr(switch, "switch_site", reclaimed_meanwhile)
+    lost = faults.deploy(ref=commit)
+    monkeypatch.undo()
+    assert not lost.success
+    assert f"no longer holds dev's deploy lease (run {reclaimer.run_id[:8]} holds it now" in lost.failure, lost.failure
+    assert faults.live() == {"alias": lost.release, "api": lost.release, "site": before}  # as the other deploy found it
+    assert lease._slot.free(reclaimer.run_id, STEP)  # the other deploy, done: its own switch makes dev whole
+    faults.instance.report_run_canceled(reclaimer, "the test's stand-in for the deploy that reclaimed the lease")
+    again = faults.deploy(ref=commit)
+    assert again.success, again.failure
+    faults.verified.append(commit)
+    faults.assert_whole(again.release)
 
 
 def test_a_site_edge_that_never_followed_the_flip_is_split_and_rollback_to_the_record_repairs_it(faults):

@@ -6,6 +6,7 @@ behind its Function URL on AWS); the actions that switch or restore an environme
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -85,6 +86,9 @@ class EnvTarget:
     container_command: str
     health_path: str
     aws_cli: tuple[str, ...] = ("aws",)  # the AWS CLI's first words for this target, in commands printed for people
+    # Called right before each write that changes what users get: raises once this writer no longer holds the env's
+    # deploy lease (ledger/lease_fence.py). A person's read-only command has no lease to lose.
+    fence: Callable[[], None] = lambda: None
 
 
 class TargetUnreadable(InfrastructureError):

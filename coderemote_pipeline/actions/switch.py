@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from coderemote_pipeline.actions import lambda_versions as lv
 from coderemote_pipeline.actions import site_store as store
 from coderemote_pipeline.actions.serving import Activation, EnvTarget, ServedVersion
+from coderemote_pipeline.ledger.lease_beat import LeaseLost
 from coderemote_pipeline.rules import stack_outputs as out
 from coderemote_pipeline.rules.release_keys import ReleaseKeyError, parse_release_key
 
@@ -75,6 +76,7 @@ def weigh(target: EnvTarget, primary: str, extra: dict[str, int] | None = None) 
     """The split of the env's requests: `extra` (version → percent) off `primary`, on the alias and the runtime."""
     extra = {v: w for v, w in (extra or {}).items() if v != primary}
     weights = {primary: 100 - sum(extra.values()), **extra}
+    target.fence()
     lv.route(target.lam, target.outputs, primary, extra)
     target.runtime.weigh(target.env, weights)
     return weights
@@ -97,6 +99,7 @@ def switch_site(target: EnvTarget, release: str) -> list[str]:
     manifest = store.read_manifest(target.s3, bucket, release)
     if manifest is None:
         raise SwitchFailed(f"the site snapshot of {release} is gone from {bucket}: deploy {release} again")
+    target.fence()
     flipped = store.flip(target.s3, bucket, manifest, target.acl)
     target.site.follow(target.env, target.outputs, release)
     return flipped.changed_paths
@@ -118,9 +121,11 @@ def switch(target: EnvTarget, to: Serving, before: Serving | None = None) -> Swi
         # edge follows, and a CDN keyed by path forgets what differs from what the edge served (all of it: unknown).
         with _put_back_on_failure(target, before, f"the site's edge did not follow {to.site_release}", site=False):
             if (edge := target.site.serves(target.env, target.outputs)) != to.site_release:
+                target.fence()
                 target.site.follow(target.env, target.outputs, to.site_release)
                 changed = store.changed_since(target.s3, target.outputs[out.FRONTEND_BUCKET], edge, to.site_release)
     # The version before stays warm (weight 0): going back to it is a weight change, not a cold start.
+    target.fence()
     target.runtime.retire(target.env, keep={to.version, before.version})
     return Switched(before, to, api, changed, time.monotonic() - started)
 
@@ -128,9 +133,12 @@ def switch(target: EnvTarget, to: Serving, before: Serving | None = None) -> Swi
 @contextmanager
 def _put_back_on_failure(target: EnvTarget, before: Serving, what: str, *, site: bool) -> Iterator[None]:
     """An error, or the run being stopped (Ctrl-C, `kill`, the UI's Terminate), puts back what had switched: never
-    half a switch left behind. An error becomes SwitchFailed saying where the env is; a stop goes on as a stop."""
+    half a switch left behind. An error becomes SwitchFailed saying where the env is; a stop goes on as a stop.
+    A writer that lost the lease puts nothing back: the env is the next deploy's now, mid-way through its own switch."""
     try:
         yield
+    except LeaseLost:
+        raise
     except BaseException as exc:
         back = _put_back(target, before, site=site)
         if not isinstance(exc, Exception):
@@ -143,12 +151,15 @@ def _put_back(target: EnvTarget, before: Serving, *, site: bool) -> str:
     try:
         if not is_release(before.release):
             # The function's bootstrap version (nothing was ever deployed): only the alias goes back.
+            target.fence()
             lv.route(target.lam, target.outputs, before.version)
             target.runtime.weigh(target.env, {})
             return f"{target.env} is back on no release (version {before.version})"
         switch_api(target, before.version)
         if site and before.site_release:
             switch_site(target, before.site_release)
+    except LeaseLost as exc:
+        return f"{target.env} was not put back ({exc})"
     except Exception as exc:
         return (f"putting {target.env} back on {before.release} FAILED too ({exc}): restore it with "
                 f"`coderemote-pipeline rollback {target.env} --to {before.release}`")  # fmt: skip

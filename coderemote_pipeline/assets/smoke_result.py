@@ -12,7 +12,7 @@ from coderemote_pipeline.actions.smoke import smoke_checks
 from coderemote_pipeline.actions.switch import SwitchFailed
 from coderemote_pipeline.assets.bake import Baked, bake
 from coderemote_pipeline.assets.cloudfront_invalidation import cloudfront_invalidation
-from coderemote_pipeline.assets.stage import STAGE_KWARGS, deploy_stage, deployment, upstream
+from coderemote_pipeline.assets.stage import STAGE_KWARGS, deploy_stage, deployment, lease_fence, upstream
 from coderemote_pipeline.ledger import shifts
 from coderemote_pipeline.ledger.live import record_live, recorded_live
 from coderemote_pipeline.ledger.records import (
@@ -55,7 +55,7 @@ def smoke_result(
     outputs = upstream(context, StackRecord).stack_outputs
     shift, bundle = upstream(context, ShiftRecord), upstream(context, BundleRecord)
     deploy = deployment(context, environments).at(bundle.commit)
-    target = targets.target(deploy.env, outputs, app_source.layout)
+    target = targets.target(deploy.env, outputs, app_source.layout, lease_fence(context))
     checks = smoke_checks(
         api_url=outputs[out.API_URL], health_path=app_source.health_path, frontend_url=outputs[out.FRONTEND_URL],
         env=deploy.env, release=deploy.release.key, commit=deploy.commit, index_sha256=bundle.index_sha256,

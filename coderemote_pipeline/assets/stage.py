@@ -18,6 +18,7 @@ import dagster as dg
 from coderemote_pipeline.assets.retries import STAGE_RETRY_POLICY, permanent_failures_fail_fast
 from coderemote_pipeline.ledger.approvals import clearance
 from coderemote_pipeline.ledger.gate import gate_refusal
+from coderemote_pipeline.ledger.lease_fence import fence
 from coderemote_pipeline.ledger.lease_slot import describe_run
 from coderemote_pipeline.ledger.leases import Lease
 from coderemote_pipeline.ledger.records import Record
@@ -66,6 +67,13 @@ def lease_held(context, partition_key: str) -> AbstractContextManager[Lease]:
         raise dg.Failure(description=NOT_STARTED_AFTER_STOP, allow_retries=False)
     describe = functools.partial(describe_run, context.instance)
     return Lease(context.instance, env).held(context.run.run_id, context.log.warning, describe, context.log.info)
+
+
+def lease_fence(context: dg.AssetExecutionContext) -> Callable[[], None]:
+    """The check in front of each write that changes what users get: this run still holds its env's lease (a step
+    frozen past the reclaim time, on a host whose processes another host cannot see, lost it to the next deploy)."""
+    env, _ = split_partition_key(context.partition_key)
+    return fence(context.instance, env, context.run.run_id)
 
 
 def run_tags(context: dg.AssetExecutionContext) -> Mapping[str, str]:

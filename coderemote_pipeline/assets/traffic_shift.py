@@ -20,7 +20,14 @@ from coderemote_pipeline.actions.shift import Halted, Watcher, WeightStuck, resu
 from coderemote_pipeline.actions.switch import Serving, SwitchFailed, is_release, serving, switch
 from coderemote_pipeline.assets.frontend_bundle import frontend_bundle
 from coderemote_pipeline.assets.lambda_version import lambda_version
-from coderemote_pipeline.assets.stage import STAGE_KWARGS, deploy_stage, deployment, require_cleared, upstream
+from coderemote_pipeline.assets.stage import (
+    STAGE_KWARGS,
+    deploy_stage,
+    deployment,
+    lease_fence,
+    require_cleared,
+    upstream,
+)
 from coderemote_pipeline.ledger import shifts
 from coderemote_pipeline.ledger.live import record_live, recorded_live
 from coderemote_pipeline.ledger.records import BundleRecord, ShiftRecord, StackRecord, VersionRecord
@@ -59,7 +66,7 @@ def traffic_shift(
         # The run's audit: whose approvals it switched users on, at the switch (a re-execution copies its parent's
         # tag, and approvals may have changed since).
         context.instance.add_run_tags(context.run.run_id, {names.APPROVED_BY_TAG: ", ".join(approvers)})
-    target = targets.target(deploy.env, outputs, app_source.layout)
+    target = targets.target(deploy.env, outputs, app_source.layout, lease_fence(context))
     wanted = Serving(str(version.version), deploy.release.key, version.commit, version.image_digest, bundle.release)
     before = serving(target)
     unjudged = _unjudged(context, deploy, before, wanted)

@@ -6,6 +6,8 @@ wiring three resources each.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import dagster as dg
 
 from coderemote_pipeline.actions.serving import EnvTarget
@@ -20,7 +22,10 @@ class EnvTargets(dg.ConfigurableResource):
     api_runtime: ApiRuntime
     site_edge: SiteEdge
 
-    def target(self, env: str, outputs: dict[str, str], layout: AppLayout) -> EnvTarget:
+    def target(
+        self, env: str, outputs: dict[str, str], layout: AppLayout, fence: Callable[[], None] | None = None
+    ) -> EnvTarget:
+        """`fence`: the writer's check that it still holds the env's deploy lease (a stage's: assets/stage.fence)."""
         return EnvTarget(
             env=env,
             outputs=outputs,
@@ -33,4 +38,5 @@ class EnvTargets(dg.ConfigurableResource):
             container_command=layout.container_command,
             health_path=layout.health_path,
             aws_cli=self.aws.cli(),
+            **({"fence": fence} if fence is not None else {}),
         )

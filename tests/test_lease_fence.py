@@ -1,0 +1,95 @@
+"""The fence in front of a switch's writes (ledger/lease_fence.py): a step frozen on another host past the reclaim
+time lost its lease to the next deploy; resumed, it must see that before it writes, not beside that deploy."""
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import dagster as dg
+import pytest
+
+from coderemote_pipeline.ledger.instance import open_instance
+from coderemote_pipeline.ledger.lease_beat import LeaseLost
+from coderemote_pipeline.ledger.lease_fence import fence
+from coderemote_pipeline.ledger.leases import Lease
+
+# A step at work under dev's lease on "another host": its process place is not this one's, so nothing here can see
+# it is alive, as with a VM paused on another machine sharing the team's instance.
+ELSEWHERE = """
+import sys
+from pathlib import Path
+from coderemote_pipeline.ledger import lease_workers
+lease_workers.process_place = lambda: "another-host/its-boot/its-namespace"
+from coderemote_pipeline.ledger.instance import open_instance
+from coderemote_pipeline.ledger.lease_beat import LeaseLost
+from coderemote_pipeline.ledger.lease_fence import fence
+from coderemote_pipeline.ledger.leases import Lease
+instance = open_instance(Path(sys.argv[1]))
+check = fence(instance, "dev", sys.argv[2])
+with Lease(instance, "dev").held(sys.argv[2], log=print, describe=str):
+    check()
+    print("working", flush=True)
+    sys.stdin.readline()  # frozen here, then resumed and about to write
+    try:
+        check()
+        print("wrote", flush=True)
+    except LeaseLost as lost:
+        print(f"fenced: {lost}", flush=True)
+"""
+
+
+def test_a_step_frozen_on_another_host_past_the_reclaim_time_writes_nothing_once_resumed(tmp_path, monkeypatch):
+    monkeypatch.setenv("CODEREMOTE_LEASE_RECLAIM_S", "3")
+    with open_instance(tmp_path / "state") as instance:
+        frozen, waiter = (dg.DagsterRun(job_name="redeploy_job", status=dg.DagsterRunStatus.STARTED) for _ in "ab")
+        for each in (frozen, waiter):
+            instance.add_run(each)
+        step = subprocess.Popen([sys.executable, "-c", ELSEWHERE, str(tmp_path / "state"), frozen.run_id],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # fmt: skip
+        try:
+            assert step.stdout.readline().strip() == "working"
+            time.sleep(2.5)  # a beat from its thread
+            os.kill(step.pid, signal.SIGSTOP)
+            said: list[str] = []
+            taker = threading.Thread(target=Lease(instance, "dev").acquire, args=(waiter.run_id, said.append, str))
+            taker.start()
+            taker.join(timeout=60)
+            assert not taker.is_alive() and any("reclaimed dev's deploy lease" in line for line in said), said
+            os.kill(step.pid, signal.SIGCONT)
+            time.sleep(1.5)  # its beat thread resumes too, and must not take the lease back
+            step.stdin.write("write now\n")
+            step.stdin.flush()
+            answer = step.stdout.readline().strip()
+            assert answer.startswith(f"fenced: run {frozen.run_id[:8]} no longer holds dev's deploy lease (run "
+                                     f"{waiter.run_id[:8]} holds it now"), answer  # fmt: skip
+            assert step.wait(timeout=30) == 0
+        finally:
+            if step.poll() is None:
+                step.kill()
+                step.wait(timeout=30)
+        assert Lease(instance, "dev").holder().run_id == waiter.run_id
+        assert instance.get_run_by_id(frozen.run_id).status is dg.DagsterRunStatus.FAILURE
+
+
+def test_a_step_whose_slot_was_freed_from_outside_takes_it_back_as_it_writes(tmp_path):
+    """A run deleted from the UI frees its slot while its step works: the step's beat takes it back within seconds,
+    and a write in between takes it back first, rather than fail a switch that nobody else holds."""
+    with open_instance(tmp_path / "state") as instance:
+        run = dg.DagsterRun(job_name="redeploy_job", status=dg.DagsterRunStatus.STARTED)
+        instance.add_run(run)
+        lease = Lease(instance, "dev")
+        lease.acquire(run.run_id, print, str)
+        instance.delete_run(run.run_id)  # Dagster frees its slot
+        assert lease.holder() is None
+        fence(instance, "dev", run.run_id)()
+        assert lease.holder().run_id == run.run_id
+        ended = dg.DagsterRun(job_name="redeploy_job", status=dg.DagsterRunStatus.STARTED)
+        instance.add_run(ended)
+        lease._slot.free(run.run_id)
+        instance.report_run_failed(ended, "marked failed while its step worked: its claim is over")
+        with pytest.raises(LeaseLost, match="nobody holds it now"):
+            fence(instance, "dev", ended.run_id)()
+        assert lease.holder() is None
