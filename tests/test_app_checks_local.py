@@ -151,6 +151,15 @@ def test_checks_run_once_per_commit_and_skip_checks_is_on_the_record(app, instan
     line = next(x for x in capsys.readouterr().out.splitlines() if hotfix[:12] in x)
     assert "checks skipped: outage, tests later (pat)" in line
 
+    # Its checks were skipped where it was built: the next env promotes dev's image by digest, under a name of its own
+    # repository the engine has never pulled, and runs the backend's checks in it (once a 404 "No such image").
+    staging = run_deployment("staging", hotfix, settings=settings, instance=instance, **QUIET)
+    assert staging.success, staging.failure
+    ran = _evaluations(instance, staging.run_id)
+    assert {name: (e["passed"], e["ran"]) for name, e in ran.items()} == {
+        name: (True, True) for name in ("backend_tests", "backend_lint", "frontend_check")
+    }
+
 
 def test_a_check_longer_than_the_reclaim_time_keeps_the_lease_alive(app, instance, tmp_path, monkeypatch):
     """A check is a step of its own between two stages: it heartbeats the env's deploy lease as a stage does, so
@@ -189,7 +198,7 @@ def test_a_check_longer_than_the_reclaim_time_keeps_the_lease_alive(app, instanc
 
 # A run that fails before collecting its backend checks: the process exits with one still running in its container.
 _EXITS_WITH_A_CONTAINER_RUNNING = """
-import sys, time
+import os, signal, sys, time
 from pathlib import Path
 from coderemote_pipeline.actions import app_checks, checks_ahead
 from coderemote_pipeline.resources.targets import resources_for
@@ -206,10 +215,13 @@ def export(dest):
     return dest
 
 checks_ahead.start("run-failed", [(spec, "k-slow")], export,
-                   lambda tree, spec, key: app_checks.run_in_image(client, engine.base_image(), tree, spec, key),
+                   lambda tree, spec, key: app_checks.run_in_image(client, engine.base_image(), tree, spec, key,
+                                                                   engine.owner_labels()),
                    state / "scratch", together=True)
 while not client.containers.list(filters={"label": f"coderemote.check={name}", "status": "running"}):
     time.sleep(0.05)
+if sys.argv[3:] == ["killed"]:
+    os.kill(os.getpid(), signal.SIGKILL)
 """
 
 
@@ -224,6 +236,29 @@ def test_a_process_that_exits_removes_the_containers_of_its_checks(settings, loc
                    check=True, timeout=120)  # fmt: skip
     client = docker.DockerClient(base_url=local_stack.docker_host)
     assert client.containers.list(all=True, filters={"label": f"coderemote.check={name}"}) == []
+
+
+def test_the_check_containers_a_killed_process_leaves_are_the_stacks_for_local_down_to_remove(settings, local_stack):
+    """A process killed with SIGKILL (or an engine killed under it) cannot remove its checks' containers: they carry
+    the local stack's label, by which `local down` removes its containers (they once stayed, Created or running)."""
+    import subprocess
+    import sys
+
+    import docker
+
+    from coderemote_pipeline.local_stack import STACK_LABEL
+
+    name = f"killed_{time.time_ns() % 10**9}"
+    killed = subprocess.run([sys.executable, "-c", _EXITS_WITH_A_CONTAINER_RUNNING, str(settings.state_dir), name,
+                             "killed"], timeout=120)  # fmt: skip
+    assert killed.returncode == -9
+    client = docker.DockerClient(base_url=local_stack.docker_host)
+    left = client.containers.list(all=True, filters={"label": f"coderemote.check={name}"})
+    try:
+        assert [c.labels.get(STACK_LABEL) for c in left] == [local_stack.stack_id]
+    finally:
+        for container in left:
+            container.remove(force=True)
 
 
 def test_each_thread_talks_to_the_engine_through_a_client_of_its_own(settings, local_stack):

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import docker.errors
 import requests.exceptions
 
 from coderemote_pipeline.actions.session_commands import run_in_session
@@ -103,18 +104,28 @@ def _remove_in_flight() -> None:
             container.remove(force=True)
 
 
-def run_in_image(client: Any, image: str, tree: Path, spec: CheckSpec, key: str) -> CheckRun:
-    """`spec.command` in a container of `image` over a copy of the exported tree at /src, no network."""
+def run_in_image(client: Any, image: str, tree: Path, spec: CheckSpec, key: str,
+                 labels: dict[str, str] | None = None) -> CheckRun:  # fmt: skip
+    """`spec.command` in a container of `image` over a copy of the exported tree at /src, no network. `labels`: its
+    owner's (the local stack's, whose `local down` removes what a killed engine or process left behind)."""
     started = time.monotonic()
     # Copied in, not bind-mounted: the engine may not see this process's files (a run launched in a container).
-    container = client.containers.create(
+    create = functools.partial(
+        client.containers.create,
         image,
         command=shlex.split(spec.command),
         working_dir="/src",
         network_mode="none",
         environment={"PYTHONDONTWRITEBYTECODE": "1", "HOME": "/tmp", "CI": "true"},
-        labels={"coderemote.check": spec.name},
+        labels={**(labels or {}), "coderemote.check": spec.name},
     )
+    try:
+        container = create()
+    except docker.errors.ImageNotFound:
+        # An image promoted from another env's repository (or built on another engine) is in the registry under
+        # this name, not yet in this engine: its layers are, mostly, so the pull is short.
+        client.images.pull(image)
+        container = create()
     with _IN_FLIGHT_LOCK:
         _IN_FLIGHT[container.id] = container
     try:

@@ -102,8 +102,10 @@ def _start_backend_checks(context: dg.AssetExecutionContext, app_source: AppSour
     """The backend's checks, each in a container of the image just built, beside its push (they need nothing of the
     registry), for this run's backend_checks to collect; keyed by the tree alone until the digest is known. Each
     check's thread asks for its own client: the push uses this thread's."""
+    labels = docker.owner_labels()
     _start_checks(context, app_source, Side.BACKEND, commit, lambda dest: app_source.export_backend(commit, dest),
-                  lambda path, spec, key: run_in_image(docker.client(), image_id, path, spec, key), together=True)
+                  lambda path, spec, key: run_in_image(docker.client(), image_id, path, spec, key, labels),
+                  together=True)
 
 
 def _start_frontend_checks(context: dg.AssetExecutionContext, app_source: AppSource, commit: str) -> None:

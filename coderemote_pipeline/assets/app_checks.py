@@ -107,7 +107,8 @@ def backend_checks_def(specs: Sequence[CheckSpec]) -> dg.AssetChecksDefinition:
         tree = app_source.remote().tree_id(image.commit, app_source.backend_context)
 
         def runner(path: Path, spec: CheckSpec, key: str) -> CheckRun:
-            return run_in_image(docker.client(), registry.run_reference(image.ref()), path, spec, key)
+            return run_in_image(docker.client(), registry.run_reference(image.ref()), path, spec, key,
+                                docker.owner_labels())
 
         def ahead(spec: CheckSpec, key: str) -> CheckRun | None:
             # Started by api_image on the image it had just built, before its digest was known (its push).

@@ -14,6 +14,7 @@ import docker
 import docker.errors
 import requests.exceptions
 
+from coderemote_pipeline.local_stack.dockerd import STACK_LABEL
 from coderemote_pipeline.local_stack.errors import DockerEngineDown
 from coderemote_pipeline.resources.local_stack import LocalStackResource
 
@@ -61,6 +62,11 @@ class DockerEngine(dg.ConfigurableResource, ABC):
     @abstractmethod
     def base_image(self) -> str:
         """The image the app's Dockerfile builds FROM (its BASE_IMAGE build argument)."""
+
+    def owner_labels(self) -> dict[str, str]:
+        """Labels for the containers a run leaves on this engine only if it dies (a check's): none on an engine
+        nobody here owns; the local stack's own, which `local down` removes by."""
+        return {}
 
     def client(self) -> docker.DockerClient:
         host = self.docker_host()
@@ -133,6 +139,9 @@ class LocalDockerEngine(DockerEngine):
 
     def base_image(self) -> str:
         return self.stack.info().base_image
+
+    def owner_labels(self) -> dict[str, str]:
+        return {STACK_LABEL: self.stack.info().stack_id}
 
 
 class HostDockerEngine(DockerEngine):
