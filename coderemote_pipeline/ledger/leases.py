@@ -9,7 +9,7 @@ that run ends. Different environments have different pools and deploy side by si
 Taking the slot is one conditional UPDATE (`... WHERE run_id IS NULL`), atomic in SQLite and Postgres alike, so
 it is safe across processes and machines sharing the instance. The holder writes a heartbeat every few seconds
 while a step runs (ledger/lease_beat.py); a holder whose run ended (and whose step is not still at work: a run can
-be marked ended from outside), or whose heartbeat is older than RECLAIM_AFTER_S (its process was killed), is
+be marked ended from outside), or whose heartbeat is older than the reclaim time (its process was killed), is
 reclaimed by the next run that waits, and the message says so. A slot freed from outside while its step works (a
 run deleted from the UI) is not free: the claim that finds another step's fresh working beat gives it back.
 """
@@ -17,7 +17,6 @@ run deleted from the UI) is not free: the claim that finds another step's fresh 
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 from collections.abc import Callable, Iterator
 
@@ -25,24 +24,16 @@ import dagster as dg
 
 from coderemote_pipeline.ledger.deferred_signals import entered_whole, signals_deferred
 from coderemote_pipeline.ledger.lease_beat import ALIVE_S, HEARTBEAT_S, Heart, Holder, LeaseBusy, LeaseLost, at_work
+from coderemote_pipeline.ledger.lease_silence import aged, reclaim_after_s, silence
 from coderemote_pipeline.ledger.lease_slot import STEP, Slot, is_settle, settle_step
 from coderemote_pipeline.ledger.process_place import process_gone
-from coderemote_pipeline.rules.settings import lease_reclaim_s
 
-__all__ = ["ALIVE_S", "HEARTBEAT_S", "Holder", "Lease", "LeaseBusy", "LeaseLost", "pool"]
-# Longer than any pause between two steps of one run (the multiprocess executor starts a process per step);
-# CODEREMOTE_LEASE_RECLAIM_S sets another, read when a waiter decides (tests use a few seconds).
-RECLAIM_AFTER_S = 30.0
+__all__ = ["ALIVE_S", "HEARTBEAT_S", "Holder", "Lease", "LeaseBusy", "LeaseLost", "pool", "reclaim_after_s"]
 POLL_S = 0.5
 REMIND_S = 30.0
 LEASE_TAKEN = "took the deploy lease of"
 LEASE_RELEASED = "released the deploy lease of"
 TERMINAL = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
-
-
-def reclaim_after_s() -> float:
-    set_to = lease_reclaim_s(os.environ)  # read when a waiter decides: tests change it between two waits
-    return RECLAIM_AFTER_S if set_to is None else set_to
 
 
 def pool(env: str) -> str:
@@ -71,9 +62,19 @@ class Lease:
 
     def _silent_for(self, holder: Holder) -> float | None:
         """How long the holder has not heartbeaten, when longer than the reclaim time (its process is gone). Never
-        for a holder whose process still runs on this host: stopped and resumed, it would switch beside the next."""
-        silent = time.time() - holder.beat if holder.beat is not None else 0.0
-        return silent if silent > reclaim_after_s() and not holder.alive else None
+        for a holder whose process still runs on this host: stopped and resumed, it would switch beside the next.
+        Judged on no other clock (ledger/lease_silence.py): a beat old on this clock is watched for ALIVE_S first,
+        unless this process has watched it already (a waiter's polls), then taken at its age."""
+        if holder.alive:
+            return None
+        reclaim, until = reclaim_after_s(), time.monotonic() + ALIVE_S + POLL_S
+        silent = silence(self.key, holder, ALIVE_S)
+        while silent <= reclaim and aged(holder) > reclaim and time.monotonic() < until:
+            time.sleep(POLL_S)
+            if self.holder() != holder:
+                return None  # it beat meanwhile (its clock is behind this one), or let go
+            silent = silence(self.key, holder, ALIVE_S)
+        return silent if silent > reclaim else None
 
     def _held_by(self, run_id: str) -> Holder | None:
         holder = self.holder()
@@ -92,7 +93,7 @@ class Lease:
         holder = self._held_by(run_id)
         if holder is None or self._silent_for(holder) is not None:
             return None
-        silent = time.time() - (holder.beat or 0.0)
+        silent = aged(holder)
         left, pid = reclaim_after_s() - silent, f" (pid {holder.pid})" if holder.pid else ""
         if holder.alive and left <= 0:
             return (f"it holds {self.env}'s deploy lease, its process{pid} alive on this host but silent for "
@@ -115,8 +116,10 @@ class Lease:
             return f"run {holder.run_id[:8]} stopped heartbeating {silent:.0f} s ago (its process is gone)"
         # Its process is known gone (this host): silence twice as long as a step at work ever keeps tells no step it
         # started (a process-per-step worker outlives its parent) still works; a stalled beat thread is not enough.
-        if holder.beat is not None and time.time() - holder.beat > 2 * ALIVE_S and (gone := process_gone(run)):
-            return f"{gone}, and nothing has heartbeaten for it for {time.time() - holder.beat:.0f} s"
+        if holder.beat is not None and (silent := silence(self.key, holder, ALIVE_S)) > 2 * ALIVE_S and (
+            gone := process_gone(run)
+        ):
+            return f"{gone}, and nothing has heartbeaten for it for {silent:.0f} s"
         return None
 
     def acquire(
