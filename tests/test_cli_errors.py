@@ -487,3 +487,20 @@ def test_history_with_nothing_to_measure_says_n_a(env, capsys):
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert last == ("last 30 days in dev: 0.0 deploys/day, lead time n/a, change fail rate n/a, recovery time n/a "
                     "(no failures), rework rate n/a"), last  # fmt: skip
+
+
+def test_a_disk_io_error_of_the_state_database_asks_whether_its_disk_is_full():
+    """SQLite says "disk I/O error" when a full disk refuses a write to its journal: it was told as a permissions
+    problem alone (fault injection, a state dir on a full disk)."""
+    import sqlite3
+
+    from coderemote_pipeline.ledger.instance_problems import storage_problem
+
+    assert storage_problem(RuntimeError("not the storage's")) is None
+    cause = sqlite3.OperationalError("disk I/O error")
+    wrapped = RuntimeError("storage")
+    wrapped.__cause__ = cause
+    assert storage_problem(wrapped) == (
+        "the state database cannot be read or written (disk I/O error): is the state dir's disk full? Free space on "
+        "it, or make CODEREMOTE_STATE_DIR a directory this account can read and write"
+    )

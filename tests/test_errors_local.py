@@ -12,9 +12,11 @@ import pytest
 from coderemote_pipeline.actions.git_remote import GitRemote, RefNotFound, RemoteUnreachable
 from coderemote_pipeline.assets.jobs import STAGE_ASSETS as STAGES
 from coderemote_pipeline.cli.main import main
+from coderemote_pipeline.ledger.leases import Lease
 from coderemote_pipeline.local_stack import EmulatorDown, LocalStackNotRunning, check_parts, load_stack_info
 from coderemote_pipeline.resources.local_stack import LocalStackResource
 from coderemote_pipeline.resources.targets import local_resources
+from coderemote_pipeline.rules import names
 from coderemote_pipeline.rules.env_names import UnknownEnvironmentError
 from coderemote_pipeline.rules.release_keys import commit_release_key
 from coderemote_pipeline.usecases.demo import EXAMPLE_APP, commit_and_push, git, make_app_repo
@@ -179,3 +181,43 @@ def test_dockerfile_that_fails_to_build(settings, instance, tmp_path):
     assert "build log (last" in outcome.failure and "no-such-dir" in outcome.failure
     assert "lambda_version" not in outcome.stages  # nothing downstream of the failed build ran
     assert commit[:7] in outcome.release
+
+
+def test_a_state_disk_that_fills_during_a_deploy_says_where_the_env_may_be(settings, instance, monkeypatch, capsys):
+    """The instance's storage went away mid-deploy (a disk that filled, a team Postgres killed): the command said only
+    that the database was full, exit 2 like a typo, and nothing of the env, which the switch may have changed."""
+    import sqlite3
+
+    from coderemote_pipeline.actions import switch
+    from coderemote_pipeline.ledger.sqlite_storage import PooledSqliteEventLogStorage
+
+    monkeypatch.setenv("DAGSTER_HOME", instance.root_directory)
+    monkeypatch.setenv("CODEREMOTE_STATE_DIR", str(settings.state_dir))
+    monkeypatch.setenv("CODEREMOTE_APP_REMOTE", settings.app_remote)
+    full, store_event, switch_site = [], PooledSqliteEventLogStorage.store_event, switch.switch_site
+
+    def on_a_full_disk(self, event):
+        if full:
+            raise sqlite3.OperationalError("database or disk is full")  # what SQLite says once the disk is full
+        return store_event(self, event)
+
+    def the_disk_fills(target, release):
+        full.append(release)
+        return switch_site(target, release)
+
+    with monkeypatch.context() as faults:
+        faults.setattr(PooledSqliteEventLogStorage, "store_event", on_a_full_disk)
+        faults.setattr(switch, "switch_site", the_disk_fills)
+        assert main(["deploy", "dev", "main"]) == 1  # not a typo of the user's: a run was under way
+    # Before them, Dagster's own line for each event it could not write ("Exception while writing logger call…").
+    err = capsys.readouterr().err.splitlines()[-2:]
+    assert err[0] == ("error: the state database cannot grow (database or disk is full): free space on the state "
+                      "dir's disk"), err  # fmt: skip
+    assert err[1].startswith(f"the deploy of dev|{full[0]} was cut off part-way: dev may serve"), err
+    assert err[1].endswith("`coderemote-pipeline retry dev --mark-failed` ends the run and settles dev"), err
+    # This process stands in for the command, which would have exited: its run is marked failed as the sensor for
+    # dead runs does, and the next deploy finishes the job.
+    cut = instance.get_runs(dg.RunsFilter(tags={names.ENV_TAG: "dev"}), limit=1)[0]
+    assert cut.status is dg.DagsterRunStatus.STARTED and cut.tags[names.RELEASE_TAG] == full[0]
+    Lease(instance, "dev").reap(cut.run_id, "its process exited, cut off from the instance")
+    assert main(["deploy", "dev", "main"]) == 0

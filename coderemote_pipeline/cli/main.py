@@ -128,9 +128,14 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as exc:
-        if (said := _storage_problem(exc)) is None:
+        from coderemote_pipeline.ledger.instance_problems import RunCutOff, storage_problem
+
+        if (said := storage_problem(exc)) is None:
             raise
         print(f"error: {said}", file=sys.stderr)
+        if isinstance(exc, RunCutOff):  # a run was under way: not the user's mistake, and the env may be part-way
+            print(str(exc), file=sys.stderr)
+            return 1
         return 2
 
 
@@ -174,15 +179,6 @@ def _not_text(argv: list[str], environ) -> str | None:
     return None
 
 
-def _pg_cause(exc: BaseException) -> str:
-    """The refusal under Dagster's "too many retries" (host and port refused, a name that does not resolve, a
-    password refused), without SQLAlchemy's class prefix and link."""
-    cause = exc.__cause__
-    lines = [line.strip() for line in str(cause or "").splitlines() if line.strip() and "sqlalche.me" not in line]
-    first = lines[0] if lines else ""
-    return first.split(") ", 1)[1] if first.startswith("(") and ") " in first else first
-
-
 class _PostgresRetries(logging.Filter):
     """dagster_postgres warns on the root logger at each retry of a refused connection: several multi-line warnings
     per storage over about 13 s, before the one line this command says about it at the end."""
@@ -195,38 +191,6 @@ def _quiet_postgres_retries() -> None:
     root = logging.getLogger()
     if not any(isinstance(f, _PostgresRetries) for f in root.filters):
         root.addFilter(_PostgresRetries())
-
-
-def _storage_problem(exc: BaseException) -> str | None:
-    """The instance's database refusing (read-only, damaged, a team Postgres that does not answer), in one line."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        kind, first = type(seen).__name__, (str(seen).strip().splitlines() or [""])[0][:200]
-        if isinstance(seen, ModuleNotFoundError) and seen.name in ("psycopg", "pg8000", "asyncpg"):
-            # Dagster's Postgres storage names the newer driver unless told the scheme; this installation has psycopg2.
-            return (f"the instance's dagster.yaml needs the Postgres driver {seen.name}, which is not installed: "
-                    "add `scheme: postgresql+psycopg2` under postgres_db (as deploy/dagster.yaml does), or begin "
-                    "postgres_url with postgresql+psycopg2://")  # fmt: skip
-        if kind == "DagsterPostgresException":
-            return (f"the instance's Postgres does not answer ({_pg_cause(seen) or first}): check DAGSTER_PG_* and "
-                    "that the database is up")  # fmt: skip
-        if type(seen).__module__ == "sqlite3":
-            if "readonly" in first:
-                return (f"the state database cannot be written ({first}): give this account write access to the "
-                        "state dir (CODEREMOTE_STATE_DIR)")  # fmt: skip
-            if "locked" in first:
-                return f"the state database is busy ({first}): another command holds it; try again in a moment"
-            if "full" in first:
-                return f"the state database cannot grow ({first}): free space on the state dir's disk"
-            if "unable to open" in first or "disk i/o" in first.lower():
-                return (f"the state database cannot be opened ({first}): CODEREMOTE_STATE_DIR must be a directory "
-                        "this account can read and write")  # fmt: skip
-            if "not a database" in first or "malformed" in first:
-                return (f"the state database is damaged ({first}): restore the state dir from a backup, or move it "
-                        "away to start a new one")  # fmt: skip
-            return None  # any other: a bug, whose traceback is the report
-        seen = seen.__cause__ or seen.__context__
-    return None
 
 
 if __name__ == "__main__":

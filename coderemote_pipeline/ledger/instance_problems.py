@@ -100,3 +100,58 @@ def _allowed(expected: str) -> list[str]:
         elif depth == 1:
             keys.append(token[1])
     return keys
+
+
+class RunCutOff(RuntimeError):
+    """The instance's storage went away while a run of `env` was under way: what the env serves is unknown here."""
+
+    def __init__(self, env: str, label: str):
+        super().__init__(
+            f"the deploy of {label} was cut off part-way: {env} may serve the previous release, or the new one not "
+            f"yet checked. When the instance answers again, `coderemote-pipeline status {env}` says which, and "
+            f"`coderemote-pipeline retry {env} --mark-failed` ends the run and settles {env}"
+        )
+
+
+def storage_problem(exc: BaseException) -> str | None:
+    """The instance's database refusing (read-only, damaged, a team Postgres that does not answer), in one line."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        kind, first = type(seen).__name__, (str(seen).strip().splitlines() or [""])[0][:200]
+        if isinstance(seen, ModuleNotFoundError) and seen.name in ("psycopg", "pg8000", "asyncpg"):
+            # Dagster's Postgres storage names the newer driver unless told the scheme; this installation has psycopg2.
+            return (f"the instance's dagster.yaml needs the Postgres driver {seen.name}, which is not installed: "
+                    "add `scheme: postgresql+psycopg2` under postgres_db (as deploy/dagster.yaml does), or begin "
+                    "postgres_url with postgresql+psycopg2://")  # fmt: skip
+        if kind == "DagsterPostgresException":
+            return (f"the instance's Postgres does not answer ({_pg_cause(seen) or first}): check DAGSTER_PG_* and "
+                    "that the database is up")  # fmt: skip
+        if type(seen).__module__ == "sqlite3":
+            if "readonly" in first:
+                return (f"the state database cannot be written ({first}): give this account write access to the "
+                        "state dir (CODEREMOTE_STATE_DIR)")  # fmt: skip
+            if "locked" in first:
+                return f"the state database is busy ({first}): another command holds it; try again in a moment"
+            if "full" in first:
+                return f"the state database cannot grow ({first}): free space on the state dir's disk"
+            if "disk i/o" in first.lower():
+                return (f"the state database cannot be read or written ({first}): is the state dir's disk full? Free "
+                        "space on it, or make CODEREMOTE_STATE_DIR a directory this account can read and write")
+            if "unable to open" in first:
+                return (f"the state database cannot be opened ({first}): CODEREMOTE_STATE_DIR must be a directory "
+                        "this account can read and write")  # fmt: skip
+            if "not a database" in first or "malformed" in first:
+                return (f"the state database is damaged ({first}): restore the state dir from a backup, or move it "
+                        "away to start a new one")  # fmt: skip
+            return None  # any other: a bug, whose traceback is the report
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _pg_cause(exc: BaseException) -> str:
+    """The refusal under Dagster's "too many retries" (host and port refused, a name that does not resolve, a
+    password refused), without SQLAlchemy's class prefix and link."""
+    cause = exc.__cause__
+    lines = [line.strip() for line in str(cause or "").splitlines() if line.strip() and "sqlalche.me" not in line]
+    first = lines[0] if lines else ""
+    return first.split(") ", 1)[1] if first.startswith("(") and ") " in first else first

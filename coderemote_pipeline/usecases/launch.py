@@ -23,6 +23,7 @@ from coderemote_pipeline.actions.failure_report import already_settled, settle_f
 from coderemote_pipeline.actions.git_remote import GitRemote
 from coderemote_pipeline.definitions import reconstructable_deploy_job
 from coderemote_pipeline.ledger.figures import record_figures
+from coderemote_pipeline.ledger.instance_problems import RunCutOff, storage_problem
 from coderemote_pipeline.ledger.leases import Lease
 from coderemote_pipeline.ledger.process_place import process_place
 from coderemote_pipeline.resources.targets import check_ready, resources_for, target_for
@@ -126,6 +127,11 @@ def launch(
         # Stopped (Ctrl-C, `kill`) while Dagster set the run up, before its steps watch for it: what follows a
         # failed run still happens, so the environment is left whole, its lease free, the run not left STARTED.
         run_id, success, why = _interrupted_run(instance, request_id), False, INTERRUPTED
+    except Exception as exc:
+        if storage_problem(exc) is None:
+            raise
+        # Nothing can be read or settled without the instance: the person gets where the env may be, and the way on.
+        raise RunCutOff(deploy.env, deploy.label) from exc
     finally:
         done.set()
         follower.join(timeout=10)
