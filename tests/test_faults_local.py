@@ -508,6 +508,41 @@ def test_a_deploy_that_lost_its_lease_mid_switch_writes_nothing_more_and_puts_no
     faults.assert_whole(again.release)
 
 
+def test_a_settle_that_lost_its_lease_leaves_the_env_to_the_deploy_that_took_it(faults, monkeypatch):
+    """The settle of a failed run holds the env's lease too (under a settle step) and puts back what the run left
+    split. Frozen past the reclaim time, it loses the lease to the next deploy: resumed, it must not restore over
+    that deploy's switch."""
+    before = faults.live()["alias"]
+    commit = faults.change("split, then its settle freezes")
+    lease, restoring = Lease(faults.instance, "dev"), restore.switch
+    reclaimer = dg.DagsterRun(job_name=names.REDEPLOY_JOB, status=dg.DagsterRunStatus.STARTED)
+    faults.instance.add_run(reclaimer)
+
+    def refused(s3, bucket, manifest, acl):
+        raise botocore.exceptions.ClientError({"Error": {"Code": "AccessDenied", "Message": "denied"}}, "PutObject")
+
+    def reclaimed_meanwhile(target, to, before=None):
+        settle = lease.holder()
+        assert settle.step.startswith("settle") and lease._slot.free(settle.run_id, settle.step)
+        assert lease._slot.claim(reclaimer.run_id)
+        return restoring(target, to, before)
+
+    with monkeypatch.context() as faults_in:
+        faults_in.setattr(switch.store, "flip", refused)  # the API switched, the site did not: split...
+        faults_in.setattr(switch, "_put_back", lambda target, before, site: "the process died before putting back")
+        faults_in.setattr(restore, "switch", reclaimed_meanwhile)
+        failed = faults.deploy(ref=commit)
+    assert not failed.success and f"Not put on {before}: run" in failed.failure, failed.failure
+    assert "no longer holds dev's deploy lease" in failed.failure
+    assert faults.live() == {"alias": failed.release, "api": failed.release, "site": before}  # left as it was
+    assert lease._slot.free(reclaimer.run_id, STEP)  # the deploy that took the lease, done: it makes dev whole
+    faults.instance.report_run_canceled(reclaimer, "the test's stand-in for the deploy that reclaimed the lease")
+    again = faults.deploy(ref=commit)
+    assert again.success, again.failure
+    faults.verified.append(commit)
+    faults.assert_whole(again.release)
+
+
 def test_a_site_edge_that_never_followed_the_flip_is_split_and_rollback_to_the_record_repairs_it(faults):
     """Killed between the pointer's flip and telling the edge: the pointer names the new release, the edge (varnish
     here, CloudFront's origin path on AWS) still serves the one before. Nothing read the edge, so nothing saw it."""

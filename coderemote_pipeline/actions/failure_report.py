@@ -23,7 +23,9 @@ from coderemote_pipeline.actions.restore import CdnNotCleared, restore_and_recor
 from coderemote_pipeline.actions.serving import EnvTarget
 from coderemote_pipeline.actions.switch import SwitchFailed
 from coderemote_pipeline.actions.target_state import TargetState, drift, read_target, split_parts
-from coderemote_pipeline.ledger.lease_slot import describe_run
+from coderemote_pipeline.ledger.lease_beat import LeaseLost
+from coderemote_pipeline.ledger.lease_fence import fence
+from coderemote_pipeline.ledger.lease_slot import describe_run, settle_step
 from coderemote_pipeline.ledger.leases import Holder, Lease, LeaseBusy
 from coderemote_pipeline.ledger.live import last_live_as, recorded_live
 from coderemote_pipeline.ledger.records import ROLLED_BACK_TO, LiveRecord, StackRecord
@@ -113,15 +115,16 @@ def settle_failed_run(
 
     # Under the env's lease: a deploy created while this settle reads and puts back what the env serves waits for
     # it, instead of switching the env meanwhile.
+    step = settle_step()  # what it holds the lease for: its writes check they still hold it (ledger/lease_fence.py)
     try:
-        with Lease(instance, env).settling(run.run_id, defer_to=deploys, patience=patience) as holder:
+        with Lease(instance, env).settling(run.run_id, defer_to=deploys, patience=patience, step=step) as holder:
             if (holder is not None and holder.run_id == run.run_id) or already_settled(instance, run.run_id):
                 return None  # another process settles this run at this moment, or just did
             if holder is not None:
                 settled = Settled(env, f"not settled by this run: {describe_run(instance, holder.run_id)} holds "
                                   f"{env}'s deploy lease, deploys it now and settles it", None)  # fmt: skip
             else:
-                settled = _settle(instance, run, env, policy, target_for)
+                settled = _settle(instance, run, env, policy, target_for, step)
             instance.report_engine_event(f"{MARKER} {settled.text}", run)
             now = instance.get_run_by_id(run.run_id) or run  # tagged waiting meanwhile, maybe, by another try
             if now.tags.get(names.SETTLE_TAG) == names.SETTLE_WAITING:
@@ -160,7 +163,7 @@ def superseded_by(instance: dg.DagsterInstance, run: dg.DagsterRun, env: str) ->
     return next((r for r in later if r.run_id != run.run_id and names.is_deploy_run(r)), None)
 
 
-def _settle(instance, run, env: str, policy: EnvironmentPolicy, target_for: TargetFor) -> Settled:
+def _settle(instance, run, env: str, policy: EnvironmentPolicy, target_for: TargetFor, step: str) -> Settled:
     if (later := superseded_by(instance, run, env)) is not None:
         does = ("deployed it since" if later.is_success else "is settled in its place") if later.is_finished else (
             f"deploys {env} now and settles it")
@@ -172,7 +175,7 @@ def _settle(instance, run, env: str, policy: EnvironmentPolicy, target_for: Targ
     if not outputs:
         return Settled(env, f"nothing was ever deployed to {env} from this instance: nothing of it is live", True)
     try:
-        target = target_for(env, outputs)
+        target = replace(target_for(env, outputs), fence=fence(instance, env, run.run_id, step))
         state = read_target(target, probe=False)
     except UNREADABLE as exc:
         return Settled(env, f"what {env} serves cannot be read now ({exc}); check it with "
@@ -194,6 +197,8 @@ def _settle(instance, run, env: str, policy: EnvironmentPolicy, target_for: Targ
         live = restore_and_record(instance, target, to, reason=reason, run_id=run.run_id, away_from=away).live
     except CdnNotCleared as stale:
         live, cdn = stale.live or to, f", {stale.hint()}"
+    except LeaseLost as lost:  # silent past the reclaim time (its host paused): the env is the next deploy's now
+        return Settled(env, f"{text}. Not put on {to.release}: {lost}", None)
     except (*UNREADABLE, SwitchFailed, RuntimeError) as exc:
         return Settled(env, f"{text}. Putting {env} on {to.release} FAILED: {exc}. Put it there by hand: "
                        f"coderemote-pipeline rollback {env} --to {to.release}", whole)  # fmt: skip

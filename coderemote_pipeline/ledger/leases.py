@@ -229,7 +229,7 @@ class Lease:
 
     @entered_whole
     def settling(
-        self, run_id: str, defer_to: Callable[[str], bool], patience: float | None = None
+        self, run_id: str, defer_to: Callable[[str], bool], patience: float | None = None, step: str = ""
     ) -> Iterator[Holder | None]:
         """Hold the lease while the ended run `run_id` is settled, so that no deploy of the env starts meanwhile.
         Yields None when held. Yields the holder, without waiting, when it is a run `defer_to` accepts (a deploy:
@@ -238,7 +238,7 @@ class Lease:
         two materialized from the UI), which would otherwise leave this env as this run left it: for `patience`
         seconds at most, if given, and then LeaseBusy is raised."""
         self._slot.ensure()
-        step, deadline = settle_step(), None if patience is None else time.monotonic() + patience
+        step, deadline = step or settle_step(), None if patience is None else time.monotonic() + patience
         while True:
             holder = self.holder()
             if holder is not None and (holder.run_id, holder.step) == (run_id, STEP) and at_work(holder):
