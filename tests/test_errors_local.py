@@ -213,11 +213,12 @@ def test_a_state_disk_that_fills_during_a_deploy_says_where_the_env_may_be(setti
     err = capsys.readouterr().err.splitlines()[-2:]
     assert err[0] == ("error: the state database cannot grow (database or disk is full): free space on the state "
                       "dir's disk"), err  # fmt: skip
-    assert err[1].startswith(f"the deploy of dev|{full[0]} was cut off part-way: dev may serve"), err
-    assert err[1].endswith("`coderemote-pipeline retry dev --mark-failed` ends the run and settles dev"), err
-    # This process stands in for the command, which would have exited: its run is marked failed as the sensor for
-    # dead runs does, and the next deploy finishes the job.
     cut = instance.get_runs(dg.RunsFilter(tags={names.ENV_TAG: "dev"}), limit=1)[0]
     assert cut.status is dg.DagsterRunStatus.STARTED and cut.tags[names.RELEASE_TAG] == full[0]
+    assert err[1].startswith(f"run {cut.run_id[:8]} of dev|{full[0]} was cut off part-way: dev may serve"), err
+    assert err[1].endswith(f"`coderemote-pipeline retry {cut.run_id[:8]} --mark-failed` then marks the run failed "
+                           "and finishes its deploy, or `coderemote-pipeline rollback dev` goes back"), err  # fmt: skip
+    # This process stands in for the command, which would have exited: its run is marked failed as the sensor for
+    # dead runs does, and the next deploy finishes the job.
     Lease(instance, "dev").reap(cut.run_id, "its process exited, cut off from the instance")
     assert main(["deploy", "dev", "main"]) == 0

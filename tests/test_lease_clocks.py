@@ -24,18 +24,23 @@ lease_workers.process_place = lambda: "another-host/its-boot/its-namespace"
 from coderemote_pipeline.ledger.instance import open_instance
 from coderemote_pipeline.ledger.leases import Lease
 instance = open_instance(Path(sys.argv[1]))
+for pause in [float(x) for x in sys.argv[4:]]:  # steps of 3 s, with pauses between them
+    with Lease(instance, "dev").held(sys.argv[2], log=print, describe=str):
+        print("working", flush=True)
+        time.sleep(3)
+    time.sleep(pause)  # between two steps (the next step's process starting): no beat, the lease kept
 with Lease(instance, "dev").held(sys.argv[2], log=print, describe=str):
     print("working", flush=True)
     time.sleep(600)
 """
 
 
-def _skewed_holder(instance, tmp_path, skew: float):
+def _skewed_holder(instance, tmp_path, skew: float, *pauses: float):
     run, waiter = (dg.DagsterRun(job_name="redeploy_job", status=dg.DagsterRunStatus.STARTED) for _ in "ab")
     for each in (run, waiter):
         instance.add_run(each)
-    step = subprocess.Popen([sys.executable, "-c", SKEWED, str(tmp_path / "state"), run.run_id, str(skew)],
-                            stdout=subprocess.PIPE, text=True)  # fmt: skip
+    step = subprocess.Popen([sys.executable, "-c", SKEWED, str(tmp_path / "state"), run.run_id, str(skew),
+                             *map(str, pauses)], stdout=subprocess.PIPE, text=True)  # fmt: skip
     assert step.stdout.readline().strip() == "working"
     return run, waiter, step
 
@@ -85,3 +90,25 @@ def test_a_one_off_look_at_a_dead_holder_watches_its_beat_before_it_calls_it_aba
         why = Lease(instance, "dev").abandoned_by(run.run_id)
         # Watched until it had read the same beat for the reclaim time (3 s here; 6 s, ALIVE_S, with the usual 30 s).
         assert why is not None and "stopped heartbeating" in why and time.monotonic() - started > 2.5, why
+
+
+def test_a_holder_whose_clock_is_behind_keeps_the_lease_through_a_pause_between_its_steps(tmp_path, monkeypatch):
+    """Watching its beat for a few seconds was not enough: past the watch, its beat's age went back to its own clock,
+    and the 8 s between two of its steps read as 53 s of silence. A waiter that saw its beats appear measures its
+    clock's offset, and an 8 s pause is 8 s."""
+    monkeypatch.setenv("CODEREMOTE_LEASE_RECLAIM_S", "12")  # above the watch (6 s), below the skew (45 s)
+    with open_instance(tmp_path / "state") as instance:
+        run, waiter, step = _skewed_holder(instance, tmp_path, -45.0, 8.0, 8.0)
+        try:
+            said: list[str] = []
+            taker = threading.Thread(target=Lease(instance, "dev").acquire, args=(waiter.run_id, said.append, str),
+                                     daemon=True)  # fmt: skip
+            taker.start()
+            taker.join(timeout=20)  # its first step's end, an 8 s pause, its second step, and into the next pause
+            assert taker.is_alive(), said
+            assert Lease(instance, "dev").holder().run_id == run.run_id
+        finally:
+            step.kill()
+            step.wait(timeout=30)
+        taker.join(timeout=60)
+        assert not taker.is_alive() and any("reclaimed dev's deploy lease" in line for line in said), said

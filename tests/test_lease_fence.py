@@ -74,6 +74,39 @@ def test_a_step_frozen_on_another_host_past_the_reclaim_time_writes_nothing_once
         assert instance.get_run_by_id(frozen.run_id).status is dg.DagsterRunStatus.FAILURE
 
 
+def test_a_frozen_step_resumed_after_the_next_deploy_ended_does_not_take_the_free_lease_back(tmp_path, monkeypatch):
+    """The next deploy reclaimed the lease, marked the frozen run failed, deployed and let the lease go. Resumed, the
+    frozen step's heartbeat took the free slot back (it does that for a run deleted from the UI), and its fence
+    then found it holding the lease: it wrote over that deploy."""
+    monkeypatch.setenv("CODEREMOTE_LEASE_RECLAIM_S", "3")
+    with open_instance(tmp_path / "state") as instance:
+        frozen, waiter = (dg.DagsterRun(job_name="redeploy_job", status=dg.DagsterRunStatus.STARTED) for _ in "ab")
+        for each in (frozen, waiter):
+            instance.add_run(each)
+        step = subprocess.Popen([sys.executable, "-c", ELSEWHERE, str(tmp_path / "state"), frozen.run_id],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # fmt: skip
+        try:
+            assert step.stdout.readline().strip() == "working"
+            time.sleep(2.5)
+            os.kill(step.pid, signal.SIGSTOP)
+            lease = Lease(instance, "dev")
+            lease.acquire(waiter.run_id, print, str)  # reclaims it, after the watch
+            lease.release(waiter.run_id)  # that deploy is done: the slot is free
+            os.kill(step.pid, signal.SIGCONT)
+            time.sleep(3)  # its beat thread resumes: a beat or two
+            assert lease.holder() is None
+            step.stdin.write("write now\n")
+            step.stdin.flush()
+            answer = step.stdout.readline().strip()
+            assert answer.startswith(f"fenced: run {frozen.run_id[:8]} no longer holds dev's deploy lease (nobody "
+                                     "holds it now"), answer  # fmt: skip
+        finally:
+            if step.poll() is None:
+                step.kill()
+                step.wait(timeout=30)
+        assert Lease(instance, "dev").holder() is None
+
+
 def test_a_step_whose_slot_was_freed_from_outside_takes_it_back_as_it_writes(tmp_path):
     """A run deleted from the UI frees its slot while its step works: the step's beat takes it back within seconds,
     and a write in between takes it back first, rather than fail a switch that nobody else holds."""

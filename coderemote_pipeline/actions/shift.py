@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from coderemote_pipeline.actions import lambda_versions as lv
 from coderemote_pipeline.actions.serving import EnvTarget
 from coderemote_pipeline.actions.switch import Serving, prepare_api, weigh
+from coderemote_pipeline.ledger.lease_beat import LeaseLost
 from coderemote_pipeline.ledger.shifts import ABORT, Control, ShiftState
 from coderemote_pipeline.rules.analysis import BREACH, TOO_FEW, Verdict, judge
 from coderemote_pipeline.rules.rollout import Analysis, RolloutPlan, seconds
@@ -136,10 +137,14 @@ def steps(
                                     step=index, weight=step.weight)  # fmt: skip
             if outcome == PROMOTED:
                 return PROMOTED, state
+    except LeaseLost:
+        raise  # the env is the next deploy's now, mid-way through its own switch: no weight of it is ours to move
     except BaseException as stopped:  # a breach, an abort, an error, or the run being stopped: no weight left behind
         try:
             back = weigh(target, state.previous_version)
         except Exception as failed:
+            if isinstance(failed, LeaseLost):
+                raise failed from stopped  # lost while stopping: the next deploy's, as above
             if not isinstance(stopped, Exception):
                 raise stopped from failed  # a stop stays a stop; the run's settle puts the env back
             raise WeightStuck(f"{stopped}; taking version {state.version}'s weight back to 0 failed too ({failed})"

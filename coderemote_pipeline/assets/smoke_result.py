@@ -14,6 +14,7 @@ from coderemote_pipeline.assets.bake import Baked, bake
 from coderemote_pipeline.assets.cloudfront_invalidation import cloudfront_invalidation
 from coderemote_pipeline.assets.stage import STAGE_KWARGS, deploy_stage, deployment, lease_fence, upstream
 from coderemote_pipeline.ledger import shifts
+from coderemote_pipeline.ledger.lease_beat import LeaseLost
 from coderemote_pipeline.ledger.live import record_live, recorded_live
 from coderemote_pipeline.ledger.records import (
     ROLLED_BACK_TO,
@@ -73,6 +74,7 @@ def smoke_result(
                          seconds=round(time.monotonic() - started, 3))  # fmt: skip
     timings |= baked.metadata() if baked is not None else {}
     if passed:
+        target.fence()  # a run that lost its lease while it baked does not record over the deploy that took it
         _record_live(context, deploy, shift, outputs, app_source, baked)
         return dg.MaterializeResult(metadata={**record.to_metadata(), **timings, "cold_start_s": shift.cold_start_s},
                                     data_version=SmokeRecord.data_version(True, deploy.commit))  # fmt: skip
@@ -139,6 +141,8 @@ def _after_failure(context, deploy: Deployment, reason: str, target: EnvTarget, 
                            run_id=context.run.run_id, log_event=context.log_event, away_from=site)  # fmt: skip
     except CdnNotCleared as stale:
         cdn = f", {stale.hint()}"
+    except LeaseLost:
+        raise  # the env is the next deploy's now: nothing to put back by hand over it
     except (SwitchFailed, RuntimeError) as exc:
         return (f"automatic rollback to {previous.release} FAILED: {exc}. Put it back by hand: "
                 f"coderemote-pipeline rollback {deploy.env} --to {previous.release}"), ""  # fmt: skip

@@ -103,14 +103,23 @@ def _allowed(expected: str) -> list[str]:
 
 
 class RunCutOff(RuntimeError):
-    """The instance's storage went away while a run of `env` was under way: what the env serves is unknown here."""
+    """The instance's storage went away while a deploy of `env` ran (`run_id`, if this command saw it created), or
+    as it ended (`ended`: how, before its settle and records): what the env serves is unknown here."""
 
-    def __init__(self, env: str, label: str):
-        super().__init__(
-            f"the deploy of {label} was cut off part-way: {env} may serve the previous release, or the new one not "
-            f"yet checked. When the instance answers again, `coderemote-pipeline status {env}` says which, and "
-            f"`coderemote-pipeline retry {env} --mark-failed` ends the run and settles {env}"
-        )
+    def __init__(self, env: str, label: str, run_id: str | None, ended: str = ""):
+        then = f"When the instance answers again, `coderemote-pipeline status {env}` says what {env} serves"
+        if run_id is None:
+            said = (f"the deploy of {label} was cut off as its run was being created: it may not have started. {then}; "
+                    f"`coderemote-pipeline history {env}` shows whether it ran")  # fmt: skip
+        elif ended:
+            said = (f"run {run_id[:8]} of {label} {ended}, then the instance was cut off before {env}'s lease was "
+                    f"freed and the run settled. {then}; the next deploy of {env} takes the lease over")  # fmt: skip
+        else:
+            said = (f"run {run_id[:8]} of {label} was cut off part-way: {env} may serve its previous release, the new "
+                    f"one not yet checked, or a part of each. {then}; `coderemote-pipeline retry {run_id[:8]} "
+                    f"--mark-failed` then marks the run failed and finishes its deploy, or `coderemote-pipeline "
+                    f"rollback {env}` goes back")  # fmt: skip
+        super().__init__(said)
 
 
 def storage_problem(exc: BaseException) -> str | None:

@@ -104,6 +104,11 @@ class Holder:
                     f"it, `kill {self.pid}` ends it),")  # fmt: skip
         return who
 
+    def same_beat(self, other: Holder | None) -> bool:
+        """`other` is this holder read again, no beat written since (derived fields, such as its pid once its worker
+        row is forgotten, may differ)."""
+        return other is not None and (other.run_id, other.step, other.beat) == (self.run_id, self.step, self.beat)
+
     @classmethod
     def beating(cls, beat: Beat) -> Holder:
         """The step a working beat shows, holding the lease whatever the slot row says."""

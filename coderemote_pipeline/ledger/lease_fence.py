@@ -13,33 +13,53 @@ UpdateAlias, S3's `If-Match`), which the emulator does not implement.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import dagster as dg
 
-from coderemote_pipeline.ledger.lease_beat import LeaseLost
-from coderemote_pipeline.ledger.lease_slot import STEP, Slot
+from coderemote_pipeline.ledger.lease_beat import ALIVE_S, LeaseLost
+from coderemote_pipeline.ledger.lease_silence import reclaim_after_s
+from coderemote_pipeline.ledger.lease_slot import STEP, Slot, is_settle
 from coderemote_pipeline.ledger.leases import TERMINAL, pool
 
 
 def fence(instance: dg.DagsterInstance, env: str, run_id: str, step: str = STEP) -> Callable[[], None]:
-    """A check that raises LeaseLost once `run_id`'s `step` no longer holds `env`'s lease."""
-    slot = Slot(instance.event_log_storage, pool(env))
+    """A check that raises LeaseLost once `run_id`'s `step` no longer holds `env`'s lease. Made right after the step
+    took it; while the storage does not answer, the lease counts as held for the reclaim time less ALIVE_S since the
+    step last saw it held: nobody can take it over sooner, and a switch (or its put-back) is not left half-done by a
+    blip of the storage."""
+    slot, confirmed = Slot(instance.event_log_storage, pool(env)), [time.monotonic()]
 
     def check() -> None:
-        held = slot.holder()
-        if held == (run_id, step):
-            return
-        if held is None:
-            # Freed from outside while this step works (a run deleted from the UI): the heartbeat would take it back
-            # within seconds; a write now takes it back first. A run marked ended has lost it for good.
-            run = instance.get_run_by_id(run_id)
-            if (run is None or run.status not in TERMINAL) and slot.claim(run_id, step):
+        try:
+            held = _holder(instance, slot, run_id, step)
+        except Exception as exc:  # the storage does not answer (a full disk, a Postgres restarting)
+            unseen = time.monotonic() - confirmed[0]
+            if unseen < reclaim_after_s() - ALIVE_S:
                 return
-            held = slot.holder()
-        raise LeaseLost(_lost(env, run_id, held))
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            raise LeaseLost(f"run {run_id[:8]} cannot tell whether it still holds {env}'s deploy lease: the "
+                            f"instance's storage has not answered for {unseen:.0f} s ({first}), long enough for "
+                            "another deploy to have taken it over; it changed nothing more") from exc  # fmt: skip
+        if held != (run_id, step):
+            raise LeaseLost(_lost(env, run_id, held))
+        confirmed[0] = time.monotonic()
 
     return check
+
+
+def _holder(instance: dg.DagsterInstance, slot: Slot, run_id: str, step: str) -> tuple[str, str] | None:
+    """Who holds the slot; a slot freed from outside while this step works (a run deleted from the UI) is taken back
+    first, as its heartbeat would within seconds. A run marked ended has lost it for good (ledger/leases._take_back).
+    """
+    held = slot.holder()
+    if held is not None:
+        return held
+    run = instance.get_run_by_id(run_id)
+    if (run is None or (not is_settle(step) and run.status not in TERMINAL)) and slot.claim(run_id, step):
+        return run_id, step
+    return slot.holder()
 
 
 def _lost(env: str, run_id: str, held: tuple[str, str] | None) -> str:

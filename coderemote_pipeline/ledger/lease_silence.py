@@ -6,8 +6,10 @@ A beat is stamped with its writer's clock and judged on the reader's. A writer w
 every two seconds: the next deploy reclaimed its lease mid-switch, and the two switched the env at once. So the
 age of a beat on this host's clock counts only once this process has itself read that same beat for a while (a
 step at work writes a new one every HEARTBEAT_S); until then, the silence is what this process has watched.
-A holder that is gone is still reclaimed: after the watch when its beat is old, after the reclaim time of watching
-when its clock is ahead.
+Better still, a waiter that sees a new beat appear measures the writer's clock against its own, and judges ages with
+that offset taken off: a holder 45 s behind that pauses 8 s between two steps is 8 s silent, not 53 s. A holder
+that is gone is still reclaimed: after the watch when its beat is old, after the reclaim time of watching when its
+clock is ahead.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import os
 import time
 from typing import TYPE_CHECKING
 
+from coderemote_pipeline.ledger.lease_beat import LeaseBusy
 from coderemote_pipeline.rules.settings import lease_reclaim_s
 
 if TYPE_CHECKING:
@@ -25,8 +28,9 @@ if TYPE_CHECKING:
 # CODEREMOTE_LEASE_RECLAIM_S sets another, read when a waiter decides (tests use a few seconds).
 RECLAIM_AFTER_S = 30.0
 _FORGET_AFTER_S = 3600.0
-# (pool, run, step) → (the holder's beat as this process last read it, when it first read that beat: monotonic)
-_SEEN: dict[tuple[str, str, str], tuple[float | None, float]] = {}
+# (pool, run, step) → the holder's beat as this process last read it; when it first read that beat (monotonic); the
+# writer's clock less this one's, measured when a beat of it appeared (None: never seen one appear)
+_SEEN: dict[tuple[str, str, str], tuple[float | None, float, float | None]] = {}
 
 
 def reclaim_after_s() -> float:
@@ -34,28 +38,51 @@ def reclaim_after_s() -> float:
     return RECLAIM_AFTER_S if set_to is None else set_to
 
 
-def watched(key: str, holder: Holder) -> float:
-    """How long this process has read the same beat of `holder` (0 at the first read of a beat)."""
+def _watch(key: str, holder: Holder) -> tuple[float, float | None]:
+    """How long this process has read the same beat of `holder` (0 at the first read of a beat), and the writer's
+    clock offset if measured."""
     now, work = time.monotonic(), (key, holder.run_id, holder.step)
     seen = _SEEN.get(work)
     if seen is not None and seen[0] == holder.beat:
-        return now - seen[1]
+        return now - seen[1], seen[2]
     if len(_SEEN) > 1000:  # a long-lived process (the daemon's sensors) forgets holders it stopped reading
-        for old in [w for w, (_, since) in _SEEN.items() if now - since > _FORGET_AFTER_S]:
+        for old in [w for w, (_, since, _) in _SEEN.items() if now - since > _FORGET_AFTER_S]:
             del _SEEN[old]
-    _SEEN[work] = (holder.beat, now)
-    return 0.0
+    offset = seen[2] if seen is not None else None
+    if seen is not None and holder.beat is not None:
+        # A beat that replaced one this process read was written since that read: its stamp less this clock is the
+        # writer's offset, low by the time since it was written. Low is the safe side: ages come out short of true.
+        offset = holder.beat - time.time()
+    _SEEN[work] = (holder.beat, now, offset)
+    return 0.0, offset
 
 
 def silence(key: str, holder: Holder, watch_s: float) -> float:
-    """The holder's silence: its beat's age on this clock, once this process has read that same beat for `watch_s`
-    (a step at work beats more often than that); before, how long it has read it."""
-    seen = watched(key, holder)
+    """The holder's silence. Its clock's offset measured: its beat's age on this clock, offset taken off. Else its
+    beat's age on this clock, once this process has read that same beat for `watch_s` (a step at work beats more
+    often than that); before, how long it has read it. Never less than what this process watched."""
+    seen, offset = _watch(key, holder)
+    if offset is not None and holder.beat is not None:
+        return max(time.time() - holder.beat + offset, seen)
     if seen < watch_s:
         return seen
-    return max(time.time() - holder.beat if holder.beat is not None else 0.0, seen)
+    return max(aged(holder), seen)
+
+
+def age(key: str, holder: Holder) -> float:
+    """How long ago the holder beat last, as well as this process can tell (for messages)."""
+    seen = _SEEN.get((key, holder.run_id, holder.step))
+    offset = seen[2] if seen is not None else None
+    return max(0.0, aged(holder) + (offset or 0.0))
 
 
 def aged(holder: Holder) -> float:
     """The age of the holder's beat on this clock alone: what a one-off look, watching nothing, goes by."""
     return time.time() - holder.beat if holder.beat is not None else 0.0
+
+
+def pause(holder: Holder, deadline: float | None, poll_s: float) -> None:
+    """One poll's wait for a holder that is not silent; LeaseBusy once past the deadline."""
+    if deadline is not None and time.monotonic() >= deadline:
+        raise LeaseBusy(holder)
+    time.sleep(poll_s)

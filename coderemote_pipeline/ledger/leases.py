@@ -24,7 +24,7 @@ import dagster as dg
 
 from coderemote_pipeline.ledger.deferred_signals import entered_whole, signals_deferred
 from coderemote_pipeline.ledger.lease_beat import ALIVE_S, HEARTBEAT_S, Heart, Holder, LeaseBusy, LeaseLost, at_work
-from coderemote_pipeline.ledger.lease_silence import aged, reclaim_after_s, silence
+from coderemote_pipeline.ledger.lease_silence import age, aged, pause, reclaim_after_s, silence
 from coderemote_pipeline.ledger.lease_slot import STEP, Slot, is_settle, settle_step
 from coderemote_pipeline.ledger.process_place import process_gone
 
@@ -71,7 +71,7 @@ class Lease:
         silent = silence(self.key, holder, ALIVE_S)
         while silent <= reclaim and aged(holder) > reclaim and time.monotonic() < until:
             time.sleep(POLL_S)
-            if self.holder() != holder:
+            if not holder.same_beat(self.holder()):
                 return None  # it beat meanwhile (its clock is behind this one), or let go
             silent = silence(self.key, holder, ALIVE_S)
         return silent if silent > reclaim else None
@@ -93,8 +93,8 @@ class Lease:
         holder = self._held_by(run_id)
         if holder is None or self._silent_for(holder) is not None:
             return None
-        silent = aged(holder)
-        left, pid = reclaim_after_s() - silent, f" (pid {holder.pid})" if holder.pid else ""
+        silent = age(self.key, holder)
+        left, pid = max(0.0, reclaim_after_s() - silent), f" (pid {holder.pid})" if holder.pid else ""
         if holder.alive and left <= 0:
             return (f"it holds {self.env}'s deploy lease, its process{pid} alive on this host but silent for "
                     f"{silent:.0f} s (stopped?): resume it (kill -CONT) or end it (kill), then retry")  # fmt: skip
@@ -243,12 +243,12 @@ class Lease:
             holder = self.holder()
             if holder is not None and (holder.run_id, holder.step) == (run_id, STEP) and at_work(holder):
                 # Its own run was marked ended while its step still works: settling now would be a second writer.
-                _pause(holder, deadline)
+                pause(holder, deadline, POLL_S)
                 continue
             if self._slot.claim(run_id, step):
                 if (working := self._given_back(run_id, step)) is None:
                     break
-                _pause(working, deadline)
+                pause(working, deadline, POLL_S)
                 continue
             if holder is None:
                 self._slot.ensure(again=True)
@@ -259,7 +259,7 @@ class Lease:
             if this_runs_settle or (holder.step == STEP and defer_to(holder.run_id)):
                 yield holder
                 return
-            _pause(holder, deadline)
+            pause(holder, deadline, POLL_S)
         try:
             self.heart.write(run_id, step)
             with contextlib.ExitStack() as beat:
@@ -289,12 +289,8 @@ class Lease:
         return self.heart.let_go(run_id, step, lambda: self._slot.free(run_id, step), held=held)
 
     def _take_back(self, run_id: str, step: str) -> None:
-        """A step at work whose slot was freed from outside (its run deleted from the UI) holds it again."""
-        if self._slot.holder() is None:
+        """A step at work whose slot was freed from outside (its run deleted from the UI) holds it again; not one
+        whose run was marked ended (its lease reclaimed while it was frozen: resumed, it must not take it back)."""
+        if self._slot.holder() is None and ((run := self.instance.get_run_by_id(run_id)) is None or (
+                not is_settle(step) and run.status not in TERMINAL)):  # fmt: skip
             self._slot.claim(run_id, step)
-
-
-def _pause(holder: Holder, deadline: float | None) -> None:
-    if deadline is not None and time.monotonic() >= deadline:  # LeaseBusy past the deadline, else a poll's wait
-        raise LeaseBusy(holder)
-    time.sleep(POLL_S)

@@ -108,8 +108,8 @@ def launch(
     request_id = uuid.uuid4().hex
     tags = {**run_tags(deploy, settings, trigger, extra_tags), names.REQUEST_TAG: request_id,
             names.EXECUTED_BY_TAG: f"{process_place()}:{os.getpid()}"}  # fmt: skip
-    started, done = time.monotonic(), threading.Event()
-    follower = threading.Thread(target=follow, args=(instance, request_id, done, echo), daemon=True)
+    started, done, found = time.monotonic(), threading.Event(), []
+    follower = threading.Thread(target=follow, args=(instance, request_id, done, echo, found), daemon=True)
     follower.start()
     job = reconstructable_deploy_job(job_name, settings)
     settle_garbage_collector()
@@ -131,17 +131,22 @@ def launch(
         if storage_problem(exc) is None:
             raise
         # Nothing can be read or settled without the instance: the person gets where the env may be, and the way on.
-        raise RunCutOff(deploy.env, deploy.label) from exc
+        raise RunCutOff(deploy.env, deploy.label, found[0] if found else None) from exc
     finally:
         done.set()
         follower.join(timeout=10)
     # A failed run's settle takes the lease over from it (no other deploy of the env may start before the env is
     # whole again) and frees it; released after in any case: the settle may have had nothing to do, or failed.
     try:
-        failure = "" if success else _settle(instance, run_id, deploy, settings, why, echo)
-    finally:
-        Lease(instance, deploy.env).release(run_id)
-    record_figures(instance, deploy.env, run_id)
+        try:
+            failure = "" if success else _settle(instance, run_id, deploy, settings, why, echo)
+        finally:
+            Lease(instance, deploy.env).release(run_id)
+        record_figures(instance, deploy.env, run_id)
+    except Exception as exc:
+        if storage_problem(exc) is None:
+            raise
+        raise RunCutOff(deploy.env, deploy.label, run_id, ended="succeeded" if success else "failed") from exc
     return DeployOutcome(run_id, job_name, deploy.env, deploy.release.key, deploy.commit, success,
                          time.monotonic() - started, _stage_metadata(instance, run_id), failure)  # fmt: skip
 

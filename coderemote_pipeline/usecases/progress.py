@@ -50,17 +50,26 @@ def _line(record: dg.EventLogEntry, started: dict[str, float]) -> str | None:
     return f"  {MARKS[event.event_type]} {event.step_key} ({took:.1f}s)"
 
 
-def follow(instance: dg.DagsterInstance, request_id: str, done: threading.Event, echo: Callable[[str], None]):
-    """Print the progress of the run tagged with `request_id` as it lands in the event log, until `done`.
+def follow(instance: dg.DagsterInstance, request_id: str, done: threading.Event, echo: Callable[[str], None],
+           found: list[str] | None = None) -> None:  # fmt: skip
+    """Print the progress of the run tagged with `request_id` as it lands in the event log, until `done`; `found`
+    gets the run's id once it exists. A storage that stops answering ends the following, not the command: the run's
+    own thread meets it too, and says it.
 
     Each poll reads only the events after the last one seen (the event log's cursor): re-reading the whole run
     every 0.2 s cost this process's run a share of the interpreter that grew with every event."""
+    with contextlib.suppress(Exception):
+        _follow(instance, request_id, done, echo, [] if found is None else found)
+
+
+def _follow(instance, request_id: str, done: threading.Event, echo: Callable[[str], None], found: list[str]) -> None:
     run_id, cursor, started = None, None, {}
     while True:
         finished = done.wait(POLL_S)
         if run_id is None:
             runs = instance.get_runs(dg.RunsFilter(tags={names.REQUEST_TAG: request_id}), limit=1)
             run_id = runs[0].run_id if runs else None
+            found.extend([run_id] if run_id else [])
         while run_id is not None:
             page = instance.get_records_for_run(run_id, cursor=cursor, limit=PAGE)
             for record in page.records:
