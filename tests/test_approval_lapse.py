@@ -174,3 +174,23 @@ def test_only_a_rollback_to_what_passed_at_that_commit_keeps_a_lapsed_approval(i
     assert not puts_back(names.DEPLOY_JOB, "v1.0.0", COMMITS["v1.0.0"])  # a deploy of it needs its approval
     assert not puts_back(names.DEPLOY_JOB, "v1.1.0", COMMITS["v1.1.0"], trigger=names.TRIGGER_ROLLBACK)
     assert not puts_back(names.ROLLBACK_JOB, "v1.0.0", COMMITS["v1.1.0"])  # the tag moved since it passed
+
+
+def test_a_rollback_to_what_served_is_not_held_by_a_moved_tag_or_a_tightened_rule(instance):
+    """A rollback to a release that served prod at its commit was refused mid-run: its tag had moved and been approved
+    again at the new commit ("approved at commit 71fb…, but this deploy is commit eadd…", and `approve` bound the
+    new commit again: a loop), or prod asked for more approvals since. Only a rejection of that commit holds it."""
+    _decide(instance, "v1.0.0", "alice")
+    _live(instance, "v1.0.0")
+    moved = "9" * 40
+    instance.report_runless_asset_event(dg.AssetMaterialization(
+        APPROVAL_KEY, partition=partition_key(ENV, "v1.0.0"),
+        metadata={"decision": "approve", "by": "bob", "reason": "", "commit": moved},
+    ))  # fmt: skip
+    tighter = _policy(approvers=dataclasses.replace(_policy().approval_rule, required=3))
+    assert _reason(instance, "v1.0.0", rollback=True) is None
+    assert _reason(instance, "v1.0.0", tighter, rollback=True) is None
+    assert "(the tag moved)" in _reason(instance, "v1.0.0", tighter)  # a deploy of it, not a rollback: held
+    _decide(instance, "v1.0.0", "carol", decision="reject")
+    assert _reason(instance, "v1.0.0", rollback=True).startswith(
+        "prod|v1.0.0 was rejected by carol since it served prod. To roll back to it after all, approve it again")

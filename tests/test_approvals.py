@@ -4,6 +4,8 @@ approved-release sensor launching a held deploy exactly once, and refusals on ev
 Real git repositories and a persistent Dagster instance under a temporary DAGSTER_HOME; no stack (nothing deploys).
 """
 
+import time
+
 import dagster as dg
 import pytest
 from sensor_kit import apply, cli_environment, tick, verified_in_dev
@@ -73,6 +75,8 @@ def test_approving_a_held_release_launches_its_deploy_exactly_once(env, repo, ca
     assert request.partition_key == "prod|v1.0.0" and request.job_name == "redeploy_job"
     assert request.run_key == f"prod|v1.0.0:hold-{hold.storage_id}"
     assert request.tags["coderemote/commit"] == commit and request.tags["coderemote/trigger"] == "approval"
+    # Its lead time starts at its commit, as a tag sensor's run's does (it had none: prod's DORA lead time read 0 s).
+    assert abs(float(request.tags["coderemote/commit_time"]) - time.time()) < 3600
     assert launched.cursor_json == {"after_storage_id": decision.storage_id, "waiting": []}
     assert launched.logged("prod|v1.0.0 approved by alice")
     # The next tick finds nothing new; a tick evaluated again from the old cursor (restart) asks for the same key.

@@ -214,6 +214,8 @@ def clearance(
     if not policy.approval_required:
         return Clearance(None)
     decided = latest_decision(instance, env, release)
+    if rollback and commit:
+        return _rollback_clearance(instance, env, release, commit, decided)
     if decided is None:
         return Clearance(f"{env} requires approval and {env}|{release} has not been approved")
     if not decided.approved:
@@ -237,6 +239,17 @@ def clearance(
         return Clearance(f"{env}|{release} has {len(given)} of the {policy.approval_rule.required} approvals {env} "
                          f"requires ({', '.join(sorted(given))}){dropped}; {missing} more needed{who}")  # fmt: skip
     return Clearance(None, tuple(sorted(given)))
+
+
+def _rollback_clearance(instance, env: str, release: str, commit: str, decided: Decision | None) -> Clearance:
+    """A rollback puts back what served `env` at `commit`, cleared then: neither today's rule (more approvals, other
+    approvers), nor an expiry, nor the tag's approval at the commit it was moved to since holds it. Only a rejection
+    of that commit recorded since does."""
+    if decided is not None and not decided.approved and decided.commit in ("", commit):
+        why = f" ({decided.reason})" if decided.reason else ""
+        return Clearance(f"{env}|{release} was rejected by {decided.by}{why} since it served {env}. To roll back to it "
+                         "after all, approve it again")  # fmt: skip
+    return Clearance(None, tuple(sorted({a.by for a in approvals_of(instance, env, release, commit)})))
 
 
 def approvals_of(instance: dg.DagsterInstance, env: str, release: str, commit: str) -> list[Decision]:

@@ -9,7 +9,7 @@ most one deploy: a daemon restart re-reading a decision, or a second approval, l
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import dagster as dg
@@ -69,8 +69,10 @@ def take_decision(decision: Decision, tick: Tick, instance: dg.DagsterInstance, 
             "hold_id": decision.hold_id, "by": decision.by, "decided_at": decision.timestamp}  # fmt: skip
 
 
-def launch_or_wait(wait: dict[str, Any], tick: Tick, instance: dg.DagsterInstance, policies) -> bool:
-    """Request the approved deploy if the gate is open; True while it must keep waiting."""
+def launch_or_wait(wait: dict[str, Any], tick: Tick, instance: dg.DagsterInstance, policies,
+                   commit_time: Callable[[str], float | None] = lambda _: None) -> bool:  # fmt: skip
+    """Request the approved deploy if the gate is open; True while it must keep waiting. `commit_time`: when a
+    commit was made (its run's tag: the start of its lead time)."""
     env, release, commit, hold_id = wait["env"], wait["release"], wait["commit"], int(wait["hold_id"])
     hold = latest_hold(instance, env, release)
     deploy = Deployment.of(env, release, policies, commit)
@@ -81,7 +83,8 @@ def launch_or_wait(wait: dict[str, Any], tick: Tick, instance: dg.DagsterInstanc
     if lapsed:
         tick.note(f"{env}|{release}: the approval by {wait['by']} no longer stands, so it is held again: {lapsed}")
     outcome = tick.deploy_or_hold(deploy, trigger=names.TRIGGER_APPROVAL, run_key=held_run_key(env, release, hold_id),
-                                  ref=f"hold {hold_id}", approved=not lapsed, extra_tags=extra)  # fmt: skip
+                                  ref=f"hold {hold_id}", approved=not lapsed, extra_tags=extra,
+                                  commit_time=lambda: commit_time(commit))  # fmt: skip
     common = {"trigger": names.TRIGGER_APPROVAL, "hold_id": hold_id, "approved_by": wait["by"]}
     if outcome == WINDOW:
         return True  # a deploy window holds it: asked again next tick, launched when the window ends
@@ -132,7 +135,10 @@ def approved_release_sensor_def(
             waiting = [w for w in waiting if (w["env"], w["release"]) != (decision.env, decision.release)]
             if (wait := take_decision(decision, tick, context.instance, policies)) is not None:
                 waiting.append(wait)
-        waiting = [w for w in waiting if launch_or_wait(w, tick, context.instance, policies)]
+        def made(commit: str) -> float | None:  # an approved deploy's lead time starts at its commit, as the tag's
+            return app_source.remote().commit_time(commit)
+
+        waiting = [w for w in waiting if launch_or_wait(w, tick, context.instance, policies, made)]
         last = decisions[-1].storage_id if decisions else after
         return tick.result({"after_storage_id": last, "waiting": waiting}, idle="no new approval decisions")
 
