@@ -168,3 +168,22 @@ def test_of_two_waiting_tags_that_reach_main_together_only_the_newer_deploys(tag
     result = tags_tick(both.cursor)
     assert [e.partition for e in result.events] == ["prod|v1.2.0"]
     assert result.logged("v1.1.0 reached main after v1.2.0 was tagged: not deployed over it")
+
+
+def test_a_deploy_command_refuses_prod_a_tag_off_main_unless_forced(cli_env, capsys):
+    """The tag sensor refused a hotfix tagged on its branch; `deploy prod v1.3.0` shipped it all the same, with no
+    trace in history, and the next tag on main would have taken the hotfix out of prod again."""
+    from coderemote_pipeline.cli.main import main
+
+    repo = cli_env["repo"]
+    repo.git("checkout", "--quiet", "-b", "hotfix/login")
+    commit = repo.commit("the hotfix, not merged")
+    repo.tag("v1.3.0", commit)
+    assert main(["deploy", "prod", "v1.3.0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"error: prod|v1.3.0: its commit {commit[:12]} is not on main, and prod takes releases tagged on "
+                   "main (the next tag would not have this change). Merge it into main and tag the merge commit, or "
+                   "deploy it anyway with --force --reason TEXT, recorded in history"), err  # fmt: skip
+    # Forced, it goes on to what prod asks next (its approval here), the reason travelling with it.
+    assert main(["deploy", "prod", "v1.3.0", "--force", "--reason", "hotfix first, merge after", "--by", "pat"]) == 2
+    assert "is held for approval (with the gate override" in capsys.readouterr().err

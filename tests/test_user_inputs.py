@@ -215,3 +215,22 @@ def test_release_notes_of_a_first_release_do_not_say_no_files_changed(tmp_path):
     assert notes.lines()[0] == "1 commit(s) since nothing deployed"
     assert notes.lines()[-1] == "  files changed: all of the app's (nothing deployed to compare with)"
     assert "**files changed**: all of the app's" in notes.markdown()
+
+
+def test_release_notes_of_a_tag_behind_what_the_env_serves_list_what_it_takes_out(tmp_path):
+    """A stable tag on an ancestor of what prod serves: the notes said "0 commit(s) since v2.1.5", and approving it
+    took commit G out of prod without a word."""
+    repo = tmp_path / "app"
+    repo.mkdir()
+    git = ["-c", "user.name=t", "-c", "user.email=t@e"]
+    subprocess.run(["git", "init", "-q", "-b", "main"], cwd=repo, check=True)
+    shas = []
+    for subject in ("F", "G"):
+        subprocess.run(["git", *git, "commit", "-q", "--allow-empty", "-m", subject], cwd=repo, check=True)
+        shas.append(subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, check=True, capture_output=True,
+                                   text=True).stdout.strip())  # fmt: skip
+    notes = release_notes(GitRemote(str(repo), tmp_path / "git"), AppLayout(), shas[1], "v2.1.5", shas[0])
+    assert notes.lines()[:3] == ["0 commit(s) since v2.1.5",
+                                 "  WARNING: takes 1 commit(s) of v2.1.5 back out: a step back, not forward:",
+                                 f"  - {shas[1][:12]} G (t)"]  # fmt: skip
+    assert f"~~`{shas[1][:12]}` G~~" in notes.markdown()

@@ -25,6 +25,12 @@ class ReleaseNotes:
     infra: list[str] | None = None  # what infra_stack would change (a preview), None when not asked
     # Why the commits could not be read (the remote unreachable, the commit gone): said, never shown as "none".
     unavailable: str = ""
+    # Commits the env serves that the candidate lacks (a tag on an older commit, a tag moved back): it takes them out.
+    removed: list[tuple[str, str, str]] = field(default_factory=list)
+
+    def _backwards(self) -> str:
+        return (f"takes {len(self.removed)}{'+' if len(self.removed) > MAX_COMMITS else ''} commit(s) of "
+                f"{self.since} back out: a step back, not forward")  # fmt: skip
 
     def lines(self) -> list[str]:
         if self.unavailable:
@@ -32,6 +38,9 @@ class ReleaseNotes:
         else:
             head = f"{len(self.commits)}{'+' if self.more else ''} commit(s) since {self.since or 'nothing deployed'}"
             out = [head, *(f"  {sha[:12]} {subject} ({author})" for sha, author, subject in self.commits)]
+            if self.removed:
+                out += [f"  WARNING: {self._backwards()}:",
+                        *(f"  - {sha[:12]} {subject} ({author})" for sha, author, subject in self.removed)]
             areas = ", ".join(f"{area} {len(paths)}" for area, paths in self.files.items() if paths)
             out.append(f"  files changed: {areas or 'none'}" if self.since else f"  files changed: {FIRST}")
         if self.verified:
@@ -45,6 +54,10 @@ class ReleaseNotes:
             return f"**release notes unavailable**: {self.unavailable}"
         rows = [f"**{len(self.commits)}{'+' if self.more else ''} commit(s) since {self.since or 'nothing deployed'}**",
                 "", *(f"- `{sha[:12]}` {subject} — {author}" for sha, author, subject in self.commits), ""]  # fmt: skip
+        if self.removed:
+            rows += [f"**WARNING**: {self._backwards()}:", "",
+                     *(f"- ~~`{sha[:12]}` {subject}~~ — {author}" for sha, author, subject in self.removed),
+                     ""]  # fmt: skip
         if not self.since:
             rows += [f"**files changed**: {FIRST}", ""]
         for area, paths in self.files.items():
@@ -71,8 +84,8 @@ def release_notes(remote: GitRemote, layout: AppLayout, live_commit: str | None,
     try:
         remote.ensure_commit(commit)
         span = [commit, f"^{live_commit}"] if live_commit and remote.rev_parse(live_commit) else [commit]
-        log = git("log", f"--max-count={MAX_COMMITS + 1}", "--format=%H%x00%an%x00%s", *span, "--", cwd=remote.mirror)
-        listed = [tuple(line.split("\0", 2)) for line in log.decode(errors="replace").splitlines() if line]
+        commits = _log(remote, span)
+        removed = _log(remote, [span[1][1:], f"^{commit}"]) if len(span) == 2 else []
         files: dict[str, list[str]] = {area: [] for area in AREAS}
         if len(span) == 2:
             names = git("diff", "--name-only", live_commit or "", commit, cwd=remote.mirror).decode().splitlines()
@@ -80,5 +93,12 @@ def release_notes(remote: GitRemote, layout: AppLayout, live_commit: str | None,
                 files[_area(path, layout)].append(path)
     except GitError as exc:
         return ReleaseNotes(live_release, verified=verified, unavailable=first_line(exc))
-    commits = [(c[0], c[1], c[2]) for c in listed if len(c) == 3]
-    return ReleaseNotes(live_release, commits[:MAX_COMMITS], files, verified, more=len(commits) > MAX_COMMITS)
+    return ReleaseNotes(live_release, commits[:MAX_COMMITS], files, verified, more=len(commits) > MAX_COMMITS,
+                        removed=removed)
+
+
+def _log(remote: GitRemote, span: list[str]) -> list[tuple[str, str, str]]:
+    """(sha, author, subject) of the commits in `span`, newest first, one more than listed at most."""
+    log = git("log", f"--max-count={MAX_COMMITS + 1}", "--format=%H%x00%an%x00%s", *span, "--", cwd=remote.mirror)
+    listed = [line.split("\0", 2) for line in log.decode(errors="replace").splitlines() if line]
+    return [(c[0], c[1], c[2]) for c in listed if len(c) == 3]

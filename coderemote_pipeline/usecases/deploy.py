@@ -33,6 +33,7 @@ from coderemote_pipeline.rules.environments import Accepts, EnvironmentPolicy, l
 from coderemote_pipeline.rules.errors import DeployRefused
 from coderemote_pipeline.rules.release_keys import ReleaseKeyError
 from coderemote_pipeline.rules.settings import Settings
+from coderemote_pipeline.sensors.tick import MAIN_REF
 from coderemote_pipeline.usecases.launch import DeployOutcome, launch
 
 
@@ -99,7 +100,9 @@ def check_deployable(instance: dg.DagsterInstance, deploy: Deployment, override:
 
 def check_signed_and_open(app: AppSource, deploy: Deployment, override: Override | None) -> None:
     """A version tag an env requires signed must verify; a deploy window that allows none now refuses (a
-    `--force --reason` deploys anyway, recorded like the gate override). Rollbacks never come here."""
+    `--force --reason` deploys anyway, recorded like the gate override); so does a tag off main, for an env that
+    takes only stable tags. Rollbacks never come here."""
+    _refuse_off_main(app, deploy, override)
     if deploy.policy.allowed_signers is not None:
         refusal = signature_refusal(app.remote(), deploy.release, deploy.policy.allowed_signers)
         if refusal:
@@ -108,6 +111,21 @@ def check_signed_and_open(app: AppSource, deploy: Deployment, override: Override
     if closed is not None and override is None:
         raise DeployRefused(f"{closed.describe(deploy.env)}. Deploy it then (the sensors do by themselves), or now "
                             "with --force --reason TEXT, recorded in history")  # fmt: skip
+
+
+def _refuse_off_main(app: AppSource, deploy: Deployment, override: Override | None) -> None:
+    """Releases to an env of stable tags are tags on main, as its tag sensor refuses any other: a hotfix tagged on
+    its branch and shipped from it is missing from every later tag, and the next release takes it out of prod."""
+    if deploy.policy.accepts is not Accepts.STABLE_TAGS or override is not None:
+        return
+    remote = app.remote()
+    remote.fetch_refs(MAIN_REF)
+    if not remote.is_ancestor(deploy.commit, MAIN_REF):
+        raise DeployRefused(
+            f"{deploy.label}: its commit {deploy.commit[:12]} is not on main, and {deploy.env} takes releases tagged "
+            "on main (the next tag would not have this change). Merge it into main and tag the merge commit, or "
+            "deploy it anyway with --force --reason TEXT, recorded in history"
+        )
 
 
 def _opening(settings: Settings) -> Future[dg.DagsterInstance]:
