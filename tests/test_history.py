@@ -58,6 +58,8 @@ def test_a_deploy_stopped_before_release_is_no_change_failure():
     assert [d.outcome for d in history] == ["live", "failed", "stopped", "stopped", "failed", "failed"]
     figures = delivery_figures(history, DAY_S, lambda _: None)
     assert figures["deploys"] == 4 and figures["failed_deploys"] == 3 and figures["stopped_before_release"] == 2
+    # No commit's time known: the lead time is not measured (`history` says n/a, not "0s").
+    assert figures["lead_times_known"] == 0
     assert figures["change_failure_rate"] == 0.75
     # r1 → r2 → r5 → r6 follow a failure each: the stopped r3 and r4 are not the rework of r2.
     assert figures["rework_rate"] == 0.75

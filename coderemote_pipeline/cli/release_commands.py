@@ -181,7 +181,7 @@ def cmd_history(args: argparse.Namespace, settings_from) -> int:
               f"{seconds:>8}  {d.run_id[:8]:<8}  {note}")  # fmt: skip
     # A figure with nothing to measure is n/a, not a zero that reads as measured.
     counted, failed = figures["deploys"], figures["failed_deploys"]
-    lead = f"{figures['lead_time_s']:.0f}s (median)" if counted > failed else "n/a"
+    lead = f"{figures['lead_time_s']:.0f}s (median)" if figures.get("lead_times_known", counted - failed) else "n/a"
     recovery = f"{figures['recovery_time_s']:.0f}s (mean)" if failed else "n/a (no failures)"
     fail_rate, rework = (f"{figures[k]:.0%}" if counted else "n/a" for k in ("change_failure_rate", "rework_rate"))
     print(

@@ -105,6 +105,7 @@ def delivery_figures(
     return {
         "deploy_frequency_per_day": round(len(good) / (window_s / DAY_S), 3),
         "lead_time_s": round(statistics.median(lead_times), 1) if lead_times else 0.0,
+        "lead_times_known": float(len(lead_times)),  # live deploys whose commit's time is known: 0 says n/a
         "change_failure_rate": round(len(bad) / len(forward), 3) if forward else 0.0,
         "recovery_time_s": round(statistics.mean(restores), 1) if restores else 0.0,
         "rework_rate": round(rework / len(forward), 3) if forward else 0.0,
