@@ -1,6 +1,7 @@
 """The fence in front of a switch's writes (ledger/lease_fence.py): a step frozen on another host past the reclaim
 time lost its lease to the next deploy; resumed, it must see that before it writes, not beside that deploy."""
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -41,35 +42,47 @@ with Lease(instance, "dev").held(sys.argv[2], log=print, describe=str):
 """
 
 
+@contextlib.contextmanager
+def _frozen_elsewhere(instance, tmp_path):
+    """A run whose step works under dev's lease on another host, stopped (SIGSTOP) after a beat, and a run that
+    waits: (frozen run, waiting run, the step's process). Killed on the way out."""
+    frozen, waiter = (dg.DagsterRun(job_name="redeploy_job", status=dg.DagsterRunStatus.STARTED) for _ in "ab")
+    for each in (frozen, waiter):
+        instance.add_run(each)
+    step = subprocess.Popen([sys.executable, "-c", ELSEWHERE, str(tmp_path / "state"), frozen.run_id],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert step.stdout.readline().strip() == "working"
+        time.sleep(2.5)  # a beat from its thread
+        os.kill(step.pid, signal.SIGSTOP)
+        yield frozen, waiter, step
+    finally:
+        if step.poll() is None:
+            step.kill()
+            step.wait(timeout=30)
+
+
+def _resumed_and_told_to_write(step) -> str:
+    os.kill(step.pid, signal.SIGCONT)
+    time.sleep(3)  # its beat thread resumes too: a beat or two, which must not take the lease back
+    step.stdin.write("write now\n")
+    step.stdin.flush()
+    return step.stdout.readline().strip()
+
+
 def test_a_step_frozen_on_another_host_past_the_reclaim_time_writes_nothing_once_resumed(tmp_path, monkeypatch):
     monkeypatch.setenv("CODEREMOTE_LEASE_RECLAIM_S", "3")
-    with open_instance(tmp_path / "state") as instance:
-        frozen, waiter = (dg.DagsterRun(job_name="redeploy_job", status=dg.DagsterRunStatus.STARTED) for _ in "ab")
-        for each in (frozen, waiter):
-            instance.add_run(each)
-        step = subprocess.Popen([sys.executable, "-c", ELSEWHERE, str(tmp_path / "state"), frozen.run_id],
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # fmt: skip
-        try:
-            assert step.stdout.readline().strip() == "working"
-            time.sleep(2.5)  # a beat from its thread
-            os.kill(step.pid, signal.SIGSTOP)
-            said: list[str] = []
-            taker = threading.Thread(target=Lease(instance, "dev").acquire, args=(waiter.run_id, said.append, str))
-            taker.start()
-            taker.join(timeout=60)
-            assert not taker.is_alive() and any("reclaimed dev's deploy lease" in line for line in said), said
-            os.kill(step.pid, signal.SIGCONT)
-            time.sleep(1.5)  # its beat thread resumes too, and must not take the lease back
-            step.stdin.write("write now\n")
-            step.stdin.flush()
-            answer = step.stdout.readline().strip()
-            assert answer.startswith(f"fenced: run {frozen.run_id[:8]} no longer holds dev's deploy lease (run "
-                                     f"{waiter.run_id[:8]} holds it now"), answer  # fmt: skip
-            assert step.wait(timeout=30) == 0
-        finally:
-            if step.poll() is None:
-                step.kill()
-                step.wait(timeout=30)
+    with open_instance(tmp_path / "state") as instance, _frozen_elsewhere(instance, tmp_path) as (frozen, waiter,
+                                                                                                   step):  # fmt: skip
+        said: list[str] = []
+        taker = threading.Thread(target=Lease(instance, "dev").acquire, args=(waiter.run_id, said.append, str))
+        taker.start()
+        taker.join(timeout=60)
+        assert not taker.is_alive() and any("reclaimed dev's deploy lease" in line for line in said), said
+        answer = _resumed_and_told_to_write(step)
+        assert answer.startswith(f"fenced: run {frozen.run_id[:8]} no longer holds dev's deploy lease (run "
+                                 f"{waiter.run_id[:8]} holds it now"), answer  # fmt: skip
+        assert step.wait(timeout=30) == 0
         assert Lease(instance, "dev").holder().run_id == waiter.run_id
         assert instance.get_run_by_id(frozen.run_id).status is dg.DagsterRunStatus.FAILURE
 
@@ -79,31 +92,14 @@ def test_a_frozen_step_resumed_after_the_next_deploy_ended_does_not_take_the_fre
     frozen step's heartbeat took the free slot back (it does that for a run deleted from the UI), and its fence
     then found it holding the lease: it wrote over that deploy."""
     monkeypatch.setenv("CODEREMOTE_LEASE_RECLAIM_S", "3")
-    with open_instance(tmp_path / "state") as instance:
-        frozen, waiter = (dg.DagsterRun(job_name="redeploy_job", status=dg.DagsterRunStatus.STARTED) for _ in "ab")
-        for each in (frozen, waiter):
-            instance.add_run(each)
-        step = subprocess.Popen([sys.executable, "-c", ELSEWHERE, str(tmp_path / "state"), frozen.run_id],
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # fmt: skip
-        try:
-            assert step.stdout.readline().strip() == "working"
-            time.sleep(2.5)
-            os.kill(step.pid, signal.SIGSTOP)
-            lease = Lease(instance, "dev")
-            lease.acquire(waiter.run_id, print, str)  # reclaims it, after the watch
-            lease.release(waiter.run_id)  # that deploy is done: the slot is free
-            os.kill(step.pid, signal.SIGCONT)
-            time.sleep(3)  # its beat thread resumes: a beat or two
-            assert lease.holder() is None
-            step.stdin.write("write now\n")
-            step.stdin.flush()
-            answer = step.stdout.readline().strip()
-            assert answer.startswith(f"fenced: run {frozen.run_id[:8]} no longer holds dev's deploy lease (nobody "
-                                     "holds it now"), answer  # fmt: skip
-        finally:
-            if step.poll() is None:
-                step.kill()
-                step.wait(timeout=30)
+    with open_instance(tmp_path / "state") as instance, _frozen_elsewhere(instance, tmp_path) as (frozen, waiter,
+                                                                                                   step):  # fmt: skip
+        lease = Lease(instance, "dev")
+        lease.acquire(waiter.run_id, print, str)  # reclaims it, after the watch
+        lease.release(waiter.run_id)  # that deploy is done: the slot is free
+        answer = _resumed_and_told_to_write(step)
+        assert answer.startswith(f"fenced: run {frozen.run_id[:8]} no longer holds dev's deploy lease (nobody "
+                                 "holds it now"), answer  # fmt: skip
         assert Lease(instance, "dev").holder() is None
 
 
