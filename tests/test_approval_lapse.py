@@ -192,5 +192,12 @@ def test_a_rollback_to_what_served_is_not_held_by_a_moved_tag_or_a_tightened_rul
     assert _reason(instance, "v1.0.0", tighter, rollback=True) is None
     assert "(the tag moved)" in _reason(instance, "v1.0.0", tighter)  # a deploy of it, not a rollback: held
     _decide(instance, "v1.0.0", "carol", decision="reject")
-    assert _reason(instance, "v1.0.0", rollback=True).startswith(
-        "prod|v1.0.0 was rejected by carol since it served prod. To roll back to it after all, approve it again")
+    assert _reason(instance, "v1.0.0", rollback=True) == (
+        f"prod|v1.0.0 at commit {COMMITS['v1.0.0'][:12]} was rejected by carol: roll back to another release "
+        "(`coderemote-pipeline rollback prod --to RELEASE`)")  # fmt: skip
+    # Approved since at the commit its tag was moved to: that commit's rejection still holds a rollback to it.
+    instance.report_runless_asset_event(dg.AssetMaterialization(
+        APPROVAL_KEY, partition=partition_key(ENV, "v1.0.0"),
+        metadata={"decision": "approve", "by": "bob", "reason": "", "commit": moved},
+    ))  # fmt: skip
+    assert "was rejected by carol" in _reason(instance, "v1.0.0", rollback=True)

@@ -128,8 +128,9 @@ def test_a_storage_that_does_not_answer_holds_no_write_back_until_someone_could_
     tmp_path, monkeypatch
 ):
     """The fence reads the storage: a blip of the database between the API's switch and the site's failed the switch
-    and its put-back alike, and left the env split. Nobody can take the lease over within the reclaim time less
-    ALIVE_S of the step last seeing it held: until then a write goes on; after, it cannot tell, and stops."""
+    and its put-back alike, and left the env split. Nobody can take the lease over within BLIP_S of the step last
+    seeing it held (a waiter whose clock is ahead, at the earliest): until then a write goes on; after, it cannot
+    tell, and stops."""
     import sqlalchemy.exc
 
     from coderemote_pipeline.ledger import lease_fence
@@ -138,7 +139,6 @@ def test_a_storage_that_does_not_answer_holds_no_write_back_until_someone_could_
         run = dg.DagsterRun(job_name="redeploy_job", status=dg.DagsterRunStatus.STARTED)
         instance.add_run(run)
         Lease(instance, "dev").acquire(run.run_id, print, str)
-        monkeypatch.setenv("CODEREMOTE_LEASE_RECLAIM_S", "30")
         check = fence(instance, "dev", run.run_id)
         check()
 
@@ -146,9 +146,9 @@ def test_a_storage_that_does_not_answer_holds_no_write_back_until_someone_could_
             raise sqlalchemy.exc.OperationalError("SELECT", {}, Exception("connection refused"))
 
         monkeypatch.setattr(lease_fence.Slot, "holder", down)
-        check()  # seen held just now: 24 s before anyone could reclaim it
-        later = time.monotonic() + 25
+        check()  # seen held just now
+        later = time.monotonic() + lease_fence.BLIP_S + 1
         monkeypatch.setattr(lease_fence, "time", type("Clock", (), {"monotonic": staticmethod(lambda: later)}))
         with pytest.raises(LeaseLost, match=r"cannot tell whether it still holds dev's deploy lease: the instance's "
-                                            r"storage has not answered for 25 s"):  # fmt: skip
+                                            r"storage has not answered for 3 s"):  # fmt: skip
             check()

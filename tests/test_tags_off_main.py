@@ -184,6 +184,9 @@ def test_a_deploy_command_refuses_prod_a_tag_off_main_unless_forced(cli_env, cap
     assert err == (f"error: prod|v1.3.0: its commit {commit[:12]} is not on main, and prod takes releases tagged on "
                    "main (the next tag would not have this change). Merge it into main and tag the merge commit, or "
                    "deploy it anyway with --force --reason TEXT, recorded in history"), err  # fmt: skip
+    # A branch is refused for what it is, not sent to --force, which could not deploy it either.
+    assert main(["deploy", "prod", "hotfix/login"]) == 2
+    assert "not on main" not in capsys.readouterr().err
     # Forced, it goes on to what prod asks next (its approval here), the reason travelling with it.
     assert main(["deploy", "prod", "v1.3.0", "--force", "--reason", "hotfix first, merge after", "--by", "pat"]) == 2
     assert "is held for approval (with the gate override" in capsys.readouterr().err

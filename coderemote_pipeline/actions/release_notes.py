@@ -27,10 +27,11 @@ class ReleaseNotes:
     unavailable: str = ""
     # Commits the env serves that the candidate lacks (a tag on an older commit, a tag moved back): it takes them out.
     removed: list[tuple[str, str, str]] = field(default_factory=list)
+    removed_more: bool = False  # more of them than listed
 
     def _backwards(self) -> str:
-        return (f"takes {len(self.removed)}{'+' if len(self.removed) > MAX_COMMITS else ''} commit(s) of "
-                f"{self.since} back out: a step back, not forward")  # fmt: skip
+        return (f"takes {len(self.removed)}{'+' if self.removed_more else ''} commit(s) of {self.since} back out: a "
+                "step back, not forward")  # fmt: skip
 
     def lines(self) -> list[str]:
         if self.unavailable:
@@ -94,7 +95,7 @@ def release_notes(remote: GitRemote, layout: AppLayout, live_commit: str | None,
     except GitError as exc:
         return ReleaseNotes(live_release, verified=verified, unavailable=first_line(exc))
     return ReleaseNotes(live_release, commits[:MAX_COMMITS], files, verified, more=len(commits) > MAX_COMMITS,
-                        removed=removed)
+                        removed=removed[:MAX_COMMITS], removed_more=len(removed) > MAX_COMMITS)
 
 
 def _log(remote: GitRemote, span: list[str]) -> list[tuple[str, str, str]]:

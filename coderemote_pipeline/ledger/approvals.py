@@ -213,9 +213,9 @@ def clearance(
     env = policy.name
     if not policy.approval_required:
         return Clearance(None)
-    decided = latest_decision(instance, env, release)
     if rollback and commit:
-        return _rollback_clearance(instance, env, release, commit, decided)
+        return _rollback_clearance(instance, env, release, commit)
+    decided = latest_decision(instance, env, release)
     if decided is None:
         return Clearance(f"{env} requires approval and {env}|{release} has not been approved")
     if not decided.approved:
@@ -241,14 +241,18 @@ def clearance(
     return Clearance(None, tuple(sorted(given)))
 
 
-def _rollback_clearance(instance, env: str, release: str, commit: str, decided: Decision | None) -> Clearance:
+def _rollback_clearance(instance, env: str, release: str, commit: str) -> Clearance:
     """A rollback puts back what served `env` at `commit`, cleared then: neither today's rule (more approvals, other
     approvers), nor an expiry, nor the tag's approval at the commit it was moved to since holds it. Only a rejection
-    of that commit recorded since does."""
-    if decided is not None and not decided.approved and decided.commit in ("", commit):
-        why = f" ({decided.reason})" if decided.reason else ""
-        return Clearance(f"{env}|{release} was rejected by {decided.by}{why} since it served {env}. To roll back to it "
-                         "after all, approve it again")  # fmt: skip
+    of that commit does, unless that commit was approved again after it (decisions of other commits do not count)."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=APPROVAL_KEY, asset_partitions=[partition_key(env, release)]), limit=100
+    ).records
+    of_it = next((d for d in map(decision_from, records) if d.commit in ("", commit)), None)
+    if of_it is not None and not of_it.approved:
+        why = f" ({of_it.reason})" if of_it.reason else ""
+        return Clearance(f"{env}|{release} at commit {commit[:12]} was rejected by {of_it.by}{why}: roll back to "
+                         f"another release (`coderemote-pipeline rollback {env} --to RELEASE`)")  # fmt: skip
     return Clearance(None, tuple(sorted({a.by for a in approvals_of(instance, env, release, commit)})))
 
 

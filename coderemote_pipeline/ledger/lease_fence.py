@@ -17,26 +17,32 @@ import time
 from collections.abc import Callable
 
 import dagster as dg
+import sqlalchemy.exc
 
-from coderemote_pipeline.ledger.lease_beat import ALIVE_S, LeaseLost
-from coderemote_pipeline.ledger.lease_silence import reclaim_after_s
+from coderemote_pipeline.ledger.instance_problems import storage_problem
+from coderemote_pipeline.ledger.lease_beat import ALIVE_S, HEARTBEAT_S, LeaseLost
 from coderemote_pipeline.ledger.lease_slot import STEP, Slot, is_settle
 from coderemote_pipeline.ledger.leases import TERMINAL, pool
+
+BLIP_S = ALIVE_S - 2 * HEARTBEAT_S
 
 
 def fence(instance: dg.DagsterInstance, env: str, run_id: str, step: str = STEP) -> Callable[[], None]:
     """A check that raises LeaseLost once `run_id`'s `step` no longer holds `env`'s lease. Made right after the step
-    took it; while the storage does not answer, the lease counts as held for the reclaim time less ALIVE_S since the
-    step last saw it held: nobody can take it over sooner, and a switch (or its put-back) is not left half-done by a
-    blip of the storage."""
+    took it. While the storage does not answer, the lease counts as held for BLIP_S since the step last saw it held, so
+    that a switch (or its put-back) is not left half-done by a blip of the database: a waiter on another host that
+    judges the step's beats on its own clock (no offset measured yet) can take it over ALIVE_S after the step's last
+    beat, which came at most HEARTBEAT_S before that sighting."""
     slot, confirmed = Slot(instance.event_log_storage, pool(env)), [time.monotonic()]
 
     def check() -> None:
         try:
             held = _holder(instance, slot, run_id, step)
-        except Exception as exc:  # the storage does not answer (a full disk, a Postgres restarting)
-            unseen = time.monotonic() - confirmed[0]
-            if unseen < reclaim_after_s() - ALIVE_S:
+        except Exception as exc:
+            if not isinstance(exc, sqlalchemy.exc.DBAPIError) and storage_problem(exc) is None:
+                raise
+            unseen = time.monotonic() - confirmed[0]  # the storage does not answer (a full disk, Postgres restarting)
+            if unseen < BLIP_S:
                 return
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
             raise LeaseLost(f"run {run_id[:8]} cannot tell whether it still holds {env}'s deploy lease: the "

@@ -6,8 +6,9 @@ A beat is stamped with its writer's clock and judged on the reader's. A writer w
 every two seconds: the next deploy reclaimed its lease mid-switch, and the two switched the env at once. So the
 age of a beat on this host's clock counts only once this process has itself read that same beat for a while (a
 step at work writes a new one every HEARTBEAT_S); until then, the silence is what this process has watched.
-Better still, a waiter that sees a new beat appear measures the writer's clock against its own, and judges ages with
-that offset taken off: a holder 45 s behind that pauses 8 s between two steps is 8 s silent, not 53 s. A holder
+Better still, a waiter that sees a new beat appear knows it is new whatever its stamp says, and counts its age on its
+own monotonic clock from there: a holder 45 s behind that pauses 8 s between two steps is 8 s silent, not 53 s, and
+no clock step of either host moves that. A holder
 that is gone is still reclaimed: after the watch when its beat is old, after the reclaim time of watching when its
 clock is ahead.
 """
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
 RECLAIM_AFTER_S = 30.0
 _FORGET_AFTER_S = 3600.0
 # (pool, run, step) → the holder's beat as this process last read it; when it first read that beat (monotonic); the
-# writer's clock less this one's, measured when a beat of it appeared (None: never seen one appear)
+# beat's age then, on the writer's clock (None: its offset never measured, no beat of it seen appear)
 _SEEN: dict[tuple[str, str, str], tuple[float | None, float, float | None]] = {}
 
 
@@ -39,8 +40,8 @@ def reclaim_after_s() -> float:
 
 
 def _watch(key: str, holder: Holder) -> tuple[float, float | None]:
-    """How long this process has read the same beat of `holder` (0 at the first read of a beat), and the writer's
-    clock offset if measured."""
+    """How long this process has read the same beat of `holder` (0 at the first read of a beat), and how old that
+    beat was when first read, on the writer's clock (None: not measured)."""
     now, work = time.monotonic(), (key, holder.run_id, holder.step)
     seen = _SEEN.get(work)
     if seen is not None and seen[0] == holder.beat:
@@ -48,22 +49,21 @@ def _watch(key: str, holder: Holder) -> tuple[float, float | None]:
     if len(_SEEN) > 1000:  # a long-lived process (the daemon's sensors) forgets holders it stopped reading
         for old in [w for w, (_, since, _) in _SEEN.items() if now - since > _FORGET_AFTER_S]:
             del _SEEN[old]
-    offset = seen[2] if seen is not None else None
-    if seen is not None and holder.beat is not None:
-        # A beat that replaced one this process read was written since that read: its stamp less this clock is the
-        # writer's offset, low by the time since it was written. Low is the safe side: ages come out short of true.
-        offset = holder.beat - time.time()
-    _SEEN[work] = (holder.beat, now, offset)
-    return 0.0, offset
+    # A beat that replaced one this process read was written since that read: as far as this process can tell, it is
+    # new (its writer's clock against this one). Short of its true age is the safe side; and from here on its age
+    # grows on this process's monotonic clock, which no clock step of either host moves.
+    new = 0.0 if seen is not None and holder.beat is not None else None
+    _SEEN[work] = (holder.beat, now, new)
+    return 0.0, new
 
 
 def silence(key: str, holder: Holder, watch_s: float) -> float:
-    """The holder's silence. Its clock's offset measured: its beat's age on this clock, offset taken off. Else its
-    beat's age on this clock, once this process has read that same beat for `watch_s` (a step at work beats more
-    often than that); before, how long it has read it. Never less than what this process watched."""
-    seen, offset = _watch(key, holder)
-    if offset is not None and holder.beat is not None:
-        return max(time.time() - holder.beat + offset, seen)
+    """The holder's silence. A beat seen appear: how long this process has read it since. Else its beat's age on
+    this clock, once this process has read that same beat for `watch_s` (a step at work beats more often than that);
+    before, how long it has read it."""
+    seen, at_first = _watch(key, holder)
+    if at_first is not None:
+        return at_first + seen
     if seen < watch_s:
         return seen
     return max(aged(holder), seen)
@@ -71,9 +71,8 @@ def silence(key: str, holder: Holder, watch_s: float) -> float:
 
 def age(key: str, holder: Holder) -> float:
     """How long ago the holder beat last, as well as this process can tell (for messages)."""
-    seen = _SEEN.get((key, holder.run_id, holder.step))
-    offset = seen[2] if seen is not None else None
-    return max(0.0, aged(holder) + (offset or 0.0))
+    seen, at_first = _watch(key, holder)
+    return seen if at_first is not None else max(0.0, aged(holder))
 
 
 def aged(holder: Holder) -> float:

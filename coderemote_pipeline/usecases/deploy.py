@@ -116,10 +116,9 @@ def check_signed_and_open(app: AppSource, deploy: Deployment, override: Override
 def _refuse_off_main(app: AppSource, deploy: Deployment, override: Override | None) -> None:
     """Releases to an env of stable tags are tags on main, as its tag sensor refuses any other: a hotfix tagged on
     its branch and shipped from it is missing from every later tag, and the next release takes it out of prod."""
-    if deploy.policy.accepts is not Accepts.STABLE_TAGS or override is not None:
-        return
-    remote = app.remote()
-    remote.fetch_refs(MAIN_REF)
+    if deploy.policy.accepts is not Accepts.STABLE_TAGS or not deploy.release.is_stable or override is not None:
+        return  # anything but a stable tag is refused there for what it is (Deployment.refusal)
+    remote = app.remote()  # resolving the ref fetched its branches: main is here
     if not remote.is_ancestor(deploy.commit, MAIN_REF):
         raise DeployRefused(
             f"{deploy.label}: its commit {deploy.commit[:12]} is not on main, and {deploy.env} takes releases tagged "
