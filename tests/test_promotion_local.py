@@ -191,3 +191,37 @@ def test_a_source_image_that_is_gone_is_rebuilt_with_a_warning(app, instance, lo
         if r.level >= logging.WARNING and "is gone from its registry: rebuilding it from the commit" in r.user_message
     ]
     assert warnings
+
+
+def test_a_tag_off_main_launched_past_the_command_line_does_not_switch_prod(app, instance):
+    """`deploy prod` refuses a stable tag off main, as the tag sensor does; a run launched another way (the UI's
+    Launchpad, a retry, a hold made by an older CLI) came through the switch all the same. The switch checks it."""
+    from coderemote_pipeline.rules.deployment import Deployment
+    from coderemote_pipeline.rules.environments import load_policies
+    from coderemote_pipeline.usecases.launch import launch
+
+    settings, clone = app
+    live = recorded_live(instance, "prod")
+    before = live.release if live else None  # run alone: prod has nothing live yet
+    # From the module's first good commit, not from a bug planted on main by a test before.
+    good = git("log", "--format=%H", "--grep=^promotion commit$", "main", cwd=clone).split()[-1]
+    git("checkout", "--quiet", "-b", "hotfix", good, cwd=clone)
+    (clone / "backend" / "app" / "HOTFIX").write_text("off main\n")
+    git("add", "-A", cwd=clone)
+    git("commit", "--quiet", "-m", "a hotfix, not merged", cwd=clone)
+    git("push", "--quiet", "origin", "hotfix", cwd=clone)
+    verified = run_deployment("dev", "hotfix", settings=settings, instance=instance, **QUIET)  # dev takes branches
+    assert verified.success, verified.failure
+    _tag(clone, "v3.9.0")
+    git("checkout", "--quiet", "main", cwd=clone)
+    _approve(settings, instance, "v3.9.0")
+    with pytest.raises(DeployRefused, match=r"prod\|v3\.9\.0: its commit [0-9a-f]{12} is not on main"):
+        run_deployment("prod", "v3.9.0", settings=settings, instance=instance)
+    deploy = Deployment.of("prod", "v3.9.0", load_policies(settings.infra_dir), verified.commit)
+    ui = launch(deploy, settings=settings, instance=instance, job_name="redeploy_job", trigger="ui", **QUIET)
+    assert not ui.success
+    assert ui.failure.startswith("traffic_shift: nothing switched: prod|v3.9.0: its commit"), ui.failure
+    after = recorded_live(instance, "prod")
+    assert (after.release if after else None) == before
+    if after is not None:
+        assert json.loads(_get(after.stack_outputs["api_url"] + "/health"))["release"] == before

@@ -17,7 +17,7 @@ import dagster as dg
 
 from coderemote_pipeline.assets.retries import STAGE_RETRY_POLICY, permanent_failures_fail_fast
 from coderemote_pipeline.ledger.approvals import clearance
-from coderemote_pipeline.ledger.gate import gate_refusal
+from coderemote_pipeline.ledger.gate import gate_refusal, overridden
 from coderemote_pipeline.ledger.lease_fence import fence
 from coderemote_pipeline.ledger.lease_slot import describe_run
 from coderemote_pipeline.ledger.leases import Lease
@@ -30,6 +30,7 @@ from coderemote_pipeline.rules import names
 from coderemote_pipeline.rules.deployment import Deployment
 from coderemote_pipeline.rules.failures import NOT_STARTED_AFTER_STOP
 from coderemote_pipeline.rules.partitions import deployment_partitions_def, split_partition_key
+from coderemote_pipeline.rules.release_keys import MAIN_REF
 
 OWNERS = ["team:platform"]
 STAGE_KWARGS: dict[str, Any] = {
@@ -113,6 +114,18 @@ def require_cleared(context: dg.AssetExecutionContext, deploy: Deployment) -> tu
     if refusal:
         raise dg.Failure(description=refusal, allow_retries=False)
     return () if rollback else cleared.approvers
+
+
+def require_on_main(context: dg.AssetExecutionContext, deploy: Deployment, app_source: AppSource) -> None:
+    """A stable tag switched into an env of stable tags is on main, whatever launched the run (the UI, a retry, a
+    hold made before the CLI refused such tags); a rollback puts back what served, and `--force --reason` is on
+    the record."""
+    if not deploy.must_be_on_main or overridden(run_tags(context)) or puts_back_what_served(context, deploy):
+        return
+    remote = app_source.remote()
+    remote.fetch_refs(MAIN_REF)
+    if not remote.is_ancestor(deploy.commit, MAIN_REF):
+        raise dg.Failure(description=f"nothing switched: {deploy.off_main()}", allow_retries=False)
 
 
 def puts_back_what_served(context: dg.AssetExecutionContext, deploy: Deployment) -> bool:

@@ -26,6 +26,7 @@ from coderemote_pipeline.assets.stage import (
     deployment,
     lease_fence,
     require_cleared,
+    require_on_main,
     upstream,
 )
 from coderemote_pipeline.ledger import shifts
@@ -62,6 +63,7 @@ def traffic_shift(
                          f"{bundle.commit[:12]} (its tag moved during the run): nothing switched; deploy it again",
                          allow_retries=False)  # fmt: skip
     approvers = require_cleared(context, deploy)
+    require_on_main(context, deploy, app_source)
     if approvers:
         # The run's audit: whose approvals it switched users on, at the switch (a re-execution copies its parent's
         # tag, and approvals may have changed since).

@@ -12,7 +12,7 @@ import dagster as dg
 
 from coderemote_pipeline.rules import names
 from coderemote_pipeline.rules.env_names import check_env
-from coderemote_pipeline.rules.environments import EnvironmentPolicy
+from coderemote_pipeline.rules.environments import Accepts, EnvironmentPolicy
 from coderemote_pipeline.rules.partitions import ENV_DIMENSION, RELEASE_DIMENSION, partition_key, split_partition_key
 from coderemote_pipeline.rules.release_keys import Release, parse_release_key
 
@@ -51,6 +51,17 @@ class Deployment:
     def refusal(self) -> str | None:
         """Why the environment's policy refuses this release (prod takes stable tags only), or None."""
         return self.policy.refusal(self.release)
+
+    @property
+    def must_be_on_main(self) -> bool:
+        """A stable tag for an env of stable tags: its commit must be on main, as its tag sensor asks (a hotfix tagged
+        on its branch is missing from every later tag, and the next release takes it back out of prod)."""
+        return self.policy.accepts is Accepts.STABLE_TAGS and self.release.is_stable
+
+    def off_main(self) -> str:
+        return (f"{self.label}: its commit {self.commit[:12]} is not on main, and {self.env} takes releases tagged on "
+                "main (the next tag would not have this change). Merge it into main and tag the merge commit, or "
+                "deploy it anyway with --force --reason TEXT, recorded in history")  # fmt: skip
 
     def tags(self, trigger: str) -> dict[str, str]:
         """The run tags of this deployment: what history, the lease and the ledger's run queries look up."""

@@ -21,6 +21,8 @@ _TAG_PREFIX = "v"
 _COMMIT_KEY = re.compile(r"^(?P<branch>[a-z0-9][a-z0-9._-]{0,40}?)-(?P<sha>[0-9a-f]{7,40})\Z")
 # Dagster partition keys may not contain these; MultiPartitionKey joins dimensions with "|".
 _FORBIDDEN = set("|,[]/ \t\n")
+# The branch every release is cut from: a stable tag for prod must be on it (the tag sensor, the CLI, the switch).
+MAIN_REF = "refs/heads/main"
 
 
 class ReleaseKeyError(UserError, ValueError):

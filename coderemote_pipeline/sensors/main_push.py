@@ -19,8 +19,8 @@ from coderemote_pipeline.resources.readiness import TargetReadiness
 from coderemote_pipeline.rules.deployment import Deployment
 from coderemote_pipeline.rules.environments import Trigger
 from coderemote_pipeline.rules.names import ENV_TAG, RELEASE_TAG
-from coderemote_pipeline.rules.release_keys import commit_release_key
-from coderemote_pipeline.sensors.tick import MAIN_REF, WINDOW, Tick, load_cursor
+from coderemote_pipeline.rules.release_keys import MAIN_REF, commit_release_key
+from coderemote_pipeline.sensors.tick import WINDOW, Tick, load_cursor
 
 # Commits named in a tick's log when several pushes landed between two ticks; beyond that, a count.
 NAMED_COMMITS = 20

@@ -25,7 +25,6 @@ from coderemote_pipeline.rules.deployment import Deployment
 from coderemote_pipeline.rules.partitions import release_partitions_def
 from coderemote_pipeline.sensors.abandoned import reap_abandoned
 
-MAIN_REF = "refs/heads/main"
 TAG_PREFIX = "refs/tags/"
 # deploy_or_hold's answer for a release a deploy window holds: the sensor keeps it and asks again next tick.
 WINDOW = "window"

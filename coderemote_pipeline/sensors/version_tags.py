@@ -29,6 +29,7 @@ from coderemote_pipeline.rules.app_layout import AppLayout
 from coderemote_pipeline.rules.deployment import Deployment
 from coderemote_pipeline.rules.environments import EnvironmentPolicy, Trigger
 from coderemote_pipeline.rules.release_keys import (
+    MAIN_REF,
     Release,
     ReleaseKeyError,
     highest_stable,
@@ -37,7 +38,7 @@ from coderemote_pipeline.rules.release_keys import (
 )
 from coderemote_pipeline.sensors import off_main
 from coderemote_pipeline.sensors.off_main import OffMain
-from coderemote_pipeline.sensors.tick import GATED, MAIN_REF, TAG_PREFIX, WINDOW, Tick, dump_cursor, load_cursor
+from coderemote_pipeline.sensors.tick import GATED, TAG_PREFIX, WINDOW, Tick, dump_cursor, load_cursor
 
 
 def version_tags(refs: dict[str, str]) -> dict[str, str]:

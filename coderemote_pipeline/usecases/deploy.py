@@ -31,9 +31,8 @@ from coderemote_pipeline.rules.deployment import Deployment
 from coderemote_pipeline.rules.env_names import check_env
 from coderemote_pipeline.rules.environments import Accepts, EnvironmentPolicy, load_policies
 from coderemote_pipeline.rules.errors import DeployRefused
-from coderemote_pipeline.rules.release_keys import ReleaseKeyError
+from coderemote_pipeline.rules.release_keys import MAIN_REF, ReleaseKeyError
 from coderemote_pipeline.rules.settings import Settings
-from coderemote_pipeline.sensors.tick import MAIN_REF
 from coderemote_pipeline.usecases.launch import DeployOutcome, launch
 
 
@@ -114,17 +113,11 @@ def check_signed_and_open(app: AppSource, deploy: Deployment, override: Override
 
 
 def _refuse_off_main(app: AppSource, deploy: Deployment, override: Override | None) -> None:
-    """Releases to an env of stable tags are tags on main, as its tag sensor refuses any other: a hotfix tagged on
-    its branch and shipped from it is missing from every later tag, and the next release takes it out of prod."""
-    if deploy.policy.accepts is not Accepts.STABLE_TAGS or not deploy.release.is_stable or override is not None:
-        return  # anything but a stable tag is refused there for what it is (Deployment.refusal)
-    remote = app.remote()  # resolving the ref fetched its branches: main is here
-    if not remote.is_ancestor(deploy.commit, MAIN_REF):
-        raise DeployRefused(
-            f"{deploy.label}: its commit {deploy.commit[:12]} is not on main, and {deploy.env} takes releases tagged "
-            "on main (the next tag would not have this change). Merge it into main and tag the merge commit, or "
-            "deploy it anyway with --force --reason TEXT, recorded in history"
-        )
+    """A stable tag to an env of stable tags is refused off main, before anything runs (the switch checks it too)."""
+    if not deploy.must_be_on_main or override is not None:
+        return
+    if not app.remote().is_ancestor(deploy.commit, MAIN_REF):  # resolving the ref fetched its branches: main is here
+        raise DeployRefused(deploy.off_main())
 
 
 def _opening(settings: Settings) -> Future[dg.DagsterInstance]:
