@@ -10,7 +10,8 @@ from pathlib import Path
 from coderemote_pipeline.actions.git_cli import GitError, first_line, git
 from coderemote_pipeline.actions.git_remote import GitRemote
 from coderemote_pipeline.rules.approvers import Creator
-from coderemote_pipeline.rules.release_keys import Release, ReleaseKind
+from coderemote_pipeline.rules.deployment import Deployment
+from coderemote_pipeline.rules.release_keys import MAIN_REF, Release, ReleaseKind
 
 
 def creator(remote: GitRemote, release: Release, commit: str) -> Creator | None:
@@ -29,6 +30,15 @@ def creator(remote: GitRemote, release: Release, commit: str) -> Creator | None:
         return Creator(name, email, "committer")
     except GitError:
         return None
+
+
+def off_main_refusal(remote: GitRemote, deploy: Deployment) -> str | None:
+    """Why `deploy` may not go out: a stable tag for an env of stable tags whose commit is not on main as the mirror
+    has it (the CLI's refusal before a run, and the switch's whatever launched the run). None where main is unknown
+    here: nothing to judge by."""
+    if not deploy.must_be_on_main or remote.rev_parse(MAIN_REF) is None:
+        return None
+    return None if remote.is_ancestor(deploy.commit, MAIN_REF) else deploy.off_main()
 
 
 def signature_refusal(remote: GitRemote, release: Release, allowed_signers: Path) -> str | None:

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import dagster as dg
 
+from coderemote_pipeline.actions.release_tags import off_main_refusal
 from coderemote_pipeline.assets.retries import STAGE_RETRY_POLICY, permanent_failures_fail_fast
 from coderemote_pipeline.ledger.approvals import clearance
 from coderemote_pipeline.ledger.gate import gate_refusal, overridden
@@ -126,8 +127,8 @@ def require_on_main(context: dg.AssetExecutionContext, deploy: Deployment, app_s
     remote = app_source.remote()
     with contextlib.suppress(Exception):  # git's host down at the switch: judged on main as last fetched
         remote.fetch_refs(MAIN_REF)
-    if remote.rev_parse(MAIN_REF) is not None and not remote.is_ancestor(deploy.commit, MAIN_REF):
-        raise dg.Failure(description=f"nothing switched: {deploy.off_main()}", allow_retries=False)
+    if (off_main := off_main_refusal(remote, deploy)) is not None:
+        raise dg.Failure(description=f"nothing switched: {off_main}", allow_retries=False)
 
 
 def puts_back_what_served(context: dg.AssetExecutionContext, deploy: Deployment) -> bool:

@@ -21,8 +21,8 @@ import sqlalchemy.exc
 
 from coderemote_pipeline.ledger.instance_problems import storage_problem
 from coderemote_pipeline.ledger.lease_beat import ALIVE_S, HEARTBEAT_S, LeaseLost
-from coderemote_pipeline.ledger.lease_slot import STEP, Slot, is_settle
-from coderemote_pipeline.ledger.leases import TERMINAL, pool
+from coderemote_pipeline.ledger.lease_slot import STEP, Slot
+from coderemote_pipeline.ledger.leases import pool
 
 BLIP_S = ALIVE_S - 2 * HEARTBEAT_S
 
@@ -37,7 +37,8 @@ def fence(instance: dg.DagsterInstance, env: str, run_id: str, step: str = STEP)
 
     def check() -> None:
         try:
-            held = _holder(instance, slot, run_id, step)
+            slot.take_back(instance, run_id, step)  # freed from outside while this step works: its beat's rule
+            held = slot.holder()
         except Exception as exc:
             if not isinstance(exc, sqlalchemy.exc.DBAPIError) and storage_problem(exc) is None:
                 raise
@@ -53,19 +54,6 @@ def fence(instance: dg.DagsterInstance, env: str, run_id: str, step: str = STEP)
         confirmed[0] = time.monotonic()
 
     return check
-
-
-def _holder(instance: dg.DagsterInstance, slot: Slot, run_id: str, step: str) -> tuple[str, str] | None:
-    """Who holds the slot; a slot freed from outside while this step works (a run deleted from the UI) is taken back
-    first, as its heartbeat would within seconds. A run marked ended has lost it for good (ledger/leases._take_back).
-    """
-    held = slot.holder()
-    if held is not None:
-        return held
-    run = instance.get_run_by_id(run_id)
-    if (run is None or (not is_settle(step) and run.status not in TERMINAL)) and slot.claim(run_id, step):
-        return run_id, step
-    return slot.holder()
 
 
 def _lost(env: str, run_id: str, held: tuple[str, str] | None) -> str:

@@ -17,6 +17,7 @@ from sqlalchemy import text
 from coderemote_pipeline.rules import names
 
 STEP = "deploy"
+TERMINAL = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
 # Held by a process settling an ended run (actions/failure_report.py) under that run's id: no deploy of the env
 # starts while it reads and restores what the env serves. Each settle adds its own token (settle_step): two settles
 # of one run never share a (run, step) pair, so freeing a dead one cannot free the one that replaced it.
@@ -86,6 +87,16 @@ class Slot:
                 {"run": run_id, "key": self.key, "step": step},
             )  # fmt: skip
             return result.rowcount > 0
+
+    def take_back(self, instance: dg.DagsterInstance, run_id: str, step: str) -> None:
+        """A step at work whose slot was freed from outside (its run deleted from the UI) holds it again; not one
+        whose run was marked ended (its lease reclaimed while it was frozen: resumed, it must not take it back), nor
+        a settle, whose run is ended by definition, unless that run was deleted."""
+        if self.holder() is not None:
+            return
+        run = instance.get_run_by_id(run_id)
+        if run is None or (not is_settle(step) and run.status not in TERMINAL):
+            self.claim(run_id, step)
 
     def holder(self) -> tuple[str, str] | None:
         """The holder's run id and what it holds the slot for (STEP, or a settle's step)."""

@@ -17,6 +17,7 @@ run deleted from the UI) is not free: the claim that finds another step's fresh 
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 from collections.abc import Callable, Iterator
 
@@ -25,7 +26,7 @@ import dagster as dg
 from coderemote_pipeline.ledger.deferred_signals import entered_whole, signals_deferred
 from coderemote_pipeline.ledger.lease_beat import ALIVE_S, HEARTBEAT_S, Heart, Holder, LeaseBusy, LeaseLost, at_work
 from coderemote_pipeline.ledger.lease_silence import age, aged, pause, reclaim_after_s, silence
-from coderemote_pipeline.ledger.lease_slot import STEP, Slot, is_settle, settle_step
+from coderemote_pipeline.ledger.lease_slot import STEP, TERMINAL, Slot, is_settle, settle_step
 from coderemote_pipeline.ledger.process_place import process_gone
 
 __all__ = ["ALIVE_S", "HEARTBEAT_S", "Holder", "Lease", "LeaseBusy", "LeaseLost", "pool", "reclaim_after_s"]
@@ -33,7 +34,6 @@ POLL_S = 0.5
 REMIND_S = 30.0
 LEASE_TAKEN = "took the deploy lease of"
 LEASE_RELEASED = "released the deploy lease of"
-TERMINAL = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
 
 
 def pool(env: str) -> str:
@@ -279,18 +279,12 @@ class Lease:
     def _start_beating(self, stack: contextlib.ExitStack, run_id: str, step: str) -> None:
         """The step's beat, entered on the caller's `stack` (already entered, so it always stops the beat) with stop
         signals held back: its thread never starts without the block that stops it."""
+        keep = functools.partial(self._slot.take_back, self.instance, run_id, step)  # a slot freed from outside
         with signals_deferred():
-            stack.enter_context(self.heart.beating(run_id, step, keep=lambda: self._take_back(run_id, step),
+            stack.enter_context(self.heart.beating(run_id, step, keep=keep,
                                                    held=lambda: self._slot.holder() == (run_id, step)))  # fmt: skip
 
     def _let_go(self, run_id: str, step: str) -> bool:
         """Free the slot `run_id` holds for `step`, its beat made idle first while it is held."""
         held = self._slot.holder() == (run_id, step)
         return self.heart.let_go(run_id, step, lambda: self._slot.free(run_id, step), held=held)
-
-    def _take_back(self, run_id: str, step: str) -> None:
-        """A step at work whose slot was freed from outside (its run deleted from the UI) holds it again; not one
-        whose run was marked ended (its lease reclaimed while it was frozen: resumed, it must not take it back)."""
-        if self._slot.holder() is None and ((run := self.instance.get_run_by_id(run_id)) is None or (
-                not is_settle(step) and run.status not in TERMINAL)):  # fmt: skip
-            self._slot.claim(run_id, step)

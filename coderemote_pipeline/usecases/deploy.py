@@ -14,7 +14,7 @@ from threading import Thread
 import dagster as dg
 
 from coderemote_pipeline.actions.notify import announce
-from coderemote_pipeline.actions.release_tags import signature_refusal
+from coderemote_pipeline.actions.release_tags import off_main_refusal, signature_refusal
 from coderemote_pipeline.ledger.approvals import PENDING, approval_reason, approve_command, hold_event
 from coderemote_pipeline.ledger.gate import gate_refusal
 from coderemote_pipeline.ledger.instance import open_instance
@@ -31,7 +31,7 @@ from coderemote_pipeline.rules.deployment import Deployment
 from coderemote_pipeline.rules.env_names import check_env
 from coderemote_pipeline.rules.environments import Accepts, EnvironmentPolicy, load_policies
 from coderemote_pipeline.rules.errors import DeployRefused
-from coderemote_pipeline.rules.release_keys import MAIN_REF, ReleaseKeyError
+from coderemote_pipeline.rules.release_keys import ReleaseKeyError
 from coderemote_pipeline.rules.settings import Settings
 from coderemote_pipeline.usecases.launch import DeployOutcome, launch
 
@@ -101,7 +101,9 @@ def check_signed_and_open(app: AppSource, deploy: Deployment, override: Override
     """A version tag an env requires signed must verify; a deploy window that allows none now refuses (a
     `--force --reason` deploys anyway, recorded like the gate override); so does a tag off main, for an env that
     takes only stable tags. Rollbacks never come here."""
-    _refuse_off_main(app, deploy, override)
+    # Resolving the ref fetched the remote's branches: main is as fresh as the tag.
+    if override is None and (off_main := off_main_refusal(app.remote(), deploy)) is not None:
+        raise DeployRefused(off_main)
     if deploy.policy.allowed_signers is not None:
         refusal = signature_refusal(app.remote(), deploy.release, deploy.policy.allowed_signers)
         if refusal:
@@ -110,14 +112,6 @@ def check_signed_and_open(app: AppSource, deploy: Deployment, override: Override
     if closed is not None and override is None:
         raise DeployRefused(f"{closed.describe(deploy.env)}. Deploy it then (the sensors do by themselves), or now "
                             "with --force --reason TEXT, recorded in history")  # fmt: skip
-
-
-def _refuse_off_main(app: AppSource, deploy: Deployment, override: Override | None) -> None:
-    """A stable tag to an env of stable tags is refused off main, before anything runs (the switch checks it too)."""
-    if not deploy.must_be_on_main or override is not None:
-        return
-    if not app.remote().is_ancestor(deploy.commit, MAIN_REF):  # resolving the ref fetched its branches: main is here
-        raise DeployRefused(deploy.off_main())
 
 
 def _opening(settings: Settings) -> Future[dg.DagsterInstance]:
